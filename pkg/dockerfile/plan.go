@@ -1,0 +1,337 @@
+package dockerfile
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+)
+
+// PlanOptions are the inputs that decide which stages run and what their
+// bases are.
+type PlanOptions struct {
+	// BuildArgs are --build-arg values (already resolved from the
+	// environment for the `--build-arg NAME` form).
+	BuildArgs map[string]string
+	// Target names the stage to build; empty means the last one.
+	Target string
+	// TargetPlatform is the platform the image is built for; BuildPlatform
+	// the one kiln runs on.
+	TargetPlatform v1.Platform
+	BuildPlatform  v1.Platform
+}
+
+// Plan is what a build of one platform must do: the stages it needs, in an
+// order where every stage comes after those it depends on.
+type Plan struct {
+	File   *File
+	Stages []*Stage // every stage of the file, in source order
+	Target *Stage
+	Order  []*Stage // the stages the target needs, dependencies first
+	// GlobalArgs are the values of the ARGs declared before the first FROM
+	// (and of the predefined platform args) after applying build args.
+	GlobalArgs map[string]string
+	// UnusedBuildArgs are build args no ARG instruction consumed (docker
+	// warns about these).
+	UnusedBuildArgs []string
+}
+
+// Stage is one FROM block, with its base resolved as far as the Dockerfile
+// alone allows.
+type Stage struct {
+	Index int
+	Name  string // lower-case stage name, "" when unnamed
+	// Base is the expanded image reference of FROM ("scratch" included), or
+	// the name of an earlier stage when BaseStage is set.
+	Base      string
+	BaseStage *Stage
+	// Platform is the expanded FROM --platform value, "" when unset.
+	Platform string
+	Commands []instructions.Command
+	// Deps are the stages this one reads from (base stage, COPY --from,
+	// RUN --mount from), without duplicates.
+	Deps []*Stage
+	// Source is the instruction block, for errors.
+	Source *instructions.Stage
+}
+
+// PlatformArgs returns the predefined platform ARGs (TARGETPLATFORM,
+// TARGETOS, … BUILDVARIANT) for a pair of platforms.
+func PlatformArgs(target, build v1.Platform) map[string]string {
+	m := map[string]string{}
+	add := func(prefix string, p v1.Platform) {
+		m[prefix+"PLATFORM"] = FormatPlatform(p)
+		m[prefix+"OS"] = p.OS
+		m[prefix+"ARCH"] = p.Architecture
+		m[prefix+"VARIANT"] = p.Variant
+	}
+	add("TARGET", target)
+	add("BUILD", build)
+	return m
+}
+
+// FormatPlatform formats os/arch[/variant].
+func FormatPlatform(p v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// ProxyArgs are predefined ARGs that RUN sees without a declaration and
+// that never reach the image's history.
+var ProxyArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy",
+	"FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
+// Plan resolves the stage graph: the global ARGs, every FROM's base, the
+// target and the stages it needs.
+func (f *File) Plan(opts PlanOptions) (*Plan, error) {
+	lex := f.Lexer()
+	used := map[string]bool{}
+	global := PlatformArgs(opts.TargetPlatform, opts.BuildPlatform)
+	for _, a := range f.MetaArgs {
+		for _, kv := range a.Args {
+			// A meta ARG's default may refer to earlier meta ARGs.
+			v, declared, err := argValue(lex, kv, opts.BuildArgs, global)
+			if err != nil {
+				return nil, f.Wrap(a.Location(), err)
+			}
+			if _, ok := opts.BuildArgs[kv.Key]; ok {
+				used[kv.Key] = true
+			}
+			if declared {
+				global[kv.Key] = v
+			} else if _, predefined := global[kv.Key]; !predefined {
+				global[kv.Key] = ""
+			}
+		}
+	}
+	p := &Plan{File: f, GlobalArgs: global}
+	byName := map[string]*Stage{}
+	for i := range f.Stages {
+		src := &f.Stages[i]
+		st := &Stage{Index: i, Name: strings.ToLower(src.Name), Commands: src.Commands, Source: src}
+		base, err := expandWord(lex, src.BaseName, global)
+		if err != nil {
+			return nil, f.Errorf(src.Location, "FROM %s: %v", src.BaseName, err)
+		}
+		if base == "" {
+			return nil, f.Errorf(src.Location, "FROM %q: the base name expands to an empty string", src.BaseName)
+		}
+		st.Base = base
+		if prev, ok := byName[strings.ToLower(base)]; ok {
+			st.BaseStage = prev
+			st.Deps = append(st.Deps, prev)
+		}
+		if src.Platform != "" {
+			pl, err := expandWord(lex, src.Platform, global)
+			if err != nil {
+				return nil, f.Errorf(src.Location, "FROM --platform=%s: %v", src.Platform, err)
+			}
+			st.Platform = pl
+		}
+		if st.Name != "" {
+			if _, dup := byName[st.Name]; dup {
+				return nil, f.Errorf(src.Location, "duplicate stage name %q", src.Name)
+			}
+			if _, err := strconv.Atoi(st.Name); err == nil {
+				return nil, f.Errorf(src.Location, "stage name %q cannot be a number", src.Name)
+			}
+		}
+		// Dependencies named by COPY --from and RUN --mount=from. Their
+		// values may use ARGs declared in the stage: expand with what is
+		// known from the Dockerfile alone.
+		env := map[string]string{}
+		for _, c := range src.Commands {
+			switch c := c.(type) {
+			case *instructions.ArgCommand:
+				for _, kv := range c.Args {
+					v, declared, err := argValue(lex, kv, opts.BuildArgs, merge(global, env))
+					if err != nil {
+						return nil, f.Wrap(c.Location(), err)
+					}
+					if _, ok := opts.BuildArgs[kv.Key]; ok {
+						used[kv.Key] = true
+					}
+					if !declared {
+						if gv, ok := global[kv.Key]; ok {
+							v = gv
+						}
+					}
+					env[kv.Key] = v
+				}
+			case *instructions.EnvCommand:
+				for _, kv := range c.Env {
+					v, err := expandWord(lex, kv.Value, env)
+					if err == nil {
+						env[kv.Key] = v
+					}
+				}
+			case *instructions.CopyCommand:
+				if c.From == "" {
+					continue
+				}
+				from, err := expandWord(lex, c.From, env)
+				if err != nil {
+					return nil, f.Errorf(c.Location(), "COPY --from=%s: %v", c.From, err)
+				}
+				if dep := lookupStage(byName, p.Stages, from); dep != nil {
+					st.Deps = appendStage(st.Deps, dep)
+				} else if n, err := strconv.Atoi(from); err == nil {
+					return nil, f.Errorf(c.Location(), "COPY --from=%d: there is no earlier stage with index %d (stages are numbered from 0)", n, n)
+				} else if from == st.Name && st.Name != "" {
+					return nil, f.Errorf(c.Location(), "COPY --from=%s: a stage cannot copy from itself", from)
+				}
+			case *instructions.RunCommand:
+				for _, m := range instructions.GetMounts(c) {
+					if m.From == "" {
+						continue
+					}
+					from, err := expandWord(lex, m.From, env)
+					if err != nil {
+						return nil, f.Errorf(c.Location(), "RUN --mount from=%s: %v", m.From, err)
+					}
+					if dep := lookupStage(byName, p.Stages, from); dep != nil {
+						st.Deps = appendStage(st.Deps, dep)
+					}
+				}
+			}
+		}
+		p.Stages = append(p.Stages, st)
+		if st.Name != "" {
+			byName[st.Name] = st
+		}
+	}
+
+	p.Target = p.Stages[len(p.Stages)-1]
+	if opts.Target != "" {
+		t, ok := byName[strings.ToLower(opts.Target)]
+		if !ok {
+			names := make([]string, 0, len(byName))
+			for n := range byName {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			if len(names) == 0 {
+				return nil, &Error{File: f.Name, Err: fmt.Errorf("target stage %q not found: no stage has a name (use FROM … AS name)", opts.Target)}
+			}
+			return nil, &Error{File: f.Name, Err: fmt.Errorf("target stage %q not found (stages: %s)", opts.Target, strings.Join(names, ", "))}
+		}
+		p.Target = t
+	}
+	seen := map[*Stage]bool{}
+	var visit func(s *Stage)
+	visit = func(s *Stage) {
+		if seen[s] {
+			return
+		}
+		seen[s] = true
+		for _, d := range s.Deps {
+			visit(d)
+		}
+		p.Order = append(p.Order, s)
+	}
+	visit(p.Target)
+
+	for k := range opts.BuildArgs {
+		if !used[k] && !isPredefined(k) {
+			p.UnusedBuildArgs = append(p.UnusedBuildArgs, k)
+		}
+	}
+	sort.Strings(p.UnusedBuildArgs)
+	return p, nil
+}
+
+// StageByRef finds the stage a COPY --from value names: a stage name or an
+// index of an earlier stage. It returns nil when the value is an image
+// reference.
+func (p *Plan) StageByRef(ref string, before *Stage) *Stage {
+	byName := map[string]*Stage{}
+	for _, s := range p.Stages {
+		if s.Index >= before.Index {
+			break
+		}
+		if s.Name != "" {
+			byName[s.Name] = s
+		}
+	}
+	return lookupStage(byName, p.Stages[:before.Index], ref)
+}
+
+func lookupStage(byName map[string]*Stage, earlier []*Stage, ref string) *Stage {
+	if s, ok := byName[strings.ToLower(ref)]; ok {
+		return s
+	}
+	if n, err := strconv.Atoi(ref); err == nil && n >= 0 && n < len(earlier) {
+		return earlier[n]
+	}
+	return nil
+}
+
+func appendStage(list []*Stage, s *Stage) []*Stage {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+func isPredefined(k string) bool {
+	for _, p := range ProxyArgs {
+		if p == k {
+			return true
+		}
+	}
+	return false
+}
+
+// argValue gives the value an ARG takes: the build arg if one is given,
+// else its expanded default. declared reports whether it has a value at all.
+func argValue(lex *shell.Lex, kv instructions.KeyValuePairOptional, buildArgs, env map[string]string) (string, bool, error) {
+	if v, ok := buildArgs[kv.Key]; ok {
+		return v, true, nil
+	}
+	if kv.Value == nil {
+		return "", false, nil
+	}
+	v, err := expandWord(lex, *kv.Value, env)
+	if err != nil {
+		return "", false, fmt.Errorf("ARG %s: %w", kv.Key, err)
+	}
+	return v, true, nil
+}
+
+func expandWord(lex *shell.Lex, word string, env map[string]string) (string, error) {
+	v, _, err := lex.ProcessWord(word, mapEnv(env))
+	return v, err
+}
+
+func merge(a, b map[string]string) map[string]string {
+	m := make(map[string]string, len(a)+len(b))
+	for k, v := range a {
+		m[k] = v
+	}
+	for k, v := range b {
+		m[k] = v
+	}
+	return m
+}
+
+// mapEnv adapts a map to BuildKit's shell.EnvGetter.
+type mapEnv map[string]string
+
+func (m mapEnv) Get(k string) (string, bool) { v, ok := m[k]; return v, ok }
+func (m mapEnv) Keys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
