@@ -1,0 +1,26 @@
+// Package testutil is kiln's test kit, importable by the tests of any
+// package. It uses real parts, not mocks:
+//
+//   - Registries: StartRegistry runs Debian's docker-registry (the CNCF
+//     distribution server) on a free loopback port; StartInProcessRegistry
+//     serves go-containerregistry's in-process registry over httptest for
+//     fast unit tests. CountingProxy sits in front of either and counts the
+//     blob bytes a client downloads.
+//   - Base images made without any image builder: BusyboxImage (Debian's
+//     busybox-static) and DebianImage (mmdebstrap minbase bookworm, cached on
+//     disk), PlatformIndex (a synthetic linux/amd64 + linux/arm64 index), and
+//     PushImage / PushIndex to put them in a registry.
+//   - Checking images: ImageTree lists an image's merged file tree (layers
+//     applied in order, whiteouts honoured), LayerTree one layer's entries,
+//     ConfigSummary the config and history fields a Dockerfile controls, and
+//     Golden compares such lines with testdata/golden/NAME.txt (rewritten by
+//     `go test -update`).
+//   - KilnBinary builds ./cmd/kiln once per test process, for end-to-end
+//     tests; call Main from TestMain to remove it afterwards.
+//
+// A missing prerequisite program (docker-registry, busybox-static,
+// mmdebstrap, skopeo) fails the test with the Debian package to install and
+// the hint to run `sudo .ci/deps`; under `go test -short` the test is
+// skipped instead. The programs themselves are in package harness, which
+// the benchmark tools use without a *testing.T.
+package testutil
