@@ -1,0 +1,226 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	"github.com/ulikunitz/xz"
+)
+
+// Compression names the compression applied to a layer blob.
+type Compression string
+
+// The compressions kiln writes.
+const (
+	// None stores the tar stream as is.
+	None Compression = "none"
+	// Gzip compresses with gzip (parallel, fixed settings).
+	Gzip Compression = "gzip"
+	// Zstd compresses with zstandard (fixed settings).
+	Zstd Compression = "zstd"
+)
+
+// Fixed compressor settings. They are part of kiln's output format: changing
+// any of them changes layer digests, which invalidates every cached layer.
+const (
+	// GzipLevel is the deflate level used for gzip layers.
+	GzipLevel = 5
+	// GzipBlockSize is the size of the independently compressed blocks of a
+	// gzip layer (each block uses the previous block's last 32 KiB as its
+	// dictionary). Output depends on it, never on the number of CPUs.
+	GzipBlockSize = 1 << 20
+	// gzipBlocks is how many blocks may be compressed at once; it does not
+	// affect the output, only memory and parallelism.
+	gzipBlocks = 4
+	// ZstdLevel is the zstandard encoder level used for zstd layers.
+	ZstdLevel = zstd.SpeedDefault
+	// zstdConcurrency is fixed so that no setting depends on GOMAXPROCS; the
+	// stream encoder's output does not depend on it when job-based
+	// parallelism (WithConcurrentBlocks) is off.
+	zstdConcurrency = 2
+	// gzipOS is the OS byte of the gzip header ("unknown"), as written by
+	// Go's compress/gzip and go-containerregistry.
+	gzipOS = 255
+)
+
+// ParseCompression parses a compression name: "gzip", "zstd", "none" or
+// "uncompressed" (case-insensitive).
+func ParseCompression(s string) (Compression, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "gzip":
+		return Gzip, nil
+	case "zstd":
+		return Zstd, nil
+	case "none", "uncompressed":
+		return None, nil
+	}
+	return "", fmt.Errorf("unknown compression %q (want gzip, zstd or uncompressed)", s)
+}
+
+// String returns the compression's name.
+func (c Compression) String() string { return string(c) }
+
+// MediaType returns the layer media type for this compression in an OCI
+// (oci true) or Docker schema 2 manifest. Docker has no zstd layer type, so
+// zstd layers use the OCI zstd type in both.
+func (c Compression) MediaType(oci bool) types.MediaType {
+	switch c {
+	case Zstd:
+		return types.OCILayerZStd
+	case None:
+		if oci {
+			return types.OCIUncompressedLayer
+		}
+		return types.DockerUncompressedLayer
+	default:
+		if oci {
+			return types.OCILayer
+		}
+		return types.DockerLayer
+	}
+}
+
+// Compress returns a writer that compresses what is written to it with c
+// into w. Closing it flushes the compressed stream; it never closes w.
+// The settings are fixed, so the same input gives the same bytes on every
+// machine regardless of its number of CPUs.
+func Compress(w io.Writer, c Compression) (io.WriteCloser, error) {
+	switch c {
+	case None:
+		return nopWriteCloser{w}, nil
+	case Gzip:
+		zw, err := pgzip.NewWriterLevel(w, GzipLevel)
+		if err != nil {
+			return nil, fmt.Errorf("gzip writer: %w", err)
+		}
+		if err := zw.SetConcurrency(GzipBlockSize, gzipBlocks); err != nil {
+			return nil, fmt.Errorf("gzip writer: %w", err)
+		}
+		// pgzip writes ModTime.Unix() as is: the zero time would not
+		// give the zero field that means "no time".
+		zw.ModTime = time.Unix(0, 0)
+		zw.Name = ""
+		zw.Comment = ""
+		zw.Extra = nil
+		zw.OS = gzipOS
+		return zw, nil
+	case Zstd:
+		zw, err := zstd.NewWriter(w,
+			zstd.WithEncoderLevel(ZstdLevel),
+			zstd.WithEncoderConcurrency(zstdConcurrency),
+			zstd.WithConcurrentBlocks(false),
+			zstd.WithEncoderCRC(true),
+			zstd.WithZeroFrames(true),
+			zstd.WithWindowSize(8<<20),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("zstd writer: %w", err)
+		}
+		return zw, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", string(c))
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// Magic numbers of the formats Decompress recognises.
+var (
+	magicGzip  = []byte{0x1f, 0x8b}
+	magicBzip2 = []byte("BZh")
+	magicXz    = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	magicZstd  = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// Decompress sniffs the compression of r by its magic number (gzip, bzip2,
+// xz, zstd) and returns a reader of the decompressed stream and the format's
+// name ("gzip", "bzip2", "xz", "zstd", or "" for an uncompressed stream,
+// which is passed through with nothing lost). Closing the returned reader
+// releases the decompressor; it does not close r.
+func Decompress(r io.Reader) (io.ReadCloser, string, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(len(magicXz))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, "", fmt.Errorf("sniff compression: %w", err)
+	}
+	switch {
+	case bytes.HasPrefix(head, magicGzip):
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, "gzip", fmt.Errorf("gzip stream: %w", err)
+		}
+		return zr, "gzip", nil
+	case bytes.HasPrefix(head, magicBzip2) && len(head) >= 4 && head[3] >= '1' && head[3] <= '9':
+		return io.NopCloser(bzip2.NewReader(br)), "bzip2", nil
+	case bytes.HasPrefix(head, magicXz):
+		xr, err := xz.NewReader(br)
+		if err != nil {
+			return nil, "xz", fmt.Errorf("xz stream: %w", err)
+		}
+		return io.NopCloser(xr), "xz", nil
+	case bytes.HasPrefix(head, magicZstd):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, "zstd", fmt.Errorf("zstd stream: %w", err)
+		}
+		return zstdReadCloser{zr}, "zstd", nil
+	}
+	return io.NopCloser(br), "", nil
+}
+
+type zstdReadCloser struct{ d *zstd.Decoder }
+
+func (z zstdReadCloser) Read(p []byte) (int, error) { return z.d.Read(p) }
+func (z zstdReadCloser) Close() error              { z.d.Close(); return nil }
+
+// IsTar reports whether header (the first bytes of a file, at least 512)
+// starts with a tar header: its checksum is valid, and, when it carries a
+// magic, the magic is ustar's or GNU's. ADD uses it to decide whether to
+// extract a local archive.
+func IsTar(header []byte) bool {
+	if len(header) < 512 {
+		return false
+	}
+	b := header[:512]
+	magic := b[257:265]
+	switch {
+	case string(magic[:6]) == "ustar\x00", string(magic) == "ustar  \x00":
+	case bytes.Equal(magic, make([]byte, 8)):
+		// V7 tar: no magic; the checksum decides.
+	default:
+		return false
+	}
+	field := strings.TrimRight(strings.TrimLeft(string(b[148:156]), " \x00"), " \x00")
+	if field == "" {
+		return false
+	}
+	want, err := strconv.ParseInt(field, 8, 64)
+	if err != nil {
+		return false
+	}
+	var unsigned, signed int64
+	for i, c := range b {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		unsigned += int64(c)
+		signed += int64(int8(c))
+	}
+	// An all-zero block (end of archive) sums to 8*' ' and is not a header.
+	if want == 8*' ' && bytes.Equal(b[:148], make([]byte, 148)) {
+		return false
+	}
+	return want == unsigned || want == signed
+}

@@ -1,0 +1,859 @@
+package archive
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Extract applies one layer (an uncompressed tar stream) onto dir: OCI
+// whiteouts and opaque directories (which remove what the layers below
+// left in dir, never what this layer wrote), directories, regular files,
+// symlinks, hardlinks (also to files that earlier layers left in dir),
+// device nodes and fifos, owners (ExtractOptions.Chown), permission bits
+// including setuid, setgid and sticky, extended attributes (PAX
+// "SCHILY.xattr.*", security.capability included) and modification times
+// (directories' after their contents).
+//
+// The layer is untrusted: nothing is ever written outside dir. Names that
+// climb out with ".." are refused and absolute names are taken relative to
+// dir. Symlinks are never followed while extracting: an entry whose parent
+// is a symlink is refused, and an entry that replaces a symlink replaces
+// the link itself. Hardlink targets must lie inside dir, and whiteouts of
+// "." or ".." are refused. Errors name the entry.
+func Extract(r io.Reader, dir string, opts ExtractOptions) error {
+	x, err := newExtractor(dir, opts)
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := nextHeader(tr)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("extract to %s: read tar: %w", dir, err)
+		}
+		if err := x.entry(hdr, tr); err != nil {
+			return fmt.Errorf("extract to %s: %w", dir, err)
+		}
+	}
+	if err := x.finish(); err != nil {
+		return fmt.Errorf("extract to %s: %w", dir, err)
+	}
+	return nil
+}
+
+type extractor struct {
+	opts     ExtractOptions
+	rootPath string
+	root     int // fd of dir
+
+	// Paths this layer created, replaced or went through: whiteouts and
+	// opaque markers leave them alone.
+	layerPaths map[string]bool
+	// Deferred directory metadata (mode, times), applied deepest first.
+	dirMeta map[string]*tar.Header
+	// Directories made writable to extract into them (rootless), with the
+	// mode to restore.
+	restore map[string]uint32
+
+	cachePath string // the directory whose fd is cached; "" with cacheFd -1 for none
+	cacheFd   int
+
+	noOpenat2 bool
+	buf       []byte
+}
+
+func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("extract to %s: %w", dir, err)
+	}
+	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("extract to %s: open: %w", dir, err)
+	}
+	return &extractor{
+		opts:       opts,
+		rootPath:   abs,
+		root:       fd,
+		layerPaths: map[string]bool{},
+		dirMeta:    map[string]*tar.Header{},
+		restore:    map[string]uint32{},
+		cacheFd:    -1,
+		buf:        make([]byte, 128<<10),
+	}, nil
+}
+
+func (x *extractor) close() {
+	x.dropCache()
+	if x.root >= 0 {
+		unix.Close(x.root)
+		x.root = -1
+	}
+}
+
+func (x *extractor) dropCache() {
+	if x.cacheFd >= 0 {
+		unix.Close(x.cacheFd)
+	}
+	x.cachePath, x.cacheFd = "", -1
+}
+
+// dropCacheUnder forgets the cached directory fd if it is p or below p.
+func (x *extractor) dropCacheUnder(p string) {
+	if x.cacheFd >= 0 && (x.cachePath == p || isAncestor(p, x.cachePath)) {
+		x.dropCache()
+	}
+}
+
+// touch records that this layer created or went through p and its parents.
+func (x *extractor) touch(p string) {
+	for q := p; q != ""; q = parentPath(q) {
+		if x.layerPaths[q] {
+			return
+		}
+		x.layerPaths[q] = true
+	}
+}
+
+func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
+	p, err := cleanReadName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	kind, target, err := parseWhiteout(p, hdr.Name)
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case metaWhiteout:
+		return nil
+	case plainWhiteout:
+		return x.whiteout(target, hdr.Name)
+	case opaqueMarker:
+		return x.opaque(target, hdr.Name)
+	}
+
+	typ := hdr.Typeflag
+	//lint:ignore SA1019 old tars still carry it; normalise it away
+	if typ == tar.TypeRegA || typ == tar.TypeGNUSparse {
+		typ = tar.TypeReg
+	}
+	if p == "" {
+		if typ != tar.TypeDir {
+			return fmt.Errorf("entry %q: the root can only be a directory", hdr.Name)
+		}
+		if x.opts.Chown {
+			if err := unix.Fchown(x.root, hdr.Uid, hdr.Gid); err != nil {
+				return fmt.Errorf("entry %q: chown %d:%d: %w", hdr.Name, hdr.Uid, hdr.Gid, err)
+			}
+		}
+		h := *hdr
+		x.dirMeta[""] = &h
+		return nil
+	}
+	switch typ {
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+	default:
+		x.opts.skip(hdr.Name, fmt.Sprintf("unsupported entry type %q", string(typ)))
+		return nil
+	}
+	x.touch(p)
+	dir := parentPath(p)
+	pfd, err := x.dirFd(dir, hdr.Name)
+	if err != nil {
+		return err
+	}
+	e := &entryCtx{x: x, hdr: hdr, path: p, dir: dir, base: path.Base(p), pfd: pfd}
+	switch typ {
+	case tar.TypeDir:
+		err = e.mkdir()
+	case tar.TypeReg:
+		err = e.writeFile(r)
+	case tar.TypeSymlink:
+		err = e.symlink()
+	case tar.TypeLink:
+		err = e.hardlink()
+	default:
+		err = e.mknod(typ)
+	}
+	if err != nil {
+		return fmt.Errorf("entry %q: %w", hdr.Name, err)
+	}
+	return nil
+}
+
+// entryCtx is one entry being extracted into its parent directory pfd.
+type entryCtx struct {
+	x    *extractor
+	hdr  *tar.Header
+	path string // clean relative path
+	dir  string // parent's clean relative path
+	base string
+	pfd  int
+}
+
+// retry runs op, and once more after making the parent writable if op was
+// refused for lack of permission (a read-only directory owned by the
+// caller, as rootless extraction meets them).
+func (e *entryCtx) retry(op func() error) error {
+	err := op()
+	if errors.Is(err, unix.EACCES) && e.x.makeWritable(e.dir) {
+		err = op()
+	}
+	return err
+}
+
+// clear removes what is at the entry's path so that it can be created
+// anew; with keepDir an existing directory stays (it is merged into) and
+// clear reports true.
+func (e *entryCtx) clear(keepDir bool) (bool, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(e.pfd, e.base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat: %w", err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if keepDir {
+			return true, nil
+		}
+		e.x.dropCacheUnder(e.path)
+		if err := e.retry(func() error { return e.x.removeAll(e.pfd, e.base, e.path) }); err != nil {
+			return false, fmt.Errorf("replace directory: %w", err)
+		}
+		return false, nil
+	}
+	if err := e.retry(func() error { return unix.Unlinkat(e.pfd, e.base, 0) }); err != nil && !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("replace existing entry: %w", err)
+	}
+	return false, nil
+}
+
+func (e *entryCtx) mkdir() error {
+	exists, err := e.clear(true)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := e.retry(func() error { return unix.Mkdirat(e.pfd, e.base, 0o700) }); err != nil {
+			return fmt.Errorf("mkdir: %w", err)
+		}
+	}
+	if e.x.opts.Chown || hasXattrs(e.hdr) {
+		fd, err := unix.Openat(e.pfd, e.base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open directory: %w", err)
+		}
+		defer unix.Close(fd)
+		if e.x.opts.Chown {
+			if err := unix.Fchown(fd, e.hdr.Uid, e.hdr.Gid); err != nil {
+				return fmt.Errorf("chown %d:%d: %w", e.hdr.Uid, e.hdr.Gid, err)
+			}
+		}
+		e.setXattrs(func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) })
+	}
+	h := *e.hdr
+	e.x.dirMeta[e.path] = &h
+	return nil
+}
+
+// writerOnly hides an *os.File's ReadFrom so that io.CopyBuffer uses the
+// extractor's buffer.
+type writerOnly struct{ io.Writer }
+
+func (e *entryCtx) writeFile(r io.Reader) error {
+	if _, err := e.clear(false); err != nil {
+		return err
+	}
+	var fd int
+	err := e.retry(func() error {
+		var err error
+		fd, err = unix.Openat(e.pfd, e.base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), e.path)
+	defer f.Close()
+	var n int64
+	if isSparse(e.hdr) {
+		n, err = copySparse(f, r, e.x.buf)
+	} else {
+		n, err = io.CopyBuffer(writerOnly{f}, r, e.x.buf)
+	}
+	if err != nil {
+		return fmt.Errorf("write content: %w", err)
+	}
+	if n != e.hdr.Size {
+		return fmt.Errorf("content is %d bytes, header says %d", n, e.hdr.Size)
+	}
+	if e.x.opts.Chown {
+		if err := f.Chown(e.hdr.Uid, e.hdr.Gid); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", e.hdr.Uid, e.hdr.Gid, err)
+		}
+	}
+	// After chown, which clears setuid and setgid bits.
+	if err := unix.Fchmod(fd, uint32(e.hdr.Mode&0o7777)); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	e.setXattrs(func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) })
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return e.setTimes()
+}
+
+// copySparse copies r to f leaving holes where r has whole blocks of
+// zeros, so that a sparse entry does not take its logical size on disk.
+func copySparse(f *os.File, r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		m, err := io.ReadFull(r, buf)
+		if m > 0 {
+			chunk := buf[:m]
+			if allZero(chunk) {
+				if _, serr := f.Seek(int64(m), io.SeekCurrent); serr != nil {
+					return n, serr
+				}
+			} else if _, werr := f.Write(chunk); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return n, f.Truncate(n)
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *entryCtx) symlink() error {
+	if e.hdr.Linkname == "" {
+		return errors.New("symlink without target")
+	}
+	if _, err := e.clear(false); err != nil {
+		return err
+	}
+	if err := e.retry(func() error { return unix.Symlinkat(e.hdr.Linkname, e.pfd, e.base) }); err != nil {
+		return fmt.Errorf("symlink: %w", err)
+	}
+	if e.x.opts.Chown {
+		if err := unix.Fchownat(e.pfd, e.base, e.hdr.Uid, e.hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("lchown %d:%d: %w", e.hdr.Uid, e.hdr.Gid, err)
+		}
+	}
+	e.setXattrsByPath()
+	return e.setTimes()
+}
+
+func (e *entryCtx) hardlink() error {
+	target, err := cleanReadName(e.hdr.Linkname)
+	if err != nil || target == "" {
+		return fmt.Errorf("hardlink target %q is outside the root", e.hdr.Linkname)
+	}
+	if target == e.path {
+		var st unix.Stat_t
+		if err := unix.Fstatat(e.pfd, e.base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("hardlink to itself: %w", err)
+		}
+		return nil
+	}
+	tfd, err := e.x.openDir(parentPath(target), false)
+	if err != nil {
+		return fmt.Errorf("hardlink target %q: %w", e.hdr.Linkname, err)
+	}
+	defer unix.Close(tfd)
+	tbase := path.Base(target)
+	var st unix.Stat_t
+	if err := unix.Fstatat(tfd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("hardlink target %q: %w", e.hdr.Linkname, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("hardlink target %q is a directory", e.hdr.Linkname)
+	}
+	if _, err := e.clear(false); err != nil {
+		return err
+	}
+	if err := e.retry(func() error { return unix.Linkat(tfd, tbase, e.pfd, e.base, 0) }); err != nil {
+		return fmt.Errorf("hardlink to %q: %w", e.hdr.Linkname, err)
+	}
+	return nil
+}
+
+func (e *entryCtx) mknod(typ byte) error {
+	mode := uint32(e.hdr.Mode & 0o7777)
+	switch typ {
+	case tar.TypeChar:
+		mode |= unix.S_IFCHR
+	case tar.TypeBlock:
+		mode |= unix.S_IFBLK
+	default:
+		mode |= unix.S_IFIFO
+	}
+	if _, err := e.clear(false); err != nil {
+		return err
+	}
+	dev := unix.Mkdev(uint32(e.hdr.Devmajor), uint32(e.hdr.Devminor))
+	err := e.retry(func() error { return unix.Mknodat(e.pfd, e.base, mode, int(dev)) })
+	if errors.Is(err, unix.EPERM) {
+		e.x.opts.skip(e.hdr.Name, fmt.Sprintf("mknod not permitted: %v", err))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("mknod: %w", err)
+	}
+	if e.x.opts.Chown {
+		if err := unix.Fchownat(e.pfd, e.base, e.hdr.Uid, e.hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown %d:%d: %w", e.hdr.Uid, e.hdr.Gid, err)
+		}
+	}
+	// The node was just created by us, it is not a symlink: fchmodat's
+	// following of symlinks does not matter. Explicit because of umask.
+	if err := unix.Fchmodat(e.pfd, e.base, mode&0o7777, 0); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	e.setXattrsByPath()
+	return e.setTimes()
+}
+
+func hasXattrs(h *tar.Header) bool {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, xattrPAXPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// setXattrs sets the entry's extended attributes with set, in name order;
+// what cannot be set is reported to OnSkip.
+func (e *entryCtx) setXattrs(set func(k string, v []byte) error) {
+	var keys []string
+	for k := range e.hdr.PAXRecords {
+		if strings.HasPrefix(k, xattrPAXPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		name := strings.TrimPrefix(k, xattrPAXPrefix)
+		if err := set(name, []byte(e.hdr.PAXRecords[k])); err != nil {
+			e.x.opts.skip(e.hdr.Name, fmt.Sprintf("xattr %s: %v", name, err))
+		}
+	}
+}
+
+// setXattrsByPath sets xattrs of an entry that cannot be opened (symlink,
+// device, fifo). The parents were checked to be real directories.
+func (e *entryCtx) setXattrsByPath() {
+	if !hasXattrs(e.hdr) {
+		return
+	}
+	full := filepath.Join(e.x.rootPath, e.path)
+	e.setXattrs(func(k string, v []byte) error { return unix.Lsetxattr(full, k, v, 0) })
+}
+
+func timespec(t time.Time) unix.Timespec {
+	if t.IsZero() {
+		return unix.Timespec{}
+	}
+	ts, err := unix.TimeToTimespec(t)
+	if err != nil {
+		return unix.Timespec{}
+	}
+	return ts
+}
+
+func headerTimes(h *tar.Header) []unix.Timespec {
+	mtime := timespec(h.ModTime)
+	atime := mtime
+	if !h.AccessTime.IsZero() {
+		atime = timespec(h.AccessTime)
+	}
+	return []unix.Timespec{atime, mtime}
+}
+
+func (e *entryCtx) setTimes() error {
+	if err := unix.UtimesNanoAt(e.pfd, e.base, headerTimes(e.hdr), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times: %w", err)
+	}
+	return nil
+}
+
+// whiteout removes target, as the layers below left it, from dir.
+func (x *extractor) whiteout(target, name string) error {
+	pfd, ok, err := x.existingDir(parentPath(target))
+	if err != nil || !ok {
+		return err
+	}
+	defer unix.Close(pfd)
+	x.dropCacheUnder(target)
+	if err := x.removeLower(pfd, path.Base(target), target); err != nil {
+		return fmt.Errorf("entry %q: whiteout: %w", name, err)
+	}
+	return nil
+}
+
+// opaque removes what the layers below left in the directory dirPath.
+func (x *extractor) opaque(dirPath, name string) error {
+	dfd, ok, err := x.existingDir(dirPath)
+	if err != nil || !ok {
+		return err
+	}
+	defer unix.Close(dfd)
+	x.dropCacheUnder(dirPath)
+	names, err := readDirNames(dfd)
+	if err != nil {
+		return fmt.Errorf("entry %q: opaque directory: %w", name, err)
+	}
+	for _, n := range names {
+		if err := x.removeLower(dfd, n, joinPath(dirPath, n)); err != nil {
+			return fmt.Errorf("entry %q: opaque directory: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// existingDir opens the directory p if it exists as a real directory
+// (reached without symlinks); ok is false otherwise.
+func (x *extractor) existingDir(p string) (fd int, ok bool, err error) {
+	fd, err = x.openDir(p, false)
+	switch {
+	case err == nil:
+		return fd, true, nil
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ELOOP), errors.Is(err, errSymlinkParent):
+		return -1, false, nil
+	}
+	return -1, false, err
+}
+
+// removeLower removes name (at clean path p) from the directory dfd unless
+// this layer wrote it; of a directory this layer went through, it removes
+// the lower contents.
+func (x *extractor) removeLower(dfd int, name, p string) error {
+	if !x.layerPaths[p] {
+		err := x.removeAll(dfd, name, p)
+		if errors.Is(err, unix.EACCES) && x.makeWritable(parentPath(p)) {
+			err = x.removeAll(dfd, name, p)
+		}
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil
+	}
+	cfd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %q: %w", p, err)
+	}
+	defer unix.Close(cfd)
+	names, err := readDirNames(cfd)
+	if err != nil {
+		return fmt.Errorf("read %q: %w", p, err)
+	}
+	for _, n := range names {
+		if err := x.removeLower(cfd, n, joinPath(p, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDirNames lists a directory given by fd (which stays open).
+func readDirNames(fd int) ([]string, error) {
+	dup, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(dup), ".")
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	slices.Sort(names)
+	return names, err
+}
+
+// removeAll removes name from the directory dfd, recursively, following
+// no symlinks. p is its clean path, for errors.
+func (x *extractor) removeAll(dfd int, name, p string) error {
+	err := unix.Unlinkat(dfd, name, 0)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("remove %q: %w", p, err)
+	}
+	cfd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EACCES) {
+		// A directory without read permission, owned by us: open it up.
+		if unix.Fchmodat(dfd, name, 0o700, 0) == nil {
+			cfd, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("remove %q: %w", p, err)
+	}
+	defer unix.Close(cfd)
+	names, err := readDirNames(cfd)
+	if err != nil {
+		return fmt.Errorf("remove %q: %w", p, err)
+	}
+	madeWritable := false
+	for _, n := range names {
+		err := x.removeAll(cfd, n, joinPath(p, n))
+		if errors.Is(err, unix.EACCES) && !madeWritable {
+			madeWritable = true
+			if unix.Fchmod(cfd, 0o700) == nil {
+				err = x.removeAll(cfd, n, joinPath(p, n))
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %q: %w", p, err)
+	}
+	return nil
+}
+
+// makeWritable gives the owner full access to the directory p (rootless
+// extraction into a read-only directory the caller owns) and remembers its
+// mode to restore it. It reports whether anything changed.
+func (x *extractor) makeWritable(p string) bool {
+	var st unix.Stat_t
+	name := p
+	if name == "" {
+		name = "."
+	}
+	if err := unix.Fstatat(x.root, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return false
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Mode&0o700 == 0o700 {
+		return false
+	}
+	if err := unix.Fchmodat(x.root, name, st.Mode&0o7777|0o700, 0); err != nil {
+		return false
+	}
+	if _, ok := x.restore[p]; !ok {
+		x.restore[p] = st.Mode & 0o7777
+	}
+	return true
+}
+
+// errSymlinkParent marks an entry whose parent directory is a symlink.
+var errSymlinkParent = errors.New("is a symlink; refusing to write through it")
+
+// dirFd returns an fd of the directory at the clean relative path p,
+// creating missing directories (mode 0755) on the way. It is cached: the
+// caller must not close it.
+func (x *extractor) dirFd(p, entry string) (int, error) {
+	if p == "" {
+		return x.root, nil
+	}
+	if x.cacheFd >= 0 && x.cachePath == p {
+		return x.cacheFd, nil
+	}
+	fd, err := x.openDir(p, true)
+	if err != nil {
+		return -1, fmt.Errorf("entry %q: %w", entry, err)
+	}
+	x.dropCache()
+	x.cachePath, x.cacheFd = p, fd
+	return fd, nil
+}
+
+// openDir opens the directory at the clean relative path p, refusing to go
+// through symlinks; with create, missing directories are made. The caller
+// closes the fd.
+func (x *extractor) openDir(p string, create bool) (int, error) {
+	if p == "" {
+		fd, err := unix.Openat(x.root, ".", dirOpenFlags, 0)
+		if err != nil {
+			return -1, fmt.Errorf("open root: %w", err)
+		}
+		return fd, nil
+	}
+	if !x.noOpenat2 {
+		fd, err := unix.Openat2(x.root, p, &unix.OpenHow{
+			Flags:   uint64(dirOpenFlags),
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+		})
+		switch {
+		case err == nil:
+			return fd, nil
+		case errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EPERM), errors.Is(err, unix.EINVAL), errors.Is(err, unix.E2BIG):
+			// No openat2 here (old kernel or a seccomp filter): walk.
+			x.noOpenat2 = true
+		case errors.Is(err, unix.EXDEV):
+			// Something is mounted inside dir: the walk handles it.
+		case !create && errors.Is(err, unix.ENOENT):
+			return -1, fmt.Errorf("directory %q: %w", p, err)
+		}
+		// Otherwise (missing, a symlink or a non-directory on the way),
+		// the walk creates what is missing or says what is wrong.
+	}
+	return x.walkDir(p, create)
+}
+
+// walkDir opens p one component at a time with O_NOFOLLOW.
+func (x *extractor) walkDir(p string, create bool) (int, error) {
+	cur := x.root
+	done := ""
+	closeCur := func() {
+		if cur != x.root {
+			unix.Close(cur)
+		}
+	}
+	for _, c := range strings.Split(p, "/") {
+		parent := done
+		done = joinPath(done, c)
+		fd, err := unix.Openat(cur, c, dirOpenFlags, 0)
+		if errors.Is(err, unix.ENOENT) && create {
+			err = unix.Mkdirat(cur, c, 0o755)
+			if errors.Is(err, unix.EACCES) && x.makeWritable(parent) {
+				err = unix.Mkdirat(cur, c, 0o755)
+			}
+			if err != nil && !errors.Is(err, unix.EEXIST) {
+				closeCur()
+				return -1, fmt.Errorf("create directory %q: %w", done, err)
+			}
+			// Explicit: the umask may have taken bits away.
+			if err == nil {
+				_ = unix.Fchmodat(cur, c, 0o755, 0)
+			}
+			fd, err = unix.Openat(cur, c, dirOpenFlags, 0)
+		}
+		if err != nil {
+			var st unix.Stat_t
+			if serr := unix.Fstatat(cur, c, &st, unix.AT_SYMLINK_NOFOLLOW); serr == nil {
+				switch st.Mode & unix.S_IFMT {
+				case unix.S_IFLNK:
+					err = fmt.Errorf("%q %w", done, errSymlinkParent)
+				case unix.S_IFDIR:
+					err = fmt.Errorf("directory %q: %w", done, err)
+				default:
+					err = fmt.Errorf("%q is not a directory: %w", done, unix.ENOTDIR)
+				}
+			} else {
+				err = fmt.Errorf("directory %q: %w", done, err)
+			}
+			closeCur()
+			return -1, err
+		}
+		closeCur()
+		cur = fd
+	}
+	return cur, nil
+}
+
+// finish applies the deferred directory metadata, deepest first, and gives
+// directories made writable their modes back.
+func (x *extractor) finish() error {
+	x.dropCache()
+	paths := make([]string, 0, len(x.dirMeta)+len(x.restore))
+	for p := range x.dirMeta {
+		paths = append(paths, p)
+	}
+	for p := range x.restore {
+		if _, ok := x.dirMeta[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	slices.SortFunc(paths, func(a, b string) int {
+		if d := strings.Count(b, "/") - strings.Count(a, "/"); d != 0 && a != "" && b != "" {
+			return d
+		}
+		switch {
+		case a == "" && b != "":
+			return 1
+		case b == "" && a != "":
+			return -1
+		}
+		return strings.Compare(a, b)
+	})
+	for _, p := range paths {
+		pfd, ok, err := x.existingDir(parentPath(p))
+		if err != nil {
+			return fmt.Errorf("directory %q: %w", p, err)
+		}
+		if !ok {
+			continue
+		}
+		name := path.Base(p)
+		if p == "" {
+			name = "."
+		}
+		err = x.finishDir(pfd, name, p)
+		unix.Close(pfd)
+		if err != nil {
+			return fmt.Errorf("directory %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (x *extractor) finishDir(pfd int, name, p string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil // replaced by a non-directory later in the layer
+	}
+	h, ok := x.dirMeta[p]
+	mode := x.restore[p]
+	if ok {
+		mode = uint32(h.Mode & 0o7777)
+	}
+	// name is a directory, not a symlink: fchmodat's following is moot.
+	if err := unix.Fchmodat(pfd, name, mode, 0); err != nil {
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if ok {
+		if err := unix.UtimesNanoAt(pfd, name, headerTimes(h), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("set times: %w", err)
+		}
+	}
+	return nil
+}
+
+// dirOpenFlags opens directories for use as the dirfd of *at calls,
+// without needing read permission and without following a final symlink.
+const dirOpenFlags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC

@@ -1,0 +1,89 @@
+package archive
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// LayerInfo describes a layer blob written by WriteLayer.
+type LayerInfo struct {
+	DiffID      v1.Hash // sha256 of the uncompressed tar
+	Digest      v1.Hash // sha256 of the compressed bytes written to dst
+	Size        int64   // compressed size
+	Compression Compression
+}
+
+// WriteLayer writes one layer blob to dst in a single pass: fill writes the
+// tar entries, which flow through the uncompressed digest (DiffID), the
+// compressor, and the compressed digest and byte count on their way to dst.
+// Nothing is read twice and the layer is never held in memory. The tar
+// trailer is written after fill returns; fill must not Close tw.
+func WriteLayer(dst io.Writer, c Compression, opts TarOptions, fill func(tw *TarWriter) error) (LayerInfo, error) {
+	if fill == nil {
+		return LayerInfo{}, errors.New("write layer: nil fill function")
+	}
+	out := &hashCounter{w: dst, h: sha256.New()}
+	// Compressors emit in chunks of varying size; batch them for dst.
+	outBuf := bufio.NewWriterSize(out, 256<<10)
+	zw, err := Compress(outBuf, c)
+	if err != nil {
+		return LayerInfo{}, fmt.Errorf("write layer: %w", err)
+	}
+	diff := &hashCounter{w: zw, h: sha256.New()}
+	// Tar writes 512-byte headers and padding; batch them for the
+	// compressor. Large content writes go straight through.
+	tarBuf := bufio.NewWriterSize(diff, 64<<10)
+	tw := NewTarWriter(tarBuf, opts)
+
+	fail := func(err error) (LayerInfo, error) {
+		_ = zw.Close() // stop the compressor's goroutines
+		return LayerInfo{}, fmt.Errorf("write layer: %w", err)
+	}
+	if err := fill(tw); err != nil {
+		return fail(err)
+	}
+	if err := tw.Close(); err != nil {
+		return fail(err)
+	}
+	if err := tarBuf.Flush(); err != nil {
+		return fail(err)
+	}
+	if err := zw.Close(); err != nil {
+		return LayerInfo{}, fmt.Errorf("write layer: finish %s stream: %w", c, err)
+	}
+	if err := outBuf.Flush(); err != nil {
+		return LayerInfo{}, fmt.Errorf("write layer: %w", err)
+	}
+	return LayerInfo{
+		DiffID:      hashOf(diff.h),
+		Digest:      hashOf(out.h),
+		Size:        out.n,
+		Compression: c,
+	}, nil
+}
+
+// hashCounter hashes and counts the bytes written through it.
+type hashCounter struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (hc *hashCounter) Write(p []byte) (int, error) {
+	n, err := hc.w.Write(p)
+	hc.h.Write(p[:n])
+	hc.n += int64(n)
+	return n, err
+}
+
+// hashOf returns h's sum as a v1.Hash.
+func hashOf(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}
+}
