@@ -1,0 +1,194 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Kinds of registry failure. Errors returned by this package match one of
+// them with errors.Is when the failure is of that kind.
+var (
+	// ErrUnauthorized: the registry refused the credentials, or wants some
+	// and none were found (HTTP 401/403).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrManifestUnknown: no manifest for this tag or digest.
+	ErrManifestUnknown = errors.New("manifest unknown")
+	// ErrNameUnknown: the repository does not exist.
+	ErrNameUnknown = errors.New("name unknown")
+	// ErrRateLimited: the registry answered 429 Too Many Requests (after
+	// the retries).
+	ErrRateLimited = errors.New("rate limited")
+	// ErrUnreachable: the registry could not be reached (DNS, refused
+	// connection, TLS failure, timeout).
+	ErrUnreachable = errors.New("registry unreachable")
+	// ErrNoPlatform: an index has no image for the requested platform.
+	ErrNoPlatform = errors.New("no matching platform")
+)
+
+// Error is a registry failure with a message meant for people. It unwraps
+// to its kind (one of the Err* values, if any) and to the underlying error.
+type Error struct {
+	// Kind is one of the Err* values, or nil.
+	Kind error
+	// Registry is the registry host the failure concerns.
+	Registry string
+	msg      string
+	err      error
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.msg }
+
+// Unwrap returns the kind and the underlying error.
+func (e *Error) Unwrap() []error {
+	var errs []error
+	if e.Kind != nil {
+		errs = append(errs, e.Kind)
+	}
+	if e.err != nil {
+		errs = append(errs, e.err)
+	}
+	return errs
+}
+
+// describeErr turns an error of an operation on repo into a clear message.
+// what names the object ("127.0.0.1:5000/app:1.0"). The credential source
+// is looked up again for unauthorized errors to say which one was tried.
+func (o Options) describeErr(ctx context.Context, what string, repo name.Repository, err error) error {
+	if err == nil {
+		return nil
+	}
+	var already *Error
+	if errors.As(err, &already) {
+		return err
+	}
+	host := repo.RegistryStr()
+	shown := displayHost(host)
+	var secrets []string
+	mk := func(kind error, msg string) error {
+		return &Error{Kind: kind, Registry: host, msg: redact(msg, secrets), err: err}
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return mk(nil, fmt.Sprintf("%s: %v", what, ctxErr))
+	}
+
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch {
+		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden ||
+			hasCode(te, transport.UnauthorizedErrorCode) || hasCode(te, transport.DeniedErrorCode):
+			kc := &keychain{files: o.authFiles(), helperCache: map[string]helperResult{}}
+			cred, lerr := kc.lookup(ctx, repo)
+			var why string
+			switch {
+			case lerr != nil:
+				why = fmt.Sprintf("credential lookup for %s failed: %v", shown, lerr)
+			case cred == nil:
+				why = fmt.Sprintf("no credentials found for %s (log in with `kiln login %s`; the repository may also not exist)", shown, shown)
+			default:
+				secrets = []string{cred.cfg.Password, cred.cfg.IdentityToken, cred.cfg.RegistryToken, cred.cfg.Auth}
+				if te.StatusCode == http.StatusForbidden || hasCode(te, transport.DeniedErrorCode) {
+					why = fmt.Sprintf("access denied to %s for credentials from %s", repo.RepositoryStr(), cred.source)
+				} else {
+					why = fmt.Sprintf("credentials from %s were rejected by %s", cred.source, shown)
+				}
+			}
+			return mk(ErrUnauthorized, fmt.Sprintf("%s: unauthorized: %s%s", what, why, registrySaid(te)))
+		case hasCode(te, transport.ManifestUnknownErrorCode) ||
+			(te.StatusCode == http.StatusNotFound && te.Request != nil && strings.Contains(te.Request.URL.Path, "/manifests/")):
+			return mk(ErrManifestUnknown, fmt.Sprintf("%s: manifest unknown", what))
+		case hasCode(te, transport.NameUnknownErrorCode):
+			return mk(ErrNameUnknown, fmt.Sprintf("%s: name unknown: repository %s not found on %s", what, repo.RepositoryStr(), shown))
+		case te.StatusCode == http.StatusTooManyRequests || hasCode(te, transport.TooManyRequestsErrorCode):
+			return mk(ErrRateLimited, fmt.Sprintf("%s: rate limited by %s (429 Too Many Requests, %d retries exhausted)%s", what, shown, o.retries(), registrySaid(te)))
+		}
+		return mk(nil, fmt.Sprintf("%s: %v", what, te))
+	}
+
+	if reach := unreachableReason(err); reach != "" {
+		return mk(ErrUnreachable, fmt.Sprintf("%s: cannot reach registry %s: %s", what, shown, reach))
+	}
+	return mk(nil, fmt.Sprintf("%s: %v", what, err))
+}
+
+func hasCode(te *transport.Error, code transport.ErrorCode) bool {
+	for _, d := range te.Errors {
+		if d.Code == code {
+			return true
+		}
+	}
+	return false
+}
+
+// registrySaid quotes the registry's own first diagnostic message.
+func registrySaid(te *transport.Error) string {
+	for _, d := range te.Errors {
+		if d.Message != "" {
+			return fmt.Sprintf(" (registry said: %s)", firstLine(d.Message))
+		}
+	}
+	return ""
+}
+
+// unreachableReason describes a failure to reach a registry, or returns ""
+// when err is of another kind.
+func unreachableReason(err error) string {
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostnameErr x509.HostnameError
+	var recordErr tls.RecordHeaderError
+	var opErr *net.OpError
+	var ne net.Error
+	msg := err.Error()
+	switch {
+	case errors.As(err, &dnsErr):
+		return fmt.Sprintf("cannot resolve %s: %v", dnsErr.Name, dnsErr.Err)
+	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostnameErr):
+		return fmt.Sprintf("TLS certificate not trusted: %v (add its CA with --cert-dir, or use --tls-verify=false / --insecure-registry)", innermost(err))
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"), errors.As(err, &recordErr):
+		return "it speaks plain HTTP, not HTTPS (use --insecure-registry or --tls-verify=false)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return fmt.Sprintf("%v", innermost(err))
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return fmt.Sprintf("%v", opErr)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("timeout: %v", innermost(err))
+	case errors.Is(err, syscall.ECONNRESET), strings.Contains(msg, "connection reset"):
+		return "connection reset"
+	}
+	return ""
+}
+
+// innermost is the deepest single wrapped error.
+func innermost(err error) error {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err
+		}
+		err = u
+	}
+}
+
+// redact replaces secrets (3 characters or longer) in msg.
+func redact(msg string, secrets []string) string {
+	for _, s := range secrets {
+		if len(s) >= 3 {
+			msg = strings.ReplaceAll(msg, s, "***")
+		}
+	}
+	return msg
+}

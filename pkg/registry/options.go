@@ -1,0 +1,152 @@
+package registry
+
+import (
+	"net"
+	"strings"
+	"time"
+)
+
+// Options configures how kiln reaches registries. The zero value is usable:
+// default retries and parallelism, credentials from the usual podman and
+// docker files, TLS verification for everything but loopback registries.
+type Options struct {
+	// AuthFile is the --authfile flag. When empty, $REGISTRY_AUTH_FILE is
+	// used. It is searched first for credentials and is where Login stores
+	// them.
+	AuthFile string
+	// Insecure lists registries (host or host:port, or a CIDR such as
+	// 10.0.0.0/8) reached over plain HTTP or without TLS verification, like
+	// --insecure-registry. A bare host matches every port of that host.
+	Insecure []string
+	// TLSVerify is --tls-verify. nil keeps the default: verify certificates,
+	// except that loopback registries (localhost, 127.0.0.0/8, ::1) may be
+	// reached over plain HTTP like docker does. A pointer to false disables
+	// verification and allows plain HTTP for every registry. A pointer to
+	// true requires verified HTTPS everywhere, loopback and Insecure
+	// registries included.
+	TLSVerify *bool
+	// CertDir holds extra CA certificates (*.crt) trusted for TLS and an
+	// optional client certificate (*.cert with the matching *.key), like
+	// podman's --cert-dir. SSL_CERT_FILE and SSL_CERT_DIR are honoured by
+	// Go's system pool already.
+	CertDir string
+	// Retries bounds the retries with backoff of a request that failed with
+	// 408, 429 or 5xx, a connection reset or a timeout: 0 means 3, a
+	// negative value means none.
+	Retries int
+	// RetryDelay is the first backoff delay; each retry doubles it (with
+	// jitter) up to 30s. 0 means 500ms.
+	RetryDelay time.Duration
+	// Jobs is the number of parallel blob transfers (0 means 4).
+	Jobs int
+	// UserAgent is sent with every request (default "kiln").
+	UserAgent string
+	// Stats, when set, counts the traffic of every operation that uses
+	// these Options.
+	Stats *Stats
+}
+
+const (
+	defaultRetries    = 3
+	defaultRetryDelay = 500 * time.Millisecond
+	maxRetryDelay     = 30 * time.Second
+	defaultJobs       = 4
+	defaultUserAgent  = "kiln"
+)
+
+func (o Options) retries() int {
+	switch {
+	case o.Retries == 0:
+		return defaultRetries
+	case o.Retries < 0:
+		return 0
+	default:
+		return o.Retries
+	}
+}
+
+func (o Options) retryDelay() time.Duration {
+	if o.RetryDelay <= 0 {
+		return defaultRetryDelay
+	}
+	return o.RetryDelay
+}
+
+func (o Options) jobs() int {
+	if o.Jobs <= 0 {
+		return defaultJobs
+	}
+	return o.Jobs
+}
+
+func (o Options) userAgent() string {
+	if o.UserAgent == "" {
+		return defaultUserAgent
+	}
+	return o.UserAgent
+}
+
+// verifyForced reports whether TLS verification was explicitly requested.
+func (o Options) verifyForced() bool { return o.TLSVerify != nil && *o.TLSVerify }
+
+// verifyDisabled reports whether TLS verification was explicitly disabled.
+func (o Options) verifyDisabled() bool { return o.TLSVerify != nil && !*o.TLSVerify }
+
+// isInsecureListed reports whether host (host or host:port) is listed in
+// o.Insecure, or verification is disabled altogether.
+func (o Options) isInsecureListed(host string) bool {
+	if o.verifyForced() {
+		return false
+	}
+	if o.verifyDisabled() {
+		return true
+	}
+	host = strings.ToLower(host)
+	hostname := hostOnly(host)
+	for _, e := range o.Insecure {
+		e = strings.ToLower(strings.TrimSpace(e))
+		e = strings.TrimPrefix(strings.TrimPrefix(e, "http://"), "https://")
+		e = strings.TrimSuffix(e, "/")
+		if e == "" {
+			continue
+		}
+		if e == host || e == hostname {
+			return true
+		}
+		if _, cidr, err := net.ParseCIDR(e); err == nil {
+			if ip := net.ParseIP(strings.Trim(hostname, "[]")); ip != nil && cidr.Contains(ip) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// allowsPlainHTTP reports whether the registry at host may be reached over
+// plain HTTP: loopback by default, listed insecure registries, or every
+// registry when verification is disabled.
+func (o Options) allowsPlainHTTP(host string) bool {
+	if o.verifyForced() {
+		return false
+	}
+	return isLoopback(host) || o.isInsecureListed(host)
+}
+
+// hostOnly strips the port from host:port (keeping IPv6 brackets off).
+func hostOnly(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.Trim(host, "[]")
+}
+
+// isLoopback reports whether host (with or without port) is localhost or a
+// loopback address.
+func isLoopback(host string) bool {
+	h := strings.ToLower(hostOnly(host))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

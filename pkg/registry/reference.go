@@ -1,0 +1,248 @@
+package registry
+
+import (
+	"fmt"
+	"regexp"
+	"runtime"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// Platform is an image platform (os, architecture, variant).
+type Platform = v1.Platform
+
+// dockerHubRegistry is how go-containerregistry names Docker Hub.
+const dockerHubRegistry = name.DefaultRegistry // "index.docker.io"
+
+// pathComponent is one component of a repository path in docker's grammar.
+var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+
+// ParseReference parses an image reference the way docker does:
+// "busybox" is index.docker.io/library/busybox:latest, "host:port/repo:tag"
+// names another registry, "@sha256:..." pins a digest, and
+// "repo:tag@sha256:..." keeps only the digest. The returned reference's
+// String() is fully qualified. Loopback registries and those matched by
+// o.Insecure (or all, when o.TLSVerify is false) are marked insecure so that
+// plain HTTP may be used.
+func ParseReference(s string, o Options) (name.Reference, error) {
+	bad := func(why string) error { return fmt.Errorf("invalid reference %q: %s", s, why) }
+	switch {
+	case s == "":
+		return nil, bad("empty")
+	case strings.Contains(s, "://"):
+		return nil, bad("must not contain a URL scheme")
+	case strings.ContainsAny(s, " \t\r\n"):
+		return nil, bad("contains white space")
+	case strings.Count(s, "@") > 1:
+		return nil, bad("more than one '@'")
+	}
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		return nil, bad(explainRefError(s, err))
+	}
+	repo := ref.Context().RepositoryStr()
+	for _, c := range strings.Split(repo, "/") {
+		if !pathComponent.MatchString(c) {
+			if strings.ToLower(c) != c {
+				return nil, bad("repository name must be lowercase")
+			}
+			return nil, bad(fmt.Sprintf("invalid repository path component %q", c))
+		}
+	}
+	if len(ref.Context().Name()) > 255 {
+		return nil, bad("repository name longer than 255 characters")
+	}
+	var opts []name.Option
+	if o.allowsPlainHTTP(ref.Context().RegistryStr()) {
+		opts = append(opts, name.Insecure)
+	}
+	// Re-parse the normalised name so that String() is fully qualified.
+	full, err := name.ParseReference(ref.Name(), opts...)
+	if err != nil {
+		return nil, bad(explainRefError(s, err))
+	}
+	return full, nil
+}
+
+// explainRefError turns go-containerregistry's parse error into a reason.
+func explainRefError(s string, err error) string {
+	base := s
+	if i := strings.Index(base, "@"); i >= 0 {
+		if !strings.HasPrefix(base[i+1:], "sha256:") && !strings.HasPrefix(base[i+1:], "sha512:") {
+			return "unsupported digest algorithm"
+		}
+		base = base[:i]
+	}
+	last := base[strings.LastIndex(base, "/")+1:]
+	if strings.ToLower(base) != base {
+		// Upper case is legal only in the registry host and in the tag.
+		lower := true
+		repoPart := base
+		if i := strings.Index(repoPart, "/"); i >= 0 && strings.ContainsAny(repoPart[:i], ".:") {
+			repoPart = repoPart[i+1:]
+		}
+		if j := strings.LastIndex(repoPart, ":"); j >= 0 && !strings.Contains(repoPart[j:], "/") {
+			repoPart = repoPart[:j]
+		}
+		if strings.ToLower(repoPart) != repoPart {
+			lower = false
+		}
+		if !lower {
+			return "repository name must be lowercase"
+		}
+	}
+	if strings.HasSuffix(last, ":") {
+		return "empty tag"
+	}
+	if strings.Contains(s, "@") {
+		return "invalid digest"
+	}
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "could not parse reference: ")
+	if msg == s {
+		return "invalid reference format"
+	}
+	return msg
+}
+
+// archAliases maps common spellings to GOARCH names.
+var archAliases = map[string]string{
+	"aarch64": "arm64",
+	"x86_64":  "amd64",
+	"x86-64":  "amd64",
+	"i386":    "386",
+	"i686":    "386",
+	"armhf":   "arm",
+	"armel":   "arm",
+}
+
+var platformComponent = regexp.MustCompile(`^[a-z0-9_.-]+$`)
+
+var knownOS = map[string]bool{
+	"linux": true, "windows": true, "darwin": true, "freebsd": true,
+	"netbsd": true, "openbsd": true, "solaris": true, "illumos": true,
+	"aix": true, "plan9": true, "js": true, "wasip1": true, "android": true,
+}
+
+// ParsePlatform parses "os/arch[/variant]" ("linux/amd64",
+// "linux/arm64/v8", "linux/arm/v7"). A lone architecture means linux; a lone
+// OS means that OS on the host's architecture. Architecture aliases such as
+// aarch64 and x86_64 are normalised.
+func ParsePlatform(s string) (*v1.Platform, error) {
+	bad := func(why string) error { return fmt.Errorf("invalid platform %q: %s", s, why) }
+	t := strings.ToLower(strings.TrimSpace(s))
+	if t == "" {
+		return nil, bad("empty")
+	}
+	parts := strings.Split(t, "/")
+	if len(parts) > 3 {
+		return nil, bad("want os/arch[/variant]")
+	}
+	for _, p := range parts {
+		if p == "" {
+			return nil, bad("empty component")
+		}
+		if !platformComponent.MatchString(p) {
+			return nil, bad(fmt.Sprintf("invalid component %q", p))
+		}
+	}
+	var p v1.Platform
+	switch len(parts) {
+	case 1:
+		if knownOS[parts[0]] {
+			p = v1.Platform{OS: parts[0], Architecture: runtime.GOARCH}
+		} else {
+			p = v1.Platform{OS: "linux", Architecture: parts[0]}
+		}
+	case 2:
+		p = v1.Platform{OS: parts[0], Architecture: parts[1]}
+	case 3:
+		p = v1.Platform{OS: parts[0], Architecture: parts[1], Variant: parts[2]}
+	}
+	if !knownOS[p.OS] {
+		return nil, bad(fmt.Sprintf("unknown operating system %q", p.OS))
+	}
+	switch p.Architecture {
+	case "armhf":
+		if p.Variant == "" {
+			p.Variant = "v7"
+		}
+	case "armel":
+		if p.Variant == "" {
+			p.Variant = "v6"
+		}
+	}
+	if a, ok := archAliases[p.Architecture]; ok {
+		p.Architecture = a
+	}
+	return &p, nil
+}
+
+// DefaultPlatform is the platform used when none is given: linux (windows on
+// Windows hosts, since container images for macOS do not exist) on the
+// host's architecture, with GOARM's variant on 32-bit ARM.
+func DefaultPlatform() v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if runtime.GOOS == "windows" {
+		p.OS = "windows"
+	}
+	if p.Architecture == "arm" {
+		p.Variant = "v7"
+	}
+	return p
+}
+
+// normalizePlatform returns p with the architecture alias resolved and the
+// variant made explicit where docker and containerd imply one.
+func normalizePlatform(p v1.Platform) v1.Platform {
+	p.OS = strings.ToLower(p.OS)
+	p.Architecture = strings.ToLower(p.Architecture)
+	p.Variant = strings.ToLower(p.Variant)
+	if a, ok := archAliases[p.Architecture]; ok {
+		p.Architecture = a
+	}
+	switch p.Architecture {
+	case "arm64":
+		if p.Variant == "" {
+			p.Variant = "v8"
+		}
+	case "arm":
+		if p.Variant == "" {
+			p.Variant = "v7"
+		}
+	case "amd64":
+		if p.Variant == "" {
+			p.Variant = "v1"
+		}
+	}
+	return p
+}
+
+// platformScore says how well have serves want: 0 = not at all, 1 = usable
+// (amd64 variant ignored because want has none), 2 = exact.
+func platformScore(want, have v1.Platform) int {
+	w, h := normalizePlatform(want), normalizePlatform(have)
+	if w.OS != h.OS || w.Architecture != h.Architecture {
+		return 0
+	}
+	if w.Variant == h.Variant {
+		return 2
+	}
+	if want.Variant == "" && w.Architecture != "arm" && w.Architecture != "arm64" {
+		// Variant not requested (amd64/v2, v3... or an unusual arch): any
+		// variant of the architecture will run.
+		return 1
+	}
+	return 0
+}
+
+// PlatformString formats p as os/arch[/variant].
+func PlatformString(p v1.Platform) string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}

@@ -1,0 +1,226 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// maxIndexDepth bounds how many nested indexes Image follows.
+const maxIndexDepth = 4
+
+// Fetch gets the manifest (image or index) that ref names with one manifest
+// GET. Failures are *Error values with clear messages (unauthorized naming
+// the credential source, manifest unknown, name unknown, rate limited,
+// unreachable) after the bounded retries.
+func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descriptor, error) {
+	ctx = orBackground(ctx)
+	desc, err := remote.Get(ref, o.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, o.describeErr(ctx, ref.String(), ref.Context(), err)
+	}
+	return desc, nil
+}
+
+// Image resolves ref to an image, lazily: only the manifest (and the
+// index's, if ref names an index) is fetched now; the config is fetched when
+// first asked for and each layer only when its Compressed or Uncompressed
+// is called. For an index it picks the image for platform (nil: the host's,
+// see DefaultPlatform): OS and architecture must match; arm64 equals
+// arm64/v8 and arm equals arm/v7; an amd64 variant is ignored unless
+// requested. No match is an ErrNoPlatform error listing the platforms
+// available. The returned descriptor is that of the chosen image manifest
+// (with its digest, and its platform when it came from an index).
+//
+// The layers of the returned image are mountable: pushing it, or an image
+// built on it, to another repository of the same registry mounts them
+// instead of copying.
+func Image(ctx context.Context, ref name.Reference, platform *v1.Platform, o Options) (v1.Image, v1.Descriptor, error) {
+	ctx = orBackground(ctx)
+	want := DefaultPlatform()
+	if platform != nil {
+		want = *platform
+	}
+	opts := o.RemoteOptions(ctx)
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", ref, err)
+	}
+	opts = append(opts, remote.Reuse(puller))
+
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		return nil, v1.Descriptor{}, o.describeErr(ctx, ref.String(), ref.Context(), err)
+	}
+	for depth := 0; ; depth++ {
+		switch desc.MediaType {
+		case types.DockerManifestSchema1, types.DockerManifestSchema1Signed:
+			return nil, v1.Descriptor{}, fmt.Errorf("%s: Docker schema 1 manifests are not supported; push the image again with a current client", ref)
+		case types.OCIImageIndex, types.DockerManifestList:
+			if depth >= maxIndexDepth {
+				return nil, v1.Descriptor{}, fmt.Errorf("%s: image indexes nested more than %d deep", ref, maxIndexDepth)
+			}
+			idx, err := desc.ImageIndex()
+			if err != nil {
+				return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", ref, err)
+			}
+			im, err := idx.IndexManifest()
+			if err != nil {
+				return nil, v1.Descriptor{}, fmt.Errorf("%s: reading index: %w", ref, err)
+			}
+			child, err := choosePlatform(im, want)
+			if err != nil {
+				return nil, v1.Descriptor{}, &Error{Kind: ErrNoPlatform, Registry: ref.Context().RegistryStr(),
+					msg: fmt.Sprintf("%s: %v", ref, err)}
+			}
+			childRef := ref.Context().Digest(child.Digest.String())
+			cdesc, err := remote.Get(childRef, opts...)
+			if err != nil {
+				return nil, v1.Descriptor{}, o.describeErr(ctx, childRef.String(), ref.Context(), err)
+			}
+			if cdesc.MediaType.IsImage() || cdesc.MediaType.IsSchema1() {
+				img, err := cdesc.Image()
+				if err != nil {
+					return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", childRef, err)
+				}
+				d := child
+				if d.Platform == nil {
+					d.Platform = &want
+				}
+				o.noteConfig(img)
+				return img, d, nil
+			}
+			desc = cdesc
+		default:
+			img, err := desc.Image()
+			if err != nil {
+				return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", ref, err)
+			}
+			o.noteConfig(img)
+			return img, desc.Descriptor, nil
+		}
+	}
+}
+
+// noteConfig tells Stats the config digest of img (from its already fetched
+// manifest), belt and braces to the transport's own manifest sniffing.
+func (o Options) noteConfig(img v1.Image) {
+	if o.Stats == nil {
+		return
+	}
+	if m, err := img.Manifest(); err == nil && m != nil {
+		o.Stats.NoteConfig(m.Config.Digest.String())
+	}
+}
+
+// choosePlatform picks the manifest of im that best serves want.
+func choosePlatform(im *v1.IndexManifest, want v1.Platform) (v1.Descriptor, error) {
+	best, bestScore := -1, 0
+	for i, m := range im.Manifests {
+		if m.Platform == nil {
+			continue
+		}
+		if s := platformScore(want, *m.Platform); s > bestScore {
+			best, bestScore = i, s
+		}
+	}
+	if best < 0 {
+		avail := availablePlatforms(im)
+		list := "none"
+		if len(avail) > 0 {
+			var names []string
+			for _, p := range avail {
+				names = append(names, PlatformString(p))
+			}
+			list = strings.Join(names, ", ")
+		}
+		return v1.Descriptor{}, fmt.Errorf("no image for platform %s (available: %s)", PlatformString(want), list)
+	}
+	return im.Manifests[best], nil
+}
+
+// availablePlatforms lists the platforms of an index's images, leaving out
+// attestation manifests (unknown/unknown).
+func availablePlatforms(im *v1.IndexManifest) []v1.Platform {
+	var out []v1.Platform
+	seen := map[string]bool{}
+	for _, m := range im.Manifests {
+		if m.Platform == nil || m.Platform.OS == "unknown" || m.Platform.Architecture == "unknown" {
+			continue
+		}
+		k := PlatformString(*m.Platform)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, *m.Platform)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return PlatformString(out[i]) < PlatformString(out[j]) })
+	return out
+}
+
+// Platforms lists the platforms ref is available for. For an index that is
+// its images' platforms (isIndex true, nothing but the index fetched); for a
+// single image, the platform in its config (which is fetched).
+func Platforms(ctx context.Context, ref name.Reference, o Options) ([]v1.Platform, bool, error) {
+	ctx = orBackground(ctx)
+	desc, err := remote.Get(ref, o.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, false, o.describeErr(ctx, ref.String(), ref.Context(), err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, true, fmt.Errorf("%s: %w", ref, err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, true, fmt.Errorf("%s: reading index: %w", ref, err)
+		}
+		return availablePlatforms(im), true, nil
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", ref, err)
+	}
+	o.noteConfig(img)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, false, o.describeErr(ctx, ref.String()+" (config)", ref.Context(), err)
+	}
+	p := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant, OSVersion: cf.OSVersion}
+	return []v1.Platform{p}, false, nil
+}
+
+// Push writes img to ref: blobs first (in parallel, skipping those the
+// repository has, mounting those that came from another repository of the
+// same registry), the manifest last.
+func Push(ctx context.Context, ref name.Reference, img v1.Image, o Options) error {
+	ctx = orBackground(ctx)
+	if err := remote.Write(ref, img, o.RemoteOptions(ctx)...); err != nil {
+		return o.describeErr(ctx, "push "+ref.String(), ref.Context(), err)
+	}
+	return nil
+}
+
+// PushIndex writes idx and all its images to ref, the index manifest last.
+func PushIndex(ctx context.Context, ref name.Reference, idx v1.ImageIndex, o Options) error {
+	ctx = orBackground(ctx)
+	if err := remote.WriteIndex(ref, idx, o.RemoteOptions(ctx)...); err != nil {
+		return o.describeErr(ctx, "push "+ref.String(), ref.Context(), err)
+	}
+	return nil
+}
+
+func orBackground(ctx context.Context) context.Context {
+	if ctx == nil {
+		return context.Background()
+	}
+	return ctx
+}

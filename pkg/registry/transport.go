@@ -1,0 +1,440 @@
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/net/http/httpproxy"
+)
+
+// RemoteOptions returns the go-containerregistry options for one operation:
+// the keychain, ctx, a transport that honours HTTPS_PROXY/HTTP_PROXY/
+// NO_PROXY, CertDir, certs.d directories, TLSVerify and Insecure, retries
+// with bounded backoff on 408/429/5xx, connection resets and timeouts, Stats
+// counting, the user agent and the number of parallel blob transfers.
+func (o Options) RemoteOptions(ctx context.Context) []remote.Option {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(o.Keychain()),
+		remote.WithTransport(o.roundTripper()),
+		// Requests are retried by our own transport, below authentication;
+		// go-containerregistry's retry layer only restarts whole blob uploads
+		// and manifest puts that a registry failed in a restartable way.
+		remote.WithRetryStatusCodes(),
+		remote.WithRetryPredicate(operationRetryable),
+		remote.WithRetryBackoff(o.operationBackoff()),
+		remote.WithUserAgent(o.userAgent()),
+		remote.WithJobs(o.jobs()),
+	}
+}
+
+// operationBackoff is the backoff of go-containerregistry's operation-level
+// retries: one more attempt of a whole upload unless retries are off.
+func (o Options) operationBackoff() remote.Backoff {
+	steps := 2
+	if o.retries() == 0 {
+		steps = 1
+	}
+	return remote.Backoff{Duration: o.retryDelay(), Factor: 2, Jitter: 0.2, Steps: steps, Cap: maxRetryDelay}
+}
+
+// roundTripper builds the transport stack below go-containerregistry's
+// authentication: retries, then Stats counting, then the per-host TLS and
+// proxy transport.
+func (o Options) roundTripper() http.RoundTripper {
+	base, err := o.hostRouter()
+	var rt http.RoundTripper
+	if err != nil {
+		rt = errTransport{err}
+	} else {
+		rt = base
+	}
+	if o.Stats != nil {
+		rt = &statsTransport{inner: rt, s: o.Stats}
+	}
+	return &retryTransport{inner: rt, retries: o.retries(), delay: o.retryDelay()}
+}
+
+// errTransport fails every request with err (a configuration error found
+// while building the transport, e.g. an unreadable CertDir).
+type errTransport struct{ err error }
+
+func (t errTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, t.err }
+
+// certsDirs are docker's and podman's per-registry certificate roots:
+// <root>/<host[:port]>/{*.crt, *.cert, *.key}.
+var certsDirs = []string{"/etc/containers/certs.d", "/etc/docker/certs.d"}
+
+// routers caches host routers (and so their connection pools) by
+// configuration, so that successive operations reuse connections.
+var routers sync.Map // string -> *hostRouter
+
+func (o Options) routerKey() string {
+	ins := append([]string(nil), o.Insecure...)
+	sort.Strings(ins)
+	verify := "default"
+	if o.TLSVerify != nil {
+		verify = strconv.FormatBool(*o.TLSVerify)
+	}
+	var env []string
+	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "REQUEST_METHOD"} {
+		env = append(env, os.Getenv(k))
+	}
+	return strings.Join([]string{o.CertDir, strings.Join(ins, ","), verify, strings.Join(env, "\x00")}, "\x01")
+}
+
+func (o Options) hostRouter() (*hostRouter, error) {
+	key := o.routerKey()
+	if r, ok := routers.Load(key); ok {
+		return r.(*hostRouter), nil
+	}
+	r, err := newHostRouter(o)
+	if err != nil {
+		return nil, err
+	}
+	actual, _ := routers.LoadOrStore(key, r)
+	return actual.(*hostRouter), nil
+}
+
+// hostRouter sends each request through the http.Transport whose TLS
+// settings fit the request's host.
+type hostRouter struct {
+	o        Options
+	proxy    func(*http.Request) (*url.URL, error)
+	roots    *x509.CertPool // system pool plus CertDir, nil if CertDir is empty
+	clients  []tls.Certificate
+	verify   *http.Transport
+	noVerify *http.Transport
+
+	mu      sync.Mutex
+	perHost map[string]*http.Transport // hosts with a certs.d directory
+}
+
+func newHostRouter(o Options) (*hostRouter, error) {
+	r := &hostRouter{o: o, perHost: map[string]*http.Transport{}}
+	proxyFunc := httpproxy.FromEnvironment().ProxyFunc()
+	r.proxy = func(req *http.Request) (*url.URL, error) { return proxyFunc(req.URL) }
+	if o.CertDir != "" {
+		pool, certs, found, err := loadCertDir(o.CertDir, nil)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			if _, err := os.Stat(o.CertDir); err != nil {
+				return nil, fmt.Errorf("certificate directory %s: %w", o.CertDir, err)
+			}
+		}
+		r.roots, r.clients = pool, certs
+	}
+	r.verify = r.newTransport(&tls.Config{RootCAs: r.roots, Certificates: r.clients, MinVersion: tls.VersionTLS12})
+	r.noVerify = r.newTransport(&tls.Config{InsecureSkipVerify: true, Certificates: r.clients}) //nolint:gosec // --tls-verify=false / --insecure-registry
+	return r, nil
+}
+
+func (r *hostRouter) newTransport(cfg *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy: r.proxy,
+		DialContext: (&net.Dialer{
+			Timeout:   30 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig:       cfg,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   50,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
+}
+
+func (r *hostRouter) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Host
+	if req.URL.Scheme == "http" && r.o.verifyForced() {
+		closeBody(req)
+		return nil, fmt.Errorf("refusing plain HTTP to %s: TLS verification is required (--tls-verify=true)", host)
+	}
+	if req.URL.Scheme == "https" && r.o.isInsecureListed(host) {
+		return r.noVerify.RoundTrip(req)
+	}
+	if req.URL.Scheme == "https" {
+		t, err := r.forHost(host)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		return t.RoundTrip(req)
+	}
+	return r.verify.RoundTrip(req)
+}
+
+// forHost returns the transport for host, with the CAs and client
+// certificates of its certs.d directory if it has one.
+func (r *hostRouter) forHost(host string) (*http.Transport, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t, ok := r.perHost[host]; ok {
+		return t, nil
+	}
+	t := r.verify
+	var pool = r.roots
+	var certs = append([]tls.Certificate(nil), r.clients...)
+	found := false
+	for _, root := range certsDirs {
+		dir := filepath.Join(root, host)
+		if strings.Contains(host, "/") || strings.Contains(host, "..") {
+			break
+		}
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			continue
+		}
+		p, c, ok, err := loadCertDir(dir, pool)
+		if err != nil {
+			return nil, fmt.Errorf("registry %s: %w", host, err)
+		}
+		if ok {
+			pool, certs, found = p, append(certs, c...), true
+		}
+	}
+	if found {
+		t = r.newTransport(&tls.Config{RootCAs: pool, Certificates: certs, MinVersion: tls.VersionTLS12})
+	}
+	r.perHost[host] = t
+	return t, nil
+}
+
+// loadCertDir adds dir's *.crt files to a copy of base (the system pool when
+// base is nil) and loads its *.cert/*.key client pairs. found reports
+// whether anything was loaded.
+func loadCertDir(dir string, base *x509.CertPool) (*x509.CertPool, []tls.Certificate, bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("reading certificate directory %s: %w", dir, err)
+	}
+	var pool *x509.CertPool
+	if base != nil {
+		pool = base.Clone()
+	} else if pool, err = x509.SystemCertPool(); err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	var certs []tls.Certificate
+	found := false
+	for _, e := range entries {
+		n := e.Name()
+		p := filepath.Join(dir, n)
+		switch {
+		case strings.HasSuffix(n, ".crt"):
+			pem, err := os.ReadFile(p)
+			if err != nil {
+				return nil, nil, false, fmt.Errorf("reading CA certificate %s: %w", p, err)
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, nil, false, fmt.Errorf("CA certificate %s: no PEM certificate found", p)
+			}
+			found = true
+		case strings.HasSuffix(n, ".cert"):
+			key := strings.TrimSuffix(p, ".cert") + ".key"
+			c, err := tls.LoadX509KeyPair(p, key)
+			if err != nil {
+				return nil, nil, false, fmt.Errorf("client certificate %s (key %s): %w", p, key, err)
+			}
+			certs = append(certs, c)
+			found = true
+		}
+	}
+	return pool, certs, found, nil
+}
+
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
+}
+
+// retryTransport retries a request that failed in a way worth retrying:
+// 408, 429, 500, 502, 503, 504, a connection reset, an unexpected EOF or a
+// timeout. A request with a body is retried only when its body can be
+// replayed (GetBody). Waits double from delay (with jitter) up to 30s; a
+// 429's Retry-After is honoured within that bound. The context ends the
+// waiting.
+type retryTransport struct {
+	inner   http.RoundTripper
+	retries int
+	delay   time.Duration
+}
+
+// retriedError marks an error that this transport already retried (or
+// judged not worth retrying), so that no layer above retries it again.
+type retriedError struct {
+	err      error
+	attempts int
+}
+
+func (e *retriedError) Error() string {
+	if e.attempts > 1 {
+		return fmt.Sprintf("%v (after %d attempts)", e.err, e.attempts)
+	}
+	return e.err.Error()
+}
+
+func (e *retriedError) Unwrap() error { return e.err }
+
+var retryStatus = map[int]bool{
+	http.StatusRequestTimeout:      true,
+	http.StatusTooManyRequests:     true,
+	http.StatusInternalServerError: true,
+	http.StatusBadGateway:          true,
+	http.StatusServiceUnavailable:  true,
+	http.StatusGatewayTimeout:      true,
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	hasBody := req.Body != nil && req.Body != http.NoBody
+	replayable := !hasBody || req.GetBody != nil
+	for attempt := 0; ; attempt++ {
+		r := req
+		if attempt > 0 {
+			r = req.Clone(ctx)
+			if hasBody {
+				body, err := req.GetBody()
+				if err != nil {
+					return nil, &retriedError{err: fmt.Errorf("replaying request body: %w", err), attempts: attempt + 1}
+				}
+				r.Body = body
+			}
+		}
+		resp, err := t.inner.RoundTrip(r)
+		more := attempt < t.retries && replayable && ctx.Err() == nil
+		if err != nil {
+			if !more || !retryableError(err) {
+				return nil, &retriedError{err: err, attempts: attempt + 1}
+			}
+		} else if !more || !retryStatus[resp.StatusCode] {
+			return resp, nil
+		}
+		wait := backoff(t.delay, attempt)
+		if resp != nil {
+			if ra := retryAfter(resp); ra > wait {
+				wait = min(ra, maxRetryDelay)
+			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			_ = resp.Body.Close()
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, &retriedError{err: ctx.Err(), attempts: attempt + 1}
+		case <-timer.C:
+		}
+	}
+}
+
+// backoff is delay·2^attempt with ±20% jitter, at most maxRetryDelay.
+func backoff(delay time.Duration, attempt int) time.Duration {
+	d := delay
+	for i := 0; i < attempt && d < maxRetryDelay; i++ {
+		d *= 2
+	}
+	d = min(d, maxRetryDelay)
+	jitter := time.Duration((rand.Float64()*0.4 - 0.2) * float64(d))
+	return d + jitter
+}
+
+// retryAfter parses a Retry-After header (seconds or an HTTP date).
+func retryAfter(resp *http.Response) time.Duration {
+	v := resp.Header.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
+
+// retryableError reports whether a transport error is a transient network
+// failure: a reset or aborted connection, an unexpected EOF, or a timeout
+// that is not the caller's deadline. Refused connections, DNS failures and
+// TLS errors are not retried: they do not go away in a second.
+func retryableError(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return dnsErr.IsTimeout || dnsErr.IsTemporary
+	}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return false
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "connection reset") || strings.Contains(msg, "server sent GOAWAY") ||
+		strings.Contains(msg, "broken pipe")
+}
+
+// operationRetryable is go-containerregistry's retry predicate: it restarts
+// a whole blob upload or manifest put when the registry failed it in a
+// restartable way (a temporary status our transport gave up on, a lost or
+// invalid upload session, a range mismatch after a retried PATCH). Errors
+// our transport already retried are not retried again.
+func operationRetryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var te *transport.Error
+	if errors.As(err, &te) {
+		if te.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+			return true
+		}
+		for _, d := range te.Errors {
+			if d.Code == transport.BlobUploadUnknownErrorCode || d.Code == transport.BlobUploadInvalidErrorCode {
+				return true
+			}
+		}
+		return te.Temporary()
+	}
+	var re *retriedError
+	if errors.As(err, &re) {
+		return false
+	}
+	return retryableError(err)
+}
