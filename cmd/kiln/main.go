@@ -1,18 +1,19 @@
+// Command kiln builds, tags and pushes container images without a daemon and
+// without privileges.
 package main
 
 import (
-	_ "github.com/google/go-containerregistry/pkg/v1/remote"
-	_ "github.com/google/go-containerregistry/pkg/v1/mutate"
-	_ "github.com/google/go-containerregistry/pkg/registry"
-	_ "github.com/moby/buildkit/frontend/dockerfile/instructions"
-	_ "github.com/moby/buildkit/frontend/dockerfile/parser"
-	_ "github.com/moby/buildkit/frontend/dockerfile/shell"
-	_ "github.com/moby/patternmatcher"
-	_ "github.com/moby/patternmatcher/ignorefile"
-	_ "github.com/spf13/cobra"
-	_ "github.com/klauspost/compress/zstd"
-	_ "github.com/klauspost/pgzip"
-	_ "golang.org/x/sys/unix"
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kiln-build/kiln/internal/cli"
 )
 
-func main() {}
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Execute(ctx)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,395 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+type buildFlags struct {
+	tags        []string
+	file        string
+	buildArgs   []string
+	target      string
+	labels      []string
+	platform    string
+	iidfile     string
+	quiet       bool
+	format      string
+	timestamp   string
+	outputs     []string
+	compression string
+}
+
+func newBuildCommand(g *globals) *cobra.Command {
+	var f buildFlags
+	cmd := &cobra.Command{
+		Use:   "build [flags] CONTEXT",
+		Short: "Build an image from a Dockerfile",
+		Long: "Build an image from a Dockerfile and a build context (a directory, or - for a tar\n" +
+			"stream on stdin). The image goes to the local store, tagged with every -t.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runBuild(cmd.Context(), cmd, g, &f, args[0])
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVarP(&f.tags, "tag", "t", nil, "name and optionally a tag (name:tag) for the image (repeatable)")
+	fl.StringVarP(&f.file, "file", "f", "", "Dockerfile path, or - for stdin (default: CONTEXT/Dockerfile)")
+	fl.StringArrayVar(&f.buildArgs, "build-arg", nil, "build-time variable: KEY=VALUE, or KEY to take the value from the environment (repeatable)")
+	fl.StringVar(&f.target, "target", "", "stage to build")
+	fl.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE for the image (repeatable)")
+	fl.StringVar(&f.platform, "platform", "", "target platforms, comma separated (linux/amd64,linux/arm64)")
+	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID to this file")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
+	fl.StringVar(&f.format, "format", "oci", "manifest and config format: oci or docker")
+	fl.StringVar(&f.timestamp, "timestamp", "", "seconds since the epoch for created times and file mtimes (reproducible builds; default $SOURCE_DATE_EPOCH)")
+	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the image: type=oci,dest=DIR|FILE.tar or type=docker,dest=FILE.tar")
+	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip or zstd")
+	return cmd
+}
+
+type outputSpec struct {
+	typ  string
+	dest string
+}
+
+func parseOutput(s string) (outputSpec, error) {
+	var o outputSpec
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return o, fmt.Errorf("--output %q: want type=oci|docker,dest=PATH", s)
+		}
+		switch strings.TrimSpace(k) {
+		case "type":
+			o.typ = v
+		case "dest":
+			o.dest = v
+		default:
+			return o, fmt.Errorf("--output %q: unknown key %q", s, k)
+		}
+	}
+	if o.typ != "oci" && o.typ != "docker" {
+		return o, fmt.Errorf("--output %q: type must be oci or docker", s)
+	}
+	if o.dest == "" {
+		return o, fmt.Errorf("--output %q: dest is required", s)
+	}
+	return o, nil
+}
+
+func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags, contextArg string) error {
+	// Flags first: nothing is read or written before they all make sense.
+	format, err := build.ParseFormat(f.format)
+	if err != nil {
+		return err
+	}
+	comp, err := archive.ParseCompression(f.compression)
+	if err != nil {
+		return err
+	}
+	var outputs []outputSpec
+	for _, s := range f.outputs {
+		o, err := parseOutput(s)
+		if err != nil {
+			return err
+		}
+		outputs = append(outputs, o)
+	}
+	var tags []string
+	for _, t := range f.tags {
+		r, err := tagRef(t, g)
+		if err != nil {
+			return fmt.Errorf("-t %s: %w", t, err)
+		}
+		tags = append(tags, r.Name())
+	}
+	buildArgs := map[string]string{}
+	for _, a := range f.buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return fmt.Errorf("--build-arg %q: missing name", a)
+		}
+		if !ok {
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue // docker ignores a name-only build arg that is not set
+			}
+			v = ev
+		}
+		buildArgs[k] = v
+	}
+	labels := map[string]string{}
+	for _, l := range f.labels {
+		k, v, _ := strings.Cut(l, "=")
+		if k == "" {
+			return fmt.Errorf("--label %q: missing name", l)
+		}
+		labels[k] = v
+	}
+	var platforms []v1.Platform
+	if f.platform != "" {
+		for _, p := range strings.Split(f.platform, ",") {
+			pl, err := registry.ParsePlatform(strings.TrimSpace(p))
+			if err != nil {
+				return fmt.Errorf("--platform: %w", err)
+			}
+			platforms = append(platforms, *pl)
+		}
+	}
+	ts, err := timestamp(f.timestamp)
+	if err != nil {
+		return err
+	}
+
+	// Context and Dockerfile.
+	var stdinUsed bool
+	contextDir := contextArg
+	var dockerfileFromStdin []byte
+	if contextArg == "-" {
+		stdinUsed = true
+		dir, df, cleanup, err := contextFromStdin(g.stdin)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		contextDir, dockerfileFromStdin = dir, df
+	}
+	dfName, dfPath, dfData, err := readDockerfile(f.file, contextDir, g, stdinUsed, dockerfileFromStdin)
+	if err != nil {
+		return err
+	}
+
+	st, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	logw := g.stderr
+	if f.quiet {
+		logw = io.Discard
+	}
+	res, err := build.Build(ctx, build.Options{
+		ContextDir:     contextDir,
+		Dockerfile:     dfData,
+		DockerfileName: dfName,
+		DockerfilePath: dfPath,
+		BuildArgs:      buildArgs,
+		Target:         f.target,
+		Platforms:      platforms,
+		Labels:         labels,
+		Format:         format,
+		Compression:    comp,
+		Timestamp:      ts,
+		Store:          st,
+		Registry:       g.registryOptions(cmd),
+		Log:            logw,
+	})
+	if err != nil {
+		return err
+	}
+
+	var desc v1.Descriptor
+	if res.Index != nil {
+		desc, err = st.WriteIndex(ctx, res.Index)
+	} else {
+		desc, err = st.WriteImage(ctx, res.Image)
+	}
+	if err != nil {
+		return fmt.Errorf("saving the image: %w", err)
+	}
+	for _, t := range tags {
+		if err := st.Tag(t, desc); err != nil {
+			return err
+		}
+		fmt.Fprintf(logw, "Tagged %s\n", displayRepo(t))
+	}
+	for _, o := range outputs {
+		if err := writeOutput(o, res, tags); err != nil {
+			return err
+		}
+		fmt.Fprintf(logw, "Wrote %s output to %s\n", o.typ, o.dest)
+	}
+	if f.iidfile != "" {
+		if err := writeFileAtomic(f.iidfile, []byte(res.ID.String())); err != nil {
+			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	fmt.Fprintf(logw, "Digest: %s\n", res.Digest)
+	fmt.Fprintln(g.stdout, res.ID.String())
+	return nil
+}
+
+func timestamp(flag string) (*time.Time, error) {
+	v, src := flag, "--timestamp"
+	if v == "" {
+		v, src = os.Getenv("SOURCE_DATE_EPOCH"), "SOURCE_DATE_EPOCH"
+	}
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("%s=%q: want seconds since the Unix epoch", src, v)
+	}
+	t := time.Unix(n, 0).UTC()
+	return &t, nil
+}
+
+// readDockerfile finds the Dockerfile: -f PATH (relative to the working
+// directory, as docker does), -f - (stdin), or CONTEXT/Dockerfile (then
+// Containerfile, as podman does).
+func readDockerfile(flag, contextDir string, g *globals, stdinUsed bool, fromStdin []byte) (name, path string, data []byte, err error) {
+	switch {
+	case flag == "-":
+		if stdinUsed {
+			return "", "", nil, errors.New("-f - and a context on stdin (-) cannot both read stdin")
+		}
+		data, err = io.ReadAll(g.stdin)
+		if err != nil {
+			return "", "", nil, fmt.Errorf("reading the Dockerfile from stdin: %w", err)
+		}
+		return "Dockerfile", "", data, nil
+	case flag != "":
+		path = flag
+	case fromStdin != nil:
+		return "Dockerfile", "", fromStdin, nil
+	default:
+		path = filepath.Join(contextDir, "Dockerfile")
+		if _, err := os.Stat(path); err != nil {
+			if alt := filepath.Join(contextDir, "Containerfile"); fileExists(alt) {
+				path = alt
+			}
+		}
+	}
+	data, err = os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", "", nil, fmt.Errorf("Dockerfile not found: %s", path)
+		}
+		return "", "", nil, err
+	}
+	return path, path, data, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// contextFromStdin reads `kiln build -`: a tar stream (plain or
+// compressed) becomes the context; anything else is a Dockerfile with no
+// context, as with docker.
+func contextFromStdin(r io.Reader) (dir string, dockerfile []byte, cleanup func(), err error) {
+	cleanup = func() {}
+	br := bufio.NewReaderSize(r, 1<<16)
+	dr, _, err := archive.Decompress(br)
+	if err != nil {
+		return "", nil, cleanup, fmt.Errorf("reading the context from stdin: %w", err)
+	}
+	dbr := bufio.NewReaderSize(dr, 1<<16)
+	head, _ := dbr.Peek(512)
+	if !archive.IsTar(head) {
+		data, err := io.ReadAll(dbr)
+		if err != nil {
+			return "", nil, cleanup, fmt.Errorf("reading the Dockerfile from stdin: %w", err)
+		}
+		if len(bytes.TrimSpace(data)) == 0 {
+			return "", nil, cleanup, errors.New("stdin is empty: want a tar context or a Dockerfile")
+		}
+		return "", data, cleanup, nil
+	}
+	dir, err = os.MkdirTemp("", "kiln-context-")
+	if err != nil {
+		return "", nil, cleanup, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if err := archive.Extract(dbr, dir, archive.ExtractOptions{}); err != nil {
+		cleanup()
+		return "", nil, func() {}, fmt.Errorf("extracting the context from stdin: %w", err)
+	}
+	return dir, nil, cleanup, nil
+}
+
+// writeOutput writes --output destinations; a file is written to a
+// temporary name and renamed, so a failure leaves nothing behind.
+func writeOutput(o outputSpec, res *build.Result, tags []string) error {
+	var items []store.Item
+	refs := tags
+	if len(refs) == 0 {
+		refs = []string{""}
+	}
+	for _, t := range refs {
+		items = append(items, store.Item{Ref: t, Image: res.Image, Index: res.Index})
+	}
+	if o.typ == "oci" && !strings.HasSuffix(o.dest, ".tar") {
+		if err := store.WriteOCILayout(o.dest, items); err != nil {
+			return fmt.Errorf("--output type=oci,dest=%s: %w", o.dest, err)
+		}
+		return nil
+	}
+	if o.typ == "docker" && res.Index != nil {
+		return fmt.Errorf("--output type=docker: a docker archive holds one platform; build with one --platform or use type=oci")
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(o.dest), "."+filepath.Base(o.dest)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("--output %s: %w", o.dest, err)
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if o.typ == "oci" {
+		err = store.WriteOCIArchive(bw, items)
+	} else {
+		err = store.WriteDockerArchive(bw, items)
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = tmp.Close()
+	} else {
+		tmp.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("--output type=%s,dest=%s: %w", o.typ, o.dest, err)
+	}
+	if err := os.Rename(tmp.Name(), o.dest); err != nil {
+		return fmt.Errorf("--output %s: %w", o.dest, err)
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/kiln-build/kiln/pkg/registry"
+)
+
+// storeRef normalises an image name the way docker does ("app" is
+// docker.io/library/app:latest) into the string the store keeps.
+func storeRef(s string, g *globals) (name.Reference, error) {
+	r, err := registry.ParseReference(s, registry.Options{Insecure: g.insecure})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// tagRef parses a -t value: a name with an optional tag, never a digest.
+func tagRef(s string, g *globals) (name.Tag, error) {
+	r, err := storeRef(s, g)
+	if err != nil {
+		return name.Tag{}, err
+	}
+	t, ok := r.(name.Tag)
+	if !ok {
+		return name.Tag{}, fmt.Errorf("invalid tag %q: a tag cannot contain a digest", s)
+	}
+	return t, nil
+}
+
+// displayRepo shows a repository as docker does: Docker Hub's library
+// images by their short name.
+func displayRepo(repo string) string {
+	for _, p := range []string{"index.docker.io/library/", "docker.io/library/", "index.docker.io/", "docker.io/"} {
+		if strings.HasPrefix(repo, p) {
+			return strings.TrimPrefix(repo, p)
+		}
+	}
+	return repo
+}
+
+// splitRef splits a stored ref into repository and tag (or digest).
+func splitRef(ref string) (repo, tag string) {
+	if i := strings.LastIndex(ref, "@"); i >= 0 {
+		return ref[:i], ref[i+1:]
+	}
+	slash := strings.LastIndex(ref, "/")
+	if i := strings.LastIndex(ref, ":"); i > slash {
+		return ref[:i], ref[i+1:]
+	}
+	return ref, "<none>"
+}

@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// globals are the flags every subcommand shares.
+type globals struct {
+	root      string
+	tlsVerify bool
+	authFile  string
+	certDir   string
+	insecure  []string
+	retries   int
+
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// NewRootCommand builds the kiln command tree.
+func NewRootCommand() *cobra.Command {
+	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	root := &cobra.Command{
+		Use:   "kiln",
+		Short: "Build, tag and push container images without a daemon or privileges",
+		Long: "kiln builds OCI images from Dockerfiles and pushes them to registries, with no daemon\n" +
+			"and no privileges. It reads docker's and podman's flags, credentials and Dockerfiles.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.root, "root", "", "local image store (default: /var/lib/kiln for root, $XDG_DATA_HOME/kiln otherwise)")
+	pf.BoolVar(&g.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when talking to registries")
+	pf.StringVar(&g.authFile, "authfile", "", "credentials file (default: containers auth.json, then docker's config.json; also REGISTRY_AUTH_FILE)")
+	pf.StringVar(&g.certDir, "cert-dir", "", "directory of extra CA certificates (*.crt) for registries")
+	pf.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry (host[:port]) to reach over plain HTTP or without TLS verification (repeatable)")
+	pf.IntVar(&g.retries, "retry", 3, "retries for registry operations on transient errors")
+
+	root.AddCommand(
+		newBuildCommand(g),
+		newImagesCommand(g),
+		newVersionCommand(g),
+	)
+	return root
+}
+
+// Execute runs kiln with the process's arguments and returns the exit code.
+func Execute(ctx context.Context) int {
+	cmd := NewRootCommand()
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %s\n", strings.TrimSpace(err.Error()))
+		return 1
+	}
+	return 0
+}
+
+func (g *globals) openStore() (*store.Store, error) {
+	root := g.root
+	if root == "" {
+		root = store.DefaultRoot()
+	}
+	return store.Open(root)
+}
+
+func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
+	o := registry.Options{
+		AuthFile:  g.authFile,
+		Insecure:  g.insecure,
+		CertDir:   g.certDir,
+		Retries:   g.retries,
+		UserAgent: "kiln/" + Version,
+	}
+	if cmd.Flags().Changed("tls-verify") {
+		v := g.tlsVerify
+		o.TLSVerify = &v
+	}
+	if g.retries == 0 {
+		o.Retries = -1
+	}
+	return o
+}
+
+// Version is set at link time.
+var Version = "dev"
+
+func newVersionCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print kiln's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintf(g.stdout, "kiln %s\n", Version)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,172 @@
+package build
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/pkg/archive"
+)
+
+// extractArchive reads a local ADD source; when it is a tar (plain or
+// gzip, bzip2, xz, zstd compressed) it returns its entries placed under
+// dest, which ADD then writes instead of the file itself.
+func (s *stageState) extractArchive(open opener, name, dest string) ([]*copyEntry, bool, error) {
+	f, err := open()
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	dr, _, err := archive.Decompress(f)
+	if err != nil {
+		return nil, false, nil // not an archive we know: copied as a file
+	}
+	defer dr.Close()
+	br := bufio.NewReaderSize(dr, 1<<16)
+	head, err := br.Peek(512)
+	if err != nil || !archive.IsTar(head) {
+		return nil, false, nil
+	}
+	dir, err := os.MkdirTemp("", "kiln-add-")
+	if err != nil {
+		return nil, false, err
+	}
+	s.tempDirs = append(s.tempDirs, dir)
+	tr := tar.NewReader(br)
+	var out []*copyEntry
+	seen := map[string]bool{}
+	for i := 0; ; i++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("reading archive %s: %w", name, err)
+		}
+		rel := path.Clean("/" + h.Name)
+		if rel == "/" {
+			continue
+		}
+		if strings.HasPrefix(path.Base(rel), archive.WhiteoutPrefix) {
+			s.b.logf("warning: ADD %s: skipping whiteout entry %s", name, h.Name)
+			continue
+		}
+		// path.Clean("/"+name) already folds "..": an entry can never land
+		// outside dest. Say so when an archive tried.
+		if strings.Contains("/"+filepath.ToSlash(h.Name)+"/", "/../") {
+			return nil, false, fmt.Errorf("archive %s: entry %q points outside the destination", name, h.Name)
+		}
+		hc := cloneHeader(h)
+		hc.Uname, hc.Gname = "", ""
+		e := &copyEntry{dest: path.Join(dest, rel), hdr: hc, keepOwner: true}
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeRegA:
+			hc.Typeflag = tar.TypeReg
+			fn := filepath.Join(dir, fmt.Sprint(i))
+			w, err := os.Create(fn)
+			if err != nil {
+				return nil, false, err
+			}
+			if _, err := io.Copy(w, tr); err != nil {
+				w.Close()
+				return nil, false, fmt.Errorf("reading archive %s: %s: %w", name, h.Name, err)
+			}
+			if err := w.Close(); err != nil {
+				return nil, false, err
+			}
+			e.open = func() (io.ReadCloser, error) { return os.Open(fn) }
+		case tar.TypeLink:
+			target := path.Clean("/" + h.Linkname)
+			if !seen[target] {
+				return nil, false, fmt.Errorf("archive %s: hardlink %s to %s, which is not earlier in the archive", name, h.Name, h.Linkname)
+			}
+			hc.Linkname = path.Join(dest, target)
+		case tar.TypeDir, tar.TypeSymlink:
+		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		default:
+			continue // PAX globals and the like carry no file
+		}
+		seen[rel] = true
+		out = append(out, e)
+	}
+	return out, true, nil
+}
+
+// download fetches an ADD URL into a temporary file, checks --checksum, and
+// returns its entry: mode 0600 and the Last-Modified time, as docker does.
+func (s *stageState) download(ctx context.Context, rawURL, checksum, dest string, destDir bool) (*copyEntry, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("invalid URL: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.b.opts.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("download failed: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("download failed: %s", resp.Status)
+	}
+	dir, err := os.MkdirTemp("", "kiln-url-")
+	if err != nil {
+		return nil, err
+	}
+	s.tempDirs = append(s.tempDirs, dir)
+	fn := filepath.Join(dir, "content")
+	w, err := os.Create(fn)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), resp.Body)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("download failed: %w", err)
+	}
+	if checksum != "" {
+		algo, want, ok := strings.Cut(checksum, ":")
+		if !ok || algo != "sha256" {
+			return nil, fmt.Errorf("--checksum=%s: want sha256:<hex>", checksum)
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(want) {
+			return nil, fmt.Errorf("checksum mismatch: want sha256:%s, got sha256:%s", want, got)
+		}
+	}
+	mtime := time.Unix(0, 0).UTC()
+	if lm := resp.Header.Get("Last-Modified"); lm != "" {
+		if t, err := http.ParseTime(lm); err == nil {
+			mtime = t
+		}
+	}
+	target := dest
+	if destDir {
+		base := path.Base(u.Path)
+		if base == "/" || base == "." || base == "" {
+			base = "__unnamed__"
+		}
+		target = path.Join(dest, base)
+	}
+	return &copyEntry{
+		dest: target,
+		hdr:  &tar.Header{Typeflag: tar.TypeReg, Mode: 0o600, Size: n, ModTime: mtime},
+		open: func() (io.ReadCloser, error) { return os.Open(fn) },
+	}, nil
+}

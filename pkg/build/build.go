@@ -1,0 +1,299 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/dockerfile"
+	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// Options describe one build.
+type Options struct {
+	// ContextDir is the build context directory.
+	ContextDir string
+	// Dockerfile is the Dockerfile's content; DockerfileName is how errors
+	// name it and DockerfilePath where it lives on disk ("" when it came from
+	// stdin), used to find "<Dockerfile>.dockerignore".
+	Dockerfile     []byte
+	DockerfileName string
+	DockerfilePath string
+	// BuildArgs are --build-arg values.
+	BuildArgs map[string]string
+	// Target is the stage to build ("" = the last).
+	Target string
+	// Platforms to build for; empty means the host's. More than one gives an
+	// image index.
+	Platforms []v1.Platform
+	// Labels are --label values, set on the final image.
+	Labels map[string]string
+	// Format of manifests and configs.
+	Format Format
+	// Compression of new layers.
+	Compression archive.Compression
+	// Timestamp, when set, is used for every created time and every mtime
+	// in new layers, so that builds are reproducible.
+	Timestamp *time.Time
+	// Store receives every new layer blob and provides local base images.
+	Store *store.Store
+	// Registry is how base images are pulled.
+	Registry registry.Options
+	// HTTPClient fetches ADD URLs (http.DefaultClient when nil).
+	HTTPClient *http.Client
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Result is what a build produced.
+type Result struct {
+	// Image is the built image for a single-platform build.
+	Image v1.Image
+	// Index is the image index of a multi-platform build.
+	Index v1.ImageIndex
+	// Digest is the manifest (or index) digest.
+	Digest v1.Hash
+	// ID is the image ID (config digest, as docker and podman show it; the
+	// index digest for a multi-platform build).
+	ID v1.Hash
+}
+
+// Build runs a build.
+func Build(ctx context.Context, opts Options) (*Result, error) {
+	if opts.Store == nil {
+		return nil, errors.New("build: no store")
+	}
+	if opts.Format == "" {
+		opts.Format = FormatOCI
+	}
+	if opts.Compression == "" {
+		opts.Compression = archive.Gzip
+	}
+	if opts.DockerfileName == "" {
+		opts.DockerfileName = "Dockerfile"
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = http.DefaultClient
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	// Parse once up front so that syntax errors come before any work.
+	f, err := dockerfile.Parse(opts.DockerfileName, opts.Dockerfile)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range f.Warnings {
+		fmt.Fprintf(opts.Log, "warning: %s\n", w)
+	}
+	ctxSrc, err := openContext(opts.ContextDir, opts.DockerfilePath)
+	if err != nil {
+		return nil, err
+	}
+	platforms := opts.Platforms
+	if len(platforms) == 0 {
+		platforms = []v1.Platform{HostPlatform()}
+	}
+	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, start: time.Now().UTC(), images: map[string]*imageSource{}}
+	if opts.Timestamp != nil {
+		b.start = opts.Timestamp.UTC()
+	}
+	var images []v1.Image
+	for _, p := range platforms {
+		img, err := b.buildPlatform(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		images = append(images, img)
+	}
+	if len(images) == 1 && len(opts.Platforms) <= 1 {
+		d, err := images[0].Digest()
+		if err != nil {
+			return nil, err
+		}
+		id, err := images[0].ConfigName()
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Image: images[0], Digest: d, ID: id}, nil
+	}
+	idx, err := newIndex(images, platforms, opts.Format)
+	if err != nil {
+		return nil, err
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Index: idx, Digest: d, ID: d}, nil
+}
+
+// HostPlatform is the platform kiln runs on.
+func HostPlatform() v1.Platform {
+	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	if runtime.GOARCH == "arm64" {
+		p.Variant = "v8"
+	}
+	return p
+}
+
+type builder struct {
+	// ctx outlives every stage: lazy base layers fetched after the build
+	// (when the image is stored or pushed) use it.
+	ctx    context.Context
+	opts   Options
+	ctxSrc *contextSource
+	start  time.Time
+
+	mu     sync.Mutex
+	images map[string]*imageSource // COPY --from images and bases, by ref+platform
+	noted  map[string]bool         // base references already given the unpinned notice
+}
+
+func (b *builder) logf(format string, args ...any) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	fmt.Fprintf(b.opts.Log, format+"\n", args...)
+}
+
+// buildPlatform runs the plan for one target platform.
+func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.Image, error) {
+	// Each platform gets its own parse: instruction Expand methods work in
+	// place.
+	f, err := dockerfile.Parse(b.opts.DockerfileName, b.opts.Dockerfile)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := f.Plan(dockerfile.PlanOptions{
+		BuildArgs:      b.opts.BuildArgs,
+		Target:         b.opts.Target,
+		TargetPlatform: platform,
+		BuildPlatform:  HostPlatform(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSupported(plan); err != nil {
+		return nil, err
+	}
+	if len(plan.UnusedBuildArgs) > 0 && dockerfile.FormatPlatform(platform) == dockerfile.FormatPlatform(b.firstPlatform()) {
+		b.logf("warning: build args not consumed by any ARG: %s", strings.Join(plan.UnusedBuildArgs, ", "))
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	states := map[*dockerfile.Stage]*stageRun{}
+	for _, s := range plan.Order {
+		states[s] = &stageRun{stage: s, done: make(chan struct{})}
+	}
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	for _, s := range plan.Order {
+		run := states[s]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(run.done)
+			for _, d := range s.Deps {
+				select {
+				case <-states[d].done:
+					if states[d].err != nil {
+						run.err = errDependency
+						return
+					}
+				case <-ctx.Done():
+					run.err = ctx.Err()
+					return
+				}
+			}
+			st := &stageState{b: b, plan: plan, file: f, run: run, states: states, platform: platform, target: s == plan.Target}
+			run.result, run.err = st.execute(ctx)
+			if run.err != nil {
+				errOnce.Do(func() { firstErr = run.err; cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return states[plan.Target].result.image, nil
+}
+
+var errDependency = errors.New("a stage this one depends on failed")
+
+func (b *builder) firstPlatform() v1.Platform {
+	if len(b.opts.Platforms) > 0 {
+		return b.opts.Platforms[0]
+	}
+	return HostPlatform()
+}
+
+// checkSupported refuses, before any work, instructions this build cannot
+// execute yet.
+func checkSupported(plan *dockerfile.Plan) error {
+	for _, s := range plan.Order {
+		for _, c := range s.Commands {
+			if r, ok := c.(*instructions.RunCommand); ok {
+				return plan.File.Errorf(r.Location(), "RUN is not supported yet: kiln builds Dockerfiles without RUN (stage %s needs it)", stageLabel(s))
+			}
+		}
+	}
+	return nil
+}
+
+func stageLabel(s *dockerfile.Stage) string {
+	if s.Name != "" {
+		return fmt.Sprintf("%q", s.Name)
+	}
+	return fmt.Sprintf("#%d", s.Index)
+}
+
+// stageRun is the outcome of one stage, awaited by the stages that depend
+// on it.
+type stageRun struct {
+	stage  *dockerfile.Stage
+	done   chan struct{}
+	result *stageResult
+	err    error
+}
+
+// stageResult is a finished stage.
+type stageResult struct {
+	image v1.Image
+	// layers of the image, bottom first, with their origin: a stage built
+	// on another keeps knowing which of its layers this build made.
+	layers []v1.Layer
+	cfg    *v1.ConfigFile
+	known  *knownTree
+	// source reads the stage's files for COPY --from (lazily, once).
+	source *imageSource
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var _ = partial.Descriptor

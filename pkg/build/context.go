@@ -1,0 +1,224 @@
+package build
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/kiln-build/kiln/pkg/dockerfile"
+)
+
+// contextSource is the build context directory with its ignore rules. All
+// paths inside are slash-separated, relative to the root, and can never
+// leave it: symlinks are resolved as if the root were "/".
+type contextSource struct {
+	root       string
+	ignoreFile string
+	matcher    *dockerfile.Matcher
+}
+
+func openContext(dir, dockerfilePath string) (*contextSource, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
+		return nil, fmt.Errorf("build context %s: %w", dir, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("build context %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("build context %s is not a directory", dir)
+	}
+	ign := dockerfile.IgnoreFile(abs, dockerfilePath)
+	pats, err := dockerfile.LoadIgnore(ign)
+	if err != nil {
+		return nil, err
+	}
+	m, err := dockerfile.NewMatcher(ign, pats)
+	if err != nil {
+		return nil, err
+	}
+	return &contextSource{root: abs, ignoreFile: ign, matcher: m}, nil
+}
+
+// abs is the host path of a relative context path.
+func (c *contextSource) abs(rel string) string {
+	return filepath.Join(c.root, filepath.FromSlash(rel))
+}
+
+func (c *contextSource) excluded(rel string) (bool, error) {
+	if rel == "" || rel == "." {
+		return false, nil
+	}
+	return c.matcher.Excluded(rel)
+}
+
+var errOutside = errors.New("path is outside the build context")
+
+// cleanSource validates a COPY source path: relative to the context root
+// (a leading "/" is allowed and means the root); ".." may not climb out.
+func cleanSource(src string) (string, error) {
+	p := path.Clean(strings.TrimPrefix(filepath.ToSlash(src), "/"))
+	if p == ".." || strings.HasPrefix(p, "../") {
+		return "", errOutside
+	}
+	if p == "." {
+		return "", nil
+	}
+	return p, nil
+}
+
+// resolve follows symlinks in rel inside the root. With followLast the last
+// component is followed too. A missing component ends the walk: the path is
+// returned as it stands.
+func (c *contextSource) resolve(rel string, followLast bool) (string, error) {
+	var parts []string
+	if rel != "" {
+		parts = strings.Split(rel, "/")
+	}
+	cur := ""
+	hops := 0
+	for i := 0; i < len(parts); i++ {
+		comp := parts[i]
+		if comp == "" || comp == "." {
+			continue
+		}
+		if comp == ".." {
+			cur = parentRel(cur)
+			continue
+		}
+		next := joinRel(cur, comp)
+		last := i == len(parts)-1
+		st, err := os.Lstat(c.abs(next))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return joinRel(next, strings.Join(parts[i+1:], "/")), nil
+			}
+			return "", err
+		}
+		if st.Mode()&fs.ModeSymlink != 0 && (!last || followLast) {
+			hops++
+			if hops > 255 {
+				return "", fmt.Errorf("%s: too many levels of symbolic links", rel)
+			}
+			target, err := os.Readlink(c.abs(next))
+			if err != nil {
+				return "", err
+			}
+			target = filepath.ToSlash(target)
+			base := cur
+			if strings.HasPrefix(target, "/") {
+				base = ""
+			}
+			rest := strings.Split(strings.Trim(target, "/"), "/")
+			parts = append(rest, parts[i+1:]...)
+			cur = base
+			i = -1
+			continue
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+func joinRel(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "/" + b
+}
+
+func parentRel(p string) string {
+	if i := strings.LastIndex(p, "/"); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+func hasGlob(s string) bool { return strings.ContainsAny(s, "*?[") }
+
+// glob expands a pattern against the context, component by component,
+// leaving out ignored paths. Matches are sorted.
+func (c *contextSource) glob(pattern string) ([]string, error) {
+	parts := strings.Split(pattern, "/")
+	var out []string
+	var walk func(dir string, i int) error
+	walk = func(dir string, i int) error {
+		if i == len(parts) {
+			out = append(out, dir)
+			return nil
+		}
+		comp := parts[i]
+		if !hasGlob(comp) {
+			next := joinRel(dir, comp)
+			if i < len(parts)-1 {
+				r, err := c.resolve(next, true)
+				if err != nil {
+					return err
+				}
+				next = r
+			}
+			if _, err := os.Lstat(c.abs(next)); err != nil {
+				return nil
+			}
+			if ex, err := c.excluded(next); err != nil || ex {
+				return err
+			}
+			return walk(next, i+1)
+		}
+		ents, err := os.ReadDir(c.abs(dir))
+		if err != nil {
+			return nil
+		}
+		names := make([]string, 0, len(ents))
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			ok, err := path.Match(comp, n)
+			if err != nil {
+				return fmt.Errorf("bad pattern %q: %w", pattern, err)
+			}
+			if !ok {
+				continue
+			}
+			next := joinRel(dir, n)
+			if ex, err := c.excluded(next); err != nil {
+				return err
+			} else if ex {
+				continue
+			}
+			if i < len(parts)-1 {
+				r, err := c.resolve(next, true)
+				if err != nil {
+					return err
+				}
+				next = r
+			}
+			if err := walk(next, i+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk("", 0); err != nil {
+		return nil, err
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -1,0 +1,541 @@
+package build
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/kiln-build/kiln/pkg/dockerfile"
+)
+
+// copyRequest is a COPY or ADD after expansion.
+type copyRequest struct {
+	name     string // COPY or ADD
+	sd       instructions.SourcesAndDest
+	from     string
+	chown    string
+	chmod    string
+	link     bool
+	exclude  []string
+	parents  bool
+	add      bool
+	unpack   bool
+	checksum string
+	loc      []parser.Range
+}
+
+// opener opens an entry's content.
+type opener func() (io.ReadCloser, error)
+
+// copyEntry is one tar entry of the layer being made.
+type copyEntry struct {
+	dest string // absolute clean path in the image
+	hdr  *tar.Header
+	open opener
+	// treePath is set for content that comes from an image's layers; it is
+	// spooled before the layer is written.
+	treePath string
+	// keepOwner keeps the header's uid/gid for a context source (entries
+	// ADD extracted from an archive keep the archive's owners).
+	keepOwner bool
+}
+
+// doCopy runs COPY and ADD: it gathers the entries, applies ownership and
+// mode, and writes them as one layer.
+func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
+	errf := func(format string, args ...any) error {
+		return s.file.Errorf(r.loc, r.name+" "+format, args...)
+	}
+	var owner *[2]int
+	if r.chown != "" {
+		uid, gid, err := s.resolveOwner(ctx, r.chown, false)
+		if err != nil {
+			return errf("--chown=%s: %v", r.chown, err)
+		}
+		owner = &[2]int{uid, gid}
+	}
+	var chmod func(int64, byte) int64
+	if r.chmod != "" {
+		f, err := parseChmod(r.chmod)
+		if err != nil {
+			return errf("--chmod=%s: %v", r.chmod, err)
+		}
+		chmod = f
+	}
+	exclude, err := dockerfile.NewMatcher("--exclude", r.exclude)
+	if err != nil {
+		return errf("%v", err)
+	}
+
+	rawDest := r.sd.DestPath
+	if rawDest == "" {
+		return errf("no destination")
+	}
+	dest := rawDest
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", s.cfg.Config.WorkingDir, dest)
+	}
+	dest = path.Clean(dest)
+	destDir := strings.HasSuffix(rawDest, "/") || rawDest == "." || strings.HasSuffix(rawDest, "/.")
+	resolvedDest, node := s.known.resolve(dest)
+	if node != nil && node.isDir() {
+		destDir = true
+	}
+
+	var fsys sourceFS
+	if r.from != "" {
+		if fsys, err = s.fromSource(ctx, r.from); err != nil {
+			return s.file.Wrap(r.loc, err)
+		}
+	} else if len(r.sd.SourcePaths) > 0 {
+		if s.b.ctxSrc == nil {
+			if !(r.add && allURLs(r.sd.SourcePaths)) {
+				return errf("%s: there is no build context (the build was given none)", strings.Join(r.sd.SourcePaths, " "))
+			}
+		} else {
+			fsys = &contextFS{c: s.b.ctxSrc}
+		}
+	}
+
+	type match struct {
+		src  string // as written
+		path string // resolved in the source
+		hdr  *tar.Header
+	}
+	var matches []match
+	var urls []string
+	for _, src := range r.sd.SourcePaths {
+		if r.add && isURL(src) {
+			urls = append(urls, src)
+			continue
+		}
+		if r.add && isGitURL(src) {
+			return errf("%s: git sources are not supported", src)
+		}
+		clean, err := cleanSource(src)
+		if err != nil {
+			return errf("%s: %v", src, err)
+		}
+		found, err := fsys.match(clean)
+		if err != nil {
+			return errf("%s: %v", src, err)
+		}
+		if len(found) == 0 {
+			if hasGlob(clean) {
+				return errf("%s: no source files were specified: the pattern matches nothing in the %s", src, fsys.describe())
+			}
+			return errf("%s: not found in the %s%s", src, fsys.describe(), fsys.notFoundHint())
+		}
+		for _, p := range found {
+			hdr, err := fsys.stat(p)
+			if err != nil {
+				return errf("%s: %v", src, err)
+			}
+			matches = append(matches, match{src: src, path: p, hdr: hdr})
+		}
+	}
+	n := len(matches) + len(urls) + len(r.sd.SourceContents)
+	if n > 1 && !destDir {
+		return errf("when copying more than one source, the destination must be a directory and end with a /: %s", rawDest)
+	}
+
+	var entries []*copyEntry
+	for _, m := range matches {
+		target := resolvedDest
+		if r.parents {
+			target = path.Join(resolvedDest, path.Dir("/"+m.path))
+		}
+		if m.hdr.Typeflag == tar.TypeDir {
+			if r.parents {
+				target = path.Join(resolvedDest, "/"+m.path)
+			}
+			if err := fsys.walk(m.path, exclude, func(rel string, hdr *tar.Header, open opener, treePath string) error {
+				e := &copyEntry{dest: path.Join(target, rel), hdr: hdr, open: open, treePath: treePath}
+				if hdr.Typeflag == tar.TypeLink {
+					hdr.Linkname = path.Join(target, hdr.Linkname)
+				}
+				entries = append(entries, e)
+				return nil
+			}); err != nil {
+				return errf("%s: %v", m.src, err)
+			}
+			if r.parents || owner != nil {
+				entries = append(entries, &copyEntry{dest: target, hdr: cloneHeader(m.hdr)})
+			}
+			continue
+		}
+		if destDir || r.parents {
+			target = path.Join(target, path.Base("/"+m.path))
+		}
+		if ex, err := exclude.Excluded(path.Base(m.path)); err != nil {
+			return errf("%v", err)
+		} else if ex && len(r.exclude) > 0 {
+			continue
+		}
+		if r.add && r.unpack && r.from == "" && m.hdr.Typeflag == tar.TypeReg {
+			extracted, ok, err := s.extractArchive(fsys.open(m.path), m.src, resolvedDest)
+			if err != nil {
+				return errf("%s: %v", m.src, err)
+			}
+			if ok {
+				entries = append(entries, extracted...)
+				continue
+			}
+		}
+		tp := ""
+		if _, isTree := fsys.(*treeFS); isTree {
+			tp = m.path
+		}
+		entries = append(entries, &copyEntry{dest: target, hdr: m.hdr, open: fsys.open(m.path), treePath: tp})
+	}
+	for _, u := range urls {
+		e, err := s.download(ctx, u, r.checksum, resolvedDest, destDir)
+		if err != nil {
+			return errf("%s: %v", u, err)
+		}
+		entries = append(entries, e)
+	}
+	for _, sc := range r.sd.SourceContents {
+		target := resolvedDest
+		if destDir {
+			target = path.Join(resolvedDest, sc.Path)
+		}
+		data := sc.Data
+		entries = append(entries, &copyEntry{
+			dest: target,
+			hdr:  &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), ModTime: s.b.start},
+			open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(data)), nil },
+		})
+	}
+	if owner != nil && destDir && node == nil && resolvedDest != "/" {
+		// docker creates a missing destination directory owned by --chown.
+		entries = append(entries, &copyEntry{dest: resolvedDest, hdr: dirHeader(resolvedDest, 0o755, 0, 0, s.b.start)})
+	}
+	for _, e := range entries {
+		e.hdr = cloneHeader(e.hdr)
+		if r.from == "" && !e.keepOwner {
+			e.hdr.Uid, e.hdr.Gid = 0, 0
+		}
+		if owner != nil {
+			e.hdr.Uid, e.hdr.Gid = owner[0], owner[1]
+		}
+		if chmod != nil && e.hdr.Typeflag != tar.TypeSymlink && e.hdr.Typeflag != tar.TypeLink {
+			e.hdr.Mode = chmod(e.hdr.Mode, e.hdr.Typeflag)
+		}
+	}
+	if err := s.spoolTreeContent(r.from, entries); err != nil {
+		return errf("%v", err)
+	}
+	if err := s.addLayer(entries, copyCreatedBy(r)); err != nil {
+		return errf("%v", err)
+	}
+	return nil
+}
+
+func copyCreatedBy(r copyRequest) string {
+	var b strings.Builder
+	b.WriteString(r.name)
+	if r.from != "" {
+		b.WriteString(" --from=" + r.from)
+	}
+	if r.chown != "" {
+		b.WriteString(" --chown=" + r.chown)
+	}
+	if r.chmod != "" {
+		b.WriteString(" --chmod=" + r.chmod)
+	}
+	if r.link {
+		b.WriteString(" --link")
+	}
+	if r.parents {
+		b.WriteString(" --parents")
+	}
+	for _, e := range r.exclude {
+		b.WriteString(" --exclude=" + e)
+	}
+	for _, s := range r.sd.SourcePaths {
+		b.WriteString(" " + s)
+	}
+	for _, sc := range r.sd.SourceContents {
+		b.WriteString(" <<" + sc.Path)
+	}
+	b.WriteString(" " + r.sd.DestPath)
+	return b.String()
+}
+
+func cloneHeader(h *tar.Header) *tar.Header {
+	c := *h
+	if h.PAXRecords != nil {
+		c.PAXRecords = make(map[string]string, len(h.PAXRecords))
+		for k, v := range h.PAXRecords {
+			c.PAXRecords[k] = v
+		}
+	}
+	if h.Xattrs != nil { //nolint:staticcheck // kept for tar headers that still carry them
+		c.Xattrs = nil //nolint:staticcheck
+	}
+	return &c
+}
+
+func dirHeader(p string, mode int64, uid, gid int, mtime time.Time) *tar.Header {
+	return &tar.Header{Typeflag: tar.TypeDir, Name: p, Mode: mode, Uid: uid, Gid: gid, ModTime: mtime}
+}
+
+// parseChmod parses --chmod: octal ("755", "0644") or symbolic
+// ("u+x,go-w", "a=r"). The returned function maps an entry's mode.
+func parseChmod(s string) (func(int64, byte) int64, error) {
+	if n, err := strconv.ParseUint(s, 8, 32); err == nil {
+		if n > 0o7777 {
+			return nil, fmt.Errorf("mode out of range")
+		}
+		return func(int64, byte) int64 { return int64(n) }, nil
+	}
+	type clause struct {
+		who  int64
+		op   byte
+		perm int64
+		x    bool // X: execute only for dirs or already-executable files
+	}
+	var clauses []clause
+	for _, part := range strings.Split(s, ",") {
+		i := 0
+		var who int64
+		for i < len(part) && strings.IndexByte("ugoa", part[i]) >= 0 {
+			switch part[i] {
+			case 'u':
+				who |= 0o4700
+			case 'g':
+				who |= 0o2070
+			case 'o':
+				who |= 0o1007
+			case 'a':
+				who |= 0o7777
+			}
+			i++
+		}
+		if who == 0 {
+			who = 0o7777
+		}
+		if i >= len(part) || strings.IndexByte("+-=", part[i]) < 0 {
+			return nil, fmt.Errorf("invalid mode %q: want octal (0755) or symbolic (u+x,go-w)", s)
+		}
+		c := clause{who: who, op: part[i]}
+		for _, r := range part[i+1:] {
+			switch r {
+			case 'r':
+				c.perm |= 0o444
+			case 'w':
+				c.perm |= 0o222
+			case 'x':
+				c.perm |= 0o111
+			case 'X':
+				c.x = true
+			case 's':
+				c.perm |= 0o6000
+			case 't':
+				c.perm |= 0o1000
+			default:
+				return nil, fmt.Errorf("invalid mode %q: unknown permission %q", s, r)
+			}
+		}
+		clauses = append(clauses, c)
+	}
+	return func(mode int64, typ byte) int64 {
+		m := mode & 0o7777
+		for _, c := range clauses {
+			perm := c.perm
+			if c.x && (typ == tar.TypeDir || m&0o111 != 0) {
+				perm |= 0o111
+			}
+			perm &= c.who
+			switch c.op {
+			case '+':
+				m |= perm
+			case '-':
+				m &^= perm
+			case '=':
+				m = m&^(c.who&0o777) | perm
+			}
+		}
+		return mode&^0o7777 | m
+	}, nil
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://")
+}
+
+func isGitURL(s string) bool {
+	return strings.HasPrefix(s, "git@") || strings.HasPrefix(s, "git://") || strings.HasSuffix(s, ".git") && isURL(s)
+}
+
+func allURLs(srcs []string) bool {
+	for _, s := range srcs {
+		if !isURL(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// sourceFS is where COPY reads from: the build context or an image.
+type sourceFS interface {
+	// match expands a cleaned source path or pattern to resolved paths
+	// ("" is the root); nothing found gives an empty list.
+	match(src string) ([]string, error)
+	// stat describes a matched path (symlinks at the top already followed).
+	stat(p string) (*tar.Header, error)
+	// walk calls fn for everything below directory p, parents first, in
+	// sorted order, with paths relative to p. Hardlinks come as TypeLink
+	// headers whose Linkname is relative to p.
+	walk(p string, exclude *dockerfile.Matcher, fn func(rel string, hdr *tar.Header, open opener, treePath string) error) error
+	open(p string) opener
+	describe() string
+	notFoundHint() string
+}
+
+// contextFS reads the build context.
+type contextFS struct{ c *contextSource }
+
+func (f *contextFS) describe() string { return "build context" }
+
+func (f *contextFS) notFoundHint() string {
+	if f.c.ignoreFile != "" {
+		return " (or excluded by " + path.Base(f.c.ignoreFile) + ")"
+	}
+	return ""
+}
+
+func (f *contextFS) match(src string) ([]string, error) {
+	if hasGlob(src) {
+		return f.c.glob(src)
+	}
+	p, err := f.c.resolve(src, true)
+	if err != nil {
+		return nil, err
+	}
+	if ex, err := f.c.excluded(src); err != nil {
+		return nil, err
+	} else if ex && !f.c.matcher.MayIncludeBelow(src) {
+		return nil, nil
+	}
+	if _, err := os.Lstat(f.c.abs(p)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return []string{p}, nil
+}
+
+func (f *contextFS) stat(p string) (*tar.Header, error) {
+	fi, err := os.Lstat(f.c.abs(p))
+	if err != nil {
+		return nil, err
+	}
+	return fileHeader(fi, "")
+}
+
+func fileHeader(fi fs.FileInfo, link string) (*tar.Header, error) {
+	h, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return nil, err
+	}
+	h.Uname, h.Gname = "", ""
+	h.Uid, h.Gid = 0, 0
+	h.AccessTime, h.ChangeTime = time.Time{}, time.Time{}
+	h.Format = tar.FormatPAX
+	return h, nil
+}
+
+func (f *contextFS) open(p string) opener {
+	abs := f.c.abs(p)
+	return func() (io.ReadCloser, error) { return os.Open(abs) }
+}
+
+func (f *contextFS) walk(root string, exclude *dockerfile.Matcher, fn func(string, *tar.Header, opener, string) error) error {
+	type inode struct{ dev, ino uint64 }
+	seen := map[inode]string{}
+	var walk func(dir, rel string) error
+	walk = func(dir, rel string) error {
+		ents, err := os.ReadDir(f.c.abs(dir))
+		if err != nil {
+			return err
+		}
+		sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+		for _, e := range ents {
+			p := joinRel(dir, e.Name())
+			r := joinRel(rel, e.Name())
+			ignored, err := f.c.excluded(p)
+			if err != nil {
+				return err
+			}
+			excluded, err := exclude.Excluded(r)
+			if err != nil {
+				return err
+			}
+			fi, err := os.Lstat(f.c.abs(p))
+			if err != nil {
+				return err
+			}
+			if excluded {
+				continue
+			}
+			if ignored {
+				if fi.IsDir() && f.c.matcher.MayIncludeBelow(p) {
+					if err := walk(p, r); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			link := ""
+			switch {
+			case fi.Mode()&fs.ModeSymlink != 0:
+				if link, err = os.Readlink(f.c.abs(p)); err != nil {
+					return err
+				}
+			case fi.Mode()&(fs.ModeSocket|fs.ModeNamedPipe|fs.ModeDevice|fs.ModeCharDevice) != 0:
+				continue // not content a layer can carry from a context
+			}
+			h, err := fileHeader(fi, link)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && fi.Mode().IsRegular() && st.Nlink > 1 {
+				key := inode{uint64(st.Dev), st.Ino}
+				if first, ok := seen[key]; ok {
+					h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
+					if err := fn(r, h, nil, ""); err != nil {
+						return err
+					}
+					continue
+				}
+				seen[key] = r
+			}
+			if err := fn(r, h, f.open(p), ""); err != nil {
+				return err
+			}
+			if fi.IsDir() {
+				if err := walk(p, r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(root, "")
+}
