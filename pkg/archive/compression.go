@@ -183,7 +183,7 @@ func Decompress(r io.Reader) (io.ReadCloser, string, error) {
 type zstdReadCloser struct{ d *zstd.Decoder }
 
 func (z zstdReadCloser) Read(p []byte) (int, error) { return z.d.Read(p) }
-func (z zstdReadCloser) Close() error              { z.d.Close(); return nil }
+func (z zstdReadCloser) Close() error               { z.d.Close(); return nil }
 
 // IsTar reports whether header (the first bytes of a file, at least 512)
 // starts with a tar header: its checksum is valid, and, when it carries a

@@ -25,9 +25,11 @@ type tent struct {
 	format tar.Format
 }
 
-func file(name, body string) tent     { return tent{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
-func dir(name string) tent            { return tent{name: name, typ: tar.TypeDir, mode: 0o755} }
-func symlink(name, target string) tent { return tent{name: name, typ: tar.TypeSymlink, link: target, mode: 0o777} }
+func file(name, body string) tent { return tent{name: name, typ: tar.TypeReg, body: body, mode: 0o644} }
+func dir(name string) tent        { return tent{name: name, typ: tar.TypeDir, mode: 0o755} }
+func symlink(name, target string) tent {
+	return tent{name: name, typ: tar.TypeSymlink, link: target, mode: 0o777}
+}
 func hardlink(name, target string) tent {
 	return tent{name: name, typ: tar.TypeLink, link: target, mode: 0o644}
 }

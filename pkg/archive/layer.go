@@ -29,7 +29,10 @@ func WriteLayer(dst io.Writer, c Compression, opts TarOptions, fill func(tw *Tar
 	if fill == nil {
 		return LayerInfo{}, errors.New("write layer: nil fill function")
 	}
-	out := &hashCounter{w: dst, h: sha256.New()}
+	out := &hashCounter{w: dst}
+	if c != None {
+		out.h = sha256.New()
+	}
 	// Compressors emit in chunks of varying size; batch them for dst.
 	outBuf := bufio.NewWriterSize(out, 256<<10)
 	zw, err := Compress(outBuf, c)
@@ -61,15 +64,19 @@ func WriteLayer(dst io.Writer, c Compression, opts TarOptions, fill func(tw *Tar
 	if err := outBuf.Flush(); err != nil {
 		return LayerInfo{}, fmt.Errorf("write layer: %w", err)
 	}
-	return LayerInfo{
+	info := LayerInfo{
 		DiffID:      hashOf(diff.h),
-		Digest:      hashOf(out.h),
 		Size:        out.n,
 		Compression: c,
-	}, nil
+	}
+	info.Digest = info.DiffID
+	if out.h != nil {
+		info.Digest = hashOf(out.h)
+	}
+	return info, nil
 }
 
-// hashCounter hashes and counts the bytes written through it.
+// hashCounter counts, and hashes if h is set, the bytes written through it.
 type hashCounter struct {
 	w io.Writer
 	h hash.Hash
@@ -78,7 +85,9 @@ type hashCounter struct {
 
 func (hc *hashCounter) Write(p []byte) (int, error) {
 	n, err := hc.w.Write(p)
-	hc.h.Write(p[:n])
+	if hc.h != nil {
+		hc.h.Write(p[:n])
+	}
 	hc.n += int64(n)
 	return n, err
 }
