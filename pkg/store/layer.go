@@ -1,0 +1,175 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+// blobSource is anything that can open blobs by digest: the store, an
+// exported layout, an OCI archive or layout being read.
+type blobSource interface {
+	openBlob(h v1.Hash) (io.ReadCloser, error)
+}
+
+// Layer returns a v1.Layer backed by the stored blob desc.Digest. Digest,
+// Size and MediaType come from desc and DiffID from diffID; Compressed opens
+// the blob file and Uncompressed decompresses it according to the media type
+// (gzip, zstd or plain tar). The blob is never read into memory.
+func (s *Store) Layer(desc v1.Descriptor, diffID v1.Hash) (v1.Layer, error) {
+	if err := checkHash(desc.Digest); err != nil {
+		return nil, fmt.Errorf("layer: %w", err)
+	}
+	if !s.HasBlob(desc.Digest) {
+		return nil, fmt.Errorf("layer %s not in store %s", desc.Digest, s.root)
+	}
+	return newBlobLayer(s, desc, diffID), nil
+}
+
+// blobLayer is a lazy layer whose bytes come from a blobSource.
+type blobLayer struct {
+	src    blobSource
+	desc   v1.Descriptor
+	diffID v1.Hash
+}
+
+func newBlobLayer(src blobSource, desc v1.Descriptor, diffID v1.Hash) *blobLayer {
+	return &blobLayer{src: src, desc: *desc.DeepCopy(), diffID: diffID}
+}
+
+// Digest implements v1.Layer.
+func (l *blobLayer) Digest() (v1.Hash, error) { return l.desc.Digest, nil }
+
+// DiffID implements v1.Layer.
+func (l *blobLayer) DiffID() (v1.Hash, error) {
+	if l.diffID == (v1.Hash{}) {
+		return v1.Hash{}, fmt.Errorf("layer %s: diff ID unknown (no matching rootfs.diff_ids entry in the config)", l.desc.Digest)
+	}
+	return l.diffID, nil
+}
+
+// Size implements v1.Layer.
+func (l *blobLayer) Size() (int64, error) { return l.desc.Size, nil }
+
+// MediaType implements v1.Layer.
+func (l *blobLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
+
+// Descriptor lets partial.Descriptor (and so mutate and remote) keep the
+// layer's annotations and URLs.
+func (l *blobLayer) Descriptor() (*v1.Descriptor, error) { return l.desc.DeepCopy(), nil }
+
+// Compressed implements v1.Layer: the blob as stored.
+func (l *blobLayer) Compressed() (io.ReadCloser, error) { return l.src.openBlob(l.desc.Digest) }
+
+// Uncompressed implements v1.Layer: the blob decompressed by media type.
+func (l *blobLayer) Uncompressed() (io.ReadCloser, error) {
+	rc, err := l.src.openBlob(l.desc.Digest)
+	if err != nil {
+		return nil, err
+	}
+	u, err := decompress(rc, l.desc.MediaType)
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("layer %s: %w", l.desc.Digest, err)
+	}
+	return u, nil
+}
+
+type compressionKind int
+
+const (
+	compressionUnknown compressionKind = iota
+	compressionNone
+	compressionGzip
+	compressionZstd
+)
+
+// compressionOf maps a layer media type to its compression.
+func compressionOf(mt types.MediaType) compressionKind {
+	switch mt {
+	case types.OCILayer, types.OCIRestrictedLayer, types.DockerLayer, types.DockerForeignLayer:
+		return compressionGzip
+	case types.OCILayerZStd:
+		return compressionZstd
+	case types.OCIUncompressedLayer, types.OCIUncompressedRestrictedLayer, types.DockerUncompressedLayer:
+		return compressionNone
+	}
+	m := string(mt)
+	switch {
+	case strings.HasSuffix(m, "+gzip") || strings.HasSuffix(m, ".gzip"):
+		return compressionGzip
+	case strings.HasSuffix(m, "+zstd"):
+		return compressionZstd
+	case strings.HasSuffix(m, ".tar"):
+		return compressionNone
+	}
+	return compressionUnknown
+}
+
+var (
+	gzipMagic = []byte{0x1f, 0x8b}
+	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+)
+
+// sniffCompression looks at the first bytes of a stream.
+func sniffCompression(head []byte) compressionKind {
+	switch {
+	case bytes.HasPrefix(head, gzipMagic):
+		return compressionGzip
+	case bytes.HasPrefix(head, zstdMagic):
+		return compressionZstd
+	}
+	return compressionNone
+}
+
+// decompress wraps rc in a decompressor chosen by media type (or, for media
+// types that do not say, by the magic bytes). Closing the result closes rc.
+func decompress(rc io.ReadCloser, mt types.MediaType) (io.ReadCloser, error) {
+	kind := compressionOf(mt)
+	var r io.Reader = rc
+	if kind == compressionUnknown {
+		br := bufio.NewReader(rc)
+		head, err := br.Peek(4)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		kind = sniffCompression(head)
+		r = br
+	}
+	return decompressKind(r, rc, kind)
+}
+
+func decompressKind(r io.Reader, closer io.Closer, kind compressionKind) (io.ReadCloser, error) {
+	switch kind {
+	case compressionGzip:
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return &readCloser{Reader: zr, close: func() error { zr.Close(); return closer.Close() }}, nil
+	case compressionZstd:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		return &readCloser{Reader: zr, close: func() error { zr.Close(); return closer.Close() }}, nil
+	default:
+		return &readCloser{Reader: r, close: closer.Close}, nil
+	}
+}
+
+// readCloser pairs a reader with a close function.
+type readCloser struct {
+	io.Reader
+	close func() error
+}
+
+func (r *readCloser) Close() error { return r.close() }

@@ -1,0 +1,348 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
+)
+
+// Entry is one ref in the store.
+type Entry struct {
+	Ref        string
+	Descriptor v1.Descriptor
+}
+
+// checkRef rejects refs that cannot be stored or printed sensibly.
+func checkRef(ref string) error {
+	if ref == "" {
+		return errors.New("empty ref")
+	}
+	if len(ref) > 4096 || !utf8.ValidString(ref) {
+		return fmt.Errorf("invalid ref %q", ref)
+	}
+	for _, r := range ref {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("invalid ref %q: contains white space or control characters", ref)
+		}
+	}
+	return nil
+}
+
+// readIndex reads and parses index.json. It is replaced atomically, so it
+// needs no lock to read.
+func (s *Store) readIndex() (*v1.IndexManifest, error) {
+	data, err := os.ReadFile(s.indexPath())
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", s.indexPath(), err)
+	}
+	im, err := v1.ParseIndexManifest(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", s.indexPath(), err)
+	}
+	return im, nil
+}
+
+// writeIndexLocked replaces index.json: write index.json.tmp, fsync,
+// rename, fsync the directory. The caller holds the exclusive lock.
+func (s *Store) writeIndexLocked(im *v1.IndexManifest) error {
+	data, err := jsonMarshal(im)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", s.indexPath(), err)
+	}
+	tmp := filepath.Join(s.root, indexTempFile)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: fsync: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, s.indexPath()); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("replacing %s: %w", s.indexPath(), err)
+	}
+	return syncDir(s.root)
+}
+
+// refOf returns the ref an index.json entry carries, if any.
+func refOf(d v1.Descriptor) string {
+	if r := d.Annotations[AnnotationRefName]; r != "" {
+		return r
+	}
+	return d.Annotations[AnnotationContainerdName]
+}
+
+// withoutRefAnnotations returns d without the ref annotations.
+func withoutRefAnnotations(d v1.Descriptor) v1.Descriptor {
+	d = *d.DeepCopy()
+	delete(d.Annotations, AnnotationRefName)
+	delete(d.Annotations, AnnotationContainerdName)
+	if len(d.Annotations) == 0 {
+		d.Annotations = nil
+	}
+	return d
+}
+
+// refUpdate adds or moves ref to desc; with remove set it deletes ref.
+type refUpdate struct {
+	ref    string
+	desc   v1.Descriptor
+	remove bool
+}
+
+// updateRefs applies updates to index.json under the exclusive lock. check,
+// if not nil, runs under the lock before anything is written.
+func (s *Store) updateRefs(updates []refUpdate, check func() error) error {
+	lk, err := lockFile(s.lockPath, unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer lk.unlock()
+	if check != nil {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	im, err := s.readIndex()
+	if err != nil {
+		return err
+	}
+	for _, u := range updates {
+		kept := im.Manifests[:0]
+		found := false
+		for _, d := range im.Manifests {
+			if u.ref != "" && refOf(d) == u.ref {
+				found = true
+				continue
+			}
+			if u.ref == "" && !u.remove && refOf(d) == "" && d.Digest == u.desc.Digest {
+				found = true // an unnamed entry for this digest already exists
+			}
+			kept = append(kept, d)
+		}
+		im.Manifests = kept
+		if u.remove {
+			if !found {
+				return fmt.Errorf("ref %q not found in %s", u.ref, s.root)
+			}
+			continue
+		}
+		if u.ref == "" && found {
+			continue
+		}
+		d := *u.desc.DeepCopy()
+		if u.ref != "" {
+			if d.Annotations == nil {
+				d.Annotations = map[string]string{}
+			}
+			d.Annotations[AnnotationRefName] = u.ref
+			if s.exported {
+				d.Annotations[AnnotationContainerdName] = u.ref
+			}
+		}
+		im.Manifests = append(im.Manifests, d)
+	}
+	sort.SliceStable(im.Manifests, func(i, j int) bool {
+		ri, rj := refOf(im.Manifests[i]), refOf(im.Manifests[j])
+		if (ri == "") != (rj == "") {
+			return ri != ""
+		}
+		return ri < rj
+	})
+	if im.SchemaVersion == 0 {
+		im.SchemaVersion = 2
+	}
+	if im.MediaType == "" {
+		im.MediaType = types.OCIImageIndex
+	}
+	return s.writeIndexLocked(im)
+}
+
+// Tag points ref at the stored manifest or index d, adding the ref or
+// moving it. The manifest and everything it references (configs, layers,
+// child manifests) must be in the store: Tag checks that under the lock, so
+// a ref never names a partial image. A missing MediaType or Size in d is
+// filled in from the stored manifest.
+func (s *Store) Tag(ref string, d v1.Descriptor) error {
+	if err := checkRef(ref); err != nil {
+		return fmt.Errorf("tagging: %w", err)
+	}
+	if err := checkHash(d.Digest); err != nil {
+		return fmt.Errorf("tagging %q: %w", ref, err)
+	}
+	stored, err := s.Descriptor(d.Digest)
+	if err != nil {
+		return fmt.Errorf("tagging %q: %w", ref, err)
+	}
+	if d.MediaType == "" {
+		d.MediaType = stored.MediaType
+	}
+	if d.Size == 0 {
+		d.Size = stored.Size
+	}
+	if d.Size != stored.Size {
+		return fmt.Errorf("tagging %q: descriptor says %s has %d bytes, the stored manifest has %d", ref, d.Digest, d.Size, stored.Size)
+	}
+	if d.Platform == nil {
+		d.Platform = stored.Platform
+	}
+	d = withoutRefAnnotations(d)
+	return s.updateRefs([]refUpdate{{ref: ref, desc: d}}, func() error {
+		if err := s.checkComplete(d); err != nil {
+			return fmt.Errorf("tagging %q: %w", ref, err)
+		}
+		return nil
+	})
+}
+
+// Untag removes ref. The blobs stay until GC.
+func (s *Store) Untag(ref string) error {
+	if err := checkRef(ref); err != nil {
+		return fmt.Errorf("untagging: %w", err)
+	}
+	return s.updateRefs([]refUpdate{{ref: ref, remove: true}}, nil)
+}
+
+// List returns every ref, sorted by ref. Descriptors are returned without
+// the ref annotation.
+func (s *Store) List() ([]Entry, error) {
+	im, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	var out []Entry
+	for _, d := range im.Manifests {
+		if r := refOf(d); r != "" {
+			out = append(out, Entry{Ref: r, Descriptor: withoutRefAnnotations(d)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	return out, nil
+}
+
+// Resolve finds an image or index by exact ref; or by manifest digest
+// ("sha256:<hex>") or image ID (the config digest, as docker and podman show
+// it), full or as a unique hex prefix of at least 4 digits, with or without
+// "sha256:". Prefixes are matched against the stored refs' manifests; a
+// full manifest digest also finds a stored manifest no ref names (a child of
+// an index, say).
+func (s *Store) Resolve(name string) (v1.Descriptor, error) {
+	im, err := s.readIndex()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	for _, d := range im.Manifests {
+		if refOf(d) == name && name != "" {
+			return withoutRefAnnotations(d), nil
+		}
+	}
+	hexPart := strings.ToLower(strings.TrimPrefix(name, "sha256:"))
+	if !isHex(hexPart) || len(hexPart) > 64 {
+		return v1.Descriptor{}, fmt.Errorf("no image %q in store %s", name, s.root)
+	}
+	if len(hexPart) < 4 {
+		return v1.Descriptor{}, fmt.Errorf("no image %q in store %s (an ID prefix needs at least 4 hex digits)", name, s.root)
+	}
+	matches := map[v1.Hash]v1.Descriptor{}
+	var order []v1.Hash
+	for _, d := range im.Manifests {
+		d = withoutRefAnnotations(d)
+		hit := strings.HasPrefix(d.Digest.Hex, hexPart)
+		if !hit {
+			if id, err := s.ImageID(d); err == nil && strings.HasPrefix(id.Hex, hexPart) {
+				hit = true
+			}
+		}
+		if hit {
+			if _, ok := matches[d.Digest]; !ok {
+				order = append(order, d.Digest)
+			}
+			matches[d.Digest] = d
+		}
+	}
+	switch len(matches) {
+	case 1:
+		return matches[order[0]], nil
+	case 0:
+		if len(hexPart) == 64 {
+			h := v1.Hash{Algorithm: "sha256", Hex: hexPart}
+			if d, err := s.Descriptor(h); err == nil {
+				return d, nil
+			}
+		}
+		return v1.Descriptor{}, fmt.Errorf("no image %q in store %s", name, s.root)
+	}
+	var names []string
+	for _, h := range order {
+		names = append(names, h.String())
+	}
+	return v1.Descriptor{}, fmt.Errorf("%q is ambiguous in store %s: it matches %d images (%s)", name, s.root, len(names), strings.Join(names, ", "))
+}
+
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ImageID returns the image ID of the stored manifest d: its config digest,
+// as docker and podman show it. For an index it returns the index digest.
+func (s *Store) ImageID(d v1.Descriptor) (v1.Hash, error) {
+	if err := checkHash(d.Digest); err != nil {
+		return v1.Hash{}, fmt.Errorf("image ID: %w", err)
+	}
+	if isIndexType(d.MediaType) {
+		return d.Digest, nil
+	}
+	if id, ok := s.ids.Load(d.Digest); ok {
+		return id.(v1.Hash), nil
+	}
+	raw, err := readBlobBytes(s, d.Digest, maxManifestSize)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return v1.Hash{}, fmt.Errorf("image ID of %s: manifest not in store %s", d.Digest, s.root)
+		}
+		return v1.Hash{}, fmt.Errorf("image ID of %s: %w", d.Digest, err)
+	}
+	mt, m, err := parseAnyManifest(raw, d.MediaType)
+	if err != nil {
+		return v1.Hash{}, fmt.Errorf("image ID of %s: %w", d.Digest, err)
+	}
+	id := d.Digest
+	if !isIndexType(mt) {
+		if m.Config == nil {
+			return v1.Hash{}, fmt.Errorf("image ID of %s: manifest has no config", d.Digest)
+		}
+		id = m.Config.Digest
+	}
+	s.ids.Store(d.Digest, id)
+	return id, nil
+}

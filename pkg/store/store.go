@@ -1,0 +1,285 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sys/unix"
+)
+
+// Names inside a store root.
+const (
+	layoutFile    = "oci-layout"
+	indexFile     = "index.json"
+	indexTempFile = "index.json.tmp"
+	lockFileName  = "lock"
+	tmpDirName    = "tmp"
+	blobsDirName  = "blobs"
+	tempPrefix    = "kiln-"
+	// exportTempPrefix names temp files inside an exported layout, which
+	// has no tmp/ directory of its own.
+	exportTempPrefix = ".kiln-tmp-"
+
+	// AnnotationRefName is the OCI annotation that names a ref in index.json.
+	AnnotationRefName = "org.opencontainers.image.ref.name"
+	// AnnotationContainerdName is containerd's annotation for the full image
+	// name; exported layouts carry it next to AnnotationRefName.
+	AnnotationContainerdName = "io.containerd.image.name"
+
+	layoutVersion = "1.0.0"
+)
+
+// imageLayout is the content of the oci-layout file.
+type imageLayout struct {
+	Version string `json:"imageLayoutVersion"`
+}
+
+// Store is a local content store laid out as an OCI image layout:
+//
+//	root/oci-layout          {"imageLayoutVersion":"1.0.0"}
+//	root/index.json          refs: manifests annotated with AnnotationRefName
+//	root/blobs/sha256/<hex>  verified, immutable blobs
+//	root/tmp/                temp files of writers in progress
+//	root/lock                flock target for index.json updates and GC
+//
+// A Store is safe for concurrent use by many goroutines and by many
+// processes sharing the same root.
+type Store struct {
+	root      string
+	blobDir   string // root/blobs/sha256
+	tmpDir    string // where BlobWriter temp files live
+	tmpPrefix string // prefix of those temp files
+	lockPath  string // flock target for refs and GC
+	// exported is set for a layout written by WriteOCILayout: no tmp/ or
+	// lock file is added to the user's directory (temp files go to
+	// blobs/sha256/.kiln-tmp-*, the directory itself is the lock) and refs
+	// also carry AnnotationContainerdName.
+	exported bool
+
+	ids sync.Map // manifest digest -> config digest (content never changes)
+}
+
+// DefaultRoot returns the store location: /var/lib/kiln for root, otherwise
+// $XDG_DATA_HOME/kiln, else ~/.local/share/kiln.
+func DefaultRoot() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/kiln"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "kiln")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		return filepath.Join(os.TempDir(), fmt.Sprintf("kiln-%d", os.Geteuid()))
+	}
+	return filepath.Join(home, ".local", "share", "kiln")
+}
+
+// Open opens the store at root, creating the OCI image layout (oci-layout,
+// index.json, blobs/sha256), tmp/ and the lock file when missing. It removes
+// temp files left by writers that are no longer running; files of live
+// writers (which hold an flock on them) are left alone.
+func Open(root string) (*Store, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("store root %s: %w", root, err)
+	}
+	s := &Store{
+		root:      abs,
+		blobDir:   filepath.Join(abs, blobsDirName, "sha256"),
+		tmpDir:    filepath.Join(abs, tmpDirName),
+		tmpPrefix: tempPrefix,
+		lockPath:  filepath.Join(abs, lockFileName),
+	}
+	for _, d := range []string{s.blobDir, s.tmpDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("opening store %s: %w", abs, err)
+		}
+	}
+	f, err := os.OpenFile(s.lockPath, os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: creating lock file: %w", abs, err)
+	}
+	f.Close()
+	if err := s.initLayout(); err != nil {
+		return nil, err
+	}
+	if err := s.cleanStaleTemps(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// openExportLayout opens (creating if needed) a plain OCI image layout in
+// dir for WriteOCILayout.
+func openExportLayout(dir string) (*Store, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
+	}
+	s := &Store{
+		root:      abs,
+		blobDir:   filepath.Join(abs, blobsDirName, "sha256"),
+		tmpPrefix: exportTempPrefix,
+		lockPath:  abs,
+		exported:  true,
+	}
+	s.tmpDir = s.blobDir
+	if err := os.MkdirAll(s.blobDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating OCI layout %s: %w", abs, err)
+	}
+	if err := s.initLayout(); err != nil {
+		return nil, err
+	}
+	if err := s.cleanStaleTemps(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Root returns the absolute path of the store.
+func (s *Store) Root() string { return s.root }
+
+func (s *Store) indexPath() string { return filepath.Join(s.root, indexFile) }
+
+// initLayout creates or checks oci-layout and index.json.
+func (s *Store) initLayout() error {
+	lp := filepath.Join(s.root, layoutFile)
+	data, err := os.ReadFile(lp)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		b, _ := json.Marshal(imageLayout{Version: layoutVersion})
+		if err := s.writeFileAtomic(lp, b); err != nil {
+			return err
+		}
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", lp, err)
+	default:
+		var l imageLayout
+		if err := json.Unmarshal(data, &l); err != nil {
+			return fmt.Errorf("%s is not an OCI layout file: %w", lp, err)
+		}
+		if l.Version != layoutVersion {
+			return fmt.Errorf("%s: unsupported imageLayoutVersion %q", lp, l.Version)
+		}
+	}
+
+	if _, err := os.Stat(s.indexPath()); err == nil {
+		_, err := s.readIndex()
+		return err
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("opening store %s: %w", s.root, err)
+	}
+	lk, err := lockFile(s.lockPath, unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer lk.unlock()
+	if _, err := os.Stat(s.indexPath()); err == nil {
+		return nil // created by someone else meanwhile
+	}
+	return s.writeIndexLocked(&v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex})
+}
+
+// writeFileAtomic writes data to a temp file next to the final location,
+// fsyncs it and renames it over path.
+func (s *Store) writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+// syncDir fsyncs a directory so that renames into it are durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// cleanStaleTemps removes temp files whose writer is gone. A live writer
+// holds an exclusive flock on its temp file for as long as the file exists,
+// so a temp file we can lock belongs to nobody.
+func (s *Store) cleanStaleTemps() error {
+	entries, err := os.ReadDir(s.tmpDir)
+	if err != nil {
+		return fmt.Errorf("cleaning temp files in %s: %w", s.tmpDir, err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), s.tmpPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		removeIfStale(filepath.Join(s.tmpDir, e.Name()))
+	}
+	// index.json.tmp is only written under the exclusive ref lock; if we can
+	// take that lock without waiting, a leftover one is stale.
+	tmpIndex := filepath.Join(s.root, indexTempFile)
+	if _, err := os.Lstat(tmpIndex); err == nil {
+		if f, err := os.Open(s.lockPath); err == nil {
+			if ok, _ := tryLockFD(f, unix.LOCK_EX); ok {
+				os.Remove(tmpIndex)
+			}
+			f.Close()
+		}
+	}
+	return nil
+}
+
+// removeIfStale removes path if no process holds a lock on it.
+func removeIfStale(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	ok, err := tryLockFD(f, unix.LOCK_EX)
+	if err != nil || !ok {
+		return false
+	}
+	// Still the same file under that name? (Names are random, but be exact.)
+	a, err1 := f.Stat()
+	b, err2 := os.Lstat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(a, b) {
+		return false
+	}
+	return os.Remove(path) == nil
+}
