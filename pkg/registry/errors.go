@@ -82,6 +82,13 @@ func (o Options) describeErr(ctx context.Context, what string, repo name.Reposit
 		return mk(nil, fmt.Sprintf("%s: %v", what, ctxErr))
 	}
 
+	// A TLS failure first: when the ping's HTTPS attempt failed on the
+	// certificate and the plain-HTTP fallback got a 400, the former is the
+	// story.
+	if isCertError(err) {
+		return mk(ErrUnreachable, fmt.Sprintf("%s: cannot reach registry %s: %s", what, shown, unreachableReason(err)))
+	}
+
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch {
@@ -144,9 +151,6 @@ func registrySaid(te *transport.Error) string {
 // when err is of another kind.
 func unreachableReason(err error) string {
 	var dnsErr *net.DNSError
-	var certErr *tls.CertificateVerificationError
-	var unknownAuth x509.UnknownAuthorityError
-	var hostnameErr x509.HostnameError
 	var recordErr tls.RecordHeaderError
 	var opErr *net.OpError
 	var ne net.Error
@@ -154,8 +158,8 @@ func unreachableReason(err error) string {
 	switch {
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("cannot resolve %s: %v", dnsErr.Name, dnsErr.Err)
-	case errors.As(err, &certErr), errors.As(err, &unknownAuth), errors.As(err, &hostnameErr):
-		return fmt.Sprintf("TLS certificate not trusted: %v (add its CA with --cert-dir, or use --tls-verify=false / --insecure-registry)", innermost(err))
+	case isCertError(err):
+		return fmt.Sprintf("TLS certificate not trusted: %v (add its CA with --cert-dir, or use --tls-verify=false / --insecure-registry)", certDetail(err))
 	case strings.Contains(msg, "server gave HTTP response to HTTPS client"), errors.As(err, &recordErr):
 		return "it speaks plain HTTP, not HTTPS (use --insecure-registry or --tls-verify=false)"
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -170,6 +174,31 @@ func unreachableReason(err error) string {
 		return "connection reset"
 	}
 	return ""
+}
+
+// isCertError reports whether err says a TLS certificate was not trusted.
+func isCertError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var unknownAuth x509.UnknownAuthorityError
+	var hostnameErr x509.HostnameError
+	return errors.As(err, &certErr) || errors.As(err, &unknownAuth) || errors.As(err, &hostnameErr)
+}
+
+// certDetail is the certificate error's own text.
+func certDetail(err error) error {
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return certErr.Err
+	}
+	var unknownAuth x509.UnknownAuthorityError
+	if errors.As(err, &unknownAuth) {
+		return unknownAuth
+	}
+	var hostnameErr x509.HostnameError
+	if errors.As(err, &hostnameErr) {
+		return hostnameErr
+	}
+	return err
 }
 
 // innermost is the deepest single wrapped error.
