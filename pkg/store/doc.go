@@ -3,5 +3,38 @@
 // locks and atomic renames. Blobs are verified against their digest before
 // they become visible; a killed writer leaves only temporary files that the
 // next open removes. It also writes images out as OCI layouts, OCI archives
-// and docker archives.
+// and docker archives, and reads them back.
+//
+// # Layout
+//
+//	root/oci-layout, root/index.json   a standard OCI image layout
+//	root/blobs/sha256/<hex>            immutable, verified blobs
+//	root/tmp/kiln-blob-*               blobs being written
+//	root/lock                          flock target
+//
+// Refs are index.json entries annotated with
+// org.opencontainers.image.ref.name set to the full reference, one entry per
+// ref, so tools that read OCI layouts (skopeo's oci: transport, crane,
+// go-containerregistry's layout package) see the store as it is.
+//
+// # Concurrency and crash safety
+//
+//   - A blob is written to a temp file in tmp/, hashed as it is written,
+//     verified, fsynced and renamed into blobs/; then the directory is
+//     fsynced. Readers therefore only ever see complete, verified blobs.
+//   - A writer holds an exclusive flock on its temp file. Open and GC remove
+//     only temp files they can lock, i.e. those whose writer has died.
+//   - index.json is replaced (index.json.tmp, fsync, rename) under an
+//     exclusive flock on root/lock, so concurrent Tag/Untag calls from any
+//     number of goroutines and processes never lose an update. Readers need
+//     no lock.
+//   - Tag verifies, under that lock, that the manifest and everything it
+//     references are in the store: no ref ever names a partial image.
+//   - GC holds root/lock exclusively while it walks the refs and removes
+//     unreachable blobs. Commits, and the "already present, skip" decisions
+//     of WriteBlob/WriteImage, take root/lock shared for an instant and
+//     refresh the blob's mtime; GC spares blobs younger than a grace period
+//     (DefaultGCGrace, one hour), so the blobs of an image written but not
+//     yet tagged survive. Anything that must outlive the grace period needs a
+//     ref.
 package store
