@@ -162,6 +162,7 @@ func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
 			if r.parents {
 				target = path.Join(resolvedDest, "/"+m.path)
 			}
+			before := len(entries)
 			if err := fsys.walk(m.path, exclude, func(rel string, hdr *tar.Header, open opener, treePath string) error {
 				e := &copyEntry{dest: path.Join(target, rel), hdr: hdr, open: open, treePath: treePath}
 				if hdr.Typeflag == tar.TypeLink {
@@ -172,7 +173,14 @@ func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
 			}); err != nil {
 				return errf("%s: %v", m.src, err)
 			}
-			if r.parents || owner != nil {
+			// The destination directory gets the source directory's
+			// metadata when it must exist (an empty source, a new owner
+			// or mode) or nothing can lie below (FROM scratch). Otherwise
+			// it is left out: it may exist in a base layer this build
+			// never reads, possibly as a symlink (/bin -> usr/bin), which
+			// a directory entry would replace.
+			empty := len(entries) == before
+			if target != "/" && (r.parents || owner != nil || chmod != nil || empty || s.known.scratch) {
 				entries = append(entries, &copyEntry{dest: target, hdr: cloneHeader(m.hdr)})
 			}
 			continue

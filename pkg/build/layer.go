@@ -48,6 +48,9 @@ func (s *stageState) addLayer(entries []*copyEntry, createdBy string) error {
 			if h.Typeflag != tar.TypeReg {
 				h.Size = 0
 			}
+			if h.Typeflag == tar.TypeSymlink {
+				h.Mode = 0o777 // what Linux reports for every symlink
+			}
 			if err := tw.WriteHeader(h); err != nil {
 				return err
 			}

@@ -21,15 +21,25 @@ type userDB struct {
 
 const maxAccountFile = 16 << 20
 
-func (s *stageState) userDB() (*userDB, error) {
-	if s.users != nil {
-		return s.users, nil
+func (s *stageState) userDB() *userDB {
+	if s.users == nil {
+		s.users = &userDB{}
 	}
-	db := &userDB{users: map[string][2]int{}, groups: map[string]int{}, uids: map[int]int{}}
-	ops := s.layerOpeners()
-	if _, data, found, err := archive.FindFile(ops, "/etc/passwd", maxAccountFile); err != nil {
+	return s.users
+}
+
+// passwd reads /etc/passwd on first use.
+func (s *stageState) passwd() (*userDB, error) {
+	db := s.userDB()
+	if db.users != nil {
+		return db, nil
+	}
+	users, uids := map[string][2]int{}, map[int]int{}
+	_, data, found, err := archive.FindFile(s.layerOpeners(), "/etc/passwd", maxAccountFile)
+	if err != nil {
 		return nil, fmt.Errorf("reading /etc/passwd: %w", err)
-	} else if found {
+	}
+	if found {
 		parseColonFile(data, func(f []string) {
 			if len(f) < 4 {
 				return
@@ -37,30 +47,43 @@ func (s *stageState) userDB() (*userDB, error) {
 			uid, err1 := strconv.Atoi(f[2])
 			gid, err2 := strconv.Atoi(f[3])
 			if err1 == nil && err2 == nil {
-				if _, dup := db.users[f[0]]; !dup {
-					db.users[f[0]] = [2]int{uid, gid}
+				if _, dup := users[f[0]]; !dup {
+					users[f[0]] = [2]int{uid, gid}
 				}
-				if _, dup := db.uids[uid]; !dup {
-					db.uids[uid] = gid
+				if _, dup := uids[uid]; !dup {
+					uids[uid] = gid
 				}
 			}
 		})
 	}
-	if _, data, found, err := archive.FindFile(ops, "/etc/group", maxAccountFile); err != nil {
+	db.users, db.uids = users, uids
+	return db, nil
+}
+
+// group reads /etc/group on first use.
+func (s *stageState) group() (*userDB, error) {
+	db := s.userDB()
+	if db.groups != nil {
+		return db, nil
+	}
+	groups := map[string]int{}
+	_, data, found, err := archive.FindFile(s.layerOpeners(), "/etc/group", maxAccountFile)
+	if err != nil {
 		return nil, fmt.Errorf("reading /etc/group: %w", err)
-	} else if found {
+	}
+	if found {
 		parseColonFile(data, func(f []string) {
 			if len(f) < 3 {
 				return
 			}
 			if gid, err := strconv.Atoi(f[2]); err == nil {
-				if _, dup := db.groups[f[0]]; !dup {
-					db.groups[f[0]] = gid
+				if _, dup := groups[f[0]]; !dup {
+					groups[f[0]] = gid
 				}
 			}
 		})
 	}
-	s.users = db
+	db.groups = groups
 	return db, nil
 }
 
@@ -86,16 +109,6 @@ func (s *stageState) resolveOwner(_ context.Context, spec string, workdir bool) 
 	if userPart == "" {
 		return 0, 0, fmt.Errorf("invalid owner %q", spec)
 	}
-	var db *userDB
-	lookup := func() (*userDB, error) {
-		if db == nil {
-			var err error
-			if db, err = s.userDB(); err != nil {
-				return nil, err
-			}
-		}
-		return db, nil
-	}
 	uid, gid := 0, 0
 	if n, err := strconv.Atoi(userPart); err == nil {
 		if n < 0 {
@@ -103,7 +116,7 @@ func (s *stageState) resolveOwner(_ context.Context, spec string, workdir bool) 
 		}
 		uid, gid = n, n
 		if workdir && !hasGroup {
-			d, err := lookup()
+			d, err := s.passwd()
 			if err != nil {
 				return 0, 0, err
 			}
@@ -112,7 +125,7 @@ func (s *stageState) resolveOwner(_ context.Context, spec string, workdir bool) 
 			}
 		}
 	} else {
-		d, err := lookup()
+		d, err := s.passwd()
 		if err != nil {
 			return 0, 0, err
 		}
@@ -132,7 +145,7 @@ func (s *stageState) resolveOwner(_ context.Context, spec string, workdir bool) 
 			}
 			gid = n
 		} else {
-			d, err := lookup()
+			d, err := s.group()
 			if err != nil {
 				return 0, 0, err
 			}
