@@ -1,0 +1,252 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+const distributionBinary = "/usr/bin/docker-registry"
+
+// A bcrypt (cost 4) hash of distributionPassword for the htpasswd backend.
+const (
+	distributionUser     = "kiln"
+	distributionPassword = "kiln-real-registry-pw"
+	distributionHash     = "$2a$04$7rJeZmZFjDNNMA1YVOQEueWhOUGn8EbTL1N43DY19q9NkRQW7ur3i"
+)
+
+// startDistribution runs Debian's docker-registry (CNCF distribution) on a
+// free loopback port with a temporary config and storage, optionally with
+// htpasswd basic auth, and returns host:port. It skips the test when the
+// binary is absent.
+func startDistribution(t *testing.T, withAuth bool) string {
+	t.Helper()
+	if _, err := os.Stat(distributionBinary); err != nil {
+		t.Skipf("%s not installed", distributionBinary)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), addr)
+	if withAuth {
+		htpasswd := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(distributionUser+":"+distributionHash+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: kiln-test\n    path: %s\n", htpasswd)
+	}
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "registry.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(distributionBinary, "serve", cfgFile)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// distribution reads REGISTRY_* variables as configuration overrides;
+	// REGISTRY_AUTH_FILE (podman's variable) would become auth.file.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "REGISTRY_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		logFile.Close()
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
+				return addr
+			}
+		}
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(logFile.Name())
+			t.Fatalf("docker-registry exited:\n%s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logFile.Name())
+			t.Fatalf("docker-registry did not answer on %s:\n%s", addr, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestDistribution(t *testing.T) {
+	isolateEnv(t)
+	host := startDistribution(t, false)
+	ctx := context.Background()
+	o := fastOpts()
+
+	// Push a 3-layer image, pull it lazily, then read it.
+	img, err := random.Image(300<<10, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := mustRef(t, host+"/kiln/base:1", o)
+	if err := Push(ctx, ref, img, o); err != nil {
+		t.Fatalf("Push: %v", err)
+	}
+	stats := &Stats{}
+	so := o
+	so.Stats = stats
+	pulled, desc, err := Image(ctx, ref, nil, so)
+	if err != nil {
+		t.Fatalf("Image: %v", err)
+	}
+	if desc.Digest != mustDigest(t, img) {
+		t.Fatalf("digest %s, want %s", desc.Digest, mustDigest(t, img))
+	}
+	if _, err := pulled.ConfigFile(); err != nil {
+		t.Fatal(err)
+	}
+	if stats.LayerBlobsDownloaded() != 0 || stats.LayerBytesDownloaded() != 0 {
+		t.Fatalf("Image+ConfigFile fetched layers: %s", stats)
+	}
+	readAllLayers(t, pulled)
+	if stats.LayerBlobsDownloaded() != 3 {
+		t.Errorf("reading 3 layers: %s", stats)
+	}
+
+	// An image built on it, pushed to another repository, mounts the base
+	// layers: no base layer is downloaded or uploaded.
+	top, err := random.Layer(2048, types.DockerLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazyBase, _, err := Image(ctx, ref, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	derived, err := mutate.AppendLayers(lazyBase, top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushStats := &Stats{}
+	po := o
+	po.Stats = pushStats
+	if err := Push(ctx, mustRef(t, host+"/kiln/app:1", po), derived, po); err != nil {
+		t.Fatalf("Push derived: %v", err)
+	}
+	topSize, _ := top.Size()
+	if pushStats.LayerBlobsDownloaded() != 0 || pushStats.BlobBytesUploaded() > topSize+16<<10 {
+		t.Errorf("push of a derived image moved base layers: %s (new layer %d bytes)", pushStats, topSize)
+	}
+
+	// An index; the platform is picked.
+	amd := platformImage(t, v1.Platform{OS: "linux", Architecture: "amd64"})
+	arm := platformImage(t, v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"})
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
+	)
+	iref := mustRef(t, host+"/kiln/multi:1", o)
+	if err := PushIndex(ctx, iref, idx, o); err != nil {
+		t.Fatalf("PushIndex: %v", err)
+	}
+	_, desc, err = Image(ctx, iref, &v1.Platform{OS: "linux", Architecture: "arm64"}, o)
+	if err != nil || desc.Digest != mustDigest(t, arm) {
+		t.Fatalf("Image(arm64) = %s, %v; want %s", desc.Digest, err, mustDigest(t, arm))
+	}
+
+	// Error messages from a real registry.
+	_, err = Fetch(ctx, mustRef(t, host+"/kiln/base:missing", o), o)
+	if err == nil || !errors.Is(err, ErrManifestUnknown) || err.Error() != host+"/kiln/base:missing: manifest unknown" {
+		t.Errorf("missing tag: %v", err)
+	}
+	_, err = Fetch(ctx, mustRef(t, host+"/kiln/nothing:1", o), o)
+	if err == nil || !(errors.Is(err, ErrNameUnknown) || errors.Is(err, ErrManifestUnknown)) {
+		t.Errorf("missing repository: %v", err)
+	}
+}
+
+func TestDistributionLogin(t *testing.T) {
+	home := isolateEnv(t)
+	host := startDistribution(t, true)
+	ctx := context.Background()
+	o := fastOpts()
+
+	err := Login(ctx, host, distributionUser, "wrong-"+distributionPassword, o)
+	if err == nil || !strings.HasPrefix(err.Error(), "login to "+host+" failed: unauthorized") ||
+		strings.Contains(err.Error(), "wrong-"+distributionPassword) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	ref := mustRef(t, host+"/kiln/private:1", o)
+	_, err = Fetch(ctx, ref, o)
+	if err == nil || !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "no credentials found for "+host) {
+		t.Errorf("anonymous: %v", err)
+	}
+
+	if err := Login(ctx, host, distributionUser, distributionPassword, o); err != nil {
+		t.Fatalf("Login: %v", err)
+	}
+	cfg := filepath.Join(home, ".docker", "config.json")
+	if got := authOf(t, cfg, host); got != distributionUser+":"+distributionPassword {
+		t.Fatalf("stored %q", got)
+	}
+	img, err := random.Image(10<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Push(ctx, ref, img, o); err != nil {
+		t.Fatalf("Push after login: %v", err)
+	}
+	if _, desc, err := Image(ctx, ref, nil, o); err != nil || desc.Digest != mustDigest(t, img) {
+		t.Fatalf("Image after login: %v, %v", desc.Digest, err)
+	}
+	if err := Logout(host, o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Fetch(ctx, ref, o); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("after logout: %v", err)
+	}
+}
