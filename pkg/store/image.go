@@ -42,6 +42,9 @@ func parseAnyManifest(raw []byte, hint types.MediaType) (types.MediaType, *anyMa
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return "", nil, fmt.Errorf("not a manifest: %w", err)
 	}
+	if m.SchemaVersion != 2 {
+		return "", nil, fmt.Errorf("not a manifest: schemaVersion %d, want 2", m.SchemaVersion)
+	}
 	switch {
 	case m.MediaType != "":
 		return m.MediaType, &m, nil

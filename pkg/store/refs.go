@@ -177,6 +177,9 @@ func (s *Store) updateRefs(updates []refUpdate, check func() error) error {
 	if im.MediaType == "" {
 		im.MediaType = types.OCIImageIndex
 	}
+	if im.Manifests == nil {
+		im.Manifests = []v1.Descriptor{} // the spec wants an array, not null
+	}
 	return s.writeIndexLocked(im)
 }
 

@@ -186,20 +186,19 @@ func (s *Store) initLayout() error {
 	if _, err := os.Stat(s.indexPath()); err == nil {
 		return nil // created by someone else meanwhile
 	}
-	return s.writeIndexLocked(&v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex})
+	return s.writeIndexLocked(&v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}})
 }
 
-// writeFileAtomic writes data to a temp file next to the final location,
+// writeFileAtomic writes data to a locked temp file (see createTemp),
 // fsyncs it and renames it over path.
 func (s *Store) writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := s.createTemp()
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	tmp := f.Name()
+	defer f.Close() // after the rename: the lock keeps cleaners away
 	fail := func(err error) error {
-		f.Close()
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
@@ -212,15 +211,10 @@ func (s *Store) writeFileAtomic(path string, data []byte) error {
 	if err := f.Sync(); err != nil {
 		return fail(err)
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
 	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fail(err)
 	}
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
 }
 
 // syncDir fsyncs a directory so that renames into it are durable.

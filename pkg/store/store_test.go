@@ -191,6 +191,9 @@ func TestOpenCreatesLayout(t *testing.T) {
 			t.Fatalf("missing %s: %v", p, err)
 		}
 	}
+	if b, _ := os.ReadFile(filepath.Join(root, "index.json")); !strings.Contains(string(b), `"manifests":[]`) {
+		t.Fatalf("index.json of a new store: %s", b)
+	}
 	if es, err := s.List(); err != nil || len(es) != 0 {
 		t.Fatalf("List() of new store = %v, %v", es, err)
 	}
@@ -560,6 +563,13 @@ func TestWriteImageRoundTrip(t *testing.T) {
 		}
 		if _, err := s.Index(desc.Digest); err == nil {
 			t.Fatal("Index of an image succeeded")
+		}
+		cfgName, _ := img.ConfigName()
+		if d, err := s.Descriptor(cfgName); err == nil {
+			t.Fatalf("Descriptor of a config blob = %+v", d)
+		}
+		if _, err := s.Image(cfgName); err == nil {
+			t.Fatal("Image of a config blob succeeded")
 		}
 	}
 	if n := dirNames(t, s.tmpDir); len(n) != 0 {
@@ -1093,5 +1103,102 @@ func TestListSorted(t *testing.T) {
 	sort.Strings(refs)
 	if strings.Join(got, " ") != strings.Join(refs, " ") {
 		t.Fatalf("List order %v, want %v", got, refs)
+	}
+}
+
+func TestConcurrentWriteSameImage(t *testing.T) {
+	root := t.TempDir()
+	img := randomImage(t, 3)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := Open(root)
+			if err != nil {
+				errs <- err
+				return
+			}
+			_, err = s.WriteImage(context.Background(), img)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := Open(root)
+	if n := len(dirNames(t, s.blobDir)); n != 5 {
+		t.Fatalf("%d blobs, want 5 (manifest, config, 3 layers)", n)
+	}
+	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+		t.Fatalf("tmp not empty: %v", n)
+	}
+	got, err := s.Image(mustDigest(t, img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameImage(t, got, img)
+}
+
+// TestGCRacingWriters runs GC without a grace period in a loop while images
+// are written and tagged. Some Tags may then fail (their blobs were
+// collected before the ref existed), but no ref may ever name an incomplete
+// image. With the default grace period every Tag succeeds.
+func TestGCRacingWriters(t *testing.T) {
+	for _, grace := range []time.Duration{0, DefaultGCGrace} {
+		s := newStore(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		gcs := 0
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if _, _, err := s.GCWithGrace(ctx, grace); err != nil && ctx.Err() == nil {
+					t.Error(err)
+					return
+				}
+				gcs++
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		failed := 0
+		for i := range 12 {
+			img := randomImage(t, 2)
+			d, err := s.WriteImage(context.Background(), img)
+			if err == nil {
+				err = s.Tag(fmt.Sprintf("localhost/race:%d", i), d)
+			}
+			if err != nil {
+				if grace != 0 || !strings.Contains(err.Error(), "not in") {
+					t.Errorf("grace %v: %v", grace, err)
+				}
+				failed++
+			}
+		}
+		cancel()
+		wg.Wait()
+		es, err := s.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es)+failed != 12 {
+			t.Fatalf("grace %v: %d refs + %d failures != 12", grace, len(es), failed)
+		}
+		for _, e := range es {
+			img, err := s.Image(e.Descriptor.Digest)
+			if err != nil {
+				t.Fatalf("grace %v: %s: %v", grace, e.Ref, err)
+			}
+			if err := validate.Image(img); err != nil {
+				t.Fatalf("grace %v: %s is incomplete: %v", grace, e.Ref, err)
+			}
+		}
+		t.Logf("grace %v: %d GC runs, %d of 12 tags failed", grace, gcs, failed)
 	}
 }
