@@ -298,6 +298,15 @@ func readOCI(afs archiveFS) ([]Item, error) {
 		if ref == "" {
 			ref = d.Annotations[AnnotationRefName]
 		}
+		if d.MediaType == "" { // not allowed by the spec, but seen: sniff
+			raw, err := readBlobBytes(src, d.Digest, maxManifestSize)
+			if err != nil {
+				return nil, fmt.Errorf("ref %q: %w", ref, err)
+			}
+			if d.MediaType, _, err = parseAnyManifest(raw, ""); err != nil {
+				return nil, fmt.Errorf("ref %q: manifest %s: %w", ref, d.Digest, err)
+			}
+		}
 		switch {
 		case isIndexType(d.MediaType):
 			idx, err := loadIndex(src, d.Digest, d.MediaType)

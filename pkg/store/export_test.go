@@ -129,6 +129,18 @@ func TestWriteOCILayout(t *testing.T) {
 		t.Fatal("index digest differs")
 	}
 
+	// An index.json entry without a media type (seen in the wild) is
+	// sniffed.
+	noMT := strings.Replace(string(raw), `"mediaType":"application/vnd.docker.distribution.manifest.v2+json",`, "", 1)
+	if noMT == string(raw) {
+		t.Fatalf("test setup: no docker media type in %s", raw)
+	}
+	os.WriteFile(filepath.Join(dir, "index.json"), []byte(noMT), 0o644)
+	if got, err = ReadArchive(dir); err != nil || got[0].Image == nil {
+		t.Fatalf("reading an entry without media type: %+v, %v", got, err)
+	}
+	os.WriteFile(filepath.Join(dir, "index.json"), raw, 0o644)
+
 	// Adding to it: move the ref, add nothing twice.
 	if err := WriteOCILayout(dir, []Item{{Ref: "localhost/app:1.0", Image: b}, {Image: b}}); err != nil {
 		t.Fatal(err)
@@ -373,6 +385,23 @@ func TestWriteDockerArchive(t *testing.T) {
 		}
 		if len(out.Layers) != 2 {
 			t.Fatalf("skopeo sees %d layers", len(out.Layers))
+		}
+		// One image with two tags is one manifest.json entry, so skopeo
+		// needs no ref to pick it.
+		var single bytes.Buffer
+		if err := WriteDockerArchive(&single, []Item{{Ref: "localhost/one:1", Image: b}, {Ref: "localhost/one:2", Image: b}}); err != nil {
+			t.Fatal(err)
+		}
+		sp := writeFile(t, single.Bytes())
+		if err := json.Unmarshal(skopeo(t, "inspect", "docker-archive:"+sp), &out); err != nil || len(out.Layers) != 1 {
+			t.Fatalf("skopeo inspect of a single-image archive: %+v, %v", out, err)
+		}
+		var cfg v1.ConfigFile
+		if err := json.Unmarshal(skopeo(t, "inspect", "--config", "docker-archive:"+sp), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if wantCfg, _ := b.ConfigFile(); len(cfg.RootFS.DiffIDs) != 1 || cfg.RootFS.DiffIDs[0] != wantCfg.RootFS.DiffIDs[0] {
+			t.Fatalf("skopeo inspect --config: diff IDs %v", cfg.RootFS.DiffIDs)
 		}
 		dir := filepath.Join(t.TempDir(), "oci")
 		skopeo(t, "copy", "docker-archive:"+p+":registry.example.com/team/app:build_1", "oci:"+dir+":copied")
