@@ -1,0 +1,182 @@
+#!/bin/bash
+# Benchmark kiln on the java-layers workload (Debian base from a registry,
+# WORKDIR, 5 COPY layers of a Spring Boot layered jar, no RUN) against the
+# floor of such a build, and print a table with the targets:
+#
+#   kiln wall      `kiln build` of java-layers into a fresh --root (cold)
+#   floor wall     bench/cmd/floor: the 5 COPY sources written as 5 gzip
+#                  layers with pkg/archive.WriteLayer to /dev/null, diff IDs
+#                  and digests computed in the same pass      ratio <= 1.3
+#   kiln peak RSS  maximum resident set size of the build     < 150 MB
+#   base bytes     bytes of the base image's layers that a cold build
+#                  downloads (through a counting proxy)       0
+#   tar|gzip       `tar -c build | gzip -6 | sha256sum`, for reference
+#
+# Usage: bench/java-layers.sh        (from anywhere; run as root or not)
+# Env:
+#   REPS       repetitions of each timed command; medians are shown (3)
+#   REGISTRY   host:port of a registry to use; default: start a private
+#              docker-registry on a free port, stopped at exit
+#   BENCH_OUT  where results (TSV), logs and the table go
+#              (default bench/out/java-layers-<UTC time>)
+#   KEEP=1     keep the temporary stores and binaries
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+REPS=${REPS:-3}
+RUN_ID=$(date -u +%Y%m%dT%H%M%S)
+BENCH_OUT=${BENCH_OUT:-$repo/bench/out/java-layers-$RUN_ID}
+WL=$repo/testdata/workloads/java-layers
+TAG=bench/java-layers:latest
+
+die() { echo "java-layers.sh: $*" >&2; exit 1; }
+say() { echo "java-layers.sh: $*" >&2; }
+
+# ---- prerequisites ---------------------------------------------------------
+if [ ! -x /usr/bin/time ]; then
+  [ "$(id -u)" -eq 0 ] || die "/usr/bin/time missing: sudo apt-get install time (or sudo .ci/deps)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time >/dev/null ||
+    { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends time >/dev/null; }
+fi
+for p in go jq openssl curl; do command -v "$p" >/dev/null || die "$p not found (sudo .ci/deps installs it)"; done
+
+mkdir -p "$BENCH_OUT"
+work=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench.XXXXXX")
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-}" = 1 ]; then say "kept $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+say "building kiln and the bench tools"
+(cd "$repo" && go build -o "$work/bin/kiln" ./cmd/kiln &&
+  go build -o "$work/bin/" ./bench/cmd/floor ./bench/cmd/pushbase ./bench/cmd/countproxy) ||
+  die "go build failed"
+bin=$work/bin
+
+# ---- registry ----------------------------------------------------------------
+registry_ok() { curl -fsS -o /dev/null --max-time 2 "http://$1/v2/" 2>/dev/null; }
+if [ -n "${REGISTRY:-}" ]; then
+  registry_ok "$REGISTRY" || die "no registry answers at http://$REGISTRY/v2/"
+else
+  [ -x /usr/bin/docker-registry ] || die "/usr/bin/docker-registry missing: sudo .ci/deps (package docker-registry)"
+  port=
+  for p in $(seq 5100 5199); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+  done
+  [ -n "$port" ] || die "no free port in 5100-5199"
+  REGISTRY=127.0.0.1:$port
+  mkdir -p "$work/registry/storage"
+  cat >"$work/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry/storage
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+EOF
+  env -u REGISTRY /usr/bin/docker-registry serve "$work/registry/config.yml" >"$BENCH_OUT/registry.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 150); do registry_ok "$REGISTRY" && break; sleep 0.2; done
+  registry_ok "$REGISTRY" || { tail "$BENCH_OUT/registry.log" >&2; die "docker-registry did not start on $REGISTRY"; }
+fi
+say "registry $REGISTRY"
+
+say "pushing library/debian:bookworm (first run on a machine: mmdebstrap, ~35 s)"
+"$bin/pushbase" -registry "$REGISTRY" -images debian -json "$work/base.json" >"$BENCH_OUT/pushbase.log" 2>&1 ||
+  { tail -n 30 "$BENCH_OUT/pushbase.log" >&2; die "pushbase failed"; }
+mapfile -t base_layers < <(jq -r '.[0].layers[]' "$work/base.json")
+
+say "generating the workload context"
+"$WL/gen"
+
+# ---- measurement -------------------------------------------------------------
+results=$BENCH_OUT/results.tsv
+printf 'what\trep\twall_s\tmaxrss_kb\trc\n' >"$results"
+
+# measure WHAT REP -- CMD... : run CMD under /usr/bin/time -v; append a row.
+measure() {
+  local what=$1 rep=$2 tf t0 t1 rc=0 rss wall
+  shift 3
+  tf=$(mktemp)
+  sync
+  t0=$(date +%s.%N)
+  /usr/bin/time -v -o "$tf" "$@" >>"$BENCH_OUT/$what.log" 2>&1 || rc=$?
+  t1=$(date +%s.%N)
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tf")
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')
+  cat "$tf" >>"$BENCH_OUT/$what.log"
+  rm -f "$tf"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$what" "$rep" "$wall" "${rss:-0}" "$rc" >>"$results"
+  printf '  %-10s rep %s: %8ss  rss %6s MiB  rc %s\n' "$what" "$rep" "$wall" "$(( ${rss:-0} / 1024 ))" "$rc" >&2
+  [ "$rc" -eq 0 ] || { tail -n 30 "$BENCH_OUT/$what.log" >&2; die "$what failed (rc $rc); log: $BENCH_OUT/$what.log"; }
+}
+
+sources=(build/libs/dependencies build/libs/spring-boot-loader build/libs/libs-dependencies
+  build/libs/application build/VERSION)
+
+say "timing (REPS=$REPS)"
+for rep in $(seq "$REPS"); do
+  measure kiln "$rep" -- "$bin/kiln" --root "$work/root-$rep" build \
+    --build-arg "REGISTRY=$REGISTRY" --build-arg PIPELINE_ID_ARG=123 -t "$TAG" "$WL"
+  rm -rf "$work/root-$rep"
+  measure floor "$rep" -- bash -c 'cd "$1" && shift && exec "$@"' _ "$WL" "$bin/floor" "${sources[@]}"
+  measure tar-gzip "$rep" -- bash -c 'tar -C "$1" -cf - build | gzip -6 | sha256sum' _ "$WL"
+done
+
+say "counting base-layer bytes of a cold build through a proxy"
+"$bin/countproxy" -target "$REGISTRY" -addr-file "$work/proxy.addr" -out "$work/counts.json" >/dev/null &
+proxy_pid=$!
+pids+=("$proxy_pid")
+for _ in $(seq 100); do [ -s "$work/proxy.addr" ] && break; sleep 0.1; done
+[ -s "$work/proxy.addr" ] || die "countproxy did not start"
+proxy=$(cat "$work/proxy.addr")
+"$bin/kiln" --root "$work/root-proxy" build --build-arg "REGISTRY=$proxy" --build-arg PIPELINE_ID_ARG=123 \
+  -t "$TAG" "$WL" >>"$BENCH_OUT/kiln-proxy.log" 2>&1 || { tail "$BENCH_OUT/kiln-proxy.log" >&2; die "kiln build through the proxy failed"; }
+kill -TERM "$proxy_pid"
+wait "$proxy_pid" 2>/dev/null || true
+cp "$work/counts.json" "$BENCH_OUT/counts.json"
+base_bytes=0
+for d in "${base_layers[@]}"; do
+  n=$(jq -r --arg d "$d" '.blobs[$d] // 0' "$work/counts.json")
+  base_bytes=$((base_bytes + n))
+done
+all_bytes=$(jq '[.blobs[]] | add // 0' "$work/counts.json")
+
+# ---- report ------------------------------------------------------------------
+median() { # WHAT COLUMN
+  awk -F'\t' -v w="$1" -v c="$2" 'NR > 1 && $1 == w {print $c}' "$results" | sort -g |
+    awk '{v[NR] = $1} END {if (NR == 0) print "NA"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+maxof() { awk -F'\t' -v w="$1" -v c="$2" 'NR > 1 && $1 == w && $c > m {m = $c} END {print m + 0}' "$results"; }
+kiln_wall=$(median kiln 3)
+floor_wall=$(median floor 3)
+tar_wall=$(median tar-gzip 3)
+kiln_rss_mb=$(awk -v k="$(maxof kiln 4)" 'BEGIN {printf "%.0f", k * 1024 / 1e6}')
+ratio=$(awk -v a="$kiln_wall" -v b="$floor_wall" 'BEGIN {printf "%.2f", a / b}')
+verdict() { if [ "$1" = 1 ]; then echo ok; else echo MISSED; fi; }
+table=$BENCH_OUT/table.md
+{
+  echo "java-layers, REPS=$REPS, medians; $(nproc) CPUs; registry $REGISTRY; $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo
+  echo "| metric | value | target | |"
+  echo "|---|---|---|---|"
+  echo "| kiln cold build wall | ${kiln_wall} s | | |"
+  echo "| floor wall (WriteLayer gzip, 5 layers) | ${floor_wall} s | | |"
+  echo "| ratio kiln / floor | ${ratio} | <= 1.3 | $(verdict "$(awk -v r="$ratio" 'BEGIN {print (r <= 1.3)}')") |"
+  echo "| kiln peak RSS (max of reps) | ${kiln_rss_mb} MB | < 150 MB | $(verdict "$(awk -v m="$kiln_rss_mb" 'BEGIN {print (m < 150)}')") |"
+  echo "| base layer bytes fetched (cold build) | ${base_bytes} | 0 | $(verdict "$([ "$base_bytes" -eq 0 ] && echo 1)") |"
+  echo "| all blob bytes fetched (cold build) | ${all_bytes} | | |"
+  echo "| tar -c \| gzip -6 \| sha256sum (reference) | ${tar_wall} s | | |"
+} >"$table"
+cat "$table"
+say "results: $BENCH_OUT"
