@@ -45,7 +45,8 @@ func (s *Stats) BlobBytesDownloaded() int64 { return s.blobBytesDown.Load() }
 func (s *Stats) BlobBytesUploaded() int64 { return s.blobBytesUp.Load() }
 
 // LayerBlobsDownloaded is the number of successful blob GET responses for
-// digests that are not image configs.
+// digests that are not image configs; a request that resumes a broken
+// download does not count again.
 func (s *Stats) LayerBlobsDownloaded() int64 { return s.layerBlobs.Load() }
 
 // LayerBytesDownloaded is the part of BlobBytesDownloaded that came from
@@ -163,11 +164,17 @@ func (t *statsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 			return resp, nil
 		}
+		// A resumed download (see resumingBody) was counted already.
+		first := req.Context().Value(resumeKey{}) == nil
 		if s.isConfig(ident) {
-			s.configBlobs.Add(1)
+			if first {
+				s.configBlobs.Add(1)
+			}
 			resp.Body = &countingBody{rc: resp.Body, count: func(n int) { s.blobBytesDown.Add(int64(n)) }}
 		} else {
-			s.layerBlobs.Add(1)
+			if first {
+				s.layerBlobs.Add(1)
+			}
 			resp.Body = &countingBody{rc: resp.Body, count: func(n int) {
 				s.blobBytesDown.Add(int64(n))
 				s.layerBytes.Add(int64(n))

@@ -310,6 +310,18 @@ var retryStatus = map[int]bool{
 }
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.roundTrip(req)
+	if err != nil || t.retries == 0 || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	if kind, _ := classifyPath(originRequest(req).URL.Path); kind == kindBlob {
+		resp.Body = &resumingBody{t: t, req: req, body: resp.Body}
+	}
+	return resp, nil
+}
+
+// roundTrip sends req, retrying as the type's comment says.
+func (t *retryTransport) roundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	replayable := !hasBody || req.GetBody != nil
@@ -438,3 +450,89 @@ func operationRetryable(err error) bool {
 	}
 	return retryableError(err)
 }
+
+// resumingBody is the body of a blob GET that survives a connection reset
+// or timeout in the middle: it asks again for the rest with a Range request
+// (or, from a registry that ignores Range, for the whole blob, skipping what
+// was read), at most t.retries times. Blobs are content-addressed and their
+// digests are verified by the reader, so resuming cannot splice in other
+// content unnoticed.
+type resumingBody struct {
+	t       *retryTransport
+	req     *http.Request
+	body    io.ReadCloser
+	read    int64
+	resumes int
+	pending error
+}
+
+func (b *resumingBody) Read(p []byte) (int, error) {
+	for {
+		var n int
+		var err error
+		if b.pending != nil {
+			err, b.pending = b.pending, nil
+		} else {
+			n, err = b.body.Read(p)
+			b.read += int64(n)
+		}
+		if err == nil || err == io.EOF {
+			return n, err
+		}
+		if n > 0 {
+			// Hand over the data first; deal with the error next time.
+			b.pending = err
+			return n, nil
+		}
+		ctx := b.req.Context()
+		if b.resumes >= b.t.retries || ctx.Err() != nil || !retryableError(err) {
+			return 0, err
+		}
+		if rerr := b.resume(); rerr != nil {
+			return 0, fmt.Errorf("%w (resuming at byte %d: %v)", err, b.read, rerr)
+		}
+	}
+}
+
+// resume replaces the broken body with one that continues at b.read.
+func (b *resumingBody) resume() error {
+	ctx := b.req.Context()
+	b.resumes++
+	_ = b.body.Close()
+	timer := time.NewTimer(backoff(b.t.delay, b.resumes-1))
+	select {
+	case <-ctx.Done():
+		timer.Stop()
+		return ctx.Err()
+	case <-timer.C:
+	}
+	r := b.req.Clone(context.WithValue(ctx, resumeKey{}, true))
+	r.Header.Set("Range", fmt.Sprintf("bytes=%d-", b.read))
+	resp, err := b.t.roundTrip(r)
+	if err != nil {
+		return err
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		if cr := resp.Header.Get("Content-Range"); !strings.HasPrefix(cr, fmt.Sprintf("bytes %d-", b.read)) {
+			_ = resp.Body.Close()
+			return fmt.Errorf("unexpected Content-Range %q", cr)
+		}
+	case http.StatusOK:
+		if _, err := io.CopyN(io.Discard, resp.Body, b.read); err != nil {
+			_ = resp.Body.Close()
+			return fmt.Errorf("skipping %d bytes already read: %w", b.read, err)
+		}
+	default:
+		_ = resp.Body.Close()
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	b.body = resp.Body
+	return nil
+}
+
+// resumeKey marks the context of a request that resumes a blob download,
+// so that Stats does not count the blob twice.
+type resumeKey struct{}
+
+func (b *resumingBody) Close() error { return b.body.Close() }
