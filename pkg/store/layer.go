@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,13 +24,21 @@ type blobSource interface {
 // Layer returns a v1.Layer backed by the stored blob desc.Digest. Digest,
 // Size and MediaType come from desc and DiffID from diffID; Compressed opens
 // the blob file and Uncompressed decompresses it according to the media type
-// (gzip, zstd or plain tar). The blob is never read into memory.
+// (gzip, zstd or plain tar). The blob is never read into memory. A zero
+// desc.Size is filled in from the blob; a different one is an error.
 func (s *Store) Layer(desc v1.Descriptor, diffID v1.Hash) (v1.Layer, error) {
 	if err := checkHash(desc.Digest); err != nil {
 		return nil, fmt.Errorf("layer: %w", err)
 	}
-	if !s.HasBlob(desc.Digest) {
+	fi, err := os.Stat(s.BlobPath(desc.Digest))
+	if err != nil || !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("layer %s not in store %s", desc.Digest, s.root)
+	}
+	switch {
+	case desc.Size == 0:
+		desc.Size = fi.Size()
+	case desc.Size != fi.Size():
+		return nil, fmt.Errorf("layer %s: descriptor says %d bytes, the stored blob has %d", desc.Digest, desc.Size, fi.Size())
 	}
 	return newBlobLayer(s, desc, diffID), nil
 }

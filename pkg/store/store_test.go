@@ -489,6 +489,14 @@ func TestLayerDecompression(t *testing.T) {
 			t.Errorf("MediaType = %s, want %s", mt, tc.mt)
 		}
 	}
+	if l, err := s.Layer(v1.Descriptor{MediaType: types.OCILayer, Digest: sha256Hash(gz.Bytes())}, diffID); err != nil {
+		t.Fatal(err)
+	} else if sz, _ := l.Size(); sz != int64(gz.Len()) {
+		t.Fatalf("Size of a layer described without one = %d, want %d", sz, gz.Len())
+	}
+	if _, err := s.Layer(v1.Descriptor{MediaType: types.OCILayer, Digest: sha256Hash(gz.Bytes()), Size: 3}, diffID); err == nil {
+		t.Fatal("Layer with a wrong size succeeded")
+	}
 	if _, err := s.Layer(v1.Descriptor{MediaType: types.OCILayer, Digest: sha256Hash([]byte("absent"))}, diffID); err == nil {
 		t.Fatal("Layer of a missing blob succeeded")
 	}
