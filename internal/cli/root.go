@@ -27,9 +27,15 @@ type globals struct {
 	stderr io.Writer
 }
 
-// NewRootCommand builds the kiln command tree.
+// NewRootCommand builds the kiln command tree on the process's standard
+// streams.
 func NewRootCommand() *cobra.Command {
-	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	return NewRootCommandIO(os.Stdin, os.Stdout, os.Stderr)
+}
+
+// NewRootCommandIO builds the kiln command tree on the given streams.
+func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "kiln",
 		Short: "Build, tag and push container images without a daemon or privileges",
@@ -38,6 +44,9 @@ func NewRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.root, "root", "", "local image store (default: /var/lib/kiln for root, $XDG_DATA_HOME/kiln otherwise)")
 	pf.BoolVar(&g.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when talking to registries")
