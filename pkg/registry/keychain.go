@@ -50,8 +50,10 @@ func (o Options) Keychain() authn.Keychain {
 	return &keychain{files: o.authFiles(), helperCache: map[string]helperResult{}}
 }
 
-// authFiles lists the files searched for credentials, in order, without
-// duplicates. Files need not exist.
+// AuthFiles lists the files Keychain searches for credentials, in order,
+// without duplicates (for `kiln doctor` and messages). They need not exist.
+func (o Options) AuthFiles() []string { return o.authFiles() }
+
 func (o Options) authFiles() []string {
 	var files []string
 	add := func(f string) {
@@ -175,6 +177,8 @@ func (k *keychain) lookup(ctx context.Context, target authn.Resource) (*credenti
 	repo := ""
 	if r, ok := target.(name.Repository); ok {
 		repo = r.RepositoryStr()
+	} else if r, ok := target.(name.Reference); ok {
+		repo = r.Context().RepositoryStr()
 	} else if s := target.String(); strings.HasPrefix(s, target.RegistryStr()+"/") {
 		repo = strings.TrimPrefix(s, target.RegistryStr()+"/")
 	}

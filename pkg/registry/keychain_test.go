@@ -121,6 +121,14 @@ func TestKeychainKeys(t *testing.T) {
 		wantUser(t, o, hub, "hub", "hubpw")
 	}
 	wantUser(t, o, "docker.io/someorg/app", "huborg", "o")
+	// A full reference (not just a repository) as the target.
+	a, err := o.Keychain().Resolve(name.MustParseReference("reg.example.com/team/app:1").(name.Tag))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := a.Authorization(); err != nil || cfg.Username != "app" {
+		t.Errorf("reference target: %+v, %v; want the per-repository entry", cfg, err)
+	}
 	if cfg, err := resolve(t, o, "port.example.com/x"); err != nil || cfg != nil {
 		t.Errorf("port.example.com without port: got %+v, %v; want anonymous", cfg, err)
 	}

@@ -88,8 +88,9 @@ func (t loginTarget) String() string {
 // existing directory (podman's choice on a desktop session); else docker's
 // $DOCKER_CONFIG/config.json or ~/.docker/config.json, which is what CI jobs
 // (where XDG_RUNTIME_DIR is normally unset) and their later docker-based
-// steps expect. Every file written is also read by Keychain, earlier files
-// first, so a login is always the credential used next.
+// steps expect. Every file written is also read by Keychain; only a
+// credential for the same registry in a file that Keychain reads earlier
+// (see Options.Keychain) would take precedence over a fresh login.
 func LoginAuthFile(o Options) (string, error) {
 	if f := o.explicitAuthFile(); f != "" {
 		return f, nil
