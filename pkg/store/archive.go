@@ -457,7 +457,9 @@ func (i *dockerImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) 
 	return nil, fmt.Errorf("docker archive image has no layer %s", h)
 }
 
-// dockerLayer is one layer file of a docker archive.
+// dockerLayer is one layer file of a docker archive. It is a
+// partial.CompressedLayer (plus DiffID): partial.CompressedToImage supplies
+// Uncompressed, which detects the compression from the bytes.
 type dockerLayer struct {
 	fs     archiveFS
 	name   string
@@ -524,17 +526,3 @@ func (l *dockerLayer) MediaType() (types.MediaType, error) { return l.mt, nil }
 
 // Compressed implements v1.Layer: the file as it is in the archive.
 func (l *dockerLayer) Compressed() (io.ReadCloser, error) { return l.fs.open(l.name) }
-
-// Uncompressed implements v1.Layer.
-func (l *dockerLayer) Uncompressed() (io.ReadCloser, error) {
-	rc, err := l.fs.open(l.name)
-	if err != nil {
-		return nil, err
-	}
-	u, err := decompressKind(rc, rc, l.kind)
-	if err != nil {
-		rc.Close()
-		return nil, fmt.Errorf("layer %s: %w", l.name, err)
-	}
-	return u, nil
-}

@@ -589,3 +589,181 @@ func TestReadArchiveErrors(t *testing.T) {
 		t.Fatal("config path escaping the directory was read")
 	}
 }
+
+// memSource is a blobSource in memory.
+type memSource map[v1.Hash][]byte
+
+func (m memSource) openBlob(h v1.Hash) (io.ReadCloser, error) {
+	b, ok := m[h]
+	if !ok {
+		return nil, os.ErrNotExist
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// imageWithLayers builds an OCI image from layer blobs with the given media
+// types.
+func imageWithLayers(t *testing.T, mts ...types.MediaType) (v1.Image, [][]byte) {
+	t.Helper()
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	var tars [][]byte
+	for _, mt := range mts {
+		rl, err := random.Layer(500, types.OCIUncompressedLayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := readAll(t, rl.Uncompressed)
+		tars = append(tars, plain)
+		var blob bytes.Buffer
+		switch compressionOf(mt) {
+		case compressionGzip:
+			w, _ := gzipWriter(&blob)
+			w.Write(plain)
+			w.Close()
+		case compressionZstd:
+			w, _ := zstdWriter(&blob)
+			w.Write(plain)
+			w.Close()
+		default:
+			blob.Write(plain)
+		}
+		data := blob.Bytes()
+		src := memSource{sha256Hash(data): data}
+		l := newBlobLayer(src, v1.Descriptor{MediaType: mt, Digest: sha256Hash(data), Size: int64(len(data))}, sha256Hash(plain))
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return img, tars
+}
+
+func TestDockerArchiveCompressions(t *testing.T) {
+	img, tars := imageWithLayers(t, types.OCILayerZStd, types.OCIUncompressedLayer, types.OCILayer)
+	var buf bytes.Buffer
+	if err := WriteDockerArchive(&buf, []Item{{Ref: "localhost/mixed:1", Image: img}}); err != nil {
+		t.Fatal(err)
+	}
+	names := tarNames(t, buf.Bytes())
+	exts := map[string]bool{}
+	for _, n := range names {
+		for _, e := range []string{".tar.zst", ".tar.gz", ".json"} {
+			if strings.HasSuffix(n, e) {
+				exts[e] = true
+			}
+		}
+		if strings.HasSuffix(n, ".tar") {
+			exts[".tar"] = true
+		}
+	}
+	if len(exts) != 4 {
+		t.Fatalf("archive names %v", names)
+	}
+	items, err := ReadArchive(writeFile(t, buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := items[0].Image
+	checkLayers(t, got)
+	m, _ := got.Manifest()
+	wantMT := []types.MediaType{types.OCILayerZStd, types.OCIUncompressedLayer, types.OCILayer}
+	ls, _ := got.Layers()
+	for i, l := range m.Layers {
+		if l.MediaType != wantMT[i] {
+			t.Fatalf("layer %d media type %s, want %s", i, l.MediaType, wantMT[i])
+		}
+		if !bytes.Equal(readAll(t, ls[i].Uncompressed), tars[i]) {
+			t.Fatalf("layer %d content differs", i)
+		}
+	}
+	// Layers keep their compressed bytes, so the manifest is the original.
+	wantRaw, _ := img.RawManifest()
+	gotRaw, _ := got.RawManifest()
+	var wm, gm v1.Manifest
+	json.Unmarshal(wantRaw, &wm)
+	json.Unmarshal(gotRaw, &gm)
+	for i := range wm.Layers {
+		if wm.Layers[i].Digest != gm.Layers[i].Digest {
+			t.Fatalf("layer %d digest %s, want %s", i, gm.Layers[i].Digest, wm.Layers[i].Digest)
+		}
+	}
+	s := newStore(t)
+	d, err := s.WriteImage(context.Background(), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := s.Image(d.Digest)
+	checkLayers(t, stored)
+}
+
+func TestNestedIndex(t *testing.T) {
+	inner, _ := random.Index(64, 1, 2)
+	img := randomOCIImage(t, 1)
+	outer := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: inner},
+		mutate.IndexAddendum{Add: img})
+	s := newStore(t)
+	ctx := context.Background()
+	d, err := s.WriteIndex(ctx, outer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag("localhost/nested:1", d); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.GCWithGrace(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Index(d.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(got); err != nil {
+		t.Fatalf("nested index incomplete after GC: %v", err)
+	}
+	child, err := got.ImageIndex(mustDigest(t, inner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mustDigest(t, child) != mustDigest(t, inner) {
+		t.Fatal("child index digest differs")
+	}
+	if _, err := got.ImageIndex(mustDigest(t, img)); err == nil {
+		t.Fatal("ImageIndex of an image child succeeded")
+	}
+	var buf bytes.Buffer
+	if err := WriteOCIArchive(&buf, []Item{{Ref: "localhost/nested:1", Index: got}}); err != nil {
+		t.Fatal(err)
+	}
+	items, err := ReadArchive(writeFile(t, buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(items[0].Index); err != nil {
+		t.Fatal(err)
+	}
+	if mustDigest(t, items[0].Index) != d.Digest {
+		t.Fatal("archive index digest differs")
+	}
+}
+
+func TestLayerDescriptorKept(t *testing.T) {
+	s := newStore(t)
+	data := []byte("layer with annotations")
+	h := sha256Hash(data)
+	s.WriteBlob(h, bytes.NewReader(data))
+	l, err := s.Layer(v1.Descriptor{MediaType: types.OCIUncompressedLayer, Digest: h, Annotations: map[string]string{"k": "v"}}, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Layers[0].Annotations["k"] != "v" || m.Layers[0].Size != int64(len(data)) {
+		t.Fatalf("layer descriptor in manifest: %+v", m.Layers[0])
+	}
+}
