@@ -93,6 +93,7 @@ func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
 		dirMeta:    map[string]*tar.Header{},
 		restore:    map[string]uint32{},
 		cacheFd:    -1,
+		noOpenat2:  walkOnly,
 		buf:        make([]byte, 128<<10),
 	}, nil
 }
@@ -387,13 +388,18 @@ func (e *entryCtx) hardlink() error {
 		return nil
 	}
 	tfd, err := e.x.openDir(parentPath(target), false)
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("hardlink target %q does not exist", e.hdr.Linkname)
+	}
 	if err != nil {
 		return fmt.Errorf("hardlink target %q: %w", e.hdr.Linkname, err)
 	}
 	defer unix.Close(tfd)
 	tbase := path.Base(target)
 	var st unix.Stat_t
-	if err := unix.Fstatat(tfd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := unix.Fstatat(tfd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("hardlink target %q does not exist", e.hdr.Linkname)
+	} else if err != nil {
 		return fmt.Errorf("hardlink target %q: %w", e.hdr.Linkname, err)
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -673,6 +679,10 @@ func (x *extractor) makeWritable(p string) bool {
 	}
 	return true
 }
+
+// walkOnly makes extractors skip openat2 and walk directories one
+// component at a time, as they do where openat2 is unavailable (tests).
+var walkOnly = false
 
 // errSymlinkParent marks an entry whose parent directory is a symlink.
 var errSymlinkParent = errors.New("is a symlink; refusing to write through it")
