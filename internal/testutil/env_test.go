@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/kiln-build/kiln/internal/testutil/harness"
 )
@@ -152,6 +153,10 @@ func TestInProcessRegistryPlatformIndex(t *testing.T) {
 	got, err := remote.Index(mustRef(t, addr+"/multi/arch:1"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// As stored: digests, sizes, and platforms of descriptors and configs agree.
+	if err := validate.Index(got); err != nil {
+		t.Fatalf("PlatformIndex is not a valid index: %v", err)
 	}
 	im, err := got.IndexManifest()
 	if err != nil {

@@ -34,6 +34,11 @@ func TestExampleHello(t *testing.T) {
 		t.Errorf("kiln images row %q does not show the image ID %s", row, short)
 	}
 
+	// -q: the image ID is the only output.
+	if q := kiln(t, "--root", root, "build", "-q", "-t", "hello:quiet", helloDir); !imageID.MatchString(strings.TrimSuffix(q.stdout, "\n")) {
+		t.Errorf("build -q printed %q, want only an image ID", q.stdout)
+	}
+
 	dest := filepath.Join(t.TempDir(), "oci")
 	builtID(t, kiln(t, "--root", root, "build", "--output", "type=oci,dest="+dest, helloDir))
 	img := ociImage(t, dest)

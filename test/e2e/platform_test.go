@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/kiln-build/kiln/internal/testutil"
+)
+
+// TestMultiPlatform builds one Dockerfile for linux/amd64 and linux/arm64
+// on a multi-platform base in a real registry, without RUN, and checks that
+// each image of the OCI output is made from its own platform's base.
+func TestMultiPlatform(t *testing.T) {
+	testutil.SkipIfShort(t)
+	reg := testutil.StartRegistry(t)
+	testutil.PushIndex(t, reg+"/multi/base:1", testutil.PlatformIndex(t))
+
+	ctx := t.TempDir()
+	writeFile(t, filepath.Join(ctx, "Dockerfile"), `ARG REGISTRY
+FROM ${REGISTRY}/multi/base:1
+ARG TARGETPLATFORM
+ENV BUILT_FOR=${TARGETPLATFORM}
+COPY hello.txt /hello.txt
+`)
+	writeFile(t, filepath.Join(ctx, "hello.txt"), "hello\n")
+	dest := filepath.Join(t.TempDir(), "oci")
+	builtID(t, kiln(t, "--root", t.TempDir(), "build", "--build-arg", "REGISTRY="+reg,
+		"--platform", "linux/amd64,linux/arm64", "--output", "type=oci,dest="+dest, ctx))
+
+	idx, err := layout.ImageIndexFromPath(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(idx); err != nil {
+		t.Errorf("OCI output is not a valid index: %v", err)
+	}
+	images := platformImages(t, idx)
+	if len(images) != 2 {
+		t.Fatalf("found %d platform images in the output, want 2: %v", len(images), keys(images))
+	}
+	for _, want := range []string{"linux/amd64", "linux/arm64"} {
+		var img v1.Image
+		for p, i := range images {
+			if strings.HasPrefix(p, want) {
+				img = i
+			}
+		}
+		if img == nil {
+			t.Errorf("no image for %s in %v", want, keys(images))
+			continue
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Platform().String(); !strings.HasPrefix(got, want) {
+			t.Errorf("%s: config platform %s", want, got)
+		}
+		if !slices.ContainsFunc(cfg.Config.Env, func(e string) bool { return strings.HasPrefix(e, "BUILT_FOR="+want) }) {
+			t.Errorf("%s: Env %q lacks BUILT_FOR=%s (TARGETPLATFORM)", want, cfg.Config.Env, want)
+		}
+		if !slices.ContainsFunc(cfg.Config.Env, func(e string) bool { return strings.HasPrefix(e, "PLATFORM="+want) }) {
+			t.Errorf("%s: Env %q lacks the base's PLATFORM=%s", want, cfg.Config.Env, want)
+		}
+		tree := testutil.ImageTree(t, img)
+		base := treeField(t, tree, "/etc/platform", 5)
+		if base != sha256Hex(want+"\n") && base != sha256Hex(want+"/v8\n") {
+			t.Errorf("%s: /etc/platform comes from another platform's base (%s)", want, testutil.TreeEntry(tree, "/etc/platform"))
+		}
+		if got := treeField(t, tree, "/hello.txt", 5); got != sha256Hex("hello\n") {
+			t.Errorf("%s: /hello.txt sha256 %s", want, got)
+		}
+	}
+}
+
+// platformImages returns the images reachable from idx (through nested
+// indexes) by their platform, from the descriptor or else the config.
+func platformImages(t *testing.T, idx v1.ImageIndex) map[string]v1.Image {
+	t.Helper()
+	out := map[string]v1.Image{}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range im.Manifests {
+		switch {
+		case d.MediaType.IsIndex():
+			child, err := idx.ImageIndex(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p, img := range platformImages(t, child) {
+				out[p] = img
+			}
+		case d.MediaType.IsImage() || d.MediaType == types.MediaType(""):
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := ""
+			if d.Platform != nil {
+				p = d.Platform.String()
+			} else if cfg, err := img.ConfigFile(); err == nil {
+				p = cfg.Platform().String()
+			}
+			out[p] = img
+		}
+	}
+	return out
+}
+
+func keys(m map[string]v1.Image) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
