@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 
@@ -101,7 +102,7 @@ func (o Options) describeErr(ctx context.Context, what string, repo name.Reposit
 			case lerr != nil:
 				why = fmt.Sprintf("credential lookup for %s failed: %v", shown, lerr)
 			case cred == nil:
-				why = fmt.Sprintf("no credentials found for %s (log in with `kiln login %s`; the repository may also not exist)", shown, shown)
+				why = fmt.Sprintf("no credentials found for %s %s(log in with `kiln login %s`; the repository may also not exist)", shown, o.searchedFiles(), shown)
 			default:
 				secrets = []string{cred.cfg.Password, cred.cfg.IdentityToken, cred.cfg.RegistryToken, cred.cfg.Auth}
 				if te.StatusCode == http.StatusForbidden || hasCode(te, transport.DeniedErrorCode) {
@@ -126,6 +127,29 @@ func (o Options) describeErr(ctx context.Context, what string, repo name.Reposit
 		return mk(ErrUnreachable, fmt.Sprintf("%s: cannot reach registry %s: %s", what, shown, reach))
 	}
 	return mk(nil, fmt.Sprintf("%s: %v", what, err))
+}
+
+// searchedFiles says which auth files were searched, for messages, and
+// points out an --authfile that does not exist.
+func (o Options) searchedFiles() string {
+	var existing []string
+	for _, f := range o.authFiles() {
+		if _, err := os.Stat(f); err == nil {
+			existing = append(existing, f)
+		}
+	}
+	var s string
+	if len(existing) == 0 {
+		s = "in any auth file "
+	} else {
+		s = "in " + strings.Join(existing, ", ") + " "
+	}
+	if f := o.explicitAuthFile(); f != "" {
+		if _, err := os.Stat(f); err != nil {
+			s += fmt.Sprintf("(auth file %s does not exist) ", f)
+		}
+	}
+	return s
 }
 
 func hasCode(te *transport.Error, code transport.ErrorCode) bool {

@@ -92,8 +92,13 @@ func TestImageBasicAuth(t *testing.T) {
 	// No credentials at all.
 	writeAuthFile(t, cfgFile, nil, nil)
 	_, err = Fetch(context.Background(), ref, o)
-	if err == nil || !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "no credentials found for "+host) {
-		t.Errorf("anonymous: error %v, want unauthorized naming %s", err, host)
+	if err == nil || !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "no credentials found for "+host+" in "+cfgFile) {
+		t.Errorf("anonymous: error %v, want unauthorized naming %s and %s", err, host, cfgFile)
+	}
+	o.AuthFile = filepath.Join(home, "typo.json")
+	_, err = Fetch(context.Background(), ref, o)
+	if err == nil || !strings.Contains(err.Error(), "auth file "+o.AuthFile+" does not exist") {
+		t.Errorf("missing --authfile: error %v, want it pointed out", err)
 	}
 }
 
