@@ -46,7 +46,7 @@ func openOCIImage(t *testing.T, name string) ociImage {
 		t.Skipf("test image %s has no manifest", name)
 	}
 	var manifest struct {
-		Config struct{ Digest string } `json:"config"`
+		Config struct{ Digest string }   `json:"config"`
 		Layers []struct{ Digest string } `json:"layers"`
 	}
 	readJSON(blob(index.Manifests[0].Digest), &manifest)
