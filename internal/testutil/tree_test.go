@@ -165,8 +165,9 @@ func TestGoldenRoundTrip(t *testing.T) {
 // stop the caller, as the real one stops the goroutine.
 type fakeTB struct {
 	testing.TB
-	failed bool
-	msg    string
+	failed  bool
+	skipped bool
+	msg     string
 }
 
 func (f *fakeTB) Helper() {}
@@ -224,5 +225,44 @@ func TestConfigSummary(t *testing.T) {
 }`
 	if d := lineDiff(splitLines(want), splitLines(got)); d != "" {
 		t.Errorf("ConfigSummary (-want +got):\n%s", d)
+	}
+}
+
+func (f *fakeTB) Fatal(args ...any) {
+	f.failed = true
+	f.msg += fmt.Sprint(args...)
+	panic("fatal")
+}
+
+func (f *fakeTB) Skipf(format string, args ...any) {
+	f.skipped = true
+	f.msg += fmt.Sprintf(format, args...)
+	panic("skip")
+}
+
+// TestRequireMissingProgram: a missing program fails the test with the
+// package to install, except under -short where it skips.
+func TestRequireMissingProgram(t *testing.T) {
+	ft := &fakeTB{TB: t}
+	func() {
+		defer func() { _ = recover() }()
+		RequireProgram(ft, "/nonexistent/bin/docker-registry", "docker-registry")
+	}()
+	if testing.Short() {
+		if !ft.skipped || ft.failed {
+			t.Errorf("under -short: skipped=%v failed=%v, want a skip", ft.skipped, ft.failed)
+		}
+	} else if !ft.failed || ft.skipped {
+		t.Errorf("skipped=%v failed=%v, want a failure", ft.skipped, ft.failed)
+	}
+	for _, want := range []string{"/nonexistent/bin/docker-registry", "docker-registry", "sudo .ci/deps"} {
+		if !strings.Contains(ft.msg, want) {
+			t.Errorf("message %q lacks %q", ft.msg, want)
+		}
+	}
+	ft = &fakeTB{TB: t}
+	Require(ft, nil)
+	if ft.failed || ft.skipped {
+		t.Errorf("Require(nil) stopped the test: %q", ft.msg)
 	}
 }
