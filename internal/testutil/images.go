@@ -9,10 +9,14 @@ import (
 	"github.com/kiln-build/kiln/internal/testutil/harness"
 )
 
+// Each image is made once per test process, under its own lock so that a
+// first DebianImage (mmdebstrap) does not hold up the others.
 var (
-	imagesMu    sync.Mutex
+	busyboxMu   sync.Mutex
 	busyboxImg  v1.Image
+	debianMu    sync.Mutex
 	debianImg   v1.Image
+	platformMu  sync.Mutex
 	platformIdx v1.ImageIndex
 )
 
@@ -27,8 +31,8 @@ var (
 // the host's architecture. The image is made once per test process.
 func BusyboxImage(t testing.TB) v1.Image {
 	t.Helper()
-	imagesMu.Lock()
-	defer imagesMu.Unlock()
+	busyboxMu.Lock()
+	defer busyboxMu.Unlock()
 	if busyboxImg == nil {
 		img, err := harness.Busybox()
 		Require(t, err)
@@ -47,8 +51,8 @@ func BusyboxImage(t testing.TB) v1.Image {
 // file lock keeps test packages running in parallel from making it twice.
 func DebianImage(t testing.TB) v1.Image {
 	t.Helper()
-	imagesMu.Lock()
-	defer imagesMu.Unlock()
+	debianMu.Lock()
+	defer debianMu.Unlock()
 	if debianImg == nil {
 		img, err := harness.Debian(harness.CacheDir(), nil)
 		Require(t, err)
@@ -65,8 +69,8 @@ func DebianImage(t testing.TB) v1.Image {
 // which platform a build or pull picked; nothing in it can run.
 func PlatformIndex(t testing.TB) v1.ImageIndex {
 	t.Helper()
-	imagesMu.Lock()
-	defer imagesMu.Unlock()
+	platformMu.Lock()
+	defer platformMu.Unlock()
 	if platformIdx == nil {
 		idx, err := harness.PlatformIndex()
 		if err != nil {
