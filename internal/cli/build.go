@@ -177,7 +177,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		return err
 	}
 
-	st, err := g.openStore()
+	st, err := g.openStore(ctx, cmd)
 	if err != nil {
 		return err
 	}
@@ -207,9 +207,9 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 
 	var desc v1.Descriptor
 	if res.Index != nil {
-		desc, err = st.WriteIndex(ctx, res.Index)
+		desc, err = st.WriteIndex(ctx, res.Index, store.WithSources(res.Sources))
 	} else {
-		desc, err = st.WriteImage(ctx, res.Image)
+		desc, err = st.WriteImage(ctx, res.Image, store.WithSources(res.Sources))
 	}
 	if err != nil {
 		return fmt.Errorf("saving the image: %w", err)

@@ -31,7 +31,7 @@ func newImagesCommand(g *globals) *cobra.Command {
 		Short: "List images in the local store",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := g.openStore()
+			st, err := g.openStore(cmd.Context(), cmd)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/registry"
@@ -73,12 +76,34 @@ func Execute(ctx context.Context) int {
 	return 0
 }
 
-func (g *globals) openStore() (*store.Store, error) {
+// openStore opens the local store; layers it knows only by their registry
+// are fetched from there when read.
+func (g *globals) openStore(ctx context.Context, cmd *cobra.Command) (*store.Store, error) {
 	root := g.root
 	if root == "" {
 		root = store.DefaultRoot()
 	}
-	return store.Open(root)
+	st, err := store.Open(root)
+	if err != nil {
+		return nil, err
+	}
+	ro := g.registryOptions(cmd)
+	st.SetFetcher(func(_ context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
+		ref, err := registry.ParseReference(repo+"@"+h.String(), ro)
+		if err != nil {
+			return nil, err
+		}
+		d, ok := ref.(name.Digest)
+		if !ok {
+			return nil, fmt.Errorf("%s: not a digest reference", ref)
+		}
+		l, err := remote.Layer(d, ro.RemoteOptions(ctx)...)
+		if err != nil {
+			return nil, err
+		}
+		return l.Compressed()
+	})
+	return st, nil
 }
 
 func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {

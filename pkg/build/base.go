@@ -67,6 +67,7 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 		return nil, err
 	}
 	var img v1.Image
+	fromRegistry := false
 	if d, err := b.opts.Store.Resolve(r.Name()); err == nil {
 		img, err = b.storeImage(d, platform)
 		if err != nil {
@@ -74,6 +75,7 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 		}
 	} else {
 		var desc v1.Descriptor
+		fromRegistry = true
 		img, desc, err = registry.Image(b.ctx, r, &platform, b.opts.Registry)
 		if err != nil {
 			return nil, err
@@ -99,6 +101,16 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 	src := &imageSource{ref: ref, img: img, cfg: cfg, layers: layers}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if fromRegistry {
+		if b.sources == nil {
+			b.sources = map[v1.Hash]string{}
+		}
+		for _, l := range layers {
+			if d, err := l.Digest(); err == nil {
+				b.sources[d] = r.Context().Name()
+			}
+		}
+	}
 	if prev, ok := b.images[key]; ok {
 		return prev, nil
 	}

@@ -69,6 +69,9 @@ type Result struct {
 	// ID is the image ID (config digest, as docker and podman show it; the
 	// index digest for a multi-platform build).
 	ID v1.Hash
+	// Sources maps the base layers that were never downloaded to the
+	// repository that serves them (see store.WithSources).
+	Sources map[v1.Hash]string
 }
 
 // Build runs a build.
@@ -128,7 +131,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Result{Image: images[0], Digest: d, ID: id}, nil
+		return &Result{Image: images[0], Digest: d, ID: id, Sources: b.sources}, nil
 	}
 	idx, err := newIndex(images, platforms, opts.Format)
 	if err != nil {
@@ -138,7 +141,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Index: idx, Digest: d, ID: d}, nil
+	return &Result{Index: idx, Digest: d, ID: d, Sources: b.sources}, nil
 }
 
 // HostPlatform is the platform kiln runs on.
@@ -161,6 +164,8 @@ type builder struct {
 	mu     sync.Mutex
 	images map[string]*imageSource // COPY --from images and bases, by ref+platform
 	noted  map[string]bool         // base references already given the unpinned notice
+	// sources: registry layers by digest -> repository
+	sources map[v1.Hash]string
 }
 
 func (b *builder) logf(format string, args ...any) {

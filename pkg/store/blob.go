@@ -253,8 +253,6 @@ func (s *Store) OpenBlob(h v1.Hash) (io.ReadCloser, error) {
 	return f, nil
 }
 
-// openBlob implements blobSource.
-func (s *Store) openBlob(h v1.Hash) (io.ReadCloser, error) { return s.OpenBlob(h) }
 
 // WriteBlob stores the content of r as blob h, verifying the digest. If the
 // store already has h, r is not read.

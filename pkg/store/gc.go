@@ -170,6 +170,10 @@ func (w *walker) blob(d v1.Descriptor, parent v1.Hash) error {
 		return nil
 	}
 	if !w.s.HasBlob(d.Digest) {
+		if len(w.s.Sources(d.Digest)) > 0 {
+			w.seen[d.Digest] = true // fetched on demand from its registry
+			return nil
+		}
 		if w.strict {
 			return fmt.Errorf("blob %s of manifest %s is not in the store", d.Digest, parent)
 		}

@@ -335,7 +335,8 @@ func platformOf(rawCfg []byte) *v1.Platform {
 //
 // Blobs that are already present get their modification time refreshed, so
 // GC's grace period covers the whole image until the caller tags it.
-func (s *Store) WriteImage(ctx context.Context, img v1.Image) (v1.Descriptor, error) {
+func (s *Store) WriteImage(ctx context.Context, img v1.Image, opts ...WriteOption) (v1.Descriptor, error) {
+	wo := writeOptions(opts)
 	raw, err := img.RawManifest()
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing image: manifest: %w", err)
@@ -360,7 +361,7 @@ func (s *Store) WriteImage(ctx context.Context, img v1.Image) (v1.Descriptor, er
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: parsing manifest: %w", digest, err)
 	}
 
-	if err := s.writeLayers(ctx, img, digest, m.Layers); err != nil {
+	if err := s.writeLayers(ctx, img, digest, m.Layers, wo); err != nil {
 		return v1.Descriptor{}, err
 	}
 
@@ -381,7 +382,7 @@ func (s *Store) WriteImage(ctx context.Context, img v1.Image) (v1.Descriptor, er
 }
 
 // writeLayers copies the layers the store lacks, a few at a time.
-func (s *Store) writeLayers(ctx context.Context, img v1.Image, imgDigest v1.Hash, layers []v1.Descriptor) error {
+func (s *Store) writeLayers(ctx context.Context, img v1.Image, imgDigest v1.Hash, layers []v1.Descriptor, wo *writeOpts) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -414,6 +415,17 @@ func (s *Store) writeLayers(ctx context.Context, img v1.Image, imgDigest v1.Hash
 			break
 		}
 		if present {
+			continue
+		}
+		if repo, ok := wo.sources[d.Digest]; ok {
+			// Left in its registry: recorded, fetched only if read.
+			if err := s.RecordSource(d.Digest, repo); err != nil {
+				setErr(fmt.Errorf("writing image %s: %w", imgDigest, err))
+				break
+			}
+			continue
+		}
+		if len(s.Sources(d.Digest)) > 0 {
 			continue
 		}
 		select {
@@ -473,7 +485,7 @@ func (s *Store) copyLayer(ctx context.Context, img v1.Image, d v1.Descriptor) er
 
 // WriteIndex stores idx: every child image or index first (see WriteImage),
 // then the index manifest bytes. It returns the index's descriptor.
-func (s *Store) WriteIndex(ctx context.Context, idx v1.ImageIndex) (v1.Descriptor, error) {
+func (s *Store) WriteIndex(ctx context.Context, idx v1.ImageIndex, opts ...WriteOption) (v1.Descriptor, error) {
 	raw, err := idx.RawManifest()
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing index: manifest: %w", err)
@@ -511,7 +523,7 @@ func (s *Store) WriteIndex(ctx context.Context, idx v1.ImageIndex) (v1.Descripto
 			if err != nil {
 				return v1.Descriptor{}, fmt.Errorf("writing index %s: child %s: %w", digest, c.Digest, err)
 			}
-			if got, err = s.WriteIndex(ctx, child); err != nil {
+			if got, err = s.WriteIndex(ctx, child, opts...); err != nil {
 				return v1.Descriptor{}, fmt.Errorf("writing index %s: %w", digest, err)
 			}
 		case c.MediaType.IsImage():
@@ -519,7 +531,7 @@ func (s *Store) WriteIndex(ctx context.Context, idx v1.ImageIndex) (v1.Descripto
 			if err != nil {
 				return v1.Descriptor{}, fmt.Errorf("writing index %s: child %s: %w", digest, c.Digest, err)
 			}
-			if got, err = s.WriteImage(ctx, child); err != nil {
+			if got, err = s.WriteImage(ctx, child, opts...); err != nil {
 				return v1.Descriptor{}, fmt.Errorf("writing index %s: %w", digest, err)
 			}
 		default:

@@ -65,6 +65,9 @@ type Store struct {
 	exported bool
 
 	ids sync.Map // manifest digest -> config digest (content never changes)
+
+	fetchMu sync.Mutex
+	fetcher Fetcher // reads layers known only by their source (source.go)
 }
 
 // DefaultRoot returns the store location: /var/lib/kiln for root, otherwise
