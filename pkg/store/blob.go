@@ -253,7 +253,6 @@ func (s *Store) OpenBlob(h v1.Hash) (io.ReadCloser, error) {
 	return f, nil
 }
 
-
 // WriteBlob stores the content of r as blob h, verifying the digest. If the
 // store already has h, r is not read.
 func (s *Store) WriteBlob(h v1.Hash, r io.Reader) error {
