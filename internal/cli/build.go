@@ -281,7 +281,7 @@ func readDockerfile(flag, contextDir string, g *globals, stdinUsed bool, fromStd
 	data, err = os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "", "", nil, fmt.Errorf("Dockerfile not found: %s", path)
+			return "", "", nil, fmt.Errorf("no Dockerfile at %s (use -f to name one)", path)
 		}
 		return "", "", nil, err
 	}

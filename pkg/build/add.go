@@ -72,7 +72,7 @@ func (s *stageState) extractArchive(open opener, name, dest string) ([]*copyEntr
 		hc.Uname, hc.Gname = "", ""
 		e := &copyEntry{dest: path.Join(dest, rel), hdr: hc, keepOwner: true}
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg, 0 /* pre-POSIX regular file */ :
 			hc.Typeflag = tar.TypeReg
 			fn := filepath.Join(dir, fmt.Sprint(i))
 			w, err := os.Create(fn)

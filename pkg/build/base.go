@@ -203,7 +203,6 @@ func (s *stageState) initBase(ctx context.Context) error {
 	s.nBase = len(s.layers)
 	s.cfg.Created = v1.Time{Time: s.b.start}
 	s.cfg.Container = ""
-	s.cfg.DockerVersion = ""
 	s.cfg.Config.Image = ""
 	if len(s.cfg.History) == 0 && len(s.layers) > 0 {
 		// A base without history: give each layer an entry so that the

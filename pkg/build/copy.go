@@ -292,9 +292,6 @@ func cloneHeader(h *tar.Header) *tar.Header {
 			c.PAXRecords[k] = v
 		}
 	}
-	if h.Xattrs != nil { //nolint:staticcheck // kept for tar headers that still carry them
-		c.Xattrs = nil //nolint:staticcheck
-	}
 	return &c
 }
 

@@ -88,11 +88,6 @@ func (s *Store) RecordSource(h v1.Hash, repo string) error {
 	return os.Rename(tmp.Name(), p)
 }
 
-// available reports whether blob h is held or can be fetched.
-func (s *Store) available(h v1.Hash) bool {
-	return s.HasBlob(h) || len(s.Sources(h)) > 0
-}
-
 // openBlob implements blobSource: a held blob, or one fetched from a
 // recorded source and stored while it is read.
 func (s *Store) openBlob(h v1.Hash) (io.ReadCloser, error) {
