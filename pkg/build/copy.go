@@ -56,6 +56,7 @@ type copyEntry struct {
 // doCopy runs COPY and ADD: it gathers the entries, applies ownership and
 // mode, and writes them as one layer.
 func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
+	defer s.cleanTemp()
 	errf := func(format string, args ...any) error {
 		return s.file.Errorf(r.loc, r.name+" "+format, args...)
 	}
