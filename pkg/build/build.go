@@ -110,7 +110,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if len(platforms) == 0 {
 		platforms = []v1.Platform{HostPlatform()}
 	}
-	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, start: time.Now().UTC(), images: map[string]*imageSource{}}
+	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, layerSem: make(chan struct{}, maxLayerWriters), start: time.Now().UTC(), images: map[string]*imageSource{}}
 	if opts.Timestamp != nil {
 		b.start = opts.Timestamp.UTC()
 	}
@@ -164,6 +164,7 @@ type builder struct {
 	mu     sync.Mutex
 	images map[string]*imageSource // COPY --from images and bases, by ref+platform
 	noted  map[string]bool         // base references already given the unpinned notice
+	layerSem chan struct{} // bounds concurrent layer writers
 	// sources: registry layers by digest -> repository
 	sources map[v1.Hash]string
 }

@@ -248,10 +248,7 @@ func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
 	if err := s.spoolTreeContent(r.from, entries); err != nil {
 		return errf("%v", err)
 	}
-	if err := s.addLayer(entries, copyCreatedBy(r)); err != nil {
-		return errf("%v", err)
-	}
-	return nil
+	return s.addLayer(ctx, entries, copyCreatedBy(r), func(err error) error { return errf("%v", err) })
 }
 
 func copyCreatedBy(r copyRequest) string {

@@ -2,21 +2,31 @@ package build
 
 import (
 	"archive/tar"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/store"
 )
 
-// addLayer writes entries as one new layer into the store (compressed,
-// hashed and counted in a single pass) and appends it to the stage.
-func (s *stageState) addLayer(entries []*copyEntry, createdBy string) error {
-	defer s.cleanTemp()
+// maxLayerWriters bounds how many layers are written at once. Writing a
+// layer is compression, hashing and file I/O; steps after it rarely need
+// its bytes, so a stage goes on while earlier layers are still being
+// written and their fsyncs overlap with later compression.
+const maxLayerWriters = 3
+
+// addLayer turns entries into one new layer of the stage. The stage
+// records the layer at once (its entries, its history) and the bytes are
+// written in the background; wrap locates a write error in the Dockerfile.
+func (s *stageState) addLayer(ctx context.Context, entries []*copyEntry, createdBy string, wrap func(error) error) error {
 	// Sorted and de-duplicated (the last entry for a path wins), parents
 	// before children.
 	byDest := map[string]*copyEntry{}
@@ -32,14 +42,64 @@ func (s *stageState) addLayer(entries []*copyEntry, createdBy string) error {
 	}
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].dest < sorted[j].dest })
 
+	// The spooled content now belongs to the writer.
+	temp := s.tempDirs
+	s.tempDirs = nil
+	fl := &futureLayer{done: make(chan struct{}), mediaType: s.b.opts.Compression.MediaType(s.b.opts.Format == FormatOCI)}
+	s.pending = append(s.pending, fl)
+	s.b.layerSem <- struct{}{}
+	go func() {
+		defer func() { <-s.b.layerSem }()
+		defer func() {
+			for _, d := range temp {
+				os.RemoveAll(d)
+			}
+		}()
+		l, err := s.writeLayer(ctx, sorted)
+		if err != nil {
+			err = wrap(err)
+		}
+		fl.resolve(l, err)
+	}()
+
+	s.layers = append(s.layers, fl)
+	for _, e := range sorted {
+		s.known.add(e.dest, e.hdr)
+		if e.dest == "/etc/passwd" || e.dest == "/etc/group" {
+			s.users = nil
+		}
+	}
+	s.history(createdBy, false)
+	return nil
+}
+
+// waitLayers waits for the stage's layers to be written and returns the
+// first error, in layer order.
+func (s *stageState) waitLayers() error {
+	var first error
+	for _, fl := range s.pending {
+		<-fl.done
+		if fl.err != nil && first == nil {
+			first = fl.err
+		}
+	}
+	return first
+}
+
+// writeLayer writes sorted entries as a layer into the store: tar,
+// compression, diff ID and digest in a single streaming pass.
+func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.Layer, error) {
 	st := s.b.opts.Store
-	bw, err := st.NewBlobWriter()
+	bw, err := st.NewBlobWriter(store.CallerHashes())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer bw.Abort()
 	info, err := archive.WriteLayer(bw, s.b.opts.Compression, archive.TarOptions{Timestamp: s.b.opts.Timestamp}, func(tw *archive.TarWriter) error {
 		for _, e := range sorted {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			h := cloneHeader(e.hdr)
 			h.Name = strings.TrimPrefix(e.dest, "/")
 			if h.Typeflag == tar.TypeLink {
@@ -76,28 +136,16 @@ func (s *stageState) addLayer(entries []*copyEntry, createdBy string) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := bw.Commit(info.Digest); err != nil {
-		return err
+		return nil, err
 	}
-	layer, err := st.Layer(v1.Descriptor{
+	return st.Layer(v1.Descriptor{
 		MediaType: s.b.opts.Compression.MediaType(s.b.opts.Format == FormatOCI),
 		Size:      info.Size,
 		Digest:    info.Digest,
 	}, info.DiffID)
-	if err != nil {
-		return err
-	}
-	s.layers = append(s.layers, layer)
-	for _, e := range sorted {
-		s.known.add(e.dest, e.hdr)
-		if e.dest == "/etc/passwd" || e.dest == "/etc/group" {
-			s.users = nil
-		}
-	}
-	s.history(createdBy, false)
-	return nil
 }
 
 func (s *stageState) cleanTemp() {
@@ -105,4 +153,67 @@ func (s *stageState) cleanTemp() {
 		os.RemoveAll(d)
 	}
 	s.tempDirs = nil
+}
+
+// futureLayer is a layer being written: every method waits for it.
+type futureLayer struct {
+	done      chan struct{}
+	once      sync.Once
+	layer     v1.Layer
+	err       error
+	mediaType types.MediaType
+}
+
+func (f *futureLayer) resolve(l v1.Layer, err error) {
+	f.once.Do(func() {
+		f.layer, f.err = l, err
+		close(f.done)
+	})
+}
+
+func (f *futureLayer) wait() (v1.Layer, error) {
+	<-f.done
+	return f.layer, f.err
+}
+
+func (f *futureLayer) Digest() (v1.Hash, error) {
+	l, err := f.wait()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return l.Digest()
+}
+
+func (f *futureLayer) DiffID() (v1.Hash, error) {
+	l, err := f.wait()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return l.DiffID()
+}
+
+func (f *futureLayer) Size() (int64, error) {
+	l, err := f.wait()
+	if err != nil {
+		return 0, err
+	}
+	return l.Size()
+}
+
+func (f *futureLayer) MediaType() (types.MediaType, error) { return f.mediaType, nil }
+
+func (f *futureLayer) Compressed() (io.ReadCloser, error) {
+	l, err := f.wait()
+	if err != nil {
+		return nil, err
+	}
+	return l.Compressed()
+}
+
+func (f *futureLayer) Uncompressed() (io.ReadCloser, error) {
+	l, err := f.wait()
+	if err != nil {
+		return nil, err
+	}
+	return l.Uncompressed()
 }

@@ -34,10 +34,17 @@ type stageState struct {
 	users  *userDB // lazily read /etc/passwd and /etc/group
 	// tempDirs hold spooled content of the step being built.
 	tempDirs []string
+	// pending are the layers being written in the background.
+	pending []*futureLayer
 }
 
 // execute builds the stage.
-func (s *stageState) execute(ctx context.Context) (*stageResult, error) {
+func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
+	defer func() {
+		if err != nil {
+			s.waitLayers() // never leave a writer running behind a failed stage
+		}
+	}()
 	st := s.run.stage
 	if err := s.initBase(ctx); err != nil {
 		return nil, err
@@ -105,8 +112,11 @@ func (s *stageState) stageTag() string {
 	return name
 }
 
-// finish assembles the stage's image.
+// finish waits for the stage's layers and assembles its image.
 func (s *stageState) finish() (*stageResult, error) {
+	if err := s.waitLayers(); err != nil {
+		return nil, err
+	}
 	cfg := s.cfg
 	cfg.RootFS.Type = "layers"
 	cfg.RootFS.DiffIDs = cfg.RootFS.DiffIDs[:0:0]
@@ -413,10 +423,9 @@ func (s *stageState) doWorkdir(ctx context.Context, c *instructions.WorkdirComma
 		}
 	}
 	entries := []*copyEntry{{dest: resolved, hdr: dirHeader(resolved, 0o755, uid, gid, s.b.start)}}
-	if err := s.addLayer(entries, createdBy); err != nil {
+	return s.addLayer(ctx, entries, createdBy, func(err error) error {
 		return s.file.Errorf(loc, "WORKDIR %s: %v", c.Path, err)
-	}
-	return nil
+	})
 }
 
 var _ = archive.Gzip

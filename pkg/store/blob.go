@@ -40,22 +40,47 @@ func checkHash(h v1.Hash) error {
 // its temp file so that Open and GC never remove it while it is alive.
 // A BlobWriter is not safe for concurrent use.
 type BlobWriter struct {
-	s    *Store
-	f    *os.File
-	h    hash.Hash
-	n    int64
-	err  error // sticky write error
-	done bool  // committed or aborted
+	s *Store
+	f *os.File
+	h hash.Hash
+	n int64
+	// flushed is how much writeback was already started for.
+	flushed int64
+	err     error // sticky write error
+	done    bool  // committed or aborted
 }
 
+// writebackChunk is how often a BlobWriter starts the writeback of what
+// it wrote.
+const writebackChunk = 8 << 20
+
 // NewBlobWriter starts a new blob.
-func (s *Store) NewBlobWriter() (*BlobWriter, error) {
+func (s *Store) NewBlobWriter(opts ...BlobOption) (*BlobWriter, error) {
+	var o blobOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	f, err := s.createTemp()
 	if err != nil {
 		return nil, err
 	}
-	return &BlobWriter{s: s, f: f, h: sha256.New()}, nil
+	w := &BlobWriter{s: s, f: f}
+	if !o.callerHashes {
+		w.h = sha256.New()
+	}
+	return w, nil
 }
+
+// BlobOption changes how a BlobWriter works.
+type BlobOption func(*blobOptions)
+
+type blobOptions struct{ callerHashes bool }
+
+// CallerHashes is for a writer that computes the digest of exactly the
+// bytes it writes in the same pass (as archive.WriteLayer does): the
+// BlobWriter does not hash them a second time, and Commit takes the
+// caller's digest as the blob's. Digest returns the zero hash.
+func CallerHashes() BlobOption { return func(o *blobOptions) { o.callerHashes = true } }
 
 // createTemp creates a temp file and takes an exclusive flock on it, making
 // sure that the name still refers to the locked file (a concurrent cleaner
@@ -93,8 +118,16 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	n, err := w.f.Write(p)
-	w.h.Write(p[:n])
+	if w.h != nil {
+		w.h.Write(p[:n])
+	}
 	w.n += int64(n)
+	if w.n-w.flushed >= writebackChunk {
+		// Start writing back what is already written, so that Commit's
+		// fsync waits for the tail only (advisory: errors are for fsync).
+		_ = unix.SyncFileRange(int(w.f.Fd()), w.flushed, w.n-w.flushed, unix.SYNC_FILE_RANGE_WRITE)
+		w.flushed = w.n
+	}
 	if err != nil {
 		w.err = fmt.Errorf("writing temp file %s: %w", w.f.Name(), err)
 		return n, w.err
@@ -107,6 +140,9 @@ func (w *BlobWriter) Size() int64 { return w.n }
 
 // Digest returns the sha256 digest of what was written so far.
 func (w *BlobWriter) Digest() v1.Hash {
+	if w.h == nil {
+		return v1.Hash{}
+	}
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.h.Sum(nil))}
 }
 
@@ -131,7 +167,7 @@ func (w *BlobWriter) Commit(want v1.Hash) error {
 	if err := checkHash(want); err != nil {
 		return fail(fmt.Errorf("committing blob: %w", err))
 	}
-	if got := w.Digest(); got != want {
+	if got := w.Digest(); w.h != nil && got != want {
 		return fail(fmt.Errorf("blob digest mismatch: expected %s, wrote %s (%d bytes)", want, got, w.n))
 	}
 	if err := w.f.Chmod(0o644); err != nil {
