@@ -336,6 +336,9 @@ func writeOutput(o outputSpec, res *build.Result, tags []string) error {
 		refs = []string{""}
 	}
 	for _, t := range refs {
+		if o.typ == "docker" {
+			t = displayRepo(t) // docker archives carry docker's short names
+		}
 		items = append(items, store.Item{Ref: t, Image: res.Image, Index: res.Index})
 	}
 	if o.typ == "oci" && !strings.HasSuffix(o.dest, ".tar") {

@@ -115,7 +115,7 @@ func TestBuildFlagErrors(t *testing.T) {
 		`--timestamp="yesterday"`:               {"build", "--timestamp", "yesterday", dir},
 		`-t UPPER:1: invalid reference`:         {"build", "-t", "UPPER:1", dir},
 		`--platform: `:                          {"build", "--platform", "a/b/c/d", dir},
-		`no Dockerfile at`:                  {"build", t.TempDir()},
+		`no Dockerfile at`:                      {"build", t.TempDir()},
 		`unknown compression`:                   {"build", "--compression", "lz4", dir},
 	}
 	for want, args := range cases {

@@ -61,6 +61,11 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 	root.AddCommand(
 		newBuildCommand(g),
 		newImagesCommand(g),
+		newTagCommand(g),
+		newRmiCommand(g),
+		newInspectCommand(g),
+		newSaveCommand(g),
+		newLoadCommand(g),
 		newVersionCommand(g),
 	)
 	return root
