@@ -154,7 +154,12 @@ func newIndex(images []v1.Image, platforms []v1.Platform, format Format) (v1.Ima
 		if err != nil {
 			return nil, err
 		}
+		// The index says what the image's config says (a base may have no
+		// variant where --platform gave one).
 		p := platforms[i]
+		if cfg, err := img.ConfigFile(); err == nil && cfg.Platform() != nil {
+			p = *cfg.Platform()
+		}
 		d.Platform = &p
 		m.Manifests = append(m.Manifests, *d)
 		ix.images[d.Digest] = img
