@@ -161,10 +161,10 @@ type builder struct {
 	ctxSrc *contextSource
 	start  time.Time
 
-	mu     sync.Mutex
-	images map[string]*imageSource // COPY --from images and bases, by ref+platform
-	noted  map[string]bool         // base references already given the unpinned notice
-	layerSem chan struct{} // bounds concurrent layer writers
+	mu       sync.Mutex
+	images   map[string]*imageSource // COPY --from images and bases, by ref+platform
+	noted    map[string]bool         // base references already given the unpinned notice
+	layerSem chan struct{}           // bounds concurrent layer writers
 	// sources: registry layers by digest -> repository
 	sources map[v1.Hash]string
 }
