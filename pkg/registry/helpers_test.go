@@ -136,12 +136,27 @@ type flaky struct {
 	n        atomic.Int64
 	failures atomic.Int64
 	resets   atomic.Int64
+	// failed holds the requests (method and path) whose last attempt
+	// failed: their retry goes through, so that concurrent requests cannot
+	// make one request fail on every attempt and the test stays
+	// deterministic under load.
+	mu     sync.Mutex
+	failed map[string]bool
 }
 
 func (f *flaky) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := f.n.Add(1)
-		if n%3 != 0 {
+		key := r.Method + " " + r.URL.Path
+		f.mu.Lock()
+		if f.failed == nil {
+			f.failed = map[string]bool{}
+		}
+		retry := f.failed[key]
+		fail := n%3 == 0 && !retry
+		f.failed[key] = fail
+		f.mu.Unlock()
+		if !fail {
 			next.ServeHTTP(w, r)
 			return
 		}
