@@ -148,10 +148,10 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		return x.opaque(target, hdr.Name)
 	}
 
-	typ := hdr.Typeflag
-	//lint:ignore SA1019 old tars still carry it; normalise it away
-	if typ == tar.TypeRegA || typ == tar.TypeGNUSparse {
-		typ = tar.TypeReg
+	typ, ok := fileType(hdr.Typeflag)
+	if !ok {
+		x.opts.skip(hdr.Name, fmt.Sprintf("unsupported entry type %q", string(typ)))
+		return nil
 	}
 	if p == "" {
 		if typ != tar.TypeDir {
@@ -164,12 +164,6 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		}
 		h := *hdr
 		x.dirMeta[""] = &h
-		return nil
-	}
-	switch typ {
-	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-	default:
-		x.opts.skip(hdr.Name, fmt.Sprintf("unsupported entry type %q", string(typ)))
 		return nil
 	}
 	x.touch(p)

@@ -232,9 +232,11 @@ func snapshot(t testing.TB, dir string) map[string]string {
 			out[rel] = "link:" + target
 		case d.IsDir():
 			out[rel] = "dir"
-		default:
+		case d.Type().IsRegular():
 			b, _ := os.ReadFile(p)
 			out[rel] = "file:" + string(b)
+		default: // never open fifos and devices
+			out[rel] = "special:" + d.Type().String()
 		}
 		return nil
 	})

@@ -277,7 +277,11 @@ func scanLayerFor(open Opener, layer int, target string, maxSize int64, regularO
 			}
 			continue
 		}
-		if isAncestor(q, target) && h.Typeflag != tar.TypeDir {
+		typ, ok := fileType(h.Typeflag)
+		if !ok {
+			continue
+		}
+		if isAncestor(q, target) && typ != tar.TypeDir {
 			res.hidden = true
 			continue
 		}
@@ -286,10 +290,7 @@ func scanLayerFor(open Opener, layer int, target string, maxSize int64, regularO
 		}
 		c := *h
 		c.Name = q
-		//lint:ignore SA1019 old tars still carry it; normalise it away
-		if c.Typeflag == tar.TypeRegA || c.Typeflag == tar.TypeGNUSparse {
-			c.Typeflag = tar.TypeReg
-		}
+		c.Typeflag = typ
 		if regularOnly && c.Typeflag != tar.TypeReg {
 			continue
 		}

@@ -174,10 +174,11 @@ func (t *Tree) applyEntry(layer, idx int, hdr *tar.Header) error {
 
 	h := *hdr
 	h.Name = p
-	//lint:ignore SA1019 old tars still carry it; normalise it away
-	if h.Typeflag == tar.TypeRegA || h.Typeflag == tar.TypeGNUSparse {
-		h.Typeflag = tar.TypeReg
+	typ, ok := fileType(h.Typeflag)
+	if !ok {
+		return nil // not a file (Extract skips these too)
 	}
+	h.Typeflag = typ
 	if p == "" {
 		if h.Typeflag != tar.TypeDir {
 			return fmt.Errorf("entry %q: the root can only be a directory", hdr.Name)

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"archive/tar"
 	"fmt"
 	"path"
 	"strings"
@@ -98,4 +99,18 @@ func parseWhiteout(p, name string) (whiteoutKind, string, error) {
 		return notWhiteout, "", fmt.Errorf("entry %q: invalid whiteout of %q", name, target)
 	}
 	return plainWhiteout, joinPath(dir, target), nil
+}
+
+// fileType returns the normalised type of an entry (old regular-file flags
+// become tar.TypeReg) and whether it is a file type kiln handles: others
+// (volume labels, continuation entries, unknown vendor types) are ignored.
+func fileType(typ byte) (byte, bool) {
+	switch typ {
+	//lint:ignore SA1019 old tars still carry it; normalise it away
+	case tar.TypeRegA, tar.TypeGNUSparse:
+		return tar.TypeReg, true
+	case tar.TypeDir, tar.TypeReg, tar.TypeSymlink, tar.TypeLink, tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return typ, true
+	}
+	return typ, false
 }
