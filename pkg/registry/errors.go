@@ -34,7 +34,21 @@ var (
 	ErrUnreachable = errors.New("registry unreachable")
 	// ErrNoPlatform: an index has no image for the requested platform.
 	ErrNoPlatform = errors.New("no matching platform")
+	// ErrTagImmutable: the repository refuses to move an existing tag (ECR's
+	// immutable tags, Harbor's immutability rules).
+	ErrTagImmutable = errors.New("tag immutable")
+	// ErrUnsupportedMediaType: the registry does not accept a manifest's
+	// media type, or kiln cannot use what a reference names.
+	ErrUnsupportedMediaType = errors.New("unsupported media type")
+	// ErrDigestMismatch: content did not match its digest; it is never
+	// accepted.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrBlobUnknown: a blob is in none of the places kiln may read it from.
+	ErrBlobUnknown = errors.New("blob unknown")
 )
+
+// errInvalidCreds is ParseCredential's error; it never shows the value.
+var errInvalidCreds = errors.New("invalid credentials: want USERNAME[:PASSWORD]")
 
 // Error is a registry failure with a message meant for people. It unwraps
 // to its kind (one of the Err* values, if any) and to the underlying error.
@@ -95,8 +109,7 @@ func (o Options) describeErr(ctx context.Context, what string, repo name.Reposit
 		switch {
 		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden ||
 			hasCode(te, transport.UnauthorizedErrorCode) || hasCode(te, transport.DeniedErrorCode):
-			kc := &keychain{files: o.authFiles(), helperCache: map[string]helperResult{}}
-			cred, lerr := kc.lookup(ctx, repo)
+			cred, lerr := o.newKeychain().lookup(ctx, repo)
 			var why string
 			switch {
 			case lerr != nil:
@@ -119,6 +132,15 @@ func (o Options) describeErr(ctx context.Context, what string, repo name.Reposit
 			return mk(ErrNameUnknown, fmt.Sprintf("%s: name unknown: repository %s not found on %s", what, repo.RepositoryStr(), shown))
 		case te.StatusCode == http.StatusTooManyRequests || hasCode(te, transport.TooManyRequestsErrorCode):
 			return mk(ErrRateLimited, fmt.Sprintf("%s: rate limited by %s (429 Too Many Requests, %d retries exhausted)%s", what, shown, o.retries(), registrySaid(te)))
+		case isTagImmutable(te):
+			return mk(ErrTagImmutable, fmt.Sprintf("%s: the tag already exists and repository %s does not allow tags to be overwritten (immutable tags); push a new tag instead%s",
+				what, repo.Name(), registrySaid(te)))
+		case te.StatusCode == http.StatusUnsupportedMediaType || hasCode(te, transport.UnsupportedErrorCode) || isMediaTypeRefusal(te):
+			return mk(ErrUnsupportedMediaType, fmt.Sprintf("%s: %s does not accept this manifest's media type (try --format docker for Docker media types)%s", what, shown, registrySaid(te)))
+		case hasCode(te, transport.ManifestBlobUnknownErrorCode):
+			return mk(ErrBlobUnknown, fmt.Sprintf("%s: the registry is missing a blob the manifest references%s", what, registrySaid(te)))
+		case hasCode(te, transport.DigestInvalidErrorCode):
+			return mk(ErrDigestMismatch, fmt.Sprintf("%s: the registry found that the uploaded content does not match its digest%s", what, registrySaid(te)))
 		}
 		return mk(nil, fmt.Sprintf("%s: %v", what, te))
 	}
@@ -150,6 +172,33 @@ func (o Options) searchedFiles() string {
 		}
 	}
 	return s
+}
+
+// isTagImmutable recognises a refused tag overwrite: ECR answers 400
+// TAG_INVALID naming ImageTagAlreadyExistsException or an immutable
+// repository; Harbor and others say "immutable".
+func isTagImmutable(te *transport.Error) bool {
+	text := strings.ToLower(te.Error())
+	if strings.Contains(text, "imagetagalreadyexistsexception") {
+		return true
+	}
+	if te.StatusCode == http.StatusBadRequest || te.StatusCode == http.StatusConflict ||
+		te.StatusCode == http.StatusPreconditionFailed || te.StatusCode == http.StatusForbidden {
+		if hasCode(te, transport.TagInvalidErrorCode) && (strings.Contains(text, "already exists") || strings.Contains(text, "immutable")) {
+			return true
+		}
+		return strings.Contains(text, "immutable") && strings.Contains(text, "tag")
+	}
+	return false
+}
+
+// isMediaTypeRefusal recognises a manifest refused for its media type.
+func isMediaTypeRefusal(te *transport.Error) bool {
+	if !hasCode(te, transport.ManifestInvalidErrorCode) {
+		return false
+	}
+	text := strings.ToLower(te.Error())
+	return strings.Contains(text, "media type") || strings.Contains(text, "mediatype") || strings.Contains(text, "unsupported")
 }
 
 func hasCode(te *transport.Error, code transport.ErrorCode) bool {

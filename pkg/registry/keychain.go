@@ -42,12 +42,20 @@ const dockerHubAuthKey = "https://index.docker.io/v1/"
 // config's "desktop", say) is skipped; a missing credHelpers helper is an
 // error. Docker Hub's names (docker.io, index.docker.io,
 // registry-1.docker.io, https://index.docker.io/v1/) are one registry.
+// Credentials given in o.Credentials (--creds) come before every file.
+// When no file has credentials for a private Amazon ECR registry
+// (ACCOUNT.dkr.ecr.REGION.amazonaws.com, see IsECRHost), kiln asks AWS for
+// a token with the AWS SDK's default credential chain (environment
+// variables, IRSA web identity, the pod's or instance's role), as the
+// amazon-ecr-credential-helper does; no other registry causes an AWS call.
 // Nothing found means anonymous access. A malformed file is an error that
 // names the file.
 //
 // The returned keychain also implements authn.ContextKeychain.
-func (o Options) Keychain() authn.Keychain {
-	return &keychain{files: o.authFiles(), helperCache: map[string]helperResult{}}
+func (o Options) Keychain() authn.Keychain { return o.newKeychain() }
+
+func (o Options) newKeychain() *keychain {
+	return &keychain{files: o.authFiles(), creds: o.Credentials, helperCache: map[string]helperResult{}}
 }
 
 // AuthFiles lists the files Keychain searches for credentials, in order,
@@ -149,6 +157,7 @@ type helperResult struct {
 // of auth files.
 type keychain struct {
 	files []string
+	creds []Credential
 
 	mu          sync.Mutex
 	helperCache map[string]helperResult // helper + "\x00" + server URL
@@ -182,6 +191,11 @@ func (k *keychain) lookup(ctx context.Context, target authn.Resource) (*credenti
 	} else if s := target.String(); strings.HasPrefix(s, target.RegistryStr()+"/") {
 		repo = strings.TrimPrefix(s, target.RegistryStr()+"/")
 	}
+	for _, c := range k.creds {
+		if c.Registry == "" || canonicalHost(c.Registry) == host {
+			return &credential{cfg: authn.AuthConfig{Username: c.Username, Password: c.Password}, source: "--creds"}, nil
+		}
+	}
 	for _, file := range k.files {
 		f, err := readAuthFile(file)
 		if err != nil {
@@ -197,6 +211,9 @@ func (k *keychain) lookup(ctx context.Context, target authn.Resource) (*credenti
 		if c != nil {
 			return c, nil
 		}
+	}
+	if IsECRHost(host) {
+		return ecrCredential(orBackground(ctx), host)
 	}
 	return nil, nil
 }

@@ -4,6 +4,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/kiln-build/kiln/pkg/progress"
 )
 
 // Options configures how kiln reaches registries. The zero value is usable:
@@ -44,6 +46,39 @@ type Options struct {
 	// Stats, when set, counts the traffic of every operation that uses
 	// these Options.
 	Stats *Stats
+	// Mirrors are Docker Hub mirrors (--registry-mirror URL), tried in
+	// order before Docker Hub itself for everything read from Docker Hub:
+	// manifests, configs and layers of pulls and builds, and the sources of
+	// copies. "https://mirror.example.com", "mirror.example.com:5000" and
+	// "http://10.0.0.5:5000" are accepted; a failing mirror falls back to
+	// the next and finally to Docker Hub. Pushes never go to a mirror.
+	Mirrors []string
+	// Credentials, when set, are used for the registries they name before
+	// any auth file is read (--creds, --src-creds, --dest-creds).
+	Credentials []Credential
+	// Progress, when set, receives an event for every blob and manifest
+	// that Write, Copy and pulls transfer, skip or mount.
+	Progress progress.Reporter
+}
+
+// Credential is a username and password for one registry, given on the
+// command line rather than read from an auth file.
+type Credential struct {
+	// Registry is the host[:port] (Docker Hub's aliases are one registry);
+	// empty means every registry of the operation.
+	Registry string
+	Username string
+	Password string
+}
+
+// ParseCredential parses --creds "USER[:PASSWORD]" for registry; the
+// password may contain ':'. The error never repeats the value.
+func ParseCredential(registry, s string) (Credential, error) {
+	user, pass, _ := strings.Cut(s, ":")
+	if user == "" {
+		return Credential{}, errInvalidCreds
+	}
+	return Credential{Registry: registry, Username: user, Password: pass}, nil
 }
 
 const (

@@ -18,9 +18,18 @@ const maxIndexDepth = 4
 // Fetch gets the manifest (image or index) that ref names with one manifest
 // GET. Failures are *Error values with clear messages (unauthorized naming
 // the credential source, manifest unknown, name unknown, rate limited,
-// unreachable) after the bounded retries.
+// unreachable) after the bounded retries. A Docker Hub reference is read
+// from o.Mirrors first, when there are any.
 func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descriptor, error) {
 	ctx = orBackground(ctx)
+	cands := o.readRefs(ref)
+	for _, c := range cands[:len(cands)-1] {
+		if d, err := remote.Get(c, o.RemoteOptions(ctx)...); err == nil {
+			return d, nil
+		} else if ctx.Err() != nil {
+			break
+		}
+	}
 	desc, err := remote.Get(ref, o.RemoteOptions(ctx)...)
 	if err != nil {
 		return nil, o.describeErr(ctx, ref.String(), ref.Context(), err)
@@ -41,8 +50,28 @@ func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descript
 // The layers of the returned image are mountable: pushing it, or an image
 // built on it, to another repository of the same registry mounts them
 // instead of copying.
+//
+// A Docker Hub reference is read from o.Mirrors first, when there are any;
+// the image then comes from the first mirror that serves it whole
+// (manifest and config).
 func Image(ctx context.Context, ref name.Reference, platform *v1.Platform, o Options) (v1.Image, v1.Descriptor, error) {
 	ctx = orBackground(ctx)
+	cands := o.readRefs(ref)
+	for _, c := range cands[:len(cands)-1] {
+		img, d, err := o.image(ctx, c, platform)
+		if err == nil {
+			if _, err = img.RawConfigFile(); err == nil {
+				return img, d, nil
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return o.image(ctx, ref, platform)
+}
+
+func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Platform) (v1.Image, v1.Descriptor, error) {
 	want := DefaultPlatform()
 	if platform != nil {
 		want = *platform
@@ -170,9 +199,9 @@ func availablePlatforms(im *v1.IndexManifest) []v1.Platform {
 // single image, the platform in its config (which is fetched).
 func Platforms(ctx context.Context, ref name.Reference, o Options) ([]v1.Platform, bool, error) {
 	ctx = orBackground(ctx)
-	desc, err := remote.Get(ref, o.RemoteOptions(ctx)...)
+	desc, err := Fetch(ctx, ref, o)
 	if err != nil {
-		return nil, false, o.describeErr(ctx, ref.String(), ref.Context(), err)
+		return nil, false, err
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
@@ -200,22 +229,17 @@ func Platforms(ctx context.Context, ref name.Reference, o Options) ([]v1.Platfor
 
 // Push writes img to ref: blobs first (in parallel, skipping those the
 // repository has, mounting those that came from another repository of the
-// same registry), the manifest last.
+// same registry), the manifest last. See Write.
 func Push(ctx context.Context, ref name.Reference, img v1.Image, o Options) error {
-	ctx = orBackground(ctx)
-	if err := remote.Write(ref, img, o.RemoteOptions(ctx)...); err != nil {
-		return o.describeErr(ctx, "push "+ref.String(), ref.Context(), err)
-	}
-	return nil
+	_, err := Write(ctx, Artifact{Image: img}, []name.Reference{ref}, o)
+	return err
 }
 
 // PushIndex writes idx and all its images to ref, the index manifest last.
+// See Write.
 func PushIndex(ctx context.Context, ref name.Reference, idx v1.ImageIndex, o Options) error {
-	ctx = orBackground(ctx)
-	if err := remote.WriteIndex(ref, idx, o.RemoteOptions(ctx)...); err != nil {
-		return o.describeErr(ctx, "push "+ref.String(), ref.Context(), err)
-	}
-	return nil
+	_, err := Write(ctx, Artifact{Index: idx}, []name.Reference{ref}, o)
+	return err
 }
 
 func orBackground(ctx context.Context) context.Context {

@@ -1,0 +1,163 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/pkg/progress"
+)
+
+// Copy copies what src names (an image, or an index with every image and
+// artifact it lists) to every dst, registry to registry, keeping the
+// manifests byte for byte (so digests do not change). Within one registry
+// no blob byte passes through kiln: blobs are mounted from src's
+// repository (or found present). Between registries each blob is
+// streamed from src to dst, verified against its digest on the way, never
+// stored. See Write for the order, parallelism and retries. A Docker Hub
+// src is read from o.Mirrors first.
+func Copy(ctx context.Context, src name.Reference, dsts []name.Reference, o Options) (v1.Descriptor, error) {
+	ctx = orBackground(ctx)
+	if len(dsts) == 0 {
+		return v1.Descriptor{}, errors.New("copy: no destination")
+	}
+	cands := o.readRefs(src)
+	var lastErr error
+	for i, c := range cands {
+		top, err := o.registrySpec(ctx, c, src.Context())
+		if err != nil {
+			lastErr = err
+			if i < len(cands)-1 && ctx.Err() == nil {
+				continue
+			}
+			return v1.Descriptor{}, err
+		}
+		return o.writeSpec(ctx, top, dsts, progress.OpCopy)
+	}
+	return v1.Descriptor{}, lastErr
+}
+
+// registrySpec reads the manifest ref names (from where ref points, a
+// mirror perhaps) into a manifestSpec whose blobs and children are read from
+// there too and whose blobs may be mounted from origin.
+func (o Options) registrySpec(ctx context.Context, ref name.Reference, origin name.Repository) (*manifestSpec, error) {
+	puller, err := remote.NewPuller(o.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	desc, err := puller.Get(ctx, ref)
+	if err != nil {
+		return nil, o.describeErr(ctx, ref.String(), ref.Context(), err)
+	}
+	return o.rawSpec(ctx, puller, ref.Context(), origin, desc.Manifest, desc.MediaType, ref.String())
+}
+
+// rawSpec describes the manifest raw of repository repo.
+func (o Options) rawSpec(ctx context.Context, puller *remote.Puller, repo, origin name.Repository, raw []byte, contentType types.MediaType, what string) (*manifestSpec, error) {
+	mt, m, err := parseAnyManifest(raw, contentType)
+	if err != nil {
+		var re *Error
+		if errors.As(err, &re) {
+			re.msg = what + ": " + re.msg
+			re.Registry = repo.RegistryStr()
+			return nil, re
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	spec := &manifestSpec{raw: raw, mediaType: mt, digest: sha256Of(raw)}
+	if mt.IsIndex() || (m.Config == nil && m.Manifests != nil) {
+		for _, c := range m.Manifests {
+			c := c
+			spec.children = append(spec.children, childSpec{desc: c, load: func(ctx context.Context) (*manifestSpec, error) {
+				d := repo.Digest(c.Digest.String())
+				cdesc, err := puller.Get(ctx, d)
+				if err != nil {
+					return nil, o.describeErr(ctx, d.String(), repo, err)
+				}
+				return o.rawSpec(ctx, puller, repo, origin, cdesc.Manifest, cdesc.MediaType, d.String())
+			}})
+		}
+		return spec, nil
+	}
+	add := func(d v1.Descriptor, kind string) {
+		if nonDistributable(d.MediaType) {
+			return
+		}
+		spec.blobs = append(spec.blobs, &blobSpec{desc: d, kind: kind, sources: []name.Repository{origin},
+			open: func(ctx context.Context) (io.ReadCloser, error) {
+				ld := repo.Digest(d.Digest.String())
+				l, err := puller.Layer(ctx, ld)
+				if err != nil {
+					return nil, o.describeErr(ctx, "blob "+ld.String(), repo, err)
+				}
+				rc, err := l.Compressed()
+				if err != nil {
+					return nil, o.describeErr(ctx, "blob "+ld.String(), repo, err)
+				}
+				return rc, nil
+			}})
+	}
+	if m.Config != nil {
+		add(*m.Config, progress.KindConfig)
+	}
+	for _, l := range m.Layers {
+		add(l, progress.KindLayer)
+	}
+	for _, b := range m.Blobs {
+		add(b, progress.KindBlob)
+	}
+	return spec, nil
+}
+
+// ListTags lists the tags of repo, sorted.
+func ListTags(ctx context.Context, repo name.Repository, o Options) ([]string, error) {
+	ctx = orBackground(ctx)
+	tags, err := remote.List(repo, o.RemoteOptions(ctx)...)
+	if err != nil {
+		return nil, o.describeErr(ctx, "listing tags of "+repo.String(), repo, err)
+	}
+	sort.Strings(tags)
+	return tags, nil
+}
+
+// TagCopy is the outcome of copying one tag in CopyAllTags.
+type TagCopy struct {
+	Src, Dst   name.Tag
+	Descriptor v1.Descriptor
+	Err        error
+}
+
+// CopyAllTags copies every tag of src to the same tag in dst, one tag after
+// the other (each with Copy's parallel blobs), and reports each. The error
+// joins the failed tags' errors.
+func CopyAllTags(ctx context.Context, src, dst name.Repository, o Options, each func(TagCopy)) error {
+	tags, err := ListTags(ctx, src, o)
+	if err != nil {
+		return err
+	}
+	if len(tags) == 0 {
+		return fmt.Errorf("copy: repository %s has no tags", src)
+	}
+	var errs []error
+	for _, t := range tags {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		tc := TagCopy{Src: src.Tag(t), Dst: dst.Tag(t)}
+		tc.Descriptor, tc.Err = Copy(ctx, tc.Src, []name.Reference{tc.Dst}, o)
+		if tc.Err != nil {
+			errs = append(errs, tc.Err)
+		}
+		if each != nil {
+			each(tc)
+		}
+	}
+	return errors.Join(errs...)
+}
