@@ -82,14 +82,19 @@ func testPayload(n int, seed uint64) []byte {
 
 func compressBytes(t testing.TB, c Compression, data []byte) []byte {
 	t.Helper()
+	return compressChunked(t, c, data, 12345)
+}
+
+// compressChunked compresses data written in chunks of the given size.
+func compressChunked(t testing.TB, c Compression, data []byte, chunk int) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	w, err := Compress(&buf, c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Odd write sizes: output must not depend on how the input is split.
 	for rest := data; len(rest) > 0; {
-		n := min(len(rest), 12345)
+		n := min(len(rest), chunk)
 		if _, err := w.Write(rest[:n]); err != nil {
 			t.Fatal(err)
 		}
@@ -114,6 +119,12 @@ func TestCompressDeterministicAcrossGOMAXPROCS(t *testing.T) {
 			again := compressBytes(t, c, data)
 			if !bytes.Equal(one, many) || !bytes.Equal(many, again) {
 				t.Fatalf("%s output differs between GOMAXPROCS 1 (%d bytes) and %d (%d, %d bytes)", c, len(one), max(4, prev), len(many), len(again))
+			}
+			// Nor may it depend on how the input is split into writes.
+			for _, chunk := range []int{len(data), 1 << 20, 4096, 511} {
+				if other := compressChunked(t, c, data, chunk); !bytes.Equal(one, other) {
+					t.Fatalf("%s output differs with writes of %d bytes", c, chunk)
+				}
 			}
 			if c != None && len(one) >= len(data) {
 				t.Errorf("%s did not compress: %d -> %d", c, len(data), len(one))

@@ -593,3 +593,30 @@ func compareTreeWithDir(t *testing.T, tree *Tree, layers []Opener, root string) 
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkExtract extracts a layer of 2,000 small files in 50
+// directories plus 4 files of 4 MiB.
+func BenchmarkExtract(b *testing.B) {
+	var entries []tent
+	for d := 0; d < 50; d++ {
+		entries = append(entries, dir(fmt.Sprintf("d%02d/", d)))
+		for f := 0; f < 40; f++ {
+			entries = append(entries, file(fmt.Sprintf("d%02d/f%02d", d, f), strings.Repeat("x", 2000)))
+		}
+	}
+	big := string(testPayload(4<<20, 5))
+	for i := 0; i < 4; i++ {
+		entries = append(entries, file(fmt.Sprintf("big%d", i), big))
+	}
+	layer := mkTar(b, entries...)
+	b.SetBytes(int64(len(layer)))
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		root := b.TempDir()
+		b.StartTimer()
+		if err := Extract(bytes.NewReader(layer), root, ExtractOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -336,6 +336,9 @@ func (t *Tree) Resolve(p string) (string, *Node, error) {
 				return "", nil, fmt.Errorf("resolve %q: too many levels of symbolic links", p)
 			}
 			target := next.node.Header.Linkname
+			if target == "" { // resolves to nothing, as on Linux
+				return cleanPath(path.Join(append([]string{here}, remaining...)...)), nil, nil
+			}
 			if strings.HasPrefix(target, "/") {
 				resolved = resolved[:0]
 				cur = t.root

@@ -200,6 +200,7 @@ func TestTreeResolve(t *testing.T) {
 		symlink("dangle", "/nowhere/file"),
 		symlink("usr/bin/abs", "/bin/sh"),
 		symlink("dotlink", "."),
+		{name: "empty", typ: tar.TypeSymlink},
 	}
 	// A chain of 40 links resolves; 41 is too many.
 	for i := 0; i < 41; i++ {
@@ -233,6 +234,7 @@ func TestTreeResolve(t *testing.T) {
 		{"chain/1", "chain/41", true, ""},
 		{"chain/0", "", false, "chain/0"},
 		{"loop1", "", false, "loop1"},
+		{"empty/x", "empty/x", false, ""},
 		{"self/x", "", false, "self/x"},
 	} {
 		p, n, err := tree.Resolve(tc.in)
