@@ -3,4 +3,27 @@
 // hardlinks, compression with fixed settings (gzip, zstd), digests computed
 // while streaming, merged views over a stack of layers, and safe extraction
 // of untrusted archives.
+//
+// Writing: WriteLayer streams entries written to a TarWriter through the
+// DiffID digest, Compress and the blob digest into any io.Writer in one
+// pass. TarWriter normalises every header (clean relative names, PAX
+// format, no atime/ctime/user names, whole-second or fixed mtimes), and the
+// compressors use fixed settings, so equal input gives equal digests on any
+// machine, whatever its number of CPUs or the sizes of the writes.
+//
+// Reading: a Tree is the merged view of a stack of layers built from their
+// headers alone (BuildTree, Apply): Lookup, Resolve (symlinks followed as
+// inside a chroot), Walk, and ReadFiles, which streams only the layers that
+// hold wanted files, each once. FindFile looks up one path from the top
+// layer down and never opens the layers below the one that decides it.
+//
+// Whiteouts follow the OCI image spec: a ".wh.NAME" entry hides NAME of the
+// layers below, ".wh..wh..opq" hides the lower contents of its directory,
+// and neither hides entries of its own layer, wherever they sit in the
+// stream. Tree, FindFile and Extract agree on this.
+//
+// Extracting: Extract applies one layer onto a directory (Linux only),
+// treating the layer as hostile: nothing is written outside the directory,
+// no symlink is followed, and what an unprivileged caller cannot do (device
+// nodes, privileged xattrs) is skipped and reported rather than fatal.
 package archive

@@ -511,8 +511,11 @@ func (e *entryCtx) setTimes() error {
 // whiteout removes target, as the layers below left it, from dir.
 func (x *extractor) whiteout(target, name string) error {
 	pfd, ok, err := x.existingDir(parentPath(target))
-	if err != nil || !ok {
-		return err
+	if err != nil {
+		return fmt.Errorf("entry %q: whiteout: %w", name, err)
+	}
+	if !ok {
+		return nil
 	}
 	defer unix.Close(pfd)
 	x.dropCacheUnder(target)
@@ -525,8 +528,11 @@ func (x *extractor) whiteout(target, name string) error {
 // opaque removes what the layers below left in the directory dirPath.
 func (x *extractor) opaque(dirPath, name string) error {
 	dfd, ok, err := x.existingDir(dirPath)
-	if err != nil || !ok {
-		return err
+	if err != nil {
+		return fmt.Errorf("entry %q: opaque directory: %w", name, err)
+	}
+	if !ok {
+		return nil
 	}
 	defer unix.Close(dfd)
 	x.dropCacheUnder(dirPath)
