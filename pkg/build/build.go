@@ -169,6 +169,17 @@ type builder struct {
 	sources map[v1.Hash]string
 }
 
+// entryTime dates the entries a build makes up itself (WORKDIR
+// directories, heredoc files, created destinations): --timestamp when
+// given, else the Unix epoch, so that the same step gives the same layer
+// in every build and an unchanged layer is never pushed twice.
+func (b *builder) entryTime() time.Time {
+	if b.opts.Timestamp != nil {
+		return b.opts.Timestamp.UTC()
+	}
+	return time.Unix(0, 0).UTC()
+}
+
 func (b *builder) logf(format string, args ...any) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -225,13 +225,13 @@ func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
 		data := sc.Data
 		entries = append(entries, &copyEntry{
 			dest: target,
-			hdr:  &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), ModTime: s.b.start},
+			hdr:  &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), ModTime: s.b.entryTime()},
 			open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(data)), nil },
 		})
 	}
 	if owner != nil && destDir && node == nil && resolvedDest != "/" {
 		// docker creates a missing destination directory owned by --chown.
-		entries = append(entries, &copyEntry{dest: resolvedDest, hdr: dirHeader(resolvedDest, 0o755, 0, 0, s.b.start)})
+		entries = append(entries, &copyEntry{dest: resolvedDest, hdr: dirHeader(resolvedDest, 0o755, 0, 0, s.b.entryTime())})
 	}
 	for _, e := range entries {
 		e.hdr = cloneHeader(e.hdr)

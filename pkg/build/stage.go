@@ -422,7 +422,7 @@ func (s *stageState) doWorkdir(ctx context.Context, c *instructions.WorkdirComma
 			return s.file.Errorf(loc, "WORKDIR %s: %v", c.Path, err)
 		}
 	}
-	entries := []*copyEntry{{dest: resolved, hdr: dirHeader(resolved, 0o755, uid, gid, s.b.start)}}
+	entries := []*copyEntry{{dest: resolved, hdr: dirHeader(resolved, 0o755, uid, gid, s.b.entryTime())}}
 	return s.addLayer(ctx, entries, createdBy, func(err error) error {
 		return s.file.Errorf(loc, "WORKDIR %s: %v", c.Path, err)
 	})
