@@ -24,7 +24,8 @@ type LayerInfo struct {
 // tar entries, which flow through the uncompressed digest (DiffID), the
 // compressor, and the compressed digest and byte count on their way to dst.
 // Nothing is read twice and the layer is never held in memory. The tar
-// trailer is written after fill returns; fill must not Close tw.
+// trailer is written after fill returns; fill must not Close tw. On error,
+// dst may have received part of a stream and is to be discarded.
 func WriteLayer(dst io.Writer, c Compression, opts TarOptions, fill func(tw *TarWriter) error) (LayerInfo, error) {
 	if fill == nil {
 		return LayerInfo{}, errors.New("write layer: nil fill function")

@@ -114,9 +114,11 @@ func TestWriteLayerErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "../x") {
 		t.Fatalf("bad name: %v", err)
 	}
-	_, err = WriteLayer(failWriter{}, Zstd, TarOptions{}, fillFiles([]layerFile{{"data/x", testPayload(1<<20, 3)}}))
-	if err == nil || !strings.Contains(err.Error(), "disk full") {
-		t.Fatalf("write error not returned: %v", err)
+	for _, c := range []Compression{Gzip, Zstd, None} {
+		_, err = WriteLayer(failWriter{}, c, TarOptions{}, fillFiles([]layerFile{{"data/x", testPayload(3<<20, 3)}}))
+		if err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Fatalf("%s: write error not returned: %v", c, err)
+		}
 	}
 	if _, err := WriteLayer(io.Discard, "brotli", TarOptions{}, fillFiles(nil)); err == nil {
 		t.Fatal("unknown compression accepted")

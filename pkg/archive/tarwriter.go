@@ -23,6 +23,7 @@ type TarOptions struct {
 type TarWriter struct {
 	tw   *tar.Writer
 	opts TarOptions
+	hdr  tar.Header // reused: archive/tar copies the header it is given
 }
 
 // NewTarWriter returns a TarWriter writing to w.
@@ -44,8 +45,8 @@ func (t *TarWriter) WriteHeader(h *tar.Header) error {
 	if h == nil {
 		return errors.New("tar header: nil")
 	}
-	n, err := normaliseHeader(h, t.opts)
-	if err != nil {
+	n := &t.hdr
+	if err := normaliseHeader(h, t.opts, n); err != nil {
 		return err
 	}
 	if err := t.tw.WriteHeader(n); err != nil {
@@ -71,7 +72,9 @@ func (t *TarWriter) Close() error {
 // prefix, no ".." component, not empty.
 func cleanWriteName(name string) (string, error) {
 	trimmed := strings.TrimLeft(name, "/")
-	for _, c := range strings.Split(trimmed, "/") {
+	for rest := trimmed; rest != ""; {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
 		if c == ".." {
 			return "", fmt.Errorf("tar entry %q: name has a \"..\" component", name)
 		}
@@ -86,10 +89,11 @@ func cleanWriteName(name string) (string, error) {
 // epoch is the ModTime written for headers whose ModTime is the zero time.
 var epoch = time.Unix(0, 0).UTC()
 
-func normaliseHeader(h *tar.Header, opts TarOptions) (*tar.Header, error) {
+// normaliseHeader writes the normalised form of h into n.
+func normaliseHeader(h *tar.Header, opts TarOptions, n *tar.Header) error {
 	name, err := cleanWriteName(h.Name)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	typ := h.Typeflag
 	//lint:ignore SA1019 old tars still carry it; normalise it away
@@ -102,7 +106,7 @@ func normaliseHeader(h *tar.Header, opts TarOptions) (*tar.Header, error) {
 	if typ == tar.TypeGNUSparse {
 		typ = tar.TypeReg
 	}
-	n := &tar.Header{
+	*n = tar.Header{
 		Typeflag: typ,
 		Name:     name,
 		Linkname: h.Linkname,
@@ -119,18 +123,18 @@ func normaliseHeader(h *tar.Header, opts TarOptions) (*tar.Header, error) {
 	case tar.TypeLink:
 		ln, err := cleanWriteName(h.Linkname)
 		if err != nil {
-			return nil, fmt.Errorf("tar entry %q: hardlink target: %w", name, err)
+			return fmt.Errorf("tar entry %q: hardlink target: %w", name, err)
 		}
 		n.Linkname = ln
 	case tar.TypeSymlink:
 		if h.Linkname == "" {
-			return nil, fmt.Errorf("tar entry %q: symlink without target", name)
+			return fmt.Errorf("tar entry %q: symlink without target", name)
 		}
 	case tar.TypeChar, tar.TypeBlock:
 		n.Devmajor, n.Devminor = h.Devmajor, h.Devminor
 	case tar.TypeFifo:
 	default:
-		return nil, fmt.Errorf("tar entry %q: unsupported type %q", name, string(typ))
+		return fmt.Errorf("tar entry %q: unsupported type %q", name, string(typ))
 	}
 	if typ != tar.TypeLink && typ != tar.TypeSymlink {
 		n.Linkname = ""
@@ -151,7 +155,7 @@ func normaliseHeader(h *tar.Header, opts TarOptions) (*tar.Header, error) {
 			}
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // keepPAXRecord reports whether a PAX record of an input header is carried
