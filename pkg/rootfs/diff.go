@@ -1,0 +1,442 @@
+package rootfs
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Entry names of OCI whiteouts.
+const (
+	whiteoutPrefix = ".wh."
+	opaqueMarker   = ".wh..wh..opq"
+)
+
+// DiffStats counts what a diff wrote.
+type DiffStats struct {
+	Entries   int   // tar entries
+	Whiteouts int   // deletions (whiteouts and opaque markers)
+	Bytes     int64 // file content
+}
+
+// differ writes tar entries for files below root.
+type differ struct {
+	root    string
+	tw      *tar.Writer
+	inodes  map[[2]uint64]string // (dev, ino) -> first path, for hardlinks
+	exclude map[string]bool
+	stats   DiffStats
+	buf     []byte
+}
+
+func newDiffer(root string, tw *tar.Writer, exclude []string) *differ {
+	d := &differ{root: root, tw: tw, inodes: map[[2]uint64]string{}, exclude: map[string]bool{}, buf: make([]byte, 256<<10)}
+	for _, e := range exclude {
+		d.exclude[strings.TrimPrefix(path.Clean("/"+e), "/")] = true
+	}
+	return d
+}
+
+// WriteUpperDiff writes the overlay upper directory upper as an OCI layer
+// tar to tw: whiteouts (0/0 character devices) become ".wh.NAME" entries,
+// opaque directories get a ".wh..wh..opq" entry, files with several links
+// in upper become hardlinks, and overlay's own xattrs are left out. Paths
+// in exclude (relative to the root) are left out with everything below
+// them. Entries are sorted, parents first; owners are as the caller sees
+// them (run it inside the user namespace the files were made in).
+func WriteUpperDiff(upper string, exclude []string, tw *tar.Writer) (DiffStats, error) {
+	d := newDiffer(upper, tw, exclude)
+	err := d.walkUpper("")
+	return d.stats, err
+}
+
+func (d *differ) walkUpper(dir string) error {
+	names, err := readNames(filepath.Join(d.root, dir))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		rel := joinRel(dir, n)
+		if d.exclude[rel] {
+			continue
+		}
+		full := filepath.Join(d.root, rel)
+		var st unix.Stat_t
+		if err := unix.Lstat(full, &st); err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		if isWhiteout(&st) || isXattrWhiteout(full, &st) {
+			if err := d.whiteout(joinRel(dir, whiteoutPrefix+n)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := checkOverlayXattrs(full, rel); err != nil {
+			return err
+		}
+		if err := d.entry(rel, full, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if isOpaque(full) {
+				if err := d.whiteout(joinRel(rel, opaqueMarker)); err != nil {
+					return err
+				}
+			}
+			if err := d.walkUpper(rel); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func isXattrWhiteout(p string, st *unix.Stat_t) bool {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+		return false
+	}
+	for _, k := range []string{"trusted.overlay.whiteout", "user.overlay.whiteout"} {
+		if _, err := unix.Lgetxattr(p, k, nil); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// checkOverlayXattrs refuses entries that only make sense to overlay
+// (redirected directories, metadata-only copies): they are never created
+// with the mount options kiln uses.
+func checkOverlayXattrs(p, rel string) error {
+	for _, k := range []string{"trusted.overlay.redirect", "user.overlay.redirect", "trusted.overlay.metacopy", "user.overlay.metacopy"} {
+		if _, err := unix.Lgetxattr(p, k, nil); err == nil {
+			return fmt.Errorf("%s: overlay %s is not supported in a layer", rel, k)
+		}
+	}
+	return nil
+}
+
+func (d *differ) whiteout(name string) error {
+	d.stats.Entries++
+	d.stats.Whiteouts++
+	return d.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0, Format: tar.FormatPAX, ModTime: time.Unix(0, 0)})
+}
+
+// entry writes one file, directory, link or device.
+func (d *differ) entry(rel, full string, st *unix.Stat_t) error {
+	h := &tar.Header{
+		Name:    rel,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: time.Unix(st.Mtim.Unix()),
+		Format:  tar.FormatPAX,
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		h.Typeflag = tar.TypeDir
+		h.Name += "/"
+	case unix.S_IFREG:
+		h.Typeflag = tar.TypeReg
+		h.Size = st.Size
+		if st.Nlink > 1 {
+			key := [2]uint64{uint64(st.Dev), st.Ino}
+			if first, ok := d.inodes[key]; ok {
+				h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
+			} else {
+				d.inodes[key] = rel
+			}
+		}
+	case unix.S_IFLNK:
+		h.Typeflag = tar.TypeSymlink
+		target, err := os.Readlink(full)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
+		}
+		h.Linkname = target
+	case unix.S_IFCHR, unix.S_IFBLK:
+		h.Typeflag = tar.TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			h.Typeflag = tar.TypeBlock
+		}
+		h.Devmajor, h.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+	case unix.S_IFIFO:
+		h.Typeflag = tar.TypeFifo
+	default:
+		return nil // sockets are not content
+	}
+	if err := d.xattrs(full, h); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	if err := d.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	d.stats.Entries++
+	if h.Typeflag != tar.TypeReg || h.Size == 0 {
+		return nil
+	}
+	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) { // O_NOATIME on a file of another owner
+		fd, err = unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	f := os.NewFile(uintptr(fd), full)
+	defer f.Close()
+	n, err := io.CopyBuffer(onlyWriter{d.tw}, io.LimitReader(f, h.Size), d.buf)
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	if n != h.Size {
+		return fmt.Errorf("%s: changed while being read (%d bytes of %d)", rel, n, h.Size)
+	}
+	d.stats.Bytes += n
+	return nil
+}
+
+type onlyWriter struct{ io.Writer }
+
+// xattrs copies the entry's extended attributes, but overlay's own.
+func (d *differ) xattrs(full string, h *tar.Header) error {
+	sz, err := unix.Llistxattr(full, nil)
+	if err != nil || sz == 0 {
+		return nil // no xattrs, or a filesystem without them
+	}
+	buf := make([]byte, sz)
+	sz, err = unix.Llistxattr(full, buf)
+	if err != nil {
+		return nil
+	}
+	for _, k := range bytes.Split(buf[:sz], []byte{0}) {
+		name := string(k)
+		if name == "" || strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.") || name == "security.selinux" {
+			continue
+		}
+		vsz, err := unix.Lgetxattr(full, name, nil)
+		if err != nil {
+			continue
+		}
+		v := make([]byte, vsz)
+		vsz, err = unix.Lgetxattr(full, name, v)
+		if err != nil {
+			continue
+		}
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+		}
+		h.PAXRecords["SCHILY.xattr."+name] = string(v[:vsz])
+	}
+	return nil
+}
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func joinRel(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// Meta is what the metadata walk compares about one entry. Content is
+// never read: a changed file has a new size, mtime or ctime.
+type Meta struct {
+	Mode     uint32 // type and permission bits
+	UID, GID uint32
+	Size     int64
+	Mtime    int64 // ns
+	Ctime    int64 // ns
+	Ino      uint64
+	Dev      uint64
+	Rdev     uint64
+	Link     string // symlink target
+}
+
+// Snapshot is the metadata of every entry below a root, by relative path.
+type Snapshot map[string]Meta
+
+func metaOf(full string, st *unix.Stat_t) (Meta, error) {
+	m := Meta{
+		Mode: st.Mode, UID: st.Uid, GID: st.Gid, Size: st.Size,
+		Mtime: st.Mtim.Nano(), Ctime: st.Ctim.Nano(), Ino: st.Ino, Dev: uint64(st.Dev), Rdev: uint64(st.Rdev),
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		l, err := os.Readlink(full)
+		if err != nil {
+			return m, err
+		}
+		m.Link = l
+	}
+	return m, nil
+}
+
+// TakeSnapshot records the metadata of everything below root (paths in
+// exclude and below them left out).
+func TakeSnapshot(root string, exclude []string) (Snapshot, error) {
+	d := newDiffer(root, nil, exclude)
+	snap := Snapshot{}
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		names, err := readNames(filepath.Join(root, dir))
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			rel := joinRel(dir, n)
+			if d.exclude[rel] {
+				continue
+			}
+			full := filepath.Join(root, rel)
+			var st unix.Stat_t
+			if err := unix.Lstat(full, &st); err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			m, err := metaOf(full, &st)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			snap[rel] = m
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+				if err := walk(rel); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return snap, walk("")
+}
+
+// WriteWalkDiff compares root with the snapshot before and writes what
+// changed as an OCI layer tar to tw: new and changed entries (a changed
+// directory as its own entry only), ".wh." whiteouts for what is gone. It
+// returns the new snapshot. Unchanged files are never opened.
+func WriteWalkDiff(root string, before Snapshot, exclude []string, tw *tar.Writer) (Snapshot, DiffStats, error) {
+	d := newDiffer(root, tw, exclude)
+	after := make(Snapshot, len(before))
+	children := map[string][]string{}
+	for p := range before {
+		dir, name := "", p
+		if i := strings.LastIndexByte(p, '/'); i >= 0 {
+			dir, name = p[:i], p[i+1:]
+		}
+		children[dir] = append(children[dir], name)
+	}
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		names, err := readNames(filepath.Join(root, dir))
+		if err != nil {
+			return err
+		}
+		present := map[string]bool{}
+		for _, n := range names {
+			present[n] = true
+		}
+		// Deletions first: a whiteout sorts anywhere in its directory, and
+		// applying it first lets a new entry of the same name follow.
+		for _, gone := range deletedNames(children[dir], present) {
+			if err := d.whiteout(joinRel(dir, whiteoutPrefix+gone)); err != nil {
+				return err
+			}
+		}
+		for _, n := range names {
+			rel := joinRel(dir, n)
+			if d.exclude[rel] {
+				continue
+			}
+			full := filepath.Join(root, rel)
+			var st unix.Stat_t
+			if err := unix.Lstat(full, &st); err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			m, err := metaOf(full, &st)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			after[rel] = m
+			old, had := before[rel]
+			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+			if !had || old != m {
+				if err := d.entry(rel, full, &st); err != nil {
+					return err
+				}
+			} else if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {
+				// Unchanged, but a new link to it may follow: remember it.
+				key := [2]uint64{uint64(st.Dev), st.Ino}
+				if _, ok := d.inodes[key]; !ok {
+					d.inodes[key] = rel
+				}
+			}
+			if isDir {
+				if err := walk(rel); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	err := walk("")
+	return after, d.stats, err
+}
+
+// deletedNames lists the names that are not present, sorted.
+func deletedNames(names []string, present map[string]bool) []string {
+	var out []string
+	for _, n := range names {
+		if !present[n] {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SaveSnapshot writes snap to file; LoadSnapshot reads it back.
+func SaveSnapshot(file string, snap Snapshot) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if err := gob.NewEncoder(f).Encode(snap); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// LoadSnapshot reads a snapshot written by SaveSnapshot.
+func LoadSnapshot(file string) (Snapshot, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var snap Snapshot
+	if err := gob.NewDecoder(f).Decode(&snap); err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", file, err)
+	}
+	return snap, nil
+}

@@ -1,0 +1,441 @@
+package sandbox
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/rootfs"
+)
+
+func init() {
+	if len(os.Args) > 0 && os.Args[0] == helperArg0 {
+		os.Exit(helperMain())
+	}
+}
+
+// helperMain is the re-executed helper: it reads its job (fd 3, or the
+// environment in the second stage), does it and reports on fd 4.
+func helperMain() int {
+	resFile := os.NewFile(4, "result")
+	report := func(r *result) int {
+		if resFile != nil {
+			_ = json.NewEncoder(resFile).Encode(r)
+		}
+		return 0
+	}
+	var data []byte
+	if s := os.Getenv(specEnv); s != "" {
+		data = []byte(s)
+		os.Unsetenv(specEnv)
+	} else {
+		f := os.NewFile(3, "spec")
+		var err error
+		data, err = io.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return report(&result{Err: "reading the job: " + err.Error()})
+		}
+	}
+	var j job
+	if err := json.Unmarshal(data, &j); err != nil {
+		return report(&result{Err: "reading the job: " + err.Error()})
+	}
+	if j.Reexec {
+		// The maps are written now; exec again to hold capabilities in the
+		// user namespace.
+		j.Reexec = false
+		b, _ := json.Marshal(&j)
+		env := append(os.Environ(), specEnv+"="+string(b))
+		err := unix.Exec("/proc/self/exe", []string{helperArg0}, env)
+		return report(&result{Err: "re-executing the helper: " + err.Error()})
+	}
+	res, err := doJob(&j)
+	if res == nil {
+		res = &result{}
+	}
+	if err != nil {
+		res.Err = err.Error()
+	}
+	return report(res)
+}
+
+func doJob(j *job) (*result, error) {
+	if j.Userns {
+		// Act as root of the namespace (the mapped caller).
+		if err := unix.Setresgid(0, 0, 0); err != nil {
+			return nil, fmt.Errorf("setresgid in the user namespace: %w", err)
+		}
+		if err := unix.Setresuid(0, 0, 0); err != nil {
+			return nil, fmt.Errorf("setresuid in the user namespace: %w", err)
+		}
+	}
+	unix.Umask(0o022)
+	switch j.Kind {
+	case "probe":
+		return probeJob(j), nil
+	case "unpack":
+		return unpackJob(j)
+	case "apply":
+		return applyJob(j)
+	case "diff":
+		var st rootfs.DiffStats
+		err := writeTar(os.Stdout, func(tw *tar.Writer) error {
+			var err error
+			st, err = rootfs.WriteUpperDiff(j.Dest, j.Exclude, tw)
+			return err
+		})
+		return &result{Stats: st}, err
+	case "walk":
+		return walkJob(j)
+	case "remove":
+		for _, p := range j.Paths {
+			if err := removeAll(p); err != nil {
+				return nil, err
+			}
+		}
+		return &result{}, nil
+	case "run":
+		return runJob(j)
+	}
+	return nil, fmt.Errorf("unknown job %q", j.Kind)
+}
+
+// checkTarget refuses to unpack into the root filesystem.
+func checkTarget(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if abs == "/" {
+		return errors.New("refusing to extract into the root filesystem")
+	}
+	return nil
+}
+
+func unpackJob(j *job) (*result, error) {
+	if err := checkTarget(j.Dest); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(j.Dest, 0o755); err != nil {
+		return nil, err
+	}
+	target := j.Dest
+	if len(j.Lowers) > 0 {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return nil, fmt.Errorf("private mounts: %w", err)
+		}
+		base := filepath.Dir(j.Dest)
+		target = filepath.Join(base, "merged")
+		scratch := filepath.Join(base, "scratch")
+		for _, d := range []string{target, scratch, j.Work} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		if err := rootfs.MountOverlay(target, scratch, rootfs.OverlayOptions{Lowers: j.Lowers, Upper: j.Dest, Work: j.Work, UserXattr: j.UserXattr}); err != nil {
+			return nil, err
+		}
+	}
+	var notes []string
+	err := archive.Extract(os.Stdin, target, archive.ExtractOptions{
+		Chown:  j.Chown,
+		OnSkip: func(name, reason string) { notes = appendNote(notes, name+": "+reason) },
+	})
+	if len(j.Lowers) > 0 {
+		_ = unix.Unmount(target, unix.MNT_DETACH)
+	}
+	return &result{Notes: notes}, err
+}
+
+func applyJob(j *job) (*result, error) {
+	if err := checkTarget(j.Dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(j.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	var notes []string
+	err := archive.Extract(os.Stdin, j.Dir, archive.ExtractOptions{
+		Chown:  j.Chown,
+		OnSkip: func(name, reason string) { notes = appendNote(notes, name+": "+reason) },
+	})
+	return &result{Notes: notes}, err
+}
+
+// appendNote keeps the first notes, and a count of the rest.
+func appendNote(notes []string, n string) []string {
+	const max = 10
+	switch {
+	case len(notes) < max:
+		return append(notes, n)
+	case len(notes) == max:
+		return append(notes, "(more skipped entries not listed)")
+	}
+	return notes
+}
+
+func walkJob(j *job) (*result, error) {
+	var before rootfs.Snapshot
+	if j.SnapIn != "" {
+		var err error
+		if before, err = rootfs.LoadSnapshot(j.SnapIn); err != nil {
+			return nil, err
+		}
+	}
+	var after rootfs.Snapshot
+	var st rootfs.DiffStats
+	var err error
+	if before == nil {
+		after, err = rootfs.TakeSnapshot(j.Dir, j.Exclude)
+	} else {
+		err = writeTar(os.Stdout, func(tw *tar.Writer) error {
+			var err error
+			after, st, err = rootfs.WriteWalkDiff(j.Dir, before, j.Exclude, tw)
+			return err
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	if j.SnapOut != "" {
+		if err := rootfs.SaveSnapshot(j.SnapOut, after); err != nil {
+			return nil, err
+		}
+	}
+	return &result{Stats: st}, nil
+}
+
+// removeAll removes a tree, making directories writable on the way.
+func removeAll(p string) error {
+	err := os.RemoveAll(p)
+	if err == nil {
+		return nil
+	}
+	_ = filepath.Walk(p, func(q string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			_ = os.Chmod(q, 0o700)
+		}
+		return nil
+	})
+	return os.RemoveAll(p)
+}
+
+// probeJob checks what works in this helper's namespaces.
+func probeJob(j *job) *result {
+	res := &result{}
+	if data, err := os.ReadFile("/proc/self/uid_map"); err == nil {
+		res.UIDMapSeen = strings.Join(strings.Fields(string(data)), " ")
+	}
+	if j.Chroot {
+		res.Overlay, res.Proc = "no mount namespace", "no mount namespace"
+		return res
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		res.Overlay = "private mounts: " + err.Error()
+		res.Proc = res.Overlay
+		return res
+	}
+	d := j.Scratch
+	for _, n := range []string{"l1", "l2", "u", "w", "m", "p", "s"} {
+		if err := os.MkdirAll(filepath.Join(d, n), 0o755); err != nil {
+			res.Overlay = err.Error()
+			return res
+		}
+	}
+	if err := os.WriteFile(filepath.Join(d, "l1", "f"), []byte("x"), 0o644); err != nil {
+		res.Overlay = err.Error()
+		return res
+	}
+	err := rootfs.MountOverlay(filepath.Join(d, "m"), filepath.Join(d, "s"), rootfs.OverlayOptions{
+		Lowers: []string{filepath.Join(d, "l1"), filepath.Join(d, "l2")},
+		Upper:  filepath.Join(d, "u"), Work: filepath.Join(d, "w"), UserXattr: j.UserXattr,
+	})
+	if err == nil {
+		// A deletion must give a whiteout the diff can read.
+		err = os.Remove(filepath.Join(d, "m", "f"))
+		if err == nil {
+			var st unix.Stat_t
+			err = unix.Lstat(filepath.Join(d, "u", "f"), &st)
+			if err == nil && !(st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0) {
+				err = errors.New("deleting a lower file made no whiteout")
+			}
+		}
+		_ = unix.Unmount(filepath.Join(d, "m"), unix.MNT_DETACH)
+	}
+	if err != nil {
+		res.Overlay = err.Error()
+	}
+	if err := unix.Mount("proc", filepath.Join(d, "p"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		res.Proc = err.Error()
+	} else {
+		_ = unix.Unmount(filepath.Join(d, "p"), unix.MNT_DETACH)
+	}
+	return res
+}
+
+// runJob runs a RUN step: sets up its root, enters it and runs the
+// command as this pid namespace's init.
+func runJob(j *job) (*result, error) {
+	rs := j.Run
+	res := &result{}
+	var root string
+	var restore func()
+	if j.Chroot {
+		var hosts, resolv []byte
+		if rs.Hosts != "" {
+			hosts, _ = os.ReadFile(rs.Hosts)
+		}
+		if rs.Resolv != "" {
+			resolv, _ = os.ReadFile(rs.Resolv)
+		}
+		if err := unix.Chroot(rs.Dir); err != nil {
+			return nil, fmt.Errorf("chroot %s: %w", rs.Dir, err)
+		}
+		if err := unix.Chdir("/"); err != nil {
+			return nil, err
+		}
+		var err error
+		restore, err = chrootSetup(rs, res, hosts, resolv)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if root, err = setupRoot(j, res); err != nil {
+			return nil, err
+		}
+		if err := enterRoot(root); err != nil {
+			return nil, err
+		}
+		if rs.Network == "none" {
+			if err := loopbackUp(); err != nil {
+				res.Notes = append(res.Notes, "network none: "+err.Error())
+			}
+		}
+	}
+	exit, sig, err := runCommand(j, rs, res)
+	if restore != nil {
+		restore()
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Exit, res.Signal = exit, sig
+	return res, nil
+}
+
+// runCommand starts the step's command as its user and waits for it.
+func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
+	u, err := resolveUser(rs.User)
+	if err != nil {
+		return 0, "", err
+	}
+	if j.SingleMap && (u.uid != 0 || u.gid != 0) {
+		res.Notes = append(res.Notes, fmt.Sprintf("USER %s runs as root: without subordinate ids (/etc/subuid) only root exists in the sandbox", rs.User))
+		u.uid, u.gid, u.groups = 0, 0, nil
+	}
+	env := rs.Env
+	if !hasEnv(env, "HOME") {
+		env = append(env, "HOME="+u.home)
+	}
+	if !hasEnv(env, "PATH") {
+		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	cwd := rs.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := os.MkdirAll(cwd, 0o755); err != nil {
+		return 0, "", fmt.Errorf("working directory %s: %w", cwd, err)
+	}
+	prog, err := lookPath(rs.Args[0], env)
+	if err != nil {
+		return 0, "", err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		devnull = nil
+	}
+	cmd := &exec.Cmd{
+		Path:   prog,
+		Args:   rs.Args,
+		Env:    env,
+		Dir:    cwd,
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		SysProcAttr: &syscall.SysProcAttr{
+			Setsid: true,
+			Credential: &syscall.Credential{
+				Uid: u.uid, Gid: u.gid, Groups: u.groups, NoSetGroups: j.SingleMap,
+			},
+		},
+	}
+	if devnull != nil {
+		cmd.Stdin = devnull
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, "", fmt.Errorf("starting %s: %w", rs.Args[0], err)
+	}
+	err = cmd.Wait()
+	if j.Chroot {
+		// No pid namespace: take down what the command left behind.
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+	}
+	if err == nil {
+		return 0, "", nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), ws.Signal().String(), nil
+		}
+		return ee.ExitCode(), "", nil
+	}
+	return 0, "", err
+}
+
+func hasEnv(env []string, k string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, k+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// lookPath finds prog in env's PATH, in the step's root.
+func lookPath(prog string, env []string) (string, error) {
+	if strings.Contains(prog, "/") {
+		return prog, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, prog)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: executable file not found in $PATH (%s)", prog, path)
+}

@@ -1,0 +1,102 @@
+package sandbox
+
+import "github.com/kiln-build/kiln/pkg/rootfs"
+
+// helperArg0 is argv[0] of the re-executed helper.
+const helperArg0 = "kiln-sandbox-init"
+
+// specEnv carries the job to the second stage of a helper whose id maps
+// were written by newuidmap (it must exec itself again to gain its
+// capabilities in the new user namespace).
+const specEnv = "_KILN_SANDBOX_SPEC"
+
+// job is what the helper is asked to do; it travels as JSON.
+type job struct {
+	Kind string `json:"kind"` // run, unpack, apply, diff, walk, remove, probe
+
+	Reexec    bool `json:"reexec,omitempty"`
+	Userns    bool `json:"userns,omitempty"`
+	SingleMap bool `json:"singleMap,omitempty"` // only the caller is mapped
+	Chroot    bool `json:"chroot,omitempty"`
+	UserXattr bool `json:"userXattr,omitempty"`
+
+	// unpack: overlay of Lowers with upper Dest; apply: onto Dir.
+	Lowers []string `json:"lowers,omitempty"`
+	Dest   string   `json:"dest,omitempty"`
+	Work   string   `json:"work,omitempty"`
+	Dir    string   `json:"dir,omitempty"`
+	Chown  bool     `json:"chown,omitempty"`
+
+	// run
+	Run *runSpec `json:"run,omitempty"`
+
+	// diff (overlay upper Dest) and walk (working copy Dir)
+	Exclude []string `json:"exclude,omitempty"`
+	SnapIn  string   `json:"snapIn,omitempty"`
+	SnapOut string   `json:"snapOut,omitempty"`
+
+	// remove
+	Paths []string `json:"paths,omitempty"`
+
+	// probe: a scratch directory
+	Scratch string `json:"scratch,omitempty"`
+}
+
+// runSpec is one RUN step.
+type runSpec struct {
+	// Root: an overlay of Lowers with Upper/Work, mounted at Target; or the
+	// working copy Dir.
+	Lowers  []string `json:"lowers,omitempty"`
+	Upper   string   `json:"upper,omitempty"`
+	Work    string   `json:"work,omitempty"`
+	Target  string   `json:"target,omitempty"`
+	Scratch string   `json:"scratch,omitempty"`
+	Dir     string   `json:"dir,omitempty"`
+
+	Mounts []Mount `json:"mounts,omitempty"`
+	Hosts  string  `json:"hosts,omitempty"`
+	Resolv string  `json:"resolv,omitempty"`
+
+	Args    []string `json:"args"`
+	Env     []string `json:"env"`
+	User    string   `json:"user,omitempty"`
+	Cwd     string   `json:"cwd,omitempty"`
+	Network string   `json:"network,omitempty"`
+}
+
+// result is what the helper reports.
+type result struct {
+	Exit   int              `json:"exit"`
+	Signal string           `json:"signal,omitempty"`
+	Err    string           `json:"err,omitempty"`
+	Notes  []string         `json:"notes,omitempty"`
+	Stats  rootfs.DiffStats `json:"stats"`
+	// Created lists what a working-copy run made as mount points (left
+	// out of the diff).
+	Created []string `json:"created,omitempty"`
+	// probe
+	Overlay    string `json:"overlay,omitempty"` // "" when it works, else why not
+	Proc       string `json:"proc,omitempty"`    // "" when a fresh /proc mounts
+	UIDMapSeen string `json:"uidMap,omitempty"`
+}
+
+// Mount is an extra mount of a RUN step (RUN --mount).
+type Mount struct {
+	// Type is bind, cache or tmpfs.
+	Type string `json:"type"`
+	// Target is the absolute path in the step's root.
+	Target string `json:"target"`
+	// Source is a host directory or file (bind from the context, cache).
+	Source string `json:"source,omitempty"`
+	// Lowers, instead of Source, are layer directories (bottom first) of
+	// the stage or image to bind.
+	Lowers []string `json:"lowers,omitempty"`
+	// ReadOnly mounts it read-only; a writable bind gets a scratch upper
+	// directory (writes are discarded, as docker does).
+	ReadOnly bool `json:"readOnly,omitempty"`
+	// Upper and Work are the scratch directories of a writable bind.
+	Upper string `json:"upper,omitempty"`
+	Work  string `json:"work,omitempty"`
+	// File is set when Source is a file.
+	File bool `json:"file,omitempty"`
+}

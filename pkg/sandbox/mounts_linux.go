@@ -1,0 +1,348 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/pkg/rootfs"
+)
+
+// devices are bound (or, in chroot mode, made) in the step's /dev.
+var devices = []struct {
+	name         string
+	major, minor uint32
+}{
+	{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+}
+
+// setupRoot mounts the step's root filesystem and everything in it, and
+// returns its path.
+func setupRoot(j *job, res *result) (string, error) {
+	rs := j.Run
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return "", fmt.Errorf("private mounts: %w", err)
+	}
+	stubs := []rootfs.Stub{{Path: "proc", Dir: true}, {Path: "dev", Dir: true}, {Path: "sys", Dir: true}}
+	if rs.Hosts != "" {
+		stubs = append(stubs, rootfs.Stub{Path: "etc/hosts"})
+	}
+	if rs.Resolv != "" {
+		stubs = append(stubs, rootfs.Stub{Path: "etc/resolv.conf"})
+	}
+	for _, m := range rs.Mounts {
+		stubs = append(stubs, rootfs.Stub{Path: strings.TrimPrefix(filepath.Clean("/"+m.Target), "/"), Dir: !m.File})
+	}
+	var root string
+	skipped := map[string]bool{}
+	if rs.Dir != "" {
+		root = rs.Dir
+		if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return "", fmt.Errorf("bind %s: %w", root, err)
+		}
+		made, skip, err := makeStubsIn(root, stubs)
+		if err != nil {
+			return "", err
+		}
+		res.Created = made
+		for _, s := range skip {
+			skipped[s] = true
+		}
+	} else {
+		root = rs.Target
+		stubDir := filepath.Join(filepath.Dir(rs.Upper), "stubs")
+		if err := os.MkdirAll(stubDir, 0o755); err != nil {
+			return "", err
+		}
+		skip, err := rootfs.MakeStubs(stubDir, rs.Lowers, stubs)
+		if err != nil {
+			return "", fmt.Errorf("mount points: %w", err)
+		}
+		for _, s := range skip {
+			skipped[s] = true
+		}
+		lowers := append(append([]string{}, rs.Lowers...), stubDir)
+		if err := rootfs.MountOverlay(root, rs.Scratch, rootfs.OverlayOptions{Lowers: lowers, Upper: rs.Upper, Work: rs.Work, UserXattr: j.UserXattr}); err != nil {
+			return "", err
+		}
+	}
+	at := func(p string) string { return filepath.Join(root, p) }
+
+	if !skipped["/proc"] {
+		err := unix.Mount("proc", at("proc"), "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
+		if err != nil {
+			// /proc is masked (a container's default): bind the one we have.
+			if err2 := unix.Mount("/proc", at("proc"), "", unix.MS_BIND|unix.MS_REC, ""); err2 != nil {
+				return "", fmt.Errorf("mount /proc: %v; bind of the host's: %w", err, err2)
+			}
+		}
+	}
+	if !skipped["/dev"] {
+		if err := setupDev(at("dev")); err != nil {
+			return "", err
+		}
+	}
+	if !skipped["/sys"] {
+		if err := unix.Mount("/sys", at("sys"), "", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+			if err := readOnly(at("sys"), true); err != nil {
+				return "", fmt.Errorf("read-only /sys: %w", err)
+			}
+		} else {
+			res.Notes = append(res.Notes, "no /sys: "+err.Error())
+		}
+	}
+	for _, f := range []struct{ src, dst string }{{rs.Hosts, "/etc/hosts"}, {rs.Resolv, "/etc/resolv.conf"}} {
+		if f.src == "" {
+			continue
+		}
+		if skipped[f.dst] {
+			res.Notes = append(res.Notes, f.dst+" is not a plain file in the image: the host's is not bound there")
+			continue
+		}
+		if err := unix.Mount(f.src, at(f.dst), "", unix.MS_BIND, ""); err != nil {
+			return "", fmt.Errorf("bind %s: %w", f.dst, err)
+		}
+	}
+	for i, m := range rs.Mounts {
+		target := filepath.Clean("/" + m.Target)
+		if skipped[target] {
+			return "", fmt.Errorf("--mount target %s goes through a symlink or a file in the image", target)
+		}
+		if err := mountOne(m, at(target), filepath.Join(filepath.Dir(rs.Upper+rs.Dir), fmt.Sprintf("mnt-scratch%d", i)), j.UserXattr); err != nil {
+			return "", fmt.Errorf("--mount target=%s: %w", target, err)
+		}
+	}
+	return root, nil
+}
+
+func mountOne(m Mount, target, scratch string, userXattr bool) error {
+	switch m.Type {
+	case "tmpfs":
+		return unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
+	case "cache":
+		return unix.Mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, "")
+	case "bind":
+	default:
+		return fmt.Errorf("mount type %q is not supported", m.Type)
+	}
+	if err := os.MkdirAll(scratch, 0o755); err != nil {
+		return err
+	}
+	if len(m.Lowers) > 0 {
+		o := rootfs.OverlayOptions{Lowers: m.Lowers, UserXattr: userXattr, ReadOnly: m.ReadOnly}
+		if !m.ReadOnly {
+			o.Upper, o.Work = m.Upper, m.Work
+		}
+		return rootfs.MountOverlay(target, scratch, o)
+	}
+	if m.ReadOnly || m.File {
+		if err := unix.Mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return err
+		}
+		if m.ReadOnly {
+			return readOnly(target, true)
+		}
+		return nil
+	}
+	// Writable: writes land in a scratch upper directory, never in the
+	// source.
+	return rootfs.MountOverlay(target, scratch, rootfs.OverlayOptions{Lowers: []string{m.Source}, Upper: m.Upper, Work: m.Work, UserXattr: userXattr})
+}
+
+// readOnly makes the mount at p read-only (with its submounts when rec).
+func readOnly(p string, rec bool) error {
+	flags := unix.AT_SYMLINK_NOFOLLOW
+	if rec {
+		flags |= unix.AT_RECURSIVE
+	}
+	err := unix.MountSetattr(unix.AT_FDCWD, p, uint(flags), &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY})
+	if err == nil {
+		return nil
+	}
+	// Older kernels: remount the top, keeping the flags a user namespace
+	// may not drop.
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return err
+	}
+	keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RELATIME | unix.MS_NOATIME | unix.MS_NODIRATIME)
+	return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|keep, "")
+}
+
+// setupDev mounts a minimal /dev: a tmpfs with the host's null, zero,
+// full, random, urandom and tty bound in, the usual symlinks, pts and shm.
+func setupDev(dev string) error {
+	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
+		return fmt.Errorf("mount /dev: %w", err)
+	}
+	for _, d := range devices {
+		p := filepath.Join(dev, d.name)
+		if err := os.WriteFile(p, nil, 0o666); err != nil {
+			return err
+		}
+		if err := unix.Mount("/dev/"+d.name, p, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind /dev/%s: %w", d.name, err)
+		}
+	}
+	for name, target := range map[string]string{"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2", "core": "/proc/kcore"} {
+		if err := os.Symlink(target, filepath.Join(dev, name)); err != nil {
+			return err
+		}
+	}
+	for _, d := range []string{"pts", "shm", "mqueue"} {
+		if err := os.Mkdir(filepath.Join(dev, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err == nil {
+		_ = os.Symlink("pts/ptmx", filepath.Join(dev, "ptmx"))
+	}
+	_ = unix.Mount("shm", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k")
+	return nil
+}
+
+// enterRoot makes root the process's root with pivot_root and detaches
+// the old root.
+func enterRoot(root string) error {
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root %s: %w", root, err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detaching the old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// makeStubsIn creates missing mount points in a working copy, refusing to
+// go through symlinks. It returns what it made (relative paths) and the
+// stubs it skipped.
+func makeStubsIn(root string, stubs []rootfs.Stub) (made, skipped []string, err error) {
+	for _, s := range stubs {
+		parts := strings.Split(s.Path, "/")
+		cur := ""
+		ok := true
+		for i, c := range parts {
+			cur = filepath.Join(cur, c)
+			full := filepath.Join(root, cur)
+			last := i == len(parts)-1
+			var st unix.Stat_t
+			err := unix.Lstat(full, &st)
+			switch {
+			case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && (!last || s.Dir):
+				continue
+			case err == nil && last && !s.Dir && st.Mode&unix.S_IFMT == unix.S_IFREG:
+				continue
+			case err == nil:
+				ok = false
+			case errors.Is(err, unix.ENOENT):
+				if last && !s.Dir {
+					err = os.WriteFile(full, nil, 0o644)
+				} else {
+					err = os.Mkdir(full, 0o755)
+				}
+				if err != nil {
+					return made, skipped, err
+				}
+				made = append(made, cur)
+				continue
+			default:
+				return made, skipped, err
+			}
+			break
+		}
+		if !ok {
+			skipped = append(skipped, "/"+s.Path)
+		}
+	}
+	return made, skipped, nil
+}
+
+// chrootSetup prepares a chroot working copy (already the root): device
+// nodes made with mknod and the resolver files swapped for the host's.
+// It returns what puts the resolver files back.
+func chrootSetup(rs *runSpec, res *result, hosts, resolv []byte) (func(), error) {
+	var stubs []rootfs.Stub
+	stubs = append(stubs, rootfs.Stub{Path: "dev", Dir: true}, rootfs.Stub{Path: "proc", Dir: true}, rootfs.Stub{Path: "etc", Dir: true})
+	made, _, err := makeStubsIn("/", stubs)
+	if err != nil {
+		return nil, err
+	}
+	res.Created = append(res.Created, made...)
+	for _, d := range devices {
+		p := "/dev/" + d.name
+		if _, err := os.Lstat(p); err == nil {
+			continue
+		}
+		if err := unix.Mknod(p, unix.S_IFCHR|0o666, int(unix.Mkdev(d.major, d.minor))); err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("mknod %s: %v", p, err))
+			continue
+		}
+		_ = unix.Chmod(p, 0o666)
+		res.Created = append(res.Created, "dev/"+d.name)
+	}
+	var undo []func()
+	for _, f := range []struct {
+		p    string
+		data []byte
+	}{{"/etc/hosts", hosts}, {"/etc/resolv.conf", resolv}} {
+		if f.data == nil {
+			continue
+		}
+		var st unix.Stat_t
+		err := unix.Lstat(f.p, &st)
+		switch {
+		case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
+			old, rerr := os.ReadFile(f.p)
+			if rerr != nil {
+				continue
+			}
+			mode := st.Mode & 0o7777
+			times := []unix.Timespec{st.Atim, st.Mtim}
+			p := f.p
+			undo = append(undo, func() {
+				_ = os.WriteFile(p, old, os.FileMode(mode))
+				_ = unix.Chmod(p, mode)
+				_ = unix.UtimesNano(p, times)
+			})
+		case errors.Is(err, unix.ENOENT):
+			p := f.p
+			undo = append(undo, func() { _ = os.Remove(p) })
+		default:
+			continue // a symlink or something else: leave it alone
+		}
+		if err := os.WriteFile(f.p, f.data, 0o644); err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: %v", f.p, err))
+		}
+	}
+	_ = rs
+	return func() {
+		for _, u := range undo {
+			u()
+		}
+	}, nil
+}
+
+// loopbackUp brings up lo in a new network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}

@@ -1,0 +1,150 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Step is one command to run (a RUN step).
+type Step struct {
+	// Lowers are the layer directories of the root filesystem, bottom
+	// first (overlay mode). The step's changes land in UpperDir(TempDir).
+	Lowers []string
+	// Dir, instead of Lowers, is a working copy the step runs in (and
+	// changes).
+	Dir string
+	// TempDir is an empty directory for the step's upper, work and mount
+	// point directories, on the layer directories' filesystem.
+	TempDir string
+
+	// Args is the command (argv); Args[0] is looked up in Env's PATH.
+	Args []string
+	// Env is the environment, KEY=VALUE.
+	Env []string
+	// User is "user[:group]" (names or ids, resolved in the step's
+	// /etc/passwd and /etc/group); "" is root.
+	User string
+	// Cwd is the working directory (made when missing).
+	Cwd string
+	// Network is "none" for a loopback-only network namespace, else the
+	// host's network.
+	Network string
+	// Mounts are RUN --mount mounts.
+	Mounts []Mount
+	// Stdout and Stderr receive the command's output.
+	Stdout, Stderr io.Writer
+}
+
+// StepResult is how a step ended.
+type StepResult struct {
+	ExitCode int
+	Signal   string
+	// Notes are things worth telling (a user that could not be mapped).
+	Notes []string
+	// Created are mount points made in a working copy, relative to its
+	// root: leave them out of its diff.
+	Created []string
+}
+
+// UpperDir is where a step run with TempDir leaves its changes (overlay
+// mode).
+func UpperDir(tempDir string) string { return filepath.Join(tempDir, "upper") }
+
+// Run runs a step. A command that ran and failed is not an error: see
+// StepResult.ExitCode. The command, its children and its mounts are gone
+// when Run returns, also when ctx is cancelled.
+func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
+	if s.mode == ModeNone {
+		return nil, fmt.Errorf("%w: %s", ErrUnavailable, s.reason)
+	}
+	if len(st.Args) == 0 {
+		return nil, fmt.Errorf("no command")
+	}
+	rs := &runSpec{
+		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: st.Network,
+		Mounts: st.Mounts,
+	}
+	t := st.TempDir
+	mk := func(name string) (string, error) {
+		p := filepath.Join(t, name)
+		return p, os.MkdirAll(p, 0o755)
+	}
+	var err error
+	if st.Dir != "" {
+		rs.Dir = st.Dir
+	} else {
+		if s.mode == ModeChroot {
+			return nil, fmt.Errorf("chroot mode runs on a working copy")
+		}
+		rs.Lowers = st.Lowers
+		if rs.Upper, err = mk("upper"); err != nil {
+			return nil, err
+		}
+		if rs.Work, err = mk("work"); err != nil {
+			return nil, err
+		}
+		if rs.Target, err = mk("root"); err != nil {
+			return nil, err
+		}
+		if rs.Scratch, err = mk("scratch"); err != nil {
+			return nil, err
+		}
+	}
+	// Copies of the host's resolver files: the step may write to them
+	// without touching the host's, and they stay out of the layer.
+	for _, f := range []struct {
+		src string
+		dst *string
+	}{{"/etc/hosts", &rs.Hosts}, {"/etc/resolv.conf", &rs.Resolv}} {
+		data, err := os.ReadFile(f.src)
+		if err != nil {
+			continue
+		}
+		p := filepath.Join(t, filepath.Base(f.src))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return nil, err
+		}
+		*f.dst = p
+	}
+	for i := range rs.Mounts {
+		m := &rs.Mounts[i]
+		if m.Type == "bind" && !m.ReadOnly {
+			if m.Upper, err = mk(fmt.Sprintf("mount%d/upper", i)); err != nil {
+				return nil, err
+			}
+			if m.Work, err = mk(fmt.Sprintf("mount%d/work", i)); err != nil {
+				return nil, err
+			}
+		}
+		if m.Source != "" {
+			if fi, err := os.Stat(m.Source); err == nil && !fi.IsDir() {
+				m.File = true
+			}
+		}
+	}
+	res, err := s.exec(ctx, &job{Kind: "run", Run: rs}, nil, st.Stdout, st.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	return &StepResult{ExitCode: res.Exit, Signal: res.Signal, Notes: res.Notes, Created: res.Created}, nil
+}
+
+// CommandString renders argv for messages, shell-quoted where needed.
+func CommandString(args []string) string {
+	var b strings.Builder
+	for i, a := range args {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$`;&|<>*?()[]{}#~") {
+			b.WriteString(a)
+			continue
+		}
+		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+	}
+	return b.String()
+}
