@@ -35,6 +35,8 @@ type buildFlags struct {
 	timestamp   string
 	outputs     []string
 	compression string
+	push        bool
+	digestfile  string
 }
 
 func newBuildCommand(g *globals) *cobra.Command {
@@ -62,6 +64,8 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.timestamp, "timestamp", "", "seconds since the epoch for created times and file mtimes (reproducible builds; default $SOURCE_DATE_EPOCH)")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the image: type=oci,dest=DIR|FILE.tar or type=docker,dest=FILE.tar")
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip or zstd")
+	fl.BoolVar(&f.push, "push", false, "push every -t tag to its registry once the image is stored (concurrently)")
+	fl.StringVar(&f.digestfile, "digestfile", "", "write the manifest digest (of the image or index) to this file")
 	return cmd
 }
 
@@ -112,6 +116,14 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 			return err
 		}
 		outputs = append(outputs, o)
+	}
+	if f.push {
+		if len(f.tags) == 0 {
+			return errors.New("--push needs at least one -t NAME:TAG to push to")
+		}
+		if err := g.checkRegistryFlags(cmd); err != nil {
+			return err
+		}
 	}
 	var tags []string
 	for _, t := range f.tags {
@@ -229,6 +241,16 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if f.iidfile != "" {
 		if err := writeFileAtomic(f.iidfile, []byte(res.ID.String())); err != nil {
 			return fmt.Errorf("--iidfile: %w", err)
+		}
+	}
+	if f.push {
+		if err := pushBuilt(ctx, cmd, g, st, desc, tags, f.quiet); err != nil {
+			return err
+		}
+	}
+	if f.digestfile != "" {
+		if err := writeDigestFile(f.digestfile, desc.Digest); err != nil {
+			return err
 		}
 	}
 	fmt.Fprintf(logw, "Digest: %s\n", res.Digest)

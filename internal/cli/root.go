@@ -7,11 +7,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -24,6 +23,9 @@ type globals struct {
 	certDir   string
 	insecure  []string
 	retries   int
+	jobs      int
+	mirrors   []string
+	progress  string
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -57,6 +59,9 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 	pf.StringVar(&g.certDir, "cert-dir", "", "directory of extra CA certificates (*.crt) for registries")
 	pf.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry (host[:port]) to reach over plain HTTP or without TLS verification (repeatable)")
 	pf.IntVar(&g.retries, "retry", 3, "retries for registry operations on transient errors")
+	pf.IntVar(&g.jobs, "jobs", 4, "parallel blob uploads and downloads")
+	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
+	pf.StringVar(&g.progress, "progress", "auto", "transfer progress on stderr: auto, tty, plain, json or quiet")
 
 	root.AddCommand(
 		newBuildCommand(g),
@@ -66,6 +71,11 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 		newInspectCommand(g),
 		newSaveCommand(g),
 		newLoadCommand(g),
+		newPushCommand(g),
+		newPullCommand(g),
+		newCopyCommand(g),
+		newLoginCommand(g),
+		newLogoutCommand(g),
 		newVersionCommand(g),
 	)
 	return root
@@ -94,19 +104,7 @@ func (g *globals) openStore(ctx context.Context, cmd *cobra.Command) (*store.Sto
 	}
 	ro := g.registryOptions(cmd)
 	st.SetFetcher(func(_ context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
-		ref, err := registry.ParseReference(repo+"@"+h.String(), ro)
-		if err != nil {
-			return nil, err
-		}
-		d, ok := ref.(name.Digest)
-		if !ok {
-			return nil, fmt.Errorf("%s: not a digest reference", ref)
-		}
-		l, err := remote.Layer(d, ro.RemoteOptions(ctx)...)
-		if err != nil {
-			return nil, err
-		}
-		return l.Compressed()
+		return registry.OpenBlob(ctx, repo, h, ro)
 	})
 	return st, nil
 }
@@ -117,6 +115,8 @@ func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 		Insecure:  g.insecure,
 		CertDir:   g.certDir,
 		Retries:   g.retries,
+		Jobs:      g.jobs,
+		Mirrors:   g.mirrors,
 		UserAgent: "kiln/" + Version,
 	}
 	if cmd.Flags().Changed("tls-verify") {
@@ -127,6 +127,29 @@ func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 		o.Retries = -1
 	}
 	return o
+}
+
+// reporter is where transfer progress goes: stderr in the --progress
+// mode, or nowhere when quiet.
+func (g *globals) reporter(quiet bool) (progress.Reporter, error) {
+	if quiet {
+		return progress.Discard, nil
+	}
+	return progress.New(g.stderr, g.progress)
+}
+
+// checkRegistryFlags validates the registry flags before any work starts.
+func (g *globals) checkRegistryFlags(cmd *cobra.Command) error {
+	if g.jobs < 1 {
+		return fmt.Errorf("--jobs %d: want at least 1", g.jobs)
+	}
+	if g.retries < 0 {
+		return fmt.Errorf("--retry %d: want 0 or more", g.retries)
+	}
+	if _, err := progress.ParseMode(g.progress); err != nil {
+		return fmt.Errorf("--progress: %w", err)
+	}
+	return g.registryOptions(cmd).CheckMirrors()
 }
 
 // Version is set at link time.

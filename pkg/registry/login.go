@@ -254,9 +254,13 @@ func SaveAuth(file, registry, username, password string) error {
 	return nil
 }
 
+// ErrNotLoggedIn is Logout's error when no auth file had credentials for
+// the registry.
+var ErrNotLoggedIn = errors.New("not logged in")
+
 // Logout removes the credentials for registry from every auth file that
 // Keychain reads (o.AuthFile or $REGISTRY_AUTH_FILE included), under any
-// spelling of its key. It is an error if no file had them.
+// spelling of its key. It is an ErrNotLoggedIn error if no file had them.
 func Logout(registry string, o Options) error {
 	t, err := parseLoginTarget(registry)
 	if err != nil {
@@ -288,7 +292,7 @@ func Logout(registry string, o Options) error {
 		removed = true
 	}
 	if !removed {
-		return fmt.Errorf("not logged in to %s (no credentials in %s)", t, strings.Join(files, ", "))
+		return fmt.Errorf("%w to %s (no credentials in %s)", ErrNotLoggedIn, t, strings.Join(files, ", "))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -247,4 +248,74 @@ func orBackground(ctx context.Context) context.Context {
 		return context.Background()
 	}
 	return ctx
+}
+
+// Resolved is what a reference names, ready to be pulled.
+type Resolved struct {
+	// Top describes what the reference names: an index, or the image.
+	Top v1.Descriptor
+	// Image is the image for the requested platform; nil when Index is set.
+	Image v1.Image
+	// ImageDesc describes Image (with its platform when it came from an
+	// index).
+	ImageDesc v1.Descriptor
+	// Index is the whole index, when all platforms were asked for and ref
+	// names an index.
+	Index v1.ImageIndex
+}
+
+// Resolve finds what ref names for a pull: the image for platform (nil:
+// the host's; see Image for the matching), or with all set the whole index
+// when ref names one. A single image whose config names another platform
+// than an explicitly requested one is an ErrNoPlatform error. Everything is
+// lazy: layers are read only when their Compressed is called. References
+// to Docker Hub are read through o.Mirrors first.
+func Resolve(ctx context.Context, ref name.Reference, platform *v1.Platform, all bool, o Options) (*Resolved, error) {
+	ctx = orBackground(ctx)
+	desc, err := Fetch(ctx, ref, o)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case desc.MediaType.IsIndex():
+		if all {
+			idx, err := desc.ImageIndex()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ref, err)
+			}
+			return &Resolved{Top: desc.Descriptor, Index: idx}, nil
+		}
+		img, d, err := Image(ctx, ref.Context().Digest(desc.Digest.String()), platform, o)
+		if err != nil {
+			var re *Error
+			if errors.As(err, &re) && re.Kind == ErrNoPlatform {
+				return nil, &Error{Kind: ErrNoPlatform, Registry: re.Registry, msg: strings.Replace(re.msg, ref.Context().Digest(desc.Digest.String()).String(), ref.String(), 1), err: re.err}
+			}
+			return nil, err
+		}
+		return &Resolved{Top: desc.Descriptor, Image: img, ImageDesc: d}, nil
+	case desc.MediaType.IsSchema1():
+		return nil, &Error{Kind: ErrUnsupportedMediaType, Registry: ref.Context().RegistryStr(),
+			msg: fmt.Sprintf("%s: Docker schema 1 manifests are not supported; push the image again with a current client", ref)}
+	case desc.MediaType.IsImage():
+		img, err := desc.Image()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+		o.noteConfig(img)
+		if platform != nil {
+			cf, err := img.ConfigFile()
+			if err != nil {
+				return nil, o.describeErr(ctx, ref.String()+" (config)", ref.Context(), err)
+			}
+			have := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
+			if platformScore(*platform, have) == 0 {
+				return nil, &Error{Kind: ErrNoPlatform, Registry: ref.Context().RegistryStr(),
+					msg: fmt.Sprintf("%s: the image is for %s, not %s", ref, PlatformString(have), PlatformString(*platform))}
+			}
+		}
+		return &Resolved{Top: desc.Descriptor, Image: img, ImageDesc: desc.Descriptor}, nil
+	}
+	return nil, &Error{Kind: ErrUnsupportedMediaType, Registry: ref.Context().RegistryStr(),
+		msg: fmt.Sprintf("%s: %q is not an image or an image index", ref, desc.MediaType)}
 }

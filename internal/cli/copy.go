@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/registry"
+)
+
+type copyFlags struct {
+	allTags    bool
+	quiet      bool
+	digestfile string
+	srcCreds   string
+	destCreds  string
+}
+
+// localPrefix marks a copy source in the local store.
+const localPrefix = "local:"
+
+func newCopyCommand(g *globals) *cobra.Command {
+	var f copyFlags
+	cmd := &cobra.Command{
+		Use:     "copy [flags] SOURCE DESTINATION [DESTINATION...]",
+		Aliases: []string{"promote"},
+		Short:   "Copy an image or index between registries or repositories, without pulling it",
+		Long: "Copy what SOURCE names (a tag or digest; an image, or an index with all its images) to\n" +
+			"each DESTINATION, manifests byte for byte so the digest stays. Within one registry no\n" +
+			"layer passes through kiln (cross-repository mounts); between registries blobs stream\n" +
+			"through, verified, never stored. A DESTINATION without a tag takes SOURCE's tag (or\n" +
+			"digest). --all-tags copies every tag of repository SOURCE to repository DESTINATION.\n" +
+			"SOURCE may be local:IMAGE for an image of the local store. docker:// prefixes are\n" +
+			"accepted. Prints \"NAME:TAG: digest: sha256:... size: N\" per destination.",
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCopy(cmd.Context(), cmd, g, &f, args[0], args[1:])
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&f.allTags, "all-tags", "a", false, "copy every tag of repository SOURCE to repository DESTINATION")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the digest")
+	fl.StringVar(&f.digestfile, "digestfile", "", "write the digest of the copied manifest to this file")
+	fl.StringVar(&f.srcCreds, "src-creds", "", "USERNAME[:PASSWORD] for the source registry")
+	fl.StringVar(&f.destCreds, "dest-creds", "", "USERNAME[:PASSWORD] for the destination registry")
+	return cmd
+}
+
+// hasExplicitTag reports whether s (a reference as typed) names a tag or a
+// digest rather than only a repository.
+func hasExplicitTag(s string) bool {
+	if strings.Contains(s, "@") {
+		return true
+	}
+	last := s[strings.LastIndex(s, "/")+1:]
+	return strings.Contains(last, ":")
+}
+
+func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, srcArg string, dstArgs []string) error {
+	if err := g.checkRegistryFlags(cmd); err != nil {
+		return err
+	}
+	ro := g.registryOptions(cmd)
+	local := strings.HasPrefix(srcArg, localPrefix)
+	srcText := stripTransport(strings.TrimPrefix(srcArg, localPrefix))
+
+	var src name.Reference
+	var err error
+	if !local {
+		if src, err = registry.ParseReference(srcText, ro); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+	}
+	var dsts []name.Reference
+	for _, a := range dstArgs {
+		t := stripTransport(a)
+		d, err := registry.ParseReference(t, ro)
+		if err != nil {
+			return fmt.Errorf("destination: %w", err)
+		}
+		if f.allTags {
+			if hasExplicitTag(t) {
+				return fmt.Errorf("--all-tags: destination %s must be a repository, without tag or digest", a)
+			}
+		} else if !hasExplicitTag(t) && src != nil {
+			// Keep the source's tag or digest.
+			switch s := src.(type) {
+			case name.Tag:
+				d = d.Context().Tag(s.TagStr())
+			case name.Digest:
+				d = d.Context().Digest(s.DigestStr())
+			}
+		}
+		dsts = append(dsts, d)
+	}
+	if f.srcCreds != "" && src != nil {
+		c, err := registry.ParseCredential(src.Context().RegistryStr(), f.srcCreds)
+		if err != nil {
+			return fmt.Errorf("--src-creds: %w", err)
+		}
+		ro.Credentials = append(ro.Credentials, c)
+	}
+	if f.destCreds != "" {
+		for _, d := range dsts {
+			c, err := registry.ParseCredential(d.Context().RegistryStr(), f.destCreds)
+			if err != nil {
+				return fmt.Errorf("--dest-creds: %w", err)
+			}
+			ro.Credentials = append(ro.Credentials, c)
+		}
+	}
+	rep, err := g.reporter(f.quiet)
+	if err != nil {
+		return err
+	}
+	defer rep.Close()
+	ro.Progress = rep
+
+	switch {
+	case f.allTags:
+		if local {
+			return errors.New("--all-tags copies between registries; a local: source is one image")
+		}
+		if hasExplicitTag(srcText) {
+			return fmt.Errorf("--all-tags: source %s must be a repository, without tag or digest", srcArg)
+		}
+		if len(dsts) != 1 {
+			return errors.New("--all-tags takes one destination repository")
+		}
+		var last v1.Hash
+		var failed int
+		err := registry.CopyAllTags(ctx, src.Context(), dsts[0].Context(), ro, func(tc registry.TagCopy) {
+			if tc.Err != nil {
+				failed++
+				fmt.Fprintf(g.stderr, "%s: %v\n", displayRepo(tc.Dst.Name()), tc.Err)
+				return
+			}
+			last = tc.Descriptor.Digest
+			printPushed(g.stdout, f.quiet, []name.Reference{tc.Dst}, tc.Descriptor)
+		})
+		if err != nil {
+			if failed > 0 {
+				return fmt.Errorf("%d tags of %s failed to copy", failed, displayRepo(src.Context().Name()))
+			}
+			return err
+		}
+		if f.digestfile != "" {
+			return writeDigestFile(f.digestfile, last)
+		}
+		return nil
+	case local:
+		st, err := g.openStore(ctx, cmd)
+		if err != nil {
+			return err
+		}
+		d, _, err := resolveLocal(st, g, srcText)
+		if err != nil {
+			return err
+		}
+		desc, err := pushStored(ctx, st, d, dsts, ro)
+		if err != nil {
+			return err
+		}
+		rep.Close()
+		printPushed(g.stdout, f.quiet, dsts, desc)
+		if f.digestfile != "" {
+			return writeDigestFile(f.digestfile, desc.Digest)
+		}
+		return nil
+	}
+	desc, err := registry.Copy(ctx, src, dsts, ro)
+	if err != nil {
+		return err
+	}
+	rep.Close()
+	printPushed(g.stdout, f.quiet, dsts, desc)
+	if f.digestfile != "" {
+		return writeDigestFile(f.digestfile, desc.Digest)
+	}
+	return nil
+}

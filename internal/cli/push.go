@@ -1,0 +1,257 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+type pushFlags struct {
+	digestfile string
+	quiet      bool
+	creds      string
+	allTags    bool
+	// accepted for docker's and podman's sake; kiln neither signs nor
+	// verifies content trust.
+	contentTrust bool
+	removeSigs   bool
+}
+
+func newPushCommand(g *globals) *cobra.Command {
+	var f pushFlags
+	cmd := &cobra.Command{
+		Use:   "push [flags] IMAGE [DESTINATION]",
+		Short: "Push a local image to a registry",
+		Long: "Push a local image (by name or ID) to a registry: to its own name, or to DESTINATION\n" +
+			"(REGISTRY/REPOSITORY[:TAG], docker:// allowed). Blobs the repository has are skipped,\n" +
+			"blobs another repository of that registry has are mounted, the rest are uploaded\n" +
+			"--jobs at a time; the manifest goes last. Prints\n" +
+			"\"NAME:TAG: digest: sha256:... size: N\" (with -q only the digest).",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dest := ""
+			if len(args) == 2 {
+				dest = args[1]
+			}
+			return runPush(cmd.Context(), cmd, g, &f, args[0], dest)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.digestfile, "digestfile", "", "write the digest of the pushed manifest to this file")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the digest")
+	fl.StringVar(&f.creds, "creds", "", "USERNAME[:PASSWORD] for the destination registry (instead of the auth files)")
+	fl.BoolVarP(&f.allTags, "all-tags", "a", false, "push every local tag of the repository IMAGE names")
+	fl.BoolVar(&f.contentTrust, "disable-content-trust", true, "ignored (docker compatibility)")
+	fl.BoolVar(&f.removeSigs, "remove-signatures", false, "ignored (podman compatibility: kiln pushes no signatures)")
+	_ = fl.MarkHidden("disable-content-trust")
+	_ = fl.MarkHidden("remove-signatures")
+	return cmd
+}
+
+// stripTransport removes a docker:// prefix (skopeo's and podman's
+// spelling of a registry destination).
+func stripTransport(s string) string {
+	return strings.TrimPrefix(s, "docker://")
+}
+
+// pushTarget is one image or index of the store and where it goes.
+type pushTarget struct {
+	desc v1.Descriptor
+	refs []name.Reference
+}
+
+func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, image, dest string) error {
+	if err := g.checkRegistryFlags(cmd); err != nil {
+		return err
+	}
+	ro := g.registryOptions(cmd)
+	var destRef name.Reference
+	if dest != "" {
+		r, err := registry.ParseReference(stripTransport(dest), ro)
+		if err != nil {
+			return err
+		}
+		if _, ok := r.(name.Digest); ok {
+			return fmt.Errorf("cannot push to %s: a destination names a tag, not a digest", dest)
+		}
+		destRef = r
+	}
+	if f.creds != "" {
+		host := ""
+		if destRef != nil {
+			host = destRef.Context().RegistryStr()
+		}
+		c, err := registry.ParseCredential(host, f.creds)
+		if err != nil {
+			return fmt.Errorf("--creds: %w", err)
+		}
+		ro.Credentials = append(ro.Credentials, c)
+	}
+	st, err := g.openStore(ctx, cmd)
+	if err != nil {
+		return err
+	}
+
+	var targets []pushTarget
+	if f.allTags {
+		if dest != "" {
+			return errors.New("--all-tags pushes a repository's tags to their own names: give no DESTINATION")
+		}
+		targets, err = allTagTargets(st, g, image, ro)
+		if err != nil {
+			return err
+		}
+	} else {
+		d, stored, err := resolveLocal(st, g, image)
+		if err != nil {
+			return err
+		}
+		ref := destRef
+		if ref == nil {
+			if stored == "" || strings.Contains(stored, "@") {
+				return fmt.Errorf("%s is not a name to push to: give a destination (kiln push %s REGISTRY/REPOSITORY:TAG)", image, image)
+			}
+			if ref, err = registry.ParseReference(stored, ro); err != nil {
+				return err
+			}
+		}
+		targets = []pushTarget{{desc: d, refs: []name.Reference{ref}}}
+	}
+
+	var last v1.Descriptor
+	for _, t := range targets {
+		if !f.quiet {
+			fmt.Fprintf(g.stderr, "The push refers to repository [%s]\n", displayRepo(t.refs[0].Context().Name()))
+		}
+		rep, err := g.reporter(f.quiet)
+		if err != nil {
+			return err
+		}
+		ro.Progress = rep
+		desc, err := pushStored(ctx, st, t.desc, t.refs, ro)
+		rep.Close() // the terminal's last redraw before the result line
+		if err != nil {
+			return err
+		}
+		last = desc
+		printPushed(g.stdout, f.quiet, t.refs, desc)
+	}
+	if f.digestfile != "" {
+		if err := writeDigestFile(f.digestfile, last.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// allTagTargets finds every local tag of the repository image names.
+func allTagTargets(st *store.Store, g *globals, image string, ro registry.Options) ([]pushTarget, error) {
+	r, err := storeRef(image, g)
+	if err != nil {
+		return nil, err
+	}
+	if t, ok := r.(name.Tag); !ok || strings.HasSuffix(image, ":"+t.TagStr()) {
+		return nil, fmt.Errorf("--all-tags: %s names a tag or digest; give a repository", image)
+	}
+	repo := r.Context().Name()
+	entries, err := st.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []pushTarget
+	for _, e := range entries {
+		rp, tag := splitRef(e.Ref)
+		if rp != repo || strings.HasPrefix(tag, "sha256:") || tag == "<none>" {
+			continue
+		}
+		ref, err := registry.ParseReference(e.Ref, ro)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pushTarget{desc: e.Descriptor, refs: []name.Reference{ref}})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no local tags of %s", displayRepo(repo))
+	}
+	return out, nil
+}
+
+// pushStored pushes the store's image or index d to refs; base layers the
+// store only knows by their registry are mounted from there.
+func pushStored(ctx context.Context, st *store.Store, d v1.Descriptor, refs []name.Reference, ro registry.Options) (v1.Descriptor, error) {
+	a := registry.Artifact{Sources: st.Sources}
+	var err error
+	if d.MediaType.IsIndex() {
+		a.Index, err = st.Index(d.Digest)
+	} else {
+		a.Image, err = st.Image(d.Digest)
+	}
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return registry.Write(ctx, a, refs, ro)
+}
+
+// printPushed prints docker's closing line of a push for every ref, or
+// the digest alone when quiet.
+func printPushed(w io.Writer, quiet bool, refs []name.Reference, d v1.Descriptor) {
+	if quiet {
+		fmt.Fprintln(w, d.Digest)
+		return
+	}
+	for _, r := range refs {
+		fmt.Fprintf(w, "%s: digest: %s size: %d\n", displayRepo(r.Name()), d.Digest, d.Size)
+	}
+}
+
+// writeDigestFile writes "sha256:..." (no newline) to path, atomically.
+func writeDigestFile(path string, d v1.Hash) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("--digestfile: %w", err)
+	}
+	if err := writeFileAtomic(path, []byte(d.String())); err != nil {
+		return fmt.Errorf("--digestfile: %w", err)
+	}
+	return nil
+}
+
+// pushBuilt pushes a freshly built image (or index) d to every tag, all in
+// one Write: registries concurrently, each repository's blobs once, later
+// repositories of a registry mounting from the first. The closing lines go
+// to stderr (build's stdout is the image ID), nothing when quiet.
+func pushBuilt(ctx context.Context, cmd *cobra.Command, g *globals, st *store.Store, d v1.Descriptor, tags []string, quiet bool) error {
+	ro := g.registryOptions(cmd)
+	var refs []name.Reference
+	for _, t := range tags {
+		r, err := registry.ParseReference(t, ro)
+		if err != nil {
+			return err
+		}
+		refs = append(refs, r)
+	}
+	rep, err := g.reporter(quiet)
+	if err != nil {
+		return err
+	}
+	ro.Progress = rep
+	desc, err := pushStored(ctx, st, d, refs, ro)
+	rep.Close()
+	if err != nil {
+		return err
+	}
+	if !quiet {
+		printPushed(g.stderr, false, refs, desc)
+	}
+	return nil
+}
