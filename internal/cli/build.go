@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -74,9 +75,17 @@ type outputSpec struct {
 	dest string
 }
 
+// parseOutput parses --output the way buildx does: comma-separated
+// key=value pairs, CSV-quoted when a value holds a comma
+// ("type=oci,\"dest=a,b.tar\""). A bare PATH is not accepted: kiln has no
+// local-directory exporter.
 func parseOutput(s string) (outputSpec, error) {
 	var o outputSpec
-	for _, kv := range strings.Split(s, ",") {
+	fields, err := csv.NewReader(strings.NewReader(s)).Read()
+	if err != nil {
+		return o, fmt.Errorf("--output %q: %w", s, err)
+	}
+	for _, kv := range fields {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return o, fmt.Errorf("--output %q: want type=oci|docker,dest=PATH", s)

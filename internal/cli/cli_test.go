@@ -142,7 +142,11 @@ func TestOutputsAndTimestamp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"layout/index.json", "layout/oci-layout", "oci.tar", "docker.tar"} {
+	// A destination with a comma, CSV-quoted as with buildx.
+	if _, _, err := run(t, root, "", "build", "-q", "-o", `type=oci,"dest=`+filepath.Join(outDir, "a,b.tar")+`"`, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"layout/index.json", "layout/oci-layout", "oci.tar", "docker.tar", "a,b.tar"} {
 		if _, err := os.Stat(filepath.Join(outDir, p)); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
