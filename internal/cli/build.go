@@ -206,6 +206,11 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if f.quiet {
 		logw = io.Discard
 	}
+	sb, err := g.sandbox(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(logw, sb.Summary())
 	res, err := build.Build(ctx, build.Options{
 		ContextDir:     contextDir,
 		Dockerfile:     dfData,
@@ -221,6 +226,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Store:          st,
 		Registry:       g.registryOptions(cmd),
 		Log:            logw,
+		Sandbox:        sb,
 	})
 	if err != nil {
 		return err

@@ -23,6 +23,7 @@ type globals struct {
 	certDir   string
 	insecure  []string
 	retries   int
+	isolation string
 	jobs      int
 	mirrors   []string
 	progress  string
@@ -59,6 +60,7 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 	pf.StringVar(&g.certDir, "cert-dir", "", "directory of extra CA certificates (*.crt) for registries")
 	pf.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry (host[:port]) to reach over plain HTTP or without TLS verification (repeatable)")
 	pf.IntVar(&g.retries, "retry", 3, "retries for registry operations on transient errors")
+	pf.StringVar(&g.isolation, "isolation", "auto", "sandbox of RUN steps: auto, userns, root, chroot or none (see kiln doctor)")
 	pf.IntVar(&g.jobs, "jobs", 4, "parallel blob uploads and downloads")
 	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
 	pf.StringVar(&g.progress, "progress", "auto", "transfer progress on stderr: auto, tty, plain, json or quiet")
@@ -77,6 +79,7 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 		newLoginCommand(g),
 		newLogoutCommand(g),
 		newVersionCommand(g),
+		newDoctorCommand(g),
 	)
 	return root
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
 	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -56,6 +57,10 @@ type Options struct {
 	HTTPClient *http.Client
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Isolation is the sandbox mode of RUN steps ("" = the best that
+	// works); Sandbox, when set, is used instead (the CLI detects it once).
+	Isolation sandbox.Mode
+	Sandbox   *sandbox.Sandbox
 }
 
 // Result is what a build produced.
@@ -111,6 +116,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		platforms = []v1.Platform{HostPlatform()}
 	}
 	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, layerSem: make(chan struct{}, maxLayerWriters), start: time.Now().UTC(), images: map[string]*imageSource{}}
+	defer b.run.close()
 	if opts.Timestamp != nil {
 		b.start = opts.Timestamp.UTC()
 	}
@@ -167,6 +173,8 @@ type builder struct {
 	layerSem chan struct{}           // bounds concurrent layer writers
 	// sources: registry layers by digest -> repository
 	sources map[v1.Hash]string
+	// run is the sandbox and unpacked-layer store of RUN steps (run.go).
+	run runEnv
 }
 
 // entryTime dates the entries a build makes up itself (WORKDIR
@@ -264,12 +272,12 @@ func (b *builder) firstPlatform() v1.Platform {
 }
 
 // checkSupported refuses, before any work, instructions this build cannot
-// execute yet.
+// execute.
 func checkSupported(plan *dockerfile.Plan) error {
 	for _, s := range plan.Order {
 		for _, c := range s.Commands {
-			if r, ok := c.(*instructions.RunCommand); ok {
-				return plan.File.Errorf(r.Location(), "RUN is not supported yet: kiln builds Dockerfiles without RUN (stage %s needs it)", stageLabel(s))
+			if r, ok := c.(*instructions.RunCommand); ok && instructions.GetSecurity(r) == "insecure" {
+				return plan.File.Errorf(r.Location(), "RUN --security=insecure is not supported (stage %s)", stageLabel(s))
 			}
 		}
 	}

@@ -281,7 +281,7 @@ func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc [
 			exclude: c.ExcludePatterns, add: true, unpack: unpack, checksum: c.Checksum, loc: loc,
 		})
 	case *instructions.RunCommand:
-		return s.file.Errorf(loc, "RUN is not supported yet: kiln builds Dockerfiles without RUN")
+		return s.doRun(ctx, c, loc)
 	default:
 		return s.file.Errorf(loc, "%s is not supported", strings.ToUpper(c.Name()))
 	}

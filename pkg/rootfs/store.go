@@ -137,6 +137,9 @@ func (s *Store) TempDir(key, pattern string) (string, error) {
 // lock takes an exclusive flock for chain's layer directory.
 func (s *Store) lock(ctx context.Context, key string, chain v1.Hash) (func(), error) {
 	p := s.Dir(key, chain) + ".lock"
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o600)
 	if err != nil {
 		return nil, err

@@ -89,7 +89,7 @@ type Mount struct {
 	// Source is a host directory or file (bind from the context, cache).
 	Source string `json:"source,omitempty"`
 	// Lowers, instead of Source, are layer directories (bottom first) of
-	// the stage or image to bind.
+	// the stage or image to bind; Source is then the path in it.
 	Lowers []string `json:"lowers,omitempty"`
 	// ReadOnly mounts it read-only; a writable bind gets a scratch upper
 	// directory (writes are discarded, as docker does).

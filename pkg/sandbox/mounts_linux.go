@@ -137,7 +137,18 @@ func mountOne(m Mount, target, scratch string, userXattr bool) error {
 		if !m.ReadOnly {
 			o.Upper, o.Work = m.Upper, m.Work
 		}
-		return rootfs.MountOverlay(target, scratch, o)
+		merged := filepath.Join(scratch, "merged")
+		if err := os.MkdirAll(merged, 0o755); err != nil {
+			return err
+		}
+		if err := rootfs.MountOverlay(merged, scratch, o); err != nil {
+			return err
+		}
+		sub := filepath.Clean("/" + m.Source)
+		if err := checkNoSymlinks(merged, sub); err != nil {
+			return err
+		}
+		return unix.Mount(filepath.Join(merged, sub), target, "", unix.MS_BIND|unix.MS_REC, "")
 	}
 	if m.ReadOnly || m.File {
 		if err := unix.Mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -345,4 +356,23 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// checkNoSymlinks refuses a path below root that goes through a symlink.
+func checkNoSymlinks(root, p string) error {
+	cur := root
+	for _, c := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+		if c == "" {
+			continue
+		}
+		cur = filepath.Join(cur, c)
+		var st unix.Stat_t
+		if err := unix.Lstat(cur, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return fmt.Errorf("source %s goes through a symlink", p)
+		}
+	}
+	return nil
 }

@@ -120,7 +120,7 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 				return nil, err
 			}
 		}
-		if m.Source != "" {
+		if m.Source != "" && len(m.Lowers) == 0 {
 			if fi, err := os.Stat(m.Source); err == nil && !fi.IsDir() {
 				m.File = true
 			}

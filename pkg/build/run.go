@@ -1,0 +1,621 @@
+package build
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+
+	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/rootfs"
+	"github.com/kiln-build/kiln/pkg/sandbox"
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// runEnv is the build's RUN machinery, set up by the first RUN step.
+type runEnv struct {
+	once  sync.Once
+	sb    *sandbox.Sandbox
+	store *rootfs.Store
+	err   error
+
+	mu     sync.Mutex
+	copies map[*stageState]*workCopy // working copies (no overlay)
+	temps  []string
+}
+
+// workCopy is a stage's materialised root filesystem where no overlay can
+// be mounted: layers applied in order, and the snapshot of its metadata
+// that the next step's diff compares with.
+type workCopy struct {
+	dir     string // the root filesystem
+	snap    string // snapshot file
+	applied int    // how many of the stage's layers it holds
+}
+
+// runEnv sets up (once) the sandbox and the unpacked-layer store.
+func (b *builder) runEnv(ctx context.Context) (*runEnv, error) {
+	r := &b.run
+	r.once.Do(func() {
+		r.sb = b.opts.Sandbox
+		if r.sb == nil {
+			sb, _, err := sandbox.New(ctx, sandbox.Options{Mode: b.opts.Isolation})
+			if err != nil {
+				r.err = err
+				return
+			}
+			r.sb = sb
+			b.logf("%s", sb.Summary())
+		}
+		if w := r.sb.Warning(); w != "" {
+			b.logf("%s", w)
+		}
+		if r.sb.Mode() == sandbox.ModeNone {
+			return
+		}
+		r.store, r.err = rootfs.Open(filepath.Join(b.opts.Store.Root(), "rootfs"))
+	})
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.sb.Mode() == sandbox.ModeNone {
+		return nil, fmt.Errorf("RUN needs an isolation mode, and none works here: %s (run `kiln doctor` for what is missing and how to fix it)", r.sb.Reason())
+	}
+	return r, nil
+}
+
+// close removes what the build's RUN steps left behind.
+func (r *runEnv) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctx := context.Background()
+	for _, wc := range r.copies {
+		r.temps = append(r.temps, filepath.Dir(wc.dir))
+	}
+	r.copies = nil
+	for _, t := range r.temps {
+		if r.sb != nil {
+			_ = r.sb.Remove(ctx, t)
+		} else {
+			os.RemoveAll(t)
+		}
+	}
+	r.temps = nil
+}
+
+// doRun runs a RUN step and adds its changes as a layer.
+func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc []parser.Range) error {
+	label := s.stepLabel(c)
+	errf := func(format string, args ...any) error {
+		return s.file.Errorf(loc, "RUN %s: "+format, append([]any{label}, args...)...)
+	}
+	if sec := instructions.GetSecurity(c); sec == "insecure" {
+		return errf("--security=insecure is not supported")
+	}
+	network := string(instructions.GetNetwork(c))
+	switch network {
+	case "", "default", "host", "none":
+	default:
+		return errf("--network=%s is not supported (none or host)", network)
+	}
+	args, err := s.runArgs(c)
+	if err != nil {
+		return errf("%v", err)
+	}
+	env, err := s.runEnvList()
+	if err != nil {
+		return errf("%v", err)
+	}
+	r, err := s.b.runEnv(ctx)
+	if err != nil {
+		return errf("%v", err)
+	}
+	// The layers below must be complete to be unpacked.
+	if err := s.waitLayers(); err != nil {
+		return err
+	}
+	layers, err := s.rootfsLayers(s.layers)
+	if err != nil {
+		return errf("%v", err)
+	}
+	note := func(n string) { s.b.logf("[%s] note: %s", s.stageTag(), n) }
+
+	step := sandbox.Step{
+		Args: args, Env: env, User: s.cfg.Config.User, Cwd: s.cfg.Config.WorkingDir, Network: network,
+	}
+	mounts, err := s.runMounts(ctx, r, c, note)
+	if err != nil {
+		return errf("%v", err)
+	}
+	step.Mounts = mounts
+	out := &prefixWriter{s: s, prefix: "[" + s.stageTag() + " " + label + "] "}
+	step.Stdout, step.Stderr = out, out
+
+	var wc *workCopy
+	var tmp string
+	if r.sb.Overlay() {
+		before := r.store.Unpacked()
+		started := time.Now()
+		lowers, err := r.store.Prepare(ctx, r.sb, layers, note)
+		if err != nil {
+			return errf("%v", err)
+		}
+		if n := r.store.Unpacked() - before; n > 0 {
+			s.b.logf("[%s %s] unpacked %d layer(s) in %s", s.stageTag(), label, n, time.Since(started).Round(time.Millisecond))
+		}
+		step.Lowers = lowers
+		if tmp, err = r.store.TempDir(r.sb.Key(), "run-"); err != nil {
+			return errf("%v", err)
+		}
+		defer func() { _ = r.sb.Remove(context.WithoutCancel(ctx), tmp) }()
+	} else {
+		if wc, err = s.workCopy(ctx, r, layers, note); err != nil {
+			return errf("%v", err)
+		}
+		step.Dir = wc.dir
+		if tmp, err = os.MkdirTemp(filepath.Dir(wc.dir), "run-"); err != nil {
+			return errf("%v", err)
+		}
+		defer os.RemoveAll(tmp)
+	}
+	step.TempDir = tmp
+	res, err := r.sb.Run(ctx, step)
+	out.flush()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return errf("%v", err)
+	}
+	for _, n := range res.Notes {
+		note(n)
+	}
+	if res.ExitCode != 0 {
+		how := fmt.Sprintf("exit code %d", res.ExitCode)
+		if res.Signal != "" {
+			how = "killed by " + res.Signal
+		}
+		return errf("process %q did not complete successfully: %s", sandbox.CommandString(args), how)
+	}
+
+	// The diff becomes the layer.
+	var hdrs []*tar.Header
+	write := func(fill func(w io.Writer) error) (v1.Layer, error) {
+		return s.writeTarLayer(ctx, fill, func(h *tar.Header) { hdrs = append(hdrs, h) })
+	}
+	var layer v1.Layer
+	if wc == nil {
+		upper := sandbox.UpperDir(tmp)
+		layer, err = write(func(w io.Writer) error {
+			_, err := r.sb.UpperDiff(ctx, upper, nil, w)
+			return err
+		})
+		if err != nil {
+			return errf("writing the layer: %v", err)
+		}
+		diffID, err := layer.DiffID()
+		if err != nil {
+			return errf("%v", err)
+		}
+		diffIDs := make([]v1.Hash, 0, len(layers)+1)
+		for _, l := range layers {
+			diffIDs = append(diffIDs, l.DiffID)
+		}
+		chains := rootfs.ChainIDs(append(diffIDs, diffID))
+		if err := r.store.Commit(ctx, r.sb, chains[len(chains)-1], upper); err != nil {
+			return errf("%v", err)
+		}
+	} else {
+		next := wc.snap + ".next"
+		layer, err = write(func(w io.Writer) error {
+			_, err := r.sb.WalkDiff(ctx, wc.dir, wc.snap, next, walkExclude(res.Created), w)
+			return err
+		})
+		if err != nil {
+			return errf("writing the layer: %v", err)
+		}
+		if err := os.Rename(next, wc.snap); err != nil {
+			return errf("%v", err)
+		}
+		wc.applied = len(s.layers) + 1
+	}
+
+	s.layers = append(s.layers, layer)
+	s.noteRunEntries(hdrs)
+	s.users = nil
+	s.history(runCreatedBy(c, args), false)
+	return nil
+}
+
+// walkExclude is what a working-copy diff leaves out: the mount points the
+// step made and the resolver files the sandbox swapped in.
+func walkExclude(created []string) []string {
+	return append([]string{"etc/hosts", "etc/resolv.conf"}, created...)
+}
+
+func runCreatedBy(c *instructions.RunCommand, args []string) string {
+	if c.PrependShell {
+		return "RUN " + args[len(args)-1]
+	}
+	return "RUN " + jsonList(args)
+}
+
+// stepLabel is "N/TOTAL" for a command of the stage, or "ONBUILD".
+func (s *stageState) stepLabel(c instructions.Command) string {
+	cmds := s.run.stage.Commands
+	for i, sc := range cmds {
+		if sc == c {
+			return fmt.Sprintf("%d/%d", i+2, len(cmds)+1)
+		}
+	}
+	return "ONBUILD"
+}
+
+// runArgs is the step's argv: exec form as is, shell form (with heredocs
+// as docker runs them) through SHELL.
+func (s *stageState) runArgs(c *instructions.RunCommand) ([]string, error) {
+	args := append([]string(nil), c.CmdLine...)
+	if len(c.Files) > 0 {
+		if len(args) != 1 || !c.PrependShell {
+			return nil, fmt.Errorf("invalid heredoc in RUN")
+		}
+		if hd := parser.MustParseHeredoc(args[0]); hd != nil {
+			data := c.Files[0].Data
+			if c.Files[0].Chomp {
+				data = parser.ChompHeredocContent(data)
+			}
+			if strings.HasPrefix(data, "#!") {
+				return nil, fmt.Errorf("a heredoc with #! is not supported; use the shell form")
+			}
+			args = []string{data}
+		} else {
+			var b strings.Builder
+			b.WriteString(args[0])
+			for _, f := range c.Files {
+				b.WriteByte('\n')
+				b.WriteString(f.Data)
+				b.WriteString(f.Name)
+			}
+			args = []string{b.String()}
+		}
+	}
+	if !c.PrependShell {
+		if len(args) == 0 {
+			return nil, fmt.Errorf("empty command")
+		}
+		return args, nil
+	}
+	sh := s.cfg.Config.Shell
+	if len(sh) == 0 {
+		sh = []string{"/bin/sh", "-c"}
+	}
+	return append(append([]string{}, sh...), strings.Join(args, " ")), nil
+}
+
+// runEnvList is the step's environment: the image's Env, then the stage's
+// ARGs that Env does not set (visible to RUN, never stored in the image).
+func (s *stageState) runEnvList() ([]string, error) {
+	env := append([]string{}, s.cfg.Config.Env...)
+	set := map[string]bool{}
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		set[k] = true
+	}
+	keys := make([]string, 0, len(s.args))
+	for k := range s.args {
+		if !set[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+s.args[k])
+	}
+	return env, nil
+}
+
+// rootfsLayers describes layers for the rootfs store.
+func (s *stageState) rootfsLayers(layers []v1.Layer) ([]rootfs.Layer, error) {
+	out := make([]rootfs.Layer, len(layers))
+	for i, l := range layers {
+		d, err := l.DiffID()
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		out[i] = rootfs.Layer{DiffID: d, Open: l.Uncompressed, Name: d.String()[:19]}
+	}
+	return out, nil
+}
+
+// workCopy returns the stage's working copy, made and brought up to date
+// with the stage's layers.
+func (s *stageState) workCopy(ctx context.Context, r *runEnv, layers []rootfs.Layer, note func(string)) (*workCopy, error) {
+	r.mu.Lock()
+	if r.copies == nil {
+		r.copies = map[*stageState]*workCopy{}
+	}
+	wc := r.copies[s]
+	r.mu.Unlock()
+	if wc == nil {
+		base := filepath.Join(r.store.Root(), r.sb.Key())
+		if err := os.MkdirAll(base, 0o700); err != nil {
+			return nil, err
+		}
+		tmp, err := os.MkdirTemp(base, "copy-")
+		if err != nil {
+			return nil, err
+		}
+		wc = &workCopy{dir: filepath.Join(tmp, "rootfs"), snap: filepath.Join(tmp, "snapshot")}
+		r.mu.Lock()
+		r.copies[s] = wc
+		r.mu.Unlock()
+	}
+	if wc.applied == len(layers) {
+		return wc, nil
+	}
+	for i := wc.applied; i < len(layers); i++ {
+		rc, err := layers[i].Open()
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", layers[i].Name, err)
+		}
+		notes, err := r.sb.Apply(ctx, wc.dir, rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("applying layer %s: %w", layers[i].Name, err)
+		}
+		for _, n := range notes {
+			note(n)
+		}
+	}
+	wc.applied = len(layers)
+	if _, err := r.sb.WalkDiff(ctx, wc.dir, "", wc.snap, walkExclude(nil), nil); err != nil {
+		return nil, fmt.Errorf("snapshot of the working copy: %w", err)
+	}
+	return wc, nil
+}
+
+// runMounts turns RUN --mount flags into sandbox mounts.
+func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.RunCommand, note func(string)) ([]sandbox.Mount, error) {
+	var out []sandbox.Mount
+	for _, m := range instructions.GetMounts(c) {
+		target := m.Target
+		if target == "" {
+			return nil, fmt.Errorf("--mount: no target")
+		}
+		if !path.IsAbs(target) {
+			target = path.Join("/", s.cfg.Config.WorkingDir, target)
+		}
+		target = path.Clean(target)
+		switch m.Type {
+		case instructions.MountTypeTmpfs:
+			out = append(out, sandbox.Mount{Type: "tmpfs", Target: target})
+		case instructions.MountTypeCache:
+			id := m.CacheID
+			if id == "" {
+				id = target
+			}
+			dir := filepath.Join(r.store.Root(), r.sb.Key(), "cache", sanitizeID(id))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			out = append(out, sandbox.Mount{Type: "cache", Target: target, Source: dir})
+		case instructions.MountTypeBind:
+			bm := sandbox.Mount{Type: "bind", Target: target, ReadOnly: m.ReadOnly}
+			src := m.Source
+			if m.From == "" {
+				if s.b.ctxSrc == nil {
+					return nil, fmt.Errorf("--mount=type=bind: there is no build context")
+				}
+				clean, err := cleanSource(src)
+				if err != nil {
+					return nil, fmt.Errorf("--mount source=%s: %v", src, err)
+				}
+				p, err := s.b.ctxSrc.resolve(clean, true)
+				if err != nil {
+					return nil, fmt.Errorf("--mount source=%s: %v", src, err)
+				}
+				bm.Source = s.b.ctxSrc.abs(p)
+				if _, err := os.Stat(bm.Source); err != nil {
+					return nil, fmt.Errorf("--mount source=%s: not found in the build context", src)
+				}
+			} else {
+				layers, err := s.mountLayers(ctx, m.From)
+				if err != nil {
+					return nil, err
+				}
+				rl, err := s.rootfsLayers(layers)
+				if err != nil {
+					return nil, err
+				}
+				if len(rl) == 0 {
+					return nil, fmt.Errorf("--mount from=%s: the image has no layers", m.From)
+				}
+				if !r.sb.Overlay() {
+					return nil, fmt.Errorf("--mount from=%s needs overlay mounts, which this environment lacks", m.From)
+				}
+				lowers, err := r.store.Prepare(ctx, r.sb, rl, note)
+				if err != nil {
+					return nil, err
+				}
+				bm.Lowers, bm.Source = lowers, src
+			}
+			out = append(out, bm)
+		default:
+			return nil, fmt.Errorf("--mount=type=%s is not supported (bind, cache and tmpfs are)", m.Type)
+		}
+	}
+	return out, nil
+}
+
+// mountLayers are the layers of a stage or image named by --mount from=.
+func (s *stageState) mountLayers(ctx context.Context, from string) ([]v1.Layer, error) {
+	if dep := s.plan.StageByRef(from, s.run.stage); dep != nil {
+		run := s.states[dep]
+		if run == nil {
+			return nil, fmt.Errorf("--mount from=%s: stage not built", from)
+		}
+		<-run.done
+		if run.result == nil {
+			return nil, fmt.Errorf("--mount from=%s: stage failed", from)
+		}
+		for _, l := range run.result.layers {
+			if fl, ok := l.(*futureLayer); ok {
+				if _, err := fl.wait(); err != nil {
+					return nil, err
+				}
+			}
+		}
+		return run.result.layers, nil
+	}
+	src, err := s.b.image(ctx, from, s.platform)
+	if err != nil {
+		return nil, fmt.Errorf("--mount from=%s: %w", from, err)
+	}
+	return src.layers, nil
+}
+
+func sanitizeID(id string) string {
+	var b strings.Builder
+	for _, r := range id {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// writeTarLayer stores the tar that fill writes as a new layer: its
+// entries are normalised by archive.TarWriter (the build's timestamp
+// applies), compressed and hashed in one pass. seen gets every header.
+func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) error, seen func(*tar.Header)) (v1.Layer, error) {
+	st := s.b.opts.Store
+	bw, err := st.NewBlobWriter(store.CallerHashes())
+	if err != nil {
+		return nil, err
+	}
+	defer bw.Abort()
+	pr, pw := io.Pipe()
+	fillErr := make(chan error, 1)
+	go func() {
+		err := fill(pw)
+		pw.CloseWithError(err)
+		fillErr <- err
+	}()
+	info, err := archive.WriteLayer(bw, s.b.opts.Compression, archive.TarOptions{Timestamp: s.b.opts.Timestamp}, func(tw *archive.TarWriter) error {
+		tr := tar.NewReader(pr)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			seen(h)
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+			if h.Typeflag == tar.TypeReg && h.Size > 0 {
+				if _, err := io.Copy(tw, tr); err != nil {
+					return err
+				}
+			}
+		}
+	})
+	pr.CloseWithError(errors.New("layer written"))
+	if ferr := <-fillErr; ferr != nil {
+		return nil, ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := bw.Commit(info.Digest); err != nil {
+		return nil, err
+	}
+	return st.Layer(v1.Descriptor{
+		MediaType: s.b.opts.Compression.MediaType(s.b.opts.Format == FormatOCI),
+		Size:      info.Size,
+		Digest:    info.Digest,
+	}, info.DiffID)
+}
+
+// noteRunEntries records what a RUN layer holds in the known tree, so
+// that later COPY steps see directories and symlinks RUN made.
+func (s *stageState) noteRunEntries(hdrs []*tar.Header) {
+	for _, h := range hdrs {
+		p := path.Clean("/" + h.Name)
+		dir, base := path.Split(p)
+		switch {
+		case base == ".wh..wh..opq":
+			d := path.Clean(dir)
+			for k := range s.known.entries {
+				if strings.HasPrefix(k, d+"/") {
+					delete(s.known.entries, k)
+				}
+			}
+		case strings.HasPrefix(base, ".wh."):
+			gone := path.Join(dir, strings.TrimPrefix(base, ".wh."))
+			for k := range s.known.entries {
+				if k == gone || strings.HasPrefix(k, gone+"/") {
+					delete(s.known.entries, k)
+				}
+			}
+		default:
+			c := cloneHeader(h)
+			c.Name = p
+			s.known.add(p, c)
+		}
+	}
+}
+
+// prefixWriter writes a step's output to the build log, a line at a time,
+// each line with the step's prefix.
+type prefixWriter struct {
+	s      *stageState
+	prefix string
+	mu     sync.Mutex
+	buf    bytes.Buffer
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	for {
+		line, err := w.buf.ReadString('\n')
+		if err != nil {
+			w.buf.Reset()
+			w.buf.WriteString(line)
+			break
+		}
+		w.s.b.logf("%s%s", w.prefix, strings.TrimRight(line, "\r\n"))
+	}
+	return len(p), nil
+}
+
+func (w *prefixWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.buf.Len() > 0 {
+		w.s.b.logf("%s%s", w.prefix, w.buf.String())
+		w.buf.Reset()
+	}
+}
