@@ -170,15 +170,19 @@ func (tr *testRegistry) seed(t *testing.T, ref string, size, layers int64) v1.Im
 }
 
 // fetched reports whether blob d was ever downloaded.
-func (tr *testRegistry) fetched(d string) bool {
+func (tr *testRegistry) fetched(d string) bool { return tr.fetchCount(d) > 0 }
+
+// fetchCount is how many times blob d was downloaded.
+func (tr *testRegistry) fetchCount(d string) int {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
+	n := 0
 	for _, x := range tr.downloaded {
 		if x == d {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // remoteDigest is the digest ref names in the registry.
