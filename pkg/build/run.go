@@ -221,7 +221,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	} else {
 		next := wc.snap + ".next"
 		layer, err = write(func(w io.Writer) error {
-			_, err := r.sb.WalkDiff(ctx, wc.dir, wc.snap, next, walkExclude(res.Created), w)
+			_, err := r.sb.WalkDiff(ctx, wc.dir, wc.snap, next, walkExclude(nil), res.Created, w)
 			return err
 		})
 		if err != nil {
@@ -381,7 +381,7 @@ func (s *stageState) workCopy(ctx context.Context, r *runEnv, layers []rootfs.La
 		}
 	}
 	wc.applied = len(layers)
-	if _, err := r.sb.WalkDiff(ctx, wc.dir, "", wc.snap, walkExclude(nil), nil); err != nil {
+	if _, err := r.sb.WalkDiff(ctx, wc.dir, "", wc.snap, walkExclude(nil), nil, nil); err != nil {
 		return nil, fmt.Errorf("snapshot of the working copy: %w", err)
 	}
 	return wc, nil

@@ -379,7 +379,7 @@ func WriteWalkDiff(root string, before Snapshot, exclude []string, tw *tar.Write
 			after[rel] = m
 			old, had := before[rel]
 			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-			if !had || old != m {
+			if !had || changed(old, m) {
 				if err := d.entry(rel, full, &st); err != nil {
 					return err
 				}
@@ -400,6 +400,16 @@ func WriteWalkDiff(root string, before Snapshot, exclude []string, tw *tar.Write
 	}
 	err := walk("")
 	return after, d.stats, err
+}
+
+// changed compares two snapshots of an entry. A directory counts as
+// changed only by type, mode or owner: its times move whenever an entry in
+// it comes or goes, which the entries themselves show.
+func changed(a, b Meta) bool {
+	if a.Mode&unix.S_IFMT == unix.S_IFDIR && b.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return a.Mode != b.Mode || a.UID != b.UID || a.GID != b.GID
+	}
+	return a != b
 }
 
 // deletedNames lists the names that are not present, sorted.

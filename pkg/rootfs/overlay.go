@@ -134,6 +134,15 @@ func MakeStubs(dir string, lowers []string, stubs []Stub) (skipped []string, err
 		top[len(lowers)-1-i] = l
 	}
 	made := map[string]bool{}
+	var copied []copiedDir
+	// Copied directories get their times back last: making the stubs in
+	// them moved those.
+	defer func() {
+		for i := len(copied) - 1; i >= 0; i-- {
+			c := copied[i]
+			_ = unix.UtimesNano(c.path, []unix.Timespec{c.st.Atim, c.st.Mtim})
+		}
+	}()
 	for _, s := range stubs {
 		p := filepath.Clean("/" + s.Path)[1:]
 		if p == "" {
@@ -164,6 +173,7 @@ func MakeStubs(dir string, lowers []string, stubs []Stub) (skipped []string, err
 				if err := copyDir(filepath.Join(dir, q), pst); err != nil {
 					return skipped, err
 				}
+				copied = append(copied, copiedDir{filepath.Join(dir, q), pst})
 			case errors.Is(err, unix.ENOENT):
 				if err := os.Mkdir(filepath.Join(dir, q), 0o755); err != nil {
 					return skipped, err
@@ -192,15 +202,17 @@ func MakeStubs(dir string, lowers []string, stubs []Stub) (skipped []string, err
 	return skipped, nil
 }
 
+type copiedDir struct {
+	path string
+	st   *unix.Stat_t
+}
+
 func copyDir(p string, st *unix.Stat_t) error {
 	if err := os.Mkdir(p, 0o700); err != nil {
 		return err
 	}
 	_ = unix.Lchown(p, int(st.Uid), int(st.Gid)) // a single-id mapping cannot
-	if err := unix.Chmod(p, st.Mode&0o7777); err != nil {
-		return err
-	}
-	return unix.UtimesNano(p, []unix.Timespec{st.Atim, st.Mtim})
+	return unix.Chmod(p, st.Mode&0o7777)
 }
 
 // mergedLstat stats the clean relative path p as the overlay of top (top

@@ -189,6 +189,15 @@ func appendNote(notes []string, n string) []string {
 }
 
 func walkJob(j *job) (*result, error) {
+	// Mount points a step made go first (deepest first): they are not the
+	// step's doing.
+	for i := len(j.Paths) - 1; i >= 0; i-- {
+		p := filepath.Join(j.Dir, filepath.Clean("/"+j.Paths[i]))
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err == nil && (st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Size == 0) {
+			_ = os.Remove(p)
+		}
+	}
 	var before rootfs.Snapshot
 	if j.SnapIn != "" {
 		var err error

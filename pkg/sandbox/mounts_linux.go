@@ -333,9 +333,14 @@ func chrootSetup(rs *runSpec, res *result, hosts, resolv []byte) (func(), error)
 		}
 	}
 	_ = rs
+	created := res.Created
+	res.Created = nil
 	return func() {
 		for _, u := range undo {
 			u()
+		}
+		for i := len(created) - 1; i >= 0; i-- {
+			_ = os.Remove("/" + created[i])
 		}
 	}, nil
 }

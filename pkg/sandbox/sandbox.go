@@ -304,8 +304,11 @@ func (s *Sandbox) UpperDiff(ctx context.Context, upper string, exclude []string,
 // WalkDiff compares the working copy dir with the snapshot in file snapIn
 // and writes the changes as an uncompressed layer tar to w, and the new
 // snapshot to snapOut. Without w only the snapshot is taken.
-func (s *Sandbox) WalkDiff(ctx context.Context, dir, snapIn, snapOut string, exclude []string, w io.Writer) (rootfs.DiffStats, error) {
-	res, err := s.exec(ctx, &job{Kind: "walk", Dir: dir, SnapIn: snapIn, SnapOut: snapOut, Exclude: exclude}, nil, w, nil)
+//
+// The mount points a step made in the working copy (StepResult.Created)
+// are removed first when given as created.
+func (s *Sandbox) WalkDiff(ctx context.Context, dir, snapIn, snapOut string, exclude, created []string, w io.Writer) (rootfs.DiffStats, error) {
+	res, err := s.exec(ctx, &job{Kind: "walk", Dir: dir, SnapIn: snapIn, SnapOut: snapOut, Exclude: exclude, Paths: created}, nil, w, nil)
 	if err != nil {
 		return rootfs.DiffStats{}, err
 	}

@@ -1,0 +1,334 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"crypto/md5"
+	"fmt"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/pkg/rootfs"
+	"github.com/kiln-build/kiln/pkg/sandbox"
+)
+
+// newSandbox detects this environment's mode; tests that need RUN skip
+// where none works (they run as root, as a user with subordinate ids and as
+// one without, in CI).
+func newSandbox(t *testing.T) *sandbox.Sandbox {
+	t.Helper()
+	sb, rep, err := sandbox.New(context.Background(), sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Mode() == sandbox.ModeNone {
+		t.Skipf("no isolation works here: %s (%+v)", sb.Reason(), rep.Checks)
+	}
+	t.Logf("%s", sb.Summary())
+	return sb
+}
+
+// busyboxLowers unpacks the busybox test image into a fresh rootfs store
+// and returns the store and its layer directories.
+func busyboxLowers(t *testing.T, sb *sandbox.Sandbox) (*rootfs.Store, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := rootfs.Open(filepath.Join(dir, "rootfs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Files of other owners (in a user namespace) are removed from inside.
+	t.Cleanup(func() {
+		if err := sb.Remove(context.Background(), st.Root()); err != nil {
+			t.Errorf("removing the store: %v", err)
+		}
+	})
+	img := testutil.BusyboxImage(t)
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var layers []rootfs.Layer
+	for _, l := range ls {
+		d, err := l.DiffID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers = append(layers, rootfs.Layer{DiffID: d, Open: l.Uncompressed, Name: d.String()[:19]})
+	}
+	if !sb.Overlay() {
+		t.Skip("no overlay here: the working copy path is tested through pkg/build")
+	}
+	lowers, err := st.Prepare(context.Background(), sb, layers, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, lowers
+}
+
+// run runs script with /bin/sh -c in busybox and returns its output.
+func run(t *testing.T, sb *sandbox.Sandbox, st *rootfs.Store, lowers []string, step sandbox.Step, script string) (string, *sandbox.StepResult) {
+	t.Helper()
+	tmp, err := st.TempDir(sb.Key(), "test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Remove(context.Background(), tmp) })
+	var out bytes.Buffer
+	step.Lowers, step.TempDir = lowers, tmp
+	step.Args = []string{"/bin/sh", "-c", script}
+	if step.Env == nil {
+		step.Env = []string{"PATH=/bin:/usr/bin"}
+	}
+	step.Stdout, step.Stderr = &out, &out
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := sb.Run(ctx, step)
+	if err != nil {
+		t.Fatalf("run %q: %v\n%s", script, err, out.String())
+	}
+	return out.String(), res
+}
+
+func TestDetectReportsAMode(t *testing.T) {
+	sb, rep, err := sandbox.New(context.Background(), sandbox.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Mode != sb.Mode() || rep.Reason == "" || len(rep.Checks) == 0 {
+		t.Fatalf("report %+v for mode %s", rep, sb.Mode())
+	}
+	switch {
+	case os.Geteuid() == 0 && sb.Mode() != sandbox.ModeRoot && sb.Mode() != sandbox.ModeChroot:
+		t.Errorf("root got mode %s", sb.Mode())
+	case os.Geteuid() != 0 && sb.Mode() != sandbox.ModeUserns && sb.Mode() != sandbox.ModeNone:
+		t.Errorf("a non-root user got mode %s", sb.Mode())
+	}
+	for _, c := range rep.Checks {
+		if !c.OK && c.Fix == "" && c.Name != "CAP_SYS_ADMIN" {
+			t.Errorf("check %s fails without a fix: %s", c.Name, c.Detail)
+		}
+	}
+	// A forced mode that cannot work is an error, not a fallback.
+	if os.Geteuid() != 0 {
+		if _, _, err := sandbox.New(context.Background(), sandbox.Options{Mode: sandbox.ModeRoot}); err == nil {
+			t.Error("--isolation root as a non-root user was accepted")
+		}
+	}
+	if _, err := sandbox.ParseMode("bogus"); err == nil {
+		t.Error("ParseMode accepted bogus")
+	}
+}
+
+func TestSubIDRanges(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "subuid")
+	os.WriteFile(f, []byte("# comment\nalice:100000:65536\nbob:200000:1000\n1234:300000:10\nalice:400000:5\nbad:line\n"), 0o644)
+	got, err := sandbox.SubIDRanges(f, "alice", 999)
+	if err != nil || len(got) != 2 || got[0] != (sandbox.Range{Start: 100000, Count: 65536}) || got[1].Start != 400000 {
+		t.Errorf("alice: %v %v", got, err)
+	}
+	if got, _ := sandbox.SubIDRanges(f, "nobody-here", 1234); len(got) != 1 || got[0].Start != 300000 {
+		t.Errorf("by uid: %v", got)
+	}
+	if got, _ := sandbox.SubIDRanges(f, "carol", 1); len(got) != 0 {
+		t.Errorf("carol: %v", got)
+	}
+}
+
+func TestRunIsolation(t *testing.T) {
+	sb := newSandbox(t)
+	st, lowers := busyboxLowers(t, sb)
+	out, res := run(t, sb, st, lowers, sandbox.Step{}, `
+set -e
+echo "init=$(cat /proc/1/cmdline | tr '\0' ' ')"
+echo "pids=$(ls /proc | grep -c '^[0-9]')"
+echo dev > /dev/null && echo "null=ok"
+head -c 4 /dev/zero | od -An -tx1 | tr -d ' \n'; echo
+if touch /sys/kiln-test 2>/dev/null; then echo sys=rw; else echo sys=ro; fi
+echo "hosts=$(md5sum /etc/hosts | cut -c1-32)"
+echo "root=$(ls / | tr '\n' ' ')"
+exit 3`)
+	if res.ExitCode != 3 {
+		t.Errorf("exit code %d, want 3\n%s", res.ExitCode, out)
+	}
+	hostHosts, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"init=kiln-sandbox-init", "null=ok", "00000000", "sys=ro", fmt.Sprintf("hosts=%x", md5.Sum(hostHosts))} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// A pid namespace of its own: a handful of processes, not the host's.
+	for _, l := range strings.Split(out, "\n") {
+		if n, ok := strings.CutPrefix(l, "pids="); ok {
+			if c, _ := strconv.Atoi(n); c == 0 || c > 10 {
+				t.Errorf("%d processes visible in the sandbox", c)
+			}
+		}
+		if r, ok := strings.CutPrefix(l, "root="); ok && (strings.Contains(r, "kiln-sandbox") || !strings.Contains(r, "bin")) {
+			t.Errorf("root directory is %q", r)
+		}
+	}
+}
+
+func TestRunUserAndEnv(t *testing.T) {
+	sb := newSandbox(t)
+	st, lowers := busyboxLowers(t, sb)
+	cases := []struct{ user, want string }{
+		{"", "uid=0(root) gid=0(root)"},
+		{"app", "uid=1000(app) gid=1000(app)"},
+		{"1000", "uid=1000(app) gid=1000(app)"},
+		{"4242", "uid=4242 gid=0(root)"},
+		{"app:staff", "uid=1000(app) gid=50(staff)"},
+		{"nobody:123", "uid=65534(nobody) gid=123"},
+	}
+	for _, c := range cases {
+		out, res := run(t, sb, st, lowers, sandbox.Step{User: c.user, Env: []string{"PATH=/bin", "GREETING=hi there"}, Cwd: "/var/tmp/new"}, `id; pwd; echo "$GREETING|$HOME"`)
+		if res.ExitCode != 0 {
+			t.Fatalf("user %q: exit %d\n%s", c.user, res.ExitCode, out)
+		}
+		want := c.want
+		if sb.SingleMapping() && c.user != "" {
+			want = "uid=0(root) gid=0(root)" // only root exists
+			if len(res.Notes) == 0 {
+				t.Errorf("user %q ran as root without a note", c.user)
+			}
+		}
+		if !strings.HasPrefix(out, want) || !strings.Contains(out, "/var/tmp/new\nhi there|") {
+			t.Errorf("user %q: got\n%s\nwant %q, cwd /var/tmp/new and the env", c.user, out, want)
+		}
+	}
+	// An unknown user name is an error that names it.
+	tmp, _ := st.TempDir(sb.Key(), "test-")
+	t.Cleanup(func() { _ = sb.Remove(context.Background(), tmp) })
+	_, err := sb.Run(context.Background(), sandbox.Step{Lowers: lowers, TempDir: tmp, Args: []string{"true"}, User: "ghost"})
+	if err == nil || !strings.Contains(err.Error(), "ghost") {
+		t.Errorf("USER ghost: %v", err)
+	}
+}
+
+func TestRunNetworkNone(t *testing.T) {
+	sb := newSandbox(t)
+	st, lowers := busyboxLowers(t, sb)
+	out, _ := run(t, sb, st, lowers, sandbox.Step{Network: "none"}, `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '`)
+	if strings.TrimSpace(out) != "lo" {
+		t.Errorf("--network=none sees interfaces %q, want only lo", out)
+	}
+	out, _ = run(t, sb, st, lowers, sandbox.Step{}, `cat /proc/net/dev | tail -n +3 | wc -l`)
+	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n < 1 {
+		t.Errorf("host network shows %q interfaces", out)
+	}
+}
+
+// TestRunChangesLandInUpper: the step's writes, deletions and mount
+// points: only the first two reach the upper directory.
+func TestRunChangesLandInUpper(t *testing.T) {
+	sb := newSandbox(t)
+	st, lowers := busyboxLowers(t, sb)
+	tmp, err := st.TempDir(sb.Key(), "test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Remove(context.Background(), tmp) })
+	ctxDir := t.TempDir()
+	os.WriteFile(filepath.Join(ctxDir, "in.txt"), []byte("from the context"), 0o644)
+	var out bytes.Buffer
+	res, err := sb.Run(context.Background(), sandbox.Step{
+		Lowers: lowers, TempDir: tmp, Env: []string{"PATH=/bin"},
+		Args:   []string{"/bin/sh", "-c", "cat /src/in.txt && echo new > /created && rm /etc/group && echo changed >> /src/in.txt && echo x > /scratch/y"},
+		Mounts: []sandbox.Mount{{Type: "bind", Target: "/src", Source: ctxDir}, {Type: "tmpfs", Target: "/scratch"}},
+		Stdout: &out, Stderr: &out,
+	})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%v %+v\n%s", err, res, out.String())
+	}
+	if !strings.Contains(out.String(), "from the context") {
+		t.Errorf("bind mount not visible: %s", out.String())
+	}
+	if b, _ := os.ReadFile(filepath.Join(ctxDir, "in.txt")); string(b) != "from the context" {
+		t.Errorf("a writable bind wrote to the context: %q", b)
+	}
+	var names []string
+	filepath.Walk(sandbox.UpperDir(tmp), func(p string, fi os.FileInfo, err error) error {
+		if err == nil {
+			rel, _ := filepath.Rel(sandbox.UpperDir(tmp), p)
+			names = append(names, rel)
+		}
+		return nil
+	})
+	got := strings.Join(names, " ")
+	if got != ". created etc etc/group" {
+		t.Errorf("upper directory holds %q, want the new file and the whiteout only", got)
+	}
+}
+
+// TestRunKilledWithItsTree: cancelling a step kills the command and what
+// it started, and leaves no mount behind.
+func TestRunKilledWithItsTree(t *testing.T) {
+	sb := newSandbox(t)
+	st, lowers := busyboxLowers(t, sb)
+	tmp, err := st.TempDir(sb.Key(), "test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := "31" + strconv.Itoa(os.Getpid()%100000)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := sb.Run(ctx, sandbox.Step{Lowers: lowers, TempDir: tmp, Env: []string{"PATH=/bin"},
+			Args: []string{"/bin/sh", "-c", "sleep " + marker + " & (sleep " + marker + " &) ; sleep " + marker}})
+		done <- err
+	}()
+	// Wait until the sleeps run.
+	deadline := time.Now().Add(30 * time.Second)
+	for countSleeps(marker) < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := countSleeps(marker); n < 3 {
+		t.Fatalf("%d of 3 sleeps started", n)
+	}
+	cancel()
+	if err := <-done; err == nil {
+		t.Error("a cancelled step returned no error")
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for countSleeps(marker) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := countSleeps(marker); n > 0 {
+		t.Errorf("%d processes of the step survived", n)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mounts), tmp) {
+		t.Errorf("a mount of the step is left:\n%s", mounts)
+	}
+	if err := sb.Remove(context.Background(), tmp); err != nil {
+		t.Errorf("removing the step's directory: %v", err)
+	}
+}
+
+// countSleeps counts the host's processes running "sleep MARKER".
+func countSleeps(marker string) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), "sleep\x00"+marker) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestCommandString(t *testing.T) {
+	if got := sandbox.CommandString([]string{"/bin/sh", "-c", "echo 'a b'"}); got != `/bin/sh -c 'echo '\''a b'\'''` {
+		t.Errorf("got %s", got)
+	}
+}
