@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -91,9 +92,9 @@ func runPull(ctx context.Context, cmd *cobra.Command, g *globals, f *pullFlags, 
 	}
 	defer rep.Close()
 	ro.Progress = rep
-	logw := g.stderr
-	if f.quiet {
-		logw = nil
+	var logw io.Writer
+	if g.textLog(f.quiet) {
+		logw = g.stderr
 	}
 	if logw != nil {
 		fmt.Fprintf(logw, "%s: Pulling from %s\n", ref.Identifier(), ref.Context().RepositoryStr())

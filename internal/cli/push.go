@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -131,7 +132,7 @@ func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, 
 
 	var last v1.Descriptor
 	for _, t := range targets {
-		if !f.quiet {
+		if g.textLog(f.quiet) {
 			fmt.Fprintf(g.stderr, "The push refers to repository [%s]\n", displayRepo(t.refs[0].Context().Name()))
 		}
 		rep, err := g.reporter(f.quiet)
@@ -185,6 +186,17 @@ func allTagTargets(st *store.Store, g *globals, image string, ro registry.Option
 		return nil, fmt.Errorf("no local tags of %s", displayRepo(repo))
 	}
 	return out, nil
+}
+
+// textLog reports whether the human-readable lines around a transfer
+// ("The push refers to ...", "Digest: ...") go to stderr: not when quiet,
+// nor with --progress=json, whose stderr is only JSON objects.
+func (g *globals) textLog(quiet bool) bool {
+	if quiet {
+		return false
+	}
+	m, _ := progress.ParseMode(g.progress)
+	return m != progress.ModeJSON && m != progress.ModeQuiet
 }
 
 // pushStored pushes the store's image or index d to refs; base layers the
@@ -250,7 +262,7 @@ func pushBuilt(ctx context.Context, cmd *cobra.Command, g *globals, st *store.St
 	if err != nil {
 		return err
 	}
-	if !quiet {
+	if g.textLog(quiet) {
 		printPushed(g.stderr, false, refs, desc)
 	}
 	return nil

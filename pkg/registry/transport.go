@@ -315,7 +315,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if kind, _ := classifyPath(originRequest(req).URL.Path); kind == kindBlob {
-		resp.Body = &resumingBody{t: t, req: req, body: resp.Body}
+		resp.Body = &resumingBody{t: t, req: req, body: resp.Body, total: resp.ContentLength}
 	}
 	return resp, nil
 }
@@ -461,6 +461,7 @@ type resumingBody struct {
 	t       *retryTransport
 	req     *http.Request
 	body    io.ReadCloser
+	total   int64 // the blob's length from the first answer, or -1
 	read    int64
 	resumes int
 	pending error
@@ -507,10 +508,24 @@ func (b *resumingBody) resume() error {
 	case <-timer.C:
 	}
 	r := b.req.Clone(context.WithValue(ctx, resumeKey{}, true))
-	r.Header.Set("Range", fmt.Sprintf("bytes=%d-", b.read))
+	if b.total > b.read {
+		// A closed range: some registries understand no other kind.
+		r.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", b.read, b.total-1))
+	} else {
+		r.Header.Set("Range", fmt.Sprintf("bytes=%d-", b.read))
+	}
 	resp, err := b.t.roundTrip(r)
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		// The registry does not do ranges after all: ask for everything.
+		_ = resp.Body.Close()
+		r = b.req.Clone(context.WithValue(ctx, resumeKey{}, true))
+		r.Header.Del("Range")
+		if resp, err = b.t.roundTrip(r); err != nil {
+			return err
+		}
 	}
 	switch resp.StatusCode {
 	case http.StatusPartialContent:

@@ -192,7 +192,8 @@ func (c *cutBlobs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	blob := rec.Body.Bytes()
 	if rg := r.Header.Get("Range"); rg != "" && c.ranges {
 		c.ranged.Add(1)
-		from, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(rg, "bytes="), "-"))
+		first, _, _ := strings.Cut(strings.TrimPrefix(rg, "bytes="), "-")
+		from, _ := strconv.Atoi(first)
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, len(blob)-1, len(blob)))
 		w.Header().Set("Content-Length", strconv.Itoa(len(blob)-from))
 		w.WriteHeader(http.StatusPartialContent)

@@ -632,7 +632,10 @@ func blobRetryable(err error) bool {
 		if te.StatusCode == http.StatusRequestedRangeNotSatisfiable || te.StatusCode == http.StatusNotFound && hasCode(te, transport.BlobUploadUnknownErrorCode) {
 			return true
 		}
-		if hasCode(te, transport.BlobUploadUnknownErrorCode) || hasCode(te, transport.BlobUploadInvalidErrorCode) {
+		// DIGEST_INVALID: kiln verified what it sent, so the bytes changed on
+		// the way; another attempt may go through.
+		if hasCode(te, transport.BlobUploadUnknownErrorCode) || hasCode(te, transport.BlobUploadInvalidErrorCode) ||
+			hasCode(te, transport.DigestInvalidErrorCode) {
 			return true
 		}
 		return retryStatus[te.StatusCode]
@@ -803,11 +806,16 @@ func (w *repoWriter) upload(ctx context.Context, b *blobSpec, loc *url.URL, ev p
 	q.Set("digest", b.desc.Digest.String())
 	next.RawQuery = q.Encode()
 	resp, err = w.do(ctx, http.MethodPut, next, http.NoBody, 0, map[string]string{"Content-Type": "application/octet-stream"})
-	if err != nil {
-		return 0, err
+	if err == nil {
+		err = transport.CheckError(resp, http.StatusCreated, http.StatusNoContent, http.StatusAccepted)
+		drain(resp)
 	}
-	defer drain(resp)
-	if err := transport.CheckError(resp, http.StatusCreated, http.StatusNoContent, http.StatusAccepted); err != nil {
+	if err != nil {
+		// A retried PUT whose first attempt completed the upload (and lost
+		// its answer) fails on the closed session: the blob is there.
+		if has, herr := w.hasBlob(ctx, b.desc.Digest); herr == nil && has {
+			return vr.n, nil
+		}
 		return 0, err
 	}
 	return vr.n, nil
