@@ -99,18 +99,19 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 		dsts = append(dsts, d)
 	}
 	if f.srcCreds != "" && src != nil {
-		c, err := registry.ParseCredential(src.Context().RegistryStr(), f.srcCreds)
+		c, err := g.credsOption("--src-creds", src.Context().RegistryStr(), f.srcCreds)
 		if err != nil {
-			return fmt.Errorf("--src-creds: %w", err)
+			return err
 		}
 		ro.Credentials = append(ro.Credentials, c)
 	}
 	if f.destCreds != "" {
+		c, err := g.credsOption("--dest-creds", "", f.destCreds)
+		if err != nil {
+			return err
+		}
 		for _, d := range dsts {
-			c, err := registry.ParseCredential(d.Context().RegistryStr(), f.destCreds)
-			if err != nil {
-				return fmt.Errorf("--dest-creds: %w", err)
-			}
+			c.Registry = d.Context().RegistryStr()
 			ro.Credentials = append(ro.Credentials, c)
 		}
 	}

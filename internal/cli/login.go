@@ -167,3 +167,33 @@ func getLogin(ctx context.Context, g *globals, ro registry.Options, reg, shown s
 	fmt.Fprintln(g.stdout, cfg.Username)
 	return nil
 }
+
+// credsWarning is printed when a password is given with --creds.
+const credsWarning = "WARNING! A password on the command line (%s) is visible to other users; use kiln login --password-stdin instead."
+
+// credsOption turns a --creds style flag's USER[:PASSWORD] into credentials
+// for host ("" for every registry of the command). Without a password it
+// asks for one on a terminal. It warns when the password was on the
+// command line, and never repeats the value.
+func (g *globals) credsOption(flag, host, value string) (registry.Credential, error) {
+	c, err := registry.ParseCredential(host, value)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", flag, err)
+	}
+	if strings.Contains(value, ":") {
+		fmt.Fprintf(g.stderr, credsWarning+"\n", flag)
+		return c, nil
+	}
+	tty := g.stdinTerminal()
+	if tty == nil {
+		return c, fmt.Errorf("%s %s: no password, and stdin is not a terminal to ask for one", flag, c.Username)
+	}
+	fmt.Fprintf(g.stderr, "Password for %s: ", c.Username)
+	p, err := progress.ReadSecret(tty)
+	fmt.Fprintln(g.stderr)
+	if err != nil {
+		return c, fmt.Errorf("reading the password: %w", err)
+	}
+	c.Password = p
+	return c, nil
+}

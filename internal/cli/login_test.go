@@ -159,10 +159,13 @@ func TestLoginAuthfileAndWrongStoredPassword(t *testing.T) {
 		strings.Contains(err.Error(), "stale-secret-pw") || strings.Contains(errOut, "stale-secret-pw") {
 		t.Errorf("stale password: %v", err)
 	}
-	// --creds override the file, and are never echoed.
+	// --creds override the file, warn, and are never echoed.
 	if _, errOut, err := run(t, root, "", "--authfile", authfile, "push", "--creds", "alice:right-password", reg.host+"/team/app:1"); err != nil ||
-		strings.Contains(errOut, "right-password") {
+		strings.Contains(errOut, "right-password") || !strings.Contains(errOut, "WARNING! A password on the command line (--creds) is visible to other users") {
 		t.Errorf("--creds: %v %q", err, errOut)
+	}
+	if _, _, err := run(t, root, "", "push", "--creds", "alice", reg.host+"/team/app:1"); err == nil || !strings.Contains(err.Error(), "--creds alice: no password, and stdin is not a terminal") {
+		t.Errorf("--creds without password: %v", err)
 	}
 	_, errOut, err = run(t, root, "", "--authfile", authfile, "--retry", "0", "push", "--creds", "alice:wrong-cli-pw", reg.host+"/team/app:1")
 	if err == nil || !strings.Contains(err.Error(), "credentials from --creds were rejected") || strings.Contains(err.Error(), "wrong-cli-pw") || strings.Contains(errOut, "wrong-cli-pw") {

@@ -70,9 +70,9 @@ func runPull(ctx context.Context, cmd *cobra.Command, g *globals, f *pullFlags, 
 		return err
 	}
 	if f.creds != "" {
-		c, err := registry.ParseCredential(ref.Context().RegistryStr(), f.creds)
+		c, err := g.credsOption("--creds", ref.Context().RegistryStr(), f.creds)
 		if err != nil {
-			return fmt.Errorf("--creds: %w", err)
+			return err
 		}
 		ro.Credentials = append(ro.Credentials, c)
 	}

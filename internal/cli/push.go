@@ -93,9 +93,9 @@ func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, 
 		if destRef != nil {
 			host = destRef.Context().RegistryStr()
 		}
-		c, err := registry.ParseCredential(host, f.creds)
+		c, err := g.credsOption("--creds", host, f.creds)
 		if err != nil {
-			return fmt.Errorf("--creds: %w", err)
+			return err
 		}
 		ro.Credentials = append(ro.Credentials, c)
 	}
