@@ -322,6 +322,8 @@ type repoWriter struct {
 	op     string
 	ref    string // for events and messages
 	extra  []name.Repository
+	// noMount: the token covers no mount source.
+	noMount bool
 }
 
 // writeRepo writes top (and what it needs) to repo and tags it with refs.
@@ -353,10 +355,18 @@ func (o Options) writeRepo(ctx context.Context, top *manifestSpec, repo name.Rep
 		scopes = append(scopes, mountFrom[k].Scope(transport.PullScope))
 	}
 	rt, err := o.authTransport(ctx, repo, scopes)
+	noMount := false
+	if err != nil && len(scopes) > 1 && ctx.Err() == nil {
+		// A token service may refuse pull access to a mount source outright
+		// rather than leave it out of the token: push without mounting.
+		if rt2, err2 := o.authTransport(ctx, repo, scopes[:1]); err2 == nil {
+			rt, err, noMount = rt2, nil, true
+		}
+	}
 	if err != nil {
 		return o.describeErr(ctx, what, repo, err)
 	}
-	w := &repoWriter{o: o, repo: repo, client: &http.Client{Transport: rt}, op: op, ref: refs[0].String(), extra: extra}
+	w := &repoWriter{o: o, repo: repo, client: &http.Client{Transport: rt}, op: op, ref: refs[0].String(), extra: extra, noMount: noMount}
 
 	// Child manifests the repository has need nothing more.
 	var needed []*manifestSpec
@@ -660,7 +670,7 @@ func (w *repoWriter) tryBlob(ctx context.Context, b *blobSpec, ev progress.Event
 	var location *url.URL
 	seen := map[string]bool{}
 	for _, s := range append(append([]name.Repository(nil), b.sources...), w.extra...) {
-		if !sameRegistry(s, w.repo) || s.String() == w.repo.String() || seen[s.String()] {
+		if w.noMount || !sameRegistry(s, w.repo) || s.String() == w.repo.String() || seen[s.String()] {
 			continue
 		}
 		seen[s.String()] = true

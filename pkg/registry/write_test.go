@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -458,5 +459,47 @@ func TestCopyAllTags(t *testing.T) {
 	err = CopyAllTags(context.Background(), mustRef(t, host+"/empty/none", o).Context(), mustRef(t, host+"/x/y", o).Context(), o, nil)
 	if err == nil {
 		t.Error("copying the tags of a repository without tags succeeded")
+	}
+}
+
+// TestWriteTokenRefusingMountScope: a token service that refuses a token
+// asking for pull access to the mount source still gets the push, by
+// upload.
+func TestWriteTokenRefusingMountScope(t *testing.T) {
+	isolateEnv(t)
+	ba := newBearerAuth("u", "p")
+	var refused atomic.Int64
+	refusing := func(next http.Handler) http.Handler {
+		inner := ba.wrap(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/token" {
+				for _, sc := range r.URL.Query()["scope"] {
+					if strings.Contains(sc, "secret/base") {
+						refused.Add(1)
+						w.WriteHeader(http.StatusForbidden)
+						io.WriteString(w, `{"errors":[{"code":"DENIED","message":"no access to secret/base"}]}`)
+						return
+					}
+				}
+			}
+			inner.ServeHTTP(w, r)
+		})
+	}
+	host, sc := newScopedRegistry(t, refusing)
+	o := fastOpts()
+	o.Credentials = []Credential{{Registry: host, Username: "u", Password: "p"}}
+	img, err := random.Image(4096, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	o.Progress = rec
+	_, err = Write(context.Background(), Artifact{Image: img, Sources: func(v1.Hash) []string { return []string{host + "/secret/base"} }},
+		refs(t, o, host+"/team/app:1"), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused.Load() == 0 || sc.mounts.Load() != 0 || rec.count(progress.Done, progress.KindLayer) != 2 {
+		t.Errorf("want a refused token, then plain uploads: %d refused, %s; %+v", refused.Load(), sc, rec.evs)
 	}
 }
