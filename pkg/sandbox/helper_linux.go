@@ -357,6 +357,11 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 		res.Notes = append(res.Notes, fmt.Sprintf("USER %s runs as root: without subordinate ids (/etc/subuid) only root exists in the sandbox", rs.User))
 		u.uid, u.gid, u.groups = 0, 0, nil
 	}
+	if j.SingleMap {
+		if err := ignoreChown(); err != nil {
+			res.Notes = append(res.Notes, "chown to other owners will fail: "+err.Error())
+		}
+	}
 	env := rs.Env
 	if !hasEnv(env, "HOME") {
 		env = append(env, "HOME="+u.home)

@@ -2,9 +2,9 @@ package sandbox_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"fmt"
-	"context"
 	"os"
 	"path/filepath"
 	"strconv"

@@ -86,13 +86,15 @@ func resolveUser(spec string) (*execUser, error) {
 		u.gid = uint32(n)
 		return u, nil
 	}
+	// The primary group first, as containerd sets additional gids.
+	u.groups = append(u.groups, u.gid)
 	for _, f := range groups {
 		if len(f) < 4 {
 			continue
 		}
 		for _, m := range strings.Split(f[3], ",") {
 			if strings.TrimSpace(m) == name {
-				if gid, err := strconv.ParseUint(f[2], 10, 32); err == nil {
+				if gid, err := strconv.ParseUint(f[2], 10, 32); err == nil && uint32(gid) != u.gid {
 					u.groups = append(u.groups, uint32(gid))
 				}
 				break
