@@ -589,8 +589,10 @@ func (w *repoWriter) writeBlob(ctx context.Context, b *blobSpec) error {
 	ev := progress.Event{Op: w.op, Ref: w.ref, Kind: b.kind, Digest: b.desc.Digest.String(), Size: b.desc.Size}
 	what := fmt.Sprintf("%s %s: %s %s", w.op, w.ref, b.kind, b.desc.Digest)
 	retries := w.o.retries()
+	head := true
 	for attempt := 0; ; attempt++ {
-		out, err := w.tryBlob(ctx, b, ev)
+		out, headNext, err := w.tryBlob(ctx, b, ev, head)
+		head = headNext
 		if err == nil {
 			e := ev
 			e.Action, e.From, e.Current = out.action, out.from, out.moved
@@ -657,15 +659,21 @@ func blobRetryable(err error) bool {
 	return retryableError(err)
 }
 
-// tryBlob makes one attempt: HEAD, then mounts, then an upload.
-func (w *repoWriter) tryBlob(ctx context.Context, b *blobSpec, ev progress.Event) (blobOutcome, error) {
+// tryBlob makes one attempt: HEAD (unless head is false: the previous
+// attempt failed before it could have completed the blob), then mounts,
+// then an upload. headNext says whether a next attempt must ask again
+// whether the blob arrived (a failure that may have completed it: a mount
+// or a HEAD whose answer was lost).
+func (w *repoWriter) tryBlob(ctx context.Context, b *blobSpec, ev progress.Event, head bool) (out blobOutcome, headNext bool, err error) {
 	h := b.desc.Digest
-	has, err := w.hasBlob(ctx, h)
-	if err != nil {
-		return blobOutcome{}, err
-	}
-	if has {
-		return blobOutcome{action: progress.Exists}, nil
+	if head {
+		has, err := w.hasBlob(ctx, h)
+		if err != nil {
+			return blobOutcome{}, true, err
+		}
+		if has {
+			return blobOutcome{action: progress.Exists}, false, nil
+		}
 	}
 	var location *url.URL
 	seen := map[string]bool{}
@@ -676,10 +684,10 @@ func (w *repoWriter) tryBlob(ctx context.Context, b *blobSpec, ev progress.Event
 		seen[s.String()] = true
 		mounted, loc, err := w.mount(ctx, h, s)
 		if err != nil {
-			return blobOutcome{}, err
+			return blobOutcome{}, true, err
 		}
 		if mounted {
-			return blobOutcome{action: progress.Mounted, from: s.RepositoryStr()}, nil
+			return blobOutcome{action: progress.Mounted, from: s.RepositoryStr()}, false, nil
 		}
 		if loc != nil {
 			location = loc
@@ -688,14 +696,15 @@ func (w *repoWriter) tryBlob(ctx context.Context, b *blobSpec, ev progress.Event
 	}
 	if location == nil {
 		if location, err = w.startUpload(ctx); err != nil {
-			return blobOutcome{}, err
+			return blobOutcome{}, false, err
 		}
 	}
 	moved, err := w.upload(ctx, b, location, ev)
 	if err != nil {
-		return blobOutcome{}, err
+		// upload asks itself whether a failed closing PUT completed the blob.
+		return blobOutcome{}, false, err
 	}
-	return blobOutcome{action: progress.Done, moved: moved}, nil
+	return blobOutcome{action: progress.Done, moved: moved}, false, nil
 }
 
 // hasBlob asks whether the repository has blob h.
