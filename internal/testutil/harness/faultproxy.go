@@ -110,8 +110,9 @@ type Exchange struct {
 	Fault FaultKind
 	// Corrupted reports that the response body was rewritten.
 	Corrupted bool
-	// Seq numbers exchanges in the order they started; Done orders them
-	// by when they ended (both from 1).
+	// Seq and Done are ticks of one clock (from 1) when the exchange
+	// started and ended: exchange a ended before b started if a.Done <
+	// b.Seq.
 	Seq, Done int
 }
 
@@ -131,8 +132,7 @@ type FaultProxy struct {
 	mu       sync.Mutex
 	seen     map[string]int // decision key -> occurrences
 	streak   map[string]int // decision key -> consecutive faults
-	seq      int
-	done     int
+	clock    int
 	log      []Exchange
 	stalled  chan struct{}
 	nstalled int
@@ -289,8 +289,8 @@ func (p *FaultProxy) hold(ctx context.Context) {
 
 func (p *FaultProxy) serve(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
-	p.seq++
-	ex := Exchange{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Seq: p.seq}
+	p.clock++
+	ex := Exchange{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Seq: p.clock}
 	p.mu.Unlock()
 	ex.Fault = p.decide(r)
 
@@ -300,8 +300,8 @@ func (p *FaultProxy) serve(rp *httputil.ReverseProxy, w http.ResponseWriter, r *
 	defer func() {
 		ex.ReqBytes, ex.RespBytes, ex.Status, ex.Corrupted = body.n, rw.n, rw.status, rw.corrupted
 		p.mu.Lock()
-		p.done++
-		ex.Done = p.done
+		p.clock++
+		ex.Done = p.clock
 		p.log = append(p.log, ex)
 		p.mu.Unlock()
 	}()
@@ -600,4 +600,35 @@ func (e Exchange) String() string {
 		s += " [corrupted]"
 	}
 	return s
+}
+
+// BlobsKnownPresent returns, for each blob digest, the clock tick (an
+// Exchange's Done) at which the client first learnt that repo holds it:
+// an upload committed (PUT 201), a mount made (POST 201) or a HEAD answered
+// 200.
+func BlobsKnownPresent(ex []Exchange, repo string) map[string]int {
+	out := map[string]int{}
+	note := func(d string, tick int) {
+		if d == "" {
+			return
+		}
+		if t, ok := out[d]; !ok || tick < t {
+			out[d] = tick
+		}
+	}
+	for _, e := range ex {
+		q, _ := url.ParseQuery(e.Query)
+		if m := uploadPath.FindStringSubmatch(e.Path); m != nil && m[1] == repo && e.Status == http.StatusCreated {
+			switch e.Method {
+			case http.MethodPut:
+				note(q.Get("digest"), e.Done)
+			case http.MethodPost:
+				note(q.Get("mount"), e.Done)
+			}
+		}
+		if m := blobPath.FindStringSubmatch(e.Path); m != nil && m[1] == repo && e.Method == http.MethodHead && e.Status == http.StatusOK {
+			note(m[2], e.Done)
+		}
+	}
+	return out
 }
