@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
@@ -25,6 +26,7 @@ type globals struct {
 	retries   int
 	isolation string
 	jobs      int
+	stall     time.Duration
 	mirrors   []string
 	progress  string
 
@@ -62,6 +64,7 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 	pf.IntVar(&g.retries, "retry", 3, "retries for registry operations on transient errors")
 	pf.StringVar(&g.isolation, "isolation", "auto", "sandbox of RUN steps: auto, userns, root, chroot or none (see kiln doctor)")
 	pf.IntVar(&g.jobs, "jobs", 4, "parallel blob uploads and downloads")
+	pf.DurationVar(&g.stall, "registry-timeout", 2*time.Minute, "give up on (and retry) a registry request that makes no progress for this long")
 	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
 	pf.StringVar(&g.progress, "progress", "auto", "transfer progress on stderr: auto, tty, plain, json or quiet")
 
@@ -114,13 +117,14 @@ func (g *globals) openStore(ctx context.Context, cmd *cobra.Command) (*store.Sto
 
 func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 	o := registry.Options{
-		AuthFile:  g.authFile,
-		Insecure:  g.insecure,
-		CertDir:   g.certDir,
-		Retries:   g.retries,
-		Jobs:      g.jobs,
-		Mirrors:   g.mirrors,
-		UserAgent: "kiln/" + Version,
+		AuthFile:     g.authFile,
+		Insecure:     g.insecure,
+		CertDir:      g.certDir,
+		Retries:      g.retries,
+		Jobs:         g.jobs,
+		StallTimeout: g.stall,
+		Mirrors:      g.mirrors,
+		UserAgent:    "kiln/" + Version,
 	}
 	if cmd.Flags().Changed("tls-verify") {
 		v := g.tlsVerify
@@ -145,6 +149,9 @@ func (g *globals) reporter(quiet bool) (progress.Reporter, error) {
 func (g *globals) checkRegistryFlags(cmd *cobra.Command) error {
 	if g.jobs < 1 {
 		return fmt.Errorf("--jobs %d: want at least 1", g.jobs)
+	}
+	if g.stall <= 0 {
+		return fmt.Errorf("--registry-timeout %s: want a positive duration", g.stall)
 	}
 	if g.retries < 0 {
 		return fmt.Errorf("--retry %d: want 0 or more", g.retries)

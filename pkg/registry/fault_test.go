@@ -148,3 +148,92 @@ func TestWriteAndCopyUnderFaults(t *testing.T) {
 	}
 	t.Logf("A: %d requests, faults %s; B: %d requests, faults %s; %s", fa.n.Load(), fa, fb.n.Load(), fb, stats)
 }
+
+// stalls holds the first answer to each kind of request (and the first
+// blob download after half its body) until the client gives up, at most
+// 1.5 seconds.
+type stalls struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	n    atomic.Int64
+}
+
+func (s *stalls) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.Method
+		switch {
+		case strings.Contains(r.URL.Path, "/manifests/"):
+			key += " manifest"
+		case strings.Contains(r.URL.Path, "/blobs/uploads"):
+			key += " upload"
+		case strings.Contains(r.URL.Path, "/blobs/"):
+			key += " blob"
+		default:
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.mu.Lock()
+		first := !s.seen[key]
+		s.seen[key] = true
+		s.mu.Unlock()
+		if !first {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.n.Add(1)
+		wait := func() {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(1500 * time.Millisecond):
+			}
+		}
+		if key == "GET blob" {
+			rec := &bodyCapture{header: http.Header{}}
+			next.ServeHTTP(rec, r)
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.status)
+			_, _ = w.Write(rec.body[:len(rec.body)/2])
+			w.(http.Flusher).Flush()
+			wait()
+			return
+		}
+		wait()
+		if r.Context().Err() == nil {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func TestStalledRequestsAreRetried(t *testing.T) {
+	isolateEnv(t)
+	st := &stalls{seen: map[string]bool{}}
+	host, _ := newScopedRegistry(t, st.wrap)
+	img, err := random.Image(64<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := fastOpts()
+	o.StallTimeout = 300 * time.Millisecond
+	ctx := context.Background()
+	start := time.Now()
+	if _, err := Write(ctx, Artifact{Image: img}, []name.Reference{mustRef(t, host+"/app:1", o)}, o); err != nil {
+		t.Fatalf("push with stalls: %v", err)
+	}
+	got, _, err := Image(ctx, mustRef(t, host+"/app:1", o), nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAllLayers(t, got)
+	if mustDigest(t, got) != mustDigest(t, img) {
+		t.Error("digest changed")
+	}
+	if st.n.Load() < 5 {
+		t.Errorf("only %d stalls", st.n.Load())
+	}
+	if el := time.Since(start); el > 6*time.Second {
+		t.Errorf("took %s: stalls were waited out, not cut", el)
+	}
+	t.Logf("%d stalls survived in %s", st.n.Load(), time.Since(start).Round(time.Millisecond))
+}

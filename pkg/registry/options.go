@@ -41,6 +41,12 @@ type Options struct {
 	RetryDelay time.Duration
 	// Jobs is the number of parallel blob transfers (0 means 4).
 	Jobs int
+	// StallTimeout bounds how long a request may make no progress: no
+	// answer after the request was sent, no byte of a response body read,
+	// no byte of an upload taken by the registry. A stalled request fails
+	// with a timeout, which is retried like a reset (downloads resume where
+	// they stopped). 0 means 2 minutes; negative means no limit.
+	StallTimeout time.Duration
 	// UserAgent is sent with every request (default "kiln").
 	UserAgent string
 	// Stats, when set, counts the traffic of every operation that uses
@@ -105,6 +111,19 @@ func (o Options) retryDelay() time.Duration {
 		return defaultRetryDelay
 	}
 	return o.RetryDelay
+}
+
+const defaultStallTimeout = 2 * time.Minute
+
+func (o Options) stallTimeout() time.Duration {
+	switch {
+	case o.StallTimeout == 0:
+		return defaultStallTimeout
+	case o.StallTimeout < 0:
+		return 0
+	default:
+		return o.StallTimeout
+	}
 }
 
 func (o Options) jobs() int {

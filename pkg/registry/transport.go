@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -60,8 +61,8 @@ func (o Options) operationBackoff() remote.Backoff {
 }
 
 // roundTripper builds the transport stack below go-containerregistry's
-// authentication: retries, then Stats counting, then the per-host TLS and
-// proxy transport.
+// authentication: retries, then stall detection (per attempt), then Stats
+// counting, then the per-host TLS and proxy transport.
 func (o Options) roundTripper() http.RoundTripper {
 	base, err := o.hostRouter()
 	var rt http.RoundTripper
@@ -72,6 +73,9 @@ func (o Options) roundTripper() http.RoundTripper {
 	}
 	if o.Stats != nil {
 		rt = &statsTransport{inner: rt, s: o.Stats}
+	}
+	if d := o.stallTimeout(); d > 0 {
+		rt = &stallTransport{inner: rt, timeout: d}
 	}
 	return &retryTransport{inner: rt, retries: o.retries(), delay: o.retryDelay()}
 }
@@ -551,3 +555,121 @@ func (b *resumingBody) resume() error {
 type resumeKey struct{}
 
 func (b *resumingBody) Close() error { return b.body.Close() }
+
+// stallTransport fails a request that makes no progress for timeout: no
+// answer once the request is sent, no byte of its body taken, no byte of
+// the response body arriving. The failure is a stallError, a timeout that
+// the retry layers retry (and that a download resumes after).
+type stallTransport struct {
+	inner   http.RoundTripper
+	timeout time.Duration
+}
+
+// stallError is a request that made no progress for a while.
+type stallError struct {
+	what    string
+	timeout time.Duration
+}
+
+func (e *stallError) Error() string {
+	return fmt.Sprintf("%s: no progress for %s (stalled)", e.what, e.timeout)
+}
+
+// Timeout and Temporary make stallError a net.Error timeout.
+func (e *stallError) Timeout() bool   { return true }
+func (e *stallError) Temporary() bool { return true }
+
+// watchdog cancels a request when its timer runs out.
+type watchdog struct {
+	timer   *time.Timer
+	cancel  context.CancelFunc
+	timeout time.Duration
+	fired   atomic.Bool
+	done    atomic.Bool
+}
+
+func (w *watchdog) fire() {
+	if !w.done.Load() {
+		w.fired.Store(true)
+		w.cancel()
+	}
+}
+
+// kick restarts the countdown after progress.
+func (w *watchdog) kick() {
+	if !w.done.Load() {
+		w.timer.Reset(w.timeout)
+	}
+}
+
+// stop ends the watch and releases the request's context.
+func (w *watchdog) stop() {
+	w.done.Store(true)
+	w.timer.Stop()
+	w.cancel()
+}
+
+func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	parent := req.Context()
+	ctx, cancel := context.WithCancel(parent)
+	wd := &watchdog{cancel: cancel, timeout: t.timeout}
+	wd.timer = time.AfterFunc(t.timeout, wd.fire)
+	r := req.WithContext(ctx)
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &kickingBody{rc: r.Body, wd: wd}
+	}
+	what := req.Method + " " + req.URL.Redacted()
+	resp, err := t.inner.RoundTrip(r)
+	if err != nil {
+		wd.stop()
+		if wd.fired.Load() && parent.Err() == nil {
+			return nil, &stallError{what: what, timeout: t.timeout}
+		}
+		return nil, err
+	}
+	wd.kick()
+	resp.Body = &watchedBody{rc: resp.Body, wd: wd, parent: parent, what: what}
+	return resp, nil
+}
+
+// kickingBody is an upload body whose reads count as progress.
+type kickingBody struct {
+	rc io.ReadCloser
+	wd *watchdog
+}
+
+func (b *kickingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.wd.kick()
+	}
+	return n, err
+}
+
+func (b *kickingBody) Close() error { return b.rc.Close() }
+
+// watchedBody is a response body whose reads count as progress and whose
+// failure after a stall says so.
+type watchedBody struct {
+	rc     io.ReadCloser
+	wd     *watchdog
+	parent context.Context
+	what   string
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		b.wd.kick()
+	}
+	if err != nil && err != io.EOF && b.wd.fired.Load() && b.parent.Err() == nil {
+		return n, &stallError{what: b.what, timeout: b.wd.timeout}
+	}
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	err := b.rc.Close()
+	b.wd.stop()
+	return err
+}
