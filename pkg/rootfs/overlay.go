@@ -118,8 +118,12 @@ func escapeOverlayPath(p string) string {
 type Stub struct {
 	// Path is relative to the root, clean, without a leading "/".
 	Path string
-	// Dir is set for a directory, else an empty file is made.
-	Dir bool
+	// Dir is set for a directory, else a file is made with Content.
+	Dir     bool
+	Content string
+	// OnlyInExisting makes the stub only where its parent directory
+	// already exists.
+	OnlyInExisting bool
 }
 
 // MakeStubs creates, in the empty directory dir, what the stubs need that
@@ -159,8 +163,13 @@ func MakeStubs(dir string, lowers []string, stubs []Stub) (skipped []string, err
 			skipped = append(skipped, "/"+p)
 			continue
 		}
-		// Parents.
 		parts := strings.Split(p, "/")
+		if s.OnlyInExisting && len(parts) > 1 {
+			if pst, err := mergedLstat(top, strings.Join(parts[:len(parts)-1], "/")); err != nil || pst.Mode&unix.S_IFMT != unix.S_IFDIR {
+				continue
+			}
+		}
+		// Parents.
 		ok := true
 		for i := 1; i < len(parts) && ok; i++ {
 			q := strings.Join(parts[:i], "/")
@@ -192,7 +201,7 @@ func MakeStubs(dir string, lowers []string, stubs []Stub) (skipped []string, err
 		if s.Dir {
 			err = os.Mkdir(leaf, 0o755)
 		} else {
-			err = os.WriteFile(leaf, nil, 0o644)
+			err = os.WriteFile(leaf, []byte(s.Content), 0o644)
 		}
 		if err != nil && !errors.Is(err, os.ErrExist) {
 			return skipped, err

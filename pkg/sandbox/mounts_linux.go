@@ -37,6 +37,13 @@ func setupRoot(j *job, res *result) (string, error) {
 	for _, m := range rs.Mounts {
 		stubs = append(stubs, rootfs.Stub{Path: strings.TrimPrefix(filepath.Clean("/"+m.Target), "/"), Dir: !m.File})
 	}
+	if j.SingleMap && rs.Dir == "" {
+		// Only root exists: apt's switch to its _apt user cannot work, so
+		// it is told not to try, from a private layer that never reaches
+		// the image.
+		stubs = append(stubs, rootfs.Stub{Path: "etc/apt/apt.conf.d/00kiln-single-id", OnlyInExisting: true,
+			Content: "// kiln: only root is mapped in this sandbox (no /etc/subuid range)\nAPT::Sandbox::User \"root\";\n"})
+	}
 	var root string
 	skipped := map[string]bool{}
 	if rs.Dir != "" {
