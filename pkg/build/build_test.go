@@ -281,7 +281,7 @@ func TestBadInput(t *testing.T) {
 		{"many to file", "FROM scratch\nCOPY lib/a.jar lib/b.jar /x\n", "Dockerfile:2: COPY when copying more than one source, the destination must be a directory and end with a /"},
 		{"unknown user", "FROM {{REG}}/library/busybox\nCOPY --chown=ghost lib/a.jar /x\n", `Dockerfile:2: COPY --chown=ghost: unknown user "ghost"`},
 		{"unknown group", "FROM {{REG}}/library/busybox\nCOPY --chown=app:ghosts lib/a.jar /x\n", `unknown group "ghosts"`},
-		{"run", "FROM scratch\nCOPY lib/a.jar /x\nRUN true\n", "Dockerfile:3: RUN is not supported yet"},
+		{"run without a shell", "FROM scratch\nCOPY lib/a.jar /x\nRUN true\n", "/bin/sh"},
 		{"unknown base", "FROM {{REG}}/library/nope:1\n", "Dockerfile:1: FROM {{REG}}/library/nope:1: "},
 		{"unknown from", "FROM scratch\nCOPY --from=builder /x /x\n", "Dockerfile:2: COPY --from=builder: "},
 		{"bad chmod", "FROM scratch\nCOPY --chmod=99z lib/a.jar /x\n", "Dockerfile:2: COPY --chmod=99z: invalid mode"},
