@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -376,6 +377,9 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 	if err := os.MkdirAll(cwd, 0o755); err != nil {
 		return 0, "", fmt.Errorf("working directory %s: %w", cwd, err)
 	}
+	// Nothing but stdin, stdout and stderr reaches the command: not the
+	// helper's job and result pipes, not what kiln itself inherited.
+	closeExecFrom(3)
 	prog, err := lookPath(rs.Args[0], env)
 	if err != nil {
 		return 0, "", err
@@ -452,4 +456,18 @@ func lookPath(prog string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: executable file not found in $PATH (%s)", prog, path)
+}
+
+// closeExecFrom marks every open descriptor from lowest up close-on-exec.
+func closeExecFrom(lowest int) {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err == nil && fd >= lowest {
+			unix.CloseOnExec(fd)
+		}
+	}
 }
