@@ -128,6 +128,7 @@ type FaultProxy struct {
 	srv     *http.Server
 	closing chan struct{}
 	closed  sync.Once
+	active  sync.WaitGroup // handlers running
 
 	mu       sync.Mutex
 	seen     map[string]int // decision key -> occurrences
@@ -206,10 +207,23 @@ func NewFaultProxy(target string, o FaultOptions) (*FaultProxy, error) {
 	return p, nil
 }
 
-// Close releases stalled requests and stops the proxy.
+// Close releases stalled requests, closes every connection and waits (up
+// to 30 s) until no handler runs: after it returns, nothing more reaches
+// the registry through the proxy.
 func (p *FaultProxy) Close() error {
 	p.closed.Do(func() { close(p.closing) })
-	return p.srv.Close()
+	err := p.srv.Close()
+	done := make(chan struct{})
+	go func() {
+		p.active.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		err = errors.Join(err, errors.New("fault proxy: requests still running 30s after close"))
+	}
+	return err
 }
 
 // Stalled is closed when the proxy first holds a request (FaultStall or
@@ -288,6 +302,8 @@ func (p *FaultProxy) hold(ctx context.Context) {
 }
 
 func (p *FaultProxy) serve(rp *httputil.ReverseProxy, w http.ResponseWriter, r *http.Request) {
+	p.active.Add(1)
+	defer p.active.Done()
 	p.mu.Lock()
 	p.clock++
 	ex := Exchange{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Seq: p.clock}
