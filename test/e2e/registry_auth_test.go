@@ -204,6 +204,9 @@ func registryLogin(t *testing.T, s *testutil.RegistrySetup) {
 		if !strings.Contains(r.stderr, s.Addr) || !hasWord(r.stderr, "unauthorized") {
 			t.Errorf("push with wrong stored credentials: stderr does not name %s and say unauthorized\n%s", s.Addr, r)
 		}
+		if src := filepath.Join(x.home, ".docker", "config.json"); !strings.Contains(r.stderr, src) {
+			t.Errorf("push with wrong stored credentials: stderr does not name their source %s\n%s", src, r)
+		}
 		for _, k := range []*kilnUser{u, v, w, x} {
 			k.noSecrets(t, s.Password, wrong)
 		}

@@ -147,6 +147,8 @@ func registryRoundTrip(t *testing.T, s *testutil.RegistrySetup) {
 		t.Errorf("team/multi:all is %s with %d blobs, want the index %s with 4", d, len(blobs), idxDigest)
 	}
 
+	// inspect shows nothing of the credentials either.
+	kl("inspect", s.Ref("team/built:1"))
 	u.noSecrets(t, s.Password)
 	if s.Token != nil {
 		u.noSecrets(t, s.Token.Tokens()...)
