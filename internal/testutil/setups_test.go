@@ -1,8 +1,10 @@
 package testutil
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -193,5 +195,69 @@ func TestTokenRegistryAnonymousPull(t *testing.T) {
 	dst, _ := name.ParseReference(s.Ref("library/busybox:2"))
 	if err := remote.Write(dst, img, anon...); statusOf(err) != http.StatusUnauthorized {
 		t.Errorf("anonymous push: %v, want 401", err)
+	}
+}
+
+// TestTokenServiceOAuth exercises the OAuth2 form of the token service
+// (POST, grant_type password with access_type offline, then refresh_token)
+// and checks that the registry accepts the tokens it gets.
+func TestTokenServiceOAuth(t *testing.T) {
+	SkipIfShort(t)
+	s := StartTokenRegistry(t, SetupOptions{}, false)
+	post := func(form url.Values) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.PostForm(s.Token.Realm, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	base := url.Values{"service": {s.Token.Service}, "client_id": {"kiln-test"}, "scope": {"repository:team/app:pull registry:catalog:*"}}
+	form := url.Values{"grant_type": {"password"}, "username": {s.User}, "password": {s.Password + "x"}}
+	for k, v := range base {
+		form[k] = v
+	}
+	if st, _ := post(form); st != http.StatusUnauthorized {
+		t.Errorf("password grant with a wrong password: %d, want 401", st)
+	}
+	form.Set("password", s.Password)
+	form.Set("access_type", "offline")
+	st, body := post(form)
+	tok, _ := body["access_token"].(string)
+	refresh, _ := body["refresh_token"].(string)
+	if st != http.StatusOK || tok == "" || refresh == "" {
+		t.Fatalf("password grant: %d %v, want 200 with an access and a refresh token", st, body)
+	}
+	v2 := "http://" + s.Addr + "/v2/"
+	if st, _ := get(t, s.HTTPClient(), v2, "Bearer "+tok); st != http.StatusOK {
+		t.Errorf("GET /v2/ with the password grant's token: %d", st)
+	}
+	rf := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
+	for k, v := range base {
+		rf[k] = v
+	}
+	st, body = post(rf)
+	tok2, _ := body["access_token"].(string)
+	if st != http.StatusOK || tok2 == "" {
+		t.Fatalf("refresh grant: %d %v", st, body)
+	}
+	if st, _ := get(t, s.HTTPClient(), v2, "Bearer "+tok2); st != http.StatusOK {
+		t.Errorf("GET /v2/ with the refresh grant's token: %d", st)
+	}
+	rf.Set("refresh_token", "not-issued")
+	if st, _ := post(rf); st != http.StatusUnauthorized {
+		t.Errorf("refresh grant with an unknown refresh token: %d, want 401", st)
+	}
+	reqs := s.Token.Requests()
+	last := reqs[len(reqs)-2]
+	if last.Grant != "refresh_token" || last.User != s.User || !slices.Contains(last.Granted, "repository:team/app:pull") ||
+		!slices.Contains(last.Granted, "registry:catalog:*") {
+		t.Errorf("refresh request recorded as %+v", last)
+	}
+	if !slices.Contains(s.Token.Tokens(), refresh) {
+		t.Errorf("Tokens() does not list the refresh token")
 	}
 }
