@@ -45,12 +45,13 @@ type faultImage struct {
 	digest string                  // its manifest digest
 }
 
-// TestRegistryFaults pushes, copies and pulls a six-layer image through a
-// proxy that spoils 20% of the requests (dropped connections before and in
-// the middle of bodies, lost answers, 500s, 429s with Retry-After), kills a
-// push stalled in the middle of an upload and runs it again, and serves
-// corrupted blobs. Every result is verified blob by blob straight from the
-// registry.
+// TestRegistryFaults pushes, copies (within a registry and between two)
+// and pulls a six-layer image through proxies that spoil 20% of the
+// requests (dropped connections before and in the middle of bodies, lost
+// answers, 500s, 429s with Retry-After), with three seeds; cuts the first
+// manifest answer of a pull, a copy and a build; kills a push stalled in
+// the middle of an upload and runs it again; and serves corrupted blobs.
+// Every result is verified blob by blob straight from the registry.
 func TestRegistryFaults(t *testing.T) {
 	testutil.SkipIfShort(t)
 	s := testutil.StartPlainRegistry(t)
