@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -318,10 +319,51 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || t.retries == 0 || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
 		return resp, err
 	}
-	if kind, _ := classifyPath(originRequest(req).URL.Path); kind == kindBlob {
+	switch kind, _ := classifyPath(originRequest(req).URL.Path); kind {
+	case kindBlob:
 		resp.Body = &resumingBody{t: t, req: req, body: resp.Body, total: resp.ContentLength}
+	case kindManifest:
+		return t.wholeManifest(req, resp)
 	}
 	return resp, nil
+}
+
+// maxManifestBody bounds the manifests wholeManifest reads into memory
+// (registries refuse manifests over 4 MiB).
+const maxManifestBody = 8 << 20
+
+// wholeManifest reads a manifest's body before handing the response on: a
+// connection cut in the middle of it is retried like a failed request
+// (a manifest is small and cannot be resumed by range like a blob).
+func (t *retryTransport) wholeManifest(req *http.Request, resp *http.Response) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestBody+1))
+		resp.Body.Close()
+		if err == nil {
+			if len(body) > maxManifestBody {
+				return nil, fmt.Errorf("manifest larger than %d bytes", maxManifestBody)
+			}
+			resp.Body = io.NopCloser(bytes.NewReader(body))
+			resp.ContentLength = int64(len(body))
+			return resp, nil
+		}
+		if attempt >= t.retries || !retryableError(err) || req.Context().Err() != nil {
+			return nil, &retriedError{err: fmt.Errorf("reading the manifest: %w", err), attempts: attempt + 1}
+		}
+		timer := time.NewTimer(backoff(t.delay, attempt))
+		select {
+		case <-req.Context().Done():
+			timer.Stop()
+			return nil, &retriedError{err: req.Context().Err(), attempts: attempt + 1}
+		case <-timer.C:
+		}
+		if resp, err = t.roundTrip(req.Clone(req.Context())); err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return resp, nil
+		}
+	}
 }
 
 // roundTrip sends req, retrying as the type's comment says.
