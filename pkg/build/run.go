@@ -2,9 +2,9 @@ package build
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -98,6 +98,7 @@ func (r *runEnv) close() {
 
 // doRun runs a RUN step and adds its changes as a layer.
 func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc []parser.Range) error {
+	stepStart := time.Now()
 	label := s.stepLabel(c)
 	errf := func(format string, args ...any) error {
 		return s.file.Errorf(loc, "RUN %s: "+format, append([]any{label}, args...)...)
@@ -192,6 +193,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	}
 
 	// The diff becomes the layer.
+	diffStart := time.Now()
 	var hdrs []*tar.Header
 	write := func(fill func(w io.Writer) error) (v1.Layer, error) {
 		return s.writeTarLayer(ctx, fill, func(h *tar.Header) { hdrs = append(hdrs, h) })
@@ -234,6 +236,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	}
 
 	s.layers = append(s.layers, layer)
+	s.b.logf("[%s %s] RUN done in %s (command %s, diff and layer %s, %d entries)", s.stageTag(), label, fmtMS(time.Since(stepStart)), fmtMS(res.Command), fmtMS(time.Since(diffStart)), len(hdrs))
 	s.noteRunEntries(hdrs)
 	s.users = nil
 	s.history(runCreatedBy(c, args), false)
@@ -509,15 +512,21 @@ func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) e
 		return nil, err
 	}
 	defer bw.Abort()
-	pr, pw := io.Pipe()
+	// An OS pipe: the helper writes straight into it (no copying
+	// goroutine in between).
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
 	fillErr := make(chan error, 1)
 	go func() {
 		err := fill(pw)
-		pw.CloseWithError(err)
+		pw.Close()
 		fillErr <- err
 	}()
 	info, err := archive.WriteLayer(bw, s.b.opts.Compression, archive.TarOptions{Timestamp: s.b.opts.Timestamp}, func(tw *archive.TarWriter) error {
-		tr := tar.NewReader(pr)
+		tr := tar.NewReader(bufio.NewReaderSize(pr, 256<<10))
+		buf := make([]byte, 128<<10)
 		for {
 			h, err := tr.Next()
 			if err == io.EOF {
@@ -534,13 +543,13 @@ func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) e
 				return err
 			}
 			if h.Typeflag == tar.TypeReg && h.Size > 0 {
-				if _, err := io.Copy(tw, tr); err != nil {
+				if _, err := io.CopyBuffer(writerOnly{tw}, tr, buf); err != nil {
 					return err
 				}
 			}
 		}
 	})
-	pr.CloseWithError(errors.New("layer written"))
+	pr.Close() // a helper still writing gets EPIPE
 	if ferr := <-fillErr; ferr != nil {
 		return nil, ferr
 	}
@@ -619,3 +628,12 @@ func (w *prefixWriter) flush() {
 		w.buf.Reset()
 	}
 }
+
+// fmtMS formats a duration in milliseconds with one decimal.
+func fmtMS(d time.Duration) string {
+	return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000)
+}
+
+// writerOnly hides everything but Write, so that io.CopyBuffer uses the
+// buffer it is given.
+type writerOnly struct{ io.Writer }

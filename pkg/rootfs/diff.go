@@ -76,20 +76,30 @@ func (d *differ) walkUpper(dir string) error {
 		if err := unix.Lstat(full, &st); err != nil {
 			return fmt.Errorf("%s: %w", rel, err)
 		}
-		if isWhiteout(&st) || isXattrWhiteout(full, &st) {
+		if isWhiteout(&st) {
 			if err := d.whiteout(joinRel(dir, whiteoutPrefix+n)); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := checkOverlayXattrs(full, rel); err != nil {
-			return err
+		xa, err := readXattrs(full)
+		if err != nil {
+			return fmt.Errorf("%s: %w", rel, err)
 		}
-		if err := d.entry(rel, full, &st); err != nil {
+		if xa.whiteout && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 {
+			if err := d.whiteout(joinRel(dir, whiteoutPrefix+n)); err != nil {
+				return err
+			}
+			continue
+		}
+		if xa.unsupported != "" {
+			return fmt.Errorf("%s: overlay %s is not supported in a layer", rel, xa.unsupported)
+		}
+		if err := d.entry(rel, full, &st, xa.keep); err != nil {
 			return err
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if isOpaque(full) {
+			if xa.opaque {
 				if err := d.whiteout(joinRel(rel, opaqueMarker)); err != nil {
 					return err
 				}
@@ -102,28 +112,84 @@ func (d *differ) walkUpper(dir string) error {
 	return nil
 }
 
-func isXattrWhiteout(p string, st *unix.Stat_t) bool {
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
-		return false
-	}
-	for _, k := range []string{"trusted.overlay.whiteout", "user.overlay.whiteout"} {
-		if _, err := unix.Lgetxattr(p, k, nil); err == nil {
-			return true
-		}
-	}
-	return false
+// xattrInfo is what an entry's extended attributes say: overlay's own
+// markers, and the rest to keep in the layer.
+type xattrInfo struct {
+	opaque, whiteout bool
+	unsupported      string // a redirect or metacopy xattr
+	keep             map[string]string
 }
 
-// checkOverlayXattrs refuses entries that only make sense to overlay
-// (redirected directories, metadata-only copies): they are never created
-// with the mount options kiln uses.
-func checkOverlayXattrs(p, rel string) error {
-	for _, k := range []string{"trusted.overlay.redirect", "user.overlay.redirect", "trusted.overlay.metacopy", "user.overlay.metacopy"} {
-		if _, err := unix.Lgetxattr(p, k, nil); err == nil {
-			return fmt.Errorf("%s: overlay %s is not supported in a layer", rel, k)
+// readXattrs lists p's xattrs (one listxattr call, one getxattr per
+// attribute; most files have none).
+func readXattrs(p string) (xattrInfo, error) {
+	var xi xattrInfo
+	var small [256]byte
+	buf := small[:]
+	sz, err := unix.Llistxattr(p, buf)
+	if errors.Is(err, unix.ERANGE) {
+		if sz, err = unix.Llistxattr(p, nil); err == nil {
+			buf = make([]byte, sz)
+			sz, err = unix.Llistxattr(p, buf)
 		}
 	}
-	return nil
+	if err != nil || sz == 0 {
+		return xi, nil // none, or a filesystem without them
+	}
+	for _, k := range bytes.Split(buf[:sz], []byte{0}) {
+		name := string(k)
+		if name == "" || name == "security.selinux" {
+			continue
+		}
+		if o, ok := strings.CutPrefix(name, "trusted.overlay."); ok {
+			name = "overlay." + o
+		} else if o, ok := strings.CutPrefix(name, "user.overlay."); ok {
+			name = "overlay." + o
+		}
+		v, err := getXattr(p, string(k))
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "overlay.opaque":
+			xi.opaque = v == "y"
+			continue
+		case "overlay.whiteout":
+			xi.whiteout = true
+			continue
+		case "overlay.redirect", "overlay.metacopy":
+			xi.unsupported = string(k)
+			continue
+		}
+		if strings.HasPrefix(name, "overlay.") {
+			continue // origin, impure, nlink...: overlay bookkeeping
+		}
+		if xi.keep == nil {
+			xi.keep = map[string]string{}
+		}
+		xi.keep[string(k)] = v
+	}
+	return xi, nil
+}
+
+func getXattr(p, name string) (string, error) {
+	var small [256]byte
+	n, err := unix.Lgetxattr(p, name, small[:])
+	if err == nil {
+		return string(small[:n]), nil
+	}
+	if !errors.Is(err, unix.ERANGE) {
+		return "", err
+	}
+	if n, err = unix.Lgetxattr(p, name, nil); err != nil {
+		return "", err
+	}
+	v := make([]byte, n)
+	n, err = unix.Lgetxattr(p, name, v)
+	if err != nil {
+		return "", err
+	}
+	return string(v[:n]), nil
 }
 
 func (d *differ) whiteout(name string) error {
@@ -133,7 +199,7 @@ func (d *differ) whiteout(name string) error {
 }
 
 // entry writes one file, directory, link or device.
-func (d *differ) entry(rel, full string, st *unix.Stat_t) error {
+func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]string) error {
 	h := &tar.Header{
 		Name:    rel,
 		Mode:    int64(st.Mode & 0o7777),
@@ -175,8 +241,11 @@ func (d *differ) entry(rel, full string, st *unix.Stat_t) error {
 	default:
 		return nil // sockets are not content
 	}
-	if err := d.xattrs(full, h); err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
+	for k, v := range xattrs {
+		if h.PAXRecords == nil {
+			h.PAXRecords = map[string]string{}
+		}
+		h.PAXRecords["SCHILY.xattr."+k] = v
 	}
 	if err := d.tw.WriteHeader(h); err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
@@ -206,39 +275,6 @@ func (d *differ) entry(rel, full string, st *unix.Stat_t) error {
 }
 
 type onlyWriter struct{ io.Writer }
-
-// xattrs copies the entry's extended attributes, but overlay's own.
-func (d *differ) xattrs(full string, h *tar.Header) error {
-	sz, err := unix.Llistxattr(full, nil)
-	if err != nil || sz == 0 {
-		return nil // no xattrs, or a filesystem without them
-	}
-	buf := make([]byte, sz)
-	sz, err = unix.Llistxattr(full, buf)
-	if err != nil {
-		return nil
-	}
-	for _, k := range bytes.Split(buf[:sz], []byte{0}) {
-		name := string(k)
-		if name == "" || strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.") || name == "security.selinux" {
-			continue
-		}
-		vsz, err := unix.Lgetxattr(full, name, nil)
-		if err != nil {
-			continue
-		}
-		v := make([]byte, vsz)
-		vsz, err = unix.Lgetxattr(full, name, v)
-		if err != nil {
-			continue
-		}
-		if h.PAXRecords == nil {
-			h.PAXRecords = map[string]string{}
-		}
-		h.PAXRecords["SCHILY.xattr."+name] = string(v[:vsz])
-	}
-	return nil
-}
 
 func readNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
@@ -380,7 +416,11 @@ func WriteWalkDiff(root string, before Snapshot, exclude []string, tw *tar.Write
 			old, had := before[rel]
 			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 			if !had || changed(old, m) {
-				if err := d.entry(rel, full, &st); err != nil {
+				xa, err := readXattrs(full)
+				if err != nil {
+					return fmt.Errorf("%s: %w", rel, err)
+				}
+				if err := d.entry(rel, full, &st, xa.keep); err != nil {
 					return err
 				}
 			} else if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink > 1 {

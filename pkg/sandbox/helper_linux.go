@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -405,10 +406,12 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 	if devnull != nil {
 		cmd.Stdin = devnull
 	}
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, "", fmt.Errorf("starting %s: %w", rs.Args[0], err)
 	}
 	err = cmd.Wait()
+	res.CmdNS = time.Since(started).Nanoseconds()
 	if j.Chroot {
 		// No pid namespace: take down what the command left behind.
 		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)

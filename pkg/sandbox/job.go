@@ -67,6 +67,7 @@ type runSpec struct {
 // result is what the helper reports.
 type result struct {
 	Exit   int              `json:"exit"`
+	CmdNS  int64            `json:"cmdNs,omitempty"` // the command's own wall time
 	Signal string           `json:"signal,omitempty"`
 	Err    string           `json:"err,omitempty"`
 	Notes  []string         `json:"notes,omitempty"`

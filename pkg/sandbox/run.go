@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Step is one command to run (a RUN step).
@@ -43,6 +44,8 @@ type Step struct {
 type StepResult struct {
 	ExitCode int
 	Signal   string
+	// Command is the command's own wall time (from its start to its exit).
+	Command time.Duration
 	// Notes are things worth telling (a user that could not be mapped).
 	Notes []string
 	// Created are mount points made in a working copy, relative to its
@@ -130,7 +133,7 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &StepResult{ExitCode: res.Exit, Signal: res.Signal, Notes: res.Notes, Created: res.Created}, nil
+	return &StepResult{ExitCode: res.Exit, Signal: res.Signal, Notes: res.Notes, Created: res.Created, Command: time.Duration(res.CmdNS)}, nil
 }
 
 // CommandString renders argv for messages, shell-quoted where needed.

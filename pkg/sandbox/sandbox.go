@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -319,9 +320,14 @@ var _ rootfs.Unpacker = (*Sandbox)(nil)
 
 // writeTar is used by the helper: a tar stream on w.
 func writeTar(w io.Writer, fill func(tw *tar.Writer) error) error {
-	tw := tar.NewWriter(w)
+	// Headers, contents and paddings are small writes: batch them.
+	bw := bufio.NewWriterSize(w, 256<<10)
+	tw := tar.NewWriter(bw)
 	if err := fill(tw); err != nil {
 		return err
 	}
-	return tw.Close()
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
