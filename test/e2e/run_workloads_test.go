@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -231,4 +235,74 @@ func TestRunDoctor(t *testing.T) {
 	if fail.err == nil || !strings.Contains(fail.stderr, "kiln doctor") || !strings.Contains(fail.stderr, "Dockerfile:2") {
 		t.Errorf("RUN with --isolation none:\n%s", fail)
 	}
+}
+
+// TestRunInterrupted: SIGINT (and SIGKILL) of kiln during a RUN step take
+// the step's whole process tree down and leave no mount and no step
+// directory behind.
+func TestRunInterrupted(t *testing.T) {
+	testutil.SkipIfShort(t)
+	requireRun(t)
+	reg := testutil.StartInProcessRegistry(t)
+	testutil.PushImage(t, reg+"/library/busybox:latest", testutil.BusyboxImage(t))
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {
+		t.Run(sig.String(), func(t *testing.T) {
+			marker := fmt.Sprintf("4%d%d", os.Getpid()%10000, int(sig))
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(fmt.Sprintf(
+				"FROM %s/library/busybox\nRUN sleep %s & (sleep %s &) ; sleep %s\n", reg, marker, marker, marker)), 0o644)
+			root := runStore(t)
+			cmd := exec.Command(testutil.KilnBinary(t), "--root", root, "build", dir)
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(time.Minute)
+			for countProcs("sleep\x00"+marker) < 3 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if n := countProcs("sleep\x00" + marker); n < 3 {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("%d of 3 sleeps started\n%s", n, out.String())
+			}
+			cmd.Process.Signal(sig)
+			err := cmd.Wait()
+			if err == nil {
+				t.Errorf("kiln exited 0 after %s", sig)
+			}
+			deadline = time.Now().Add(10 * time.Second)
+			for countProcs("sleep\x00"+marker) > 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if n := countProcs("sleep\x00" + marker); n > 0 {
+				t.Errorf("%d processes of the step survived %s", n, sig)
+			}
+			mounts, _ := os.ReadFile("/proc/self/mountinfo")
+			if strings.Contains(string(mounts), root) {
+				t.Errorf("a mount of the build is left after %s", sig)
+			}
+			if sig != syscall.SIGKILL {
+				left, _ := filepath.Glob(filepath.Join(root, "rootfs", "*", "tmp", "*"))
+				if len(left) > 0 {
+					t.Errorf("step directories left after %s: %v", sig, left)
+				}
+			}
+		})
+	}
+}
+
+// countProcs counts the processes (of any user) whose command line holds
+// s.
+func countProcs(s string) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), s) && e.Name() != strconv.Itoa(os.Getpid()) {
+			n++
+		}
+	}
+	return n
 }
