@@ -38,6 +38,14 @@ func helperMain() int {
 	}
 	var data []byte
 	if s := os.Getenv(specEnv); s != "" {
+		// The second stage: gaining capabilities on exec cleared the
+		// parent-death signal. Set it again, then make sure kiln did not
+		// die in between (the read end of the result pipe is gone then).
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+		fds := []unix.PollFd{{Fd: 4, Events: unix.POLLOUT}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+			return 1
+		}
 		data = []byte(s)
 		os.Unsetenv(specEnv)
 	} else {
