@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -129,6 +130,10 @@ type FaultProxy struct {
 	closing chan struct{}
 	closed  sync.Once
 	active  sync.WaitGroup // handlers running
+	// answering counts handlers whose answer went out but whose exchange
+	// is not logged yet: Exchanges waits for them, so that a client that
+	// has its answer finds its exchange logged.
+	answering atomic.Int64
 
 	mu       sync.Mutex
 	seen     map[string]int // decision key -> occurrences
@@ -232,6 +237,11 @@ func (p *FaultProxy) Stalled() <-chan struct{} { return p.stalled }
 
 // Exchanges returns the exchanges that have ended, in the order they ended.
 func (p *FaultProxy) Exchanges() []Exchange {
+	// Handlers that already answered finish within moments; a held
+	// (stalled) request has not answered and is not waited for.
+	for i := 0; i < 5000 && p.answering.Load() > 0; i++ {
+		time.Sleep(time.Millisecond)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.log)
@@ -320,6 +330,9 @@ func (p *FaultProxy) serve(rp *httputil.ReverseProxy, w http.ResponseWriter, r *
 		ex.Done = p.clock
 		p.log = append(p.log, ex)
 		p.mu.Unlock()
+		if rw.sent {
+			p.answering.Add(-1)
+		}
 	}()
 
 	switch ex.Fault {
@@ -444,6 +457,7 @@ func (w *faultWriter) WriteHeader(code int) {
 func (w *faultWriter) sendHeader() {
 	if !w.sent {
 		w.sent = true
+		w.p.answering.Add(1)
 		w.ResponseWriter.WriteHeader(w.status)
 	}
 }
