@@ -265,8 +265,8 @@ func TestRunSecondBuildUnpacksNothing(t *testing.T) {
 }
 
 // TestRunModesAgree builds the same Dockerfile in every mode this machine
-// allows and compares the trees (chroot and a forced working copy need
-// root).
+// allows, on overlay and on a working copy, and compares the trees (chroot
+// mode needs root).
 func TestRunModesAgree(t *testing.T) {
 	e, sb := runEnv(t)
 	df := `FROM {{REG}}/library/busybox
@@ -274,14 +274,26 @@ RUN mkdir -p /a/b && echo 1 > /a/b/f && echo 1 > /a/b/g && ln /a/b/f /a/h && ln 
 RUN echo 2 >> /a/b/g && rm /a/s && chown 1000:50 /a/b/g /a/b && mkfifo /a/p && rm -rf /var/tmp && mkdir /var/tmp
 `
 	want := testutil.ImageTree(t, e.mustBuild(t, df, nil, withSandbox(sb, nil)))
+	// The same mode on a working copy with a metadata-walk diff.
+	copyMode, _, err := sandbox.New(context.Background(), sandbox.Options{Mode: sb.Mode(), NoOverlay: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if copyMode.Overlay() {
+		t.Fatal("NoOverlay still uses overlay")
+	}
+	got := testutil.ImageTree(t, e.mustBuild(t, df, nil, withSandbox(copyMode, nil)))
+	if d := strings.Join(diffLines(want, got), "\n"); d != "" {
+		t.Errorf("%s mode on a working copy differs from overlay:\n%s", sb.Mode(), d)
+	}
 	if os.Geteuid() != 0 {
-		t.Skipf("only %s here", sb.Mode())
+		return // chroot mode needs root
 	}
 	chroot, _, err := sandbox.New(context.Background(), sandbox.Options{Mode: sandbox.ModeChroot})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := testutil.ImageTree(t, e.mustBuild(t, df, nil, withSandbox(chroot, nil)))
+	got = testutil.ImageTree(t, e.mustBuild(t, df, nil, withSandbox(chroot, nil)))
 	if d := strings.Join(diffLines(want, got), "\n"); d != "" {
 		t.Errorf("chroot mode differs from %s mode:\n%s", sb.Mode(), d)
 	}

@@ -38,6 +38,10 @@ type Options struct {
 	Mode Mode
 	// Exe is the helper binary (default /proc/self/exe).
 	Exe string
+	// NoOverlay makes steps run on a working copy diffed by a metadata
+	// walk even where overlay works (to compare the two, or to avoid an
+	// overlay that misbehaves).
+	NoOverlay bool
 }
 
 const (
@@ -95,6 +99,11 @@ func New(ctx context.Context, opts Options) (*Sandbox, *Report, error) {
 				return nil, rep, fmt.Errorf("--isolation %s does not work here: %v", m, err)
 			}
 			continue
+		}
+		if opts.NoOverlay && s.overlay {
+			s.overlay = false
+			s.reason += "; overlay not used (asked)"
+			s.key += "-copy"
 		}
 		rep.Mode, rep.Reason = s.mode, s.reason
 		return s, rep, nil
