@@ -306,3 +306,35 @@ func countProcs(s string) int {
 	}
 	return n
 }
+
+// TestRunChrootWithoutSysAdmin: root without CAP_SYS_ADMIN (a default
+// unprivileged container) gets chroot mode, and RUN works there.
+func TestRunChrootWithoutSysAdmin(t *testing.T) {
+	testutil.SkipIfShort(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	testutil.RequireProgram(t, "/usr/bin/setpriv", "util-linux")
+	reg := testutil.StartInProcessRegistry(t)
+	testutil.PushImage(t, reg+"/library/busybox:latest", testutil.BusyboxImage(t))
+	bin := testutil.KilnBinary(t)
+	drop := []string{"--inh-caps=-sys_admin", "--bounding-set=-sys_admin", bin}
+	out, err := exec.Command("/usr/bin/setpriv", append(drop, "doctor")...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "isolation: chroot") {
+		t.Fatalf("doctor without CAP_SYS_ADMIN: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+reg+"/library/busybox\nRUN echo hi > /hi && chown 33:33 /hi && rm /etc/group\n"), 0o644)
+	dest := filepath.Join(t.TempDir(), "oci")
+	out, err = exec.Command("/usr/bin/setpriv", append(drop, "--root", t.TempDir(), "build", "-o", "type=oci,dest="+dest, dir)...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "isolation: chroot") {
+		t.Fatalf("build without CAP_SYS_ADMIN: %v\n%s", err, out)
+	}
+	tree := testutil.ImageTree(t, ociImage(t, dest))
+	if l := testutil.TreeEntry(tree, "/hi"); !strings.Contains(l, " file 0644 33:33 3 ") {
+		t.Errorf("/hi: %q", l)
+	}
+	if testutil.TreeEntry(tree, "/etc/group") != "" || testutil.TreeEntry(tree, "/dev/null") != "" {
+		t.Errorf("whiteout missing or device stub leaked:\n%s", strings.Join(tree, "\n"))
+	}
+}
