@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -413,6 +414,13 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 	}
 	if devnull != nil {
 		cmd.Stdin = devnull
+	}
+	// The command gets docker's default capabilities, no more: drop the
+	// rest from this thread's bounding set and start it from this thread
+	// (which is never given back).
+	runtime.LockOSThread()
+	if err := dropCaps(); err != nil {
+		return 0, "", fmt.Errorf("dropping capabilities: %w", err)
 	}
 	started := time.Now()
 	if err := cmd.Start(); err != nil {

@@ -152,6 +152,7 @@ head -c 4 /dev/zero | od -An -tx1 | tr -d ' \n'; echo
 if touch /sys/kiln-test 2>/dev/null; then echo sys=rw; else echo sys=ro; fi
 echo "hosts=$(md5sum /etc/hosts | cut -c1-32)"
 echo "root=$(ls / | tr '\n' ' ')"
+grep CapBnd /proc/self/status | tr -d '\t' 
 exit 3`)
 	if res.ExitCode != 3 {
 		t.Errorf("exit code %d, want 3\n%s", res.ExitCode, out)
@@ -160,7 +161,7 @@ exit 3`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"init=kiln-sandbox-init", "null=ok", "00000000", "sys=ro", fmt.Sprintf("hosts=%x", md5.Sum(hostHosts))} {
+	for _, want := range []string{"init=kiln-sandbox-init", "null=ok", "00000000", "sys=ro", fmt.Sprintf("hosts=%x", md5.Sum(hostHosts)), "CapBnd:00000000a80425fb"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
