@@ -269,7 +269,8 @@ func probe(ctx context.Context, s *Sandbox) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	// Overlay leaves a mode-000 work directory: removeAll opens it up.
+	defer removeAll(dir)
 	res, err := s.exec(ctx, &job{Kind: "probe", Scratch: dir}, nil, nil, nil)
 	if err != nil {
 		var errno syscall.Errno

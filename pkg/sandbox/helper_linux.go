@@ -239,19 +239,40 @@ func walkJob(j *job) (*result, error) {
 	return &result{Stats: st}, nil
 }
 
-// removeAll removes a tree, making directories writable on the way.
+// removeAll removes a tree, opening up directories without permissions
+// (overlay's work directories are mode 000) on the way.
 func removeAll(p string) error {
-	err := os.RemoveAll(p)
-	if err == nil {
+	if err := os.RemoveAll(p); err == nil {
 		return nil
 	}
-	_ = filepath.Walk(p, func(q string, fi os.FileInfo, err error) error {
-		if err == nil && fi.IsDir() {
-			_ = os.Chmod(q, 0o700)
-		}
-		return nil
-	})
+	openUp(p)
 	return os.RemoveAll(p)
+}
+
+// openUp gives the owner full access to every directory below p (making
+// each one accessible before reading it).
+func openUp(p string) {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.IsDir() {
+		return
+	}
+	_ = os.Chmod(p, 0o700)
+	names, err := readDirNames(p)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		openUp(filepath.Join(p, n))
+	}
+}
+
+func readDirNames(p string) ([]string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
 }
 
 // probeJob checks what works in this helper's namespaces.

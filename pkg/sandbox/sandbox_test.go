@@ -96,6 +96,14 @@ func run(t *testing.T, sb *sandbox.Sandbox, st *rootfs.Store, lowers []string, s
 }
 
 func TestDetectReportsAMode(t *testing.T) {
+	// Detection leaves nothing in TMPDIR.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	defer func() {
+		if left, _ := os.ReadDir(tmp); len(left) > 0 {
+			t.Errorf("detection left %d entries in TMPDIR (%s)", len(left), left[0].Name())
+		}
+	}()
 	sb, rep, err := sandbox.New(context.Background(), sandbox.Options{})
 	if err != nil {
 		t.Fatal(err)
