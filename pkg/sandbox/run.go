@@ -67,6 +67,9 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 	if len(st.Args) == 0 {
 		return nil, fmt.Errorf("no command")
 	}
+	if st.Network == "none" && s.mode == ModeChroot {
+		return nil, fmt.Errorf("--network=none needs a network namespace, which %s mode cannot make (%s)", s.mode, s.reason)
+	}
 	rs := &runSpec{
 		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: st.Network,
 		Mounts: st.Mounts,
