@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -206,11 +207,11 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if f.quiet {
 		logw = io.Discard
 	}
-	sb, err := g.sandbox(ctx)
+	// The sandbox is detected by the build, only when a step needs it.
+	isolation, err := sandbox.ParseMode(g.isolation)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(logw, sb.Summary())
 	res, err := build.Build(ctx, build.Options{
 		ContextDir:     contextDir,
 		Dockerfile:     dfData,
@@ -226,7 +227,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Store:          st,
 		Registry:       g.registryOptions(cmd),
 		Log:            logw,
-		Sandbox:        sb,
+		Isolation:      isolation,
 	})
 	if err != nil {
 		return err

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"strings"
 
@@ -11,15 +10,6 @@ import (
 )
 
 // sandbox detects the isolation of RUN steps (--isolation).
-func (g *globals) sandbox(ctx context.Context) (*sandbox.Sandbox, error) {
-	mode, err := sandbox.ParseMode(g.isolation)
-	if err != nil {
-		return nil, err
-	}
-	sb, _, err := sandbox.New(ctx, sandbox.Options{Mode: mode})
-	return sb, err
-}
-
 func newDoctorCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "doctor",

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
@@ -214,6 +215,13 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 	if err := checkSupported(plan); err != nil {
 		return nil, err
 	}
+	// The sandbox is only looked for when a needed stage has RUN (and then
+	// up front, so that a build that cannot RUN fails before any work).
+	if line := planRun(plan); line != nil {
+		if _, err := b.runEnv(ctx); err != nil {
+			return nil, plan.File.Errorf(line, "RUN: %v", err)
+		}
+	}
 	if len(plan.UnusedBuildArgs) > 0 && dockerfile.FormatPlatform(platform) == dockerfile.FormatPlatform(b.firstPlatform()) {
 		b.logf("warning: build args not consumed by any ARG: %s", strings.Join(plan.UnusedBuildArgs, ", "))
 	}
@@ -269,6 +277,18 @@ func (b *builder) firstPlatform() v1.Platform {
 		return b.opts.Platforms[0]
 	}
 	return HostPlatform()
+}
+
+// planRun locates the first RUN of the stages a plan needs (nil: none).
+func planRun(plan *dockerfile.Plan) []parser.Range {
+	for _, s := range plan.Order {
+		for _, c := range s.Commands {
+			if r, ok := c.(*instructions.RunCommand); ok {
+				return r.Location()
+			}
+		}
+	}
+	return nil
 }
 
 // checkSupported refuses, before any work, instructions this build cannot
