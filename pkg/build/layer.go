@@ -95,6 +95,8 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.La
 		return nil, err
 	}
 	defer bw.Abort()
+	// Big reads: one read(2) per MiB of content rather than per 32 KiB.
+	buf := make([]byte, 1<<20)
 	info, err := archive.WriteLayer(bw, s.b.opts.Compression, archive.TarOptions{Timestamp: s.b.opts.Timestamp}, func(tw *archive.TarWriter) error {
 		for _, e := range sorted {
 			if err := ctx.Err(); err != nil {
@@ -124,7 +126,7 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.La
 			if err != nil {
 				return err
 			}
-			n, err := io.Copy(tw, io.LimitReader(r, h.Size))
+			n, err := io.CopyBuffer(tw, io.LimitReader(r, h.Size), buf)
 			r.Close()
 			if err != nil {
 				return fmt.Errorf("%s: %w", e.dest, err)
