@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"io"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -204,39 +204,16 @@ func downloadLayers(ctx context.Context, st *store.Store, images []v1.Image, ref
 			jobs = append(jobs, job{img, l})
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		sem      = make(chan struct{}, max(ro.Jobs, 1))
-	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(ro.Jobs, 1))
 	for _, j := range jobs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := downloadLayer(ctx, st, j.img, j.desc, ref, ro, rep); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				mu.Unlock()
-			}
-		}()
+		g.Go(func() error { return downloadLayer(gctx, st, j.img, j.desc, ref, ro, rep) })
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return 0, firstErr
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	return len(jobs), ctx.Err()
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"hash"
 	"io"
 	"net/http"
@@ -539,39 +540,16 @@ func (w *repoWriter) putManifest(ctx context.Context, m *manifestSpec, id string
 
 // writeBlobs puts blobs into the repository, o.Jobs at a time.
 func (w *repoWriter) writeBlobs(ctx context.Context, blobs []*blobSpec) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		sem      = make(chan struct{}, w.o.jobs())
-	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.o.jobs())
 	for _, b := range blobs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := w.writeBlob(ctx, b); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-					cancel()
-				}
-				mu.Unlock()
-			}
-		}()
+		g.Go(func() error { return w.writeBlob(gctx, b) })
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	return ctx.Err()
 }
