@@ -126,14 +126,14 @@ func runLogin(ctx context.Context, cmd *cobra.Command, g *globals, f *loginFlags
 		}
 		password = p
 	}
-	file, err := registry.LoginAuthFile(ro)
+	stored, err := registry.Login(ctx, reg, username, password, ro)
 	if err != nil {
 		return err
 	}
-	if err := registry.Login(ctx, reg, username, password, ro); err != nil {
-		return err
+	if stored.Helper == "" {
+		fmt.Fprintf(g.stderr, "WARNING! Your password will be stored unencrypted in %s.\n", stored.File)
+		fmt.Fprintln(g.stderr, "Configure a credential helper to remove this warning (credsStore or credHelpers in that file).")
 	}
-	fmt.Fprintf(g.stderr, "WARNING! Your password will be stored unencrypted in %s.\n", file)
 	fmt.Fprintln(g.stdout, "Login Succeeded")
 	return nil
 }

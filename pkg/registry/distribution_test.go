@@ -215,7 +215,7 @@ func TestDistributionLogin(t *testing.T) {
 	ctx := context.Background()
 	o := fastOpts()
 
-	err := Login(ctx, host, distributionUser, "wrong-"+distributionPassword, o)
+	_, err := Login(ctx, host, distributionUser, "wrong-"+distributionPassword, o)
 	if err == nil || !strings.HasPrefix(err.Error(), "login to "+host+" failed: unauthorized") ||
 		strings.Contains(err.Error(), "wrong-"+distributionPassword) {
 		t.Fatalf("wrong password: %v", err)
@@ -226,7 +226,7 @@ func TestDistributionLogin(t *testing.T) {
 		t.Errorf("anonymous: %v", err)
 	}
 
-	if err := Login(ctx, host, distributionUser, distributionPassword, o); err != nil {
+	if _, err := Login(ctx, host, distributionUser, distributionPassword, o); err != nil {
 		t.Fatalf("Login: %v", err)
 	}
 	cfg := filepath.Join(home, ".docker", "config.json")
@@ -243,7 +243,7 @@ func TestDistributionLogin(t *testing.T) {
 	if _, desc, err := Image(ctx, ref, nil, o); err != nil || desc.Digest != mustDigest(t, img) {
 		t.Fatalf("Image after login: %v, %v", desc.Digest, err)
 	}
-	if err := Logout(host, o); err != nil {
+	if err := Logout(context.Background(), host, o); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Fetch(ctx, ref, o); !errors.Is(err, ErrUnauthorized) {

@@ -10,11 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -340,19 +338,6 @@ func splitAuthKey(key string) (host, path string) {
 	return canonicalHost(host), strings.Trim(path, "/")
 }
 
-// helperServerURL is what docker passes to a credential helper for host.
-func helperServerURL(host string) string {
-	if host == dockerHubRegistry {
-		return dockerHubAuthKey
-	}
-	return host
-}
-
-var helperName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-
-// helperTimeout bounds one credential helper run.
-const helperTimeout = 60 * time.Second
-
 // runHelper runs `docker-credential-<helper> get` with serverURL on stdin.
 // found is false when the helper answers "credentials not found".
 func (k *keychain) runHelper(ctx context.Context, helper, serverURL string) (authn.AuthConfig, bool, error) {
@@ -375,62 +360,4 @@ func (k *keychain) runHelper(ctx context.Context, helper, serverURL string) (aut
 	k.helperCache[cacheKey] = helperResult{cfg: cfg, found: found}
 	k.mu.Unlock()
 	return cfg, found, nil
-}
-
-func helperGet(ctx context.Context, helper, serverURL string) (authn.AuthConfig, bool, error) {
-	prog := "docker-credential-" + helper
-	path, err := exec.LookPath(prog)
-	if err != nil {
-		return authn.AuthConfig{}, false, fmt.Errorf("credential helper %s: %w", prog, exec.ErrNotFound)
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, cancel := context.WithTimeout(ctx, helperTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, "get")
-	cmd.Stdin = strings.NewReader(serverURL)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		out := strings.TrimSpace(stdout.String())
-		if strings.Contains(strings.ToLower(out), "credentials not found") {
-			return authn.AuthConfig{}, false, nil
-		}
-		if ctx.Err() != nil {
-			return authn.AuthConfig{}, false, fmt.Errorf("credential helper %s get %s: %w", prog, serverURL, ctx.Err())
-		}
-		msg := firstLine(out)
-		if msg == "" {
-			msg = firstLine(strings.TrimSpace(stderr.String()))
-		}
-		if msg != "" {
-			return authn.AuthConfig{}, false, fmt.Errorf("credential helper %s get %s: %v: %s", prog, serverURL, err, msg)
-		}
-		return authn.AuthConfig{}, false, fmt.Errorf("credential helper %s get %s: %w", prog, serverURL, err)
-	}
-	var resp struct {
-		ServerURL string `json:"ServerURL"`
-		Username  string `json:"Username"`
-		Secret    string `json:"Secret"`
-	}
-	if err := json.Unmarshal(stdout.Bytes(), &resp); err != nil {
-		return authn.AuthConfig{}, false, fmt.Errorf("credential helper %s get %s: answer is not valid JSON", prog, serverURL)
-	}
-	if resp.Username == "" && resp.Secret == "" {
-		return authn.AuthConfig{}, false, nil
-	}
-	if resp.Username == "<token>" {
-		return authn.AuthConfig{IdentityToken: resp.Secret}, true, nil
-	}
-	return authn.AuthConfig{Username: resp.Username, Password: resp.Secret}, true, nil
-}
-
-// firstLine returns s's first line, at most 200 bytes.
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	return s
 }

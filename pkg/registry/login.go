@@ -10,7 +10,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -110,33 +112,48 @@ func LoginAuthFile(o Options) (string, error) {
 	return filepath.Join(home, ".docker", "config.json"), nil
 }
 
+// Stored says where Login put credentials.
+type Stored struct {
+	// File is the auth file written (LoginAuthFile).
+	File string
+	// Helper is the credential helper that keeps the password
+	// ("docker-credential-NAME"), or "" when File holds it.
+	Helper string
+	// HelperFrom says which setting chose Helper: "credHelpers" or
+	// "credsStore".
+	HelperFrom string
+}
+
 // Login checks username and password against registry the way docker login
 // does (GET /v2/, then the basic or bearer-token flow the registry asks
-// for) and, if they are accepted, stores them with SaveAuth in
-// LoginAuthFile(o). A refusal is an ErrUnauthorized error "login to HOST
-// failed: unauthorized". The password never appears in an error.
-func Login(ctx context.Context, registry, username, password string, o Options) error {
+// for) and, if they are accepted, stores them as docker login does: with
+// the credential helper that LoginAuthFile(o) names for the registry (its
+// "credHelpers" entry, else its "credsStore"), leaving an empty entry under
+// "auths" in the file; or, with no helper, in the file itself (SaveAuth). A
+// refusal is an ErrUnauthorized error "login to HOST failed:
+// unauthorized". The password never appears in an error.
+func Login(ctx context.Context, registry, username, password string, o Options) (Stored, error) {
 	ctx = orBackground(ctx)
 	t, err := parseLoginTarget(registry)
 	if err != nil {
-		return err
+		return Stored{}, err
 	}
 	fail := func(kind error, why string, cause error) error {
 		msg := fmt.Sprintf("login to %s failed: %s", t, why)
 		return &Error{Kind: kind, Registry: t.host, msg: redact(msg, []string{password}), err: scrubbed{cause, password}}
 	}
 	if username == "" {
-		return fail(nil, "username is empty", nil)
+		return Stored{}, fail(nil, "username is empty", nil)
 	}
 	if password == "" {
-		return fail(nil, "password is empty", nil)
+		return Stored{}, fail(nil, "password is empty", nil)
 	}
 	if strings.Contains(username, ":") {
-		return fail(nil, "username must not contain ':'", nil)
+		return Stored{}, fail(nil, "username must not contain ':'", nil)
 	}
 	file, err := LoginAuthFile(o)
 	if err != nil {
-		return err
+		return Stored{}, err
 	}
 
 	var nopts []name.Option
@@ -145,7 +162,7 @@ func Login(ctx context.Context, registry, username, password string, o Options) 
 	}
 	reg, err := name.NewRegistry(t.host, nopts...)
 	if err != nil {
-		return fail(nil, err.Error(), err)
+		return Stored{}, fail(nil, err.Error(), err)
 	}
 	auth := authn.FromConfig(authn.AuthConfig{Username: username, Password: password})
 	rt := transport.NewUserAgent(o.roundTripper(), o.userAgent())
@@ -155,25 +172,94 @@ func Login(ctx context.Context, registry, username, password string, o Options) 
 	}
 	tr, err := transport.NewWithContext(ctx, reg, auth, rt, scopes)
 	if err != nil {
-		return loginError(ctx, t, err, fail)
+		return Stored{}, loginError(ctx, t, err, fail)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+reg.RegistryStr()+"/v2/", nil)
 	if err != nil {
-		return fail(nil, err.Error(), err)
+		return Stored{}, fail(nil, err.Error(), err)
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return loginError(ctx, t, err, fail)
+		return Stored{}, loginError(ctx, t, err, fail)
 	}
 	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusOK); err != nil {
-		return loginError(ctx, t, err, fail)
+		return Stored{}, loginError(ctx, t, err, fail)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if err := SaveAuth(file, t.key, username, password); err != nil {
-		return err
+	return storeCredentials(ctx, file, t, username, password)
+}
+
+// storeCredentials keeps username and password for t: with the auth
+// file's credential helper for t.host if it has one, else in the file.
+func storeCredentials(ctx context.Context, file string, t loginTarget, username, password string) (Stored, error) {
+	stored := Stored{File: file}
+	path, top, auths, err := loadRawAuthFile(file)
+	if err != nil {
+		return Stored{}, err
 	}
-	return nil
+	helper, from, err := helperSetting(file, top, t.host)
+	if err != nil {
+		return Stored{}, err
+	}
+	if helper == "" {
+		return stored, SaveAuth(file, t.key, username, password)
+	}
+	stored.Helper, stored.HelperFrom = "docker-credential-"+helper, from
+	if t.path != "" {
+		return Stored{}, fmt.Errorf("login to %s: %s %q in %s keeps credentials per registry, not per namespace: log in to %s, or use --authfile for a file of its own",
+			t, from, helper, file, displayHost(t.host))
+	}
+	if err := helperStore(ctx, helper, helperServerURL(t.host), username, password); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return Stored{}, fmt.Errorf("login to %s: storing the credentials: %s in %s names docker-credential-%s, which is not installed (install it, remove %s from the file, or use --authfile)",
+				t, from, file, helper, from)
+		}
+		return Stored{}, fmt.Errorf("login to %s: storing the credentials: %w", t, err)
+	}
+	// docker leaves an empty entry: the registry is listed as logged in and
+	// the helper holds the secret. Other spellings of the key go.
+	for k := range auths {
+		if h, p := splitAuthKey(k); h == t.host && p == t.path {
+			delete(auths, k)
+		}
+	}
+	auths[t.key] = json.RawMessage("{}")
+	if err := writeRawAuthFile(path, top, auths); err != nil {
+		return Stored{}, err
+	}
+	return stored, nil
+}
+
+// helperSetting returns the credential helper an auth file names for host
+// (its "credHelpers" entry, else its "credsStore") and which setting named
+// it; "" when the file keeps credentials itself.
+func helperSetting(file string, top map[string]json.RawMessage, host string) (helper, from string, err error) {
+	var f struct {
+		CredHelpers map[string]string `json:"credHelpers"`
+		CredsStore  string            `json:"credsStore"`
+	}
+	raw, err := json.Marshal(top)
+	if err == nil {
+		err = json.Unmarshal(raw, &f)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("auth file %s: \"credHelpers\" or \"credsStore\" is malformed", file)
+	}
+	keys := make([]string, 0, len(f.CredHelpers))
+	for k := range f.CredHelpers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if h, p := splitAuthKey(k); h == host && p == "" && f.CredHelpers[k] != "" {
+			return f.CredHelpers[k], "credHelpers", nil
+		}
+	}
+	if f.CredsStore != "" {
+		return f.CredsStore, "credsStore", nil
+	}
+	return "", "", nil
 }
 
 // loginError maps a failed login check to a message.
@@ -260,14 +346,18 @@ var ErrNotLoggedIn = errors.New("not logged in")
 
 // Logout removes the credentials for registry from every auth file that
 // Keychain reads (o.AuthFile or $REGISTRY_AUTH_FILE included), under any
-// spelling of its key. It is an ErrNotLoggedIn error if no file had them.
-func Logout(registry string, o Options) error {
+// spelling of its key, and asks the credential helper each file names for
+// the registry (credHelpers, else credsStore) to erase them, as docker
+// logout does. It is an ErrNotLoggedIn error if no file and no helper had
+// them.
+func Logout(ctx context.Context, registry string, o Options) error {
 	t, err := parseLoginTarget(registry)
 	if err != nil {
 		return err
 	}
 	files := o.authFiles()
 	removed := false
+	erased := map[string]bool{} // helpers already asked
 	for _, f := range files {
 		if _, err := os.Lstat(f); errors.Is(err, os.ErrNotExist) {
 			continue
@@ -275,6 +365,23 @@ func Logout(registry string, o Options) error {
 		path, top, auths, err := loadRawAuthFile(f)
 		if err != nil {
 			return fmt.Errorf("logout from %s: %w", t, err)
+		}
+		helper, from, err := helperSetting(f, top, t.host)
+		if err != nil {
+			return fmt.Errorf("logout from %s: %w", t, err)
+		}
+		if helper != "" && t.path == "" && !erased[helper] {
+			erased[helper] = true
+			found, err := helperErase(ctx, helper, helperServerURL(t.host))
+			switch {
+			case errors.Is(err, exec.ErrNotFound) && from == "credsStore":
+				// A credsStore that is not installed holds nothing here
+				// (Keychain skips it too).
+			case err != nil:
+				return fmt.Errorf("logout from %s: %s in %s: %w", t, from, f, err)
+			case found:
+				removed = true
+			}
 		}
 		changed := false
 		for k := range auths {

@@ -208,7 +208,7 @@ func TestLoginBasic(t *testing.T) {
 	o := fastOpts()
 
 	const wrong = "guessed-wrong"
-	err := Login(context.Background(), host, user, wrong, o)
+	_, err := Login(context.Background(), host, user, wrong, o)
 	if err == nil {
 		t.Fatal("login with a wrong password succeeded")
 	}
@@ -223,7 +223,7 @@ func TestLoginBasic(t *testing.T) {
 		t.Errorf("a failed login wrote %s", file)
 	}
 
-	if err := Login(context.Background(), "http://"+host+"/", user, pass, o); err != nil {
+	if _, err := Login(context.Background(), "http://"+host+"/", user, pass, o); err != nil {
 		t.Fatalf("login: %v", err)
 	}
 	wantMode(t, file, 0o600)
@@ -236,7 +236,7 @@ func TestLoginBasic(t *testing.T) {
 		t.Fatalf("Fetch after login: %v", err)
 	}
 
-	if err := Logout(host, o); err != nil {
+	if err := Logout(context.Background(), host, o); err != nil {
 		t.Fatal(err)
 	}
 	if got := authOf(t, file, host); got != "" {
@@ -256,7 +256,7 @@ func TestLoginBearer(t *testing.T) {
 	o := fastOpts()
 	o.AuthFile = authFile
 
-	err := Login(context.Background(), host, user, "bad-bearer-pw", o)
+	_, err := Login(context.Background(), host, user, "bad-bearer-pw", o)
 	if err == nil || !strings.HasPrefix(err.Error(), "login to "+host+" failed: unauthorized") {
 		t.Fatalf("wrong password: error %v", err)
 	}
@@ -266,7 +266,7 @@ func TestLoginBearer(t *testing.T) {
 	if ba.tokenReqs.Load() == 0 {
 		t.Error("the token endpoint was not asked")
 	}
-	if err := Login(context.Background(), host, user, pass, o); err != nil {
+	if _, err := Login(context.Background(), host, user, pass, o); err != nil {
 		t.Fatalf("login: %v", err)
 	}
 	if got := authOf(t, authFile, host); got != user+":"+pass {
@@ -279,15 +279,15 @@ func TestLoginErrors(t *testing.T) {
 	isolateEnv(t)
 	o := fastOpts()
 	o.Retries = -1
-	if err := Login(context.Background(), "127.0.0.1:1", "u", "pw-here", o); err == nil ||
+	if _, err := Login(context.Background(), "127.0.0.1:1", "u", "pw-here", o); err == nil ||
 		!errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "login to 127.0.0.1:1 failed: cannot reach registry") ||
 		strings.Contains(err.Error(), "pw-here") {
 		t.Errorf("closed port: %v", err)
 	}
-	if err := Login(context.Background(), "reg.example.com", "", "pw", o); err == nil {
+	if _, err := Login(context.Background(), "reg.example.com", "", "pw", o); err == nil {
 		t.Error("empty username accepted")
 	}
-	if err := Login(context.Background(), "reg.example.com", "u", "", o); err == nil {
+	if _, err := Login(context.Background(), "reg.example.com", "u", "", o); err == nil {
 		t.Error("empty password accepted")
 	}
 }
@@ -301,7 +301,7 @@ func TestLogout(t *testing.T) {
 	writeAuthFile(t, podman, map[string]string{"reg.example.com": "a:b", "keep.example.com": "k:k"}, nil)
 	writeAuthFile(t, docker, map[string]string{"https://reg.example.com/v1/": "c:d", "reg.example.com/team": "t:t"}, map[string]any{"credsStore": "x"})
 
-	if err := Logout("reg.example.com", Options{}); err != nil {
+	if err := Logout(context.Background(), "reg.example.com", Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if authOf(t, podman, "reg.example.com") != "" || authOf(t, docker, "https://reg.example.com/v1/") != "" {
@@ -319,16 +319,16 @@ func TestLogout(t *testing.T) {
 	wantMode(t, podman, 0o600)
 	wantMode(t, docker, 0o600)
 
-	err := Logout("reg.example.com", Options{})
+	err := Logout(context.Background(), "reg.example.com", Options{})
 	if err == nil || !strings.Contains(err.Error(), "not logged in to reg.example.com") {
 		t.Errorf("second logout: %v", err)
 	}
-	if err := Logout("reg.example.com/team", Options{}); err != nil {
+	if err := Logout(context.Background(), "reg.example.com/team", Options{}); err != nil {
 		t.Errorf("per-namespace logout: %v", err)
 	}
 	// Docker Hub under any alias.
 	writeAuthFile(t, docker, map[string]string{"https://index.docker.io/v1/": "h:h", "docker.io": "h2:h2"}, nil)
-	if err := Logout("", Options{}); err != nil {
+	if err := Logout(context.Background(), "", Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if m := readJSON(t, docker)["auths"].(map[string]any); len(m) != 0 {
