@@ -19,6 +19,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
@@ -33,6 +34,7 @@ type buildFlags struct {
 	platform    string
 	iidfile     string
 	quiet       bool
+	noCache     bool
 	format      string
 	timestamp   string
 	outputs     []string
@@ -62,6 +64,7 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.platform, "platform", "", "target platforms, comma separated (linux/amd64,linux/arm64)")
 	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID to this file")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
+	fl.BoolVar(&f.noCache, "no-cache", false, "run every RUN step, neither using nor filling the step cache")
 	fl.StringVar(&f.format, "format", "oci", "manifest and config format: oci or docker")
 	fl.StringVar(&f.timestamp, "timestamp", "", "seconds since the epoch for created times and file mtimes (reproducible builds; default $SOURCE_DATE_EPOCH)")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the image: type=oci,dest=DIR|FILE.tar or type=docker,dest=FILE.tar")
@@ -212,6 +215,10 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return err
 	}
+	var stepCache build.StepCache
+	if !f.noCache {
+		stepCache = cache.NewLocal(st)
+	}
 	res, err := build.Build(ctx, build.Options{
 		ContextDir:     contextDir,
 		Dockerfile:     dfData,
@@ -228,6 +235,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Registry:       g.registryOptions(cmd),
 		Log:            logw,
 		Isolation:      isolation,
+		Cache:          stepCache,
 	})
 	if err != nil {
 		return err

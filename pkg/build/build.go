@@ -18,6 +18,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/sandbox"
@@ -62,6 +63,18 @@ type Options struct {
 	// works); Sandbox, when set, is used instead (the CLI detects it once).
 	Isolation sandbox.Mode
 	Sandbox   *sandbox.Sandbox
+	// Cache, when set, is the step cache: a RUN step whose key (see
+	// runInputs) it holds is not run, its cached layer is used; a step
+	// that runs is added to it. nil (--no-cache) runs every step.
+	Cache StepCache
+}
+
+// StepCache keeps step results by cache key (pkg/cache.Local is one).
+type StepCache interface {
+	// Get returns the entry for key, or nil on a miss.
+	Get(ctx context.Context, key string) (*cache.Entry, error)
+	// Put stores an entry whose layer is already in the build's store.
+	Put(ctx context.Context, key string, e cache.Entry) error
 }
 
 // Result is what a build produced.

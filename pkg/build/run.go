@@ -20,6 +20,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/rootfs"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
@@ -127,6 +128,16 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	// The layers below must be complete to be unpacked.
 	if err := s.waitLayers(); err != nil {
 		return err
+	}
+	createdBy := runCreatedBy(c, args)
+	var key string
+	if s.b.opts.Cache != nil {
+		if key, err = s.runKey(ctx, c, args, env, network); err != nil {
+			return errf("%v", err)
+		}
+		if hit, err := s.cachedRun(ctx, key, label, createdBy); err != nil || hit {
+			return err
+		}
 	}
 	layers, err := s.rootfsLayers(s.layers)
 	if err != nil {
@@ -239,7 +250,12 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	s.b.logf("[%s %s] RUN done in %s (command %s, diff and layer %s, %d entries)", s.stageTag(), label, fmtMS(time.Since(stepStart)), fmtMS(res.Command), fmtMS(time.Since(diffStart)), len(hdrs))
 	s.noteRunEntries(hdrs)
 	s.users = nil
-	s.history(runCreatedBy(c, args), false)
+	s.history(createdBy, false)
+	if key != "" {
+		if err := s.b.opts.Cache.Put(ctx, key, cache.Entry{Layer: layer, Headers: hdrs, CreatedBy: createdBy}); err != nil {
+			s.b.logf("[%s %s] warning: step cache: %v", s.stageTag(), label, err)
+		}
+	}
 	return nil
 }
 

@@ -61,6 +61,18 @@ func (s *Store) GCWithGrace(ctx context.Context, grace time.Duration) (removed i
 		}
 	}
 
+	roots, err := s.cacheRoots()
+	if err != nil {
+		return 0, 0, fmt.Errorf("GC of %s: reading cache refs: %w", s.root, err)
+	}
+	for _, d := range roots {
+		// A cache entry whose blobs are gone is skipped, not an error:
+		// the walk is lenient (strict is off).
+		if err := w.manifest(d, true); err != nil {
+			return 0, 0, fmt.Errorf("GC of %s: cache ref %s: %w (nothing removed)", s.root, d.Digest, err)
+		}
+	}
+
 	entries, err := os.ReadDir(s.blobDir)
 	if err != nil {
 		return 0, 0, fmt.Errorf("GC of %s: %w", s.root, err)

@@ -82,10 +82,17 @@ func runStore(t *testing.T) string {
 // returns the image and the build's stderr.
 func buildWorkload(t *testing.T, reg, root, name string, extra ...string) (v1.Image, string) {
 	t.Helper()
+	return buildWorkloadFlags(t, reg, root, name, extra, nil)
+}
+
+// buildWorkloadFlags is buildWorkload with global flags and build flags.
+func buildWorkloadFlags(t *testing.T, reg, root, name string, global, flags []string) (v1.Image, string) {
+	t.Helper()
 	dir := workload(t, name)
 	dest := filepath.Join(t.TempDir(), "oci")
-	args := append([]string{"--root", root}, extra...)
-	args = append(args, "build", "--build-arg", "REGISTRY="+reg, "--output", "type=oci,dest="+dest, "-t", name, dir)
+	args := append([]string{"--root", root}, global...)
+	args = append(args, "build", "--build-arg", "REGISTRY="+reg, "--output", "type=oci,dest="+dest, "-t", name)
+	args = append(append(args, flags...), dir)
 	r := kiln(t, args...)
 	if !strings.Contains(r.stderr, "isolation: ") {
 		t.Errorf("build did not say its isolation mode:\n%s", r.stderr)
@@ -154,10 +161,24 @@ func runWorkloadBigBaseSmallRuns(t *testing.T, reg string) {
 	if !strings.Contains(log, "unpacked 2 layer(s)") {
 		t.Errorf("first build did not unpack the 2 base layers:\n%s", log)
 	}
-	// A second build on the same base unpacks nothing.
-	_, log2 := buildWorkload(t, reg, root, "big-base-small-runs")
-	if strings.Contains(log2, "unpacked") {
-		t.Errorf("second build unpacked layers:\n%s", log2)
+	// A second build takes all ten steps from the step cache: the same
+	// layers, nothing run, nothing unpacked.
+	img2, log2 := buildWorkload(t, reg, root, "big-base-small-runs")
+	if n := strings.Count(log2, "CACHED"); n != 10 || strings.Contains(log2, "RUN done") || strings.Contains(log2, "unpacked") {
+		t.Errorf("second build: %d steps cached, want 10:\n%s", n, log2)
+	}
+	layers2, _ := img2.Layers()
+	for i := range layers {
+		a, _ := layers[i].Digest()
+		b, _ := layers2[i].Digest()
+		if a != b {
+			t.Errorf("layer %d: %s, then from the cache %s", i, a, b)
+		}
+	}
+	// With --no-cache the steps run again, on the base unpacked once.
+	_, log3 := buildWorkloadFlags(t, reg, root, "big-base-small-runs", nil, []string{"--no-cache"})
+	if strings.Contains(log3, "unpacked") || strings.Contains(log3, "CACHED") || strings.Count(log3, "RUN done") != 10 {
+		t.Errorf("--no-cache build unpacked layers or used the cache:\n%s", log3)
 	}
 }
 

@@ -1,0 +1,187 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/kiln-build/kiln/pkg/cache"
+)
+
+// runInputs is everything a RUN step's layer depends on: its cache key is
+// the hash of this (cache.Key). The root filesystem is named by the diff
+// IDs of the layers below, so the key is content-addressed: the same
+// layers, command and settings give the same key on any machine.
+type runInputs struct {
+	Platform    string       `json:"platform"`
+	Below       []v1.Hash    `json:"below"`
+	Args        []string     `json:"args"`
+	Env         []string     `json:"env"`
+	User        string       `json:"user"`
+	Cwd         string       `json:"cwd"`
+	Network     string       `json:"network"`
+	Mounts      []mountInput `json:"mounts,omitempty"`
+	Compression string       `json:"compression"`
+	Format      string       `json:"format"`
+	Timestamp   int64        `json:"timestamp,omitempty"`
+}
+
+// mountInput is a --mount as the key sees it. A cache mount's content is
+// deliberately not part of it (BuildKit does the same): it is a cache.
+type mountInput struct {
+	Type     string    `json:"type"`
+	Target   string    `json:"target"`
+	Source   string    `json:"source,omitempty"`
+	ReadOnly bool      `json:"ro,omitempty"`
+	ID       string    `json:"id,omitempty"`
+	From     []v1.Hash `json:"from,omitempty"`    // diff IDs of the stage or image bound
+	Content  string    `json:"content,omitempty"` // digest of the context files bound
+}
+
+// runKey is the cache key of a RUN step (the layers below are complete).
+func (s *stageState) runKey(ctx context.Context, c *instructions.RunCommand, args, env []string, network string) (string, error) {
+	in := runInputs{
+		Platform:    fmt.Sprintf("%s/%s/%s", s.platform.OS, s.platform.Architecture, s.platform.Variant),
+		Args:        args,
+		Env:         env,
+		User:        s.cfg.Config.User,
+		Cwd:         s.cfg.Config.WorkingDir,
+		Network:     network,
+		Compression: string(s.b.opts.Compression),
+		Format:      string(s.b.opts.Format),
+	}
+	if s.b.opts.Timestamp != nil {
+		in.Timestamp = s.b.opts.Timestamp.Unix()
+	}
+	var err error
+	if in.Below, err = diffIDs(s.layers); err != nil {
+		return "", err
+	}
+	for _, m := range instructions.GetMounts(c) {
+		mi := mountInput{Type: string(m.Type), Target: m.Target, Source: m.Source, ReadOnly: m.ReadOnly, ID: m.CacheID}
+		if m.Type == instructions.MountTypeBind {
+			if m.From != "" {
+				layers, err := s.mountLayers(ctx, m.From)
+				if err != nil {
+					return "", err
+				}
+				if mi.From, err = diffIDs(layers); err != nil {
+					return "", err
+				}
+			} else if mi.Content, err = s.contextDigest(m.Source); err != nil {
+				return "", fmt.Errorf("--mount source=%s: %v", m.Source, err)
+			}
+		}
+		in.Mounts = append(in.Mounts, mi)
+	}
+	return cache.Key("run", in)
+}
+
+func diffIDs(layers []v1.Layer) ([]v1.Hash, error) {
+	out := make([]v1.Hash, 0, len(layers))
+	for i, l := range layers {
+		d, err := l.DiffID()
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", i, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// contextDigest hashes what a bind mount from the build context exposes:
+// every path under src with its type, mode, size, link target and the
+// sha256 of its content (not times: a fresh checkout has new ones).
+func (s *stageState) contextDigest(src string) (string, error) {
+	if s.b.ctxSrc == nil {
+		return "", fmt.Errorf("there is no build context")
+	}
+	clean, err := cleanSource(src)
+	if err != nil {
+		return "", err
+	}
+	p, err := s.b.ctxSrc.resolve(clean, true)
+	if err != nil {
+		return "", err
+	}
+	root := s.b.ctxSrc.abs(p)
+	h := sha256.New()
+	var paths []string
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(paths)
+	buf := make([]byte, 1<<20)
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return "", err
+		}
+		rel, _ := filepath.Rel(root, p)
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			link, _ = os.Readlink(p)
+		}
+		fmt.Fprintf(h, "%q %o %d %q\n", filepath.ToSlash(rel), fi.Mode(), fi.Size(), link)
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return "", err
+			}
+			_, err = io.CopyBuffer(h, f, buf)
+			f.Close()
+			if err != nil {
+				return "", err
+			}
+		}
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// cachedRun looks the step up in the cache: on a hit the stage takes the
+// cached layer as the step's result.
+func (s *stageState) cachedRun(ctx context.Context, key, label, createdBy string) (bool, error) {
+	c := s.b.opts.Cache
+	if c == nil || key == "" {
+		return false, nil
+	}
+	e, err := c.Get(ctx, key)
+	if err != nil {
+		s.b.logf("[%s %s] warning: step cache: %v (running the step)", s.stageTag(), label, err)
+		return false, nil
+	}
+	if e == nil {
+		return false, nil
+	}
+	d, _ := e.Layer.Digest()
+	s.b.logf("[%s %s] CACHED %s (layer %s)", s.stageTag(), label, strings.TrimPrefix(createdBy, "RUN "), shortDigest(d))
+	s.layers = append(s.layers, e.Layer)
+	s.noteRunEntries(e.Headers)
+	s.users = nil
+	s.history(createdBy, false)
+	return true, nil
+}
+
+func shortDigest(h v1.Hash) string {
+	if len(h.Hex) < 12 {
+		return h.String()
+	}
+	return h.Algorithm + ":" + h.Hex[:12]
+}
