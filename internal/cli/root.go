@@ -73,6 +73,7 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 		newImagesCommand(g),
 		newTagCommand(g),
 		newRmiCommand(g),
+		newPruneCommand(g),
 		newInspectCommand(g),
 		newSaveCommand(g),
 		newLoadCommand(g),

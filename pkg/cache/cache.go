@@ -144,6 +144,7 @@ func (l *Local) Get(ctx context.Context, key string) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache entry %s: %w", key, err)
 	}
+	l.st.TouchCacheRef(key)
 	return &Entry{Layer: layer, Headers: fromEntryHeaders(cfg.Entries), CreatedBy: cfg.CreatedBy}, nil
 }
 
@@ -230,4 +231,25 @@ func missOrErr(err error) error {
 func sha(b []byte) v1.Hash {
 	sum := sha256.Sum256(b)
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+// Prune removes the entries not used since before (all of them when before
+// is the zero time) and returns how many it removed. Their layers go at
+// the store's next GC unless an image still uses them.
+func (l *Local) Prune(before time.Time) (int, error) {
+	refs, err := l.st.CacheRefs()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range refs {
+		if !before.IsZero() && !r.Used.Before(before) {
+			continue
+		}
+		if err := l.st.RemoveCacheRef(r.Key); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

@@ -139,3 +139,53 @@ func TestLocalPutGet(t *testing.T) {
 		t.Error("GC kept the layer of a removed cache entry")
 	}
 }
+
+// TestLocalPrune: Prune removes entries not used since the cutoff (a hit
+// counts as a use), or all of them; GC then takes their layers.
+func TestLocalPrune(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	st, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.NewLocal(st)
+	oldKey, _ := cache.Key("run", "old")
+	newKey, _ := cache.Key("run", "new")
+	oldLayer := writeLayer(t, st, "old")
+	if err := c.Put(ctx, oldKey, cache.Entry{Layer: oldLayer}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(ctx, newKey, cache.Entry{Layer: writeLayer(t, st, "new")}); err != nil {
+		t.Fatal(err)
+	}
+	long := time.Now().Add(-48 * time.Hour)
+	for _, k := range []string{oldKey, newKey} {
+		if err := os.Chtimes(filepath.Join(root, "cache", k), long, long); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A hit makes "new" recently used.
+	if e, err := c.Get(ctx, newKey); e == nil || err != nil {
+		t.Fatalf("get: %v %v", e, err)
+	}
+	n, err := c.Prune(time.Now().Add(-24 * time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("prune until 24h: %d, %v; want 1", n, err)
+	}
+	if e, _ := c.Get(ctx, oldKey); e != nil {
+		t.Error("the old entry survived")
+	}
+	if e, _ := c.Get(ctx, newKey); e == nil {
+		t.Error("the recently used entry was pruned")
+	}
+	if _, _, err := st.GCWithGrace(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := oldLayer.Digest(); st.HasBlob(d) {
+		t.Error("GC kept the pruned entry's layer")
+	}
+	if n, err := c.Prune(time.Time{}); err != nil || n != 1 {
+		t.Errorf("prune all: %d, %v; want 1", n, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
@@ -102,4 +103,60 @@ func (s *Store) cacheRoots() ([]v1.Descriptor, error) {
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+// CacheRefInfo is one cache ref: its key and when it was last set or used.
+type CacheRefInfo struct {
+	Key  string
+	Used time.Time
+}
+
+// CacheRefs lists the cache refs.
+func (s *Store) CacheRefs() ([]CacheRefInfo, error) {
+	ents, err := os.ReadDir(filepath.Join(s.root, cacheDirName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []CacheRefInfo
+	for _, e := range ents {
+		if checkCacheKey(e.Name()) != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, CacheRefInfo{Key: e.Name(), Used: fi.ModTime()})
+	}
+	return out, nil
+}
+
+// TouchCacheRef records that the cache entry was used now (prune keeps
+// recently used entries). Best effort.
+func (s *Store) TouchCacheRef(key string) {
+	if checkCacheKey(key) != nil {
+		return
+	}
+	now := time.Now()
+	_ = os.Chtimes(s.cachePath(key), now, now)
+}
+
+// RemoveCacheRef removes a cache ref; its blobs go at the next GC. A
+// missing ref is not an error.
+func (s *Store) RemoveCacheRef(key string) error {
+	if err := checkCacheKey(key); err != nil {
+		return err
+	}
+	lk, err := lockFile(s.lockPath, unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer lk.unlock()
+	if err := os.Remove(s.cachePath(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing cache ref %s: %w", key, err)
+	}
+	return nil
 }

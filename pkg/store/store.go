@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -233,16 +234,26 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// staleTempAge is how old an unlocked temp file must be before a cleaner
+// removes it. A writer locks its temp file right after creating it; a file
+// younger than this may be one caught in between, and a cleaner that took
+// it would make the writer start over (repeatedly, under a busy GC).
+const staleTempAge = 2 * time.Second
+
 // cleanStaleTemps removes temp files whose writer is gone. A live writer
 // holds an exclusive flock on its temp file for as long as the file exists,
-// so a temp file we can lock belongs to nobody.
+// so a temp file we can lock (and that is not brand new) belongs to nobody.
 func (s *Store) cleanStaleTemps() error {
 	entries, err := os.ReadDir(s.tmpDir)
 	if err != nil {
 		return fmt.Errorf("cleaning temp files in %s: %w", s.tmpDir, err)
 	}
+	cutoff := time.Now().Add(-staleTempAge)
 	for _, e := range entries {
 		if !strings.HasPrefix(e.Name(), s.tmpPrefix) || !e.Type().IsRegular() {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || fi.ModTime().After(cutoff) {
 			continue
 		}
 		removeIfStale(filepath.Join(s.tmpDir, e.Name()))
