@@ -187,10 +187,12 @@ func (s *stageState) initBase(ctx context.Context) error {
 		s.cfg = cloneConfig(prev.cfg)
 		s.layers = append([]v1.Layer(nil), prev.layers...)
 		s.known = prev.known.clone()
+		s.links = append([]chainLink(nil), prev.links...)
 	case strings.EqualFold(st.Base, "scratch"):
 		s.cfg = &v1.ConfigFile{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant}
 		s.known = newKnownTree()
 		s.known.scratch = true
+		s.links = []chainLink{scratchLink(platform)}
 	default:
 		src, err := s.b.image(ctx, st.Base, platform)
 		if err != nil {
@@ -199,6 +201,7 @@ func (s *stageState) initBase(ctx context.Context) error {
 		s.cfg = cloneConfig(src.cfg)
 		s.layers = append([]v1.Layer(nil), src.layers...)
 		s.known = newKnownTree()
+		s.links = []chainLink{baseLink(src.cfg.RootFS.DiffIDs)}
 	}
 	s.nBase = len(s.layers)
 	s.cfg.Created = v1.Time{Time: s.b.start}

@@ -189,6 +189,9 @@ type builder struct {
 	sources map[v1.Hash]string
 	// run is the sandbox and unpacked-layer store of RUN steps (run.go).
 	run runEnv
+	// keyed: stages keep chain keys (chain.go) for the step cache; set
+	// per platform when there is a cache and a RUN step.
+	keyed bool
 }
 
 // entryTime dates the entries a build makes up itself (WORKDIR
@@ -235,6 +238,7 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 			return nil, plan.File.Errorf(line, "RUN: %v", err)
 		}
 	}
+	b.keyed = b.opts.Cache != nil && planRun(plan) != nil
 	if len(plan.UnusedBuildArgs) > 0 && dockerfile.FormatPlatform(platform) == dockerfile.FormatPlatform(b.firstPlatform()) {
 		b.logf("warning: build args not consumed by any ARG: %s", strings.Join(plan.UnusedBuildArgs, ", "))
 	}
@@ -341,6 +345,8 @@ type stageResult struct {
 	layers []v1.Layer
 	cfg    *v1.ConfigFile
 	known  *knownTree
+	// links name how its filesystem was made (chain.go; when keyed).
+	links []chainLink
 	// source reads the stage's files for COPY --from (lazily, once).
 	source *imageSource
 }

@@ -47,6 +47,9 @@ func (s *stageState) addLayer(ctx context.Context, entries []*copyEntry, created
 	s.tempDirs = nil
 	fl := &futureLayer{done: make(chan struct{}), mediaType: s.b.opts.Compression.MediaType(s.b.opts.Format == FormatOCI)}
 	s.pending = append(s.pending, fl)
+	if s.b.keyed {
+		s.links = append(s.links, chainLink{layer: fl})
+	}
 	s.b.layerSem <- struct{}{}
 	go func() {
 		defer func() { <-s.b.layerSem }()
@@ -55,10 +58,11 @@ func (s *stageState) addLayer(ctx context.Context, entries []*copyEntry, created
 				os.RemoveAll(d)
 			}
 		}()
-		l, err := s.writeLayer(ctx, sorted)
+		l, key, err := s.writeLayer(ctx, sorted)
 		if err != nil {
 			err = wrap(err)
 		}
+		fl.contentKey = key
 		fl.resolve(l, err)
 	}()
 
@@ -87,14 +91,20 @@ func (s *stageState) waitLayers() error {
 }
 
 // writeLayer writes sorted entries as a layer into the store: tar,
-// compression, diff ID and digest in a single streaming pass.
-func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.Layer, error) {
+// compression, diff ID and digest in a single streaming pass. When the
+// build keeps cache keys it also returns the layer's content key (see
+// contentHasher), computed in the same pass.
+func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.Layer, string, error) {
 	st := s.b.opts.Store
 	bw, err := st.NewBlobWriter(store.CallerHashes())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	defer bw.Abort()
+	var ch *contentHasher
+	if s.b.keyed {
+		ch = newContentHasher()
+	}
 	// Big reads: one read(2) per MiB of content rather than per 32 KiB.
 	buf := make([]byte, 1<<20)
 	info, err := archive.WriteLayer(bw, s.b.opts.Compression, archive.TarOptions{Timestamp: s.b.opts.Timestamp}, func(tw *archive.TarWriter) error {
@@ -116,6 +126,11 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.La
 			if err := tw.WriteHeader(h); err != nil {
 				return err
 			}
+			var out io.Writer = tw
+			if ch != nil {
+				ch.header(h)
+				out = io.MultiWriter(tw, ch)
+			}
 			if h.Typeflag != tar.TypeReg || h.Size == 0 {
 				continue
 			}
@@ -126,7 +141,7 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.La
 			if err != nil {
 				return err
 			}
-			n, err := io.CopyBuffer(tw, io.LimitReader(r, h.Size), buf)
+			n, err := io.CopyBuffer(out, io.LimitReader(r, h.Size), buf)
 			r.Close()
 			if err != nil {
 				return fmt.Errorf("%s: %w", e.dest, err)
@@ -138,16 +153,21 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.La
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := bw.Commit(info.Digest); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return st.Layer(v1.Descriptor{
+	l, err := st.Layer(v1.Descriptor{
 		MediaType: s.b.opts.Compression.MediaType(s.b.opts.Format == FormatOCI),
 		Size:      info.Size,
 		Digest:    info.Digest,
 	}, info.DiffID)
+	key := ""
+	if ch != nil {
+		key = ch.sum()
+	}
+	return l, key, err
 }
 
 func (s *stageState) cleanTemp() {
@@ -159,11 +179,14 @@ func (s *stageState) cleanTemp() {
 
 // futureLayer is a layer being written: every method waits for it.
 type futureLayer struct {
-	done      chan struct{}
-	once      sync.Once
-	layer     v1.Layer
-	err       error
-	mediaType types.MediaType
+	// contentKey is the layer's content key (set before done is closed,
+	// when the build keeps cache keys).
+	contentKey string
+	done       chan struct{}
+	once       sync.Once
+	layer      v1.Layer
+	err        error
+	mediaType  types.MediaType
 }
 
 func (f *futureLayer) resolve(l v1.Layer, err error) {

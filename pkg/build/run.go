@@ -131,7 +131,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	}
 	createdBy := runCreatedBy(c, args)
 	var key string
-	if s.b.opts.Cache != nil {
+	if s.b.keyed {
 		if key, err = s.runKey(ctx, c, args, env, network); err != nil {
 			return errf("%v", err)
 		}
@@ -252,6 +252,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	s.users = nil
 	s.history(createdBy, false)
 	if key != "" {
+		s.links = append(s.links, chainLink{key: "run " + key})
 		if err := s.b.opts.Cache.Put(ctx, key, cache.Entry{Layer: layer, Headers: hdrs, CreatedBy: createdBy}); err != nil {
 			s.b.logf("[%s %s] warning: step cache: %v", s.stageTag(), label, err)
 		}

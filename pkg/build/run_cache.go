@@ -24,7 +24,7 @@ import (
 // layers, command and settings give the same key on any machine.
 type runInputs struct {
 	Platform    string       `json:"platform"`
-	Below       []v1.Hash    `json:"below"`
+	Chain       string       `json:"chain"`
 	Args        []string     `json:"args"`
 	Env         []string     `json:"env"`
 	User        string       `json:"user"`
@@ -39,13 +39,13 @@ type runInputs struct {
 // mountInput is a --mount as the key sees it. A cache mount's content is
 // deliberately not part of it (BuildKit does the same): it is a cache.
 type mountInput struct {
-	Type     string    `json:"type"`
-	Target   string    `json:"target"`
-	Source   string    `json:"source,omitempty"`
-	ReadOnly bool      `json:"ro,omitempty"`
-	ID       string    `json:"id,omitempty"`
-	From     []v1.Hash `json:"from,omitempty"`    // diff IDs of the stage or image bound
-	Content  string    `json:"content,omitempty"` // digest of the context files bound
+	Type     string `json:"type"`
+	Target   string `json:"target"`
+	Source   string `json:"source,omitempty"`
+	ReadOnly bool   `json:"ro,omitempty"`
+	ID       string `json:"id,omitempty"`
+	From     string `json:"from,omitempty"`    // chain key of the stage or image bound
+	Content  string `json:"content,omitempty"` // digest of the context files bound
 }
 
 // runKey is the cache key of a RUN step (the layers below are complete).
@@ -64,18 +64,14 @@ func (s *stageState) runKey(ctx context.Context, c *instructions.RunCommand, arg
 		in.Timestamp = s.b.opts.Timestamp.Unix()
 	}
 	var err error
-	if in.Below, err = diffIDs(s.layers); err != nil {
+	if in.Chain, err = s.chainKey(); err != nil {
 		return "", err
 	}
 	for _, m := range instructions.GetMounts(c) {
 		mi := mountInput{Type: string(m.Type), Target: m.Target, Source: m.Source, ReadOnly: m.ReadOnly, ID: m.CacheID}
 		if m.Type == instructions.MountTypeBind {
 			if m.From != "" {
-				layers, err := s.mountLayers(ctx, m.From)
-				if err != nil {
-					return "", err
-				}
-				if mi.From, err = diffIDs(layers); err != nil {
+				if mi.From, err = s.mountChain(ctx, m.From); err != nil {
 					return "", err
 				}
 			} else if mi.Content, err = s.contextDigest(m.Source); err != nil {
@@ -85,6 +81,31 @@ func (s *stageState) runKey(ctx context.Context, c *instructions.RunCommand, arg
 		in.Mounts = append(in.Mounts, mi)
 	}
 	return cache.Key("run", in)
+}
+
+// mountChain is the chain key of what --mount from= names: a stage's, or
+// an image's (by its diff IDs).
+func (s *stageState) mountChain(ctx context.Context, from string) (string, error) {
+	if dep := s.plan.StageByRef(from, s.run.stage); dep != nil {
+		run := s.states[dep]
+		if run == nil {
+			return "", fmt.Errorf("--mount from=%s: stage not built", from)
+		}
+		<-run.done
+		if run.result == nil {
+			return "", fmt.Errorf("--mount from=%s: stage failed", from)
+		}
+		return foldChain(run.result.links)
+	}
+	layers, err := s.mountLayers(ctx, from)
+	if err != nil {
+		return "", err
+	}
+	ids, err := diffIDs(layers)
+	if err != nil {
+		return "", err
+	}
+	return foldChain([]chainLink{baseLink(ids)})
 }
 
 func diffIDs(layers []v1.Layer) ([]v1.Hash, error) {
@@ -173,6 +194,7 @@ func (s *stageState) cachedRun(ctx context.Context, key, label, createdBy string
 	d, _ := e.Layer.Digest()
 	s.b.logf("[%s %s] CACHED %s (layer %s)", s.stageTag(), label, strings.TrimPrefix(createdBy, "RUN "), shortDigest(d))
 	s.layers = append(s.layers, e.Layer)
+	s.links = append(s.links, chainLink{key: "run " + key})
 	s.noteRunEntries(e.Headers)
 	s.users = nil
 	s.history(createdBy, false)

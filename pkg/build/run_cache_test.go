@@ -2,8 +2,11 @@ package build_test
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -93,6 +96,28 @@ COPY late.txt /link/
 				t.Errorf("%s: RUN layer %d: fresh=%v but digest %s (first build %s); log:\n%s", tc.name, i, fresh[i], got[i], first[i], log)
 			}
 		}
+	}
+
+	// A new checkout of the same files (new mtimes, no --timestamp): the
+	// COPY layer changes (it keeps mtimes), the RUN steps stay cached.
+	touched := func(when time.Time) func(*build.Options) {
+		return func(o *build.Options) {
+			o.Timestamp = nil
+			filepath.Walk(o.ContextDir, func(p string, fi os.FileInfo, err error) error {
+				if err == nil {
+					os.Chtimes(p, when, when)
+				}
+				return nil
+			})
+		}
+	}
+	a, logA := buildIt(df, files, touched(time.Now().Add(-time.Hour)))
+	b, logB := buildIt(df, files, touched(time.Now()))
+	if strings.Contains(logA, "CACHED") || strings.Count(logB, "CACHED") != 2 {
+		t.Errorf("new mtimes: want the first build to run and the second to hit; logs:\n%s\n%s", logA, logB)
+	}
+	if a[n-4] == b[n-4] || a[n-3] != b[n-3] || a[n-2] != b[n-2] {
+		t.Errorf("new mtimes: COPY layer %s then %s (want a change), RUN layers %v then %v (want the same)", a[n-4], b[n-4], a[n-3:n-1], b[n-3:n-1])
 	}
 
 	// No cache: both RUN steps run again.

@@ -36,6 +36,8 @@ type stageState struct {
 	tempDirs []string
 	// pending are the layers being written in the background.
 	pending []*futureLayer
+	// links name how the stage's filesystem was made (chain.go).
+	links []chainLink
 }
 
 // execute builds the stage.
@@ -132,7 +134,7 @@ func (s *stageState) finish() (*stageResult, error) {
 		return nil, err
 	}
 	src := &imageSource{ref: "stage " + s.stageTag(), img: img, cfg: cfg, layers: s.layers}
-	return &stageResult{image: img, layers: s.layers, cfg: cfg, known: s.known, source: src}, nil
+	return &stageResult{image: img, layers: s.layers, cfg: cfg, known: s.known, links: s.links, source: src}, nil
 }
 
 // env is the environment instructions are expanded in: the stage's ARGs,
