@@ -35,6 +35,8 @@ type buildFlags struct {
 	iidfile     string
 	quiet       bool
 	noCache     bool
+	cacheFrom   []string
+	cacheTo     []string
 	format      string
 	timestamp   string
 	outputs     []string
@@ -65,6 +67,8 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID to this file")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
 	fl.BoolVar(&f.noCache, "no-cache", false, "run every RUN step, neither using nor filling the step cache")
+	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "also look RUN steps up in this registry repository's step cache (repeatable)")
+	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "push the step cache entries the build used or made to this registry repository (repeatable)")
 	fl.StringVar(&f.format, "format", "oci", "manifest and config format: oci or docker")
 	fl.StringVar(&f.timestamp, "timestamp", "", "seconds since the epoch for created times and file mtimes (reproducible builds; default $SOURCE_DATE_EPOCH)")
 	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the image: type=oci,dest=DIR|FILE.tar or type=docker,dest=FILE.tar")
@@ -216,8 +220,31 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		return err
 	}
 	var stepCache build.StepCache
+	var tiered *cache.Tiered
 	if !f.noCache {
-		stepCache = cache.NewLocal(st)
+		local := cache.NewLocal(st)
+		stepCache = local
+		if len(f.cacheFrom)+len(f.cacheTo) > 0 {
+			ro := g.registryOptions(cmd)
+			tiered = &cache.Tiered{Local: local, Log: func(format string, args ...any) {
+				fmt.Fprintf(logw, "warning: "+format+"\n", args...)
+			}}
+			for _, s := range f.cacheFrom {
+				r, err := parseCacheRepo("--cache-from", s, ro, st)
+				if err != nil {
+					return err
+				}
+				tiered.From = append(tiered.From, r)
+			}
+			for _, s := range f.cacheTo {
+				r, err := parseCacheRepo("--cache-to", s, ro, st)
+				if err != nil {
+					return err
+				}
+				tiered.To = append(tiered.To, r)
+			}
+			stepCache = tiered
+		}
 	}
 	res, err := build.Build(ctx, build.Options{
 		ContextDir:     contextDir,
@@ -249,6 +276,13 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	}
 	if err != nil {
 		return fmt.Errorf("saving the image: %w", err)
+	}
+	if tiered != nil && len(tiered.To) > 0 {
+		n, err := tiered.Export(ctx)
+		if err != nil {
+			fmt.Fprintf(logw, "warning: the step cache was not exported in full: %v\n", err)
+		}
+		fmt.Fprintf(logw, "Exported %d step-cache entries to %s\n", n, strings.Join(f.cacheTo, ", "))
 	}
 	for _, t := range tags {
 		if err := st.Tag(t, desc); err != nil {

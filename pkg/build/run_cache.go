@@ -192,7 +192,11 @@ func (s *stageState) cachedRun(ctx context.Context, key, label, createdBy string
 		return false, nil
 	}
 	d, _ := e.Layer.Digest()
-	s.b.logf("[%s %s] CACHED %s (layer %s)", s.stageTag(), label, strings.TrimPrefix(createdBy, "RUN "), shortDigest(d))
+	from := ""
+	if e.From != "" {
+		from = ", from " + e.From
+	}
+	s.b.logf("[%s %s] CACHED %s (layer %s%s)", s.stageTag(), label, strings.TrimPrefix(createdBy, "RUN "), shortDigest(d), from)
 	s.layers = append(s.layers, e.Layer)
 	s.links = append(s.links, chainLink{key: "run " + key})
 	s.noteRunEntries(e.Headers)

@@ -51,6 +51,9 @@ type Entry struct {
 	Headers []*tar.Header
 	// CreatedBy is the step's history text.
 	CreatedBy string
+	// From is the repository the entry came from ("" for the local
+	// cache).
+	From string
 }
 
 // entryConfig is an entry's config blob.
@@ -137,8 +140,8 @@ func (l *Local) Get(ctx context.Context, key string) (*Entry, error) {
 		return nil, fmt.Errorf("cache entry %s: malformed config %s", key, m.Config.Digest)
 	}
 	ld := m.Layers[0]
-	if !l.st.HasBlob(ld.Digest) {
-		return nil, nil
+	if !l.st.HasBlob(ld.Digest) && len(l.st.Sources(ld.Digest)) == 0 {
+		return nil, nil // neither here nor known to a registry
 	}
 	layer, err := l.st.Layer(ld, cfg.DiffID)
 	if err != nil {

@@ -1,0 +1,191 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Remote is a registry repository that holds cache entries, each under the
+// tag that is its key (buildah's --cache-from/--cache-to and kaniko's
+// --cache-repo keep them the same way). pkg/registry provides one (the CLI
+// wires it); tests use an in-process registry.
+type Remote interface {
+	// Name is the repository, as recorded for blobs fetched on demand
+	// (store sources).
+	Name() string
+	// Manifest returns the raw manifest tagged tag, or nil when there is
+	// none.
+	Manifest(ctx context.Context, tag string) ([]byte, error)
+	// Blob opens a blob of the repository.
+	Blob(ctx context.Context, h v1.Hash) (io.ReadCloser, error)
+	// Push pushes the stored manifest d and what it references, tagged
+	// tag.
+	Push(ctx context.Context, tag string, d v1.Descriptor) error
+}
+
+// Tiered is the local cache in front of registry repositories: Get looks
+// in Local, then in each of From; an entry found in a repository is
+// recorded in Local with its layer left in the registry (fetched when a
+// later step reads it, mounted when an image that holds it is pushed
+// there). Every entry a build uses or makes is pushed to each of To by
+// Export.
+type Tiered struct {
+	Local *Local
+	From  []Remote
+	To    []Remote
+	// Log, when set, gets one line per problem with a repository (a cache
+	// that cannot be read or written never fails a build).
+	Log func(format string, args ...any)
+
+	mu   sync.Mutex
+	used []string // keys to export, in first-use order
+	seen map[string]bool
+}
+
+// Get implements the build's step cache.
+func (t *Tiered) Get(ctx context.Context, key string) (*Entry, error) {
+	e, err := t.Local.Get(ctx, key)
+	if err != nil || e != nil {
+		if e != nil {
+			t.use(key)
+		}
+		return e, err
+	}
+	for _, r := range t.From {
+		ok, err := t.fetch(ctx, r, key)
+		if err != nil {
+			t.logf("cache %s: %v", r.Name(), err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		e, err := t.Local.Get(ctx, key)
+		if err != nil || e == nil {
+			return e, err
+		}
+		e.From = r.Name()
+		t.use(key)
+		return e, nil
+	}
+	return nil, nil
+}
+
+// Put implements the build's step cache.
+func (t *Tiered) Put(ctx context.Context, key string, e Entry) error {
+	if err := t.Local.Put(ctx, key, e); err != nil {
+		return err
+	}
+	t.use(key)
+	return nil
+}
+
+func (t *Tiered) use(key string) {
+	if len(t.To) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil {
+		t.seen = map[string]bool{}
+	}
+	if !t.seen[key] {
+		t.seen[key] = true
+		t.used = append(t.used, key)
+	}
+}
+
+func (t *Tiered) logf(format string, args ...any) {
+	if t.Log != nil {
+		t.Log(format, args...)
+	}
+}
+
+// fetch copies the entry key of r into the local cache: its manifest and
+// config (small) now, its layer as a source only.
+func (t *Tiered) fetch(ctx context.Context, r Remote, key string) (bool, error) {
+	raw, err := r.Manifest(ctx, key)
+	if err != nil || raw == nil {
+		return false, err
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return false, fmt.Errorf("entry %s: malformed manifest", key)
+	}
+	if m.Config.MediaType != ConfigMediaType || len(m.Layers) != 1 {
+		return false, fmt.Errorf("entry %s is not a kiln step-cache entry", key)
+	}
+	rc, err := r.Blob(ctx, m.Config.Digest)
+	if err != nil {
+		return false, fmt.Errorf("entry %s: config: %w", key, err)
+	}
+	rawCfg, err := io.ReadAll(io.LimitReader(rc, maxConfigSize+1))
+	rc.Close()
+	if err != nil {
+		return false, fmt.Errorf("entry %s: config: %w", key, err)
+	}
+	if sha(rawCfg) != m.Config.Digest {
+		return false, fmt.Errorf("entry %s: config does not match its digest", key)
+	}
+	var cfg entryConfig
+	if err := json.Unmarshal(rawCfg, &cfg); err != nil || cfg.Key != key {
+		return false, fmt.Errorf("entry %s: malformed config", key)
+	}
+	st := t.Local.st
+	if !st.HasBlob(m.Layers[0].Digest) {
+		if err := st.RecordSource(m.Layers[0].Digest, r.Name()); err != nil {
+			return false, err
+		}
+	}
+	if err := st.WriteBlob(m.Config.Digest, bytes.NewReader(rawCfg)); err != nil {
+		return false, err
+	}
+	md := sha(raw)
+	if err := st.WriteBlob(md, bytes.NewReader(raw)); err != nil {
+		return false, err
+	}
+	mt := m.MediaType
+	if mt == "" {
+		mt = types.OCIManifestSchema1
+	}
+	return true, st.SetCacheRef(key, v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: md})
+}
+
+// Export pushes every entry the build used or made to each of To, and
+// returns how many pushes succeeded; failures are logged, and the first is
+// returned.
+func (t *Tiered) Export(ctx context.Context) (int, error) {
+	t.mu.Lock()
+	keys := append([]string(nil), t.used...)
+	t.mu.Unlock()
+	var first error
+	n := 0
+	for _, r := range t.To {
+		for _, k := range keys {
+			d, ok, err := t.Local.st.CacheRef(k)
+			if err == nil && !ok {
+				err = errors.New("entry vanished from the local store")
+			}
+			if err == nil {
+				err = r.Push(ctx, k, d)
+			}
+			if err != nil {
+				t.logf("cache %s: pushing %s: %v", r.Name(), k, err)
+				if first == nil {
+					first = err
+				}
+				continue
+			}
+			n++
+		}
+	}
+	return n, first
+}

@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// TestRunStepCacheRegistry: a build pushes its step cache to a repository
+// of Debian's docker-registry (--cache-to); a build in a fresh store (a new
+// pod) takes its RUN steps from there (--cache-from) without running them
+// and without downloading their layers, and pushing its image to that
+// registry mounts them from the cache repository. A changed step runs.
+func TestRunStepCacheRegistry(t *testing.T) {
+	testutil.SkipIfShort(t)
+	requireRun(t)
+	reg := testutil.StartRegistry(t)
+	testutil.PushImage(t, reg+"/library/busybox:latest", testutil.BusyboxImage(t))
+	dir := t.TempDir()
+	df := "FROM " + reg + "/library/busybox\nCOPY in.txt /in.txt\nRUN cat /proc/uptime /proc/self/stat > /stamp\nRUN cp /stamp /stamp2\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("input\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	repo := reg + "/cache/app"
+
+	first := kiln(t, "--root", runStore(t), "build", "--cache-to", repo, "-t", "app:1", dir)
+	if !strings.Contains(first.stderr, "Exported 2 step-cache entries to "+repo) || strings.Contains(first.stderr, "CACHED") {
+		t.Fatalf("first build:\n%s", first)
+	}
+	firstLayers := inspectLayers(t, first)
+
+	// A new pod: an empty store.
+	rootB := runStore(t)
+	second := kiln(t, "--root", rootB, "build", "--cache-from", repo, "-t", "app:1", dir)
+	if n := strings.Count(second.stderr, "CACHED"); n != 2 || !strings.Contains(second.stderr, "from "+repo) || strings.Contains(second.stderr, "RUN done") {
+		t.Fatalf("second build took %d steps from the cache, want 2:\n%s", n, second)
+	}
+	secondLayers := inspectLayersIn(t, rootB, "app:1")
+	for i := len(secondLayers) - 2; i < len(secondLayers); i++ {
+		if secondLayers[i] != firstLayers[i] {
+			t.Errorf("RUN layer %d: %s, first build %s", i, secondLayers[i], firstLayers[i])
+		}
+		hex := strings.TrimPrefix(secondLayers[i], "sha256:")
+		if _, err := os.Stat(filepath.Join(rootB, "blobs", "sha256", hex)); err == nil {
+			t.Errorf("the cached RUN layer %s was downloaded", secondLayers[i])
+		}
+	}
+	push := kiln(t, "--root", rootB, "push", "app:1", reg+"/app/final:1")
+	if strings.Count(push.stderr, "Mounted from cache/app") != 2 {
+		t.Errorf("push did not mount both RUN layers from the cache repository:\n%s", push)
+	}
+
+	// A changed step runs; the one after it then runs too.
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(strings.Replace(df, "> /stamp\n", "> /stamp; echo changed\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third := kiln(t, "--root", rootB, "build", "--cache-from", repo, "-t", "app:2", dir)
+	if strings.Contains(third.stderr, "CACHED") || strings.Count(third.stderr, "RUN done") != 2 {
+		t.Errorf("changed step:\n%s", third)
+	}
+
+	// A tag is not a cache repository.
+	bad := kilnRun(t, nil, "--root", rootB, "build", "--cache-to", repo+":v1", dir)
+	if bad.err == nil || !strings.Contains(bad.stderr, "--cache-to "+repo+":v1") {
+		t.Errorf("--cache-to with a tag:\n%s", bad)
+	}
+}
+
+// inspectLayers returns the layer (blob) digests of the image a build
+// tagged app:1 in its store.
+func inspectLayers(t *testing.T, r run) []string {
+	t.Helper()
+	for i, a := range r.args {
+		if a == "--root" {
+			return inspectLayersIn(t, r.args[i+1], "app:1")
+		}
+	}
+	t.Fatal("no --root")
+	return nil
+}
+
+func inspectLayersIn(t *testing.T, root, ref string) []string {
+	t.Helper()
+	st, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := st.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if strings.HasSuffix(e.Ref, "/"+ref) {
+			img, err := st.Image(e.Descriptor.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := img.Manifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, l := range m.Layers {
+				out = append(out, l.Digest.String())
+			}
+			return out
+		}
+	}
+	t.Fatalf("no %s in %s", ref, root)
+	return nil
+}
