@@ -37,6 +37,7 @@ type buildFlags struct {
 	noCache     bool
 	cacheFrom   []string
 	cacheTo     []string
+	secrets     []string
 	format      string
 	timestamp   string
 	outputs     []string
@@ -68,6 +69,7 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
 	fl.BoolVar(&f.noCache, "no-cache", false, "run every RUN step, neither using nor filling the step cache")
 	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "also look RUN steps up in this registry repository's step cache (repeatable)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)")
 	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "push the step cache entries the build used or made to this registry repository (repeatable)")
 	fl.StringVar(&f.format, "format", "oci", "manifest and config format: oci or docker")
 	fl.StringVar(&f.timestamp, "timestamp", "", "seconds since the epoch for created times and file mtimes (reproducible builds; default $SOURCE_DATE_EPOCH)")
@@ -187,6 +189,14 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return err
 	}
+	secrets := map[string]build.Secret{}
+	for _, v := range f.secrets {
+		id, sec, err := parseSecret(v)
+		if err != nil {
+			return err
+		}
+		secrets[id] = sec
+	}
 
 	// Context and Dockerfile.
 	var stdinUsed bool
@@ -263,6 +273,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Log:            logw,
 		Isolation:      isolation,
 		Cache:          stepCache,
+		Secrets:        secrets,
 	})
 	if err != nil {
 		return err
@@ -475,4 +486,63 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// parseSecret parses a --secret value as docker buildx and podman do:
+// id=ID with src=FILE (or source=, type=file) or env=VAR (type=env); with
+// neither, the environment variable named ID if it is set, else the file
+// ID. The secret itself is read only when a step mounts it.
+func parseSecret(v string) (string, build.Secret, error) {
+	var id, src, env, typ string
+	for _, kv := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			return "", build.Secret{}, fmt.Errorf("--secret %q: want KEY=VALUE fields (id=ID,src=FILE or id=ID,env=VAR)", v)
+		}
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "id":
+			id = val
+		case "src", "source":
+			src = val
+		case "env":
+			env = val
+		case "type":
+			typ = val
+		default:
+			return "", build.Secret{}, fmt.Errorf("--secret %q: unknown field %q", v, k)
+		}
+	}
+	if id == "" {
+		return "", build.Secret{}, fmt.Errorf("--secret %q: no id", v)
+	}
+	switch {
+	case src != "" && env != "":
+		return "", build.Secret{}, fmt.Errorf("--secret %q: src and env cannot both be set", v)
+	case typ != "" && typ != "file" && typ != "env":
+		return "", build.Secret{}, fmt.Errorf("--secret %q: type must be file or env", v)
+	case typ == "env" && env == "":
+		env = id
+	case src == "" && env == "" && typ != "file":
+		if _, set := os.LookupEnv(id); set {
+			env = id
+		} else {
+			src = id
+		}
+	case src == "" && env == "":
+		src = id
+	}
+	if src != "" {
+		fi, err := os.Stat(src)
+		if err != nil {
+			return "", build.Secret{}, fmt.Errorf("--secret id=%s: %v", id, err)
+		}
+		if fi.IsDir() {
+			return "", build.Secret{}, fmt.Errorf("--secret id=%s: %s is a directory", id, src)
+		}
+		return id, build.Secret{File: src}, nil
+	}
+	if _, set := os.LookupEnv(env); !set {
+		return "", build.Secret{}, fmt.Errorf("--secret id=%s: environment variable %s is not set", id, env)
+	}
+	return id, build.Secret{Env: env}, nil
 }

@@ -63,6 +63,8 @@ type Options struct {
 	// works); Sandbox, when set, is used instead (the CLI detects it once).
 	Isolation sandbox.Mode
 	Sandbox   *sandbox.Sandbox
+	// Secrets are what RUN --mount=type=secret may mount, by id.
+	Secrets map[string]Secret
 	// Cache, when set, is the step cache: a RUN step whose key (see
 	// runInputs) it holds is not run, its cached layer is used; a step
 	// that runs is added to it. nil (--no-cache) runs every step.

@@ -148,11 +148,21 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	step := sandbox.Step{
 		Args: args, Env: env, User: s.cfg.Config.User, Cwd: s.cfg.Config.WorkingDir, Network: network,
 	}
-	mounts, err := s.runMounts(ctx, r, c, note)
+	var secrets string
+	if hasSecretMount(c) {
+		if secrets, err = s.secretDir(); err != nil {
+			return errf("%v", err)
+		}
+		defer os.RemoveAll(secrets)
+	}
+	mounts, secretEnv, err := s.runMounts(ctx, r, c, note, secrets)
 	if err != nil {
 		return errf("%v", err)
 	}
 	step.Mounts = mounts
+	// Secret variables go to the step only: not in the cache key (made
+	// above), the history or the image.
+	step.Env = append(step.Env, secretEnv...)
 	out := &prefixWriter{s: s, prefix: "[" + s.stageTag() + " " + label + "] "}
 	step.Stdout, step.Stderr = out, out
 
@@ -408,12 +418,24 @@ func (s *stageState) workCopy(ctx context.Context, r *runEnv, layers []rootfs.La
 }
 
 // runMounts turns RUN --mount flags into sandbox mounts.
-func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.RunCommand, note func(string)) ([]sandbox.Mount, error) {
+func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.RunCommand, note func(string), secretDir string) ([]sandbox.Mount, []string, error) {
 	var out []sandbox.Mount
+	var env []string
 	for _, m := range instructions.GetMounts(c) {
+		if m.Type == instructions.MountTypeSecret {
+			sm, senv, err := s.secretMount(m, secretDir)
+			if err != nil {
+				return nil, nil, err
+			}
+			if sm != nil {
+				out = append(out, *sm)
+			}
+			env = append(env, senv...)
+			continue
+		}
 		target := m.Target
 		if target == "" {
-			return nil, fmt.Errorf("--mount: no target")
+			return nil, nil, fmt.Errorf("--mount: no target")
 		}
 		if !path.IsAbs(target) {
 			target = path.Join("/", s.cfg.Config.WorkingDir, target)
@@ -429,7 +451,7 @@ func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.R
 			}
 			dir := filepath.Join(r.store.Root(), r.sb.Key(), "cache", sanitizeID(id))
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			out = append(out, sandbox.Mount{Type: "cache", Target: target, Source: dir})
 		case instructions.MountTypeBind:
@@ -437,47 +459,47 @@ func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.R
 			src := m.Source
 			if m.From == "" {
 				if s.b.ctxSrc == nil {
-					return nil, fmt.Errorf("--mount=type=bind: there is no build context")
+					return nil, nil, fmt.Errorf("--mount=type=bind: there is no build context")
 				}
 				clean, err := cleanSource(src)
 				if err != nil {
-					return nil, fmt.Errorf("--mount source=%s: %v", src, err)
+					return nil, nil, fmt.Errorf("--mount source=%s: %v", src, err)
 				}
 				p, err := s.b.ctxSrc.resolve(clean, true)
 				if err != nil {
-					return nil, fmt.Errorf("--mount source=%s: %v", src, err)
+					return nil, nil, fmt.Errorf("--mount source=%s: %v", src, err)
 				}
 				bm.Source = s.b.ctxSrc.abs(p)
 				if _, err := os.Stat(bm.Source); err != nil {
-					return nil, fmt.Errorf("--mount source=%s: not found in the build context", src)
+					return nil, nil, fmt.Errorf("--mount source=%s: not found in the build context", src)
 				}
 			} else {
 				layers, err := s.mountLayers(ctx, m.From)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				rl, err := s.rootfsLayers(layers)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				if len(rl) == 0 {
-					return nil, fmt.Errorf("--mount from=%s: the image has no layers", m.From)
+					return nil, nil, fmt.Errorf("--mount from=%s: the image has no layers", m.From)
 				}
 				if !r.sb.Overlay() {
-					return nil, fmt.Errorf("--mount from=%s needs overlay mounts, which this environment lacks", m.From)
+					return nil, nil, fmt.Errorf("--mount from=%s needs overlay mounts, which this environment lacks", m.From)
 				}
 				lowers, err := r.store.Prepare(ctx, r.sb, rl, note)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				bm.Lowers, bm.Source = lowers, src
 			}
 			out = append(out, bm)
 		default:
-			return nil, fmt.Errorf("--mount=type=%s is not supported (bind, cache and tmpfs are)", m.Type)
+			return nil, nil, fmt.Errorf("--mount=type=%s is not supported (bind, cache, tmpfs and secret are)", m.Type)
 		}
 	}
-	return out, nil
+	return out, env, nil
 }
 
 // mountLayers are the layers of a stage or image named by --mount from=.

@@ -250,7 +250,7 @@ func (s *Store) cleanStaleTemps() error {
 	}
 	cutoff := time.Now().Add(-staleTempAge)
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), s.tmpPrefix) || !e.Type().IsRegular() {
+		if !strings.HasPrefix(e.Name(), s.tmpPrefix) || strings.HasPrefix(e.Name(), s.tmpPrefix+shortLivedPrefix) || !e.Type().IsRegular() {
 			continue
 		}
 		if fi, err := e.Info(); err != nil || fi.ModTime().After(cutoff) {
@@ -258,6 +258,7 @@ func (s *Store) cleanStaleTemps() error {
 		}
 		removeIfStale(filepath.Join(s.tmpDir, e.Name()))
 	}
+	s.cleanShortLivedDirs(entries)
 	// index.json.tmp is only written under the exclusive ref lock; if we can
 	// take that lock without waiting, a leftover one is stale.
 	tmpIndex := filepath.Join(s.root, indexTempFile)
@@ -290,4 +291,40 @@ func removeIfStale(path string) bool {
 		return false
 	}
 	return os.Remove(path) == nil
+}
+
+// shortLivedPrefix names ShortLivedDir's directories (after tmpPrefix).
+const shortLivedPrefix = "short-"
+
+// shortLivedAge is how long a ShortLivedDir is safe from cleaners.
+const shortLivedAge = time.Minute
+
+// ShortLivedDir creates a private (0700) directory under the store's tmp
+// directory for files that are used (opened, or bind-mounted) within
+// seconds, such as a RUN step's secrets. The caller removes it; if the
+// process is killed first, the next Open or GC of the store removes it
+// once it is a minute old, so nothing written there outlives a crash for
+// long.
+func (s *Store) ShortLivedDir() (string, error) {
+	d, err := os.MkdirTemp(s.tmpDir, s.tmpPrefix+shortLivedPrefix)
+	if err != nil {
+		return "", fmt.Errorf("creating a temp directory in %s: %w", s.tmpDir, err)
+	}
+	if err := os.Chmod(d, 0o700); err != nil {
+		os.RemoveAll(d)
+		return "", err
+	}
+	return d, nil
+}
+
+func (s *Store) cleanShortLivedDirs(entries []os.DirEntry) {
+	cutoff := time.Now().Add(-shortLivedAge)
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), s.tmpPrefix+shortLivedPrefix) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			os.RemoveAll(filepath.Join(s.tmpDir, e.Name()))
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,4 +116,43 @@ func inspectLayersIn(t *testing.T, root, ref string) []string {
 	}
 	t.Fatalf("no %s in %s", ref, root)
 	return nil
+}
+
+// TestRunSecret: `kiln build --secret` shows a file and an environment
+// variable to RUN --mount=type=secret steps (as root and as users without
+// privileges), and the secret is in no output: not the image, not the log.
+func TestRunSecret(t *testing.T) {
+	testutil.SkipIfShort(t)
+	requireRun(t)
+	reg := testutil.StartRegistry(t)
+	testutil.PushImage(t, reg+"/library/busybox:latest", testutil.BusyboxImage(t))
+	dir := t.TempDir()
+	const value = "ci-token-Zq81"
+	secret := filepath.Join(dir, "token.txt")
+	if err := os.WriteFile(secret, []byte(value), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256Hex(value)
+	df := "FROM " + reg + "/library/busybox\n" +
+		"RUN --mount=type=secret,id=token test \"$(sha256sum /run/secrets/token | cut -c1-64)\" = " + sum + " && echo ok > /ok\n" +
+		"RUN --mount=type=secret,id=token,env=TOKEN test \"$(printf %s \"$TOKEN\" | sha256sum | cut -c1-64)\" = " + sum + " && echo ok > /ok2\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "img.tar")
+	r := kiln(t, "--root", runStore(t), "build", "--secret", "id=token,src="+secret, "-o", "type=docker,dest="+out, "-t", "sec:1", dir)
+	if strings.Contains(r.stdout+r.stderr, value) {
+		t.Errorf("the log shows the secret:\n%s", r)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte(value)) {
+		t.Error("the image archive holds the secret")
+	}
+	missing := kilnRun(t, nil, "--root", runStore(t), "build", "--secret", "id=token,src="+filepath.Join(dir, "absent"), dir)
+	if missing.err == nil || !strings.Contains(missing.stderr, "--secret id=token") {
+		t.Errorf("missing secret file:\n%s", missing)
+	}
 }

@@ -1,0 +1,80 @@
+package build_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/cache"
+)
+
+// TestRunSecretMounts: RUN --mount=type=secret shows a secret (from a file
+// or an environment variable) to the step as a file (default
+// /run/secrets/ID, or target=) and as a variable (env=), and nothing of it
+// reaches a layer, the config, the history, the step cache or the store's
+// temp directory; a missing optional secret is left out, a missing
+// required one is an error naming it.
+func TestRunSecretMounts(t *testing.T) {
+	e, sb := runEnv(t)
+	const value = "s3cret-Value-42"
+	secretFile := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(secretFile, []byte(value), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KILN_TEST_SECRET_ENV", value+"-env")
+	want := sha256Hex(value)
+	wantEnv := sha256Hex(value + "-env")
+	df := `FROM {{REG}}/library/busybox
+RUN --mount=type=secret,id=tok test "$(sha256sum /run/secrets/tok | cut -c1-64)" = "` + want + `" && echo ok > /ok
+RUN --mount=type=secret,id=tok,env=TOKEN,target=/root/.npmrc test "$(printf %s "$TOKEN" | sha256sum | cut -c1-64)" = "` + want + `" && test -f /root/.npmrc && echo ok > /ok2
+RUN --mount=type=secret,id=fromenv,mode=0444 test "$(sha256sum /run/secrets/fromenv | cut -c1-64)" = "` + wantEnv + `" && echo ok > /ok3
+RUN --mount=type=secret,id=absent sh -c 'ls /run/secrets/absent 2>/dev/null | wc -l > /count'
+`
+	secrets := func(o *build.Options) {
+		o.Secrets = map[string]build.Secret{"tok": {File: secretFile}, "fromenv": {Env: "KILN_TEST_SECRET_ENV"}}
+	}
+	c := cache.NewLocal(e.store)
+	img := e.mustBuild(t, df, nil, withSandbox(sb, nil), secrets, withCache(c))
+	tree := testutil.ImageTree(t, img)
+	for _, p := range []string{"/ok", "/ok2", "/ok3"} {
+		if testutil.TreeEntry(tree, p) == "" {
+			t.Errorf("%s missing: the step did not see the secret", p)
+		}
+	}
+	if l := testutil.TreeEntry(tree, "/count"); !strings.Contains(l, sha256Hex("0\n")) {
+		t.Errorf("an absent optional secret was mounted: %s", l)
+	}
+	for _, l := range tree {
+		if strings.HasPrefix(l, "/run/secrets") || strings.HasPrefix(l, "/root/.npmrc") {
+			t.Errorf("a secret mount point reached the image: %s", l)
+		}
+	}
+	// No blob of the store (layers, config, cache entries) holds the secret.
+	blobs, _ := filepath.Glob(filepath.Join(e.store.Root(), "blobs", "sha256", "*"))
+	for _, b := range blobs {
+		data, _ := os.ReadFile(b)
+		if zr, err := gzip.NewReader(bytes.NewReader(data)); err == nil {
+			if u, err := io.ReadAll(zr); err == nil {
+				data = u
+			}
+		}
+		if bytes.Contains(data, []byte(value)) {
+			t.Errorf("blob %s holds the secret", filepath.Base(b))
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(e.store.Root(), "tmp", "*short*")); len(left) != 0 {
+		t.Errorf("secret files left behind: %v", left)
+	}
+
+	// A required secret the build lacks.
+	_, err := e.build(t, "FROM {{REG}}/library/busybox\nRUN --mount=type=secret,id=npmrc,required=true true\n", nil, withSandbox(sb, nil))
+	if err == nil || !strings.Contains(err.Error(), "npmrc") || !strings.Contains(err.Error(), "Dockerfile:2") {
+		t.Errorf("missing required secret: %v", err)
+	}
+}
