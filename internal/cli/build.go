@@ -274,6 +274,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Isolation:      isolation,
 		Cache:          stepCache,
 		Secrets:        secrets,
+		CacheCopies:    tiered != nil,
 	})
 	if err != nil {
 		return err

@@ -63,6 +63,10 @@ type Options struct {
 	// works); Sandbox, when set, is used instead (the CLI detects it once).
 	Isolation sandbox.Mode
 	Sandbox   *sandbox.Sandbox
+	// CacheCopies also caches COPY and ADD layers by their content (set
+	// when the step cache is shared through a registry: a fresh checkout
+	// then reuses the layers, old mtimes included, and pushes skip them).
+	CacheCopies bool
 	// Secrets are what RUN --mount=type=secret may mount, by id.
 	Secrets map[string]Secret
 	// Cache, when set, is the step cache: a RUN step whose key (see

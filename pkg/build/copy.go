@@ -248,7 +248,7 @@ func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
 	if err := s.spoolTreeContent(r.from, entries); err != nil {
 		return errf("%v", err)
 	}
-	return s.addLayer(ctx, entries, copyCreatedBy(r), func(err error) error { return errf("%v", err) })
+	return s.addLayerCached(ctx, entries, copyCreatedBy(r), true, func(err error) error { return errf("%v", err) })
 }
 
 func copyCreatedBy(r copyRequest) string {

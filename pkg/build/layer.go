@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -27,6 +28,15 @@ const maxLayerWriters = 3
 // records the layer at once (its entries, its history) and the bytes are
 // written in the background; wrap locates a write error in the Dockerfile.
 func (s *stageState) addLayer(ctx context.Context, entries []*copyEntry, createdBy string, wrap func(error) error) error {
+	return s.addLayerCached(ctx, entries, createdBy, false, wrap)
+}
+
+// addLayerCached is addLayer; with cacheable (COPY and ADD) and a build
+// that exchanges its step cache with a registry (Options.CacheCopies), the
+// layer is looked up by its content key first and, when found, taken from
+// the cache (its files' mtimes are then those of the build that made it, as
+// with BuildKit); otherwise it is written and added to the cache.
+func (s *stageState) addLayerCached(ctx context.Context, entries []*copyEntry, createdBy string, cacheable bool, wrap func(error) error) error {
 	// Sorted and de-duplicated (the last entry for a path wins), parents
 	// before children.
 	byDest := map[string]*copyEntry{}
@@ -41,6 +51,21 @@ func (s *stageState) addLayer(ctx context.Context, entries []*copyEntry, created
 		sorted = append(sorted, e)
 	}
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].dest < sorted[j].dest })
+
+	var cacheKey, contentKey string
+	if cacheable && s.b.opts.CacheCopies && s.b.opts.Cache != nil {
+		var err error
+		if contentKey, err = s.hashEntries(ctx, sorted); err != nil {
+			return wrap(err)
+		}
+		if cacheKey, err = s.copyKey(contentKey); err != nil {
+			return wrap(err)
+		}
+		hit, err := s.cachedCopy(ctx, cacheKey, contentKey, createdBy, sorted)
+		if err != nil || hit {
+			return err
+		}
+	}
 
 	// The spooled content now belongs to the writer.
 	temp := s.tempDirs
@@ -58,23 +83,53 @@ func (s *stageState) addLayer(ctx context.Context, entries []*copyEntry, created
 				os.RemoveAll(d)
 			}
 		}()
-		l, key, err := s.writeLayer(ctx, sorted)
+		l, key, err := s.writeLayer(ctx, sorted, contentKey == "")
 		if err != nil {
 			err = wrap(err)
 		}
+		if contentKey != "" {
+			key = contentKey
+		}
 		fl.contentKey = key
+		// Into the cache before anyone waiting on the layer goes on.
+		if err == nil && cacheKey != "" {
+			if err := s.b.opts.Cache.Put(ctx, cacheKey, cache.Entry{Layer: l, CreatedBy: createdBy}); err != nil {
+				s.b.logf("[%s] warning: step cache: %v", s.stageTag(), err)
+			}
+		}
 		fl.resolve(l, err)
 	}()
 
 	s.layers = append(s.layers, fl)
+	s.noteEntries(sorted)
+	s.history(createdBy, false)
+	return nil
+}
+
+// noteEntries records a new layer's entries in the known tree.
+func (s *stageState) noteEntries(sorted []*copyEntry) {
 	for _, e := range sorted {
 		s.known.add(e.dest, e.hdr)
 		if e.dest == "/etc/passwd" || e.dest == "/etc/group" {
 			s.users = nil
 		}
 	}
-	s.history(createdBy, false)
-	return nil
+}
+
+// layerHeader is the tar header an entry is written with.
+func layerHeader(e *copyEntry) *tar.Header {
+	h := cloneHeader(e.hdr)
+	h.Name = strings.TrimPrefix(e.dest, "/")
+	if h.Typeflag == tar.TypeLink {
+		h.Linkname = strings.TrimPrefix(h.Linkname, "/")
+	}
+	if h.Typeflag != tar.TypeReg {
+		h.Size = 0
+	}
+	if h.Typeflag == tar.TypeSymlink {
+		h.Mode = 0o777 // what Linux reports for every symlink
+	}
+	return h
 }
 
 // waitLayers waits for the stage's layers to be written and returns the
@@ -94,7 +149,7 @@ func (s *stageState) waitLayers() error {
 // compression, diff ID and digest in a single streaming pass. When the
 // build keeps cache keys it also returns the layer's content key (see
 // contentHasher), computed in the same pass.
-func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.Layer, string, error) {
+func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry, wantKey bool) (v1.Layer, string, error) {
 	st := s.b.opts.Store
 	bw, err := st.NewBlobWriter(store.CallerHashes())
 	if err != nil {
@@ -102,7 +157,7 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.La
 	}
 	defer bw.Abort()
 	var ch *contentHasher
-	if s.b.keyed {
+	if s.b.keyed && wantKey {
 		ch = newContentHasher()
 	}
 	// Big reads: one read(2) per MiB of content rather than per 32 KiB.
@@ -112,17 +167,7 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.La
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			h := cloneHeader(e.hdr)
-			h.Name = strings.TrimPrefix(e.dest, "/")
-			if h.Typeflag == tar.TypeLink {
-				h.Linkname = strings.TrimPrefix(h.Linkname, "/")
-			}
-			if h.Typeflag != tar.TypeReg {
-				h.Size = 0
-			}
-			if h.Typeflag == tar.TypeSymlink {
-				h.Mode = 0o777 // what Linux reports for every symlink
-			}
+			h := layerHeader(e)
 			if err := tw.WriteHeader(h); err != nil {
 				return err
 			}

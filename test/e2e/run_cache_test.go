@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/store"
@@ -13,9 +14,10 @@ import (
 
 // TestRunStepCacheRegistry: a build pushes its step cache to a repository
 // of Debian's docker-registry (--cache-to); a build in a fresh store (a new
-// pod) takes its RUN steps from there (--cache-from) without running them
-// and without downloading their layers, and pushing its image to that
-// registry mounts them from the cache repository. A changed step runs.
+// pod, a fresh checkout with new mtimes) takes its COPY and RUN steps from
+// there (--cache-from) without running them and without downloading their
+// layers, and pushing its image to that registry mounts them from the
+// cache repository. A changed step runs, and the one after it.
 func TestRunStepCacheRegistry(t *testing.T) {
 	testutil.SkipIfShort(t)
 	requireRun(t)
@@ -32,19 +34,23 @@ func TestRunStepCacheRegistry(t *testing.T) {
 	repo := reg + "/cache/app"
 
 	first := kiln(t, "--root", runStore(t), "build", "--cache-to", repo, "-t", "app:1", dir)
-	if !strings.Contains(first.stderr, "Exported 2 step-cache entries to "+repo) || strings.Contains(first.stderr, "CACHED") {
+	if !strings.Contains(first.stderr, "Exported 3 step-cache entries to "+repo) || strings.Contains(first.stderr, "CACHED") {
 		t.Fatalf("first build:\n%s", first)
 	}
 	firstLayers := inspectLayers(t, first)
 
-	// A new pod: an empty store.
+	// A new pod: an empty store, and a fresh checkout (new mtimes).
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(dir, "in.txt"), later, later); err != nil {
+		t.Fatal(err)
+	}
 	rootB := runStore(t)
 	second := kiln(t, "--root", rootB, "build", "--cache-from", repo, "-t", "app:1", dir)
-	if n := strings.Count(second.stderr, "CACHED"); n != 2 || !strings.Contains(second.stderr, "from "+repo) || strings.Contains(second.stderr, "RUN done") {
-		t.Fatalf("second build took %d steps from the cache, want 2:\n%s", n, second)
+	if n := strings.Count(second.stderr, "CACHED"); n != 3 || !strings.Contains(second.stderr, "from "+repo) || strings.Contains(second.stderr, "RUN done") {
+		t.Fatalf("second build took %d steps from the cache, want 3 (COPY and 2 RUN):\n%s", n, second)
 	}
 	secondLayers := inspectLayersIn(t, rootB, "app:1")
-	for i := len(secondLayers) - 2; i < len(secondLayers); i++ {
+	for i := len(secondLayers) - 3; i < len(secondLayers); i++ {
 		if secondLayers[i] != firstLayers[i] {
 			t.Errorf("RUN layer %d: %s, first build %s", i, secondLayers[i], firstLayers[i])
 		}
@@ -54,8 +60,8 @@ func TestRunStepCacheRegistry(t *testing.T) {
 		}
 	}
 	push := kiln(t, "--root", rootB, "push", "app:1", reg+"/app/final:1")
-	if strings.Count(push.stderr, "Mounted from cache/app") != 2 {
-		t.Errorf("push did not mount both RUN layers from the cache repository:\n%s", push)
+	if strings.Count(push.stderr, "Mounted from cache/app") != 3 {
+		t.Errorf("push did not mount the COPY and both RUN layers from the cache repository:\n%s", push)
 	}
 
 	// A changed step runs; the one after it then runs too.
@@ -63,7 +69,7 @@ func TestRunStepCacheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	third := kiln(t, "--root", rootB, "build", "--cache-from", repo, "-t", "app:2", dir)
-	if strings.Contains(third.stderr, "CACHED") || strings.Count(third.stderr, "RUN done") != 2 {
+	if strings.Count(third.stderr, "CACHED") != 1 || strings.Count(third.stderr, "RUN done") != 2 {
 		t.Errorf("changed step:\n%s", third)
 	}
 
