@@ -149,7 +149,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 		Args: args, Env: env, User: s.cfg.Config.User, Cwd: s.cfg.Config.WorkingDir, Network: network,
 	}
 	var secrets string
-	if hasSecretMount(c) {
+	if hasSecretMount(c) || isScript(c) {
 		if secrets, err = s.secretDir(); err != nil {
 			return errf("%v", err)
 		}
@@ -158,6 +158,13 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	mounts, secretEnv, err := s.runMounts(ctx, r, c, note, secrets)
 	if err != nil {
 		return errf("%v", err)
+	}
+	if isScript(c) {
+		m, err := scriptMount(c, secrets)
+		if err != nil {
+			return errf("%v", err)
+		}
+		mounts = append(mounts, m)
 	}
 	step.Mounts = mounts
 	// Secret variables go to the step only: not in the cache key (made
@@ -308,7 +315,9 @@ func (s *stageState) runArgs(c *instructions.RunCommand) ([]string, error) {
 				data = parser.ChompHeredocContent(data)
 			}
 			if strings.HasPrefix(data, "#!") {
-				return nil, fmt.Errorf("a heredoc with #! is not supported; use the shell form")
+				// As BuildKit: the heredoc is a script, run by its #! line
+				// from /dev/pipes/NAME (see scriptMount).
+				return []string{path.Join(scriptDir, hd.Name)}, nil
 			}
 			args = []string{data}
 		} else {
@@ -676,3 +685,43 @@ func fmtMS(d time.Duration) string {
 // writerOnly hides everything but Write, so that io.CopyBuffer uses the
 // buffer it is given.
 type writerOnly struct{ io.Writer }
+
+// scriptDir is where a RUN heredoc that starts with #! is put and run
+// from, as BuildKit does; /dev is the sandbox's own, never in a layer.
+const scriptDir = "/dev/pipes"
+
+// isScript reports whether c is a heredoc RUN whose text starts with #!.
+func isScript(c *instructions.RunCommand) bool {
+	if len(c.Files) == 0 || len(c.CmdLine) != 1 || !c.PrependShell {
+		return false
+	}
+	hd := parser.MustParseHeredoc(c.CmdLine[0])
+	return hd != nil && strings.HasPrefix(heredocData(c), "#!")
+}
+
+func heredocData(c *instructions.RunCommand) string {
+	data := c.Files[0].Data
+	if c.Files[0].Chomp {
+		data = parser.ChompHeredocContent(data)
+	}
+	return data
+}
+
+// scriptMount writes the heredoc script of c under dir (executable) and
+// binds it read-only at /dev/pipes/NAME.
+func scriptMount(c *instructions.RunCommand, dir string) (sandbox.Mount, error) {
+	hd := parser.MustParseHeredoc(c.CmdLine[0])
+	f, err := os.CreateTemp(dir, "script-")
+	if err != nil {
+		return sandbox.Mount{}, err
+	}
+	_, werr := f.WriteString(heredocData(c))
+	cerr := f.Close()
+	if werr != nil || cerr != nil {
+		return sandbox.Mount{}, fmt.Errorf("writing the heredoc script failed")
+	}
+	if err := os.Chmod(f.Name(), 0o755); err != nil {
+		return sandbox.Mount{}, err
+	}
+	return sandbox.Mount{Type: "bind", Target: path.Join(scriptDir, hd.Name), Source: f.Name(), ReadOnly: true}, nil
+}

@@ -3,6 +3,7 @@ package build_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/cache"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 )
 
 // TestRunSecretMounts: RUN --mount=type=secret shows a secret (from a file
@@ -76,5 +78,54 @@ RUN --mount=type=secret,id=absent sh -c 'ls /run/secrets/absent 2>/dev/null | wc
 	_, err := e.build(t, "FROM {{REG}}/library/busybox\nRUN --mount=type=secret,id=npmrc,required=true true\n", nil, withSandbox(sb, nil))
 	if err == nil || !strings.Contains(err.Error(), "npmrc") || !strings.Contains(err.Error(), "Dockerfile:2") {
 		t.Errorf("missing required secret: %v", err)
+	}
+}
+
+// TestRunHeredocScriptAndSecretInEveryMode: a RUN heredoc that starts with
+// #! runs as a script from /dev/pipes/NAME (as BuildKit does), and secrets
+// are shown, in this machine's mode, on a working copy, and (as root) in
+// chroot mode, which copies such files in for the step; neither reaches
+// the image. Other mounts in chroot mode are a clear error.
+func TestRunHeredocScriptAndSecretInEveryMode(t *testing.T) {
+	e, sb := runEnv(t)
+	secretFile := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(secretFile, []byte("tok-value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	df := "FROM {{REG}}/library/busybox\nRUN <<EOT\n#!/bin/sh\necho \"ran as $0\" > /out\nEOT\n" +
+		"RUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = tok-value && echo ok > /ok\n"
+	secrets := func(o *build.Options) { o.Secrets = map[string]build.Secret{"tok": {File: secretFile}} }
+	modes := []*sandbox.Sandbox{sb}
+	if wc, _, err := sandbox.New(context.Background(), sandbox.Options{Mode: sb.Mode(), NoOverlay: true}); err == nil {
+		modes = append(modes, wc)
+	}
+	var chroot *sandbox.Sandbox
+	if os.Geteuid() == 0 {
+		var err error
+		if chroot, _, err = sandbox.New(context.Background(), sandbox.Options{Mode: sandbox.ModeChroot}); err != nil {
+			t.Fatal(err)
+		}
+		modes = append(modes, chroot)
+	}
+	for _, m := range modes {
+		img := e.mustBuild(t, df, nil, withSandbox(m, nil), secrets)
+		tree := testutil.ImageTree(t, img)
+		if l := testutil.TreeEntry(tree, "/out"); !strings.Contains(l, sha256Hex("ran as /dev/pipes/EOT\n")) {
+			t.Errorf("%s (overlay %v): /out = %q", m.Mode(), m.Overlay(), l)
+		}
+		if testutil.TreeEntry(tree, "/ok") == "" {
+			t.Errorf("%s (overlay %v): the secret was not shown", m.Mode(), m.Overlay())
+		}
+		for _, l := range tree {
+			if strings.HasPrefix(l, "/dev/pipes") || strings.HasPrefix(l, "/run/secrets") || strings.HasPrefix(l, "/run ") {
+				t.Errorf("%s (overlay %v): %s reached the image", m.Mode(), m.Overlay(), l)
+			}
+		}
+	}
+	if chroot != nil {
+		_, err := e.build(t, "FROM {{REG}}/library/busybox\nRUN --mount=type=cache,target=/c true\n", nil, withSandbox(chroot, nil))
+		if err == nil || !strings.Contains(err.Error(), "needs a mount namespace") || !strings.Contains(err.Error(), "Dockerfile:2") {
+			t.Errorf("cache mount in chroot mode: %v", err)
+		}
 	}
 }

@@ -343,13 +343,19 @@ func runJob(j *job) (*result, error) {
 		if rs.Resolv != "" {
 			resolv, _ = os.ReadFile(rs.Resolv)
 		}
+		// File mounts (secrets, heredoc scripts) are copied in: read them
+		// while the host is still visible.
+		files, err := chrootFiles(rs.Mounts)
+		if err != nil {
+			return nil, err
+		}
+		rs.chrootFiles = files
 		if err := unix.Chroot(rs.Dir); err != nil {
 			return nil, fmt.Errorf("chroot %s: %w", rs.Dir, err)
 		}
 		if err := unix.Chdir("/"); err != nil {
 			return nil, err
 		}
-		var err error
 		restore, err = chrootSetup(rs, res, hosts, resolv)
 		if err != nil {
 			return nil, err

@@ -54,8 +54,11 @@ type runSpec struct {
 	Dir     string   `json:"dir,omitempty"`
 
 	Mounts []Mount `json:"mounts,omitempty"`
-	Hosts  string  `json:"hosts,omitempty"`
-	Resolv string  `json:"resolv,omitempty"`
+	// chrootFiles are the file mounts of a chroot step, read by the
+	// helper before it enters the chroot.
+	chrootFiles []chrootFile
+	Hosts       string `json:"hosts,omitempty"`
+	Resolv      string `json:"resolv,omitempty"`
 
 	Args    []string `json:"args"`
 	Env     []string `json:"env"`

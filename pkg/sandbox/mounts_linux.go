@@ -116,6 +116,13 @@ func setupRoot(j *job, res *result) (string, error) {
 	}
 	for i, m := range rs.Mounts {
 		target := filepath.Clean("/" + m.Target)
+		if strings.HasPrefix(target, "/dev/") && !skipped["/dev"] {
+			// /dev is the step's own tmpfs, mounted over the stubs: make
+			// the mount point there (a RUN heredoc script's /dev/pipes).
+			if err := devMountPoint(at(target), m.File); err != nil {
+				return "", fmt.Errorf("--mount target=%s: %w", target, err)
+			}
+		}
 		if skipped[target] {
 			return "", fmt.Errorf("--mount target %s goes through a symlink or a file in the image", target)
 		}
@@ -339,7 +346,13 @@ func chrootSetup(rs *runSpec, res *result, hosts, resolv []byte) (func(), error)
 			res.Notes = append(res.Notes, fmt.Sprintf("%s: %v", f.p, err))
 		}
 	}
-	_ = rs
+	for _, f := range rs.chrootFiles {
+		made, err := placeFile(f)
+		res.Created = append(res.Created, made...)
+		if err != nil {
+			return nil, fmt.Errorf("--mount target=%s: %w", f.target, err)
+		}
+	}
 	created := res.Created
 	res.Created = nil
 	return func() {
@@ -387,4 +400,84 @@ func checkNoSymlinks(root, p string) error {
 		}
 	}
 	return nil
+}
+
+// devMountPoint makes a mount point (a file or a directory) in the step's
+// /dev tmpfs.
+func devMountPoint(p string, file bool) error {
+	if !file {
+		return os.MkdirAll(p, 0o755)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// chrootFile is a file mount of a chroot step, copied in for the step.
+type chrootFile struct {
+	target string
+	data   []byte
+	mode   os.FileMode
+}
+
+// chrootFiles reads the file mounts of a chroot step (the only kind chroot
+// mode supports; Sandbox.Run refuses the others).
+func chrootFiles(ms []Mount) ([]chrootFile, error) {
+	var out []chrootFile
+	for _, m := range ms {
+		if m.Type != "bind" || !m.File {
+			continue
+		}
+		data, err := os.ReadFile(m.Source)
+		if err != nil {
+			return nil, fmt.Errorf("--mount target=%s: %w", m.Target, err)
+		}
+		mode := os.FileMode(0o444)
+		if fi, err := os.Stat(m.Source); err == nil {
+			mode = fi.Mode().Perm()
+		}
+		out = append(out, chrootFile{target: filepath.Clean("/" + m.Target), data: data, mode: mode})
+	}
+	return out, nil
+}
+
+// placeFile writes f in the working copy (the root), creating missing
+// parent directories; it returns what it created (relative, parents
+// first), which the step's clean-up removes. A target that exists is
+// refused: chroot mode cannot mount over it.
+func placeFile(f chrootFile) ([]string, error) {
+	var made []string
+	dir := filepath.Dir(f.target)
+	var missing []string
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		fi, err := os.Lstat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return made, fmt.Errorf("%s is not a directory in the image", d)
+			}
+			break
+		}
+		missing = append([]string{d}, missing...)
+	}
+	for _, d := range missing {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return made, err
+		}
+		made = append(made, strings.TrimPrefix(d, "/"))
+	}
+	if _, err := os.Lstat(f.target); err == nil {
+		return made, fmt.Errorf("it exists in the image, and chroot mode cannot mount over it")
+	}
+	if err := os.WriteFile(f.target, f.data, f.mode); err != nil {
+		return made, err
+	}
+	if err := os.Chmod(f.target, f.mode); err != nil {
+		return made, err
+	}
+	return append(made, strings.TrimPrefix(f.target, "/")), nil
 }

@@ -132,6 +132,13 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 			}
 		}
 	}
+	if s.mode == ModeChroot {
+		for _, m := range rs.Mounts {
+			if m.Type != "bind" || !m.File || !m.ReadOnly || len(m.Lowers) > 0 {
+				return nil, fmt.Errorf("RUN --mount=type=%s (target %s) needs a mount namespace, which %s mode cannot make (%s); only secrets and heredoc scripts work here", m.Type, m.Target, s.mode, s.reason)
+			}
+		}
+	}
 	res, err := s.exec(ctx, &job{Kind: "run", Run: rs}, nil, st.Stdout, st.Stderr)
 	if err != nil {
 		return nil, err
