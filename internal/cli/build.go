@@ -38,6 +38,7 @@ type buildFlags struct {
 	cacheFrom   []string
 	cacheTo     []string
 	secrets     []string
+	ssh         []string
 	format      string
 	timestamp   string
 	outputs     []string
@@ -70,6 +71,7 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.BoolVar(&f.noCache, "no-cache", false, "run every RUN step, neither using nor filling the step cache")
 	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "also look RUN steps up in this registry repository's step cache (repeatable)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)")
+	fl.StringArrayVar(&f.ssh, "ssh", nil, "default|ID[=SOCKET]: an ssh-agent socket for RUN --mount=type=ssh (default: $SSH_AUTH_SOCK; repeatable)")
 	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "push the step cache entries the build used or made to this registry repository (repeatable)")
 	fl.StringVar(&f.format, "format", "oci", "manifest and config format: oci or docker")
 	fl.StringVar(&f.timestamp, "timestamp", "", "seconds since the epoch for created times and file mtimes (reproducible builds; default $SOURCE_DATE_EPOCH)")
@@ -189,6 +191,14 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return err
 	}
+	sshSockets := map[string]string{}
+	for _, v := range f.ssh {
+		id, sock, err := parseSSH(v)
+		if err != nil {
+			return err
+		}
+		sshSockets[id] = sock
+	}
 	secrets := map[string]build.Secret{}
 	for _, v := range f.secrets {
 		id, sec, err := parseSecret(v)
@@ -274,6 +284,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Isolation:      isolation,
 		Cache:          stepCache,
 		Secrets:        secrets,
+		SSH:            sshSockets,
 		CacheCopies:    tiered != nil,
 	})
 	if err != nil {
@@ -546,4 +557,28 @@ func parseSecret(v string) (string, build.Secret, error) {
 		return "", build.Secret{}, fmt.Errorf("--secret id=%s: environment variable %s is not set", id, env)
 	}
 	return id, build.Secret{Env: env}, nil
+}
+
+// parseSSH parses an --ssh value: ID (the socket in $SSH_AUTH_SOCK) or
+// ID=SOCKET, as docker's --ssh; the socket must be an ssh agent's (docker
+// also takes key files, which kiln does not: ssh-add them to an agent).
+func parseSSH(v string) (string, string, error) {
+	id, sock, _ := strings.Cut(v, "=")
+	if id == "" {
+		return "", "", fmt.Errorf("--ssh %q: no id (use default or ID=SOCKET)", v)
+	}
+	if sock == "" {
+		sock = os.Getenv("SSH_AUTH_SOCK")
+		if sock == "" {
+			return "", "", fmt.Errorf("--ssh %s: $SSH_AUTH_SOCK is not set (start ssh-agent, or give --ssh %s=SOCKET)", v, id)
+		}
+	}
+	fi, err := os.Stat(sock)
+	if err != nil {
+		return "", "", fmt.Errorf("--ssh %s: %v", id, err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return "", "", fmt.Errorf("--ssh %s: %s is not a socket: kiln forwards ssh-agent sockets (ssh-add the key to an agent and pass its socket)", id, sock)
+	}
+	return id, sock, nil
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,5 +47,32 @@ func TestParseSecret(t *testing.T) {
 		if _, _, err := parseSecret(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", in, err, want)
 		}
+	}
+}
+
+func TestParseSSH(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	if id, s, err := parseSSH("default"); err != nil || id != "default" || s != sock {
+		t.Errorf("default: %s %s %v", id, s, err)
+	}
+	if id, s, err := parseSSH("deploy=" + sock); err != nil || id != "deploy" || s != sock {
+		t.Errorf("deploy=SOCK: %s %s %v", id, s, err)
+	}
+	key := filepath.Join(t.TempDir(), "id_ed25519")
+	os.WriteFile(key, []byte("key"), 0o600)
+	for in, want := range map[string]string{"=x": "no id", "default=" + key: "not a socket", "x=/nonexistent.sock": "no such file"} {
+		if _, _, err := parseSSH(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", in, err, want)
+		}
+	}
+	t.Setenv("SSH_AUTH_SOCK", "")
+	if _, _, err := parseSSH("default"); err == nil || !strings.Contains(err.Error(), "SSH_AUTH_SOCK is not set") {
+		t.Errorf("no agent: %v", err)
 	}
 }

@@ -69,6 +69,9 @@ type Options struct {
 	CacheCopies bool
 	// Secrets are what RUN --mount=type=secret may mount, by id.
 	Secrets map[string]Secret
+	// SSH are the ssh-agent sockets RUN --mount=type=ssh may mount, by id
+	// ("default" when the mount names none).
+	SSH map[string]string
 	// Cache, when set, is the step cache: a RUN step whose key (see
 	// runInputs) it holds is not run, its cached layer is used; a step
 	// that runs is added to it. nil (--no-cache) runs every step.

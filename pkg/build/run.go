@@ -430,7 +430,20 @@ func (s *stageState) workCopy(ctx context.Context, r *runEnv, layers []rootfs.La
 func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.RunCommand, note func(string), secretDir string) ([]sandbox.Mount, []string, error) {
 	var out []sandbox.Mount
 	var env []string
+	nSSH := 0
 	for _, m := range instructions.GetMounts(c) {
+		if m.Type == instructions.MountTypeSSH {
+			sm, senv, err := s.sshMount(m, nSSH)
+			nSSH++
+			if err != nil {
+				return nil, nil, err
+			}
+			if sm != nil {
+				out = append(out, *sm)
+				env = append(env, senv...)
+			}
+			continue
+		}
 		if m.Type == instructions.MountTypeSecret {
 			sm, senv, err := s.secretMount(m, secretDir)
 			if err != nil {
@@ -505,7 +518,7 @@ func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.R
 			}
 			out = append(out, bm)
 		default:
-			return nil, nil, fmt.Errorf("--mount=type=%s is not supported (bind, cache, tmpfs and secret are)", m.Type)
+			return nil, nil, fmt.Errorf("--mount=type=%s is not supported (bind, cache, tmpfs, secret and ssh are)", m.Type)
 		}
 	}
 	return out, env, nil

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,5 +128,42 @@ func TestRunHeredocScriptAndSecretInEveryMode(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "needs a mount namespace") || !strings.Contains(err.Error(), "Dockerfile:2") {
 			t.Errorf("cache mount in chroot mode: %v", err)
 		}
+	}
+}
+
+// TestRunSSHMount: RUN --mount=type=ssh binds the ssh-agent socket the
+// build was given at /run/buildkit/ssh_agent.N (or target=) with
+// SSH_AUTH_SOCK set, leaves nothing in the image, and a required agent
+// the build lacks is an error naming it.
+func TestRunSSHMount(t *testing.T) {
+	e, sb := runEnv(t)
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	df := `FROM {{REG}}/library/busybox
+RUN --mount=type=ssh test -S "$SSH_AUTH_SOCK" && echo "$SSH_AUTH_SOCK" > /sock
+RUN --mount=type=ssh,id=deploy,target=/tmp/agent test -S /tmp/agent && test "$SSH_AUTH_SOCK" = /tmp/agent && echo ok > /ok
+`
+	img := e.mustBuild(t, df, nil, withSandbox(sb, nil), func(o *build.Options) {
+		o.SSH = map[string]string{"default": sock, "deploy": sock}
+	})
+	tree := testutil.ImageTree(t, img)
+	if l := testutil.TreeEntry(tree, "/sock"); !strings.Contains(l, sha256Hex("/run/buildkit/ssh_agent.0\n")) {
+		t.Errorf("/sock: %q", l)
+	}
+	if testutil.TreeEntry(tree, "/ok") == "" {
+		t.Error("the agent socket was not at target=")
+	}
+	for _, l := range tree {
+		if strings.HasPrefix(l, "/run") || strings.HasPrefix(l, "/tmp/agent") {
+			t.Errorf("%s reached the image", l)
+		}
+	}
+	_, err = e.build(t, "FROM {{REG}}/library/busybox\nRUN --mount=type=ssh,required=true true\n", nil, withSandbox(sb, nil))
+	if err == nil || !strings.Contains(err.Error(), `ssh agent "default"`) || !strings.Contains(err.Error(), "Dockerfile:2") {
+		t.Errorf("missing required agent: %v", err)
 	}
 }

@@ -103,4 +103,6 @@ type Mount struct {
 	Work  string `json:"work,omitempty"`
 	// File is set when Source is a file.
 	File bool `json:"file,omitempty"`
+	// Socket is set when Source is a unix socket (an ssh agent's).
+	Socket bool `json:"socket,omitempty"`
 }

@@ -134,8 +134,8 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 	}
 	if s.mode == ModeChroot {
 		for _, m := range rs.Mounts {
-			if m.Type != "bind" || !m.File || !m.ReadOnly || len(m.Lowers) > 0 {
-				return nil, fmt.Errorf("RUN --mount=type=%s (target %s) needs a mount namespace, which %s mode cannot make (%s); only secrets and heredoc scripts work here", m.Type, m.Target, s.mode, s.reason)
+			if m.Type != "bind" || !m.File || !m.ReadOnly || m.Socket || len(m.Lowers) > 0 {
+				return nil, fmt.Errorf("RUN --mount=type=%s (target %s) needs a mount namespace, which %s mode cannot make (%s); only secrets and heredoc scripts work here", mountKind(m), m.Target, s.mode, s.reason)
 			}
 		}
 	}
@@ -160,4 +160,11 @@ func CommandString(args []string) string {
 		b.WriteString("'" + strings.ReplaceAll(a, "'", `'\''`) + "'")
 	}
 	return b.String()
+}
+
+func mountKind(m Mount) string {
+	if m.Socket {
+		return "ssh"
+	}
+	return m.Type
 }
