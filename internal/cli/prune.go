@@ -7,7 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/cache"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 )
 
 func newPruneCommand(g *globals) *cobra.Command {
@@ -16,10 +18,12 @@ func newPruneCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "prune",
 		Aliases: []string{"builder-prune"},
-		Short:   "Remove step-cache entries and the blobs no image needs",
+		Short:   "Remove step-cache entries, and the blobs and unpacked layers no image needs",
 		Long: "Remove the step cache's entries (all of them, or with --filter until=DURATION those not used\n" +
-			"for that long), then the blobs that no image and no remaining entry needs. Blobs that became\n" +
-			"unreferenced less than an hour ago stay: a build running alongside may be about to use them.",
+			"for that long), then the blobs that no image and no remaining entry needs, and the unpacked\n" +
+			"layers of RUN steps that belong to no stored image and were not used for an hour (or for\n" +
+			"DURATION). Blobs that became unreferenced less than an hour ago stay: a build running\n" +
+			"alongside may be about to use them.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var before time.Time
@@ -46,7 +50,20 @@ func newPruneCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "Deleted %d step-cache entries and %d blobs\n", n, removed)
+			// Unpacked layers of no stored image, unused for an hour (or
+			// for the --filter duration): removed through the sandbox, as
+			// they may belong to subordinate ids.
+			grace := time.Hour
+			if !before.IsZero() {
+				grace = time.Since(before)
+			}
+			unpacked := 0
+			if sb, _, err := sandbox.New(cmd.Context(), sandbox.Options{}); err == nil {
+				if unpacked, err = build.PruneUnpacked(cmd.Context(), st, sb, grace); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(g.stdout, "Deleted %d step-cache entries, %d blobs and %d unpacked layers\n", n, removed, unpacked)
 			fmt.Fprintf(g.stdout, "Total reclaimed space: %s\n", humanSize(freed))
 			return nil
 		},

@@ -10,7 +10,7 @@ import (
 func TestPrune(t *testing.T) {
 	root := t.TempDir()
 	out, _, err := run(t, root, "", "prune")
-	if err != nil || !strings.Contains(out, "Deleted 0 step-cache entries") || !strings.Contains(out, "Total reclaimed space: 0B") {
+	if err != nil || !strings.Contains(out, "Deleted 0 step-cache entries, 0 blobs and 0 unpacked layers") || !strings.Contains(out, "Total reclaimed space: 0B") {
 		t.Errorf("prune of an empty store: %q, %v", out, err)
 	}
 	for _, f := range []string{"label=x", "until=soon"} {

@@ -181,6 +181,7 @@ func (s *Store) Commit(ctx context.Context, u Unpacker, chain v1.Hash, dir strin
 	if err := os.Rename(dir, s.Dir(key, chain)); err != nil {
 		return fmt.Errorf("rootfs store: %w", err)
 	}
+	markUsed(s.Dir(key, chain))
 	return nil
 }
 
@@ -202,14 +203,22 @@ func (s *Store) Prepare(ctx context.Context, u Unpacker, layers []Layer, note fu
 		dirs[i] = s.Dir(key, c)
 	}
 	for i, c := range chains {
-		if s.Has(key, c) {
-			continue
+		if !s.Has(key, c) {
+			if err := s.unpack(ctx, u, layers[i], c, dirs[:i], note); err != nil {
+				return nil, err
+			}
 		}
-		if err := s.unpack(ctx, u, layers[i], c, dirs[:i], note); err != nil {
-			return nil, err
-		}
+		markUsed(dirs[i])
 	}
 	return dirs, nil
+}
+
+// markUsed sets a layer directory's time to now: Prune keeps layers used
+// recently (an unpacked directory otherwise has its layer's time, which
+// may be years old). Best effort.
+func markUsed(dir string) {
+	now := time.Now()
+	_ = os.Chtimes(dir, now, now)
 }
 
 func (s *Store) unpack(ctx context.Context, u Unpacker, l Layer, chain v1.Hash, lowers []string, note func(string)) error {
@@ -263,3 +272,63 @@ func (s *Store) unpack(ctx context.Context, u Unpacker, l Layer, chain v1.Hash, 
 }
 
 func sleep() <-chan time.Time { return time.After(20 * time.Millisecond) }
+
+// Prune removes, through u, the layer directories of mapping u.Key() that
+// keep does not want and that no build has used for grace (Prepare marks
+// a directory used each time it hands it out): a build running alongside
+// never loses a layer it just asked for. A directory being unpacked or
+// committed (locked) is left alone. It returns how many it removed.
+func (s *Store) Prune(ctx context.Context, u Unpacker, keep func(chain v1.Hash) bool, grace time.Duration) (int, error) {
+	key := u.Key()
+	if err := checkKey(key); err != nil {
+		return 0, err
+	}
+	ents, err := os.ReadDir(filepath.Join(s.root, key))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	cutoff := time.Now().Add(-grace)
+	n := 0
+	for _, e := range ents {
+		chain := v1.Hash{Algorithm: "sha256", Hex: e.Name()}
+		if !e.IsDir() || len(e.Name()) != 64 || strings.Trim(e.Name(), "0123456789abcdef") != "" || keep(chain) {
+			continue
+		}
+		if fi, err := e.Info(); err != nil || fi.ModTime().After(cutoff) {
+			continue
+		}
+		if err := s.pruneOne(ctx, u, key, chain, cutoff); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (s *Store) pruneOne(ctx context.Context, u Unpacker, key string, chain v1.Hash, cutoff time.Time) error {
+	lockCtx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	unlock, err := s.lock(lockCtx, key, chain)
+	if err != nil {
+		return nil // busy: leave it
+	}
+	defer unlock()
+	dir := s.Dir(key, chain)
+	fi, err := os.Lstat(dir)
+	if err != nil || fi.ModTime().After(cutoff) {
+		return nil // gone, or used meanwhile
+	}
+	// Out of the way first, so that no build finds a half-removed layer.
+	trash, err := s.TempDir(key, "prune-")
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(dir, filepath.Join(trash, "diff")); err != nil {
+		return fmt.Errorf("rootfs store: %w", err)
+	}
+	os.Remove(dir + ".lock")
+	return u.Remove(ctx, trash)
+}

@@ -349,3 +349,50 @@ func (s *Store) ImageID(d v1.Descriptor) (v1.Hash, error) {
 	s.ids.Store(d.Digest, id)
 	return id, nil
 }
+
+// DiffIDStacks returns the diff IDs (bottom first) of every image the
+// refs name, the images of an index included: what the unpacked layers a
+// RUN step works on are named after. An image whose config cannot be read
+// is skipped.
+func (s *Store) DiffIDStacks() ([][]v1.Hash, error) {
+	es, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	var out [][]v1.Hash
+	seen := map[v1.Hash]bool{}
+	var visit func(d v1.Descriptor, depth int)
+	visit = func(d v1.Descriptor, depth int) {
+		if seen[d.Digest] || depth > 4 {
+			return
+		}
+		seen[d.Digest] = true
+		if d.MediaType.IsIndex() {
+			idx, err := s.Index(d.Digest)
+			if err != nil {
+				return
+			}
+			m, err := idx.IndexManifest()
+			if err != nil {
+				return
+			}
+			for _, c := range m.Manifests {
+				visit(c, depth+1)
+			}
+			return
+		}
+		img, err := s.Image(d.Digest)
+		if err != nil {
+			return
+		}
+		cfg, err := img.ConfigFile()
+		if err != nil || cfg == nil {
+			return
+		}
+		out = append(out, append([]v1.Hash(nil), cfg.RootFS.DiffIDs...))
+	}
+	for _, e := range es {
+		visit(e.Descriptor, 0)
+	}
+	return out, nil
+}
