@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 )
 
 const (
@@ -383,70 +383,52 @@ func (s *Store) WriteImage(ctx context.Context, img v1.Image, opts ...WriteOptio
 
 // writeLayers copies the layers the store lacks, a few at a time.
 func (s *Store) writeLayers(ctx context.Context, img v1.Image, imgDigest v1.Hash, layers []v1.Descriptor, wo *writeOpts) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		seen     = map[v1.Hash]bool{}
-		sem      = make(chan struct{}, layerWorkers)
-	)
-	setErr := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
-		}
-		mu.Unlock()
-	}
-	for _, d := range layers {
-		if seen[d.Digest] {
-			continue
-		}
-		seen[d.Digest] = true
-		if err := checkHash(d.Digest); err != nil {
-			setErr(fmt.Errorf("writing image %s: layer: %w", imgDigest, err))
-			break
-		}
-		present, err := s.ensurePresent(d.Digest)
-		if err != nil {
-			setErr(err)
-			break
-		}
-		if present {
-			continue
-		}
-		if repo, ok := wo.sources[d.Digest]; ok {
-			// Left in its registry: recorded, fetched only if read.
-			if err := s.RecordSource(d.Digest, repo); err != nil {
-				setErr(fmt.Errorf("writing image %s: %w", imgDigest, err))
-				break
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(layerWorkers)
+	seen := map[v1.Hash]bool{}
+	err := func() error {
+		for _, d := range layers {
+			if seen[d.Digest] {
+				continue
 			}
-			continue
-		}
-		if len(s.Sources(d.Digest)) > 0 {
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func(d v1.Descriptor) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := s.copyLayer(ctx, img, d); err != nil {
-				setErr(fmt.Errorf("writing image %s: %w", imgDigest, err))
+			seen[d.Digest] = true
+			if err := checkHash(d.Digest); err != nil {
+				return fmt.Errorf("writing image %s: layer: %w", imgDigest, err)
 			}
-		}(d)
+			present, err := s.ensurePresent(d.Digest)
+			if err != nil {
+				return err
+			}
+			if present {
+				continue
+			}
+			if repo, ok := wo.sources[d.Digest]; ok {
+				// Left in its registry: recorded, fetched only if read.
+				if err := s.RecordSource(d.Digest, repo); err != nil {
+					return fmt.Errorf("writing image %s: %w", imgDigest, err)
+				}
+				continue
+			}
+			if len(s.Sources(d.Digest)) > 0 {
+				continue
+			}
+			if gctx.Err() != nil {
+				return nil // a copy failed: Wait reports it
+			}
+			g.Go(func() error {
+				if err := s.copyLayer(gctx, img, d); err != nil {
+					return fmt.Errorf("writing image %s: %w", imgDigest, err)
+				}
+				return nil
+			})
+		}
+		return nil
+	}()
+	if werr := g.Wait(); werr != nil {
+		return werr
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+	if err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("writing image %s: %w", imgDigest, err)
