@@ -132,6 +132,9 @@ func (b *bearerAuth) wrap(next http.Handler) http.Handler {
 
 // flaky fails every third request: alternately with a 500 and by closing
 // the connection without an answer (a reset, as the client sees it).
+// maxFlakyFailures bounds how many requests a flaky handler fails.
+const maxFlakyFailures = 8
+
 type flaky struct {
 	n        atomic.Int64
 	failures atomic.Int64
@@ -153,7 +156,10 @@ func (f *flaky) wrap(next http.Handler) http.Handler {
 			f.failed = map[string]bool{}
 		}
 		retry := f.failed[key]
-		fail := n%3 == 0 && !retry
+		// A bounded number of failures: a blob's retried upload is a new
+		// session (new paths), so unbounded failures could, under some
+		// interleavings of concurrent uploads, exhaust its retries.
+		fail := n%3 == 0 && !retry && f.failures.Load() < maxFlakyFailures
 		f.failed[key] = fail
 		f.mu.Unlock()
 		if !fail {
