@@ -132,7 +132,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	createdBy := runCreatedBy(c, args)
 	var key string
 	if s.b.keyed {
-		if key, err = s.runKey(ctx, c, args, env, network); err != nil {
+		if key, err = s.runKey(ctx, c, args, env, network, r.sb.SingleMapping()); err != nil {
 			return errf("%v", err)
 		}
 		if hit, err := s.cachedRun(ctx, key, label, createdBy); err != nil || hit {

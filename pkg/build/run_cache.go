@@ -34,6 +34,10 @@ type runInputs struct {
 	Compression string       `json:"compression"`
 	Format      string       `json:"format"`
 	Timestamp   int64        `json:"timestamp,omitempty"`
+	// OneID: the sandbox maps only the caller, so every file the step
+	// makes is owned by root; such a layer is not what a sandbox with
+	// subordinate ids would make.
+	OneID bool `json:"oneID,omitempty"`
 }
 
 // mountInput is a --mount as the key sees it. A cache mount's content is
@@ -49,8 +53,9 @@ type mountInput struct {
 }
 
 // runKey is the cache key of a RUN step (the layers below are complete).
-func (s *stageState) runKey(ctx context.Context, c *instructions.RunCommand, args, env []string, network string) (string, error) {
+func (s *stageState) runKey(ctx context.Context, c *instructions.RunCommand, args, env []string, network string, oneID bool) (string, error) {
 	in := runInputs{
+		OneID:       oneID,
 		Platform:    fmt.Sprintf("%s/%s/%s", s.platform.OS, s.platform.Architecture, s.platform.Variant),
 		Args:        args,
 		Env:         env,
