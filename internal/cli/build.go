@@ -527,6 +527,9 @@ func parseSecret(v string) (string, build.Secret, error) {
 	if id == "" {
 		return "", build.Secret{}, fmt.Errorf("--secret %q: no id", v)
 	}
+	if typ == "env" && env == "" && src != "" {
+		env, src = src, "" // buildx: with type=env, src names the variable
+	}
 	switch {
 	case src != "" && env != "":
 		return "", build.Secret{}, fmt.Errorf("--secret %q: src and env cannot both be set", v)

@@ -59,11 +59,14 @@ func (s *stageState) addLayerCached(ctx context.Context, entries []*copyEntry, c
 			return wrap(err)
 		}
 		if cacheKey, err = s.copyKey(contentKey); err != nil {
-			return wrap(err)
+			s.b.logf("[%s] warning: step cache: no key (%v)", s.stageTag(), err)
+			cacheKey, contentKey = "", ""
 		}
-		hit, err := s.cachedCopy(ctx, cacheKey, contentKey, createdBy, sorted)
-		if err != nil || hit {
-			return err
+		if cacheKey != "" {
+			hit, err := s.cachedCopy(ctx, cacheKey, contentKey, createdBy, sorted)
+			if err != nil || hit {
+				return err
+			}
 		}
 	}
 
@@ -83,16 +86,14 @@ func (s *stageState) addLayerCached(ctx context.Context, entries []*copyEntry, c
 				os.RemoveAll(d)
 			}
 		}()
-		l, key, err := s.writeLayer(ctx, sorted, contentKey == "")
+		l, key, err := s.writeLayer(ctx, sorted, s.b.keyed || contentKey != "")
 		if err != nil {
 			err = wrap(err)
 		}
-		if contentKey != "" {
-			key = contentKey
-		}
 		fl.contentKey = key
-		// Into the cache before anyone waiting on the layer goes on.
-		if err == nil && cacheKey != "" {
+		// Into the cache before anyone waiting on the layer goes on; only
+		// when the files did not change between hashing and writing.
+		if err == nil && cacheKey != "" && key == contentKey {
 			if err := s.b.opts.Cache.Put(ctx, cacheKey, cache.Entry{Layer: l, CreatedBy: createdBy}); err != nil {
 				s.b.logf("[%s] warning: step cache: %v", s.stageTag(), err)
 			}
@@ -157,7 +158,7 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry, wantKe
 	}
 	defer bw.Abort()
 	var ch *contentHasher
-	if s.b.keyed && wantKey {
+	if wantKey {
 		ch = newContentHasher()
 	}
 	// Big reads: one read(2) per MiB of content rather than per 32 KiB.

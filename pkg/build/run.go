@@ -133,7 +133,9 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	var key string
 	if s.b.keyed {
 		if key, err = s.runKey(ctx, c, args, env, network, r.sb.SingleMapping()); err != nil {
-			return errf("%v", err)
+			// The cache is an optimisation: run the step without it.
+			s.b.logf("[%s %s] warning: step cache: no key (%v); running the step", s.stageTag(), label, err)
+			key = ""
 		}
 		if hit, err := s.cachedRun(ctx, key, label, createdBy); err != nil || hit {
 			return err
@@ -284,6 +286,9 @@ func walkExclude(created []string) []string {
 }
 
 func runCreatedBy(c *instructions.RunCommand, args []string) string {
+	if isScript(c) {
+		return "RUN " + c.CmdLine[0] + "\n" + heredocData(c)
+	}
 	if c.PrependShell {
 		return "RUN " + args[len(args)-1]
 	}

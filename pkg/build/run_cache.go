@@ -26,6 +26,7 @@ type runInputs struct {
 	Platform    string       `json:"platform"`
 	Chain       string       `json:"chain"`
 	Args        []string     `json:"args"`
+	Heredocs    []heredoc    `json:"heredocs,omitempty"`
 	Env         []string     `json:"env"`
 	User        string       `json:"user"`
 	Cwd         string       `json:"cwd"`
@@ -40,16 +41,29 @@ type runInputs struct {
 	OneID bool `json:"oneID,omitempty"`
 }
 
+// heredoc is a RUN heredoc as the key sees it (a #! script runs from a
+// file, so its text is not in the arguments).
+type heredoc struct {
+	Name  string `json:"name"`
+	Data  string `json:"data"`
+	Chomp bool   `json:"chomp,omitempty"`
+}
+
 // mountInput is a --mount as the key sees it. A cache mount's content is
 // deliberately not part of it (BuildKit does the same): it is a cache.
 type mountInput struct {
-	Type     string `json:"type"`
-	Target   string `json:"target"`
-	Source   string `json:"source,omitempty"`
-	ReadOnly bool   `json:"ro,omitempty"`
-	ID       string `json:"id,omitempty"`
-	From     string `json:"from,omitempty"`    // chain key of the stage or image bound
-	Content  string `json:"content,omitempty"` // digest of the context files bound
+	Type     string  `json:"type"`
+	Target   string  `json:"target"`
+	Source   string  `json:"source,omitempty"`
+	ReadOnly bool    `json:"ro,omitempty"`
+	ID       string  `json:"id,omitempty"`
+	Env      *string `json:"env,omitempty"`
+	Mode     *uint64 `json:"mode,omitempty"`
+	UID      *uint64 `json:"uid,omitempty"`
+	GID      *uint64 `json:"gid,omitempty"`
+	Required bool    `json:"required,omitempty"`
+	From     string  `json:"from,omitempty"`    // chain key of the stage or image bound
+	Content  string  `json:"content,omitempty"` // digest of the context files bound
 }
 
 // runKey is the cache key of a RUN step (the layers below are complete).
@@ -68,12 +82,16 @@ func (s *stageState) runKey(ctx context.Context, c *instructions.RunCommand, arg
 	if s.b.opts.Timestamp != nil {
 		in.Timestamp = s.b.opts.Timestamp.Unix()
 	}
+	for _, f := range c.Files {
+		in.Heredocs = append(in.Heredocs, heredoc{Name: f.Name, Data: f.Data, Chomp: f.Chomp})
+	}
 	var err error
 	if in.Chain, err = s.chainKey(); err != nil {
 		return "", err
 	}
 	for _, m := range instructions.GetMounts(c) {
-		mi := mountInput{Type: string(m.Type), Target: m.Target, Source: m.Source, ReadOnly: m.ReadOnly, ID: m.CacheID}
+		mi := mountInput{Type: string(m.Type), Target: m.Target, Source: m.Source, ReadOnly: m.ReadOnly, ID: m.CacheID,
+			Env: m.Env, Mode: m.Mode, UID: m.UID, GID: m.GID, Required: m.Required}
 		if m.Type == instructions.MountTypeBind {
 			if m.From != "" {
 				if mi.From, err = s.mountChain(ctx, m.From); err != nil {

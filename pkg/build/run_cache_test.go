@@ -126,3 +126,24 @@ COPY late.txt /link/
 		t.Errorf("without a cache the RUN was not run again; log:\n%s", log)
 	}
 }
+
+// TestRunStepCacheHeredocScript: a #! heredoc script runs from a file, so
+// its text must be in the key: changing only the script runs it again.
+func TestRunStepCacheHeredocScript(t *testing.T) {
+	e, sb := runEnv(t)
+	c := cache.NewLocal(e.store)
+	script := func(word string) string {
+		return "FROM {{REG}}/library/busybox\nRUN <<EOT\n#!/bin/sh\necho " + word + " > /out\nEOT\n"
+	}
+	for _, word := range []string{"one", "two"} {
+		var log bytes.Buffer
+		img := e.mustBuild(t, script(word), nil, withSandbox(sb, &log), withCache(c))
+		if l := treeLine(t, img, "/out"); !strings.Contains(l, sha256Hex(word+"\n")) {
+			t.Errorf("script echoing %s: /out is %q; log:\n%s", word, l, log.String())
+		}
+		cfg, _ := img.ConfigFile()
+		if h := cfg.History[len(cfg.History)-1].CreatedBy; !strings.Contains(h, "echo "+word) {
+			t.Errorf("history %q lacks the script", h)
+		}
+	}
+}

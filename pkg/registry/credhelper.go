@@ -64,16 +64,20 @@ func execHelper(ctx context.Context, helper, action, serverURL string, stdin []b
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("credential helper %s %s %s: %w", prog, action, serverURL, ctx.Err())
 		}
-		msg := firstLine(out)
-		if msg == "" {
-			msg = firstLine(strings.TrimSpace(stderr.String()))
-		}
 		var secrets []string
 		if secret != "" {
 			secrets = []string{secret}
+			if q, err := json.Marshal(secret); err == nil {
+				secrets = append(secrets, strings.Trim(string(q), `"`))
+			}
+		}
+		// Masked before being cut, so no part of the secret survives.
+		msg := firstLine(redact(out, secrets))
+		if msg == "" {
+			msg = firstLine(redact(strings.TrimSpace(stderr.String()), secrets))
 		}
 		if msg != "" {
-			return nil, fmt.Errorf("credential helper %s %s %s: %v: %s", prog, action, serverURL, err, redact(msg, secrets))
+			return nil, fmt.Errorf("credential helper %s %s %s: %v: %s", prog, action, serverURL, err, msg)
 		}
 		return nil, fmt.Errorf("credential helper %s %s %s: %w", prog, action, serverURL, err)
 	}
