@@ -21,8 +21,8 @@ func newPruneCommand(g *globals) *cobra.Command {
 		Short:   "Remove step-cache entries, and the blobs and unpacked layers no image needs",
 		Long: "Remove the step cache's entries (all of them, or with --filter until=DURATION those not used\n" +
 			"for that long), then the blobs that no image and no remaining entry needs, and the unpacked\n" +
-			"layers of RUN steps that belong to no stored image and were not used for an hour (or for\n" +
-			"DURATION). Blobs that became unreferenced less than an hour ago stay: a build running\n" +
+			"layers of RUN steps that belong to no stored image and were not used for an hour (or for a\n" +
+			"longer DURATION). Blobs that became unreferenced less than an hour ago stay: a build running\n" +
 			"alongside may be about to use them.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -53,8 +53,10 @@ func newPruneCommand(g *globals) *cobra.Command {
 			// Unpacked layers of no stored image, unused for an hour (or
 			// for the --filter duration): removed through the sandbox, as
 			// they may belong to subordinate ids.
+			// Never less than an hour: a running build's layers are only
+			// protected by their recent use.
 			grace := time.Hour
-			if !before.IsZero() {
+			if !before.IsZero() && time.Since(before) > grace {
 				grace = time.Since(before)
 			}
 			unpacked := 0

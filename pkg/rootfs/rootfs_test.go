@@ -369,3 +369,23 @@ func mustRead(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// TestPrepareChecksDiffID: a layer whose tar is not the one its diff ID
+// names (a poisoned cache entry) is refused and leaves no directory under
+// that diff ID's chain.
+func TestPrepareChecksDiffID(t *testing.T) {
+	sb, st := sandboxStore(t)
+	good := layer(t, reg("etc/a", "a"))
+	bad := layer(t, reg("etc/a", "evil"))
+	bad.DiffID = good.DiffID
+	_, err := st.Prepare(context.Background(), sb, []rootfs.Layer{bad}, nil)
+	if err == nil || !strings.Contains(err.Error(), "not its diff ID") {
+		t.Fatalf("mismatched layer: %v", err)
+	}
+	if st.Has(sb.Key(), good.DiffID) {
+		t.Error("the mismatched layer was kept under the diff ID's chain")
+	}
+	if _, err := st.Prepare(context.Background(), sb, []rootfs.Layer{good}, nil); err != nil {
+		t.Errorf("the right layer: %v", err)
+	}
+}

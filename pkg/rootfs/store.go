@@ -245,17 +245,26 @@ func (s *Store) unpack(ctx context.Context, u Unpacker, l Layer, chain v1.Hash, 
 		return fmt.Errorf("layer %s: %w", l.Name, err)
 	}
 	defer rc.Close()
+	// The directory is named after the diff IDs: check that the tar is
+	// the one its diff ID names (a layer from a registry cache, say).
+	h := sha256.New()
+	r := io.TeeReader(rc, h)
 	dest := filepath.Join(tmp, "diff")
 	work := filepath.Join(tmp, "work")
-	notes, err := u.Unpack(ctx, lowers, dest, work, rc)
+	notes, err := u.Unpack(ctx, lowers, dest, work, r)
 	if err != nil {
 		return fmt.Errorf("unpacking layer %s: %w", l.Name, err)
 	}
 	// Whatever the tar held after its trailer is not part of the layer,
 	// but the reader must reach the end for lazily fetched layers to be
-	// verified and kept.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
+	// verified and kept, and for the diff ID to be checked.
+	if _, err := io.Copy(io.Discard, r); err != nil {
 		return fmt.Errorf("layer %s: %w", l.Name, err)
+	}
+	if l.DiffID.Algorithm == "sha256" {
+		if got := hex.EncodeToString(h.Sum(nil)); got != l.DiffID.Hex {
+			return fmt.Errorf("layer %s: its content is sha256:%s, not its diff ID %s", l.Name, got, l.DiffID)
+		}
 	}
 	if note != nil {
 		for _, n := range notes {
@@ -329,6 +338,5 @@ func (s *Store) pruneOne(ctx context.Context, u Unpacker, key string, chain v1.H
 	if err := os.Rename(dir, filepath.Join(trash, "diff")); err != nil {
 		return fmt.Errorf("rootfs store: %w", err)
 	}
-	os.Remove(dir + ".lock")
 	return u.Remove(ctx, trash)
 }
