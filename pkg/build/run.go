@@ -152,10 +152,11 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	}
 	var secrets string
 	if hasSecretMount(c) || isScript(c) {
-		if secrets, err = s.secretDir(); err != nil {
+		var release func()
+		if secrets, release, err = s.secretDir(); err != nil {
 			return errf("%v", err)
 		}
-		defer os.RemoveAll(secrets)
+		defer release()
 	}
 	mounts, secretEnv, err := s.runMounts(ctx, r, c, note, secrets)
 	if err != nil {

@@ -115,9 +115,9 @@ func (s *stageState) secretMount(m *instructions.Mount, dir string) (*sandbox.Mo
 }
 
 // secretDir is where a step's secret files are written: a private
-// directory in the store that the caller removes after the step (and that
-// the store's cleaners remove after a crash).
-func (s *stageState) secretDir() (string, error) {
+// directory in the store, locked while the step runs, removed by release
+// after it (and by the store's cleaners after a crash).
+func (s *stageState) secretDir() (string, func(), error) {
 	return s.b.opts.Store.ShortLivedDir()
 }
 

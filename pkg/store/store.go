@@ -296,35 +296,63 @@ func removeIfStale(path string) bool {
 // shortLivedPrefix names ShortLivedDir's directories (after tmpPrefix).
 const shortLivedPrefix = "short-"
 
-// shortLivedAge is how long a ShortLivedDir is safe from cleaners.
-const shortLivedAge = time.Minute
+// shortLivedLock is the file in a ShortLivedDir whose flock says its
+// creator is alive.
+const shortLivedLock = ".lock"
 
 // ShortLivedDir creates a private (0700) directory under the store's tmp
-// directory for files that are used (opened, or bind-mounted) within
-// seconds, such as a RUN step's secrets. The caller removes it; if the
-// process is killed first, the next Open or GC of the store removes it
-// once it is a minute old, so nothing written there outlives a crash for
-// long.
-func (s *Store) ShortLivedDir() (string, error) {
+// directory, for files a step uses while it runs, such as its secrets.
+// The directory is flocked until release, which removes it; if the
+// process dies first, the next Open or GC of the store removes it (an
+// unlocked directory belongs to nobody), so nothing written there
+// outlives a crash for long.
+func (s *Store) ShortLivedDir() (dir string, release func(), err error) {
 	d, err := os.MkdirTemp(s.tmpDir, s.tmpPrefix+shortLivedPrefix)
 	if err != nil {
-		return "", fmt.Errorf("creating a temp directory in %s: %w", s.tmpDir, err)
+		return "", nil, fmt.Errorf("creating a temp directory in %s: %w", s.tmpDir, err)
+	}
+	fail := func(err error) (string, func(), error) {
+		os.RemoveAll(d)
+		return "", nil, err
 	}
 	if err := os.Chmod(d, 0o700); err != nil {
-		os.RemoveAll(d)
-		return "", err
+		return fail(err)
 	}
-	return d, nil
+	f, err := os.OpenFile(filepath.Join(d, shortLivedLock), os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	if ok, err := tryLockFD(f, unix.LOCK_EX); err != nil || !ok {
+		f.Close()
+		return fail(fmt.Errorf("locking %s: %v", d, err))
+	}
+	return d, func() {
+		os.RemoveAll(d)
+		f.Close()
+	}, nil
 }
 
+// cleanShortLivedDirs removes the ShortLivedDirs whose creator is gone:
+// unlocked ones (older than a moment: a creator locks right after mkdir).
 func (s *Store) cleanShortLivedDirs(entries []os.DirEntry) {
-	cutoff := time.Now().Add(-shortLivedAge)
+	cutoff := time.Now().Add(-staleTempAge)
 	for _, e := range entries {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), s.tmpPrefix+shortLivedPrefix) {
 			continue
 		}
-		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
-			os.RemoveAll(filepath.Join(s.tmpDir, e.Name()))
+		fi, err := e.Info()
+		if err != nil || fi.ModTime().After(cutoff) {
+			continue
 		}
+		d := filepath.Join(s.tmpDir, e.Name())
+		f, err := os.Open(filepath.Join(d, shortLivedLock))
+		if err != nil {
+			os.RemoveAll(d) // died before locking
+			continue
+		}
+		if ok, _ := tryLockFD(f, unix.LOCK_EX); ok {
+			os.RemoveAll(d)
+		}
+		f.Close()
 	}
 }

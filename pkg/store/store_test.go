@@ -1216,3 +1216,50 @@ func TestGCRacingWriters(t *testing.T) {
 		t.Logf("grace %v: %d GC runs, %d of 12 tags failed", grace, gcs, failed)
 	}
 }
+
+// TestShortLivedDir: a held directory survives cleaners however old it
+// is; release removes it; an abandoned (unlocked) one goes at the next
+// Open.
+func TestShortLivedDir(t *testing.T) {
+	s := newStore(t)
+	d, release, err := s.ShortLivedDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(d)
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("mode %v, want 0700", fi.Mode().Perm())
+	}
+	if err := os.WriteFile(filepath.Join(d, "secret"), []byte("x"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(d, old, old)
+	if _, err := Open(s.Root()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d, "secret")); err != nil {
+		t.Fatalf("a cleaner removed a held directory: %v", err)
+	}
+	release()
+	if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("release left %s", d)
+	}
+
+	// Abandoned: made, then its lock dropped without removing it.
+	d2, release2, err := s.ShortLivedDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(t.TempDir(), "keep")
+	os.Rename(d2, tmp) // take it out of release's reach
+	release2()
+	os.Rename(tmp, d2)
+	os.Chtimes(d2, old, old)
+	if _, err := Open(s.Root()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d2); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an abandoned directory survived Open")
+	}
+}
