@@ -350,6 +350,15 @@ func chrootSetup(rs *runSpec, res *result, hosts, resolv []byte) (func(), error)
 		made, err := placeFile(f)
 		res.Created = append(res.Created, made...)
 		if err != nil {
+			// Undo everything: a secret placed before must not stay in
+			// the working copy (a later step's diff would see it).
+			for _, u := range undo {
+				u()
+			}
+			for i := len(res.Created) - 1; i >= 0; i-- {
+				_ = os.Remove("/" + res.Created[i])
+			}
+			res.Created = nil
 			return nil, fmt.Errorf("--mount target=%s: %w", f.target, err)
 		}
 	}
