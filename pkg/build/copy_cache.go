@@ -2,8 +2,6 @@ package build
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/cache"
@@ -39,20 +37,8 @@ func (s *stageState) hashEntries(ctx context.Context, sorted []*copyEntry) (stri
 		}
 		h := layerHeader(e)
 		ch.header(h)
-		if h.Size == 0 || e.open == nil {
-			continue
-		}
-		r, err := e.open()
-		if err != nil {
+		if err := copyContent(ch, e, h, buf); err != nil {
 			return "", err
-		}
-		n, err := io.CopyBuffer(ch, io.LimitReader(r, h.Size), buf)
-		r.Close()
-		if err != nil {
-			return "", fmt.Errorf("%s: %w", e.dest, err)
-		}
-		if n != h.Size {
-			return "", fmt.Errorf("%s: changed while being read (%d bytes expected, %d read)", e.dest, h.Size, n)
 		}
 	}
 	return ch.sum(), nil
@@ -60,20 +46,10 @@ func (s *stageState) hashEntries(ctx context.Context, sorted []*copyEntry) (stri
 
 // cachedCopy takes a COPY/ADD layer from the step cache when it has one.
 func (s *stageState) cachedCopy(ctx context.Context, key, contentKey, createdBy string, sorted []*copyEntry) (bool, error) {
-	e, err := s.b.opts.Cache.Get(ctx, key)
-	if err != nil {
-		s.b.logf("[%s] warning: step cache: %v (writing the layer)", s.stageTag(), err)
-		return false, nil
-	}
+	e := s.lookupCache(ctx, key, "["+s.stageTag()+"]", "writing the layer", strings.TrimSpace(createdBy))
 	if e == nil {
 		return false, nil
 	}
-	d, _ := e.Layer.Digest()
-	from := ""
-	if e.From != "" {
-		from = ", from " + e.From
-	}
-	s.b.logf("[%s] CACHED %s (layer %s%s)", s.stageTag(), strings.TrimSpace(createdBy), shortDigest(d), from)
 	s.cleanTemp()
 	s.layers = append(s.layers, e.Layer)
 	if s.b.keyed {

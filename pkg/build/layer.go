@@ -117,6 +117,31 @@ func (s *stageState) noteEntries(sorted []*copyEntry) {
 	}
 }
 
+// copyContent copies the content of entry e (written with header h) to w
+// through buf, checking that it still has the size it had when listed.
+// Entries that are not regular files, or empty, have none.
+func copyContent(w io.Writer, e *copyEntry, h *tar.Header, buf []byte) error {
+	if h.Typeflag != tar.TypeReg || h.Size == 0 {
+		return nil
+	}
+	if e.open == nil {
+		return fmt.Errorf("%s: no content", e.dest)
+	}
+	r, err := e.open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	n, err := io.CopyBuffer(w, io.LimitReader(r, h.Size), buf)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.dest, err)
+	}
+	if n != h.Size {
+		return fmt.Errorf("%s: changed while being copied (%d bytes expected, %d read)", e.dest, h.Size, n)
+	}
+	return nil
+}
+
 // layerHeader is the tar header an entry is written with.
 func layerHeader(e *copyEntry) *tar.Header {
 	h := cloneHeader(e.hdr)
@@ -177,23 +202,8 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry, wantKe
 				ch.header(h)
 				out = io.MultiWriter(tw, ch)
 			}
-			if h.Typeflag != tar.TypeReg || h.Size == 0 {
-				continue
-			}
-			if e.open == nil {
-				return fmt.Errorf("%s: no content", e.dest)
-			}
-			r, err := e.open()
-			if err != nil {
+			if err := copyContent(out, e, h, buf); err != nil {
 				return err
-			}
-			n, err := io.CopyBuffer(out, io.LimitReader(r, h.Size), buf)
-			r.Close()
-			if err != nil {
-				return fmt.Errorf("%s: %w", e.dest, err)
-			}
-			if n != h.Size {
-				return fmt.Errorf("%s: changed while being copied (%d bytes expected, %d read)", e.dest, h.Size, n)
 			}
 		}
 		return nil

@@ -153,7 +153,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	var secrets string
 	if hasSecretMount(c) || isScript(c) {
 		var release func()
-		if secrets, release, err = s.secretDir(); err != nil {
+		if secrets, release, err = s.b.opts.Store.ShortLivedDir(); err != nil {
 			return errf("%v", err)
 		}
 		defer release()
@@ -438,20 +438,16 @@ func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.R
 	var env []string
 	nSSH := 0
 	for _, m := range instructions.GetMounts(c) {
-		if m.Type == instructions.MountTypeSSH {
-			sm, senv, err := s.sshMount(m, nSSH)
-			nSSH++
-			if err != nil {
-				return nil, nil, err
+		if m.Type == instructions.MountTypeSSH || m.Type == instructions.MountTypeSecret {
+			var sm *sandbox.Mount
+			var senv []string
+			var err error
+			if m.Type == instructions.MountTypeSSH {
+				sm, senv, err = s.sshMount(m, nSSH)
+				nSSH++
+			} else {
+				sm, senv, err = s.secretMount(m, secretDir)
 			}
-			if sm != nil {
-				out = append(out, *sm)
-				env = append(env, senv...)
-			}
-			continue
-		}
-		if m.Type == instructions.MountTypeSecret {
-			sm, senv, err := s.secretMount(m, secretDir)
 			if err != nil {
 				return nil, nil, err
 			}

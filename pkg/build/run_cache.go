@@ -202,30 +202,40 @@ func (s *stageState) contextDigest(src string) (string, error) {
 // cachedRun looks the step up in the cache: on a hit the stage takes the
 // cached layer as the step's result.
 func (s *stageState) cachedRun(ctx context.Context, key, label, createdBy string) (bool, error) {
-	c := s.b.opts.Cache
-	if c == nil || key == "" {
+	if s.b.opts.Cache == nil || key == "" {
 		return false, nil
 	}
-	e, err := c.Get(ctx, key)
-	if err != nil {
-		s.b.logf("[%s %s] warning: step cache: %v (running the step)", s.stageTag(), label, err)
-		return false, nil
-	}
+	e := s.lookupCache(ctx, key, "["+s.stageTag()+" "+label+"]", "running the step", strings.TrimPrefix(createdBy, "RUN "))
 	if e == nil {
 		return false, nil
 	}
-	d, _ := e.Layer.Digest()
-	from := ""
-	if e.From != "" {
-		from = ", from " + e.From
-	}
-	s.b.logf("[%s %s] CACHED %s (layer %s%s)", s.stageTag(), label, strings.TrimPrefix(createdBy, "RUN "), shortDigest(d), from)
 	s.layers = append(s.layers, e.Layer)
 	s.links = append(s.links, chainLink{key: "run " + key})
 	s.noteRunEntries(e.Headers)
 	s.users = nil
 	s.history(createdBy, false)
 	return true, nil
+}
+
+// lookupCache asks the step cache for key. A hit is logged as
+// "PREFIX CACHED WHAT (layer …[, from REPO])"; a cache that fails is a
+// warning (the step goes on as otherwise, said by instead), never an error.
+func (s *stageState) lookupCache(ctx context.Context, key, prefix, instead, what string) *cache.Entry {
+	e, err := s.b.opts.Cache.Get(ctx, key)
+	if err != nil {
+		s.b.logf("%s warning: step cache: %v (%s)", prefix, err, instead)
+		return nil
+	}
+	if e == nil {
+		return nil
+	}
+	d, _ := e.Layer.Digest()
+	from := ""
+	if e.From != "" {
+		from = ", from " + e.From
+	}
+	s.b.logf("%s CACHED %s (layer %s%s)", prefix, what, shortDigest(d), from)
+	return e
 }
 
 func shortDigest(h v1.Hash) string {

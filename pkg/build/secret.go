@@ -37,8 +37,8 @@ func (sec Secret) value() ([]byte, error) {
 }
 
 // secretMount turns a RUN --mount=type=secret into a read-only bind of a
-// file holding the secret (written under dir, which the caller removes
-// after the step) and/or an environment variable, as BuildKit does: the
+// file holding the secret (written under dir, a store ShortLivedDir the
+// caller releases after the step) and/or an environment variable, as BuildKit does: the
 // id defaults to the base name of the target, the target to
 // /run/secrets/ID; env= (alone) exposes it as a variable only. A secret
 // the build was not given is an error when required, else the mount is
@@ -112,13 +112,6 @@ func (s *stageState) secretMount(m *instructions.Mount, dir string) (*sandbox.Mo
 		}
 	}
 	return &sandbox.Mount{Type: "bind", Target: path.Clean(target), Source: f.Name(), ReadOnly: true}, env, nil
-}
-
-// secretDir is where a step's secret files are written: a private
-// directory in the store, locked while the step runs, removed by release
-// after it (and by the store's cleaners after a crash).
-func (s *stageState) secretDir() (string, func(), error) {
-	return s.b.opts.Store.ShortLivedDir()
 }
 
 // hasSecretMount reports whether c mounts a secret.
