@@ -14,6 +14,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/pkg/store"
@@ -124,20 +125,17 @@ func (l *Local) Get(ctx context.Context, key string) (*Entry, error) {
 	if err != nil {
 		return nil, missOrErr(err)
 	}
-	var m v1.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("cache entry %s: malformed manifest %s", key, d.Digest)
-	}
-	if m.Config.MediaType != ConfigMediaType || len(m.Layers) != 1 {
-		return nil, fmt.Errorf("cache entry %s: manifest %s is not a kiln step-cache entry", key, d.Digest)
+	m, err := parseManifest(raw, key)
+	if err != nil {
+		return nil, err
 	}
 	rawCfg, err := l.readBlob(m.Config.Digest, maxConfigSize)
 	if err != nil {
 		return nil, missOrErr(err)
 	}
-	var cfg entryConfig
-	if err := json.Unmarshal(rawCfg, &cfg); err != nil || cfg.Key != key {
-		return nil, fmt.Errorf("cache entry %s: malformed config %s", key, m.Config.Digest)
+	cfg, err := parseConfig(rawCfg, key)
+	if err != nil {
+		return nil, err
 	}
 	ld := m.Layers[0]
 	if !l.st.HasBlob(ld.Digest) && len(l.st.Sources(ld.Digest)) == 0 {
@@ -156,7 +154,7 @@ func (l *Local) Put(ctx context.Context, key string, e Entry) error {
 	if e.Layer == nil {
 		return errors.New("cache put: no layer")
 	}
-	ld, err := layerDescriptor(e.Layer)
+	ld, err := partial.Descriptor(e.Layer)
 	if err != nil {
 		return fmt.Errorf("cache put %s: %w", key, err)
 	}
@@ -173,7 +171,7 @@ func (l *Local) Put(ctx context.Context, key string, e Entry) error {
 		SchemaVersion: 2,
 		MediaType:     types.OCIManifestSchema1,
 		Config:        cfgDesc,
-		Layers:        []v1.Descriptor{ld},
+		Layers:        []v1.Descriptor{*ld},
 	})
 	if err != nil {
 		return fmt.Errorf("cache put %s: %w", key, err)
@@ -188,27 +186,38 @@ func (l *Local) Put(ctx context.Context, key string, e Entry) error {
 	return l.st.SetCacheRef(key, md)
 }
 
-func layerDescriptor(l v1.Layer) (v1.Descriptor, error) {
-	d, err := l.Digest()
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	size, err := l.Size()
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	mt, err := l.MediaType()
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	return v1.Descriptor{MediaType: mt, Size: size, Digest: d}, nil
-}
-
 func (l *Local) readBlob(h v1.Hash, limit int64) ([]byte, error) {
 	rc, err := l.st.OpenBlob(h)
 	if err != nil {
 		return nil, err
 	}
+	return readVerified(rc, h, limit)
+}
+
+// parseManifest parses an entry's manifest: one layer, a kiln config.
+func parseManifest(raw []byte, key string) (*v1.Manifest, error) {
+	var m v1.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("cache entry %s: malformed manifest", key)
+	}
+	if m.Config.MediaType != ConfigMediaType || len(m.Layers) != 1 {
+		return nil, fmt.Errorf("cache entry %s is not a kiln step-cache entry", key)
+	}
+	return &m, nil
+}
+
+// parseConfig parses an entry's config, which must name key.
+func parseConfig(raw []byte, key string) (*entryConfig, error) {
+	var cfg entryConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil || cfg.Key != key {
+		return nil, fmt.Errorf("cache entry %s: malformed config", key)
+	}
+	return &cfg, nil
+}
+
+// readVerified reads at most limit bytes of rc (and closes it), which must
+// have digest h.
+func readVerified(rc io.ReadCloser, h v1.Hash, limit int64) ([]byte, error) {
 	defer rc.Close()
 	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
 	if err != nil {

@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -116,28 +115,20 @@ func (t *Tiered) fetch(ctx context.Context, r Remote, key string) (bool, error) 
 	if err != nil || raw == nil {
 		return false, err
 	}
-	var m v1.Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return false, fmt.Errorf("entry %s: malformed manifest", key)
-	}
-	if m.Config.MediaType != ConfigMediaType || len(m.Layers) != 1 {
-		return false, fmt.Errorf("entry %s is not a kiln step-cache entry", key)
+	m, err := parseManifest(raw, key)
+	if err != nil {
+		return false, err
 	}
 	rc, err := r.Blob(ctx, m.Config.Digest)
 	if err != nil {
 		return false, fmt.Errorf("entry %s: config: %w", key, err)
 	}
-	rawCfg, err := io.ReadAll(io.LimitReader(rc, maxConfigSize+1))
-	rc.Close()
+	rawCfg, err := readVerified(rc, m.Config.Digest, maxConfigSize)
 	if err != nil {
 		return false, fmt.Errorf("entry %s: config: %w", key, err)
 	}
-	if sha(rawCfg) != m.Config.Digest {
-		return false, fmt.Errorf("entry %s: config does not match its digest", key)
-	}
-	var cfg entryConfig
-	if err := json.Unmarshal(rawCfg, &cfg); err != nil || cfg.Key != key {
-		return false, fmt.Errorf("entry %s: malformed config", key)
+	if _, err := parseConfig(rawCfg, key); err != nil {
+		return false, err
 	}
 	st := t.Local.st
 	if !st.HasBlob(m.Layers[0].Digest) {
