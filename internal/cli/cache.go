@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -28,27 +29,17 @@ func parseCacheRepo(flag, s string, ro registry.Options, st *store.Store) (*regi
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", flag, s, err)
 	}
-	if ref.Identifier() != "latest" || hasTagOrDigest(s) {
+	if hasTagOrDigest(s) {
 		return nil, fmt.Errorf("%s %s: want a repository (the cache's tags are its keys), not a tag or digest", flag, s)
 	}
 	return &registryCache{repo: ref.Context(), ro: ro, st: st}, nil
 }
 
+// hasTagOrDigest reports whether a reference names a tag or digest (a
+// colon after the last slash, or an @; a registry's port comes before the
+// first slash).
 func hasTagOrDigest(s string) bool {
-	if i := lastIndexByte(s, '@'); i >= 0 {
-		return true
-	}
-	slash := lastIndexByte(s, '/')
-	return lastIndexByte(s[slash+1:], ':') >= 0
-}
-
-func lastIndexByte(s string, c byte) int {
-	for i := len(s) - 1; i >= 0; i-- {
-		if s[i] == c {
-			return i
-		}
-	}
-	return -1
+	return strings.Contains(s, "@") || strings.Contains(s[strings.LastIndexByte(s, '/')+1:], ":")
 }
 
 func (r *registryCache) Name() string { return r.repo.Name() }
