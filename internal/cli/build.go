@@ -303,6 +303,9 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if tiered != nil && len(tiered.To) > 0 {
 		n, err := tiered.Export(ctx)
 		if err != nil {
+			if strictCacheTo(tiered) {
+				return fmt.Errorf("exporting the step cache (ignore-error=true makes this a warning): %w", err)
+			}
 			fmt.Fprintf(logw, "warning: the step cache was not exported in full: %v\n", err)
 		}
 		fmt.Fprintf(logw, "Exported %d step-cache entries to %s\n", n, strings.Join(f.cacheTo, ", "))

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/tonistiigi/go-csvvalue"
 
+	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -20,19 +23,97 @@ type registryCache struct {
 	repo name.Repository
 	ro   registry.Options
 	st   *store.Store
+	// ignoreErr: a failed export is a warning (else it fails the build).
+	ignoreErr bool
 }
 
-// parseCacheRepo parses a --cache-from/--cache-to value: a repository,
-// without tag or digest.
+// parseCacheRepo parses a --cache-from/--cache-to value: a repository
+// without tag or digest (buildah's and kaniko's form), or buildx's
+// comma-separated form "type=registry,ref=REPO[,mode=min|max]
+// [,ignore-error=BOOL][,image-manifest=BOOL][,oci-mediatypes=BOOL]".
+// Anything kiln cannot honour is an error, never silently read as a
+// repository name.
 func parseCacheRepo(flag, s string, ro registry.Options, st *store.Store) (*registryCache, error) {
-	ref, err := registry.ParseReference(s, ro)
+	repo, ignoreErr, err := parseCacheSpec(flag, s)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := registry.ParseReference(repo, ro)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", flag, s, err)
 	}
-	if hasTagOrDigest(s) {
+	if hasTagOrDigest(repo) {
 		return nil, fmt.Errorf("%s %s: want a repository (the cache's tags are its keys), not a tag or digest", flag, s)
 	}
-	return &registryCache{repo: ref.Context(), ro: ro, st: st}, nil
+	return &registryCache{repo: ref.Context(), ro: ro, st: st, ignoreErr: ignoreErr}, nil
+}
+
+// parseCacheSpec returns the repository of a cache flag's value and
+// whether export errors are to be ignored (buildx's ignore-error; kiln's
+// plain form has always only warned).
+func parseCacheSpec(flag, s string) (repo string, ignoreErr bool, err error) {
+	first, _, _ := strings.Cut(s, ",")
+	if !strings.Contains(first, "=") {
+		if strings.Contains(s, ",") {
+			return "", false, fmt.Errorf("%s %q: want a repository or type=registry,ref=REPO", flag, s)
+		}
+		return s, true, nil
+	}
+	fields, err := csvvalue.Fields(s, nil)
+	if err != nil {
+		return "", false, fmt.Errorf("%s %q: %w", flag, s, err)
+	}
+	kvs := make([][2]string, 0, len(fields))
+	typ := ""
+	for _, kv := range fields {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return "", false, fmt.Errorf("%s %q: %q is not KEY=VALUE", flag, s, kv)
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		if k == "type" {
+			typ = v
+		}
+		kvs = append(kvs, [2]string{k, v})
+	}
+	switch typ {
+	case "registry":
+	case "":
+		return "", false, fmt.Errorf("%s %q: missing type=registry", flag, s)
+	default:
+		return "", false, fmt.Errorf("%s %q: cache type %q is not supported: kiln's step cache lives in a registry (type=registry,ref=REPO)", flag, s, typ)
+	}
+	for _, kv := range kvs {
+		k, v := kv[0], kv[1]
+		switch k {
+		case "type":
+		case "ref":
+			repo = v
+		case "mode":
+			// kiln exports every step the build used or made (buildx's
+			// mode=max); mode=min is accepted and exports the same.
+			if v != "min" && v != "max" {
+				return "", false, fmt.Errorf("%s %q: mode must be min or max", flag, s)
+			}
+		case "ignore-error":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return "", false, fmt.Errorf("%s %q: ignore-error: want true or false", flag, s)
+			}
+			ignoreErr = b
+		case "image-manifest", "oci-mediatypes":
+			// kiln's entries are always OCI image manifests.
+			if b, err := strconv.ParseBool(v); err != nil || !b {
+				return "", false, fmt.Errorf("%s %q: %s=%s is not supported (kiln's cache entries are OCI image manifests)", flag, s, k, v)
+			}
+		default:
+			return "", false, fmt.Errorf("%s %q: unknown key %q (kiln knows type, ref, mode, ignore-error, image-manifest, oci-mediatypes)", flag, s, k)
+		}
+	}
+	if repo == "" {
+		return "", false, fmt.Errorf("%s %q: missing ref=REPO", flag, s)
+	}
+	return repo, ignoreErr, nil
 }
 
 // hasTagOrDigest reports whether a reference names a tag or digest (a
@@ -62,4 +143,15 @@ func (r *registryCache) Blob(ctx context.Context, h v1.Hash) (io.ReadCloser, err
 func (r *registryCache) Push(ctx context.Context, tag string, d v1.Descriptor) error {
 	_, err := pushStored(ctx, r.st, d, []name.Reference{r.repo.Tag(tag)}, r.ro)
 	return err
+}
+
+// strictCacheTo reports whether a --cache-to destination asked (buildx's
+// form without ignore-error=true) for a failed export to fail the build.
+func strictCacheTo(t *cache.Tiered) bool {
+	for _, to := range t.To {
+		if r, ok := to.(*registryCache); ok && !r.ignoreErr {
+			return true
+		}
+	}
+	return false
 }

@@ -51,7 +51,9 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 			"and no privileges. It reads docker's and podman's flags, credentials and Dockerfiles.",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionInfo().Version,
 	}
+	root.SetVersionTemplate(versionInfo().Short() + "\n")
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -125,7 +127,7 @@ func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 		Jobs:         g.jobs,
 		StallTimeout: g.stall,
 		Mirrors:      g.mirrors,
-		UserAgent:    "kiln/" + Version,
+		UserAgent:    "kiln/" + versionInfo().Version,
 	}
 	if cmd.Flags().Changed("tls-verify") {
 		v := g.tlsVerify
@@ -163,16 +165,13 @@ func (g *globals) checkRegistryFlags(cmd *cobra.Command) error {
 	return g.registryOptions(cmd).CheckMirrors()
 }
 
-// Version is set at link time.
-var Version = "dev"
-
 func newVersionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print kiln's version",
+		Short: "Print kiln's version, commit, Go version and platform",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Fprintf(g.stdout, "kiln %s\n", Version)
+			fmt.Fprint(g.stdout, versionInfo().Long())
 			return nil
 		},
 	}

@@ -20,7 +20,7 @@ var (
 
 // KilnBinary returns the path of a kiln binary built from this checkout's
 // ./cmd/kiln. It is built once per test process (go build into a temporary
-// directory); call Main from TestMain so that the directory is removed when
+// directory, static: CGO_ENABLED=0); call Main from TestMain so that the directory is removed when
 // the tests end. KILN_BINARY=/path/to/kiln uses that binary instead.
 func KilnBinary(t testing.TB) string {
 	t.Helper()
@@ -45,8 +45,11 @@ func KilnBinary(t testing.TB) string {
 			kilnErr = fmt.Errorf("go not found in PATH to build ./cmd/kiln: %w", err)
 			return
 		}
-		cmd := exec.Command(gobin, "build", "-buildvcs=false", "-o", out, "./cmd/kiln")
+		// Static, as the release and the README build it: the same binary
+		// runs on the host and inside any container image.
+		cmd := exec.Command(gobin, "build", "-buildvcs=false", "-trimpath", "-o", out, "./cmd/kiln")
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
 			kilnErr = fmt.Errorf("go build ./cmd/kiln: %v\n%s", err, b)
 			return
