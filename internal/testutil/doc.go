@@ -15,11 +15,18 @@
 //     ConfigSummary the config and history fields a Dockerfile controls, and
 //     Golden compares such lines with testdata/golden/NAME.txt (rewritten by
 //     `go test -update`).
+//   - SharedDocker starts a private docker daemon (Debian's docker.io,
+//     dockerd 20.10 with BuildKit, with its own containerd, data root and
+//     socket, no bridge, no iptables) once per test process, for the
+//     differential tests against BuildKit and for running kiln in
+//     containers; its Docker, Build, Run, Save and Load call /usr/bin/docker
+//     with DOCKER_HOST and DOCKER_BUILDKIT=1. It needs root.
 //   - KilnBinary builds ./cmd/kiln once per test process, for end-to-end
-//     tests; call Main from TestMain to remove it afterwards.
+//     tests; call Main from TestMain to remove it (and stop the shared
+//     docker daemon) afterwards.
 //
 // A missing prerequisite program (docker-registry, busybox-static,
-// mmdebstrap, skopeo) fails the test with the Debian package to install and
+// mmdebstrap, skopeo, docker.io; or root, for the docker daemon) fails the test with the Debian package to install and
 // the hint to run `sudo .ci/deps`; under `go test -short` the test is
 // skipped instead. The programs themselves are in package harness, which
 // the benchmark tools use without a *testing.T.

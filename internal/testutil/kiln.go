@@ -65,11 +65,15 @@ func KilnBinary(t testing.TB) string {
 }
 
 // Main runs the tests of a package and then removes what the test kit
-// made for the whole process (the kiln binary). Use it as:
+// made for the whole process (the kiln binary) and stops the shared docker
+// daemon (SharedDocker). Use it as:
 //
 //	func TestMain(m *testing.M) { testutil.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	if err := stopSharedDocker(); err != nil {
+		fmt.Fprintln(os.Stderr, "stop the tests' docker daemon:", err)
+	}
 	if kilnDir != "" {
 		_ = os.RemoveAll(kilnDir)
 	}
