@@ -148,8 +148,25 @@ var (
 // xz, zstd) and returns a reader of the decompressed stream and the format's
 // name ("gzip", "bzip2", "xz", "zstd", or "" for an uncompressed stream,
 // which is passed through with nothing lost). Closing the returned reader
-// releases the decompressor; it does not close r.
+// releases the decompressor; it does not close r. A compressed stream is
+// bounded by CheckExpansion.
 func Decompress(r io.Reader) (io.ReadCloser, string, error) {
+	cr := &countingReader{r: r}
+	rc, format, err := decompress(cr)
+	if err != nil || format == "" {
+		return rc, format, err
+	}
+	return &limitedReadCloser{Reader: CheckExpansion(rc, cr.n.Load, format+" stream"), c: rc}, format, nil
+}
+
+type limitedReadCloser struct {
+	io.Reader
+	c io.Closer
+}
+
+func (l *limitedReadCloser) Close() error { return l.c.Close() }
+
+func decompress(r io.Reader) (io.ReadCloser, string, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	head, err := br.Peek(len(magicXz))
 	if err != nil && !errors.Is(err, io.EOF) {

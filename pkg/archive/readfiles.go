@@ -85,7 +85,19 @@ func readLayerFiles(layer int, open Opener, want map[int]*readGroup, fn func(n *
 	if err != nil {
 		return fmt.Errorf("layer %d: open: %w", layer, err)
 	}
-	defer rc.Close()
+	if err := readLayerEntries(layer, rc, want, fn); err != nil {
+		rc.Close()
+		return err
+	}
+	// A verifying reader reads the rest and reports a mismatch when it is
+	// closed: content delivered from a layer that fails is not to be used.
+	if err := rc.Close(); err != nil {
+		return fmt.Errorf("layer %d: %w", layer, err)
+	}
+	return nil
+}
+
+func readLayerEntries(layer int, rc io.Reader, want map[int]*readGroup, fn func(n *Node, r io.Reader) error) error {
 	tr := tar.NewReader(rc)
 	left := len(want)
 	for idx := 0; left > 0; idx++ {
@@ -245,7 +257,16 @@ func scanLayerFor(open Opener, layer int, target string, maxSize int64, regularO
 	if err != nil {
 		return res, fmt.Errorf("layer %d: open: %w", layer, err)
 	}
-	defer rc.Close()
+	res, err = scanEntries(rc, layer, target, maxSize, regularOnly)
+	if cerr := rc.Close(); err == nil && cerr != nil {
+		// A verifying reader reports a mismatch when it is closed.
+		return res, fmt.Errorf("layer %d: %w", layer, cerr)
+	}
+	return res, err
+}
+
+func scanEntries(rc io.Reader, layer int, target string, maxSize int64, regularOnly bool) (scanResult, error) {
+	var res scanResult
 	tr := tar.NewReader(rc)
 	for {
 		h, err := nextHeader(tr)

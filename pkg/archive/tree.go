@@ -99,8 +99,15 @@ func applyOpener(t *Tree, i int, open Opener) error {
 	if err != nil {
 		return fmt.Errorf("layer %d: open: %w", i, err)
 	}
-	defer rc.Close()
-	return t.Apply(i, rc)
+	if err := t.Apply(i, rc); err != nil {
+		rc.Close()
+		return err
+	}
+	// A verifying reader reports a mismatch when it is closed.
+	if err := rc.Close(); err != nil {
+		return fmt.Errorf("layer %d: %w", i, err)
+	}
+	return nil
 }
 
 // nextHeader reads the next tar header. Names archive/tar considers

@@ -14,6 +14,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
 	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/store"
 )
 
 // imageSource is an image used as a base or by COPY --from: lazy until its
@@ -23,26 +24,17 @@ type imageSource struct {
 	img    v1.Image
 	cfg    *v1.ConfigFile
 	layers []v1.Layer
+	st     *store.Store // verifies and keeps the layers it reads
 
 	treeOnce sync.Once
 	tree     *archive.Tree
 	treeErr  error
 }
 
-// openers gives an uncompressed reader per layer; a remote layer is only
-// downloaded when its opener is called.
-func openers(layers []v1.Layer) []archive.Opener {
-	out := make([]archive.Opener, len(layers))
-	for i, l := range layers {
-		out[i] = l.Uncompressed
-	}
-	return out
-}
-
 // fullTree is the merged file tree of the image (reads every layer once).
 func (src *imageSource) fullTree() (*archive.Tree, error) {
 	src.treeOnce.Do(func() {
-		src.tree, src.treeErr = archive.BuildTree(openers(src.layers))
+		src.tree, src.treeErr = archive.BuildTree(openers(src.st, src.layers))
 		if src.treeErr != nil {
 			src.treeErr = fmt.Errorf("reading the layers of %s: %w", src.ref, src.treeErr)
 		}
@@ -98,7 +90,7 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("malformed image %s: %d layers in the manifest but %d diff IDs in the config", ref, len(layers), len(cfg.RootFS.DiffIDs))
 	}
-	src := &imageSource{ref: ref, img: img, cfg: cfg, layers: layers}
+	src := &imageSource{ref: ref, img: img, cfg: cfg, layers: layers, st: b.opts.Store}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if fromRegistry {
@@ -230,6 +222,6 @@ func cloneConfig(c *v1.ConfigFile) *v1.ConfigFile {
 }
 
 // layerOpeners of the stage so far, bottom first.
-func (s *stageState) layerOpeners() []archive.Opener { return openers(s.layers) }
+func (s *stageState) layerOpeners() []archive.Opener { return openers(s.b.opts.Store, s.layers) }
 
 var _ io.Reader

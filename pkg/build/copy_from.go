@@ -11,9 +11,36 @@ import (
 	"sort"
 	"strings"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
+	"github.com/kiln-build/kiln/pkg/store"
 )
+
+// openers gives an uncompressed reader per layer; a remote layer is only
+// downloaded when its opener is called. Every layer this build did not make
+// is verified as it streams (digest and size against the manifest, diff ID
+// against the config) and kept in the store once verified: a registry that
+// serves other bytes for a digest fails the read, naming the blob, and
+// nothing it sent is used.
+func openers(st *store.Store, layers []v1.Layer) []archive.Opener {
+	out := make([]archive.Opener, len(layers))
+	for i, l := range layers {
+		if _, own := l.(*futureLayer); own || st == nil {
+			out[i] = l.Uncompressed
+			continue
+		}
+		out[i] = func() (io.ReadCloser, error) {
+			diffID, err := l.DiffID()
+			if err != nil {
+				return nil, err
+			}
+			return st.OpenVerifiedLayer(l, diffID)
+		}
+	}
+	return out
+}
 
 // fromSource opens what COPY --from names: an earlier stage (by name or
 // index) or an image.
@@ -234,7 +261,7 @@ func (s *stageState) spoolTreeContent(from string, entries []*copyEntry) error {
 	}
 	s.tempDirs = append(s.tempDirs, dir)
 	i := 0
-	err = t.ReadFiles(openers(tf.src.layers), wanted, func(n *archive.Node, r io.Reader) error {
+	err = t.ReadFiles(openers(tf.src.st, tf.src.layers), wanted, func(n *archive.Node, r io.Reader) error {
 		i++
 		name := filepath.Join(dir, fmt.Sprint(i))
 		out, err := os.Create(name)

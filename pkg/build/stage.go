@@ -133,7 +133,7 @@ func (s *stageState) finish() (*stageResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := &imageSource{ref: "stage " + s.stageTag(), img: img, cfg: cfg, layers: s.layers}
+	src := &imageSource{ref: "stage " + s.stageTag(), img: img, cfg: cfg, layers: s.layers, st: s.b.opts.Store}
 	return &stageResult{image: img, layers: s.layers, cfg: cfg, known: s.known, links: s.links, source: src}, nil
 }
 

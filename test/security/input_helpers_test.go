@@ -1,0 +1,84 @@
+package security
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+// kilnTimeout bounds one kiln command.
+const kilnTimeout = 5 * time.Minute
+
+// result is the outcome of one kiln command.
+type result struct {
+	args           []string
+	stdout, stderr string
+	err            error
+}
+
+func (r result) String() string {
+	return "kiln " + strings.Join(r.args, " ") + "\n--- stdout:\n" + r.stdout + "--- stderr:\n" + r.stderr
+}
+
+// kilnRun runs the kiln binary with args (stdin from stdin if not nil) and
+// extra environment env, and returns what happened without judging it.
+func kilnRun(t *testing.T, stdin io.Reader, env []string, args ...string) result {
+	t.Helper()
+	bin := testutil.KilnBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), kilnTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdin = stdin
+	cmd.Env = append(os.Environ(), env...)
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		err = errors.Join(err, errors.New("timed out after "+kilnTimeout.String()))
+	}
+	return result{args: args, stdout: stdout.String(), stderr: stderr.String(), err: err}
+}
+
+// mustFail checks that r failed and that its stderr has every one of want.
+func mustFail(t *testing.T, r result, want ...string) {
+	t.Helper()
+	if r.err == nil {
+		t.Fatalf("kiln succeeded, want a failure\n%s", r)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr does not say %q\n%s", w, r)
+		}
+	}
+}
+
+// writeFiles writes name -> content under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func sha256Sum(b []byte) []byte {
+	h := sha256.Sum256(b)
+	return h[:]
+}
