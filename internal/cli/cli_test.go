@@ -160,3 +160,22 @@ func TestOutputsAndTimestamp(t *testing.T) {
 		t.Errorf("--timestamp and SOURCE_DATE_EPOCH with the same value gave %s and %s", a, b)
 	}
 }
+
+// With TMPDIR unwritable (a read-only root filesystem), temp files go to
+// the store: a stdin context (extracted to a temp directory) builds, and
+// nothing is left in the store's tmp area afterwards.
+func TestBuildTempInStoreWhenTMPDIRUnwritable(t *testing.T) {
+	root := t.TempDir()
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	ctx := tarOf(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.txt /a.txt\n", "a.txt": "hello"})
+	if _, stderr, err := run(t, root, ctx, "build", "-q", "-t", "ro:1", "-"); err != nil {
+		t.Fatalf("build with an unwritable TMPDIR: %v\n%s", err, stderr)
+	}
+	ents, err := os.ReadDir(filepath.Join(root, "tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		t.Errorf("left in the store's tmp: %s", e.Name())
+	}
+}

@@ -30,6 +30,9 @@ type globals struct {
 	mirrors   []string
 	progress  string
 
+	// release undoes a TMPDIR fallback into the store (see tempFallback).
+	release []func()
+
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -43,7 +46,10 @@ func NewRootCommand() *cobra.Command {
 
 // NewRootCommandIO builds the kiln command tree on the given streams.
 func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	return newRootCommand(&globals{stdin: stdin, stdout: stdout, stderr: stderr})
+}
+
+func newRootCommand(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kiln",
 		Short: "Build, tag and push container images without a daemon or privileges",
@@ -54,11 +60,11 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 		Version:       versionInfo().Version,
 	}
 	root.SetVersionTemplate(versionInfo().Short() + "\n")
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetIn(g.stdin)
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.root, "root", "", "local image store (default: /var/lib/kiln for root, $XDG_DATA_HOME/kiln otherwise)")
+	pf.StringVar(&g.root, "root", "", "local image store (default: $KILN_ROOT, else /var/lib/kiln for root, $XDG_DATA_HOME/kiln, ~/.local/share/kiln, $TMPDIR/kiln-UID: the first writable)")
 	pf.BoolVar(&g.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when talking to registries")
 	pf.StringVar(&g.authFile, "authfile", "", "credentials file (default: containers auth.json, then docker's config.json; also REGISTRY_AUTH_FILE)")
 	pf.StringVar(&g.certDir, "cert-dir", "", "directory of extra CA certificates (*.crt) for registries")
@@ -87,13 +93,48 @@ func NewRootCommandIO(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command 
 		newVersionCommand(g),
 		newDoctorCommand(g),
 	)
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error { return g.tempFallback(cmd) }
+	root.PersistentPostRun = func(cmd *cobra.Command, args []string) { g.cleanup() }
 	return root
+}
+
+// tempFallback moves temp files into the store when TMPDIR cannot be
+// written (a read-only root filesystem with a volume for the store only).
+func (g *globals) tempFallback(cmd *cobra.Command) error {
+	if store.TempWritable() {
+		return nil
+	}
+	loc, err := store.Locate(g.root)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(loc.Root)
+	if err != nil {
+		return err
+	}
+	rel, err := st.TempFallback()
+	if err != nil {
+		return fmt.Errorf("%s is not writable, and no temp directory can be made in the store: %w", os.TempDir(), err)
+	}
+	g.release = append(g.release, rel)
+	return nil
+}
+
+// cleanup runs the releases registered while a command ran.
+func (g *globals) cleanup() {
+	for i := len(g.release) - 1; i >= 0; i-- {
+		g.release[i]()
+	}
+	g.release = nil
 }
 
 // Execute runs kiln with the process's arguments and returns the exit code.
 func Execute(ctx context.Context) int {
-	cmd := NewRootCommand()
-	if err := cmd.ExecuteContext(ctx); err != nil {
+	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	cmd := newRootCommand(g)
+	err := cmd.ExecuteContext(ctx)
+	g.cleanup()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %s\n", strings.TrimSpace(err.Error()))
 		return 1
 	}
@@ -103,11 +144,11 @@ func Execute(ctx context.Context) int {
 // openStore opens the local store; layers it knows only by their registry
 // are fetched from there when read.
 func (g *globals) openStore(ctx context.Context, cmd *cobra.Command) (*store.Store, error) {
-	root := g.root
-	if root == "" {
-		root = store.DefaultRoot()
+	loc, err := store.Locate(g.root)
+	if err != nil {
+		return nil, err
 	}
-	st, err := store.Open(root)
+	st, err := store.Open(loc.Root)
 	if err != nil {
 		return nil, err
 	}

@@ -53,7 +53,8 @@ func (b *builder) runEnv(ctx context.Context) (*runEnv, error) {
 	r.once.Do(func() {
 		r.sb = b.opts.Sandbox
 		if r.sb == nil {
-			sb, _, err := sandbox.New(ctx, sandbox.Options{Mode: b.opts.Isolation})
+			// Overlay is probed where the layers will be unpacked.
+			sb, _, err := sandbox.New(ctx, sandbox.Options{Mode: b.opts.Isolation, ScratchDir: filepath.Join(b.opts.Store.Root(), "rootfs")})
 			if err != nil {
 				r.err = err
 				return

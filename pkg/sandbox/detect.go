@@ -42,6 +42,11 @@ type Options struct {
 	// walk even where overlay works (to compare the two, or to avoid an
 	// overlay that misbehaves).
 	NoOverlay bool
+	// ScratchDir is where the probe tries overlay and /proc: a directory
+	// on the filesystem that will hold the unpacked layers (the store's),
+	// since overlay works on some filesystems and not others (not on a
+	// container's own overlayfs). Default: the temp directory.
+	ScratchDir string
 }
 
 const (
@@ -84,9 +89,9 @@ func New(ctx context.Context, opts Options) (*Sandbox, *Report, error) {
 		var err error
 		switch m {
 		case ModeRoot:
-			s, err = tryRoot(ctx, exe, uid, hasCap(capSysAdmin), rep)
+			s, err = tryRoot(ctx, exe, opts.ScratchDir, uid, hasCap(capSysAdmin), rep)
 		case ModeUserns:
-			s, err = tryUserns(ctx, exe, uid, gid, name, rep)
+			s, err = tryUserns(ctx, exe, opts.ScratchDir, uid, gid, name, rep)
 		case ModeChroot:
 			s, err = tryChroot(exe, uid, hasCap(capChroot), rep)
 		case ModeNone:
@@ -116,7 +121,7 @@ func New(ctx context.Context, opts Options) (*Sandbox, *Report, error) {
 	return s, rep, nil
 }
 
-func tryRoot(ctx context.Context, exe string, uid int, sysAdmin bool, rep *Report) (*Sandbox, error) {
+func tryRoot(ctx context.Context, exe, scratch string, uid int, sysAdmin bool, rep *Report) (*Sandbox, error) {
 	if uid != 0 {
 		return nil, errors.New("not root")
 	}
@@ -125,7 +130,7 @@ func tryRoot(ctx context.Context, exe string, uid int, sysAdmin bool, rep *Repor
 		return nil, errors.New("no CAP_SYS_ADMIN")
 	}
 	s := &Sandbox{mode: ModeRoot, exe: exe, key: "root"}
-	res, err := probe(ctx, s)
+	res, err := probe(ctx, s, scratch)
 	if err != nil {
 		rep.add("namespaces", false, "creating mount/pid namespaces as root: "+err.Error(), "")
 		return nil, err
@@ -148,7 +153,7 @@ func tryChroot(exe string, uid int, capChroot bool, rep *Report) (*Sandbox, erro
 	return &Sandbox{mode: ModeChroot, exe: exe, key: "chroot", reason: "root without namespaces (no CAP_SYS_ADMIN, or new namespaces refused): chroot into a working copy, diffs by metadata walk"}, nil
 }
 
-func tryUserns(ctx context.Context, exe string, uid, gid int, name string, rep *Report) (*Sandbox, error) {
+func tryUserns(ctx context.Context, exe, scratch string, uid, gid int, name string, rep *Report) (*Sandbox, error) {
 	if v, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil {
 		n, _ := strconv.Atoi(strings.TrimSpace(string(v)))
 		rep.add("user.max_user_namespaces", n > 0, "user.max_user_namespaces = "+strings.TrimSpace(string(v)), fixIf(n == 0, "sysctl -w user.max_user_namespaces=28633 (and in /etc/sysctl.d/ to keep it)"))
@@ -206,7 +211,7 @@ func tryUserns(ctx context.Context, exe string, uid, gid int, name string, rep *
 		s := &Sandbox{mode: ModeUserns, exe: exe, newIDMap: true,
 			uidMap: fullMap(uint32(uid), uidRanges), gidMap: fullMap(uint32(gid), gidRanges)}
 		s.key = mapKey("userns", s.uidMap, s.gidMap)
-		res, err := probe(ctx, s)
+		res, err := probe(ctx, s, scratch)
 		if err == nil {
 			rep.add("user namespace", true, "created with the maps of /etc/subuid and /etc/subgid (uid map: "+res.UIDMapSeen+")", "")
 			overlayCheck(s, res, rep)
@@ -219,7 +224,7 @@ func tryUserns(ctx context.Context, exe string, uid, gid int, name string, rep *
 	s := &Sandbox{mode: ModeUserns, exe: exe, singleMap: true,
 		uidMap: []IDMap{{0, uint32(uid), 1}}, gidMap: []IDMap{{0, uint32(gid), 1}}}
 	s.key = mapKey("userns1", s.uidMap, s.gidMap)
-	res, err := probe(ctx, s)
+	res, err := probe(ctx, s, scratch)
 	if err != nil {
 		fix := "Kubernetes: securityContext.seccompProfile.type: Unconfined and, with AppArmor, securityContext.appArmorProfile.type: Unconfined; Docker: --security-opt seccomp=unconfined --security-opt apparmor=unconfined"
 		rep.add("user namespace", false, "unshare(CLONE_NEWUSER) refused: "+err.Error(), fix)
@@ -264,8 +269,13 @@ func total(rs []Range) uint32 {
 }
 
 // probe runs the probe job: namespaces, maps, overlay and /proc.
-func probe(ctx context.Context, s *Sandbox) (*result, error) {
-	dir, err := os.MkdirTemp("", "kiln-probe-")
+func probe(ctx context.Context, s *Sandbox, scratch string) (*result, error) {
+	if scratch != "" {
+		if err := os.MkdirAll(scratch, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp(scratch, "kiln-probe-")
 	if err != nil {
 		return nil, err
 	}

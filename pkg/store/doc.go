@@ -17,6 +17,15 @@
 // ref, so tools that read OCI layouts (skopeo's oci: transport, crane,
 // go-containerregistry's layout package) see the store as it is.
 //
+// # Where it lives
+//
+// Locate picks the store's directory: --root, else $KILN_ROOT, else the
+// first writable of /var/lib/kiln (root), $XDG_DATA_HOME/kiln,
+// ~/.local/share/kiln and a 0700 directory of the uid under $TMPDIR, so a
+// uid without a passwd entry (HOME=/) still gets a store. When TMPDIR
+// itself cannot be written, TempFallback points it at a short-lived
+// directory in root/tmp: one writable volume for the store is enough.
+//
 // # Concurrency and crash safety
 //
 //   - A blob is written to a temp file in tmp/, hashed as it is written,

@@ -71,22 +71,6 @@ type Store struct {
 	fetcher Fetcher // reads layers known only by their source (source.go)
 }
 
-// DefaultRoot returns the store location: /var/lib/kiln for root, otherwise
-// $XDG_DATA_HOME/kiln, else ~/.local/share/kiln.
-func DefaultRoot() string {
-	if os.Geteuid() == 0 {
-		return "/var/lib/kiln"
-	}
-	if d := os.Getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "kiln")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" {
-		return filepath.Join(os.TempDir(), fmt.Sprintf("kiln-%d", os.Geteuid()))
-	}
-	return filepath.Join(home, ".local", "share", "kiln")
-}
-
 // Open opens the store at root, creating the OCI image layout (oci-layout,
 // index.json, blobs/sha256), tmp/ and the lock file when missing. It removes
 // temp files left by writers that are no longer running; files of live

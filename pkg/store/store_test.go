@@ -155,24 +155,6 @@ func dirNames(t *testing.T, dir string) []string {
 	return out
 }
 
-func TestDefaultRoot(t *testing.T) {
-	if os.Geteuid() == 0 {
-		if got := DefaultRoot(); got != "/var/lib/kiln" {
-			t.Fatalf("DefaultRoot() as root = %q", got)
-		}
-		return
-	}
-	t.Setenv("XDG_DATA_HOME", "/data/home")
-	if got := DefaultRoot(); got != "/data/home/kiln" {
-		t.Fatalf("DefaultRoot() with XDG_DATA_HOME = %q", got)
-	}
-	t.Setenv("XDG_DATA_HOME", "")
-	t.Setenv("HOME", "/home/someone")
-	if got := DefaultRoot(); got != "/home/someone/.local/share/kiln" {
-		t.Fatalf("DefaultRoot() without XDG_DATA_HOME = %q", got)
-	}
-}
-
 func TestOpenCreatesLayout(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "nested", "store")
 	s, err := Open(root)
