@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +44,9 @@ type buildFlags struct {
 	compression string
 	push        bool
 	digestfile  string
+	load        bool
+	// metadataFile is buildx's --metadata-file.
+	metadataFile string
 }
 
 func newBuildCommand(g *globals) *cobra.Command {
@@ -75,49 +77,13 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.StringArrayVar(&f.cacheTo, "cache-to", nil, "push the step cache entries the build used or made to this registry repository (repeatable)")
 	fl.StringVar(&f.format, "format", "oci", "manifest and config format: oci or docker")
 	fl.StringVar(&f.timestamp, "timestamp", "", "seconds since the epoch for created times and file mtimes (reproducible builds; default $SOURCE_DATE_EPOCH)")
-	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the image: type=oci,dest=DIR|FILE.tar or type=docker,dest=FILE.tar")
+	fl.StringArrayVarP(&f.outputs, "output", "o", nil, "also write the image (repeatable): type=oci|docker|tar|local,dest=PATH, type=image,name=N[,push=true], type=registry,name=N, PATH (local) or - (tar to stdout)")
+	fl.BoolVar(&f.load, "load", false, "buildx's shorthand for type=docker: kiln always keeps the image in its store")
+	fl.StringVar(&f.metadataFile, "metadata-file", "", "write buildx's build metadata JSON (containerimage.digest, containerimage.config.digest, image.name, ...) to this file")
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip or zstd")
 	fl.BoolVar(&f.push, "push", false, "push every -t tag to its registry once the image is stored (concurrently)")
 	fl.StringVar(&f.digestfile, "digestfile", "", "write the manifest digest (of the image or index) to this file")
 	return cmd
-}
-
-type outputSpec struct {
-	typ  string
-	dest string
-}
-
-// parseOutput parses --output the way buildx does: comma-separated
-// key=value pairs, CSV-quoted when a value holds a comma
-// ("type=oci,\"dest=a,b.tar\""). A bare PATH is not accepted: kiln has no
-// local-directory exporter.
-func parseOutput(s string) (outputSpec, error) {
-	var o outputSpec
-	fields, err := csv.NewReader(strings.NewReader(s)).Read()
-	if err != nil {
-		return o, fmt.Errorf("--output %q: %w", s, err)
-	}
-	for _, kv := range fields {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return o, fmt.Errorf("--output %q: want type=oci|docker,dest=PATH", s)
-		}
-		switch strings.TrimSpace(k) {
-		case "type":
-			o.typ = v
-		case "dest":
-			o.dest = v
-		default:
-			return o, fmt.Errorf("--output %q: unknown key %q", s, k)
-		}
-	}
-	if o.typ != "oci" && o.typ != "docker" {
-		return o, fmt.Errorf("--output %q: type must be oci or docker", s)
-	}
-	if o.dest == "" {
-		return o, fmt.Errorf("--output %q: dest is required", s)
-	}
-	return o, nil
 }
 
 func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags, contextArg string) error {
@@ -130,16 +96,21 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return err
 	}
-	var outputs []outputSpec
-	for _, s := range f.outputs {
-		o, err := parseOutput(s)
-		if err != nil {
+	outs, err := parseOutputs(f, g.stdout)
+	if err != nil {
+		return err
+	}
+	if outs.compression != "" {
+		if cmd.Flags().Changed("compression") && outs.compression != f.compression {
+			return fmt.Errorf("--output compression=%s and --compression %s disagree", outs.compression, f.compression)
+		}
+		if comp, err = archive.ParseCompression(outs.compression); err != nil {
 			return err
 		}
-		outputs = append(outputs, o)
 	}
-	if f.push {
-		if len(f.tags) == 0 {
+	push := f.push || outs.push
+	if push {
+		if len(f.tags)+len(outs.names) == 0 {
 			return errors.New("--push needs at least one -t NAME:TAG to push to")
 		}
 		if err := g.checkRegistryFlags(cmd); err != nil {
@@ -147,7 +118,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		}
 	}
 	var tags []string
-	for _, t := range f.tags {
+	for _, t := range append(append([]string(nil), f.tags...), outs.names...) {
 		r, err := tagRef(t, g)
 		if err != nil {
 			return fmt.Errorf("-t %s: %w", t, err)
@@ -316,18 +287,15 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		}
 		fmt.Fprintf(logw, "Tagged %s\n", displayRepo(t))
 	}
-	for _, o := range outputs {
-		if err := writeOutput(o, res, tags); err != nil {
-			return err
-		}
-		fmt.Fprintf(logw, "Wrote %s output to %s\n", o.typ, o.dest)
+	if err := exportBuilt(ctx, outs.exporters, res, tags, logw); err != nil {
+		return err
 	}
 	if f.iidfile != "" {
 		if err := writeFileAtomic(f.iidfile, []byte(res.ID.String())); err != nil {
 			return fmt.Errorf("--iidfile: %w", err)
 		}
 	}
-	if f.push {
+	if push {
 		if err := pushBuilt(ctx, cmd, g, st, desc, tags, f.quiet); err != nil {
 			return err
 		}
@@ -337,8 +305,15 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 			return err
 		}
 	}
+	if f.metadataFile != "" {
+		if err := writeMetadata(f.metadataFile, res, desc, tags); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(logw, "Digest: %s\n", res.Digest)
-	fmt.Fprintln(g.stdout, res.ID.String())
+	if !outs.stdout {
+		fmt.Fprintln(g.stdout, res.ID.String())
+	}
 	return nil
 }
 
@@ -431,57 +406,6 @@ func contextFromStdin(r io.Reader) (dir string, dockerfile []byte, cleanup func(
 		return "", nil, func() {}, fmt.Errorf("extracting the context from stdin: %w", err)
 	}
 	return dir, nil, cleanup, nil
-}
-
-// writeOutput writes --output destinations; a file is written to a
-// temporary name and renamed, so a failure leaves nothing behind.
-func writeOutput(o outputSpec, res *build.Result, tags []string) error {
-	var items []store.Item
-	refs := tags
-	if len(refs) == 0 {
-		refs = []string{""}
-	}
-	for _, t := range refs {
-		if o.typ == "docker" {
-			t = displayRepo(t) // docker archives carry docker's short names
-		}
-		items = append(items, store.Item{Ref: t, Image: res.Image, Index: res.Index})
-	}
-	if o.typ == "oci" && !strings.HasSuffix(o.dest, ".tar") {
-		if err := store.WriteOCILayout(o.dest, items); err != nil {
-			return fmt.Errorf("--output type=oci,dest=%s: %w", o.dest, err)
-		}
-		return nil
-	}
-	if o.typ == "docker" && res.Index != nil {
-		return fmt.Errorf("--output type=docker: a docker archive holds one platform; build with one --platform or use type=oci")
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(o.dest), "."+filepath.Base(o.dest)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("--output %s: %w", o.dest, err)
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if o.typ == "oci" {
-		err = store.WriteOCIArchive(bw, items)
-	} else {
-		err = store.WriteDockerArchive(bw, items)
-	}
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = tmp.Close()
-	} else {
-		tmp.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("--output type=%s,dest=%s: %w", o.typ, o.dest, err)
-	}
-	if err := os.Rename(tmp.Name(), o.dest); err != nil {
-		return fmt.Errorf("--output %s: %w", o.dest, err)
-	}
-	return nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -109,14 +109,16 @@ func TestBuildFlagErrors(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
 	cases := map[string][]string{
-		`unknown image format "v1"`:             {"build", "--format", "v1", dir},
-		`--output "type=tar,dest=x": type`:      {"build", "--output", "type=tar,dest=x", dir},
-		`--output "type=oci": dest is required`: {"build", "--output", "type=oci", dir},
-		`--timestamp="yesterday"`:               {"build", "--timestamp", "yesterday", dir},
-		`-t UPPER:1: invalid reference`:         {"build", "-t", "UPPER:1", dir},
-		`--platform: `:                          {"build", "--platform", "a/b/c/d", dir},
-		`no Dockerfile at`:                      {"build", t.TempDir()},
-		`unknown compression`:                   {"build", "--compression", "lz4", dir},
+		`unknown image format "v1"`:                           {"build", "--format", "v1", dir},
+		`--output "type=gha,dest=x": unknown type "gha"`:      {"build", "--output", "type=gha,dest=x", dir},
+		`--output "type=oci": dest= is required`:              {"build", "--output", "type=oci", dir},
+		`--output "type=local,dest=d,push=true": unknown key`: {"build", "--output", "type=local,dest=d,push=true", dir},
+		`--output "type=image": type=image needs name=`:       {"build", "--output", "type=image", dir},
+		`--timestamp="yesterday"`:                             {"build", "--timestamp", "yesterday", dir},
+		`-t UPPER:1: invalid reference`:                       {"build", "-t", "UPPER:1", dir},
+		`--platform: `:                                        {"build", "--platform", "a/b/c/d", dir},
+		`no Dockerfile at`:                                    {"build", t.TempDir()},
+		`unknown compression`:                                 {"build", "--compression", "lz4", dir},
 	}
 	for want, args := range cases {
 		_, _, err := run(t, root, "", args...)

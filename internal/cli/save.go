@@ -1,15 +1,14 @@
 package cli
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/export"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -50,23 +49,19 @@ func newSaveCommand(g *globals) *cobra.Command {
 				}
 				items = append(items, it)
 			}
-			write := func(w io.Writer) error {
-				if format == "oci-archive" {
-					return store.WriteOCIArchive(w, items)
-				}
-				return store.WriteDockerArchive(w, items)
+			dest := output
+			if dest == "" {
+				dest = export.Stdout
 			}
-			if output == "" || output == "-" {
-				if f, ok := g.stdout.(*os.File); ok && isTerminal(f) {
-					return fmt.Errorf("refusing to write an archive to a terminal: use -o FILE or redirect stdout")
+			var e export.Exporter = export.Docker{Dest: dest, Stdout: g.stdout}
+			if format == "oci-archive" {
+				e = export.OCI{Dest: dest, Stdout: g.stdout}
+				if dest != export.Stdout && !strings.HasSuffix(dest, ".tar") {
+					// An OCI archive is always a tar, whatever its name.
+					return writeOCIArchiveFile(dest, items)
 				}
-				bw := bufio.NewWriterSize(g.stdout, 1<<20)
-				if err := write(bw); err != nil {
-					return err
-				}
-				return bw.Flush()
 			}
-			return writeFileVia(output, write)
+			return e.Export(cmd.Context(), items)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of stdout")
@@ -74,32 +69,8 @@ func newSaveCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// writeFileVia writes a file through a temporary name in its directory, so
-// that a failure leaves nothing behind.
-func writeFileVia(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// writeOCIArchiveFile writes an OCI archive to a path whose name does not
+// end in .tar (export.OCI would write a layout directory there).
+func writeOCIArchiveFile(path string, items []store.Item) error {
+	return export.WriteFile(path, func(w io.Writer) error { return store.WriteOCIArchive(w, items) })
 }

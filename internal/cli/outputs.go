@@ -1,0 +1,108 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/export"
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// buildOutputs is what build's --output values ask for.
+type buildOutputs struct {
+	exporters   export.Multi
+	names       []string // type=image/registry name=...
+	push        bool
+	compression string
+	stdout      bool // an exporter writes to stdout: print no image ID there
+}
+
+func parseOutputs(f *buildFlags, stdout io.Writer) (buildOutputs, error) {
+	var b buildOutputs
+	for _, s := range f.outputs {
+		o, err := export.Parse(s, stdout)
+		if err != nil {
+			return b, err
+		}
+		if o.Exporter != nil {
+			if b.stdout && strings.Contains(o.Exporter.String(), "stdout") {
+				return b, fmt.Errorf("--output %q: only one output can go to stdout", s)
+			}
+			b.stdout = b.stdout || strings.Contains(o.Exporter.String(), "stdout")
+			b.exporters = append(b.exporters, o.Exporter)
+		}
+		if o.Type == "image" || o.Type == "registry" {
+			b.names = append(b.names, o.Names...)
+		}
+		b.push = b.push || o.Push
+		if o.Compression != "" {
+			if b.compression != "" && b.compression != o.Compression {
+				return b, fmt.Errorf("--output: compression=%s and compression=%s disagree", b.compression, o.Compression)
+			}
+			b.compression = o.Compression
+		}
+	}
+	return b, nil
+}
+
+// exportBuilt writes the build's result to every --output destination.
+func exportBuilt(ctx context.Context, exps export.Multi, res *build.Result, tags []string, logw io.Writer) error {
+	for _, e := range exps {
+		docker := false
+		if _, ok := e.(export.Docker); ok {
+			docker = true
+		}
+		if err := e.Export(ctx, resultItems(res, tags, docker)); err != nil {
+			return err
+		}
+		fmt.Fprintf(logw, "Wrote %s\n", e)
+	}
+	return nil
+}
+
+// resultItems lists the build's result once per tag (once, unnamed,
+// without tags); docker archives carry docker's short names.
+func resultItems(res *build.Result, tags []string, dockerNames bool) []store.Item {
+	refs := tags
+	if len(refs) == 0 {
+		refs = []string{""}
+	}
+	items := make([]store.Item, 0, len(refs))
+	for _, t := range refs {
+		if dockerNames {
+			t = displayRepo(t)
+		}
+		items = append(items, store.Item{Ref: t, Image: res.Image, Index: res.Index})
+	}
+	return items
+}
+
+// writeMetadata writes buildx's --metadata-file JSON: the keys CI scripts
+// read (containerimage.digest, containerimage.config.digest, image.name,
+// containerimage.descriptor).
+func writeMetadata(path string, res *build.Result, desc v1.Descriptor, tags []string) error {
+	m := map[string]any{
+		"containerimage.digest":     desc.Digest.String(),
+		"containerimage.descriptor": desc,
+	}
+	if res.Image != nil {
+		m["containerimage.config.digest"] = res.ID.String()
+	}
+	if len(tags) > 0 {
+		m["image.name"] = strings.Join(tags, ",")
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+		return fmt.Errorf("--metadata-file: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+package export
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// Exporter writes images somewhere outside the store.
+type Exporter interface {
+	// Export writes the items (each an image or an index, with an optional
+	// reference name).
+	Export(ctx context.Context, items []store.Item) error
+	// String describes the destination for logs ("oci output to DIR").
+	String() string
+}
+
+// Multi exports to every exporter in order, stopping at the first error.
+type Multi []Exporter
+
+// Export implements Exporter.
+func (m Multi) Export(ctx context.Context, items []store.Item) error {
+	for _, e := range m {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := e.Export(ctx, items); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m Multi) String() string {
+	s := make([]string, len(m))
+	for i, e := range m {
+		s[i] = e.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// Stdout is the dest that names standard output ("-").
+const Stdout = "-"
+
+// writeDest writes a file through a temporary name in its directory (or
+// to w when dest is "-"), so a failure leaves nothing behind.
+func writeDest(dest string, stdout io.Writer, write func(io.Writer) error) error {
+	if dest == Stdout {
+		if stdout == nil {
+			return errors.New("no standard output to write to")
+		}
+		if f, ok := stdout.(*os.File); ok && isTerminal(f) {
+			return errors.New("refusing to write an archive to a terminal: name a file or redirect stdout")
+		}
+		bw := bufio.NewWriterSize(stdout, 1<<20)
+		if err := write(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dest)
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// WriteFile writes path through a temporary name in its directory, so a
+// failure leaves nothing behind.
+func WriteFile(path string, write func(io.Writer) error) error {
+	if err := writeDest(path, nil, write); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// describe names a destination in errors and logs.
+func describe(typ, dest string) string {
+	if dest == Stdout {
+		return typ + " output to stdout"
+	}
+	return fmt.Sprintf("%s output to %s", typ, dest)
+}
