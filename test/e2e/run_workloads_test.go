@@ -236,12 +236,12 @@ func TestRunWorkloads(t *testing.T) {
 	t.Run("apt-install", func(t *testing.T) { runWorkloadAptInstall(t, reg) })
 }
 
-// TestRunDoctor: kiln doctor names the mode and every check.
+// TestRunDoctor: kiln doctor names the mode and every setting.
 func TestRunDoctor(t *testing.T) {
 	testutil.SkipIfShort(t)
 	r := kiln(t, "doctor")
 	sb := requireRun(t)
-	if !strings.Contains(r.stdout, "isolation: "+string(sb.Mode())) || !strings.Contains(r.stdout, "checks:") {
+	if !strings.Contains(r.stdout, "isolation: "+string(sb.Mode())) || !strings.Contains(r.stdout, "settings:") {
 		t.Errorf("kiln doctor:\n%s", r.stdout)
 	}
 	if sb.SingleMapping() && !strings.Contains(r.stdout, "/etc/subuid") {
