@@ -57,18 +57,18 @@ type Diagnosis struct {
 
 // env is the raw state Diagnose reads.
 type env struct {
-	uid, gid      int
-	name          string
-	seccomp       string // /proc/self/status Seccomp: 0, 1 or 2
-	capEff        uint64
-	capBnd        uint64
-	noNewPrivs    bool
-	usernsErr     error // from a clone(CLONE_NEWUSER) probe
-	maxUserns     string
-	inContainer   bool
-	procMasked    []string
-	storeFS       string // "overlayfs", "tmpfs", … of the store
-	tmpFS         string // of TMPDIR
+	uid, gid    int
+	name        string
+	seccomp     string // /proc/self/status Seccomp: 0, 1 or 2
+	capEff      uint64
+	capBnd      uint64
+	noNewPrivs  bool
+	usernsErr   error // from a clone(CLONE_NEWUSER) probe
+	maxUserns   string
+	inContainer bool
+	procMasked  []string
+	storeFS     string // "overlayfs", "tmpfs", … of the store
+	tmpFS       string // of TMPDIR
 }
 
 // Diagnose runs detection (New) and looks at every setting that limits
