@@ -348,25 +348,51 @@ func readDockerfile(flag, contextDir string, g *globals, stdinUsed bool, fromStd
 		}
 		return "Dockerfile", "", data, nil
 	case flag != "":
-		path = flag
+		return readDockerfileFlag(flag, contextDir)
 	case fromStdin != nil:
 		return "Dockerfile", "", fromStdin, nil
-	default:
-		path = filepath.Join(contextDir, "Dockerfile")
-		if _, err := os.Stat(path); err != nil {
-			if alt := filepath.Join(contextDir, "Containerfile"); fileExists(alt) {
-				path = alt
+	}
+	rel := "Dockerfile"
+	if _, err := os.Lstat(filepath.Join(contextDir, rel)); err != nil && fileExists(filepath.Join(contextDir, "Containerfile")) {
+		rel = "Containerfile"
+	}
+	path = filepath.Join(contextDir, rel)
+	data, _, err = build.ReadContextFile(contextDir, rel, maxDockerfileSize)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", "", nil, fmt.Errorf("no Dockerfile at %s (use -f to name one): %w", path, err)
+		}
+		return "", "", nil, fmt.Errorf("reading the Dockerfile: %w", err)
+	}
+	return path, path, data, nil
+}
+
+// maxDockerfileSize bounds the Dockerfile kiln reads (BuildKit's frontend
+// reads it whole too; real ones are a few KiB).
+const maxDockerfileSize = 16 << 20
+
+// readDockerfileFlag reads -f PATH: inside the context it is resolved like
+// any context file (symlinks cannot leave the context); elsewhere it is
+// resolved inside its own directory, as BuildKit reads it.
+func readDockerfileFlag(flag, contextDir string) (name, path string, data []byte, err error) {
+	root, rel := filepath.Dir(flag), filepath.Base(flag)
+	if contextDir != "" {
+		if ctx, err1 := filepath.Abs(contextDir); err1 == nil {
+			if abs, err2 := filepath.Abs(flag); err2 == nil {
+				if r, err3 := filepath.Rel(ctx, abs); err3 == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+					root, rel = ctx, r
+				}
 			}
 		}
 	}
-	data, err = os.ReadFile(path)
+	data, _, err = build.ReadContextFile(root, filepath.ToSlash(rel), maxDockerfileSize)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return "", "", nil, fmt.Errorf("no Dockerfile at %s (use -f to name one)", path)
+			return "", "", nil, fmt.Errorf("no Dockerfile at %s: %w", flag, err)
 		}
-		return "", "", nil, err
+		return "", "", nil, fmt.Errorf("reading the Dockerfile %s: %w", flag, err)
 	}
-	return path, path, data, nil
+	return flag, flag, data, nil
 }
 
 func fileExists(p string) bool {

@@ -3,6 +3,7 @@ package build
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -221,4 +222,50 @@ func (c *contextSource) glob(pattern string) ([]string, error) {
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// ReadContextFile reads the regular file rel (slash-separated) of the
+// directory root the way a COPY source is read: symlinks, the last
+// component's included, are resolved as if root were "/", so a link to a
+// host file reads root's own copy of that path or nothing. It returns the
+// content and the host path read. The Dockerfile of a context is read with
+// it: a context (or a `build -` tar) whose Dockerfile is a symlink to
+// /etc/shadow cannot read, or echo in an error, anything outside itself.
+func ReadContextFile(root, rel string, maxSize int64) ([]byte, string, error) {
+	c := &contextSource{root: root}
+	clean, err := cleanSource(rel)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", rel, err)
+	}
+	res, err := c.resolve(clean, true)
+	if err != nil {
+		return nil, "", err
+	}
+	p := c.abs(res)
+	f, err := os.Open(p)
+	if err != nil {
+		if res != clean {
+			return nil, "", fmt.Errorf("%s is a symlink to %s inside the build context: %w", c.abs(clean), filepath.FromSlash(res), err)
+		}
+		return nil, "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, "", err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, "", fmt.Errorf("%s is not a regular file", p)
+	}
+	if st.Size() > maxSize {
+		return nil, "", fmt.Errorf("%s is %d bytes, more than the %d allowed", p, st.Size(), maxSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
+	if err != nil {
+		return nil, "", err
+	}
+	if int64(len(data)) > maxSize {
+		return nil, "", fmt.Errorf("%s is more than the %d bytes allowed", p, maxSize)
+	}
+	return data, p, nil
 }
