@@ -39,11 +39,10 @@ func (s *stageState) extractArchive(open opener, name, dest string) ([]*copyEntr
 	if err != nil || !archive.IsTar(head) {
 		return nil, false, nil
 	}
-	dir, err := os.MkdirTemp("", "kiln-add-")
+	dir, err := s.spoolDir()
 	if err != nil {
 		return nil, false, err
 	}
-	s.tempDirs = append(s.tempDirs, dir)
 	tr := tar.NewReader(br)
 	var out []*copyEntry
 	seen := map[string]bool{}
@@ -123,11 +122,10 @@ func (s *stageState) download(ctx context.Context, rawURL, checksum, dest string
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("download failed: %s", resp.Status)
 	}
-	dir, err := os.MkdirTemp("", "kiln-url-")
+	dir, err := s.spoolDir()
 	if err != nil {
 		return nil, err
 	}
-	s.tempDirs = append(s.tempDirs, dir)
 	fn := filepath.Join(dir, "content")
 	w, err := os.Create(fn)
 	if err != nil {

@@ -269,3 +269,127 @@ func ReadContextFile(root, rel string, maxSize int64) ([]byte, string, error) {
 	}
 	return data, p, nil
 }
+
+// bindSource is the host path RUN --mount=type=bind shows for the context
+// path rel (resolved, relative): as BuildKit, which only ever has the
+// context without what the ignore file excludes, the mount shows none of
+// the excluded files. When nothing at or below rel is excluded that is rel
+// itself; otherwise a copy of the included entries, made in a directory
+// from spool. An excluded rel is not found.
+func (c *contextSource) bindSource(rel string, spool func() (string, error)) (string, error) {
+	if ex, err := c.excluded(rel); err != nil {
+		return "", err
+	} else if ex && !c.matcher.MayIncludeBelow(rel) {
+		return "", fmt.Errorf("%s: excluded by %s: %w", rel, filepath.Base(c.ignoreFile), fs.ErrNotExist)
+	}
+	src := c.abs(rel)
+	st, err := os.Lstat(src)
+	if err != nil {
+		return "", err
+	}
+	if !st.IsDir() {
+		return src, nil
+	}
+	errFound := errors.New("found")
+	err = c.walkIncluded(rel, func(string, fs.DirEntry, bool) error { return errFound })
+	if err == nil {
+		return src, nil // nothing excluded
+	}
+	if !errors.Is(err, errFound) {
+		return "", err
+	}
+	dir, err := spool()
+	if err != nil {
+		return "", err
+	}
+	view := filepath.Join(dir, "context")
+	if err := os.Mkdir(view, st.Mode().Perm()|0o700); err != nil {
+		return "", err
+	}
+	err = c.walkIncluded(rel, func(p string, d fs.DirEntry, excluded bool) error {
+		if excluded {
+			return nil
+		}
+		return copyContextEntry(c.abs(p), filepath.Join(view, filepath.FromSlash(strings.TrimPrefix(strings.TrimPrefix(p, rel), "/"))), d)
+	})
+	if err != nil {
+		return "", fmt.Errorf("copying the included files of %s: %w", rel, err)
+	}
+	return view, nil
+}
+
+// walkIncluded walks the context directory rel, calling fn for every entry
+// below it, with excluded set for the excluded ones that are reported
+// (excluded directories whose entries may not be re-included are reported
+// once and not entered). fn(excluded=true) returning an error stops the
+// walk.
+func (c *contextSource) walkIncluded(rel string, fn func(p string, d fs.DirEntry, excluded bool) error) error {
+	return filepath.WalkDir(c.abs(rel), func(hp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		r, err := filepath.Rel(c.root, hp)
+		if err != nil {
+			return err
+		}
+		p := filepath.ToSlash(r)
+		if p == rel || (rel == "" && p == ".") {
+			return nil
+		}
+		ex, err := c.excluded(p)
+		if err != nil {
+			return err
+		}
+		if ex {
+			if err := fn(p, d, true); err != nil {
+				return err
+			}
+			if d.IsDir() && !c.matcher.MayIncludeBelow(p) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		return fn(p, d, false)
+	})
+}
+
+// copyContextEntry copies one context entry (a directory, a regular file or
+// a symlink; other kinds are left out) to dst, creating missing parents.
+func copyContextEntry(src, dst string, d fs.DirEntry) error {
+	info, err := d.Info()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	switch {
+	case d.IsDir():
+		if err := os.Mkdir(dst, info.Mode().Perm()|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		return nil
+	case d.Type()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		return os.Symlink(target, dst)
+	case d.Type().IsRegular():
+		in, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	}
+	return nil
+}

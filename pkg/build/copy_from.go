@@ -42,6 +42,20 @@ func openers(st *store.Store, layers []v1.Layer) []archive.Opener {
 	return out
 }
 
+// spoolDir makes a directory for content spooled for the step being built
+// (files of image layers, ADD archives and downloads): in the store's temp
+// area, private, flocked while this process lives and removed with the
+// step's other spools. A kiln killed meanwhile leaves it unlocked, and the
+// next kiln command on the store (or prune) removes it.
+func (s *stageState) spoolDir() (string, error) {
+	dir, release, err := s.b.opts.Store.ShortLivedDir()
+	if err != nil {
+		return "", err
+	}
+	s.tempDirs = append(s.tempDirs, release)
+	return dir, nil
+}
+
 // fromSource opens what COPY --from names: an earlier stage (by name or
 // index) or an image.
 func (s *stageState) fromSource(ctx context.Context, from string) (sourceFS, error) {
@@ -255,11 +269,10 @@ func (s *stageState) spoolTreeContent(from string, entries []*copyEntry) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "kiln-copy-")
+	dir, err := s.spoolDir()
 	if err != nil {
 		return err
 	}
-	s.tempDirs = append(s.tempDirs, dir)
 	i := 0
 	err = t.ReadFiles(openers(tf.src.st, tf.src.layers), wanted, func(n *archive.Node, r io.Reader) error {
 		i++

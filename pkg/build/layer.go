@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -82,8 +81,8 @@ func (s *stageState) addLayerCached(ctx context.Context, entries []*copyEntry, c
 	go func() {
 		defer func() { <-s.b.layerSem }()
 		defer func() {
-			for _, d := range temp {
-				os.RemoveAll(d)
+			for _, release := range temp {
+				release()
 			}
 		}()
 		l, key, err := s.writeLayer(ctx, sorted, s.b.keyed || contentKey != "")
@@ -227,8 +226,8 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry, wantKe
 }
 
 func (s *stageState) cleanTemp() {
-	for _, d := range s.tempDirs {
-		os.RemoveAll(d)
+	for _, release := range s.tempDirs {
+		release()
 	}
 	s.tempDirs = nil
 }

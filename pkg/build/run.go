@@ -100,6 +100,7 @@ func (r *runEnv) close() {
 
 // doRun runs a RUN step and adds its changes as a layer.
 func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc []parser.Range) error {
+	defer s.cleanTemp() // context views of bind mounts
 	stepStart := time.Now()
 	label := s.stepLabel(c)
 	errf := func(format string, args ...any) error {
@@ -494,9 +495,8 @@ func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.R
 				if err != nil {
 					return nil, nil, fmt.Errorf("--mount source=%s: %v", src, err)
 				}
-				bm.Source = s.b.ctxSrc.abs(p)
-				if _, err := os.Stat(bm.Source); err != nil {
-					return nil, nil, fmt.Errorf("--mount source=%s: not found in the build context", src)
+				if bm.Source, err = s.b.ctxSrc.bindSource(p, s.spoolDir); err != nil {
+					return nil, nil, fmt.Errorf("--mount source=%s: not found in the build context: %v", src, err)
 				}
 			} else {
 				layers, err := s.mountLayers(ctx, m.From)

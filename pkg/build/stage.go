@@ -32,8 +32,9 @@ type stageState struct {
 	args   map[string]string
 	cmdSet bool
 	users  *userDB // lazily read /etc/passwd and /etc/group
-	// tempDirs hold spooled content of the step being built.
-	tempDirs []string
+	// tempDirs release (remove) the spools of the step being built
+	// (spoolDir).
+	tempDirs []func()
 	// pending are the layers being written in the background.
 	pending []*futureLayer
 	// links name how the stage's filesystem was made (chain.go).

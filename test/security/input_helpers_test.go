@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/store"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -81,4 +83,41 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 func sha256Sum(b []byte) []byte {
 	h := sha256.Sum256(b)
 	return h[:]
+}
+
+// imageFile returns the content of file p (relative to /) of the image the
+// store at root holds as ref (an exact stored name, or an image ID).
+func imageFile(t *testing.T, root, ref, p string) string {
+	t.Helper()
+	st, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.Resolve(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := st.Image(d.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var openers []archive.Opener
+	for _, l := range layers {
+		openers = append(openers, l.Uncompressed)
+	}
+	_, data, found, err := archive.FindFile(openers, "/"+p, 1<<20)
+	if err != nil || !found {
+		t.Fatalf("image %s: /%s: found %v, %v", ref, p, found, err)
+	}
+	return string(data)
+}
+
+// lastLine is the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
 }
