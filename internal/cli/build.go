@@ -47,6 +47,9 @@ type buildFlags struct {
 	load        bool
 	// metadataFile is buildx's --metadata-file.
 	metadataFile string
+	// done, when set, is called with the stored (and pushed) image's
+	// descriptor and full tag names once everything else succeeded.
+	done func(d v1.Descriptor, tags []string) error
 }
 
 func newBuildCommand(g *globals) *cobra.Command {
@@ -307,6 +310,11 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	}
 	if f.metadataFile != "" {
 		if err := writeMetadata(f.metadataFile, res, desc, tags); err != nil {
+			return err
+		}
+	}
+	if f.done != nil {
+		if err := f.done(desc, tags); err != nil {
 			return err
 		}
 	}

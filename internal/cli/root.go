@@ -91,6 +91,7 @@ func newRootCommand(g *globals) *cobra.Command {
 		newLoginCommand(g),
 		newLogoutCommand(g),
 		newVersionCommand(g),
+		newExecutorCommand(g),
 		newDoctorCommand(g),
 	)
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error { return g.tempFallback(cmd) }
@@ -132,6 +133,10 @@ func (g *globals) cleanup() {
 func Execute(ctx context.Context) int {
 	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	cmd := newRootCommand(g)
+	if len(os.Args) > 0 && isExecutorName(os.Args[0]) {
+		// Invoked as kaniko's /kaniko/executor: its flags, no subcommand.
+		cmd.SetArgs(append([]string{"executor"}, os.Args[1:]...))
+	}
 	err := cmd.ExecuteContext(ctx)
 	g.cleanup()
 	if err != nil {
