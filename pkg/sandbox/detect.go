@@ -54,106 +54,116 @@ const (
 	capSysAdmin = 21
 )
 
+// ErrNotApplicable is wrapped by a Candidate's Try error when the mode
+// does not apply to this process at all (root mode for a non-root user):
+// auto-detection then does not list it among the reasons.
+var ErrNotApplicable = errors.New("not applicable")
+
+func init() {
+	Register(Candidate{Mode: ModeRoot, Order: 100, Try: tryRoot})
+	Register(Candidate{Mode: ModeUserns, Order: 200, Try: tryUserns})
+	Register(Candidate{Mode: ModeChroot, Order: 300, Try: tryChroot})
+}
+
 // New finds the isolation this environment allows (or checks the one
 // asked for) and returns a Sandbox for it with the report of what was
 // looked at. A forced mode that does not work is an error; otherwise the
 // worst outcome is ModeNone, which still builds Dockerfiles without RUN.
 func New(ctx context.Context, opts Options) (*Sandbox, *Report, error) {
-	exe := opts.Exe
-	if exe == "" {
-		exe = "/proc/self/exe"
+	env := &Env{Exe: opts.Exe, NoOverlay: opts.NoOverlay, ScratchDir: opts.ScratchDir, CapEff: statusHex("CapEff"), Seccomp: statusField("Seccomp") == "2"}
+	if env.Exe == "" {
+		env.Exe = "/proc/self/exe"
 	}
+	env.UID, env.GID, env.Name = currentUser()
 	rep := &Report{}
-	uid, gid, name := currentUser()
-	capEff := statusHex("CapEff")
-	seccomp := statusField("Seccomp")
-	hasCap := func(c uint) bool { return capEff&(1<<c) != 0 }
-	if seccomp == "2" {
+	if env.Seccomp {
 		rep.add("seccomp", true, "a seccomp filter is active (the default of Docker and of Kubernetes' RuntimeDefault refuses new user namespaces)", "")
 	} else {
 		rep.add("seccomp", true, "no seccomp filter", "")
 	}
-
-	var candidates []Mode
-	switch {
-	case opts.Mode != "":
-		candidates = []Mode{opts.Mode}
-	case uid == 0:
-		candidates = []Mode{ModeRoot, ModeChroot}
-	default:
-		candidates = []Mode{ModeUserns}
+	if opts.Mode == ModeNone {
+		s := &Sandbox{impl: noneMode{}, reason: "--isolation none: RUN steps are refused"}
+		rep.Mode, rep.Reason = ModeNone, s.reason
+		return s, rep, nil
 	}
 	var whyNot []string
-	for _, m := range candidates {
-		var s *Sandbox
-		var err error
-		switch m {
-		case ModeRoot:
-			s, err = tryRoot(ctx, exe, opts.ScratchDir, uid, hasCap(capSysAdmin), rep)
-		case ModeUserns:
-			s, err = tryUserns(ctx, exe, opts.ScratchDir, uid, gid, name, rep)
-		case ModeChroot:
-			s, err = tryChroot(exe, uid, hasCap(capChroot), rep)
-		case ModeNone:
-			s = &Sandbox{mode: ModeNone, reason: "--isolation none: RUN steps are refused", key: "none"}
+	for _, c := range candidates() {
+		if opts.Mode != "" && c.Mode != opts.Mode {
+			continue
 		}
+		impl, reason, err := c.Try(ctx, env, rep)
 		if err != nil {
-			whyNot = append(whyNot, fmt.Sprintf("%s: %v", m, err))
 			if opts.Mode != "" {
-				rep.Mode, rep.Reason = ModeNone, strings.Join(whyNot, "; ")
-				return nil, rep, fmt.Errorf("--isolation %s does not work here: %v", m, err)
+				rep.Mode, rep.Reason = ModeNone, fmt.Sprintf("%s: %v", c.Mode, err)
+				return nil, rep, fmt.Errorf("--isolation %s does not work here: %v", c.Mode, err)
+			}
+			if !errors.Is(err, ErrNotApplicable) {
+				whyNot = append(whyNot, fmt.Sprintf("%s: %v", c.Mode, err))
 			}
 			continue
 		}
-		if opts.NoOverlay && s.overlay {
-			s.overlay = false
-			s.reason += "; overlay not used (asked)"
-			s.key += "-copy"
+		s := &Sandbox{impl: impl, reason: reason}
+		if w, ok := impl.(interface{ Warning() string }); ok {
+			s.warning = w.Warning()
 		}
-		rep.Mode, rep.Reason = s.mode, s.reason
+		rep.Mode, rep.Reason = s.Mode(), s.reason
 		return s, rep, nil
 	}
-	s := &Sandbox{mode: ModeNone, key: "none", reason: "no isolation works here (" + strings.Join(whyNot, "; ") + "): builds without RUN work, RUN steps fail"}
-	if uid != 0 {
-		s.reason = "no user namespace can be created (" + strings.Join(whyNot, "; ") + "): builds without RUN work, RUN steps fail"
+	if opts.Mode != "" {
+		return nil, rep, fmt.Errorf("--isolation %s: no such mode", opts.Mode)
 	}
-	rep.Mode, rep.Reason = s.mode, s.reason
+	s := &Sandbox{impl: noneMode{}, reason: "no isolation works here (" + strings.Join(whyNot, "; ") + "): builds without RUN work, RUN steps fail"}
+	rep.Mode, rep.Reason = ModeNone, s.reason
 	return s, rep, nil
 }
 
-func tryRoot(ctx context.Context, exe, scratch string, uid int, sysAdmin bool, rep *Report) (*Sandbox, error) {
-	if uid != 0 {
-		return nil, errors.New("not root")
+// noOverlay applies Options.NoOverlay to a built-in mode.
+func noOverlay(env *Env, h *helper, reason string) string {
+	if env.NoOverlay && h.overlay {
+		h.overlay = false
+		h.key += "-copy"
+		return reason + "; overlay not used (asked)"
 	}
-	if !sysAdmin {
+	return reason
+}
+
+func tryRoot(ctx context.Context, env *Env, rep *Report) (Impl, string, error) {
+	if env.UID != 0 {
+		return nil, "", fmt.Errorf("not root: %w", ErrNotApplicable)
+	}
+	if !env.HasCap(capSysAdmin) {
 		rep.add("CAP_SYS_ADMIN", false, "root without CAP_SYS_ADMIN (an unprivileged container): no mount namespace", "")
-		return nil, errors.New("no CAP_SYS_ADMIN")
+		return nil, "", errors.New("no CAP_SYS_ADMIN")
 	}
-	s := &Sandbox{mode: ModeRoot, exe: exe, key: "root"}
-	res, err := probe(ctx, s, scratch)
+	m := newRootMode(helper{exe: env.Exe, key: "root"})
+	res, err := probe(ctx, &m.helper, env.ScratchDir)
 	if err != nil {
 		rep.add("namespaces", false, "creating mount/pid namespaces as root: "+err.Error(), "")
-		return nil, err
+		return nil, "", err
 	}
 	rep.add("namespaces", true, "mount, pid, ipc and uts namespaces can be created", "")
-	overlayCheck(s, res, rep)
-	s.reason = "running as root with CAP_SYS_ADMIN"
-	return s, nil
+	overlayCheck(&m.helper, res, rep)
+	return m, noOverlay(env, &m.helper, "running as root with CAP_SYS_ADMIN"), nil
 }
 
-func tryChroot(exe string, uid int, capChroot bool, rep *Report) (*Sandbox, error) {
-	if uid != 0 {
-		return nil, errors.New("chroot mode needs root")
+func tryChroot(_ context.Context, env *Env, rep *Report) (Impl, string, error) {
+	if env.UID != 0 {
+		return nil, "", fmt.Errorf("chroot mode needs root: %w", ErrNotApplicable)
 	}
-	if !capChroot {
+	if !env.HasCap(capChroot) {
 		rep.add("CAP_SYS_CHROOT", false, "root without CAP_SYS_CHROOT", "keep CAP_SYS_CHROOT (it is in Docker's and Kubernetes' default set)")
-		return nil, errors.New("no CAP_SYS_CHROOT")
+		return nil, "", errors.New("no CAP_SYS_CHROOT")
 	}
 	rep.add("CAP_SYS_CHROOT", true, "chroot is allowed", "")
-	return &Sandbox{mode: ModeChroot, exe: exe, key: "chroot", reason: "root without namespaces (no CAP_SYS_ADMIN, or new namespaces refused): chroot into a working copy, diffs by metadata walk"}, nil
+	m := newChrootMode(helper{exe: env.Exe, key: "chroot"})
+	return m, "root without namespaces (no CAP_SYS_ADMIN, and new user namespaces refused): chroot into a working copy, diffs by metadata walk; no mount, pid or network separation", nil
 }
 
-func tryUserns(ctx context.Context, exe, scratch string, uid, gid int, name string, rep *Report) (*Sandbox, error) {
+func tryUserns(ctx context.Context, env *Env, rep *Report) (Impl, string, error) {
+	uid, gid, name := env.UID, env.GID, env.Name
+	if uid == 0 {
+		return tryUsernsAsRoot(ctx, env, rep)
+	}
 	if v, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil {
 		n, _ := strconv.Atoi(strings.TrimSpace(string(v)))
 		rep.add("user.max_user_namespaces", n > 0, "user.max_user_namespaces = "+strings.TrimSpace(string(v)), fixIf(n == 0, "sysctl -w user.max_user_namespaces=28633 (and in /etc/sysctl.d/ to keep it)"))
@@ -208,39 +218,54 @@ func tryUserns(ctx context.Context, exe, scratch string, uid, gid int, name stri
 	}
 
 	if haveRanges && helpersOK {
-		s := &Sandbox{mode: ModeUserns, exe: exe, newIDMap: true,
-			uidMap: fullMap(uint32(uid), uidRanges), gidMap: fullMap(uint32(gid), gidRanges)}
-		s.key = mapKey("userns", s.uidMap, s.gidMap)
-		res, err := probe(ctx, s, scratch)
+		m := newUsernsMode(helper{exe: env.Exe, userns: true, newIDMap: true,
+			uidMap: fullMap(uint32(uid), uidRanges), gidMap: fullMap(uint32(gid), gidRanges)})
+		m.key = mapKey("userns", m.uidMap, m.gidMap)
+		res, err := probe(ctx, &m.helper, env.ScratchDir)
 		if err == nil {
 			rep.add("user namespace", true, "created with the maps of /etc/subuid and /etc/subgid (uid map: "+res.UIDMapSeen+")", "")
-			overlayCheck(s, res, rep)
-			s.reason = fmt.Sprintf("user namespace, %d uids mapped from /etc/subuid", total(uidRanges)+1)
-			return s, nil
+			overlayCheck(&m.helper, res, rep)
+			return m, noOverlay(env, &m.helper, fmt.Sprintf("user namespace, %d uids mapped from /etc/subuid", total(uidRanges)+1)), nil
 		}
 		rep.add("newuidmap/newgidmap", false, "writing the maps failed: "+err.Error(),
 			"in a container, newuidmap and newgidmap need file capabilities: setcap cap_setuid+ep /usr/bin/newuidmap; setcap cap_setgid+ep /usr/bin/newgidmap")
 	}
-	s := &Sandbox{mode: ModeUserns, exe: exe, singleMap: true,
-		uidMap: []IDMap{{0, uint32(uid), 1}}, gidMap: []IDMap{{0, uint32(gid), 1}}}
-	s.key = mapKey("userns1", s.uidMap, s.gidMap)
-	res, err := probe(ctx, s, scratch)
+	m := newUsernsMode(helper{exe: env.Exe, userns: true, singleMap: true,
+		uidMap: []IDMap{{0, uint32(uid), 1}}, gidMap: []IDMap{{0, uint32(gid), 1}}})
+	m.key = mapKey("userns1", m.uidMap, m.gidMap)
+	res, err := probe(ctx, &m.helper, env.ScratchDir)
 	if err != nil {
-		fix := "Kubernetes: securityContext.seccompProfile.type: Unconfined and, with AppArmor, securityContext.appArmorProfile.type: Unconfined; Docker: --security-opt seccomp=unconfined --security-opt apparmor=unconfined"
-		rep.add("user namespace", false, "unshare(CLONE_NEWUSER) refused: "+err.Error(), fix)
-		return nil, err
+		rep.add("user namespace", false, "unshare(CLONE_NEWUSER) refused: "+err.Error(), usernsFix)
+		return nil, "", err
 	}
 	rep.add("user namespace", true, "created with this user alone mapped to root", "")
-	overlayCheck(s, res, rep)
-	s.reason = "user namespace, only uid " + strconv.Itoa(uid) + " mapped (no subordinate ids)"
-	s.warning = "warning: only uid " + strconv.Itoa(uid) + " is mapped in the sandbox (no /etc/subuid range): files RUN steps give other owners belong to root, and USER runs as root. Fix: " + rangeFix
-	return s, nil
+	overlayCheck(&m.helper, res, rep)
+	m.warning = "warning: only uid " + strconv.Itoa(uid) + " is mapped in the sandbox (no /etc/subuid range): files RUN steps give other owners belong to root, and USER runs as root. Fix: " + rangeFix
+	return m, noOverlay(env, &m.helper, "user namespace, only uid "+strconv.Itoa(uid)+" mapped (no subordinate ids)"), nil
 }
 
-func overlayCheck(s *Sandbox, res *result, rep *Report) {
+const usernsFix = "Kubernetes: securityContext.seccompProfile.type: Unconfined and, with AppArmor, securityContext.appArmorProfile.type: Unconfined; Docker: --security-opt seccomp=unconfined --security-opt apparmor=unconfined"
+
+// tryUsernsAsRoot: root maps every id to itself (it needs no newuidmap),
+// so owners are kept as in root mode, while the step's capabilities are
+// those of a user namespace, not the host's.
+func tryUsernsAsRoot(ctx context.Context, env *Env, rep *Report) (Impl, string, error) {
+	all := []IDMap{{0, 0, 4294967295}}
+	m := newUsernsMode(helper{exe: env.Exe, userns: true, uidMap: all, gidMap: all, key: "userns-root"})
+	res, err := probe(ctx, &m.helper, env.ScratchDir)
+	if err != nil {
+		rep.add("user namespace", false, "unshare(CLONE_NEWUSER) as root refused: "+err.Error(), usernsFix)
+		return nil, "", err
+	}
+	rep.add("user namespace", true, "created as root, every id mapped to itself", "")
+	overlayCheck(&m.helper, res, rep)
+	return m, noOverlay(env, &m.helper, "root in a user namespace of its own (every id mapped to itself)"), nil
+}
+
+func overlayCheck(s *helper, res *result, rep *Report) {
 	s.overlay = res.Overlay == ""
 	if s.overlay {
-		rep.add("overlay", true, "overlay mounts work"+map[bool]string{true: " (userxattr)", false: ""}[s.mode == ModeUserns], "")
+		rep.add("overlay", true, "overlay mounts work"+map[bool]string{true: " (userxattr)", false: ""}[s.userns], "")
 	} else {
 		s.overlayWhy = res.Overlay
 		rep.add("overlay", false, "overlay cannot be mounted ("+res.Overlay+"): RUN uses a working copy and a metadata-walk diff", "Linux 5.11 or later mounts overlay in a user namespace")
@@ -269,7 +294,7 @@ func total(rs []Range) uint32 {
 }
 
 // probe runs the probe job: namespaces, maps, overlay and /proc.
-func probe(ctx context.Context, s *Sandbox, scratch string) (*result, error) {
+func probe(ctx context.Context, s *helper, scratch string) (*result, error) {
 	if scratch != "" {
 		if err := os.MkdirAll(scratch, 0o700); err != nil {
 			return nil, err

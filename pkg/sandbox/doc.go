@@ -2,7 +2,15 @@
 // isolation the environment allows, and does the filesystem work that must
 // happen where that process's owners are visible.
 //
-// Modes (see Detect and Choose):
+// Each isolation mode is one implementation of Impl, declaring what it
+// can do in Features (overlay, mounts, pid and network namespaces, how
+// owners are kept); the build asks the Features, never the mode's name.
+// The built-in modes register themselves as Candidates (root, userns,
+// chroot, in that order of preference); a mode in another package calls
+// Register from its init function, and New tries every registered mode in
+// Order. The behaviour tests run against every mode that works here.
+//
+// Modes:
 //
 //   - userns: kiln re-executes itself (/proc/self/exe, argv[0]
 //     "kiln-sandbox-init") into new user, mount, pid, ipc and uts
@@ -10,11 +18,15 @@
 //     through newuidmap/newgidmap when this user has ranges there; otherwise
 //     the caller alone is mapped to root, and files owned by anyone else
 //     collapse to root (a one-time warning says so).
+//     Root, too, gets a user namespace where root mode does not work (no
+//     CAP_SYS_ADMIN), with every id mapped to itself.
 //   - root: the same without the user namespace, for real root with
 //     CAP_SYS_ADMIN.
-//   - chroot: root without CAP_SYS_ADMIN (a default unprivileged
-//     container): no namespaces and no mounts; the step runs chrooted in a
-//     working copy and its diff is found by a metadata walk.
+//   - chroot: root where neither works (a default unprivileged container:
+//     no CAP_SYS_ADMIN, and its seccomp profile refuses new user
+//     namespaces): no namespaces and no mounts; the step runs chrooted in
+//     a working copy and its diff is found by a metadata walk. The helper
+//     is a child subreaper and kills whatever the step leaves running.
 //   - none: nothing above works; builds without RUN still work and a RUN
 //     step fails with what is missing.
 //

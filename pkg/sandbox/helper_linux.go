@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -350,6 +351,11 @@ func runJob(j *job) (*result, error) {
 			return nil, err
 		}
 		rs.chrootFiles = files
+		// No pid namespace: the helper reaps and kills the step's tree
+		// itself, through the host's /proc (kept open, never inherited).
+		if fd, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			procFD = fd
+		}
 		if err := unix.Chroot(rs.Dir); err != nil {
 			return nil, fmt.Errorf("chroot %s: %w", rs.Dir, err)
 		}
@@ -449,15 +455,34 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 	if err := dropCaps(); err != nil {
 		return 0, "", fmt.Errorf("dropping capabilities: %w", err)
 	}
+	if j.Chroot {
+		// No pid namespace: whatever the step leaves running (setsid
+		// daemons included) is reparented to the helper, which kills it.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return 0, "", fmt.Errorf("subreaper: %w", err)
+		}
+	}
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, "", fmt.Errorf("starting %s: %w", rs.Args[0], err)
 	}
+	if j.Chroot {
+		// kiln stops a step (or dies: the parent-death signal) with
+		// SIGTERM: take the tree down, then go.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+		go func() {
+			<-sigs
+			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+			_ = cmd.Process.Kill()
+			killDescendants()
+			os.Exit(1)
+		}()
+	}
 	err = cmd.Wait()
 	res.CmdNS = time.Since(started).Nanoseconds()
 	if j.Chroot {
-		// No pid namespace: take down what the command left behind.
-		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		killDescendants()
 	}
 	if err == nil {
 		return 0, "", nil
@@ -502,6 +527,78 @@ func lookPath(prog string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: executable file not found in $PATH (%s)", prog, path)
+}
+
+// procFD is the host's /proc, opened before a chroot step enters its root.
+var procFD = -1
+
+// killDescendants kills every descendant of the helper (a subreaper: they
+// all become its children when their parents die) and reaps them, until
+// none is left.
+func killDescendants() {
+	self := os.Getpid()
+	for round := 0; round < 1000; round++ {
+		kids := childrenOf(self)
+		if len(kids) == 0 {
+			return
+		}
+		for _, k := range kids {
+			_ = unix.Kill(k, unix.SIGKILL)
+		}
+		for _, k := range kids {
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(k, &ws, 0, nil)
+		}
+		// Orphans of the killed, reparented meanwhile, are reaped too.
+		for {
+			var ws unix.WaitStatus
+			if pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil); pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+
+// childrenOf lists the processes whose parent is pid, from procFD.
+func childrenOf(pid int) []int {
+	if procFD < 0 {
+		return nil
+	}
+	dfd, err := unix.Openat(procFD, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	d := os.NewFile(uintptr(dfd), "/proc")
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	var out []int
+	buf := make([]byte, 512)
+	for _, n := range names {
+		p, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		fd, err := unix.Openat(procFD, n+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		k, _ := unix.Read(fd, buf)
+		unix.Close(fd)
+		if k <= 0 {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parens.
+		st := string(buf[:k])
+		i := strings.LastIndexByte(st, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(st[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // closeExecFrom marks every open descriptor from lowest up close-on-exec.

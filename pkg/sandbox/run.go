@@ -61,15 +61,25 @@ func UpperDir(tempDir string) string { return filepath.Join(tempDir, "upper") }
 // StepResult.ExitCode. The command, its children and its mounts are gone
 // when Run returns, also when ctx is cancelled.
 func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
-	if s.mode == ModeNone {
+	if s.Mode() == ModeNone {
 		return nil, fmt.Errorf("%w: %s", ErrUnavailable, s.reason)
 	}
 	if len(st.Args) == 0 {
 		return nil, fmt.Errorf("no command")
 	}
-	if st.Network == "none" && s.mode == ModeChroot {
-		return nil, fmt.Errorf("--network=none needs a network namespace, which %s mode cannot make (%s)", s.mode, s.reason)
+	f := s.Features()
+	if st.Network == "none" && !f.NetworkNamespace {
+		return nil, fmt.Errorf("--network=none needs a network namespace, which %s mode cannot make (%s)", s.Mode(), s.reason)
 	}
+	if st.Dir == "" && !f.Overlay {
+		return nil, fmt.Errorf("%s mode runs steps on a working copy", s.Mode())
+	}
+	return s.impl.Run(ctx, st)
+}
+
+// Run runs a step in a helper.
+func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
+	feat := h.self.Features()
 	rs := &runSpec{
 		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: st.Network,
 		Mounts: st.Mounts,
@@ -83,9 +93,6 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 	if st.Dir != "" {
 		rs.Dir = st.Dir
 	} else {
-		if s.mode == ModeChroot {
-			return nil, fmt.Errorf("chroot mode runs on a working copy")
-		}
 		rs.Lowers = st.Lowers
 		if rs.Upper, err = mk("upper"); err != nil {
 			return nil, err
@@ -132,14 +139,14 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 			}
 		}
 	}
-	if s.mode == ModeChroot {
+	if !feat.Mounts {
 		for _, m := range rs.Mounts {
 			if m.Type != "bind" || !m.File || !m.ReadOnly || m.Socket || len(m.Lowers) > 0 {
-				return nil, fmt.Errorf("RUN --mount=type=%s (target %s) needs a mount namespace, which %s mode cannot make (%s); only secrets and heredoc scripts work here", mountKind(m), m.Target, s.mode, s.reason)
+				return nil, fmt.Errorf("RUN --mount=type=%s (target %s) needs a mount namespace, which %s mode cannot make; only secrets and heredoc scripts work here", mountKind(m), m.Target, h.self.Mode())
 			}
 		}
 	}
-	res, err := s.exec(ctx, &job{Kind: "run", Run: rs}, nil, st.Stdout, st.Stderr)
+	res, err := h.exec(ctx, &job{Kind: "run", Run: rs}, nil, st.Stdout, st.Stderr)
 	if err != nil {
 		return nil, err
 	}

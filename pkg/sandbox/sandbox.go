@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/kiln-build/kiln/pkg/rootfs"
 )
@@ -23,7 +24,7 @@ import (
 // Mode is an isolation mode.
 type Mode string
 
-// The isolation modes, best first.
+// The built-in isolation modes (others register themselves: see Register).
 const (
 	ModeUserns Mode = "userns"
 	ModeRoot   Mode = "root"
@@ -31,58 +32,35 @@ const (
 	ModeNone   Mode = "none"
 )
 
-// ParseMode parses --isolation: a mode, or "auto" / "" for the best the
-// environment allows.
-func ParseMode(s string) (Mode, error) {
-	switch strings.ToLower(s) {
-	case "", "auto":
-		return "", nil
-	case "userns", "rootless":
-		return ModeUserns, nil
-	case "root":
-		return ModeRoot, nil
-	case "chroot":
-		return ModeChroot, nil
-	case "none":
-		return ModeNone, nil
-	}
-	return "", fmt.Errorf("--isolation %q: want auto, userns, root, chroot or none", s)
-}
-
-// Sandbox runs steps in one isolation mode. It is safe for concurrent use.
+// Sandbox runs steps in one isolation mode (an Impl, chosen by New). It is
+// safe for concurrent use.
 type Sandbox struct {
-	mode   Mode
+	impl   Impl
 	reason string
-	exe    string
-
-	uidMap, gidMap []IDMap // userns: host maps
-	newIDMap       bool    // write them with newuidmap/newgidmap
-	singleMap      bool    // only the caller is mapped
-	overlay        bool    // overlay mounts work in this mode
-	overlayWhy     string  // why not, when they do not
-	freshProc      bool
-	key            string
 
 	warnOnce sync.Once
 	warning  string
 }
 
 // Mode is the sandbox's isolation mode.
-func (s *Sandbox) Mode() Mode { return s.mode }
+func (s *Sandbox) Mode() Mode { return s.impl.Mode() }
+
+// Features is what the mode can do.
+func (s *Sandbox) Features() Features { return s.impl.Features() }
 
 // Reason says why this mode was chosen.
 func (s *Sandbox) Reason() string { return s.reason }
 
 // Overlay reports whether steps run on overlay mounts (else on a working
 // copy diffed by a metadata walk).
-func (s *Sandbox) Overlay() bool { return s.overlay }
+func (s *Sandbox) Overlay() bool { return s.impl.Features().Overlay }
 
 // SingleMapping reports whether only the caller is mapped (files of other
 // owners collapse to root).
-func (s *Sandbox) SingleMapping() bool { return s.singleMap }
+func (s *Sandbox) SingleMapping() bool { return s.impl.Features().Ownership == OwnersCollapsed }
 
 // Key names the id mapping for the rootfs store.
-func (s *Sandbox) Key() string { return s.key }
+func (s *Sandbox) Key() string { return s.impl.Key() }
 
 // Warning returns, once, a warning about this mode ("" after the first
 // call or when there is none).
@@ -94,43 +72,75 @@ func (s *Sandbox) Warning() string {
 
 // Summary is the mode in one line, as `kiln build` prints it.
 func (s *Sandbox) Summary() string {
-	line := fmt.Sprintf("isolation: %s (%s)", s.mode, s.reason)
-	if s.mode != ModeNone && s.mode != ModeChroot && !s.overlay {
-		line += "; no overlay: diffs by metadata walk"
+	line := fmt.Sprintf("isolation: %s (%s)", s.Mode(), s.reason)
+	if h, ok := s.impl.(interface{ overlayNote() string }); ok {
+		line += h.overlayNote()
 	}
 	return line
-}
-
-// cloneFlags are the namespaces of a helper.
-func (s *Sandbox) cloneFlags(j *job) uintptr {
-	var f uintptr
-	switch s.mode {
-	case ModeUserns:
-		f = syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
-	case ModeRoot:
-		f = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
-	}
-	if j.Run != nil && j.Run.Network == "none" && f != 0 {
-		f |= syscall.CLONE_NEWNET
-	}
-	return f
 }
 
 // ErrUnavailable is returned by jobs when the mode cannot run them.
 var ErrUnavailable = errors.New("sandbox unavailable")
 
+// helper is the engine of the built-in modes: it runs jobs in a
+// re-executed helper process. self is the mode that embeds it.
+type helper struct {
+	self Impl
+	exe  string
+
+	userns         bool
+	uidMap, gidMap []IDMap // userns: host maps
+	newIDMap       bool    // write them with newuidmap/newgidmap
+	singleMap      bool    // only the caller is mapped
+	overlay        bool    // overlay mounts work in this mode
+	overlayWhy     string  // why not, when they do not
+	freshProc      bool
+	key            string
+	warning        string
+}
+
+// Warning is a warning about the mode, shown once ("" for none).
+func (h *helper) Warning() string { return h.warning }
+
+func (h *helper) Key() string { return h.key }
+
+func (h *helper) overlayNote() string {
+	if h.self.Features().Mounts && !h.overlay {
+		return "; no overlay: diffs by metadata walk"
+	}
+	return ""
+}
+
+// cloneFlags are the namespaces of a helper.
+func (h *helper) cloneFlags(j *job) uintptr {
+	f := h.self.Features()
+	var fl uintptr
+	if h.userns {
+		fl |= syscall.CLONE_NEWUSER
+	}
+	if f.Mounts {
+		fl |= syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
+	}
+	if f.PIDNamespace {
+		fl |= syscall.CLONE_NEWPID
+	}
+	if j.Run != nil && j.Run.Network == "none" && f.NetworkNamespace {
+		fl |= syscall.CLONE_NEWNET
+	}
+	return fl
+}
+
 // exec runs one job in a helper process and returns its result. stdin,
 // stdout and stderr are the helper's (nil: /dev/null, discarded). The
 // helper and everything it started are killed when ctx is done.
-func (s *Sandbox) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stderr io.Writer) (*result, error) {
-	if s.mode == ModeNone {
-		return nil, ErrUnavailable
-	}
-	j.Userns = s.mode == ModeUserns
-	j.SingleMap = s.singleMap
-	j.Chroot = s.mode == ModeChroot
-	j.UserXattr = s.mode == ModeUserns
-	j.Reexec = s.mode == ModeUserns && s.newIDMap
+func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stderr io.Writer) (*result, error) {
+	feat := h.self.Features()
+	mode := h.self.Mode()
+	j.Userns = h.userns
+	j.SingleMap = h.singleMap
+	j.Chroot = !feat.Mounts
+	j.UserXattr = h.userns
+	j.Reexec = h.userns && h.newIDMap
 	spec, err := json.Marshal(j)
 	if err != nil {
 		return nil, err
@@ -146,7 +156,7 @@ func (s *Sandbox) exec(ctx context.Context, j *job, stdin io.Reader, stdout, std
 		return nil, err
 	}
 	cmd := &exec.Cmd{
-		Path:       s.exe,
+		Path:       h.exe,
 		Args:       []string{helperArg0},
 		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		Stdin:      stdin,
@@ -154,17 +164,23 @@ func (s *Sandbox) exec(ctx context.Context, j *job, stdin io.Reader, stdout, std
 		Stderr:     stderr,
 		ExtraFiles: []*os.File{specR, resW},
 		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: s.cloneFlags(j),
+			Cloneflags: h.cloneFlags(j),
 			Pdeathsig:  syscall.SIGKILL,
 		},
+		// A process of the step that escaped the kill must not hold kiln
+		// on its output pipes.
+		WaitDelay: 2 * time.Second,
 	}
-	if s.mode == ModeChroot {
+	if !feat.PIDNamespace {
+		// No pid namespace to take the step's tree down: the helper does
+		// it when told (SIGTERM), also when kiln dies.
 		cmd.SysProcAttr.Setpgid = true
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
 	}
-	if s.mode == ModeUserns && !s.newIDMap {
-		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
-		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
+	if h.userns && !h.newIDMap {
+		cmd.SysProcAttr.UidMappings = sysMaps(h.uidMap)
+		cmd.SysProcAttr.GidMappings = sysMaps(h.gidMap)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = !h.singleMap
 	}
 	var stderrBuf bytes.Buffer
 	if stderr == nil {
@@ -192,11 +208,15 @@ func (s *Sandbox) exec(ctx context.Context, j *job, stdin io.Reader, stdout, std
 	if err != nil {
 		specW.Close()
 		resR.Close()
-		return nil, fmt.Errorf("starting the %s sandbox: %w", s.mode, err)
+		return nil, fmt.Errorf("starting the %s sandbox: %w", mode, err)
 	}
 	kill := func() {
-		if s.mode == ModeChroot {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if !feat.PIDNamespace {
+			// The helper kills the step's tree and exits; SIGKILL if it
+			// does not within seconds.
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			time.AfterFunc(5*time.Second, func() { _ = cmd.Process.Kill() })
+			return
 		}
 		_ = cmd.Process.Kill()
 	}
@@ -204,7 +224,7 @@ func (s *Sandbox) exec(ctx context.Context, j *job, stdin io.Reader, stdout, std
 	defer stop()
 
 	if j.Reexec {
-		if err := s.writeMaps(cmd.Process.Pid); err != nil {
+		if err := h.writeMaps(cmd.Process.Pid); err != nil {
 			kill()
 			specW.Close()
 			<-waited
@@ -226,7 +246,7 @@ func (s *Sandbox) exec(ctx context.Context, j *job, stdin io.Reader, stdout, std
 		if werr != nil {
 			msg += " " + werr.Error()
 		}
-		return nil, fmt.Errorf("the %s sandbox helper failed (%v) %s", s.mode, waitErr, msg)
+		return nil, fmt.Errorf("the %s sandbox helper failed (%v) %s", mode, waitErr, msg)
 	}
 	if res.Err != "" {
 		return &res, errors.New(res.Err)
@@ -234,12 +254,20 @@ func (s *Sandbox) exec(ctx context.Context, j *job, stdin io.Reader, stdout, std
 	return &res, nil
 }
 
+func sysMaps(m []IDMap) []syscall.SysProcIDMap {
+	out := make([]syscall.SysProcIDMap, len(m))
+	for i, e := range m {
+		out[i] = syscall.SysProcIDMap{ContainerID: int(e.ContainerID), HostID: int(e.HostID), Size: int(e.Size)}
+	}
+	return out
+}
+
 // writeMaps writes the helper's id maps with newuidmap and newgidmap.
-func (s *Sandbox) writeMaps(pid int) error {
+func (h *helper) writeMaps(pid int) error {
 	for _, m := range []struct {
 		prog string
 		maps []IDMap
-	}{{"newuidmap", s.uidMap}, {"newgidmap", s.gidMap}} {
+	}{{"newuidmap", h.uidMap}, {"newgidmap", h.gidMap}} {
 		path := lookHelper(m.prog)
 		args := append([]string{fmt.Sprint(pid)}, mapArgs(m.maps)...)
 		out, err := exec.Command(path, args...).CombinedOutput()
@@ -267,39 +295,31 @@ func lookHelper(prog string) string {
 // directory dest of an overlay of lowers, inside the sandbox so that
 // owners are kept.
 func (s *Sandbox) Unpack(ctx context.Context, lowers []string, dest, work string, r io.Reader) ([]string, error) {
-	res, err := s.exec(ctx, &job{Kind: "unpack", Lowers: lowers, Dest: dest, Work: work, Chown: !s.singleMap}, r, nil, nil)
-	if err != nil {
-		return nil, err
+	o, ok := s.impl.(OverlayImpl)
+	if !ok || !s.Overlay() {
+		return nil, fmt.Errorf("%w: %s mode has no overlay", ErrUnavailable, s.Mode())
 	}
-	return res.Notes, nil
+	return o.Unpack(ctx, lowers, dest, work, r)
 }
 
 // Apply extracts the tar r onto the directory dir (a working copy).
 func (s *Sandbox) Apply(ctx context.Context, dir string, r io.Reader) ([]string, error) {
-	res, err := s.exec(ctx, &job{Kind: "apply", Dir: dir, Chown: !s.singleMap}, r, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	return res.Notes, nil
+	return s.impl.Apply(ctx, dir, r)
 }
 
 // Remove implements rootfs.Unpacker.
 func (s *Sandbox) Remove(ctx context.Context, dir string) error {
-	if s.mode == ModeNone {
-		return os.RemoveAll(dir)
-	}
-	_, err := s.exec(ctx, &job{Kind: "remove", Paths: []string{dir}}, nil, nil, nil)
-	return err
+	return s.impl.Remove(ctx, dir)
 }
 
 // UpperDiff writes the overlay upper directory upper as an uncompressed
 // OCI layer tar to w (see rootfs.WriteUpperDiff).
 func (s *Sandbox) UpperDiff(ctx context.Context, upper string, exclude []string, w io.Writer) (rootfs.DiffStats, error) {
-	res, err := s.exec(ctx, &job{Kind: "diff", Dest: upper, Exclude: exclude}, nil, w, nil)
-	if err != nil {
-		return rootfs.DiffStats{}, err
+	o, ok := s.impl.(OverlayImpl)
+	if !ok || !s.Overlay() {
+		return rootfs.DiffStats{}, fmt.Errorf("%w: %s mode has no overlay", ErrUnavailable, s.Mode())
 	}
-	return res.Stats, nil
+	return o.UpperDiff(ctx, upper, exclude, w)
 }
 
 // WalkDiff compares the working copy dir with the snapshot in file snapIn
@@ -309,14 +329,83 @@ func (s *Sandbox) UpperDiff(ctx context.Context, upper string, exclude []string,
 // The mount points a step made in the working copy (StepResult.Created)
 // are removed first when given as created.
 func (s *Sandbox) WalkDiff(ctx context.Context, dir, snapIn, snapOut string, exclude, created []string, w io.Writer) (rootfs.DiffStats, error) {
-	res, err := s.exec(ctx, &job{Kind: "walk", Dir: dir, SnapIn: snapIn, SnapOut: snapOut, Exclude: exclude, Paths: created}, nil, w, nil)
+	return s.impl.WalkDiff(ctx, dir, snapIn, snapOut, exclude, created, w)
+}
+
+func (h *helper) Unpack(ctx context.Context, lowers []string, dest, work string, r io.Reader) ([]string, error) {
+	res, err := h.exec(ctx, &job{Kind: "unpack", Lowers: lowers, Dest: dest, Work: work, Chown: !h.singleMap}, r, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return res.Notes, nil
+}
+
+func (h *helper) Apply(ctx context.Context, dir string, r io.Reader) ([]string, error) {
+	res, err := h.exec(ctx, &job{Kind: "apply", Dir: dir, Chown: !h.singleMap}, r, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return res.Notes, nil
+}
+
+func (h *helper) Remove(ctx context.Context, dir string) error {
+	_, err := h.exec(ctx, &job{Kind: "remove", Paths: []string{dir}}, nil, nil, nil)
+	return err
+}
+
+func (h *helper) UpperDiff(ctx context.Context, upper string, exclude []string, w io.Writer) (rootfs.DiffStats, error) {
+	res, err := h.exec(ctx, &job{Kind: "diff", Dest: upper, Exclude: exclude}, nil, w, nil)
 	if err != nil {
 		return rootfs.DiffStats{}, err
 	}
 	return res.Stats, nil
 }
 
-var _ rootfs.Unpacker = (*Sandbox)(nil)
+func (h *helper) WalkDiff(ctx context.Context, dir, snapIn, snapOut string, exclude, created []string, w io.Writer) (rootfs.DiffStats, error) {
+	res, err := h.exec(ctx, &job{Kind: "walk", Dir: dir, SnapIn: snapIn, SnapOut: snapOut, Exclude: exclude, Paths: created}, nil, w, nil)
+	if err != nil {
+		return rootfs.DiffStats{}, err
+	}
+	return res.Stats, nil
+}
+
+// The built-in modes: one type each, sharing the helper engine.
+type (
+	usernsMode struct{ helper }
+	rootMode   struct{ helper }
+	chrootMode struct{ helper }
+)
+
+func (*usernsMode) Mode() Mode { return ModeUserns }
+func (m *usernsMode) Features() Features {
+	o := OwnersKept
+	if m.singleMap {
+		o = OwnersCollapsed
+	}
+	return Features{Overlay: m.overlay, Mounts: true, PIDNamespace: true, NetworkNamespace: true, Ownership: o}
+}
+
+func (*rootMode) Mode() Mode { return ModeRoot }
+func (m *rootMode) Features() Features {
+	return Features{Overlay: m.overlay, Mounts: true, PIDNamespace: true, NetworkNamespace: true, Ownership: OwnersKept}
+}
+
+func (*chrootMode) Mode() Mode { return ModeChroot }
+func (*chrootMode) Features() Features {
+	return Features{Ownership: OwnersKept}
+}
+
+func newUsernsMode(h helper) *usernsMode { m := &usernsMode{h}; m.self = m; return m }
+func newRootMode(h helper) *rootMode     { m := &rootMode{h}; m.self = m; return m }
+func newChrootMode(h helper) *chrootMode { m := &chrootMode{h}; m.self = m; return m }
+
+var (
+	_ OverlayImpl     = (*usernsMode)(nil)
+	_ OverlayImpl     = (*rootMode)(nil)
+	_ Impl            = (*chrootMode)(nil)
+	_ Impl            = noneMode{}
+	_ rootfs.Unpacker = (*Sandbox)(nil)
+)
 
 // writeTar is used by the helper: a tar stream on w.
 func writeTar(w io.Writer, fill func(tw *tar.Writer) error) error {

@@ -33,9 +33,41 @@ func newSandbox(t *testing.T) *sandbox.Sandbox {
 	return sb
 }
 
-// busyboxLowers unpacks the busybox test image into a fresh rootfs store
-// and returns the store and its layer directories.
-func busyboxLowers(t *testing.T, sb *sandbox.Sandbox) (*rootfs.Store, []string) {
+// eachMode runs f in a subtest for every isolation mode that works here
+// (the shared behaviour suite: every mode must pass it).
+func eachMode(t *testing.T, f func(t *testing.T, fx *fixture)) {
+	t.Helper()
+	n := 0
+	for _, m := range sandbox.Modes() {
+		if m == sandbox.ModeNone {
+			continue
+		}
+		sb, _, err := sandbox.New(context.Background(), sandbox.Options{Mode: m})
+		if err != nil {
+			t.Logf("mode %s: %v", m, err)
+			continue
+		}
+		n++
+		t.Run(string(m), func(t *testing.T) {
+			t.Logf("%s", sb.Summary())
+			f(t, newFixture(t, sb))
+		})
+	}
+	if n == 0 {
+		t.Skip("no isolation works here")
+	}
+}
+
+// fixture is the busybox test image prepared for one mode: unpacked
+// layers (overlay modes) or a fresh working copy per step.
+type fixture struct {
+	sb     *sandbox.Sandbox
+	st     *rootfs.Store
+	layers []rootfs.Layer
+	lowers []string
+}
+
+func newFixture(t *testing.T, sb *sandbox.Sandbox) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := rootfs.Open(filepath.Join(dir, "rootfs"))
@@ -53,34 +85,58 @@ func busyboxLowers(t *testing.T, sb *sandbox.Sandbox) (*rootfs.Store, []string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var layers []rootfs.Layer
+	fx := &fixture{sb: sb, st: st}
 	for _, l := range ls {
 		d, err := l.DiffID()
 		if err != nil {
 			t.Fatal(err)
 		}
-		layers = append(layers, rootfs.Layer{DiffID: d, Open: l.Uncompressed, Name: d.String()[:19]})
+		fx.layers = append(fx.layers, rootfs.Layer{DiffID: d, Open: l.Uncompressed, Name: d.String()[:19]})
 	}
-	if !sb.Overlay() {
-		t.Skip("no overlay here: the working copy path is tested through pkg/build")
+	if sb.Overlay() {
+		if fx.lowers, err = st.Prepare(context.Background(), sb, fx.layers, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
-	lowers, err := st.Prepare(context.Background(), sb, layers, nil)
+	return fx
+}
+
+// prepare fills in the step's root: the unpacked layers with a fresh
+// temp directory, or a fresh working copy.
+func (fx *fixture) prepare(t *testing.T, step *sandbox.Step) {
+	t.Helper()
+	tmp, err := fx.st.TempDir(fx.sb.Key(), "test-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, lowers
+	t.Cleanup(func() { _ = fx.sb.Remove(context.Background(), tmp) })
+	step.TempDir = filepath.Join(tmp, "t")
+	if err := os.Mkdir(step.TempDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if fx.sb.Overlay() {
+		step.Lowers = fx.lowers
+		return
+	}
+	step.Dir = filepath.Join(tmp, "rootfs")
+	for _, l := range fx.layers {
+		rc, err := l.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = fx.sb.Apply(context.Background(), step.Dir, rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // run runs script with /bin/sh -c in busybox and returns its output.
-func run(t *testing.T, sb *sandbox.Sandbox, st *rootfs.Store, lowers []string, step sandbox.Step, script string) (string, *sandbox.StepResult) {
+func (fx *fixture) run(t *testing.T, step sandbox.Step, script string) (string, *sandbox.StepResult) {
 	t.Helper()
-	tmp, err := st.TempDir(sb.Key(), "test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Remove(context.Background(), tmp) })
+	fx.prepare(t, &step)
 	var out bytes.Buffer
-	step.Lowers, step.TempDir = lowers, tmp
 	step.Args = []string{"/bin/sh", "-c", script}
 	if step.Env == nil {
 		step.Env = []string{"PATH=/bin:/usr/bin"}
@@ -88,11 +144,22 @@ func run(t *testing.T, sb *sandbox.Sandbox, st *rootfs.Store, lowers []string, s
 	step.Stdout, step.Stderr = &out, &out
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := sb.Run(ctx, step)
+	res, err := fx.sb.Run(ctx, step)
 	if err != nil {
 		t.Fatalf("run %q: %v\n%s", script, err, out.String())
 	}
 	return out.String(), res
+}
+
+// busyboxLowers unpacks the busybox test image into a fresh rootfs store
+// and returns the store and its layer directories (overlay modes only).
+func busyboxLowers(t *testing.T, sb *sandbox.Sandbox) (*rootfs.Store, []string) {
+	t.Helper()
+	if !sb.Overlay() {
+		t.Skip("no overlay here: the working copy path is tested through pkg/build")
+	}
+	fx := newFixture(t, sb)
+	return fx.st, fx.lowers
 }
 
 func TestDetectReportsAMode(t *testing.T) {
@@ -149,9 +216,9 @@ func TestSubIDRanges(t *testing.T) {
 }
 
 func TestRunIsolation(t *testing.T) {
-	sb := newSandbox(t)
-	st, lowers := busyboxLowers(t, sb)
-	out, res := run(t, sb, st, lowers, sandbox.Step{}, `
+	eachMode(t, func(t *testing.T, fx *fixture) {
+		f := fx.sb.Features()
+		out, res := fx.run(t, sandbox.Step{}, `
 set -e
 echo "init=$(cat /proc/1/cmdline | tr '\0' ' ')"
 echo "pids=$(ls /proc | grep -c '^[0-9]')"
@@ -160,80 +227,95 @@ head -c 4 /dev/zero | od -An -tx1 | tr -d ' \n'; echo
 if touch /sys/kiln-test 2>/dev/null; then echo sys=rw; else echo sys=ro; fi
 echo "hosts=$(md5sum /etc/hosts | cut -c1-32)"
 echo "root=$(ls / | tr '\n' ' ')"
-grep CapBnd /proc/self/status | tr -d '\t' 
 exit 3`)
-	if res.ExitCode != 3 {
-		t.Errorf("exit code %d, want 3\n%s", res.ExitCode, out)
-	}
-	hostHosts, err := os.ReadFile("/etc/hosts")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"init=kiln-sandbox-init", "null=ok", "00000000", "sys=ro", fmt.Sprintf("hosts=%x", md5.Sum(hostHosts)), "CapBnd:00000000a80425fb"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
+		if res.ExitCode != 3 {
+			t.Errorf("exit code %d, want 3\n%s", res.ExitCode, out)
 		}
-	}
-	// A pid namespace of its own: a handful of processes, not the host's.
-	for _, l := range strings.Split(out, "\n") {
-		if n, ok := strings.CutPrefix(l, "pids="); ok {
-			if c, _ := strconv.Atoi(n); c == 0 || c > 10 {
-				t.Errorf("%d processes visible in the sandbox", c)
+		hostHosts, err := os.ReadFile("/etc/hosts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"null=ok", "00000000", fmt.Sprintf("hosts=%x", md5.Sum(hostHosts))}
+		if f.Mounts {
+			want = append(want, "sys=ro")
+		}
+		if f.PIDNamespace {
+			want = append(want, "init=kiln-sandbox-init")
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
 			}
 		}
-		if r, ok := strings.CutPrefix(l, "root="); ok && (strings.Contains(r, "kiln-sandbox") || !strings.Contains(r, "bin")) {
-			t.Errorf("root directory is %q", r)
+		for _, l := range strings.Split(out, "\n") {
+			// A pid namespace of its own: a handful of processes, not the host's.
+			if n, ok := strings.CutPrefix(l, "pids="); ok && f.PIDNamespace {
+				if c, _ := strconv.Atoi(n); c == 0 || c > 10 {
+					t.Errorf("%d processes visible in the sandbox", c)
+				}
+			}
+			if r, ok := strings.CutPrefix(l, "root="); ok && (strings.Contains(r, "kiln-sandbox") || !strings.Contains(r, "bin")) {
+				t.Errorf("root directory is %q", r)
+			}
 		}
-	}
+	})
 }
 
 func TestRunUserAndEnv(t *testing.T) {
-	sb := newSandbox(t)
-	st, lowers := busyboxLowers(t, sb)
-	cases := []struct{ user, want string }{
-		{"", "uid=0(root) gid=0(root)"},
-		{"app", "uid=1000(app) gid=1000(app)"},
-		{"1000", "uid=1000(app) gid=1000(app)"},
-		{"4242", "uid=4242 gid=0(root)"},
-		{"app:staff", "uid=1000(app) gid=50(staff)"},
-		{"nobody:123", "uid=65534(nobody) gid=123"},
-	}
-	for _, c := range cases {
-		out, res := run(t, sb, st, lowers, sandbox.Step{User: c.user, Env: []string{"PATH=/bin", "GREETING=hi there"}, Cwd: "/var/tmp/new"}, `id; pwd; echo "$GREETING|$HOME"`)
-		if res.ExitCode != 0 {
-			t.Fatalf("user %q: exit %d\n%s", c.user, res.ExitCode, out)
+	eachMode(t, func(t *testing.T, fx *fixture) {
+		cases := []struct{ user, want string }{
+			{"", "uid=0(root) gid=0(root)"},
+			{"app", "uid=1000(app) gid=1000(app)"},
+			{"1000", "uid=1000(app) gid=1000(app)"},
+			{"4242", "uid=4242 gid=0(root)"},
+			{"app:staff", "uid=1000(app) gid=50(staff)"},
+			{"nobody:123", "uid=65534(nobody) gid=123"},
 		}
-		want := c.want
-		if sb.SingleMapping() && c.user != "" {
-			want = "uid=0(root) gid=0(root)" // only root exists
-			if len(res.Notes) == 0 {
-				t.Errorf("user %q ran as root without a note", c.user)
+		for _, c := range cases {
+			out, res := fx.run(t, sandbox.Step{User: c.user, Env: []string{"PATH=/bin", "GREETING=hi there"}, Cwd: "/var/tmp/new"}, `id; pwd; echo "$GREETING|$HOME"`)
+			if res.ExitCode != 0 {
+				t.Fatalf("user %q: exit %d\n%s", c.user, res.ExitCode, out)
+			}
+			want := c.want
+			if fx.sb.SingleMapping() && c.user != "" {
+				want = "uid=0(root) gid=0(root)" // only root exists
+				if len(res.Notes) == 0 {
+					t.Errorf("user %q ran as root without a note", c.user)
+				}
+			}
+			if !strings.HasPrefix(out, want) || !strings.Contains(out, "/var/tmp/new\nhi there|") {
+				t.Errorf("user %q: got\n%s\nwant %q, cwd /var/tmp/new and the env", c.user, out, want)
 			}
 		}
-		if !strings.HasPrefix(out, want) || !strings.Contains(out, "/var/tmp/new\nhi there|") {
-			t.Errorf("user %q: got\n%s\nwant %q, cwd /var/tmp/new and the env", c.user, out, want)
+		// An unknown user name is an error that names it.
+		step := sandbox.Step{Args: []string{"true"}, User: "ghost"}
+		fx.prepare(t, &step)
+		_, err := fx.sb.Run(context.Background(), step)
+		if err == nil || !strings.Contains(err.Error(), "ghost") {
+			t.Errorf("USER ghost: %v", err)
 		}
-	}
-	// An unknown user name is an error that names it.
-	tmp, _ := st.TempDir(sb.Key(), "test-")
-	t.Cleanup(func() { _ = sb.Remove(context.Background(), tmp) })
-	_, err := sb.Run(context.Background(), sandbox.Step{Lowers: lowers, TempDir: tmp, Args: []string{"true"}, User: "ghost"})
-	if err == nil || !strings.Contains(err.Error(), "ghost") {
-		t.Errorf("USER ghost: %v", err)
-	}
+	})
 }
 
 func TestRunNetworkNone(t *testing.T) {
-	sb := newSandbox(t)
-	st, lowers := busyboxLowers(t, sb)
-	out, _ := run(t, sb, st, lowers, sandbox.Step{Network: "none"}, `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '`)
-	if strings.TrimSpace(out) != "lo" {
-		t.Errorf("--network=none sees interfaces %q, want only lo", out)
-	}
-	out, _ = run(t, sb, st, lowers, sandbox.Step{}, `cat /proc/net/dev | tail -n +3 | wc -l`)
-	if n, _ := strconv.Atoi(strings.TrimSpace(out)); n < 1 {
-		t.Errorf("host network shows %q interfaces", out)
-	}
+	eachMode(t, func(t *testing.T, fx *fixture) {
+		if !fx.sb.Features().NetworkNamespace {
+			step := sandbox.Step{Network: "none", Args: []string{"true"}}
+			fx.prepare(t, &step)
+			if _, err := fx.sb.Run(context.Background(), step); err == nil || !strings.Contains(err.Error(), "network namespace") {
+				t.Errorf("--network=none without a network namespace: %v", err)
+			}
+			return
+		}
+		out, _ := fx.run(t, sandbox.Step{Network: "none"}, `cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '`)
+		if strings.TrimSpace(out) != "lo" {
+			t.Errorf("--network=none sees interfaces %q, want only lo", out)
+		}
+		out, _ = fx.run(t, sandbox.Step{}, `cat /proc/net/dev | tail -n +3 | wc -l`)
+		if n, _ := strconv.Atoi(strings.TrimSpace(out)); n < 1 {
+			t.Errorf("host network shows %q interfaces", out)
+		}
+	})
 }
 
 // TestRunChangesLandInUpper: the step's writes, deletions and mount
@@ -279,48 +361,44 @@ func TestRunChangesLandInUpper(t *testing.T) {
 }
 
 // TestRunKilledWithItsTree: cancelling a step kills the command and what
-// it started, and leaves no mount behind.
+// it started (in the background, in a session of its own), and leaves no
+// mount behind.
 func TestRunKilledWithItsTree(t *testing.T) {
-	sb := newSandbox(t)
-	st, lowers := busyboxLowers(t, sb)
-	tmp, err := st.TempDir(sb.Key(), "test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	marker := "31" + strconv.Itoa(os.Getpid()%100000)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := sb.Run(ctx, sandbox.Step{Lowers: lowers, TempDir: tmp, Env: []string{"PATH=/bin"},
-			Args: []string{"/bin/sh", "-c", "sleep " + marker + " & (sleep " + marker + " &) ; sleep " + marker}})
-		done <- err
-	}()
-	// Wait until the sleeps run.
-	deadline := time.Now().Add(30 * time.Second)
-	for countSleeps(marker) < 3 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := countSleeps(marker); n < 3 {
-		t.Fatalf("%d of 3 sleeps started", n)
-	}
-	cancel()
-	if err := <-done; err == nil {
-		t.Error("a cancelled step returned no error")
-	}
-	deadline = time.Now().Add(10 * time.Second)
-	for countSleeps(marker) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := countSleeps(marker); n > 0 {
-		t.Errorf("%d processes of the step survived", n)
-	}
-	mounts, _ := os.ReadFile("/proc/self/mountinfo")
-	if strings.Contains(string(mounts), tmp) {
-		t.Errorf("a mount of the step is left:\n%s", mounts)
-	}
-	if err := sb.Remove(context.Background(), tmp); err != nil {
-		t.Errorf("removing the step's directory: %v", err)
-	}
+	eachMode(t, func(t *testing.T, fx *fixture) {
+		marker := "31" + strconv.Itoa(os.Getpid()%100000) + strconv.Itoa(len(fx.sb.Mode()))
+		step := sandbox.Step{Env: []string{"PATH=/bin:/usr/bin"},
+			Args: []string{"/bin/sh", "-c", "sleep " + marker + " & (sleep " + marker + " &) ; setsid sleep " + marker + " & sleep " + marker}}
+		fx.prepare(t, &step)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := fx.sb.Run(ctx, step)
+			done <- err
+		}()
+		// Wait until the sleeps run.
+		deadline := time.Now().Add(30 * time.Second)
+		for countSleeps(marker) < 4 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := countSleeps(marker); n < 4 {
+			t.Fatalf("%d of 4 sleeps started", n)
+		}
+		cancel()
+		if err := <-done; err == nil {
+			t.Error("a cancelled step returned no error")
+		}
+		deadline = time.Now().Add(10 * time.Second)
+		for countSleeps(marker) > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := countSleeps(marker); n > 0 {
+			t.Errorf("%d processes of the step survived", n)
+		}
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		if strings.Contains(string(mounts), step.TempDir) {
+			t.Errorf("a mount of the step is left:\n%s", mounts)
+		}
+	})
 }
 
 // countSleeps counts the host's processes running "sleep MARKER".
