@@ -106,6 +106,9 @@ func New(ctx context.Context, opts Options) (*Sandbox, *Report, error) {
 		if w, ok := impl.(interface{ Warning() string }); ok {
 			s.warning = w.Warning()
 		}
+		if p, ok := impl.(interface{ probed() (bool, string) }); ok {
+			s.freshProc, s.overlayWhy = p.probed()
+		}
 		rep.Mode, rep.Reason = s.Mode(), s.reason
 		return s, rep, nil
 	}

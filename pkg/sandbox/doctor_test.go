@@ -44,9 +44,9 @@ func TestFindingsLimit(t *testing.T) {
 		{"userns refused by seccomp", usernsFinding(&env{seccomp: "2", maxUserns: "100", usernsErr: refused}), "seccomp=unconfined"},
 		{"userns off on the node", usernsFinding(&env{maxUserns: "0", usernsErr: refused}), "user.max_user_namespaces"},
 		{"root without caps", capFinding(&env{uid: 0}, nil), "add: [CHOWN, DAC_OVERRIDE"},
-		{"root without SYS_ADMIN", capFinding(&env{uid: 0, capEff: 1<<0 | 1<<1 | 1<<3 | 1<<6 | 1<<7 | 1<<18 | 1<<27}, &Sandbox{mode: ModeChroot}), "seccompProfile: {type: Unconfined}"},
-		{"store on overlayfs", storeFinding(&env{storeFS: "overlayfs", tmpFS: "overlayfs"}, &Sandbox{mode: ModeChroot}, "/s"), "KILN_ROOT"},
-		{"masked /proc in userns", procFinding(&env{procMasked: []string{"/proc/kcore"}}, &Sandbox{mode: ModeUserns}), "procMount: Unmasked"},
+		{"root without SYS_ADMIN", capFinding(&env{uid: 0, capEff: 1<<0 | 1<<1 | 1<<3 | 1<<6 | 1<<7 | 1<<18 | 1<<27}, &Sandbox{impl: newChrootMode(helper{})}), "seccompProfile: {type: Unconfined}"},
+		{"store on overlayfs", storeFinding(&env{storeFS: "overlayfs", tmpFS: "overlayfs"}, &Sandbox{impl: newChrootMode(helper{})}, "/s"), "KILN_ROOT"},
+		{"masked /proc in userns", procFinding(&env{procMasked: []string{"/proc/kcore"}}, &Sandbox{impl: newUsernsMode(helper{userns: true})}), "procMount: Unmasked"},
 	} {
 		if !c.f.Limits {
 			t.Errorf("%s: labelled ok: %+v", c.name, c.f)
@@ -60,8 +60,8 @@ func TestFindingsLimit(t *testing.T) {
 	for _, f := range []Finding{
 		seccompFinding(&env{seccomp: "2", maxUserns: "100"}),
 		nnpFinding(&env{uid: 0, noNewPrivs: true}),
-		storeFinding(&env{storeFS: "ext4", tmpFS: "tmpfs"}, &Sandbox{mode: ModeUserns, overlay: true}, "/s"),
-		procFinding(&env{procMasked: []string{"/proc/kcore"}}, &Sandbox{mode: ModeChroot}),
+		storeFinding(&env{storeFS: "ext4", tmpFS: "tmpfs"}, &Sandbox{impl: newUsernsMode(helper{userns: true, overlay: true})}, "/s"),
+		procFinding(&env{procMasked: []string{"/proc/kcore"}}, &Sandbox{impl: newChrootMode(helper{})}),
 	} {
 		if f.Limits {
 			t.Errorf("%s labelled as limiting: %+v", f.Setting, f)

@@ -38,6 +38,10 @@ type Sandbox struct {
 	impl   Impl
 	reason string
 
+	// What the probe of a built-in mode found (for doctor).
+	freshProc  bool
+	overlayWhy string
+
 	warnOnce sync.Once
 	warning  string
 }
@@ -103,6 +107,8 @@ type helper struct {
 func (h *helper) Warning() string { return h.warning }
 
 func (h *helper) Key() string { return h.key }
+
+func (h *helper) probed() (freshProc bool, overlayWhy string) { return h.freshProc, h.overlayWhy }
 
 func (h *helper) overlayNote() string {
 	if h.self.Features().Mounts && !h.overlay {
