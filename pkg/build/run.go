@@ -5,6 +5,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -475,7 +477,7 @@ func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.R
 			if id == "" {
 				id = target
 			}
-			dir := filepath.Join(r.store.Root(), r.sb.Key(), "cache", sanitizeID(id))
+			dir := filepath.Join(r.store.Root(), r.sb.Key(), "cache", cacheDirName(id))
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return nil, nil, err
 			}
@@ -554,16 +556,24 @@ func (s *stageState) mountLayers(ctx context.Context, from string) ([]v1.Layer, 
 	return src.layers, nil
 }
 
-func sanitizeID(id string) string {
+// cacheDirName is the directory of a cache mount's id: any string is an
+// id (as in BuildKit), and its directory can name nothing else (not "..",
+// "/" or another id's): a readable prefix of the id's safe characters and
+// a hash of the whole id.
+func cacheDirName(id string) string {
 	var b strings.Builder
 	for _, r := range id {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+		if b.Len() >= 32 {
+			break
+		}
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
 			b.WriteRune(r)
 		} else {
 			b.WriteByte('_')
 		}
 	}
-	return b.String()
+	sum := sha256.Sum256([]byte(id))
+	return b.String() + "-" + hex.EncodeToString(sum[:12])
 }
 
 // writeTarLayer stores the tar that fill writes as a new layer: its
