@@ -12,12 +12,6 @@ func (c *call) identity() error {
 	cr := c.t.cred
 	a := func(i int) uint32 { return uint32(arg(&c.r, i)) }
 	root := cr.euid == 0
-	keep := func(v uint32, old uint32) uint32 {
-		if int32(v) == -1 {
-			return old
-		}
-		return v
-	}
 	switch c.nr {
 	case unix.SYS_GETUID:
 		return c.skip(int64(cr.ruid))
@@ -94,28 +88,18 @@ func (c *call) identity() error {
 		}
 		return c.skip(0)
 	case unix.SYS_SETREUID, unix.SYS_SETRESUID:
-		if !root {
+		r, e, sv := cr.ruid, cr.euid, cr.suid
+		if !setIDs(root, c.nr == unix.SYS_SETRESUID, [3]uint32{a(0), a(1), a(2)}, &r, &e, &sv) {
 			return c.skip(-int64(unix.EPERM))
 		}
-		cr.ruid, cr.euid = keep(a(0), cr.ruid), keep(a(1), cr.euid)
-		if c.nr == unix.SYS_SETRESUID {
-			cr.suid = keep(a(2), cr.suid)
-		} else if int32(a(0)) != -1 {
-			cr.suid = cr.euid
-		}
-		cr.fsuid = cr.euid
+		cr.ruid, cr.euid, cr.suid, cr.fsuid = r, e, sv, e
 		return c.skip(0)
 	case unix.SYS_SETREGID, unix.SYS_SETRESGID:
-		if !root {
+		r, e, sv := cr.rgid, cr.egid, cr.sgid
+		if !setIDs(root, c.nr == unix.SYS_SETRESGID, [3]uint32{a(0), a(1), a(2)}, &r, &e, &sv) {
 			return c.skip(-int64(unix.EPERM))
 		}
-		cr.rgid, cr.egid = keep(a(0), cr.rgid), keep(a(1), cr.egid)
-		if c.nr == unix.SYS_SETRESGID {
-			cr.sgid = keep(a(2), cr.sgid)
-		} else if int32(a(0)) != -1 {
-			cr.sgid = cr.egid
-		}
-		cr.fsgid = cr.egid
+		cr.rgid, cr.egid, cr.sgid, cr.fsgid = r, e, sv, e
 		return c.skip(0)
 	case unix.SYS_SETFSUID:
 		old := cr.fsuid
@@ -131,4 +115,36 @@ func (c *call) identity() error {
 		return c.skip(int64(old))
 	}
 	return nil
+}
+
+// setIDs applies setres*id (res) or setre*id to the real, effective and
+// saved ids with the kernel's rules: without privilege every new id must
+// be one of the current three (setre*id: the real one the real or
+// effective id).
+func setIDs(priv, res bool, v [3]uint32, r, e, s *uint32) bool {
+	cur := [3]uint32{*r, *e, *s}
+	allowed := func(x uint32) bool { return priv || x == cur[0] || x == cur[1] || x == cur[2] }
+	if !res {
+		v[2] = ^uint32(0)
+		if int32(v[0]) != -1 && !priv && v[0] != cur[0] && v[0] != cur[1] {
+			return false
+		}
+	}
+	for _, x := range v {
+		if int32(x) != -1 && !allowed(x) {
+			return false
+		}
+	}
+	if int32(v[0]) != -1 {
+		*r = v[0]
+	}
+	if int32(v[1]) != -1 {
+		*e = v[1]
+	}
+	if int32(v[2]) != -1 {
+		*s = v[2]
+	} else if !res && (int32(v[0]) != -1 || (int32(v[1]) != -1 && v[1] != cur[0])) {
+		*s = *e // setre*id: the saved id follows the new effective id
+	}
+	return true
 }

@@ -6,11 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/internal/testutil"
 )
@@ -36,11 +36,6 @@ func rootOf(t *testing.T, img v1.Image) (string, string) {
 	return dir, file
 }
 
-var (
-	bbOnce sync.Once
-	bbImg  v1.Image
-)
-
 // run runs sh -c script in root and returns its output and exit code.
 func run(t *testing.T, root, table, script string, binds ...Bind) (string, int) {
 	t.Helper()
@@ -58,13 +53,125 @@ func run(t *testing.T, root, table, script string, binds ...Bind) (string, int) 
 }
 
 func TestBusyboxShell(t *testing.T) {
+	t.Parallel()
 	root, table := rootOf(t, testutil.BusyboxImage(t))
-	out, code := run(t, root, table, `set -e; echo hi; cd /tmp; pwd; id; ls -ln / | head -3; readlink /proc/self/exe; cat /etc/passwd | head -1; for i in 1 2 3; do echo $i > /tmp/f$i; done; ls /tmp`)
-	t.Log(out)
-	if code != 0 {
-		t.Fatalf("exit %d", code)
+	host := filepath.Join(filepath.Dir(filepath.Dir(root)), "host-secret")
+	if err := os.WriteFile(host, []byte("host"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(out, "uid=0(root)") {
-		t.Errorf("id does not say root: %s", out)
+	out, code := run(t, root, table, `set -e
+cd /tmp; pwd; /bin/pwd -P; id
+readlink /proc/self/exe
+for i in 1 2 3; do echo $i > /tmp/f$i; done; cat /tmp/f1 /tmp/f2 /tmp/f3
+ln -s / /tmp/up; ln -s ../../.. /tmp/rel
+ls /tmp/up/../../.. | tr '\n' ' '; echo
+ls /tmp/rel/ | tr '\n' ' '; echo
+cat /../../../`+filepath.Base(filepath.Dir(filepath.Dir(root)))+`/host-secret 2>/dev/null || echo escape-refused
+printf '#!/bin/sh -e\necho script $0 $1\n' > /tmp/s; chmod +x /tmp/s; /tmp/s arg
+echo x > /tmp/ro; chmod 444 /tmp/ro; echo y > /tmp/ro; cat /tmp/ro
+mknod /tmp/nd c 1 3; stat -c '%F %t %T %U' /tmp/nd
+mkdir /data; chown 1000:1000 /data; stat -c '%u:%g' /data
+`)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	want := []string{"/tmp\n/tmp\nuid=0(root) gid=0(root)", "\n/bin/busybox\n", "1\n2\n3\n",
+		"bin dev etc home linuxrc proc root sbin sys tmp usr var \nbin dev etc home linuxrc proc root sbin sys tmp usr var \n", "escape-refused",
+		"script /tmp/s arg\n", "\ny\n", "character special file 1 3 root\n", "1000:1000\n"}
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	tab, err := LoadTable(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := ownerOf(t, tab, filepath.Join(root, "data")); o.UID != 1000 || o.GID != 1000 {
+		t.Errorf("table: /data is %+v, want 1000:1000", o)
+	}
+	if o := ownerOf(t, tab, filepath.Join(root, "tmp/nd")); o.Type != unix.S_IFCHR || o.Rdev != unix.Mkdev(1, 3) {
+		t.Errorf("table: /tmp/nd is %+v, want the device 1,3", o)
+	}
+}
+
+func ownerOf(t *testing.T, tab *Table, p string) Owner {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return tab.Owners[keyOf(&st)]
+}
+
+// TestDebian runs what package installation needs on one Debian root:
+// useradd and chown recorded, dpkg -i with a maintainer script,
+// apt-get install of a local package (apt drops to its _apt user).
+func TestDebian(t *testing.T) {
+	t.Parallel()
+	root, table := rootOf(t, testutil.DebianImage(t))
+	out, code := run(t, root, table, `set -e
+mkdir /data; useradd app; chown app /data; stat -c '%u:%g %U' /data; stat -c '%U:%G %a' /etc/shadow
+mkdir -p /tmp/pkg/DEBIAN /tmp/pkg/usr/share/hello /tmp/pkg2/DEBIAN /tmp/pkg2/opt/h2
+printf 'Package: hello\nVersion: 1.0\nArchitecture: all\nMaintainer: k <k@example.com>\nDescription: test\n' > /tmp/pkg/DEBIAN/control
+printf '#!/bin/sh\nset -e\nuseradd -r hellod\nchown hellod /usr/share/hello/data\n' > /tmp/pkg/DEBIAN/postinst
+chmod 755 /tmp/pkg/DEBIAN/postinst
+echo data > /tmp/pkg/usr/share/hello/data
+dpkg-deb --root-owner-group --build /tmp/pkg /tmp/hello.deb >/dev/null
+dpkg -i /tmp/hello.deb >/dev/null
+dpkg -s hello | grep Status
+stat -c '%U %a' /usr/share/hello/data
+printf 'Package: h2\nVersion: 1.0\nArchitecture: all\nMaintainer: k <k@example.com>\nDescription: test\n' > /tmp/pkg2/DEBIAN/control
+echo x > /tmp/pkg2/opt/h2/x
+dpkg-deb --root-owner-group --build /tmp/pkg2 /tmp/h2.deb >/dev/null
+apt-get install -y /tmp/h2.deb >/dev/null 2>&1
+dpkg -s h2 | grep Status
+readlink /proc/self/exe; perl -e 'print "perl $^X\n"'
+`)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	want := "1000:0 app\nroot:shadow 640\nStatus: install ok installed\nhellod 644\nStatus: install ok installed\n/usr/bin/readlink\nperl /usr/bin/perl\n"
+	if out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+	tab, err := LoadTable(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := ownerOf(t, tab, filepath.Join(root, "data")); o.UID != 1000 || o.GID != 0 {
+		t.Errorf("table: /data is %+v, want 1000:0", o)
+	}
+	if o := ownerOf(t, tab, filepath.Join(root, "etc/shadow")); o.UID != 0 || o.GID != 42 {
+		t.Errorf("table: /etc/shadow is %+v, want 0:42 (shadow)", o)
+	}
+}
+
+// BenchmarkRun is the cost of one traced step that does nothing much:
+// the tracer and stub start, the filter, one exec.
+func BenchmarkRun(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "rootfs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	rc := mutate.Extract(testutil.BusyboxImage(b))
+	tab := NewTable()
+	if _, err := tab.Apply(dir, rc); err != nil {
+		b.Fatal(err)
+	}
+	rc.Close()
+	file := TableFile(dir)
+	if err := tab.Save(file); err != nil {
+		b.Fatal(err)
+	}
+	for _, script := range []string{"true", "for i in $(seq 200); do echo $i > /tmp/f; cat /tmp/f >/dev/null; done"} {
+		b.Run(strings.Fields(script)[0], func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				res, err := Run(context.Background(), Config{Root: dir, Table: file, Args: []string{"/bin/sh", "-c", script}, Cwd: "/"}, Options{})
+				if err != nil || res.Exit != 0 {
+					b.Fatal(err, res)
+				}
+			}
+		})
 	}
 }
