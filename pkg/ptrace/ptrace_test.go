@@ -1,8 +1,10 @@
 package ptrace
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,5 +175,69 @@ func BenchmarkRun(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestLayerOwners: the metadata-walk diff of a working copy gets the
+// owners and devices the step recorded, and the layer extracted by
+// ApplyLayer gives them back.
+func TestLayerOwners(t *testing.T) {
+	t.Parallel()
+	root, table := rootOf(t, testutil.BusyboxImage(t))
+	snap := filepath.Join(filepath.Dir(root), "snap")
+	if _, err := WalkDiff(root, "", snap, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	out, code := run(t, root, table, `set -e; mkdir /data; echo x > /data/f; chown -R 1000:1000 /data; mknod /nd c 1 3; chown 0:50 /nd; rm /etc/group; chown 1000 /home/app`)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	var layer bytes.Buffer
+	if _, err := WalkDiff(root, snap, snap, nil, &layer); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	tr := tar.NewReader(bytes.NewReader(layer.Bytes()))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		got[h.Name] = fmt.Sprintf("%c %d:%d %d,%d", h.Typeflag, h.Uid, h.Gid, h.Devmajor, h.Devminor)
+	}
+	want := map[string]string{
+		"data/":         "5 1000:1000 0,0",
+		"data/f":        "0 1000:1000 0,0",
+		"nd":            "3 0:50 1,3",
+		"etc/.wh.group": "0 0:0 0,0",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("layer entry %s = %q, want %q (layer: %v)", k, got[k], v, got)
+		}
+	}
+	if _, ok := got["home/app/"]; ok {
+		t.Errorf("home/app is in the layer, but its owner did not change: %v", got)
+	}
+	// Applied onto a new working copy, the layer's owners are recorded.
+	dir2 := filepath.Join(t.TempDir(), "rootfs")
+	if _, err := ApplyLayer(dir2, bytes.NewReader(layer.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	tab, err := LoadTable(TableFile(dir2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A device node where mknod works (root), else a placeholder.
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dir2, "nd"), &st); err != nil {
+		t.Fatal(err)
+	}
+	tab.Fix(&st)
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR || st.Rdev != unix.Mkdev(1, 3) || st.Gid != 50 {
+		t.Errorf("applied /nd: mode %o rdev %x gid %d", st.Mode, st.Rdev, st.Gid)
+	}
+	if o := ownerOf(t, tab, filepath.Join(dir2, "data/f")); o.UID != 1000 || o.GID != 1000 {
+		t.Errorf("applied /data/f: %+v", o)
 	}
 }

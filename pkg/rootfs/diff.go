@@ -38,6 +38,23 @@ type differ struct {
 	exclude map[string]bool
 	stats   DiffStats
 	buf     []byte
+	fix     StatFix
+}
+
+// StatFix, when given to the walk functions, rewrites each entry's stat
+// before it is compared or written: a mode that emulates owners (ptrace)
+// supplies the recorded owner and device type of a placeholder.
+type StatFix func(st *unix.Stat_t)
+
+// lstat is unix.Lstat with the walk's StatFix applied.
+func (d *differ) lstat(full string, st *unix.Stat_t) error {
+	if err := unix.Lstat(full, st); err != nil {
+		return err
+	}
+	if d.fix != nil {
+		d.fix(st)
+	}
+	return nil
 }
 
 func newDiffer(root string, tw *tar.Writer, exclude []string) *differ {
@@ -332,7 +349,13 @@ func metaOf(full string, st *unix.Stat_t) (Meta, error) {
 // TakeSnapshot records the metadata of everything below root (paths in
 // exclude and below them left out).
 func TakeSnapshot(root string, exclude []string) (Snapshot, error) {
+	return TakeSnapshotFix(root, exclude, nil)
+}
+
+// TakeSnapshotFix is TakeSnapshot with each entry's stat rewritten by fix.
+func TakeSnapshotFix(root string, exclude []string, fix StatFix) (Snapshot, error) {
 	d := newDiffer(root, nil, exclude)
+	d.fix = fix
 	snap := Snapshot{}
 	var walk func(dir string) error
 	walk = func(dir string) error {
@@ -347,7 +370,7 @@ func TakeSnapshot(root string, exclude []string) (Snapshot, error) {
 			}
 			full := filepath.Join(root, rel)
 			var st unix.Stat_t
-			if err := unix.Lstat(full, &st); err != nil {
+			if err := d.lstat(full, &st); err != nil {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
 			m, err := metaOf(full, &st)
@@ -371,7 +394,14 @@ func TakeSnapshot(root string, exclude []string) (Snapshot, error) {
 // directory as its own entry only), ".wh." whiteouts for what is gone. It
 // returns the new snapshot. Unchanged files are never opened.
 func WriteWalkDiff(root string, before Snapshot, exclude []string, tw *tar.Writer) (Snapshot, DiffStats, error) {
+	return WriteWalkDiffFix(root, before, exclude, tw, nil)
+}
+
+// WriteWalkDiffFix is WriteWalkDiff with each entry's stat rewritten by
+// fix.
+func WriteWalkDiffFix(root string, before Snapshot, exclude []string, tw *tar.Writer, fix StatFix) (Snapshot, DiffStats, error) {
 	d := newDiffer(root, tw, exclude)
+	d.fix = fix
 	after := make(Snapshot, len(before))
 	children := map[string][]string{}
 	for p := range before {
@@ -405,7 +435,7 @@ func WriteWalkDiff(root string, before Snapshot, exclude []string, tw *tar.Write
 			}
 			full := filepath.Join(root, rel)
 			var st unix.Stat_t
-			if err := unix.Lstat(full, &st); err != nil {
+			if err := d.lstat(full, &st); err != nil {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
 			m, err := metaOf(full, &st)
