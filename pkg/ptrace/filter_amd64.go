@@ -38,7 +38,6 @@ func sysno(r *regs) int64       { return int64(r.Orig_rax) }
 func setSysno(r *regs, n int64) { r.Orig_rax = uint64(n) }
 func retval(r *regs) int64      { return int64(r.Rax) }
 func setRet(r *regs, v int64)   { r.Rax = uint64(v) }
-func sp(r *regs) uint64         { return r.Rsp }
 
 // arg is system call argument i (0-5).
 func arg(r *regs, i int) uint64 {

@@ -1,3 +1,5 @@
+//go:build linux && amd64
+
 package ptrace
 
 import (
@@ -239,5 +241,12 @@ func TestLayerOwners(t *testing.T) {
 	}
 	if o := ownerOf(t, tab, filepath.Join(dir2, "data/f")); o.UID != 1000 || o.GID != 1000 {
 		t.Errorf("applied /data/f: %+v", o)
+	}
+}
+
+func TestProbe(t *testing.T) {
+	t.Parallel()
+	if err := Probe(context.Background(), ""); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,3 +1,5 @@
+//go:build linux && amd64
+
 package ptrace
 
 import (
@@ -33,45 +35,6 @@ func init() {
 	}
 }
 
-// Config is one command to run in a root directory.
-type Config struct {
-	// Root is the root directory (a working copy).
-	Root string
-	// Binds are guest paths served from host paths; /proc, /dev and /sys
-	// are always the host's.
-	Binds []Bind
-	// Args is the command; Args[0] without a slash is looked up in Env's
-	// PATH inside Root.
-	Args []string
-	Env  []string
-	// Cwd is the guest working directory (made when missing).
-	Cwd string
-	// UID, GID and Groups are the ids the command starts with (emulated).
-	UID, GID uint32
-	Groups   []uint32
-	// Table is the ownership table file of Root (read and updated).
-	Table string
-}
-
-// Result is how the command ended.
-type Result struct {
-	Exit   int    `json:"exit"`
-	Signal string `json:"signal,omitempty"`
-	Err    string `json:"err,omitempty"`
-	// Command is the command's wall time.
-	Command time.Duration `json:"command"`
-	// Stops counts the tracer's stops (a measure of its overhead).
-	Stops int `json:"stops"`
-}
-
-// Options say how Run starts the tracer.
-type Options struct {
-	// Exe is the kiln binary to re-execute (default /proc/self/exe).
-	Exe            string
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
-}
-
 // Run runs cfg's command traced and returns how it ended. The command and
 // everything it started are gone when Run returns, also when ctx is done.
 func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
@@ -79,11 +42,13 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 	if exe == "" {
 		exe = "/proc/self/exe"
 	}
-	root, err := filepath.EvalSymlinks(cfg.Root)
-	if err != nil {
-		return nil, err
+	if !cfg.Probe {
+		root, err := filepath.EvalSymlinks(cfg.Root)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Root = root
 	}
-	cfg.Root = root
 	spec, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -186,6 +151,9 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // trace runs the command under the tracer (in the tracer process, on its
 // locked thread).
 func trace(cfg *Config) (*Result, error) {
+	if cfg.Probe {
+		return probe()
+	}
 	table, err := LoadTable(cfg.Table)
 	if err != nil {
 		return nil, err
@@ -206,45 +174,12 @@ func trace(cfg *Config) (*Result, error) {
 	if err != nil {
 		return &Result{Exit: 127}, err
 	}
-	readyR, readyW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	proc, err := os.StartProcess("/proc/self/exe", append([]string{stubArg0, prog}, cfg.Args...), &os.ProcAttr{
-		Dir:   hostCwd,
-		Env:   cfg.Env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, readyR},
-		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
-	})
-	readyR.Close()
-	if err != nil {
-		readyW.Close()
-		return nil, fmt.Errorf("starting the command: %w", err)
-	}
-	pid := proc.Pid
-	if _, _, errno := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(pid), 0, ptraceOptions, 0, 0); errno != 0 {
-		_ = proc.Kill()
-		readyW.Close()
-		_, _ = proc.Wait()
-		return nil, fmt.Errorf("ptrace is not permitted here: %w", errno)
-	}
 	cr := &cred{ruid: cfg.UID, euid: cfg.UID, suid: cfg.UID, fsuid: cfg.UID,
 		rgid: cfg.GID, egid: cfg.GID, sgid: cfg.GID, fsgid: cfg.GID, groups: cfg.Groups}
-	tr := &tracer{view: view, table: table, threads: map[int]*thread{}, mainPid: pid}
-	tr.threads[pid] = &thread{tid: pid, cred: cr, known: true}
-	start := time.Now()
-	readyW.Close()
-	ws, err := tr.loop()
-	res := &Result{Command: time.Since(start), Stops: tr.stops}
+	tr := &tracer{view: view, table: table, threads: map[int]*thread{}}
+	res, err := tr.start(append([]string{stubArg0, prog}, cfg.Args...), hostCwd, cfg.Env, cr)
 	if err != nil {
 		return res, err
-	}
-	switch {
-	case ws.Exited():
-		res.Exit = ws.ExitStatus()
-	case ws.Signaled():
-		res.Exit = 128 + int(ws.Signal())
-		res.Signal = unix.SignalName(ws.Signal())
 	}
 	if err := table.Save(cfg.Table); err != nil {
 		return res, fmt.Errorf("saving the ownership table: %w", err)
@@ -278,4 +213,71 @@ func lookPath(v *fsView, name string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", name)
+}
+
+// probeUID is the uid a probe's stub must see (emulated).
+const probeUID = 4242
+
+// probe checks that a child can be seized and its filter installed, and
+// that the tracer answers its getuid.
+func probe() (*Result, error) {
+	tr := &tracer{view: newView("/nonexistent", nil), table: NewTable(), threads: map[int]*thread{}}
+	cr := &cred{ruid: probeUID, euid: probeUID, suid: probeUID, fsuid: probeUID}
+	res, err := tr.start([]string{stubArg0}, "/", []string{}, cr)
+	if err == nil && res.Exit != 0 {
+		err = fmt.Errorf("the traced probe exited with %d (its getuid was not answered by the tracer)", res.Exit)
+	}
+	return res, err
+}
+
+// start starts the stub with argv, seizes it, and traces it and its
+// descendants until they are all gone.
+func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Result, error) {
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	proc, err := os.StartProcess("/proc/self/exe", argv, &os.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, readyR},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true},
+	})
+	readyR.Close()
+	if err != nil {
+		readyW.Close()
+		return nil, fmt.Errorf("starting the command: %w", err)
+	}
+	pid := proc.Pid
+	if _, _, errno := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(pid), 0, ptraceOptions, 0, 0); errno != 0 {
+		_ = proc.Kill()
+		readyW.Close()
+		_, _ = proc.Wait()
+		return nil, fmt.Errorf("ptrace is not permitted here: %w", errno)
+	}
+	tr.mainPid = pid
+	tr.threads[pid] = &thread{tid: pid, cred: cr, known: true}
+	start := time.Now()
+	readyW.Close()
+	ws, err := tr.loop()
+	res := &Result{Command: time.Since(start), Stops: tr.stops}
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case ws.Exited():
+		res.Exit = ws.ExitStatus()
+	case ws.Signaled():
+		res.Exit = 128 + int(ws.Signal())
+		res.Signal = ws.Signal().String()
+	}
+	return res, nil
+}
+
+// Probe checks that tracing works here (ptrace of a child, a seccomp
+// filter with no_new_privs): it runs exe (default /proc/self/exe) as the
+// tracer of a stub that asks for its uid.
+func Probe(ctx context.Context, exe string) error {
+	_, err := Run(ctx, Config{Probe: true}, Options{Exe: exe})
+	return err
 }
