@@ -25,6 +25,9 @@ type imageSource struct {
 	cfg    *v1.ConfigFile
 	layers []v1.Layer
 	st     *store.Store // verifies and keeps the layers it reads
+	// single is set when the reference names one image, not an index:
+	// nothing chose it for the platform asked for (see checkPlatform).
+	single bool
 
 	treeOnce sync.Once
 	tree     *archive.Tree
@@ -59,8 +62,9 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 		return nil, err
 	}
 	var img v1.Image
-	fromRegistry := false
+	fromRegistry, single := false, false
 	if d, err := b.opts.Store.Resolve(r.Name()); err == nil {
+		single = !d.MediaType.IsIndex()
 		img, err = b.storeImage(d, platform)
 		if err != nil {
 			return nil, fmt.Errorf("local image %s: %w", ref, err)
@@ -72,6 +76,9 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 		if err != nil {
 			return nil, err
 		}
+		// An image picked from an index has its platform in the index's
+		// descriptor.
+		single = desc.Platform == nil
 		if !strings.Contains(ref, "@") {
 			b.noteUnpinned(ref, r.Context().Name()+"@"+desc.Digest.String())
 		}
@@ -90,7 +97,7 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
 		return nil, fmt.Errorf("malformed image %s: %d layers in the manifest but %d diff IDs in the config", ref, len(layers), len(cfg.RootFS.DiffIDs))
 	}
-	src := &imageSource{ref: ref, img: img, cfg: cfg, layers: layers, st: b.opts.Store}
+	src := &imageSource{ref: ref, img: img, cfg: cfg, layers: layers, st: b.opts.Store, single: single}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if fromRegistry {
@@ -136,17 +143,70 @@ func (b *builder) storeImage(d v1.Descriptor, platform v1.Platform) (v1.Image, e
 	return b.opts.Store.Image(d.Digest)
 }
 
+// platformMatches reports whether an image for have serves want: the same
+// OS and architecture, and the variant asked for (arm64 is v8, arm v7 and
+// amd64 v1 when none is said).
 func platformMatches(have, want v1.Platform) bool {
 	if have.OS != want.OS || have.Architecture != want.Architecture {
 		return false
 	}
-	norm := func(p v1.Platform) string {
-		if p.Architecture == "arm64" && p.Variant == "" {
-			return "v8"
-		}
+	return want.Variant == "" || fullVariant(have) == fullVariant(want)
+}
+
+func fullVariant(p v1.Platform) string {
+	if p.Variant != "" {
 		return p.Variant
 	}
-	return want.Variant == "" || norm(have) == norm(want)
+	switch p.Architecture {
+	case "arm64":
+		return "v8"
+	case "arm":
+		return "v7"
+	case "amd64":
+		return "v1"
+	}
+	return ""
+}
+
+// normalizePlatform writes a platform as BuildKit (containerd) does: no
+// variant for arm64/v8 and amd64/v1, v7 for a bare arm.
+func normalizePlatform(p v1.Platform) v1.Platform {
+	switch {
+	case p.Architecture == "arm64" && p.Variant == "v8", p.Architecture == "amd64" && p.Variant == "v1":
+		p.Variant = ""
+	case p.Architecture == "arm" && p.Variant == "":
+		p.Variant = "v7"
+	}
+	return p
+}
+
+// imagePlatform is the platform an image's config declares (zero when it
+// names no architecture).
+func imagePlatform(cfg *v1.ConfigFile) v1.Platform {
+	return v1.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}
+}
+
+// checkPlatform refuses a single-platform image (a manifest, not an index:
+// no registry chose it for want) whose config declares another platform
+// when want was asked for (--platform, FROM --platform): building on it
+// would give an image of the wrong architecture under want's name. An
+// image that declares no architecture is taken as it is. When nobody asked
+// (no --platform), the base's platform is the stage's, as in BuildKit, and
+// a base that is not the host's is noted.
+func (b *builder) checkPlatform(src *imageSource, want v1.Platform, explicit bool) error {
+	have := imagePlatform(src.cfg)
+	if !src.single || have.Architecture == "" || platformMatches(have, want) {
+		return nil
+	}
+	if explicit {
+		return fmt.Errorf("the image is for %s only (a single-platform image, not an index), not %s: use a base that has %s, or build for %s",
+			dockerfile.FormatPlatform(normalizePlatform(have)), dockerfile.FormatPlatform(want),
+			dockerfile.FormatPlatform(want), dockerfile.FormatPlatform(normalizePlatform(have)))
+	}
+	b.logf("warning: base image %s is for %s, not this machine's %s: the image is built for %s (pass --platform to choose)",
+		src.ref, dockerfile.FormatPlatform(normalizePlatform(have)), dockerfile.FormatPlatform(want),
+		dockerfile.FormatPlatform(normalizePlatform(have)))
+	return nil
 }
 
 func (b *builder) noteUnpinned(ref, pinned string) {
@@ -166,12 +226,13 @@ func (b *builder) noteUnpinned(ref, pinned string) {
 func (s *stageState) initBase(ctx context.Context) error {
 	st := s.run.stage
 	platform := s.platform
+	explicit := len(s.b.opts.Platforms) > 0
 	if st.Platform != "" {
 		p, err := registry.ParsePlatform(st.Platform)
 		if err != nil {
 			return s.file.Errorf(st.Source.Location, "FROM --platform=%s: %v", st.Platform, err)
 		}
-		platform = *p
+		platform, explicit = normalizePlatform(*p), true
 	}
 	switch {
 	case st.BaseStage != nil:
@@ -181,12 +242,17 @@ func (s *stageState) initBase(ctx context.Context) error {
 		s.known = prev.known.clone()
 		s.links = append([]chainLink(nil), prev.links...)
 	case strings.EqualFold(st.Base, "scratch"):
-		s.cfg = &v1.ConfigFile{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant}
+		// BuildKit's empty image: the platform, WorkingDir / (PATH below).
+		s.cfg = &v1.ConfigFile{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant,
+			Config: v1.Config{WorkingDir: "/"}}
 		s.known = newKnownTree()
 		s.known.scratch = true
 		s.links = []chainLink{scratchLink(platform)}
 	default:
 		src, err := s.b.image(ctx, st.Base, platform)
+		if err == nil {
+			err = s.b.checkPlatform(src, platform, explicit)
+		}
 		if err != nil {
 			return s.file.Errorf(st.Source.Location, "FROM %s: %v", st.Base, err)
 		}
@@ -194,6 +260,11 @@ func (s *stageState) initBase(ctx context.Context) error {
 		s.layers = append([]v1.Layer(nil), src.layers...)
 		s.known = newKnownTree()
 		s.links = []chainLink{baseLink(src.cfg.RootFS.DiffIDs)}
+	}
+	if s.cfg.OS != "windows" && !hasEnv(s.cfg.Config.Env, "PATH") {
+		// BuildKit gives every stage without PATH (scratch included) the
+		// default one.
+		s.cfg.Config.Env = append(s.cfg.Config.Env, "PATH="+DefaultPath)
 	}
 	s.nBase = len(s.layers)
 	s.cfg.Created = v1.Time{Time: s.b.start}
@@ -207,6 +278,19 @@ func (s *stageState) initBase(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// DefaultPath is the PATH BuildKit (and docker's classic builder) give an
+// image that has none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
 }
 
 func cloneConfig(c *v1.ConfigFile) *v1.ConfigFile {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"runtime"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -134,6 +133,12 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Platforms as BuildKit writes them (linux/arm64, not linux/arm64/v8),
+	// in TARGETPLATFORM and in the configs.
+	opts.Platforms = append([]v1.Platform(nil), opts.Platforms...)
+	for i, p := range opts.Platforms {
+		opts.Platforms[i] = normalizePlatform(p)
+	}
 	platforms := opts.Platforms
 	if len(platforms) == 0 {
 		platforms = []v1.Platform{HostPlatform()}
@@ -173,13 +178,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	return &Result{Index: idx, Digest: d, ID: d, Sources: b.sources}, nil
 }
 
-// HostPlatform is the platform kiln runs on.
+// HostPlatform is the platform kiln runs on (BUILDPLATFORM), written as
+// BuildKit writes it.
 func HostPlatform() v1.Platform {
-	p := v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
-	if runtime.GOARCH == "arm64" {
-		p.Variant = "v8"
-	}
-	return p
+	return normalizePlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH})
 }
 
 type builder struct {
@@ -249,7 +251,8 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 	}
 	b.keyed = b.opts.Cache != nil && planRun(plan) != nil
 	if len(plan.UnusedBuildArgs) > 0 && dockerfile.FormatPlatform(platform) == dockerfile.FormatPlatform(b.firstPlatform()) {
-		b.logf("warning: build args not consumed by any ARG: %s", strings.Join(plan.UnusedBuildArgs, ", "))
+		// docker's wording (proxy variables are never reported).
+		b.logf("[Warning] One or more build-args %v were not consumed", plan.UnusedBuildArgs)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -62,7 +62,7 @@ func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
 	}
 	var owner *[2]int
 	if r.chown != "" {
-		uid, gid, err := s.resolveOwner(ctx, r.chown, false)
+		uid, gid, err := s.resolveOwner(ctx, r.chown)
 		if err != nil {
 			return errf("--chown=%s: %v", r.chown, err)
 		}

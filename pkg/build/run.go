@@ -12,7 +12,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -133,7 +132,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	if err := s.waitLayers(); err != nil {
 		return err
 	}
-	createdBy := runCreatedBy(c, args)
+	createdBy := runCreatedBy(c, args, s.argsCreatedBy())
 	var key string
 	if s.b.keyed {
 		if key, err = s.runKey(ctx, c, args, env, network, r.sb.SingleMapping()); err != nil {
@@ -152,7 +151,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	note := func(n string) { s.b.logf("[%s] note: %s", s.stageTag(), n) }
 
 	step := sandbox.Step{
-		Args: args, Env: env, User: s.cfg.Config.User, Cwd: s.cfg.Config.WorkingDir, Network: network,
+		Args: args, Env: env, User: runUser(s.cfg.Config.User), Cwd: s.cfg.Config.WorkingDir, Network: network,
 	}
 	var secrets string
 	if hasSecretMount(c) || isScript(c) {
@@ -177,6 +176,8 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	// Secret variables go to the step only: not in the cache key (made
 	// above), the history or the image.
 	step.Env = append(step.Env, secretEnv...)
+	// So do proxy --build-args (proxy.go).
+	step.Env = withEnv(step.Env, s.b.proxyEnv())
 	out := &prefixWriter{s: s, prefix: "[" + s.stageTag() + " " + label + "] "}
 	step.Stdout, step.Stderr = out, out
 
@@ -290,14 +291,16 @@ func walkExclude(created []string) []string {
 	return append([]string{"etc/hosts", "etc/resolv.conf"}, created...)
 }
 
-func runCreatedBy(c *instructions.RunCommand, args []string) string {
+func runCreatedBy(c *instructions.RunCommand, args []string, argsPrefix string) string {
 	if isScript(c) {
 		return "RUN " + c.CmdLine[0] + "\n" + heredocData(c)
 	}
-	if c.PrependShell {
-		return "RUN " + args[len(args)-1]
+	// BuildKit's form: the ARGs in scope, the whole command line.
+	line := strings.Join(args, " ")
+	if argsPrefix != "" {
+		line = argsPrefix + " " + line
 	}
-	return "RUN " + jsonList(args)
+	return "RUN " + line + " # buildkit"
 }
 
 // stepLabel is "N/TOTAL" for a command of the stage, or "ONBUILD".
@@ -354,26 +357,9 @@ func (s *stageState) runArgs(c *instructions.RunCommand) ([]string, error) {
 	return append(append([]string{}, sh...), strings.Join(args, " ")), nil
 }
 
-// runEnvList is the step's environment: the image's Env, then the stage's
-// ARGs that Env does not set (visible to RUN, never stored in the image).
+// runEnvList is the step's environment (stepEnv in stage.go).
 func (s *stageState) runEnvList() ([]string, error) {
-	env := append([]string{}, s.cfg.Config.Env...)
-	set := map[string]bool{}
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		set[k] = true
-	}
-	keys := make([]string, 0, len(s.args))
-	for k := range s.args {
-		if !set[k] {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		env = append(env, k+"="+s.args[k])
-	}
-	return env, nil
+	return s.stepEnv(), nil
 }
 
 // rootfsLayers describes layers for the rootfs store.

@@ -120,7 +120,9 @@ RUN echo $TOKEN > /env-wins.txt
 			}
 		}
 	}
-	if len(runs) != 4 || runs[1] != `RUN ["/bin/sh","-c","echo exec $0 $GREETING \u003e /exec.txt","zero"]` && runs[1] != `RUN ["/bin/sh","-c","echo exec $0 $GREETING > /exec.txt","zero"]` {
+	// BuildKit's form: the ARGs in scope, the command line, "# buildkit".
+	if len(runs) != 4 || runs[1] != `RUN |1 TOKEN=secret-arg /bin/sh -c echo exec $0 $GREETING > /exec.txt zero # buildkit` ||
+		runs[3] != `RUN |1 TOKEN=from-env /bin/sh -e -c echo $TOKEN > /env-wins.txt # buildkit` {
 		t.Errorf("history: %q", runs)
 	}
 }

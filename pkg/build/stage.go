@@ -2,9 +2,10 @@ package build
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path"
+	"slices"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,9 +30,14 @@ type stageState struct {
 	layers []v1.Layer // all layers, bottom first
 	nBase  int        // how many of layers came from the base image
 	known  *knownTree // entries of the layers this build made
-	args   map[string]string
-	cmdSet bool
-	users  *userDB // lazily read /etc/passwd and /etc/group
+	// args are the ARG values RUN and expansions see over the image's Env
+	// (an ARG after an ENV of the same name wins until the next such ENV,
+	// as in BuildKit); argNames are the declared ARGs in order, for RUN's
+	// history.
+	args     map[string]string
+	argNames []string
+	cmdSet   bool
+	users    *userDB // lazily read /etc/passwd and /etc/group
 	// tempDirs release (remove) the spools of the step being built
 	// (spoolDir).
 	tempDirs []func()
@@ -83,6 +89,9 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 			return nil, err
 		}
 	}
+	if s.target && len(s.b.opts.Platforms) > 0 {
+		s.labelPlatform()
+	}
 	if s.target {
 		for _, k := range sortedKeys(s.b.opts.Labels) {
 			if s.cfg.Config.Labels == nil {
@@ -92,6 +101,35 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 		}
 	}
 	return s.finish()
+}
+
+// labelPlatform gives the target stage's config the platform asked for,
+// as BuildKit does. Bases are checked (checkPlatform), so only a final
+// stage pinned to another platform (FROM --platform=$BUILDPLATFORM …) can
+// differ: that is allowed, for files that suit every platform, and noted.
+func (s *stageState) labelPlatform() {
+	have, want := s.runPlatform(), s.platform
+	if !platformMatches(have, want) {
+		s.b.logf("warning: the final stage %s is built on %s and labelled %s: its files must suit %s",
+			s.stageTag(), dockerfile.FormatPlatform(have), dockerfile.FormatPlatform(want), dockerfile.FormatPlatform(want))
+	}
+	same := have.OS == want.OS && have.Architecture == want.Architecture
+	s.cfg.OS, s.cfg.Architecture = want.OS, want.Architecture
+	if want.Variant != "" || !same {
+		s.cfg.Variant = want.Variant
+	}
+}
+
+// runPlatform is the platform the stage's programs are for (RUN runs
+// them): its config's, else the build's target.
+func (s *stageState) runPlatform() v1.Platform {
+	if p := imagePlatform(s.cfg); p.Architecture != "" {
+		if p.OS == "" {
+			p.OS = "linux"
+		}
+		return normalizePlatform(p)
+	}
+	return s.platform
 }
 
 // instructionText is an instruction as written, on one line.
@@ -138,21 +176,60 @@ func (s *stageState) finish() (*stageResult, error) {
 	return &stageResult{image: img, layers: s.layers, cfg: cfg, known: s.known, links: s.links, source: src}, nil
 }
 
-// env is the environment instructions are expanded in: the stage's ARGs,
-// overridden by the image's ENV.
+// env is the environment instructions are expanded in: the image's ENV
+// and the ARGs that have a value (see args).
 func (s *stageState) env() map[string]string {
 	m := make(map[string]string, len(s.args)+len(s.cfg.Config.Env))
-	for k, v := range s.args {
-		m[k] = v
-	}
 	for _, kv := range s.cfg.Config.Env {
 		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	for k, v := range s.args {
 		m[k] = v
 	}
 	return m
 }
 
+// stepEnv is the environment of a RUN step: the image's ENV (with ARGs
+// declared after an ENV of the same name in its place), then the other
+// ARGs with a value in declaration order.
+func (s *stageState) stepEnv() []string {
+	env := make([]string, 0, len(s.cfg.Config.Env)+len(s.args))
+	set := map[string]bool{}
+	for _, kv := range s.cfg.Config.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if v, ok := s.args[k]; ok {
+			kv = k + "=" + v
+		}
+		set[k] = true
+		env = append(env, kv)
+	}
+	for _, k := range s.argNames {
+		if v, ok := s.args[k]; ok && !set[k] {
+			set[k] = true
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// argsCreatedBy is what BuildKit writes before a RUN command in its
+// history: "|N K=V …" for the N ARGs declared so far (their values as RUN
+// sees them), or "" when there are none.
+func (s *stageState) argsCreatedBy() string {
+	if len(s.argNames) == 0 {
+		return ""
+	}
+	env := s.env()
+	parts := []string{fmt.Sprintf("|%d", len(s.argNames))}
+	for _, k := range s.argNames {
+		parts = append(parts, k+"="+env[k])
+	}
+	return strings.Join(parts, " ")
+}
+
 func (s *stageState) setEnv(k, v string) {
+	delete(s.args, k)
 	for i, kv := range s.cfg.Config.Env {
 		if ek, _, _ := strings.Cut(kv, "="); ek == k {
 			s.cfg.Config.Env[i] = k + "=" + v
@@ -218,10 +295,13 @@ func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc [
 		if s.cfg.Config.ExposedPorts == nil {
 			s.cfg.Config.ExposedPorts = map[string]struct{}{}
 		}
+		set := map[string]struct{}{}
 		for _, p := range ports {
 			s.cfg.Config.ExposedPorts[p] = struct{}{}
+			set[p] = struct{}{}
 		}
-		s.history("EXPOSE "+strings.Join(ports, " "), true)
+		// BuildKit's (docker 20.10's) wording: the port set as Go prints it.
+		s.history(fmt.Sprintf("EXPOSE %v", set), true)
 	case *instructions.UserCommand:
 		s.cfg.Config.User = c.User
 		s.users = nil
@@ -230,15 +310,16 @@ func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc [
 		return s.doWorkdir(ctx, c, loc)
 	case *instructions.CmdCommand:
 		s.cfg.Config.Cmd = s.commandLine(c.ShellDependantCmdLine)
+		s.cfg.Config.ArgsEscaped = true // as BuildKit, for Windows-era clients
 		s.cmdSet = true
-		s.history("CMD "+jsonList(s.cfg.Config.Cmd), true)
+		s.history(fmt.Sprintf("CMD %q", s.cfg.Config.Cmd), true)
 	case *instructions.EntrypointCommand:
 		s.cfg.Config.Entrypoint = s.commandLine(c.ShellDependantCmdLine)
 		if !s.cmdSet {
 			// An ENTRYPOINT resets a CMD inherited from the base image.
 			s.cfg.Config.Cmd = nil
 		}
-		s.history("ENTRYPOINT "+jsonList(s.cfg.Config.Entrypoint), true)
+		s.history(fmt.Sprintf("ENTRYPOINT %q", s.cfg.Config.Entrypoint), true)
 	case *instructions.VolumeCommand:
 		if s.cfg.Config.Volumes == nil {
 			s.cfg.Config.Volumes = map[string]struct{}{}
@@ -249,7 +330,7 @@ func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc [
 			}
 			s.cfg.Config.Volumes[v] = struct{}{}
 		}
-		s.history("VOLUME "+jsonList(c.Volumes), true)
+		s.history(fmt.Sprintf("VOLUME %v", c.Volumes), true)
 	case *instructions.StopSignalCommand:
 		if err := validSignal(c.Signal); err != nil {
 			return s.file.Errorf(loc, "STOPSIGNAL: %v", err)
@@ -262,13 +343,13 @@ func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc [
 			Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
 			StartPeriod: h.StartPeriod, Retries: h.Retries,
 		}
-		s.history("HEALTHCHECK "+jsonList(h.Test), true)
+		s.history("HEALTHCHECK "+healthcheckText(s.cfg.Config.Healthcheck), true)
 	case *instructions.ShellCommand:
 		s.cfg.Config.Shell = append([]string(nil), c.Shell...)
-		s.history("SHELL "+jsonList(c.Shell), true)
+		s.history(fmt.Sprintf("SHELL %v", c.Shell), true)
 	case *instructions.OnbuildCommand:
+		// Recorded in the config only: BuildKit writes no history entry.
 		s.cfg.Config.OnBuild = append(s.cfg.Config.OnBuild, c.Expression)
-		s.history("ONBUILD "+c.Expression, true)
 	case *instructions.CopyCommand:
 		return s.doCopy(ctx, copyRequest{
 			name: "COPY", sd: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod,
@@ -292,10 +373,27 @@ func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc [
 }
 
 // doArg declares ARGs: the build arg wins, else the default, else the
-// global ARG of the same name.
+// global ARG of the same name. The name may be a variable (ARG ${n}=v).
+// An ARG without any value stays out of RUN's environment. The history
+// entry lists each name with its default, as docker 20.10's BuildKit
+// writes it (never a --build-arg value).
 func (s *stageState) doArg(c *instructions.ArgCommand, loc []parser.Range) error {
+	var parts []string
 	for _, kv := range c.Args {
 		env := s.env()
+		kv, err := s.file.ExpandArgName(kv, env)
+		if err != nil {
+			return s.file.Wrap(loc, err)
+		}
+		part := kv.Key
+		if kv.Value != nil {
+			def, err := s.file.ExpandWord(*kv.Value, env)
+			if err != nil {
+				return s.file.Errorf(loc, "ARG %s: %v", kv.Key, err)
+			}
+			part += "=" + def
+		}
+		parts = append(parts, part)
 		v, ok, err := s.file.ArgValue(kv, s.b.opts.BuildArgs, env)
 		if err != nil {
 			return s.file.Wrap(loc, err)
@@ -305,11 +403,22 @@ func (s *stageState) doArg(c *instructions.ArgCommand, loc []parser.Range) error
 				v, ok = gv, true
 			}
 		}
-		if ok || s.args[kv.Key] == "" {
+		if ok {
 			s.args[kv.Key] = v
 		}
+		if !slices.Contains(s.argNames, kv.Key) {
+			s.argNames = append(s.argNames, kv.Key)
+		}
 	}
+	s.history("ARG "+strings.Join(parts, " "), true)
 	return nil
+}
+
+// healthcheckText is a HEALTHCHECK's history text as docker 20.10's
+// BuildKit writes it (Go's %q of docker's HealthConfig).
+func healthcheckText(h *v1.HealthConfig) string {
+	return fmt.Sprintf("&{%q %q %q %q %q}", h.Test, h.Interval.String(), h.Timeout.String(),
+		h.StartPeriod.String(), rune(h.Retries))
 }
 
 // commandLine gives CMD/ENTRYPOINT's argv: exec form as is, shell form
@@ -325,52 +434,95 @@ func (s *stageState) commandLine(cl instructions.ShellDependantCmdLine) []string
 	return append(append([]string{}, sh...), strings.Join(cl.CmdLine, " "))
 }
 
-// exposedPorts normalises EXPOSE arguments: "80", "80/tcp", "53/udp",
-// "8000-8002/tcp" (expanded).
+// exposedPorts expands and normalises EXPOSE arguments as BuildKit does:
+// each argument is expanded (`EXPOSE 82/$proto`, `$PORTS` giving several
+// words), "[ip:][hostport:]port[-end][/proto]" keeps the container port,
+// the protocol (tcp by default; tcp, udp or sctp) is lower-cased and ranges
+// are listed port by port.
 func (s *stageState) exposedPorts(c *instructions.ExposeCommand) ([]string, error) {
+	env := s.env()
 	var out []string
-	for _, p := range c.Ports {
-		for _, f := range strings.Fields(p) {
-			port, proto, _ := strings.Cut(f, "/")
-			if proto == "" {
-				proto = "tcp"
-			}
-			proto = strings.ToLower(proto)
-			if proto != "tcp" && proto != "udp" && proto != "sctp" {
-				return nil, fmt.Errorf("invalid protocol %q in %q", proto, f)
-			}
-			lo, hi, isRange := strings.Cut(port, "-")
-			a, err := parsePort(lo)
+	for _, arg := range c.Ports {
+		words, err := s.file.ExpandWords(arg, env)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range words {
+			ports, err := parseExposed(w)
 			if err != nil {
-				return nil, fmt.Errorf("invalid port %q: %v", f, err)
+				return nil, fmt.Errorf("invalid port %q: %v", w, err)
 			}
-			bnd := a
-			if isRange {
-				if bnd, err = parsePort(hi); err != nil || bnd < a {
-					return nil, fmt.Errorf("invalid port range %q", f)
-				}
-			}
-			for n := a; n <= bnd; n++ {
-				out = append(out, fmt.Sprintf("%d/%s", n, proto))
-			}
+			out = append(out, ports...)
 		}
 	}
 	return out, nil
 }
 
-func parsePort(s string) (int, error) {
-	var n int
-	if s == "" {
-		return 0, fmt.Errorf("empty port")
+func parseExposed(raw string) ([]string, error) {
+	parts := strings.Split(raw, ":")
+	container, host := parts[len(parts)-1], ""
+	if len(parts) > 1 {
+		host = parts[len(parts)-2]
 	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return 0, fmt.Errorf("not a number")
+	port, proto, _ := strings.Cut(container, "/")
+	if port == "" {
+		return nil, fmt.Errorf("no port specified")
+	}
+	switch strings.ToLower(proto) {
+	case "":
+		proto = "tcp"
+	case "tcp", "udp", "sctp":
+		proto = strings.ToLower(proto)
+	default:
+		return nil, fmt.Errorf("invalid proto: %s", proto)
+	}
+	lo, hi, err := portRange(port)
+	if err != nil {
+		return nil, err
+	}
+	if host != "" {
+		hlo, hhi, err := portRange(host)
+		if err != nil {
+			return nil, fmt.Errorf("invalid hostPort: %s", host)
 		}
-		n = n*10 + int(r-'0')
-		if n > 65535 {
-			return 0, fmt.Errorf("out of range")
+		if hhi-hlo != hi-lo && hi != lo {
+			return nil, fmt.Errorf("invalid ranges specified for container and host Ports: %s and %s", port, host)
 		}
+	}
+	out := make([]string, 0, hi-lo+1)
+	for n := lo; n <= hi; n++ {
+		out = append(out, strconv.Itoa(n)+"/"+proto)
+	}
+	return out, nil
+}
+
+// portRange parses "N" or "N-M" (0-65535).
+func portRange(s string) (int, int, error) {
+	a, b, isRange := strings.Cut(s, "-")
+	lo, err := parsePort(a)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !isRange || a == b {
+		return lo, lo, nil
+	}
+	hi, err := parsePort(b)
+	if err != nil {
+		return 0, 0, err
+	}
+	if hi < lo {
+		return 0, 0, fmt.Errorf("invalid port range: %s", s)
+	}
+	return lo, hi, nil
+}
+
+func parsePort(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || s[0] == '+' || s[0] == '-' {
+		return 0, fmt.Errorf("invalid port number %q", s)
+	}
+	if n > 65535 {
+		return 0, fmt.Errorf("port %s out of range (0-65535)", s)
 	}
 	return n, nil
 }
@@ -379,8 +531,8 @@ func validSignal(sig string) error {
 	if sig == "" {
 		return fmt.Errorf("empty signal")
 	}
-	if n, err := parsePort(sig); err == nil {
-		if n == 0 || n > 64 {
+	if n, err := strconv.Atoi(sig); err == nil {
+		if n <= 0 || n > 64 {
 			return fmt.Errorf("invalid signal number %s", sig)
 		}
 		return nil
@@ -392,11 +544,6 @@ func validSignal(sig string) error {
 		}
 	}
 	return nil
-}
-
-func jsonList(l []string) string {
-	b, _ := json.Marshal(l)
-	return string(b)
 }
 
 // doWorkdir sets the working directory and, as docker does, creates it in a
@@ -421,7 +568,7 @@ func (s *stageState) doWorkdir(ctx context.Context, c *instructions.WorkdirComma
 	uid, gid := 0, 0
 	if s.cfg.Config.User != "" {
 		var err error
-		if uid, gid, err = s.resolveOwner(ctx, s.cfg.Config.User, true); err != nil {
+		if uid, gid, err = s.resolveOwner(ctx, s.cfg.Config.User); err != nil {
 			return s.file.Errorf(loc, "WORKDIR %s: %v", c.Path, err)
 		}
 	}

@@ -16,7 +16,6 @@ import (
 type userDB struct {
 	users  map[string][2]int // name -> uid, primary gid
 	groups map[string]int
-	uids   map[int]int // uid -> primary gid
 }
 
 const maxAccountFile = 16 << 20
@@ -34,7 +33,7 @@ func (s *stageState) passwd() (*userDB, error) {
 	if db.users != nil {
 		return db, nil
 	}
-	users, uids := map[string][2]int{}, map[int]int{}
+	users := map[string][2]int{}
 	_, data, found, err := archive.FindFile(s.layerOpeners(), "/etc/passwd", maxAccountFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading /etc/passwd: %w", err)
@@ -50,13 +49,10 @@ func (s *stageState) passwd() (*userDB, error) {
 				if _, dup := users[f[0]]; !dup {
 					users[f[0]] = [2]int{uid, gid}
 				}
-				if _, dup := uids[uid]; !dup {
-					uids[uid] = gid
-				}
 			}
 		})
 	}
-	db.users, db.uids = users, uids
+	db.users = users
 	return db, nil
 }
 
@@ -99,62 +95,73 @@ func parseColonFile(data []byte, fn func([]string)) {
 	}
 }
 
-// resolveOwner turns "user[:group]" (names or numbers) into ids. Numbers
-// need no lookup, so a build with numeric --chown reads no base layer.
-// Without a group, a named user gets its primary group and a numeric uid the
-// same number as gid (docker's rule). For USER (workdir true) a numeric uid
-// takes its primary group from /etc/passwd when listed there.
-func (s *stageState) resolveOwner(_ context.Context, spec string, workdir bool) (int, int, error) {
-	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+// resolveOwner turns "user[:group]" (names or numbers) into ids for the
+// files a step writes (COPY/ADD --chown, WORKDIR under USER), as BuildKit's
+// file operations do: a number, or "root", needs no lookup (so a build with
+// numeric --chown reads no base layer, and root works in an image without
+// /etc/passwd); a numeric user's group is the same number, a named user's
+// its primary group from /etc/passwd; a group, when given, wins.
+func (s *stageState) resolveOwner(_ context.Context, spec string) (int, int, error) {
+	userPart, groupPart, _ := strings.Cut(spec, ":")
 	if userPart == "" {
 		return 0, 0, fmt.Errorf("invalid owner %q", spec)
 	}
-	uid, gid := 0, 0
-	if n, err := strconv.Atoi(userPart); err == nil {
-		if n < 0 {
-			return 0, 0, fmt.Errorf("invalid uid %q", userPart)
-		}
+	var uid, gid int
+	if n, ok := numericID(userPart); ok {
 		uid, gid = n, n
-		if workdir && !hasGroup {
-			d, err := s.passwd()
-			if err != nil {
-				return 0, 0, err
-			}
-			if g, ok := d.uids[n]; ok {
-				gid = g
-			}
-		}
 	} else {
 		d, err := s.passwd()
 		if err != nil {
 			return 0, 0, err
 		}
-		u, ok := d.users[userPart]
-		if !ok {
+		u, found := d.users[userPart]
+		if !found {
 			return 0, 0, fmt.Errorf("unknown user %q: not in the image's /etc/passwd", userPart)
 		}
 		uid, gid = u[0], u[1]
 	}
-	if hasGroup {
-		if groupPart == "" {
-			return 0, 0, fmt.Errorf("invalid owner %q", spec)
-		}
-		if n, err := strconv.Atoi(groupPart); err == nil {
-			if n < 0 {
-				return 0, 0, fmt.Errorf("invalid gid %q", groupPart)
-			}
-			gid = n
-		} else {
-			d, err := s.group()
-			if err != nil {
-				return 0, 0, err
-			}
-			g, ok := d.groups[groupPart]
-			if !ok {
-				return 0, 0, fmt.Errorf("unknown group %q: not in the image's /etc/group", groupPart)
-			}
-			gid = g
-		}
+	if groupPart == "" {
+		// "user:" is "user" (BuildKit's rule).
+		return uid, gid, nil
 	}
-	return uid, gid, nil
+	if n, ok := numericID(groupPart); ok {
+		return uid, n, nil
+	}
+	d, err := s.group()
+	if err != nil {
+		return 0, 0, err
+	}
+	g, found := d.groups[groupPart]
+	if !found {
+		return 0, 0, fmt.Errorf("unknown group %q: not in the image's /etc/group", groupPart)
+	}
+	return uid, g, nil
+}
+
+// numericID parses an id that needs no lookup: a number or "root" (0).
+// ok is false for anything else, a name to look up.
+func numericID(s string) (int, bool) {
+	if s == "root" {
+		return 0, true
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	return int(n), err == nil
+}
+
+// runUser is the USER a RUN step's sandbox resolves: "root" stands for id
+// 0 wherever it appears, as in BuildKit, so that `USER root` and
+// `USER root:root` work in an image without /etc/passwd or /etc/group
+// (a root listed there resolves the same by its id).
+func runUser(spec string) string {
+	u, g, hasGroup := strings.Cut(spec, ":")
+	if u == "root" {
+		u = "0"
+	}
+	if !hasGroup {
+		return u
+	}
+	if g == "root" {
+		g = "0"
+	}
+	return u + ":" + g
 }

@@ -21,6 +21,26 @@ func (f *File) ExpandWord(word string, env map[string]string) (string, error) {
 	return expandWord(f.Lexer(), word, env)
 }
 
+// ExpandWords expands one instruction argument against env and splits it
+// into words as a shell would (EXPOSE's `$ports` may stand for several).
+func (f *File) ExpandWords(word string, env map[string]string) ([]string, error) {
+	return f.Lexer().ProcessWords(word, mapEnv(env))
+}
+
+// ExpandArgName expands the name of an ARG declaration (`ARG ${name}=v`
+// declares the ARG that ${name} names, as BuildKit does).
+func (f *File) ExpandArgName(kv instructions.KeyValuePairOptional, env map[string]string) (instructions.KeyValuePairOptional, error) {
+	key, err := expandWord(f.Lexer(), kv.Key, env)
+	if err != nil {
+		return kv, fmt.Errorf("ARG %s: %w", kv.Key, err)
+	}
+	if key == "" {
+		return kv, fmt.Errorf("ARG %s: the name expands to an empty string", kv.Key)
+	}
+	kv.Key = key
+	return kv, nil
+}
+
 // ArgValue gives the value an ARG declaration takes given the build args
 // and the environment its default is expanded in; ok is false when it has
 // none.

@@ -151,6 +151,11 @@ func (f *File) Plan(opts PlanOptions) (*Plan, error) {
 			switch c := c.(type) {
 			case *instructions.ArgCommand:
 				for _, kv := range c.Args {
+					// The name may be a variable too (ARG ${name}=value).
+					kv, err := f.ExpandArgName(kv, env)
+					if err != nil {
+						return nil, f.Wrap(c.Location(), err)
+					}
 					v, declared, err := argValue(lex, kv, opts.BuildArgs, merge(global, env))
 					if err != nil {
 						return nil, f.Wrap(c.Location(), err)

@@ -135,3 +135,40 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// TestPlatformSingleBaseRefused: a single-platform base (one manifest, not
+// an index) in a real registry is never built for another platform: with
+// --platform of one other platform, or of two, kiln exits non-zero naming
+// the platform the base has, and stores nothing; the base's own platform
+// builds.
+func TestPlatformSingleBaseRefused(t *testing.T) {
+	testutil.SkipIfShort(t)
+	reg := testutil.StartRegistry(t)
+	testutil.PushImage(t, reg+"/single/base:1", testutil.BusyboxImage(t))
+	ctx := t.TempDir()
+	writeFile(t, filepath.Join(ctx, "Dockerfile"), "ARG REGISTRY\nFROM ${REGISTRY}/single/base:1\nCOPY hello.txt /hello.txt\n")
+	writeFile(t, filepath.Join(ctx, "hello.txt"), "hello\n")
+	cfg, err := testutil.BusyboxImage(t).ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := "linux/" + cfg.Architecture
+	other := "linux/arm64"
+	if cfg.Architecture == "arm64" {
+		other = "linux/amd64"
+	}
+	root := t.TempDir()
+	for _, p := range []string{other, have + "," + other} {
+		r := kilnRun(t, nil, "--root", root, "build", "--build-arg", "REGISTRY="+reg, "--platform", p, "-t", "refused:1", ctx)
+		if r.err == nil {
+			t.Fatalf("--platform %s on a %s-only base succeeded\n%s", p, have, r)
+		}
+		if !strings.Contains(r.stderr, "Dockerfile:2: FROM ") || !strings.Contains(r.stderr, "is for "+have+" only") {
+			t.Errorf("--platform %s: the error does not name the base's platform %s at line 2\n%s", p, have, r)
+		}
+	}
+	if out := kiln(t, "--root", root, "images").stdout; imagesRow(out, "refused", "1") != "" {
+		t.Errorf("a refused build stored an image:\n%s", out)
+	}
+	builtID(t, kiln(t, "--root", root, "build", "--build-arg", "REGISTRY="+reg, "--platform", have, ctx))
+}
