@@ -276,9 +276,12 @@ func (d *Diagnosis) Write(w io.Writer) {
 		}
 	}
 	if d.Report != nil {
-		// What detection tried and could not do (what worked is above).
+		// What detection tried and could not do, where the settings
+		// above do not already say it.
+		covered := map[string]bool{"seccomp": true, "CAP_SYS_ADMIN": true, "CAP_SYS_CHROOT": true, "subordinate ids": true,
+			"user namespace": true, "user.max_user_namespaces": true, "/proc": true, "newuidmap": true, "newgidmap": true}
 		for _, c := range d.Report.Checks {
-			if !c.OK {
+			if !c.OK && !covered[c.Name] {
 				fmt.Fprintf(w, "  [LIMITS] detection: %s: %s\n", c.Name, c.Detail)
 			}
 		}
