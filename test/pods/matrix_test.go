@@ -95,12 +95,12 @@ func cells() []cell {
 
 // fixture is what every cell shares.
 type fixture struct {
-	d      *testutil.Docker
-	reg    string
-	image  string // kiln + busybox
-	ctx    string // the workloads' contexts, one directory each
-	host   map[string][]string
-	kiln   string
+	d     *testutil.Docker
+	reg   string
+	image string // kiln + busybox
+	ctx   string // the workloads' contexts, one directory each
+	host  map[string][]string
+	kiln  string
 }
 
 // TestPodMatrix runs kiln in containers with the settings of real pods and
