@@ -20,6 +20,8 @@ type call struct {
 	used    uint64 // scratch bytes used
 	posts   []func(ret int64) int64
 	skipped bool
+	hosts   []string // translated paths
+	writes  bool     // the call changes what its paths name
 }
 
 // errSkip says the call was answered without running it.
@@ -148,6 +150,7 @@ func (c *call) path(di, pi int, follow bool) (pathArg, error) {
 	if err != nil {
 		return pathArg{}, err
 	}
+	c.hosts = append(c.hosts, host)
 	addr, err := c.putString(host)
 	if err != nil {
 		return pathArg{}, err
@@ -167,6 +170,7 @@ func (c *call) resolveOnly(di, pi int, follow bool) (pathArg, error) {
 	if err != nil {
 		return pathArg{}, err
 	}
+	c.hosts = append(c.hosts, host)
 	return pathArg{host: host, guest: guest, given: given, ok: true}, nil
 }
 
@@ -231,4 +235,23 @@ func (c *call) created(host string, follow bool) {
 		}
 		return ret
 	})
+}
+
+// refuseReadOnly answers EROFS when the call would change a read-only
+// bind.
+func (c *call) refuseReadOnly() {
+	if !c.writes {
+		return
+	}
+	for _, h := range c.hosts {
+		if c.tr.view.readOnly(h) {
+			for _, p := range c.posts {
+				p(-1)
+			}
+			c.posts = nil
+			c.skipped = false
+			_ = c.skip(-int64(unix.EROFS))
+			return
+		}
+	}
 }

@@ -18,9 +18,11 @@ func (tr *tracer) entry(t *thread) {
 		tr.inject(t, &c.r)
 		return
 	}
+	c.writes = writes(c.nr)
 	if err := tr.handle(c); err != nil && err != errSkip {
 		_ = c.fail(err)
 	}
+	c.refuseReadOnly()
 	if c.changed {
 		if err := setRegs(t.tid, &c.r); err != nil {
 			resume(t.tid, 0)
@@ -204,4 +206,20 @@ func (tr *tracer) handle(c *call) error {
 		return c.identity()
 	}
 	return nil
+}
+
+// writes reports whether nr changes the files its paths name (open:
+// decided by its flags).
+func writes(nr int64) bool {
+	switch nr {
+	case unix.SYS_CREAT, unix.SYS_MKDIR, unix.SYS_MKDIRAT, unix.SYS_RMDIR, unix.SYS_UNLINK, unix.SYS_UNLINKAT,
+		unix.SYS_RENAME, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2, unix.SYS_LINK, unix.SYS_LINKAT,
+		unix.SYS_SYMLINK, unix.SYS_SYMLINKAT, unix.SYS_MKNOD, unix.SYS_MKNODAT,
+		unix.SYS_CHMOD, unix.SYS_FCHMODAT, 452, unix.SYS_TRUNCATE,
+		unix.SYS_UTIME, unix.SYS_UTIMES, unix.SYS_FUTIMESAT, unix.SYS_UTIMENSAT,
+		unix.SYS_SETXATTR, unix.SYS_LSETXATTR, unix.SYS_REMOVEXATTR, unix.SYS_LREMOVEXATTR,
+		unix.SYS_CHOWN, unix.SYS_LCHOWN, unix.SYS_FCHOWNAT:
+		return true
+	}
+	return false
 }

@@ -13,6 +13,7 @@ import (
 )
 
 func (c *call) open(di, pi int, flags uint64) error {
+	c.writes = flags&(unix.O_WRONLY|unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC) != 0
 	follow := flags&unix.O_NOFOLLOW == 0 && flags&(unix.O_CREAT|unix.O_EXCL) != unix.O_CREAT|unix.O_EXCL
 	p, err := c.path(di, pi, follow)
 	if err != nil || !p.ok {

@@ -12,6 +12,8 @@ import (
 // below Guest is Host's, not the root's.
 type Bind struct {
 	Guest, Host string
+	// ReadOnly refuses changes below it (EROFS).
+	ReadOnly bool
 }
 
 // fsView translates guest paths into the root directory and back.
@@ -23,7 +25,7 @@ type fsView struct {
 func newView(root string, binds []Bind) *fsView {
 	v := &fsView{root: path.Clean(root)}
 	for _, b := range binds {
-		v.binds = append(v.binds, Bind{Guest: path.Clean("/" + b.Guest), Host: path.Clean(b.Host)})
+		v.binds = append(v.binds, Bind{Guest: path.Clean("/" + b.Guest), Host: path.Clean(b.Host), ReadOnly: b.ReadOnly})
 	}
 	sort.SliceStable(v.binds, func(i, j int) bool { return len(v.binds[i].Guest) > len(v.binds[j].Guest) })
 	return v
@@ -162,4 +164,14 @@ func readlink(p string) (string, error) {
 		}
 		buf = make([]byte, len(buf)*4)
 	}
+}
+
+// readOnly reports whether the host path is a read-only bind or below one.
+func (v *fsView) readOnly(host string) bool {
+	for _, b := range v.binds {
+		if b.ReadOnly && (host == b.Host || strings.HasPrefix(host, b.Host+"/")) {
+			return true
+		}
+	}
+	return false
 }

@@ -250,3 +250,29 @@ func TestProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBinds: a read-only bind is served from its host path and refuses
+// changes; a writable one takes them.
+func TestBinds(t *testing.T) {
+	t.Parallel()
+	root, table := rootOf(t, testutil.BusyboxImage(t))
+	ro, rw := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(ro, "f"), []byte("ro"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := run(t, root, table, `cat /ctx/f; echo x > /ctx/f || echo refused; rm /ctx/f || echo refused; mkdir /ctx/d || echo refused
+echo made > /cache/new; cat /cache/new`,
+		Bind{Guest: "/ctx", Host: ro, ReadOnly: true}, Bind{Guest: "/cache", Host: rw})
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if !strings.HasPrefix(out, "ro") || strings.Count(out, "refused") != 3 || !strings.HasSuffix(out, "made\n") {
+		t.Errorf("output:\n%s", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(ro, "f")); err != nil || string(b) != "ro" {
+		t.Errorf("read-only bind changed: %q %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(rw, "new")); err != nil || string(b) != "made\n" {
+		t.Errorf("writable bind: %q %v", b, err)
+	}
+}

@@ -144,7 +144,7 @@ func tracerMain() int {
 }
 
 // defaultBinds are the host's in every root.
-var defaultBinds = []Bind{{"/proc", "/proc"}, {"/dev", "/dev"}, {"/sys", "/sys"}}
+var defaultBinds = []Bind{{Guest: "/proc", Host: "/proc"}, {Guest: "/dev", Host: "/dev"}, {Guest: "/sys", Host: "/sys"}}
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

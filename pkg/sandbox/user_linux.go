@@ -21,7 +21,10 @@ type execUser struct {
 // primary group and, unless a group is given, the supplementary groups
 // that list it in /etc/group. A numeric user that /etc/passwd lacks gets
 // gid 0 and HOME /.
-func resolveUser(spec string) (*execUser, error) {
+func resolveUser(spec string) (*execUser, error) { return resolveUserIn("", spec) }
+
+// resolveUserIn is resolveUser with the files of the root directory root.
+func resolveUserIn(root, spec string) (*execUser, error) {
 	u := &execUser{home: "/"}
 	if spec == "" {
 		spec = "0"
@@ -33,7 +36,7 @@ func resolveUser(spec string) (*execUser, error) {
 	if hasGroup && groupArg == "" {
 		return nil, fmt.Errorf("invalid user %q", spec)
 	}
-	passwd, perr := readColonFile("/etc/passwd")
+	passwd, perr := readColonFile(root + "/etc/passwd")
 	name := ""
 	found := false
 	for _, f := range passwd {
@@ -63,7 +66,7 @@ func resolveUser(spec string) (*execUser, error) {
 	if !hasGroup && !found {
 		return u, nil
 	}
-	groups, gerr := readColonFile("/etc/group")
+	groups, gerr := readColonFile(root + "/etc/group")
 	if hasGroup {
 		for _, f := range groups {
 			if len(f) < 3 {
