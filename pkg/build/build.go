@@ -200,6 +200,10 @@ type builder struct {
 	sources map[v1.Hash]string
 	// run is the sandbox and unpacked-layer store of RUN steps (run.go).
 	run runEnv
+	// emulators: whether RUN can run each foreign platform's programs
+	// (binfmt.go), found once per build.
+	emuMu     sync.Mutex
+	emulators map[string]error
 	// keyed: stages keep chain keys (chain.go) for the step cache; set
 	// per platform when there is a cache and a RUN step.
 	keyed bool

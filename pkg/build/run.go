@@ -144,6 +144,10 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 			return err
 		}
 	}
+	// A step for another platform runs through a binfmt_misc emulator.
+	if err := s.b.canRun(s.runPlatform()); err != nil {
+		return errf("%v", err)
+	}
 	layers, err := s.rootfsLayers(s.layers)
 	if err != nil {
 		return errf("%v", err)

@@ -68,9 +68,10 @@ type mountInput struct {
 
 // runKey is the cache key of a RUN step (the layers below are complete).
 func (s *stageState) runKey(ctx context.Context, c *instructions.RunCommand, args, env []string, network string, oneID bool) (string, error) {
+	p := s.runPlatform() // the step's programs' platform, not the target's
 	in := runInputs{
 		OneID:       oneID,
-		Platform:    fmt.Sprintf("%s/%s/%s", s.platform.OS, s.platform.Architecture, s.platform.Variant),
+		Platform:    fmt.Sprintf("%s/%s/%s", p.OS, p.Architecture, p.Variant),
 		Args:        args,
 		Env:         env,
 		User:        s.cfg.Config.User,

@@ -3,12 +3,15 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
@@ -171,4 +174,69 @@ func TestPlatformSingleBaseRefused(t *testing.T) {
 		t.Errorf("a refused build stored an image:\n%s", out)
 	}
 	builtID(t, kiln(t, "--root", root, "build", "--build-arg", "REGISTRY="+reg, "--platform", have, ctx))
+}
+
+// TestPlatformArm64Run: RUN steps for linux/arm64 on another machine run
+// through binfmt_misc (Debian's qemu-user-static, registered with the
+// fix-binary flag; registered here as root when it is not yet): from an
+// arm64-only base and from an amd64+arm64 index with --platform of both,
+// `uname -m` in RUN says aarch64 for arm64 (x86_64 for amd64) and each
+// config records its architecture.
+func TestPlatformArm64Run(t *testing.T) {
+	testutil.SkipIfShort(t)
+	arm := testutil.Arm64BusyboxImage(t)
+	testutil.RequireArm64Emulation(t)
+	reg := testutil.StartRegistry(t)
+	testutil.PushImage(t, reg+"/arm/busybox:1", arm)
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
+		mutate.IndexAddendum{Add: testutil.BusyboxImage(t), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}},
+		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}})
+	testutil.PushIndex(t, reg+"/multi/busybox:1", idx)
+	unames := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}
+
+	ctx := t.TempDir()
+	writeFile(t, filepath.Join(ctx, "Dockerfile"), `ARG REGISTRY
+ARG BASE
+FROM ${REGISTRY}/${BASE}
+ARG TARGETPLATFORM
+RUN uname -m > /arch && echo "$TARGETPLATFORM" > /target
+`)
+	for _, c := range []struct{ base, platforms string }{
+		{"arm/busybox:1", "linux/arm64"},
+		{"multi/busybox:1", "linux/" + runtime.GOARCH + ",linux/arm64"},
+	} {
+		// A store each: the arm64 step would be a cache hit the second time.
+		dest := filepath.Join(t.TempDir(), "oci")
+		r := kiln(t, "--root", t.TempDir(), "build", "--build-arg", "REGISTRY="+reg, "--build-arg", "BASE="+c.base,
+			"--platform", c.platforms, "--output", "type=oci,dest="+dest, ctx)
+		if !strings.Contains(r.stderr, "RUN for linux/arm64 runs through binfmt_misc handler") {
+			t.Errorf("%s: the log does not name the emulator:\n%s", c.base, r.stderr)
+		}
+		index, err := layout.ImageIndexFromPath(dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		images := platformImages(t, index)
+		if n := len(strings.Split(c.platforms, ",")); len(images) != n {
+			t.Fatalf("%s: %d images in the output (%v), want %d", c.base, len(images), keys(images), n)
+		}
+		for p, img := range images {
+			cfg, err := img.ConfigFile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			arch := cfg.Architecture
+			if !strings.HasPrefix(p, "linux/"+arch) || unames[arch] == "" {
+				t.Errorf("%s: image %s has config architecture %q", c.base, p, arch)
+				continue
+			}
+			tree := testutil.ImageTree(t, img)
+			if got := treeField(t, tree, "/arch", 5); got != sha256Hex(unames[arch]+"\n") {
+				t.Errorf("%s: %s: RUN's uname -m is not %s (%s)", c.base, p, unames[arch], testutil.TreeEntry(tree, "/arch"))
+			}
+			if got := treeField(t, tree, "/target", 5); got != sha256Hex("linux/"+arch+"\n") {
+				t.Errorf("%s: %s: TARGETPLATFORM is not linux/%s (%s)", c.base, p, arch, testutil.TreeEntry(tree, "/target"))
+			}
+		}
+	}
 }
