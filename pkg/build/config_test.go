@@ -217,3 +217,23 @@ func imageFile(t *testing.T, img v1.Image, p string) string {
 		}
 	}
 }
+
+// TestStopSignalLikeDocker: STOPSIGNAL takes what docker's parser does
+// (any non-zero number, a known name in any case, with or without SIG,
+// RTMIN+n) and names what it refuses.
+func TestStopSignalLikeDocker(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, ok := range []string{"SIGTERM", "kill", "rtmin+3", "100", "9"} {
+		img := e.mustBuild(t, "FROM scratch\nSTOPSIGNAL "+ok+"\n", nil)
+		if cfg, _ := img.ConfigFile(); cfg.Config.StopSignal != ok {
+			t.Errorf("STOPSIGNAL %s: config says %q", ok, cfg.Config.StopSignal)
+		}
+	}
+	for _, bad := range []string{"FOO", "0", "SIGRTMIN+16"} {
+		if _, err := e.build(t, "FROM scratch\nSTOPSIGNAL "+bad+"\n", nil); err == nil ||
+			!strings.Contains(err.Error(), "Dockerfile:2: STOPSIGNAL: invalid signal: "+bad) {
+			t.Errorf("STOPSIGNAL %s: err = %v", bad, err)
+		}
+	}
+}

@@ -527,21 +527,33 @@ func parsePort(s string) (int, error) {
 	return n, nil
 }
 
-func validSignal(sig string) error {
-	if sig == "" {
-		return fmt.Errorf("empty signal")
+// signalNames are the names docker's signal parser knows (Linux).
+var signalNames = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Fields(`ABRT ALRM BUS CHLD CLD CONT FPE HUP ILL INT IO IOT KILL PIPE POLL PROF PWR
+		QUIT SEGV STKFLT STOP SYS TERM TRAP TSTP TTIN TTOU URG USR1 USR2 VTALRM WINCH XCPU XFSZ RTMIN RTMAX`) {
+		m[n] = true
 	}
+	for i := 1; i <= 15; i++ {
+		m["RTMIN+"+strconv.Itoa(i)] = true
+	}
+	for i := 1; i <= 14; i++ {
+		m["RTMAX-"+strconv.Itoa(i)] = true
+	}
+	return m
+}()
+
+// validSignal accepts what docker's signal parser does: a non-zero number,
+// or a signal name with or without SIG, in any case.
+func validSignal(sig string) error {
 	if n, err := strconv.Atoi(sig); err == nil {
-		if n <= 0 || n > 64 {
-			return fmt.Errorf("invalid signal number %s", sig)
+		if n == 0 {
+			return fmt.Errorf("invalid signal: %s", sig)
 		}
 		return nil
 	}
-	name := strings.TrimPrefix(strings.ToUpper(sig), "SIG")
-	for _, r := range name {
-		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '+' || r == '-') {
-			return fmt.Errorf("invalid signal %q", sig)
-		}
+	if !signalNames[strings.TrimPrefix(strings.ToUpper(sig), "SIG")] {
+		return fmt.Errorf("invalid signal: %s", sig)
 	}
 	return nil
 }
