@@ -131,8 +131,8 @@ func nativePlatform(p v1.Platform) bool {
 func foreignRunHint(p v1.Platform) string {
 	return fmt.Sprintf("install qemu-user-static and register its binfmt_misc handlers with the fix-binary flag (F): "+
 		"Debian's package does on install where binfmt_misc is mounted at %s (mount -t binfmt_misc binfmt_misc %s; systemctl restart systemd-binfmt); "+
-		"in Kubernetes, on the node; or build RUN steps for %s on a %s machine",
-		binfmtDir, binfmtDir, dockerfile.FormatPlatform(p), p.Architecture)
+		"in Kubernetes, on the node; or run the build on a %s machine",
+		binfmtDir, binfmtDir, dockerfile.FormatPlatform(p))
 }
 
 // emulator finds how RUN can run programs for p: "" when natively, else a
