@@ -5,8 +5,9 @@
 // the runtime's default seccomp profile), where the only thing a process
 // may still do is trace its own children.
 //
-// A tracer process (kiln re-executed, its tracing thread locked) starts a
-// stub that waits until it is seized (PTRACE_SEIZE with EXITKILL and
+// The tracer, a goroutine of the caller locked to an OS thread of its own
+// (it waits only for that thread's tracees), starts a stub (kiln
+// re-executed) that waits until it is seized (PTRACE_SEIZE with EXITKILL and
 // fork/vfork/clone/exec tracing), then sets no_new_privs, installs a
 // seccomp-bpf filter that returns SECCOMP_RET_TRACE for the filesystem
 // and identity system calls only, and executes the command. Every other

@@ -66,7 +66,8 @@ func needsScratch(nr int64) bool {
 		unix.SYS_GETRESUID, unix.SYS_GETRESGID, unix.SYS_GETGROUPS,
 		unix.SYS_SETUID, unix.SYS_SETGID, unix.SYS_SETREUID, unix.SYS_SETREGID,
 		unix.SYS_SETRESUID, unix.SYS_SETRESGID, unix.SYS_SETGROUPS,
-		unix.SYS_SETFSUID, unix.SYS_SETFSGID, unix.SYS_FSTAT, unix.SYS_FCHOWN, unix.SYS_GETCWD:
+		unix.SYS_SETFSUID, unix.SYS_SETFSGID, unix.SYS_FSTAT, unix.SYS_FCHOWN, unix.SYS_GETCWD,
+		unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_NEWFSTATAT, unix.SYS_STATX:
 		return false
 	}
 	return true
@@ -94,22 +95,14 @@ func (tr *tracer) handle(c *call) error {
 		return c.open(0, 1, flags)
 
 	case unix.SYS_STAT, unix.SYS_LSTAT:
-		if _, err := c.path(-1, 0, c.nr == unix.SYS_STAT); err != nil {
-			return err
-		}
-		c.fixStat(a(1))
+		return c.stat(-1, 0, c.nr == unix.SYS_STAT, false, a(1), nil)
 	case unix.SYS_FSTAT:
-		c.fixStat(a(1))
+		return c.stat(int(int32(a(0))), -1, true, true, a(1), nil)
 	case unix.SYS_NEWFSTATAT:
-		if _, err := c.path(0, 1, follow(3, atNoFollow)); err != nil {
-			return err
-		}
-		c.fixStat(a(2))
+		return c.stat(0, 1, follow(3, atNoFollow), a(3)&unix.AT_EMPTY_PATH != 0, a(2), nil)
 	case unix.SYS_STATX:
-		if _, err := c.path(0, 1, follow(2, atNoFollow)); err != nil {
-			return err
-		}
-		c.fixStatx(a(4))
+		sx := &statxArgs{flags: int(a(2)), mask: uint32(a(3))}
+		return c.stat(0, 1, follow(2, atNoFollow), a(2)&unix.AT_EMPTY_PATH != 0, a(4), sx)
 
 	case unix.SYS_ACCESS:
 		return c.access(-1, 0, a(1), 0)

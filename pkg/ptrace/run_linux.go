@@ -4,43 +4,35 @@ package ptrace
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// tracerArg0 is argv[0] of the re-executed tracer process.
-const tracerArg0 = "kiln-ptrace"
-
 func init() {
-	if len(os.Args) == 0 {
-		return
-	}
-	switch os.Args[0] {
-	case stubArg0:
+	if len(os.Args) > 0 && os.Args[0] == stubArg0 {
 		os.Exit(stubMain())
-	case tracerArg0:
-		os.Exit(tracerMain())
 	}
 }
 
 // Run runs cfg's command traced and returns how it ended. The command and
 // everything it started are gone when Run returns, also when ctx is done.
+//
+// The tracer is a goroutine of the caller locked to its own OS thread: it
+// waits only for that thread's children and tracees (__WNOTHREAD), so the
+// caller's other children are never reaped by it.
 func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
-	exe := opts.Exe
-	if exe == "" {
-		exe = "/proc/self/exe"
+	if opts.Exe == "" {
+		opts.Exe = "/proc/self/exe"
 	}
 	if !cfg.Probe {
 		root, err := filepath.EvalSymlinks(cfg.Root)
@@ -49,98 +41,97 @@ func Run(ctx context.Context, cfg Config, opts Options) (*Result, error) {
 		}
 		cfg.Root = root
 	}
-	spec, err := json.Marshal(cfg)
+	files, done, err := stdio(opts)
 	if err != nil {
 		return nil, err
 	}
-	specR, specW, err := os.Pipe()
-	if err != nil {
-		return nil, err
+	tr := &tracer{threads: map[int]*thread{}}
+	type outcome struct {
+		res *Result
+		err error
 	}
-	defer specR.Close()
-	resR, resW, err := os.Pipe()
-	if err != nil {
-		specW.Close()
-		return nil, err
-	}
-	defer resR.Close()
-	cmd := &exec.Cmd{
-		Path:        exe,
-		Args:        []string{tracerArg0},
-		Env:         cfg.Env,
-		Stdin:       opts.Stdin,
-		Stdout:      opts.Stdout,
-		Stderr:      opts.Stderr,
-		ExtraFiles:  []*os.File{specR, resW},
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
-		Cancel:      nil,
-	}
-	// Pdeathsig follows the thread that started the tracer.
-	started := make(chan error, 1)
-	waited := make(chan error, 1)
+	ch := make(chan outcome, 1)
 	go func() {
+		// Never unlocked: the thread ends with the goroutine, and with it
+		// (PTRACE_O_EXITKILL) anything still traced.
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		err := cmd.Start()
-		started <- err
-		if err == nil {
-			waited <- cmd.Wait()
-		}
+		res, err := tr.trace(&cfg, opts.Exe, files)
+		ch <- outcome{res, err}
 	}()
-	err = <-started
-	resW.Close()
-	specR.Close()
-	if err != nil {
-		specW.Close()
-		return nil, fmt.Errorf("starting the ptrace tracer: %w", err)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
-	defer stop()
-	_, werr := specW.Write(spec)
-	specW.Close()
-	data, _ := io.ReadAll(resR)
-	waitErr := <-waited
+	stop := context.AfterFunc(ctx, tr.killAll)
+	o := <-ch
+	stop()
+	done()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	var res Result
-	if len(data) == 0 || json.Unmarshal(data, &res) != nil {
-		if werr != nil {
-			return nil, fmt.Errorf("the ptrace tracer failed: %v (%v)", waitErr, werr)
-		}
-		return nil, fmt.Errorf("the ptrace tracer failed: %v", waitErr)
-	}
-	if res.Err != "" {
-		return &res, errors.New(res.Err)
-	}
-	return &res, nil
+	return o.res, o.err
 }
 
-// tracerMain is the tracer process: it reads its Config on fd 3 and
-// reports the Result on fd 4.
-func tracerMain() int {
-	runtime.LockOSThread()
-	resFile := os.NewFile(4, "result")
-	report := func(r *Result) int {
-		_ = json.NewEncoder(resFile).Encode(r)
-		return 0
+// stdio returns the command's stdin, stdout and stderr as files (pipes
+// copied to and from the writers that are not files) and a function that
+// closes them and waits for the copies.
+func stdio(opts Options) ([]*os.File, func(), error) {
+	var closers []*os.File
+	var copies sync.WaitGroup
+	done := func() {
+		for _, f := range closers {
+			f.Close()
+		}
+		copies.Wait()
 	}
-	data, err := io.ReadAll(os.NewFile(3, "spec"))
+	in, err := os.Open(os.DevNull)
 	if err != nil {
-		return report(&Result{Err: "reading the job: " + err.Error()})
+		return nil, nil, err
 	}
-	var cfg Config
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return report(&Result{Err: "reading the job: " + err.Error()})
+	closers = append(closers, in)
+	if f, ok := opts.Stdin.(*os.File); ok {
+		in = f
+	} else if opts.Stdin != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			done()
+			return nil, nil, err
+		}
+		closers = append(closers, r)
+		in = r
+		copies.Add(1)
+		go func() {
+			defer copies.Done()
+			_, _ = io.Copy(w, opts.Stdin)
+			w.Close()
+		}()
 	}
-	res, err := trace(&cfg)
-	if res == nil {
-		res = &Result{}
+	files := []*os.File{in}
+	var shared *os.File // one pipe when stdout and stderr are one writer
+	for _, wr := range []io.Writer{opts.Stdout, opts.Stderr} {
+		if f, ok := wr.(*os.File); ok {
+			files = append(files, f)
+			continue
+		}
+		if wr == nil {
+			wr = io.Discard
+		}
+		if shared != nil && sameWriter(opts.Stdout, opts.Stderr) {
+			files = append(files, shared)
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			done()
+			return nil, nil, err
+		}
+		closers = append(closers, w)
+		files = append(files, w)
+		shared = w
+		copies.Add(1)
+		go func(wr io.Writer) {
+			defer copies.Done()
+			_, _ = io.Copy(wr, r)
+			r.Close()
+		}(wr)
 	}
-	if err != nil {
-		res.Err = err.Error()
-	}
-	return report(res)
+	return files, done, nil
 }
 
 // defaultBinds are the host's in every root.
@@ -148,11 +139,12 @@ var defaultBinds = []Bind{{Guest: "/proc", Host: "/proc"}, {Guest: "/dev", Host:
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// trace runs the command under the tracer (in the tracer process, on its
-// locked thread).
-func trace(cfg *Config) (*Result, error) {
+// trace runs the command under the tracer (on the tracer's locked
+// thread), with files as its stdin, stdout and stderr.
+func (tr *tracer) trace(cfg *Config, exe string, files []*os.File) (*Result, error) {
+	tr.exe, tr.files = exe, files
 	if cfg.Probe {
-		return probe()
+		return tr.probe()
 	}
 	table, err := LoadTable(cfg.Table)
 	if err != nil {
@@ -176,7 +168,7 @@ func trace(cfg *Config) (*Result, error) {
 	}
 	cr := &cred{ruid: cfg.UID, euid: cfg.UID, suid: cfg.UID, fsuid: cfg.UID,
 		rgid: cfg.GID, egid: cfg.GID, sgid: cfg.GID, fsgid: cfg.GID, groups: cfg.Groups}
-	tr := &tracer{view: view, table: table, threads: map[int]*thread{}}
+	tr.view, tr.table = view, table
 	res, err := tr.start(append([]string{stubArg0, prog}, cfg.Args...), hostCwd, cfg.Env, cr)
 	if err != nil {
 		return res, err
@@ -220,8 +212,8 @@ const probeUID = 4242
 
 // probe checks that a child can be seized and its filter installed, and
 // that the tracer answers its getuid.
-func probe() (*Result, error) {
-	tr := &tracer{view: newView("/nonexistent", nil), table: NewTable(), threads: map[int]*thread{}}
+func (tr *tracer) probe() (*Result, error) {
+	tr.view, tr.table = newView("/nonexistent", nil), NewTable()
 	cr := &cred{ruid: probeUID, euid: probeUID, suid: probeUID, fsuid: probeUID}
 	res, err := tr.start([]string{stubArg0}, "/", []string{}, cr)
 	if err == nil && res.Exit != 0 {
@@ -237,10 +229,10 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 	if err != nil {
 		return nil, err
 	}
-	proc, err := os.StartProcess("/proc/self/exe", argv, &os.ProcAttr{
+	proc, err := os.StartProcess(tr.exe, argv, &os.ProcAttr{
 		Dir:   dir,
 		Env:   env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr, readyR},
+		Files: append(append([]*os.File{}, tr.files...), readyR),
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true},
 	})
 	readyR.Close()
@@ -256,7 +248,7 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 		return nil, fmt.Errorf("ptrace is not permitted here: %w", errno)
 	}
 	tr.mainPid = pid
-	tr.threads[pid] = &thread{tid: pid, cred: cr, known: true}
+	tr.add(&thread{tid: pid, cred: cr, known: true})
 	start := time.Now()
 	readyW.Close()
 	ws, err := tr.loop()
@@ -280,4 +272,15 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 func Probe(ctx context.Context, exe string) error {
 	_, err := Run(ctx, Config{Probe: true}, Options{Exe: exe})
 	return err
+}
+
+// sameWriter reports whether a and b are the same writer (false for
+// writers that cannot be compared).
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }

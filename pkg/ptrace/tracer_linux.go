@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,6 +57,39 @@ type tracer struct {
 	done    bool
 	// stats
 	stops int
+
+	exe   string     // the stub's binary
+	files []*os.File // the command's stdin, stdout, stderr
+
+	mu     sync.Mutex // guards threads' membership for killAll
+	killed bool
+}
+
+// add and del change the traced set (on the tracer's thread); killAll
+// (from any goroutine) kills every traced thread.
+func (tr *tracer) add(t *thread) {
+	tr.mu.Lock()
+	tr.threads[t.tid] = t
+	killed := tr.killed
+	tr.mu.Unlock()
+	if killed {
+		_ = unix.Kill(t.tid, unix.SIGKILL)
+	}
+}
+
+func (tr *tracer) del(tid int) {
+	tr.mu.Lock()
+	delete(tr.threads, tid)
+	tr.mu.Unlock()
+}
+
+func (tr *tracer) killAll() {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.killed = true
+	for tid := range tr.threads {
+		_ = unix.Kill(tid, unix.SIGKILL)
+	}
 }
 
 // loop waits for the tree's stops until every traced thread is gone and
@@ -63,7 +97,7 @@ type tracer struct {
 func (tr *tracer) loop() (unix.WaitStatus, error) {
 	for {
 		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WALL, nil)
+		pid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
 		if err == unix.EINTR {
 			continue
 		}
@@ -84,13 +118,15 @@ func (tr *tracer) loop() (unix.WaitStatus, error) {
 func (tr *tracer) event(pid int, ws unix.WaitStatus) {
 	t := tr.threads[pid]
 	if ws.Exited() || ws.Signaled() {
-		delete(tr.threads, pid)
+		tr.del(pid)
 		if pid == tr.mainPid {
 			tr.status, tr.done = ws, true
 			// A background process left by the step goes with it.
+			tr.mu.Lock()
 			for tid := range tr.threads {
 				_ = unix.Kill(tid, unix.SIGKILL)
 			}
+			tr.mu.Unlock()
 		}
 		return
 	}
@@ -99,7 +135,7 @@ func (tr *tracer) event(pid int, ws unix.WaitStatus) {
 	}
 	if t == nil {
 		t = &thread{tid: pid, cred: &cred{}}
-		tr.threads[pid] = t
+		tr.add(t)
 	}
 	sig := ws.StopSignal()
 	ev := int(uint32(ws)>>16) & 0xff
@@ -115,10 +151,10 @@ func (tr *tracer) event(pid int, ws unix.WaitStatus) {
 	case ev == unix.PTRACE_EVENT_EXEC:
 		if old, _ := unix.PtraceGetEventMsg(pid); int(old) != pid {
 			if o := tr.threads[int(old)]; o != nil {
-				delete(tr.threads, int(old))
+				tr.del(int(old))
 				o.tid = pid
 				t = o
-				tr.threads[pid] = t
+				tr.add(t)
 			}
 		}
 		t.scratch = 0
@@ -146,7 +182,7 @@ func (tr *tracer) spawned(parent *thread, tid int, fork bool) {
 	c := tr.threads[tid]
 	if c == nil {
 		c = &thread{tid: tid}
-		tr.threads[tid] = c
+		tr.add(c)
 	}
 	c.cred = parent.cred.clone()
 	c.exe = parent.exe
@@ -217,5 +253,3 @@ func procLink(tid int, name string) (string, error) {
 func fdPath(tid int, fd int) string {
 	return "/proc/" + strconv.Itoa(tid) + "/fd/" + strconv.Itoa(fd)
 }
-
-var _ = os.Getpid

@@ -38,9 +38,10 @@ type Result struct {
 	Stops int `json:"stops"`
 }
 
-// Options say how Run starts the tracer.
+// Options are the command's standard streams and the stub's binary.
 type Options struct {
-	// Exe is the kiln binary to re-execute (default /proc/self/exe).
+	// Exe is the kiln binary to re-execute as the stub (default
+	// /proc/self/exe).
 	Exe            string
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
