@@ -2,4 +2,12 @@
 // (lazily, from a registry, the store, scratch or an earlier stage), turns
 // every instruction into a new config and, where needed, a new layer, and
 // returns the result as a go-containerregistry v1.Image.
+//
+// The config and history are BuildKit's (docker 20.10's, the reference of
+// the differential tests): the default PATH for stages without one, ARG
+// history entries, RUN's "|N ARG=… cmd # buildkit", proxy build args given
+// to RUN only (proxy.go). Each platform of --platform is built from its own
+// base: picked from an index, or refused when a single-platform base is for
+// another platform (base.go). RUN steps for a platform the machine does not
+// run natively go through a binfmt_misc handler (binfmt.go).
 package build
