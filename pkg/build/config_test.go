@@ -237,3 +237,16 @@ func TestStopSignalLikeDocker(t *testing.T) {
 		}
 	}
 }
+
+// TestArgWithoutValueStaysUnset: an ARG that has no value (none before
+// FROM, none as a default or build arg) is unset in the stage, not empty,
+// as in BuildKit; one with a global default takes it.
+func TestArgWithoutValueStaysUnset(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	img := e.mustBuild(t, "ARG X\nARG Y=y\nFROM scratch\nARG X\nARG Y\nARG Z\nENV O=\"${X-unset} ${Y-unset} ${Z-unset}\"\n", nil)
+	cfg, _ := img.ConfigFile()
+	if !slices.Contains(cfg.Config.Env, "O=unset y unset") {
+		t.Errorf("Env = %q, want O=unset y unset", cfg.Config.Env)
+	}
+}

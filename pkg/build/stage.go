@@ -399,7 +399,7 @@ func (s *stageState) doArg(c *instructions.ArgCommand, loc []parser.Range) error
 			return s.file.Wrap(loc, err)
 		}
 		if !ok {
-			if gv, found := s.plan.GlobalArgs[kv.Key]; found {
+			if gv, found := s.plan.GlobalArgs[kv.Key]; found && !s.plan.GlobalUnset[kv.Key] {
 				v, ok = gv, true
 			}
 		}

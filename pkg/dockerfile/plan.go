@@ -35,6 +35,10 @@ type Plan struct {
 	// GlobalArgs are the values of the ARGs declared before the first FROM
 	// (and of the predefined platform args) after applying build args.
 	GlobalArgs map[string]string
+	// GlobalUnset are the ARGs before the first FROM that have no value
+	// (no default, no build arg): "" in FROM lines, but a stage's ARG of
+	// the same name stays unset, as in BuildKit.
+	GlobalUnset map[string]bool
 	// UnusedBuildArgs are build args no ARG instruction consumed (docker
 	// warns about these).
 	UnusedBuildArgs []string
@@ -94,6 +98,7 @@ func (f *File) Plan(opts PlanOptions) (*Plan, error) {
 	lex := f.Lexer()
 	used := map[string]bool{}
 	global := PlatformArgs(opts.TargetPlatform, opts.BuildPlatform)
+	unset := map[string]bool{}
 	for _, a := range f.MetaArgs {
 		for _, kv := range a.Args {
 			// A meta ARG's default may refer to earlier meta ARGs.
@@ -106,12 +111,14 @@ func (f *File) Plan(opts PlanOptions) (*Plan, error) {
 			}
 			if declared {
 				global[kv.Key] = v
+				delete(unset, kv.Key)
 			} else if _, predefined := global[kv.Key]; !predefined {
 				global[kv.Key] = ""
+				unset[kv.Key] = true
 			}
 		}
 	}
-	p := &Plan{File: f, GlobalArgs: global}
+	p := &Plan{File: f, GlobalArgs: global, GlobalUnset: unset}
 	byName := map[string]*Stage{}
 	for i := range f.Stages {
 		src := &f.Stages[i]
@@ -164,11 +171,13 @@ func (f *File) Plan(opts PlanOptions) (*Plan, error) {
 						used[kv.Key] = true
 					}
 					if !declared {
-						if gv, ok := global[kv.Key]; ok {
-							v = gv
+						if gv, ok := global[kv.Key]; ok && !unset[kv.Key] {
+							v, declared = gv, true
 						}
 					}
-					env[kv.Key] = v
+					if declared {
+						env[kv.Key] = v
+					}
 				}
 			case *instructions.EnvCommand:
 				for _, kv := range c.Env {
