@@ -29,6 +29,9 @@ type globals struct {
 	stall     time.Duration
 	mirrors   []string
 	progress  string
+	// Limits on what registries, archives and contexts send (limits.go).
+	maxManifest, maxConfig string
+	maxRatio               int64
 
 	// release undoes a TMPDIR fallback into the store (see tempFallback).
 	release []func()
@@ -75,6 +78,7 @@ func newRootCommand(g *globals) *cobra.Command {
 	pf.DurationVar(&g.stall, "registry-timeout", 2*time.Minute, "give up on (and retry) a registry request that makes no progress for this long")
 	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
 	pf.StringVar(&g.progress, "progress", "auto", "transfer progress on stderr: auto, tty, plain, json or quiet")
+	addLimitFlags(pf, g)
 
 	root.AddCommand(
 		newBuildCommand(g),
@@ -94,7 +98,12 @@ func newRootCommand(g *globals) *cobra.Command {
 		newExecutorCommand(g),
 		newDoctorCommand(g),
 	)
-	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error { return g.tempFallback(cmd) }
+	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if err := g.applyLimits(); err != nil {
+			return err
+		}
+		return g.tempFallback(cmd)
+	}
 	root.PersistentPostRun = func(cmd *cobra.Command, args []string) { g.cleanup() }
 	return root
 }
@@ -175,6 +184,7 @@ func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 		Mirrors:      g.mirrors,
 		UserAgent:    "kiln/" + versionInfo().Version,
 	}
+	o.MaxManifestSize, o.MaxConfigSize = g.limitBytes()
 	if cmd.Flags().Changed("tls-verify") {
 		v := g.tlsVerify
 		o.TLSVerify = &v

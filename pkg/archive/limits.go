@@ -12,7 +12,7 @@ import (
 // bound (a 10 MB gzip of 10 GiB of zeros); every stream kiln decompresses
 // from outside (layers from a registry or an archive, ADD archives, a
 // `build -` context) stops with an error once it has produced more than
-// ExpansionFloor bytes and more than the ratio times the compressed bytes
+// ExpansionFloor (256 MiB) and more than the ratio times the compressed bytes
 // read so far. Real layers and archives stay far below: source trees and
 // package installs compress 2 to 10 times; 100 leaves room for sparse and
 // zero-filled files. The ratio is --max-decompression-ratio (or
@@ -21,7 +21,7 @@ const (
 	// DefaultExpansionRatio is the default decompression ratio limit.
 	DefaultExpansionRatio = 100
 	// ExpansionFloor is how much any stream may produce whatever its ratio.
-	ExpansionFloor = 1 << 30
+	ExpansionFloor = 256 << 20
 	// ExpansionEnv names the environment variable that sets the ratio.
 	ExpansionEnv = "KILN_MAX_DECOMPRESSION_RATIO"
 )

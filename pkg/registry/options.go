@@ -65,6 +65,39 @@ type Options struct {
 	// Progress, when set, receives an event for every blob and manifest
 	// that Write, Copy and pulls transfer, skip or mount.
 	Progress progress.Reporter
+	// MaxManifestSize bounds a manifest or index read from a registry
+	// (--max-manifest-size; 0 means DefaultMaxManifestSize).
+	MaxManifestSize int64
+	// MaxConfigSize bounds an image config read from a registry: a larger
+	// one (by the size its manifest declares) is refused before it is
+	// fetched (--max-config-size; 0 means DefaultMaxConfigSize).
+	MaxConfigSize int64
+}
+
+// Size limits on what a registry sends before it can be verified. A
+// registry (CNCF distribution) refuses to store a manifest over 4 MiB, so
+// no manifest it serves is larger; containerd and BuildKit read manifests
+// and indexes with the same 4 MiB bound. Configs are bounded by what a
+// store would hold of a real image: the largest seen are a few hundred KiB
+// (long histories, many labels), 16 MiB leaves room for 50 times that and
+// keeps a hostile 600 MB config from ever being read.
+const (
+	DefaultMaxManifestSize = 4 << 20
+	DefaultMaxConfigSize   = 16 << 20
+)
+
+func (o Options) maxManifestSize() int64 {
+	if o.MaxManifestSize > 0 {
+		return o.MaxManifestSize
+	}
+	return DefaultMaxManifestSize
+}
+
+func (o Options) maxConfigSize() int64 {
+	if o.MaxConfigSize > 0 {
+		return o.MaxConfigSize
+	}
+	return DefaultMaxConfigSize
 }
 
 // Credential is a username and password for one registry, given on the

@@ -119,6 +119,9 @@ func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Pla
 				if err != nil {
 					return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", childRef, err)
 				}
+				if err := o.checkImage(childRef.String(), img); err != nil {
+					return nil, v1.Descriptor{}, err
+				}
 				d := child
 				if d.Platform == nil {
 					d.Platform = &want
@@ -131,6 +134,9 @@ func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Pla
 			img, err := desc.Image()
 			if err != nil {
 				return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", ref, err)
+			}
+			if err := o.checkImage(ref.String(), img); err != nil {
+				return nil, v1.Descriptor{}, err
 			}
 			o.noteConfig(img)
 			return img, desc.Descriptor, nil
@@ -219,6 +225,9 @@ func Platforms(ctx context.Context, ref name.Reference, o Options) ([]v1.Platfor
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: %w", ref, err)
 	}
+	if err := o.checkImage(ref.String(), img); err != nil {
+		return nil, false, err
+	}
 	o.noteConfig(img)
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -302,6 +311,9 @@ func Resolve(ctx context.Context, ref name.Reference, platform *v1.Platform, all
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
+		if err := o.checkImage(ref.String(), img); err != nil {
+			return nil, err
+		}
 		o.noteConfig(img)
 		if platform != nil {
 			cf, err := img.ConfigFile()
@@ -318,4 +330,29 @@ func Resolve(ctx context.Context, ref name.Reference, platform *v1.Platform, all
 	}
 	return nil, &Error{Kind: ErrUnsupportedMediaType, Registry: ref.Context().RegistryStr(),
 		msg: fmt.Sprintf("%s: %q is not an image or an image index", ref, desc.MediaType)}
+}
+
+// checkImage refuses an image whose manifest declares what no real image
+// has, before anything it names is fetched: a config larger than the limit
+// (MaxConfigSize) and negative sizes.
+func (o Options) checkImage(ref string, img v1.Image) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return fmt.Errorf("%s: %w", ref, err)
+	}
+	if m == nil {
+		return fmt.Errorf("%s: no manifest", ref)
+	}
+	if m.Config.Size < 0 {
+		return fmt.Errorf("%s: the manifest gives the config %s a negative size (%d)", ref, m.Config.Digest, m.Config.Size)
+	}
+	if limit := o.maxConfigSize(); m.Config.Size > limit {
+		return fmt.Errorf("%s: the config %s is %d bytes, more than the %d allowed (raise --max-config-size if the image is trusted)", ref, m.Config.Digest, m.Config.Size, limit)
+	}
+	for _, l := range m.Layers {
+		if l.Size < 0 {
+			return fmt.Errorf("%s: the manifest gives layer %s a negative size (%d)", ref, l.Digest, l.Size)
+		}
+	}
+	return nil
 }

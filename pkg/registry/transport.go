@@ -78,7 +78,7 @@ func (o Options) roundTripper() http.RoundTripper {
 	if d := o.stallTimeout(); d > 0 {
 		rt = &stallTransport{inner: rt, timeout: d}
 	}
-	return &retryTransport{inner: rt, retries: o.retries(), delay: o.retryDelay()}
+	return &retryTransport{inner: rt, retries: o.retries(), delay: o.retryDelay(), maxManifest: o.maxManifestSize()}
 }
 
 // errTransport fails every request with err (a configuration error found
@@ -287,6 +287,8 @@ type retryTransport struct {
 	inner   http.RoundTripper
 	retries int
 	delay   time.Duration
+	// maxManifest bounds a manifest's body (0: DefaultMaxManifestSize).
+	maxManifest int64
 }
 
 // retriedError marks an error that this transport already retried (or
@@ -316,32 +318,41 @@ var retryStatus = map[int]bool{
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.roundTrip(req)
-	if err != nil || t.retries == 0 || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
+	if err != nil || req.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
 		return resp, err
 	}
 	switch kind, _ := classifyPath(originRequest(req).URL.Path); kind {
 	case kindBlob:
-		resp.Body = &resumingBody{t: t, req: req, body: resp.Body, total: resp.ContentLength}
+		if t.retries != 0 {
+			resp.Body = &resumingBody{t: t, req: req, body: resp.Body, total: resp.ContentLength}
+		}
 	case kindManifest:
 		return t.wholeManifest(req, resp)
 	}
 	return resp, nil
 }
 
-// maxManifestBody bounds the manifests wholeManifest reads into memory
-// (registries refuse manifests over 4 MiB).
-const maxManifestBody = 8 << 20
-
 // wholeManifest reads a manifest's body before handing the response on: a
 // connection cut in the middle of it is retried like a failed request
 // (a manifest is small and cannot be resumed by range like a blob).
 func (t *retryTransport) wholeManifest(req *http.Request, resp *http.Response) (*http.Response, error) {
+	limit := t.maxManifest
+	if limit <= 0 {
+		limit = DefaultMaxManifestSize
+	}
+	tooBig := func() error {
+		return &retriedError{err: fmt.Errorf("%s: the manifest is larger than the %d bytes allowed (--max-manifest-size)", originRequest(req).URL.Redacted(), limit), attempts: 1}
+	}
 	for attempt := 0; ; attempt++ {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestBody+1))
+		if resp.ContentLength > limit {
+			resp.Body.Close()
+			return nil, tooBig()
+		}
+		body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 		resp.Body.Close()
 		if err == nil {
-			if len(body) > maxManifestBody {
-				return nil, fmt.Errorf("manifest larger than %d bytes", maxManifestBody)
+			if int64(len(body)) > limit {
+				return nil, tooBig()
 			}
 			resp.Body = io.NopCloser(bytes.NewReader(body))
 			resp.ContentLength = int64(len(body))
@@ -614,12 +625,19 @@ type stallError struct {
 }
 
 func (e *stallError) Error() string {
-	return fmt.Sprintf("%s: no progress for %s (stalled)", e.what, e.timeout)
+	return fmt.Sprintf("%s: no progress for %s (stalled: less than %d KiB moved)", e.what, e.timeout, minProgress>>10)
 }
 
 // Timeout and Temporary make stallError a net.Error timeout.
 func (e *stallError) Timeout() bool   { return true }
 func (e *stallError) Temporary() bool { return true }
+
+// minProgress is how many bytes count as progress: a request that moves
+// fewer than this in a whole stall timeout is cut, so a registry that
+// trickles a byte a second (or sends headers that slowly) cannot hold a
+// build forever. At the default 2 minutes that is about 270 bytes/s; a
+// response smaller than this must be complete within one timeout.
+const minProgress = 32 << 10
 
 // watchdog cancels a request when its timer runs out.
 type watchdog struct {
@@ -628,6 +646,7 @@ type watchdog struct {
 	timeout time.Duration
 	fired   atomic.Bool
 	done    atomic.Bool
+	pending atomic.Int64 // bytes moved since the last restart
 }
 
 func (w *watchdog) fire() {
@@ -637,11 +656,14 @@ func (w *watchdog) fire() {
 	}
 }
 
-// kick restarts the countdown after progress.
-func (w *watchdog) kick() {
-	if !w.done.Load() {
-		w.timer.Reset(w.timeout)
+// kick counts n bytes of progress and restarts the countdown once
+// minProgress bytes have moved since the last restart.
+func (w *watchdog) kick(n int) {
+	if w.done.Load() || w.pending.Add(int64(n)) < minProgress {
+		return
 	}
+	w.pending.Store(0)
+	w.timer.Reset(w.timeout)
 }
 
 // stop ends the watch and releases the request's context.
@@ -669,7 +691,7 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	wd.kick()
+	wd.kick(minProgress) // the response has come
 	resp.Body = &watchedBody{rc: resp.Body, wd: wd, parent: parent, what: what}
 	return resp, nil
 }
@@ -683,7 +705,7 @@ type kickingBody struct {
 func (b *kickingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
-		b.wd.kick()
+		b.wd.kick(n)
 	}
 	return n, err
 }
@@ -702,7 +724,7 @@ type watchedBody struct {
 func (b *watchedBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 {
-		b.wd.kick()
+		b.wd.kick(n)
 	}
 	if err != nil && err != io.EOF && b.wd.fired.Load() && b.parent.Err() == nil {
 		return n, &stallError{what: b.what, timeout: b.wd.timeout}

@@ -193,6 +193,10 @@ func (s *Store) Prepare(ctx context.Context, u Unpacker, layers []Layer, note fu
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
+	if len(layers) > maxLowers {
+		// Up front: unpacking the first 500 would only fail at the 501st.
+		return nil, fmt.Errorf("%d layers: an overlay mount takes at most %d (the kernel's limit); squash the base image", len(layers), maxLowers)
+	}
 	diffIDs := make([]v1.Hash, len(layers))
 	for i, l := range layers {
 		diffIDs[i] = l.DiffID

@@ -360,6 +360,9 @@ func (s *Store) WriteImage(ctx context.Context, img v1.Image, opts ...WriteOptio
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: parsing manifest: %w", digest, err)
 	}
+	if err := checkSizes(m); err != nil {
+		return v1.Descriptor{}, fmt.Errorf("writing image %s: %w", digest, err)
+	}
 
 	if err := s.writeLayers(ctx, img, digest, m.Layers, wo); err != nil {
 		return v1.Descriptor{}, err
@@ -368,6 +371,9 @@ func (s *Store) WriteImage(ctx context.Context, img v1.Image, opts ...WriteOptio
 	rawCfg, err := img.RawConfigFile()
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: config: %w", digest, err)
+	}
+	if len(rawCfg) > maxConfigSize {
+		return v1.Descriptor{}, fmt.Errorf("writing image %s: the config is %d bytes, more than the %d a store holds", digest, len(rawCfg), maxConfigSize)
 	}
 	if err := ctx.Err(); err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: %w", digest, err)
@@ -547,4 +553,19 @@ func (r ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return r.r.Read(p)
+}
+
+// checkSizes refuses a manifest whose sizes no real image has, before any
+// blob it names is read: a negative size, or a config larger than a store
+// holds.
+func checkSizes(m *v1.Manifest) error {
+	if m.Config.Size < 0 || m.Config.Size > maxConfigSize {
+		return fmt.Errorf("config %s: size %d is not between 0 and %d", m.Config.Digest, m.Config.Size, maxConfigSize)
+	}
+	for _, l := range m.Layers {
+		if l.Size < 0 {
+			return fmt.Errorf("layer %s: negative size %d", l.Digest, l.Size)
+		}
+	}
+	return nil
 }

@@ -38,8 +38,15 @@ func (r result) String() string {
 // extra environment env, and returns what happened without judging it.
 func kilnRun(t *testing.T, stdin io.Reader, env []string, args ...string) result {
 	t.Helper()
+	return kilnRunTimeout(t, kilnTimeout, stdin, env, args...)
+}
+
+// kilnRunTimeout is kilnRun with another bound on the command's time (a
+// hang detector, not a speed target).
+func kilnRunTimeout(t *testing.T, timeout time.Duration, stdin io.Reader, env []string, args ...string) result {
+	t.Helper()
 	bin := testutil.KilnBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), kilnTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var stdout, stderr bytes.Buffer
@@ -48,7 +55,7 @@ func kilnRun(t *testing.T, stdin io.Reader, env []string, args ...string) result
 	cmd.Env = append(os.Environ(), env...)
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		err = errors.Join(err, errors.New("timed out after "+kilnTimeout.String()))
+		err = errors.Join(err, errors.New("timed out after "+timeout.String()))
 	}
 	return result{args: args, stdout: stdout.String(), stderr: stderr.String(), err: err}
 }
