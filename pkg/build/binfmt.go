@@ -11,8 +11,11 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/kiln-build/kiln/pkg/dockerfile"
+	"github.com/kiln-build/kiln/pkg/registry"
 )
 
 // binfmtDir is where the kernel lists its binfmt_misc handlers.
@@ -204,4 +207,44 @@ func (b *builder) canRun(p v1.Platform) error {
 		b.logf("note: %s", note)
 	}
 	return err
+}
+
+// checkRunPlatforms fails before any work when a stage with RUN is for a
+// platform known from the Dockerfile and --platform (FROM --platform, or
+// the target when one was asked for) whose programs this machine cannot
+// run. Stages whose platform comes from their base image are checked when
+// their RUN comes.
+func (b *builder) checkRunPlatforms(plan *dockerfile.Plan, target v1.Platform) error {
+	explicit := len(b.opts.Platforms) > 0
+	for _, st := range plan.Order {
+		var line []parser.Range
+		for _, c := range st.Commands {
+			if r, ok := c.(*instructions.RunCommand); ok {
+				line = r.Location()
+				break
+			}
+		}
+		if line == nil {
+			continue
+		}
+		root := st
+		for root.BaseStage != nil && root.Platform == "" {
+			root = root.BaseStage
+		}
+		p := target
+		switch {
+		case root.Platform != "":
+			pp, err := registry.ParsePlatform(root.Platform)
+			if err != nil {
+				continue // initBase reports it, with its line
+			}
+			p = normalizePlatform(*pp)
+		case !explicit:
+			continue
+		}
+		if err := b.canRun(p); err != nil {
+			return plan.File.Errorf(line, "RUN: %v", err)
+		}
+	}
+	return nil
 }

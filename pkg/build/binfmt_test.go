@@ -1,6 +1,8 @@
 package build
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -8,6 +10,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/pkg/store"
 )
 
 // TestEmulatorFromBinfmtMisc: a foreign platform's RUN needs an enabled
@@ -65,5 +69,34 @@ func TestEmulatorFromBinfmtMisc(t *testing.T) {
 	}
 	if _, err := emulator(v1.Platform{OS: "windows", Architecture: "amd64"}); err == nil {
 		t.Error("RUN for windows accepted")
+	}
+}
+
+// TestForeignRunFailsBeforeAnyWork: with several --platform values, a RUN
+// step for a platform no handler runs fails the build before the first
+// platform is built, naming the RUN line.
+func TestForeignRunFailsBeforeAnyWork(t *testing.T) {
+	foreign := v1.Platform{OS: "linux", Architecture: "s390x"}
+	old := binfmtDir
+	binfmtDir = filepath.Join(t.TempDir(), "not-mounted")
+	t.Cleanup(func() { binfmtDir = old })
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctxDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ctxDir, "a"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	_, err = Build(context.Background(), Options{
+		ContextDir: ctxDir, Dockerfile: []byte("FROM scratch\nCOPY a /a\nRUN true\n"), Store: st, Log: &log,
+		Platforms: []v1.Platform{HostPlatform(), foreign},
+	})
+	if err == nil || !strings.Contains(err.Error(), "Dockerfile:3: RUN: ") || !strings.Contains(err.Error(), "linux/s390x") {
+		t.Fatalf("err = %v, want the RUN line and linux/s390x", err)
+	}
+	if strings.Contains(log.String(), "COPY") {
+		t.Errorf("a step ran before the check:\n%s", log.String())
 	}
 }

@@ -148,6 +148,22 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Timestamp != nil {
 		b.start = opts.Timestamp.UTC()
 	}
+	// Every platform's RUN steps that need an emulator are checked before
+	// the first platform is built.
+	for _, p := range platforms {
+		if len(platforms) == 1 {
+			break // buildPlatform checks, before any work too
+		}
+		_, plan, err := b.plan(p)
+		if err != nil {
+			return nil, err
+		}
+		if planRun(plan) != nil {
+			if err := b.checkRunPlatforms(plan, p); err != nil {
+				return nil, err
+			}
+		}
+	}
 	var images []v1.Image
 	for _, p := range platforms {
 		img, err := b.buildPlatform(ctx, p)
@@ -226,13 +242,12 @@ func (b *builder) logf(format string, args ...any) {
 	fmt.Fprintf(b.opts.Log, format+"\n", args...)
 }
 
-// buildPlatform runs the plan for one target platform.
-func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.Image, error) {
-	// Each platform gets its own parse: instruction Expand methods work in
-	// place.
+// plan parses the Dockerfile and plans it for one target platform. Each
+// platform gets its own parse: instruction Expand methods work in place.
+func (b *builder) plan(platform v1.Platform) (*dockerfile.File, *dockerfile.Plan, error) {
 	f, err := dockerfile.Parse(b.opts.DockerfileName, b.opts.Dockerfile)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	plan, err := f.Plan(dockerfile.PlanOptions{
 		BuildArgs:      b.opts.BuildArgs,
@@ -240,6 +255,12 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 		TargetPlatform: platform,
 		BuildPlatform:  HostPlatform(),
 	})
+	return f, plan, err
+}
+
+// buildPlatform runs the plan for one target platform.
+func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.Image, error) {
+	f, plan, err := b.plan(platform)
 	if err != nil {
 		return nil, err
 	}
@@ -251,6 +272,9 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 	if line := planRun(plan); line != nil {
 		if _, err := b.runEnv(ctx); err != nil {
 			return nil, plan.File.Errorf(line, "RUN: %v", err)
+		}
+		if err := b.checkRunPlatforms(plan, platform); err != nil {
+			return nil, err
 		}
 	}
 	b.keyed = b.opts.Cache != nil && planRun(plan) != nil
