@@ -38,5 +38,9 @@ func PruneUnpacked(ctx context.Context, st *store.Store, sb *sandbox.Sandbox, gr
 			keep[c] = true
 		}
 	}
+	// Working copies that builds discarded go first, whatever their age.
+	if _, err := rs.EmptyTrash(ctx, sb); err != nil {
+		return 0, err
+	}
 	return rs.Prune(ctx, sb, func(c v1.Hash) bool { return keep[c] }, grace)
 }

@@ -37,6 +37,8 @@ type runEnv struct {
 	mu     sync.Mutex
 	copies map[*stageState]*workCopy // working copies (no overlay)
 	temps  []string
+	// stopTrash stops the background removal of discarded working copies.
+	stopTrash func()
 }
 
 // workCopy is a stage's materialised root filesystem where no overlay can
@@ -70,6 +72,9 @@ func (b *builder) runEnv(ctx context.Context) (*runEnv, error) {
 			return
 		}
 		r.store, r.err = rootfs.Open(filepath.Join(b.opts.Store.Root(), "rootfs"))
+		if r.err == nil {
+			r.emptyTrash()
+		}
 	})
 	if r.err != nil {
 		return nil, r.err
@@ -80,16 +85,42 @@ func (b *builder) runEnv(ctx context.Context) (*runEnv, error) {
 	return r, nil
 }
 
-// close removes what the build's RUN steps left behind.
+// emptyTrash removes, in the background while this build runs, the
+// working copies earlier builds discarded; close stops it.
+func (r *runEnv) emptyTrash() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = r.store.EmptyTrash(ctx, r.sb)
+	}()
+	r.stopTrash = func() {
+		cancel()
+		<-done
+	}
+}
+
+// close removes what the build's RUN steps left behind. Working copies
+// are only moved to the trash (a rename): deleting their files would take
+// as long as the step took to write them; a later build or kiln prune
+// deletes them.
 func (r *runEnv) close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.stopTrash != nil {
+		r.stopTrash()
+		r.stopTrash = nil
+	}
 	ctx := context.Background()
+	var temps []string
 	for _, wc := range r.copies {
-		r.temps = append(r.temps, filepath.Dir(wc.dir))
+		t := filepath.Dir(wc.dir)
+		if r.store == nil || r.store.Discard(r.sb.Key(), t) != nil {
+			temps = append(temps, t)
+		}
 	}
 	r.copies = nil
-	for _, t := range r.temps {
+	for _, t := range append(temps, r.temps...) {
 		if r.sb != nil {
 			_ = r.sb.Remove(ctx, t)
 		} else {

@@ -101,6 +101,8 @@ type fixture struct {
 	ctx   string // the workloads' contexts, one directory each
 	host  map[string][]string
 	kiln  string
+	// hostStore is the store of kiln on the host.
+	hostStore string
 }
 
 // TestPodMatrix runs kiln in containers with the settings of real pods and
@@ -126,14 +128,11 @@ func TestPodMatrix(t *testing.T) {
 }
 
 func setup(t *testing.T) *fixture {
-	d := testutil.SharedDocker(t)
-	reg := testutil.StartRegistry(t)
-	testutil.PushImage(t, reg+"/library/busybox:pods", testutil.BusyboxImage(t))
-	testutil.PushImage(t, reg+"/library/debian:pods", testutil.DebianImage(t))
-	f := &fixture{d: d, reg: reg, kiln: testutil.KilnBinary(t), ctx: t.TempDir(), host: map[string][]string{}}
+	f := setupImage(t)
+	testutil.PushImage(t, f.reg+"/library/debian:pods", testutil.DebianImage(t))
 	for _, w := range workloads {
 		dir := filepath.Join(f.ctx, w.name)
-		files := map[string]string{"Dockerfile": strings.ReplaceAll(w.dockerfile, "{{REG}}", reg)}
+		files := map[string]string{"Dockerfile": strings.ReplaceAll(w.dockerfile, "{{REG}}", f.reg)}
 		for k, v := range w.files {
 			files[k] = v
 		}
@@ -143,8 +142,25 @@ func setup(t *testing.T) *fixture {
 	if err := exec.Command("chmod", "-R", "a+rX", f.ctx).Run(); err != nil {
 		t.Fatal(err)
 	}
+	// The reference: each workload built by kiln on the host (root or
+	// userns mode: full owners).
+	for _, w := range workloads {
+		dest := filepath.Join(t.TempDir(), w.name)
+		f.hostKiln(t, "--root", f.hostStore, "build", "-q", "-o", "type=oci,dest="+dest, filepath.Join(f.ctx, w.name))
+		f.host[w.name] = testutil.ImageTree(t, ociImage(t, dest))
+	}
+	return f
+}
 
-	// The image: busybox and the static kiln, built by kiln (COPY only).
+// setupImage starts the registry (with busybox as library/busybox:pods
+// and :latest) and makes the image of busybox and the static kiln, built
+// by kiln (COPY only) and loaded into the shared dockerd.
+func setupImage(t testing.TB) *fixture {
+	d := testutil.SharedDocker(t)
+	reg := testutil.StartRegistry(t)
+	testutil.PushImage(t, reg+"/library/busybox:pods", testutil.BusyboxImage(t))
+	testutil.PushImage(t, reg+"/library/busybox:latest", testutil.BusyboxImage(t))
+	f := &fixture{d: d, reg: reg, kiln: testutil.KilnBinary(t), ctx: t.TempDir(), host: map[string][]string{}, hostStore: t.TempDir()}
 	imgCtx := t.TempDir()
 	data, err := os.ReadFile(f.kiln)
 	if err != nil {
@@ -153,24 +169,15 @@ func setup(t *testing.T) *fixture {
 	writeFiles(t, imgCtx, map[string]string{"Dockerfile": "FROM " + reg + "/library/busybox:pods\nCOPY --chmod=0755 kiln /usr/local/bin/kiln\n", "kiln": string(data)})
 	f.image = "kiln-pods:" + randomHex(4)
 	tarball := filepath.Join(t.TempDir(), "image.tar")
-	hostStore := t.TempDir()
-	f.hostKiln(t, "--root", hostStore, "build", "-q", "-t", f.image, "-o", "type=docker,dest="+tarball, imgCtx)
+	f.hostKiln(t, "--root", f.hostStore, "build", "-q", "-t", f.image, "-o", "type=docker,dest="+tarball, imgCtx)
 	if out := d.Load(t, tarball); !strings.Contains(out, f.image) {
 		t.Fatalf("docker load: %s", out)
 	}
 	t.Cleanup(func() { _, _ = d.TryDocker(context.Background(), "", "rmi", "-f", f.image) })
-
-	// The reference: each workload built by kiln on the host (root or
-	// userns mode: full owners).
-	for _, w := range workloads {
-		dest := filepath.Join(t.TempDir(), w.name)
-		f.hostKiln(t, "--root", hostStore, "build", "-q", "-o", "type=oci,dest="+dest, filepath.Join(f.ctx, w.name))
-		f.host[w.name] = testutil.ImageTree(t, ociImage(t, dest))
-	}
 	return f
 }
 
-func (f *fixture) hostKiln(t *testing.T, args ...string) string {
+func (f *fixture) hostKiln(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -324,7 +331,7 @@ func collapse(tree []string) []string {
 	return out
 }
 
-func ociImage(t *testing.T, dir string) v1.Image {
+func ociImage(t testing.TB, dir string) v1.Image {
 	t.Helper()
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
@@ -341,7 +348,7 @@ func ociImage(t *testing.T, dir string) v1.Image {
 	return img
 }
 
-func writeFiles(t *testing.T, dir string, files map[string]string) {
+func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
