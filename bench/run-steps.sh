@@ -14,6 +14,16 @@
 #                      overlay storage, chroot isolation), medians
 #                                                        kiln <= buildah
 #
+# and, for ptrace mode (the last resort, as in a "restricted" pod), against
+# the detected mode on the same machine:
+#
+#   ptrace per-RUN     big-base-small-runs on debian, warm, median of 10:
+#                      step wall time minus the command's    < 150 ms
+#   ptrace command     the same steps' command time (tracer start, stub,
+#                      traced exec of sh), ptrace minus detected
+#   ptrace apt-install cold apt-install in ptrace mode over the detected
+#                      mode, medians of REPS                    <= 2
+#
 # Usage: bench/run-steps.sh   (as root it runs the builds as BENCH_USER,
 #                              default kilnuser: rootless, as asked)
 # Env:
@@ -22,11 +32,17 @@
 #               (default 127.0.0.1:5000, brought up with ../shared/testenv)
 #   BENCH_USER  user to run the builds as when started as root ("" = root)
 #   BENCH_OUT   where logs and table.md go (default bench/out/run-steps-<UTC>)
+#   ISOLATION   --isolation for the main section's builds ("" = detected)
+#   SECTIONS    what to measure: "main ptrace" (default); "ptrace" needs
+#               only library/debian in the registry
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 REPS=${REPS:-3}
 REGISTRY=${REGISTRY:-127.0.0.1:5000}
+ISOLATION=${ISOLATION:-}
+SECTIONS=${SECTIONS:-main ptrace}
+want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 RUN_ID=$(date -u +%Y%m%dT%H%M%S)
 BENCH_OUT=${BENCH_OUT:-$repo/bench/out/run-steps-$RUN_ID}
 testenv=$(cd "$repo/.." && pwd)/shared/testenv
@@ -46,7 +62,9 @@ if ! curl -fsS -o /dev/null --max-time 2 "http://$REGISTRY/v2/"; then
   [ "$(id -u)" -eq 0 ] && [ -x "$testenv/registry-up" ] || die "no registry at $REGISTRY (run ../shared/testenv/registry-up and base-images as root)"
   "$testenv/registry-up" >/dev/null
 fi
-for img in busybox:latest debian:bookworm debian-big:bookworm; do
+images="debian:bookworm"
+want main && images="busybox:latest debian:bookworm debian-big:bookworm"
+for img in $images; do
   if ! curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REGISTRY/v2/library/${img%%:*}/manifests/${img#*:}"; then
     [ "$(id -u)" -eq 0 ] && [ -x "$testenv/base-images" ] || die "library/$img missing in $REGISTRY (../shared/testenv/base-images)"
     REGISTRY=$REGISTRY "$testenv/base-images" >/dev/null
@@ -79,7 +97,14 @@ as_user() { # CMD... as BENCH_USER (or ourselves)
     (cd "$work/u" && "$@")
   fi
 }
-kiln() { as_user "$work/kiln" "$@"; }
+kiln() {
+  if [ -n "$ISOLATION" ]; then as_user "$work/kiln" --isolation "$ISOLATION" "$@"; else as_user "$work/kiln" "$@"; fi
+}
+kiln_in() { # MODE ARGS...: kiln with --isolation MODE ("" = detected)
+  local m=$1
+  shift
+  if [ -n "$m" ]; then as_user "$work/kiln" --isolation "$m" "$@"; else as_user "$work/kiln" "$@"; fi
+}
 
 # A workload copied where BENCH_USER can read it, its base swapped.
 ctx() { # NAME BASE -> prints the context dir
@@ -92,10 +117,15 @@ ctx() { # NAME BASE -> prints the context dir
 
 # medians of "RUN done in Xms (command Yms)" lines: overhead X-Y.
 overheads() { sed -n 's/.*RUN done in \([0-9.]*\)ms (command \([0-9.]*\)ms.*/\1 \2/p' "$1" | awk '{printf "%.1f\n", $1-$2}'; }
+commands() { sed -n 's/.*RUN done in [0-9.]*ms (command \([0-9.]*\)ms.*/\1/p' "$1"; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 mode=$(kiln doctor | sed -n 's/^isolation: //p')
 say "isolation: $mode (as ${BENCH_USER:-$(id -un)})"
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { if (v == "nan") { print "n/a"; exit } ok = (op == "<" ? v < t : (op == "<=" ? v <= t : v == t)); print (ok ? "ok" : "MISSED") }'; }
+: >"$BENCH_OUT/table.md"
+
+if want main; then
 
 declare -A med cold unpacked
 for base in debian debian-big; do
@@ -141,7 +171,6 @@ kmed=$(printf '%s\n' "${kt[@]}" | median)
 bmed=nan
 [ $have_buildah = 1 ] && bmed=$(printf '%s\n' "${bt[@]}" | median)
 
-verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { if (v == "nan") { print "n/a"; exit } ok = (op == "<" ? v < t : (op == "<=" ? v <= t : v == t)); print (ok ? "ok" : "MISSED") }'; }
 {
   echo "# RUN benchmarks ($RUN_ID, isolation: $mode, user ${BENCH_USER:-$(id -un)}, $(nproc) cores)"
   echo
@@ -157,4 +186,55 @@ verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { if (v == "nan") { print 
   echo "| many-files: whole step minus the command | $many_total ms | | |"
   echo "| apt-install, cold, kiln (median of $REPS) | $kmed s | <= buildah | |"
   echo "| apt-install, cold, buildah overlay+chroot (median of $REPS) | $bmed s | | $(verdict "$kmed" "$bmed" '<=') |"
-} | tee "$BENCH_OUT/table.md"
+} | tee -a "$BENCH_OUT/table.md"
+fi
+
+# ptrace mode against the detected mode (the detected one first, then
+# ptrace, alternating, so that load on the machine hits both alike). The
+# warm build is --no-cache: its steps run, on layers already unpacked.
+# REPS=0 leaves out apt-install.
+if want ptrace; then
+  detected=$(as_user "$work/kiln" doctor | sed -n 's/^isolation: \([a-z]*\).*/\1/p')
+  c=$(ctx big-base-small-runs debian)
+  declare -A pr_over pr_cmd
+  for m in "$detected" ptrace; do
+    store=$work/u/store-small-$m
+    say "big-base-small-runs on debian in $m mode: cold and warm builds"
+    kiln_in "$m" --root "$store" build --build-arg "REGISTRY=$REGISTRY" "$c" >"$BENCH_OUT/ptrace-small-$m-cold.log" 2>&1 ||
+      die "big-base-small-runs in $m mode failed (see $BENCH_OUT/ptrace-small-$m-cold.log)"
+    kiln_in "$m" --root "$store" build --no-cache --build-arg "REGISTRY=$REGISTRY" "$c" >"$BENCH_OUT/ptrace-small-$m-warm.log" 2>&1 ||
+      die "big-base-small-runs in $m mode failed (see $BENCH_OUT/ptrace-small-$m-warm.log)"
+    pr_over[$m]=$(overheads "$BENCH_OUT/ptrace-small-$m-warm.log" | median)
+    pr_cmd[$m]=$(commands "$BENCH_OUT/ptrace-small-$m-warm.log" | median)
+  done
+  cmd_delta=$(awk -v a="${pr_cmd[ptrace]}" -v b="${pr_cmd[$detected]}" 'BEGIN {printf "%.1f", a-b}')
+
+  amed_d=nan amed_p=nan aratio=nan
+  if [ "$REPS" -gt 0 ]; then
+    say "apt-install: ptrace vs $detected mode, $REPS reps each, cold"
+    c=$work/u/ctx-apt
+    mkdir -p "$c" && cp "$repo/testdata/workloads/apt-install/Dockerfile" "$c/" && chmod -R a+rX "$c"
+    declare -A at
+    for i in $(seq 1 "$REPS"); do
+      for m in "$detected" ptrace; do
+        s=$(date +%s.%N)
+        kiln_in "$m" --root "$work/u/store-apt-$m-$i" build --build-arg "REGISTRY=$REGISTRY" "$c" >"$BENCH_OUT/apt-$m-$i.log" 2>&1 ||
+          die "apt-install in $m mode failed (see $BENCH_OUT/apt-$m-$i.log)"
+        at[$m]+="$(echo "$(date +%s.%N) - $s" | bc) "
+      done
+    done
+    amed_d=$(printf "%s\n" ${at[$detected]} | median)
+    amed_p=$(printf "%s\n" ${at[ptrace]} | median)
+    aratio=$(awk -v a="$amed_p" -v b="$amed_d" 'BEGIN {printf "%.2f", a/b}')
+  fi
+  {
+    echo
+    echo "## ptrace mode against $detected mode ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo
+    echo "| measure | $detected | ptrace | target | |"
+    echo "|---|---|---|---|---|"
+    echo "| per-RUN overhead, debian, warm (median of 10) | ${pr_over[$detected]} ms | ${pr_over[ptrace]} ms | < 150 ms | $(verdict "${pr_over[ptrace]}" 150 '<') |"
+    echo "| command time of \`echo N > /stepN\` (median of 10) | ${pr_cmd[$detected]} ms | ${pr_cmd[ptrace]} ms (+$cmd_delta) | | |"
+    echo "| apt-install, cold (median of $REPS) | $amed_d s | $amed_p s ($aratio x) | <= 2 x | $(verdict "$aratio" 2 '<=') |"
+  } | tee -a "$BENCH_OUT/table.md"
+fi

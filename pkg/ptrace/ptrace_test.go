@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -170,12 +171,18 @@ func BenchmarkRun(b *testing.B) {
 	}
 	for _, script := range []string{"true", "for i in $(seq 200); do echo $i > /tmp/f; cat /tmp/f >/dev/null; done"} {
 		b.Run(strings.Fields(script)[0], func(b *testing.B) {
+			var tracer, tracee time.Duration
 			for i := 0; i < b.N; i++ {
 				res, err := Run(context.Background(), Config{Root: dir, Table: file, Args: []string{"/bin/sh", "-c", script}, Cwd: "/"}, Options{})
 				if err != nil || res.Exit != 0 {
 					b.Fatal(err, res)
 				}
+				tracer += res.TracerCPU
+				tracee += res.TraceeCPU
 			}
+			// CPU, unlike wall time, does not grow with the machine's load.
+			b.ReportMetric(float64(tracer.Microseconds())/1000/float64(b.N), "tracer-cpu-ms/op")
+			b.ReportMetric(float64(tracee.Microseconds())/1000/float64(b.N), "tracee-cpu-ms/op")
 		})
 	}
 }

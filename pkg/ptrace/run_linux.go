@@ -252,7 +252,9 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 	start := time.Now()
 	readyW.Close()
 	ws, err := tr.loop()
-	res := &Result{Command: time.Since(start), Stops: tr.stops}
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	res := &Result{Command: time.Since(start), Stops: tr.stops, TraceeCPU: tr.cpu, TracerCPU: time.Duration(ts.Nano())}
 	if err != nil {
 		return res, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -57,6 +58,7 @@ type tracer struct {
 	done    bool
 	// stats
 	stops int
+	cpu   time.Duration // of the reaped tracees
 
 	exe   string     // the stub's binary
 	files []*os.File // the command's stdin, stdout, stderr
@@ -97,7 +99,8 @@ func (tr *tracer) killAll() {
 func (tr *tracer) loop() (unix.WaitStatus, error) {
 	for {
 		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
+		var ru unix.Rusage
+		pid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, &ru)
 		if err == unix.EINTR {
 			continue
 		}
@@ -111,6 +114,9 @@ func (tr *tracer) loop() (unix.WaitStatus, error) {
 			return 0, err
 		}
 		tr.stops++
+		if ws.Exited() || ws.Signaled() {
+			tr.cpu += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
 		tr.event(pid, ws)
 	}
 }

@@ -36,6 +36,9 @@ type Result struct {
 	Command time.Duration `json:"command"`
 	// Stops counts the tracer's stops (a measure of its overhead).
 	Stops int `json:"stops"`
+	// TraceeCPU is the CPU time of the traced processes (the stub's start
+	// included), TracerCPU the tracer's own.
+	TraceeCPU, TracerCPU time.Duration `json:"-"`
 }
 
 // Options are the command's standard streams and the stub's binary.
