@@ -13,6 +13,10 @@ import (
 // `go build` writes in a git checkout.
 var Version = ""
 
+// Commit is the release's commit, set at link time like Version (a
+// -trimpath release build from a temporary copy has no VCS stamp).
+var Commit = ""
+
 // buildVersion is what `kiln version` and `kiln --version` print.
 type buildVersion struct {
 	Version  string
@@ -23,7 +27,7 @@ type buildVersion struct {
 }
 
 func versionInfo() buildVersion {
-	v := buildVersion{Version: Version, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	v := buildVersion{Version: Version, Commit: Commit, Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if v.Version == "" && bi.Main.Version != "" {
 			v.Version = bi.Main.Version
@@ -31,7 +35,9 @@ func versionInfo() buildVersion {
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
-				v.Commit = s.Value
+				if v.Commit == "" {
+					v.Commit = s.Value
+				}
 			case "vcs.modified":
 				v.Modified = s.Value == "true"
 			}

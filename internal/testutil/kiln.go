@@ -71,6 +71,9 @@ func KilnBinary(t testing.TB) string {
 //	func TestMain(m *testing.M) { testutil.Main(m) }
 func Main(m *testing.M) {
 	code := m.Run()
+	for i := len(atExit) - 1; i >= 0; i-- {
+		atExit[i]()
+	}
 	if err := stopSharedDocker(); err != nil {
 		fmt.Fprintln(os.Stderr, "stop the tests' docker daemon:", err)
 	}
@@ -79,6 +82,13 @@ func Main(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+var atExit []func()
+
+// AtExit registers f to run when Main ends the test process (last
+// registered, first run): for fixtures shared by all of a package's tests,
+// such as a registry that outlives any one test.
+func AtExit(f func()) { atExit = append(atExit, f) }
 
 // ModuleRoot returns the directory of kiln's go.mod, searched upwards from
 // the current directory.
