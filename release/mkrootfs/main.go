@@ -224,8 +224,8 @@ func (b *builder) findLib(name string, m elf.Machine) (string, error) {
 func capXattr(bits uint64) string {
 	var buf [20]byte
 	binary.LittleEndian.PutUint32(buf[0:], 0x02000000|0x000001) // VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
-	binary.LittleEndian.PutUint32(buf[4:], uint32(bits))       // permitted, low word
-	binary.LittleEndian.PutUint32(buf[12:], uint32(bits>>32))  // permitted, high word
+	binary.LittleEndian.PutUint32(buf[4:], uint32(bits))        // permitted, low word
+	binary.LittleEndian.PutUint32(buf[12:], uint32(bits>>32))   // permitted, high word
 	return string(buf[:])
 }
 
