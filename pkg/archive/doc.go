@@ -17,6 +17,12 @@
 // hold wanted files, each once. FindFile looks up one path from the top
 // layer down and never opens the layers below the one that decides it.
 //
+// Indexing: a LayerIndex is a layer's tar headers without content
+// (IndexLayer, or Indexer as a tee while something else reads the layer),
+// checked against the layer's diff ID and encoded as gzip'd JSON; a Tree
+// built from indexes (ApplyIndex) is the one BuildTree makes, so a base
+// image's files can be looked up, and read, without reading its layers.
+//
 // Whiteouts follow the OCI image spec: a ".wh.NAME" entry hides NAME of the
 // layers below, ".wh..wh..opq" hides the lower contents of its directory,
 // and neither hides entries of its own layer, wherever they sit in the

@@ -29,20 +29,10 @@ type imageSource struct {
 	// nothing chose it for the platform asked for (see checkPlatform).
 	single bool
 
-	treeOnce sync.Once
-	tree     *archive.Tree
-	treeErr  error
-}
-
-// fullTree is the merged file tree of the image (reads every layer once).
-func (src *imageSource) fullTree() (*archive.Tree, error) {
-	src.treeOnce.Do(func() {
-		src.tree, src.treeErr = archive.BuildTree(openers(src.st, src.layers))
-		if src.treeErr != nil {
-			src.treeErr = fmt.Errorf("reading the layers of %s: %w", src.ref, src.treeErr)
-		}
-	})
-	return src.tree, src.treeErr
+	// tree is the merged view of its files, made from its layers'
+	// indexes on first need (index.go).
+	treeMu sync.Mutex
+	tree   *archive.Tree
 }
 
 // image resolves an image reference for a platform: the local store first
@@ -259,6 +249,7 @@ func (s *stageState) initBase(ctx context.Context) error {
 		s.cfg = cloneConfig(src.cfg)
 		s.layers = append([]v1.Layer(nil), src.layers...)
 		s.known = newKnownTree()
+		s.known.base = src
 		s.links = []chainLink{baseLink(src.cfg.RootFS.DiffIDs)}
 	}
 	if s.cfg.OS != "windows" && !hasEnv(s.cfg.Config.Env, "PATH") {

@@ -220,6 +220,8 @@ type builder struct {
 	// (binfmt.go), found once per build.
 	emuMu     sync.Mutex
 	emulators map[string]error
+	// indexes are the layer path indexes at hand (index.go).
+	indexes layerIndexes
 	// keyed: stages keep chain keys (chain.go) for the step cache; set
 	// per platform when there is a cache and a RUN step.
 	keyed bool

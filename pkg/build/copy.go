@@ -53,47 +53,40 @@ type copyEntry struct {
 	keepOwner bool
 }
 
-// doCopy runs COPY and ADD: it gathers the entries, applies ownership and
-// mode, and writes them as one layer.
+// doCopy runs COPY and ADD: each source is copied in turn, as BuildKit
+// does, against the stage's filesystem (copy_plan.go), and the changes
+// become one layer.
 func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
 	defer s.cleanTemp()
 	errf := func(format string, args ...any) error {
 		return s.file.Errorf(r.loc, r.name+" "+format, args...)
 	}
-	var owner *[2]int
+	plan := s.newCopyPlan(ctx, r.name)
+	plan.keepOwners = r.from != ""
 	if r.chown != "" {
 		uid, gid, err := s.resolveOwner(ctx, r.chown)
 		if err != nil {
 			return errf("--chown=%s: %v", r.chown, err)
 		}
-		owner = &[2]int{uid, gid}
+		plan.owner = &[2]int{uid, gid}
 	}
-	var chmod func(int64, byte) int64
 	if r.chmod != "" {
 		f, err := parseChmod(r.chmod)
 		if err != nil {
 			return errf("--chmod=%s: %v", r.chmod, err)
 		}
-		chmod = f
+		plan.chmod = f
+		if n, err := strconv.ParseUint(r.chmod, 8, 32); err == nil {
+			plan.dirMode = int64(n)
+		}
 	}
 	exclude, err := dockerfile.NewMatcher("--exclude", r.exclude)
 	if err != nil {
 		return errf("%v", err)
 	}
-
-	rawDest := r.sd.DestPath
-	if rawDest == "" {
+	dest := s.copyDest(r.sd.DestPath)
+	if dest == "" {
 		return errf("no destination")
-	}
-	dest := rawDest
-	if !path.IsAbs(dest) {
-		dest = path.Join("/", s.cfg.Config.WorkingDir, dest)
-	}
-	dest = path.Clean(dest)
-	destDir := strings.HasSuffix(rawDest, "/") || rawDest == "." || strings.HasSuffix(rawDest, "/.")
-	resolvedDest, node := s.known.resolve(dest)
-	if node != nil && node.isDir() {
-		destDir = true
 	}
 
 	var fsys sourceFS
@@ -110,145 +103,200 @@ func (s *stageState) doCopy(ctx context.Context, r copyRequest) error {
 			fsys = &contextFS{c: s.b.ctxSrc}
 		}
 	}
-
-	type match struct {
-		src  string // as written
-		path string // resolved in the source
-		hdr  *tar.Header
-	}
-	var matches []match
-	var urls []string
 	for _, src := range r.sd.SourcePaths {
-		if r.add && isURL(src) {
-			urls = append(urls, src)
-			continue
-		}
-		if r.add && isGitURL(src) {
-			return errf("%s: git sources are not supported", src)
-		}
-		clean, err := cleanSource(src)
-		if err != nil {
+		if err := s.copyPath(ctx, plan, r, fsys, exclude, src, dest); err != nil {
 			return errf("%s: %v", src, err)
 		}
-		found, err := fsys.match(clean)
-		if err != nil {
-			return errf("%s: %v", src, err)
-		}
-		if len(found) == 0 {
-			if hasGlob(clean) {
-				return errf("%s: no source files were specified: the pattern matches nothing in the %s", src, fsys.describe())
-			}
-			return errf("%s: not found in the %s%s", src, fsys.describe(), fsys.notFoundHint())
-		}
-		for _, p := range found {
-			hdr, err := fsys.stat(p)
-			if err != nil {
-				return errf("%s: %v", src, err)
-			}
-			matches = append(matches, match{src: src, path: p, hdr: hdr})
-		}
-	}
-	n := len(matches) + len(urls) + len(r.sd.SourceContents)
-	if n > 1 && !destDir {
-		return errf("when copying more than one source, the destination must be a directory and end with a /: %s", rawDest)
-	}
-
-	var entries []*copyEntry
-	for _, m := range matches {
-		target := resolvedDest
-		if r.parents {
-			target = path.Join(resolvedDest, path.Dir("/"+m.path))
-		}
-		if m.hdr.Typeflag == tar.TypeDir {
-			if r.parents {
-				target = path.Join(resolvedDest, "/"+m.path)
-			}
-			before := len(entries)
-			if err := fsys.walk(m.path, exclude, func(rel string, hdr *tar.Header, open opener, treePath string) error {
-				e := &copyEntry{dest: path.Join(target, rel), hdr: hdr, open: open, treePath: treePath}
-				if hdr.Typeflag == tar.TypeLink {
-					hdr.Linkname = path.Join(target, hdr.Linkname)
-				}
-				entries = append(entries, e)
-				return nil
-			}); err != nil {
-				return errf("%s: %v", m.src, err)
-			}
-			// The destination directory gets the source directory's
-			// metadata when it must exist (an empty source, a new owner
-			// or mode) or nothing can lie below (FROM scratch). Otherwise
-			// it is left out: it may exist in a base layer this build
-			// never reads, possibly as a symlink (/bin -> usr/bin), which
-			// a directory entry would replace.
-			empty := len(entries) == before
-			if target != "/" && (r.parents || owner != nil || chmod != nil || empty || s.known.scratch) {
-				entries = append(entries, &copyEntry{dest: target, hdr: cloneHeader(m.hdr)})
-			}
-			continue
-		}
-		if destDir || r.parents {
-			target = path.Join(target, path.Base("/"+m.path))
-		}
-		if ex, err := exclude.Excluded(path.Base(m.path)); err != nil {
-			return errf("%v", err)
-		} else if ex && len(r.exclude) > 0 {
-			continue
-		}
-		if r.add && r.unpack && r.from == "" && m.hdr.Typeflag == tar.TypeReg {
-			extracted, ok, err := s.extractArchive(fsys.open(m.path), m.src, resolvedDest)
-			if err != nil {
-				return errf("%s: %v", m.src, err)
-			}
-			if ok {
-				entries = append(entries, extracted...)
-				continue
-			}
-		}
-		tp := ""
-		if _, isTree := fsys.(*treeFS); isTree {
-			tp = m.path
-		}
-		entries = append(entries, &copyEntry{dest: target, hdr: m.hdr, open: fsys.open(m.path), treePath: tp})
-	}
-	for _, u := range urls {
-		e, err := s.download(ctx, u, r.checksum, resolvedDest, destDir)
-		if err != nil {
-			return errf("%s: %v", u, err)
-		}
-		entries = append(entries, e)
 	}
 	for _, sc := range r.sd.SourceContents {
-		target := resolvedDest
-		if destDir {
-			target = path.Join(resolvedDest, sc.Path)
-		}
 		data := sc.Data
-		entries = append(entries, &copyEntry{
-			dest: target,
+		f := &copyEntry{
 			hdr:  &tar.Header{Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), ModTime: s.b.entryTime()},
 			open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(data)), nil },
-		})
-	}
-	if owner != nil && destDir && node == nil && resolvedDest != "/" {
-		// docker creates a missing destination directory owned by --chown.
-		entries = append(entries, &copyEntry{dest: resolvedDest, hdr: dirHeader(resolvedDest, 0o755, 0, 0, s.b.entryTime())})
-	}
-	for _, e := range entries {
-		e.hdr = cloneHeader(e.hdr)
-		if r.from == "" && !e.keepOwner {
-			e.hdr.Uid, e.hdr.Gid = 0, 0
 		}
-		if owner != nil {
-			e.hdr.Uid, e.hdr.Gid = owner[0], owner[1]
-		}
-		if chmod != nil && e.hdr.Typeflag != tar.TypeSymlink && e.hdr.Typeflag != tar.TypeLink {
-			e.hdr.Mode = chmod(e.hdr.Mode, e.hdr.Typeflag)
+		if err := plan.copyFile(dest, path.Base("/"+sc.Path), f); err != nil {
+			return errf("<<%s: %v", sc.Path, err)
 		}
 	}
+	entries := plan.list()
 	if err := s.spoolTreeContent(r.from, entries); err != nil {
 		return errf("%v", err)
 	}
-	return s.addLayerCached(ctx, entries, copyCreatedBy(r), true, func(err error) error { return errf("%v", err) })
+	if err := s.addLayerCached(ctx, entries, copyCreatedBy(r), true, func(err error) error { return errf("%v", err) }); err != nil {
+		return err
+	}
+	plan.commit()
+	return nil
+}
+
+// copyDest is a COPY/ADD destination as BuildKit sees it: absolute (a
+// relative one is below WORKDIR), clean, with a trailing slash kept ("dir/"
+// and "dir/." end with one; "." alone is the working directory itself).
+func (s *stageState) copyDest(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	p := raw
+	if !path.IsAbs(p) {
+		p = path.Join("/", s.cfg.Config.WorkingDir, p)
+	}
+	p = path.Clean(p)
+	if p != "/" && (strings.HasSuffix(raw, "/") || strings.HasSuffix(raw, "/.")) {
+		p += "/"
+	}
+	return p
+}
+
+// copyFile copies one file-like source (a URL download, a heredoc) named
+// name to dest, as BuildKit's copy of a single file does.
+func (p *copyPlan) copyFile(dest, name string, f *copyEntry) error {
+	dst, err := p.prepareDest(dest)
+	if err != nil {
+		return err
+	}
+	return p.copyInto(dst, copySource{name: name, hdr: f.hdr, file: f})
+}
+
+// copyPath copies one source path (or URL, or pattern) of a COPY or ADD.
+// A pattern that matches nothing copies nothing (BuildKit allows empty
+// wildcards); a path that does not exist is an error.
+func (s *stageState) copyPath(ctx context.Context, plan *copyPlan, r copyRequest, fsys sourceFS, exclude *dockerfile.Matcher, src, dest string) error {
+	if r.add && isURL(src) {
+		e, name, err := s.download(ctx, src, r.checksum)
+		if err != nil {
+			return err
+		}
+		return plan.copyFile(dest, name, e)
+	}
+	if r.add && isGitURL(src) {
+		return fmt.Errorf("git sources are not supported")
+	}
+	clean, err := cleanSource(src)
+	if err != nil {
+		return err
+	}
+	found, err := fsys.match(clean)
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 {
+		if hasGlob(clean) {
+			s.b.logf("[%s] warning: %s %s: no source files match the pattern in the %s", s.stageTag(), r.name, src, fsys.describe())
+			return nil
+		}
+		return fmt.Errorf("not found in the %s%s", fsys.describe(), fsys.notFoundHint())
+	}
+	if r.parents {
+		return s.copyParents(plan, fsys, exclude, found, dest)
+	}
+	dst, err := plan.prepareDest(dest)
+	if err != nil {
+		return err
+	}
+	for _, p := range found {
+		name := path.Base("/" + p)
+		if !hasGlob(clean) {
+			name = path.Base("/" + clean)
+		}
+		followed, err := fsys.follow(p)
+		if err != nil {
+			return err
+		}
+		hdr, err := fsys.stat(followed)
+		if err != nil {
+			return err
+		}
+		if hdr.Typeflag != tar.TypeDir {
+			if ex, err := exclude.Excluded(name); err != nil {
+				return err
+			} else if ex && len(r.exclude) > 0 {
+				continue
+			}
+		}
+		if r.add && r.unpack && r.from == "" && hdr.Typeflag == tar.TypeReg {
+			ok, err := s.unpackArchive(plan, fsys.open(followed), src, dest)
+			if err != nil {
+				return err
+			}
+			if ok {
+				continue
+			}
+		}
+		if err := plan.copyInto(dst, s.sourceOf(fsys, exclude, followed, name, hdr)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sourceOf describes the source at path p of fsys (symlinks followed).
+func (s *stageState) sourceOf(fsys sourceFS, exclude *dockerfile.Matcher, p, name string, hdr *tar.Header) copySource {
+	tp := ""
+	if _, isTree := fsys.(*treeFS); isTree {
+		tp = p
+	}
+	src := copySource{name: name, hdr: hdr}
+	if hdr.Typeflag != tar.TypeDir {
+		src.file = &copyEntry{hdr: hdr, open: fsys.open(p), treePath: tp}
+		return src
+	}
+	src.walk = func(fn func(string, *copyEntry) error) error {
+		return fsys.walk(p, exclude, func(rel string, h *tar.Header, open opener, treePath string) error {
+			return fn(rel, &copyEntry{hdr: h, open: open, treePath: treePath})
+		})
+	}
+	return src
+}
+
+// copyParents is COPY --parents: each match keeps its path below the
+// destination, its parent directories taking the source's metadata where
+// they are created.
+func (s *stageState) copyParents(plan *copyPlan, fsys sourceFS, exclude *dockerfile.Matcher, found []string, dest string) error {
+	if !strings.HasSuffix(dest, "/") {
+		dest += "/"
+	}
+	dst, err := plan.prepareDest(dest)
+	if err != nil {
+		return err
+	}
+	for _, p := range found {
+		rel := ""
+		for _, c := range strings.Split(path.Dir("/" + p)[1:], "/") {
+			if c == "" {
+				continue
+			}
+			rel = joinRel(rel, c)
+			h, err := fsys.stat(rel)
+			if err != nil {
+				return err
+			}
+			if err := plan.copyChild(dst, rel, &copyEntry{hdr: h}); err != nil {
+				return err
+			}
+		}
+		followed, err := fsys.follow(p)
+		if err != nil {
+			return err
+		}
+		hdr, err := fsys.stat(followed)
+		if err != nil {
+			return err
+		}
+		src := s.sourceOf(fsys, exclude, followed, path.Base("/"+p), hdr)
+		if hdr.Typeflag != tar.TypeDir {
+			if err := plan.copyChild(dst, p, src.file); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := plan.copyChild(dst, p, &copyEntry{hdr: hdr}); err != nil {
+			return err
+		}
+		if err := src.walk(func(r string, e *copyEntry) error { return plan.copyChild(dst, joinRel(p, r), e) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func copyCreatedBy(r copyRequest) string {
@@ -396,9 +444,12 @@ func allURLs(srcs []string) bool {
 
 // sourceFS is where COPY reads from: the build context or an image.
 type sourceFS interface {
-	// match expands a cleaned source path or pattern to resolved paths
-	// ("" is the root); nothing found gives an empty list.
+	// match expands a cleaned source path or pattern to paths whose
+	// directories are resolved ("" is the root); nothing found gives an
+	// empty list.
 	match(src string) ([]string, error)
+	// follow resolves symlinks in a matched path, the last one's too.
+	follow(p string) (string, error)
 	// stat describes a matched path (symlinks at the top already followed).
 	stat(p string) (*tar.Header, error)
 	// walk calls fn for everything below directory p, parents first, in
@@ -443,6 +494,8 @@ func (f *contextFS) match(src string) ([]string, error) {
 	}
 	return []string{p}, nil
 }
+
+func (f *contextFS) follow(p string) (string, error) { return f.c.resolve(p, true) }
 
 func (f *contextFS) stat(p string) (*tar.Header, error) {
 	fi, err := os.Lstat(f.c.abs(p))

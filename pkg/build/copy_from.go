@@ -65,7 +65,7 @@ func (s *stageState) fromSource(ctx context.Context, from string) (sourceFS, err
 		if run == nil || run.result == nil {
 			return nil, fmt.Errorf("COPY --from=%s: stage not built", from)
 		}
-		return &treeFS{src: run.result.source, name: fmt.Sprintf("stage %q", from)}, nil
+		return &treeFS{s: s, src: run.result.source, name: fmt.Sprintf("stage %q", from)}, nil
 	}
 	if strings.EqualFold(from, st.Name) && st.Name != "" {
 		return nil, fmt.Errorf("COPY --from=%s: a stage cannot copy from itself", from)
@@ -74,11 +74,12 @@ func (s *stageState) fromSource(ctx context.Context, from string) (sourceFS, err
 	if err != nil {
 		return nil, fmt.Errorf("COPY --from=%s: %w", from, err)
 	}
-	return &treeFS{src: src, name: "image " + from}, nil
+	return &treeFS{s: s, src: src, name: "image " + from}, nil
 }
 
 // treeFS reads an image's merged layers.
 type treeFS struct {
+	s    *stageState
 	src  *imageSource
 	name string
 }
@@ -86,7 +87,10 @@ type treeFS struct {
 func (f *treeFS) describe() string     { return f.name }
 func (f *treeFS) notFoundHint() string { return "" }
 
-func (f *treeFS) tree() (*archive.Tree, error) { return f.src.fullTree() }
+// tree is the image's files, from its layers' indexes.
+func (f *treeFS) tree() (*archive.Tree, error) {
+	return f.src.indexTree(f.s.b.ctx, f.s.b, f.s.stageTag(), "COPY --from reads the "+f.name)
+}
 
 func (f *treeFS) match(src string) ([]string, error) {
 	t, err := f.tree()
@@ -168,6 +172,18 @@ func childNames(t *archive.Tree, dir string) ([]string, error) {
 		return nil
 	})
 	return out, err
+}
+
+func (f *treeFS) follow(p string) (string, error) {
+	t, err := f.tree()
+	if err != nil {
+		return "", err
+	}
+	r, _, err := t.Resolve("/" + p)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimPrefix(r, "/"), nil
 }
 
 func (f *treeFS) stat(p string) (*tar.Header, error) {

@@ -67,6 +67,9 @@ func writeContext(t *testing.T, files map[string]file) string {
 			if err := os.MkdirAll(p, 0o755); err != nil {
 				t.Fatal(err)
 			}
+			if f.mode != 0 {
+				defer os.Chmod(p, f.mode) // after the files below it
+			}
 		default:
 			mode := f.mode
 			if mode == 0 {

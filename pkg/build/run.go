@@ -405,7 +405,7 @@ func (s *stageState) rootfsLayers(layers []v1.Layer) ([]rootfs.Layer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
-		out[i] = rootfs.Layer{DiffID: d, Open: l.Uncompressed, Name: d.String()[:19]}
+		out[i] = rootfs.Layer{DiffID: d, Open: s.b.indexingOpener(s.b.ctx, l, d, s.stageTag()), Name: d.String()[:19]}
 	}
 	return out, nil
 }
@@ -662,32 +662,10 @@ func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) e
 }
 
 // noteRunEntries records what a RUN layer holds in the known tree, so
-// that later COPY steps see directories and symlinks RUN made.
+// that later COPY steps see directories and symlinks RUN made (and what it
+// removed).
 func (s *stageState) noteRunEntries(hdrs []*tar.Header) {
-	for _, h := range hdrs {
-		p := path.Clean("/" + h.Name)
-		dir, base := path.Split(p)
-		switch {
-		case base == ".wh..wh..opq":
-			d := path.Clean(dir)
-			for k := range s.known.entries {
-				if strings.HasPrefix(k, d+"/") {
-					delete(s.known.entries, k)
-				}
-			}
-		case strings.HasPrefix(base, ".wh."):
-			gone := path.Join(dir, strings.TrimPrefix(base, ".wh."))
-			for k := range s.known.entries {
-				if k == gone || strings.HasPrefix(k, gone+"/") {
-					delete(s.known.entries, k)
-				}
-			}
-		default:
-			c := cloneHeader(h)
-			c.Name = p
-			s.known.add(p, c)
-		}
-	}
+	s.known.applyLayer(hdrs)
 }
 
 // prefixWriter writes a step's output to the build log, a line at a time,

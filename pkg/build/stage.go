@@ -572,22 +572,7 @@ func (s *stageState) doWorkdir(ctx context.Context, c *instructions.WorkdirComma
 		s.history(createdBy, true)
 		return nil
 	}
-	resolved, n := s.known.resolve(p)
-	if n != nil && n.isDir() {
-		s.history(createdBy, true)
-		return nil
-	}
-	uid, gid := 0, 0
-	if s.cfg.Config.User != "" {
-		var err error
-		if uid, gid, err = s.resolveOwner(ctx, s.cfg.Config.User); err != nil {
-			return s.file.Errorf(loc, "WORKDIR %s: %v", c.Path, err)
-		}
-	}
-	entries := []*copyEntry{{dest: resolved, hdr: dirHeader(resolved, 0o755, uid, gid, s.b.entryTime())}}
-	return s.addLayer(ctx, entries, createdBy, func(err error) error {
-		return s.file.Errorf(loc, "WORKDIR %s: %v", c.Path, err)
-	})
+	return s.workdirLayer(ctx, p, createdBy, loc)
 }
 
 var _ = archive.Gzip

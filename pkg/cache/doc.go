@@ -14,4 +14,7 @@
 // headers of the layer, and its one layer is the step's layer. Local keeps
 // entries in a kiln store (pkg/store), named by cache refs that the
 // store's GC treats as roots, so a cached layer lives as long as its entry.
+//
+// Layer path indexes (index.go) are kept the same way, under a key made
+// from the layer's diff ID, and travel with --cache-to/--cache-from.
 package cache

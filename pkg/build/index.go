@@ -1,0 +1,253 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/cache"
+)
+
+// Layer path indexes (archive.LayerIndex) answer questions about an
+// image's files (is /usr/local/bin a directory? is /bin a symlink?) without
+// its layers. An index is made once per layer, the first time the layer is
+// read (indexed for a question, read by COPY --from, unpacked for RUN), and
+// kept in the store under the layer's diff ID; with a registry step cache
+// it also travels through --cache-to/--cache-from, so a fresh store with a
+// warm cache downloads no base layer to answer them.
+
+// IndexCache keeps encoded layer indexes by diff ID (pkg/cache.Local and
+// pkg/cache.Tiered are ones).
+type IndexCache interface {
+	GetIndex(ctx context.Context, diffID v1.Hash) ([]byte, error)
+	PutIndex(ctx context.Context, diffID v1.Hash, data []byte) error
+}
+
+// layerIndexes are the indexes a build has at hand, made or read at most
+// once per diff ID.
+type layerIndexes struct {
+	mu    sync.Mutex
+	calls map[v1.Hash]*indexCall
+}
+
+type indexCall struct {
+	done chan struct{}
+	x    *archive.LayerIndex
+	err  error
+}
+
+// indexCache is where the build keeps indexes: the step cache when it
+// keeps them (a registry cache carries them), else the store.
+func (b *builder) indexCache() IndexCache {
+	if c, ok := b.opts.Cache.(IndexCache); ok {
+		return c
+	}
+	return cache.NewLocal(b.opts.Store)
+}
+
+// call returns the call for diffID and whether the caller must make it.
+func (b *builder) indexCall(diffID v1.Hash) (*indexCall, bool) {
+	li := &b.indexes
+	li.mu.Lock()
+	defer li.mu.Unlock()
+	if c, ok := li.calls[diffID]; ok {
+		return c, false
+	}
+	if li.calls == nil {
+		li.calls = map[v1.Hash]*indexCall{}
+	}
+	c := &indexCall{done: make(chan struct{})}
+	li.calls[diffID] = c
+	return c, true
+}
+
+// layerIndex returns the index of layer l (diff ID diffID) of image ref:
+// kept from earlier, or made by reading the layer (downloading it when the
+// store does not hold it, verified against its diff ID), which the build
+// log reports with why, and then kept.
+func (b *builder) layerIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref, tag, why string) (*archive.LayerIndex, error) {
+	c, mine := b.indexCall(diffID)
+	if !mine {
+		select {
+		case <-c.done:
+			return c.x, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	defer close(c.done)
+	c.x, c.err = b.makeIndex(ctx, l, diffID, ref, tag, why)
+	if c.err != nil {
+		// A later question may try again (a cancelled read, say).
+		b.indexes.mu.Lock()
+		delete(b.indexes.calls, diffID)
+		b.indexes.mu.Unlock()
+	}
+	return c.x, c.err
+}
+
+func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref, tag, why string) (*archive.LayerIndex, error) {
+	ic := b.indexCache()
+	data, err := ic.GetIndex(ctx, diffID)
+	if err != nil {
+		b.logf("[%s] warning: layer index of %s: %v", tag, diffID, err)
+	}
+	if data != nil {
+		x, err := archive.DecodeIndex(data, diffID)
+		if err == nil {
+			return x, nil
+		}
+		b.logf("[%s] warning: %v; indexing the layer again", tag, err)
+	}
+	digest, err := l.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("layer %s of %s: %w", diffID, ref, err)
+	}
+	if !b.opts.Store.HasBlob(digest) {
+		size, _ := l.Size()
+		b.logf("[%s] fetching base layer %s (%s) of %s for its path index: %s", tag, shortDigest(digest), humanSize(size), ref, why)
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, fmt.Errorf("reading layer %s of %s: %w", diffID, ref, err)
+	}
+	defer rc.Close()
+	x, err := archive.IndexLayer(contextReader{ctx, rc}, diffID)
+	if err != nil {
+		return nil, fmt.Errorf("reading the layers of %s: %w", ref, err)
+	}
+	b.keepIndex(ctx, x, tag)
+	return x, nil
+}
+
+// keepIndex stores an index (a failure is a warning: the build goes on).
+func (b *builder) keepIndex(ctx context.Context, x *archive.LayerIndex, tag string) {
+	data, err := x.Encode()
+	if err == nil {
+		err = b.indexCache().PutIndex(ctx, x.DiffID, data)
+	}
+	if err != nil {
+		b.logf("[%s] warning: keeping the layer index of %s: %v", tag, x.DiffID, err)
+	}
+}
+
+// hasIndex reports whether the index of diffID is at hand (this build's
+// memory or the local store).
+func (b *builder) hasIndex(ctx context.Context, diffID v1.Hash) bool {
+	b.indexes.mu.Lock()
+	_, ok := b.indexes.calls[diffID]
+	b.indexes.mu.Unlock()
+	if ok {
+		return true
+	}
+	data, err := cache.NewLocal(b.opts.Store).GetIndex(ctx, diffID)
+	return err == nil && data != nil
+}
+
+// indexingOpener opens layer l uncompressed for a reader that reads all of
+// it (the unpacking of RUN layers) and, when its index is not at hand yet,
+// makes the index from the same bytes and keeps it once the whole layer
+// went through and matched its diff ID.
+func (b *builder) indexingOpener(ctx context.Context, l v1.Layer, diffID v1.Hash, tag string) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		rc, err := l.Uncompressed()
+		if err != nil || b.hasIndex(ctx, diffID) {
+			return rc, err
+		}
+		return &indexingReader{rc: rc, ix: archive.NewIndexer(diffID), b: b, ctx: ctx, tag: tag}, nil
+	}
+}
+
+type indexingReader struct {
+	rc  io.ReadCloser
+	ix  *archive.Indexer
+	b   *builder
+	ctx context.Context
+	tag string
+	eof bool
+}
+
+func (r *indexingReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	r.ix.Write(p[:n])
+	if err == io.EOF {
+		r.eof = true
+	}
+	return n, err
+}
+
+func (r *indexingReader) Close() error {
+	err := r.rc.Close()
+	if !r.eof {
+		r.ix.Abort()
+		return err
+	}
+	if x, ierr := r.ix.Finish(); ierr == nil {
+		r.b.keepIndex(r.ctx, x, r.tag)
+	}
+	return err
+}
+
+// contextReader stops reading when ctx is done.
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// indexTree is the merged view of the image's files made from its layers'
+// indexes, made on first use; why says what needed it (for the log).
+func (src *imageSource) indexTree(ctx context.Context, b *builder, tag, why string) (*archive.Tree, error) {
+	src.treeMu.Lock()
+	defer src.treeMu.Unlock()
+	if src.tree != nil {
+		return src.tree, nil
+	}
+	diffIDs := src.cfg.RootFS.DiffIDs
+	xs := make([]*archive.LayerIndex, len(src.layers))
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := b.opts.Registry.Jobs
+	if jobs <= 0 {
+		jobs = 4
+	}
+	g.SetLimit(jobs)
+	for i, l := range src.layers {
+		g.Go(func() error {
+			x, err := b.layerIndex(gctx, l, diffIDs[i], src.ref, tag, why)
+			xs[i] = x
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	t := archive.NewTree()
+	for i, x := range xs {
+		if err := t.ApplyIndex(i, x); err != nil {
+			return nil, fmt.Errorf("reading the layers of %s: %w", src.ref, err)
+		}
+	}
+	src.tree = t
+	return t, nil
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}
