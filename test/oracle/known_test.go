@@ -25,6 +25,8 @@ var known = map[string]knownFailure{
 	"copy-dir-over-base-symlink-dir-noslash": {"COPY dir /srv/dirlink (symlink to a dir) writes under the symlink instead of into /opt (issue 8 #1)", "copy"},
 	"copy-onto-symlink-to-file":              {"new: COPY a /srv/filelink (a symlink to a file) replaces the symlink; BuildKit writes through it to /srv/file", "copy"},
 	"copy-onto-dangling-symlink":             {"new: COPY a /srv/dangling (symlink to /nowhere) replaces the symlink; BuildKit writes through it, creating /nowhere", "copy"},
+	"add-url-noslash-existing-dir":           {"ADD URL /usr/local/bin (a base dir, no slash) replaces the dir with the file instead of downloading into it (issue 8 #1)", "copy"},
+	"copy-from-stage-file-over-symlink":      {"COPY --from=s /s /app/ with /app -> /opt/app writes under the symlink instead of into /opt/app (issue 8 #1)", "copy"},
 	"workdir-existing":                       {"new: WORKDIR /tmp rewrites the base's /tmp as 0755 (it is 1777): an existing directory must be left alone", "copy"},
 	"workdir-existing-symlink":               {"new: WORKDIR /app (a symlink to /opt/app) replaces the symlink with a directory; BuildKit follows it", "copy"},
 
