@@ -133,9 +133,18 @@ func (c *call) stat(di, pi int, follow, emptyPath bool, buf uint64, sx *statxArg
 // tracerPath is host as the tracer must name it: /proc/self is the
 // traced thread's, not the tracer's.
 func (c *call) tracerPath(host string) string {
-	for _, self := range []string{"/proc/self", "/proc/thread-self"} {
+	me := "/proc/" + strconv.Itoa(c.t.tid)
+	for _, self := range []string{"/proc/self", "/proc/thread-self", "/dev/fd"} {
 		if host == self || strings.HasPrefix(host, self+"/") {
-			return "/proc/" + strconv.Itoa(c.t.tid) + host[len(self):]
+			if self == "/dev/fd" {
+				return me + "/fd" + host[len(self):]
+			}
+			return me + host[len(self):]
+		}
+	}
+	for i, std := range []string{"/dev/stdin", "/dev/stdout", "/dev/stderr"} {
+		if host == std {
+			return me + "/fd/" + strconv.Itoa(i)
 		}
 	}
 	return host
@@ -360,6 +369,7 @@ func (c *call) record(host string, follow bool, u, g uint64) error {
 	if !c.asRoot() && c.t.cred.euid != 0 {
 		return c.skip(-int64(unix.EPERM))
 	}
+	host = c.tracerPath(host)
 	var st unix.Stat_t
 	var err error
 	if follow {

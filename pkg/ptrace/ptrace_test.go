@@ -76,13 +76,15 @@ printf '#!/bin/sh -e\necho script $0 $1\n' > /tmp/s; chmod +x /tmp/s; /tmp/s arg
 echo x > /tmp/ro; chmod 444 /tmp/ro; echo y > /tmp/ro; cat /tmp/ro
 mknod /tmp/nd c 1 3; stat -c '%F %t %T %U' /tmp/nd
 mkdir /data; chown 1000:1000 /data; stat -c '%u:%g' /data
+stat -L -c '%F' /dev/stdin /proc/self/fd/1 </tmp/f1 >/tmp/out; cat /tmp/out
 `)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
 	want := []string{"/tmp\n/tmp\nuid=0(root) gid=0(root)", "\n/bin/busybox\n", "1\n2\n3\n",
 		"bin dev etc home linuxrc proc root sbin sys tmp usr var \nbin dev etc home linuxrc proc root sbin sys tmp usr var \n", "escape-refused",
-		"script /tmp/s arg\n", "\ny\n", "character special file 1 3 root\n", "1000:1000\n"}
+		"script /tmp/s arg\n", "\ny\n", "character special file 1 3 root\n", "1000:1000\n",
+		"1000:1000\nregular file\nregular empty file\n"}
 	for _, w := range want {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
