@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
+	"github.com/kiln-build/kiln/pkg/registry"
 )
 
 // stageState is a stage being built.
@@ -239,6 +240,30 @@ func (s *stageState) setEnv(k, v string) {
 	s.cfg.Config.Env = append(s.cfg.Config.Env, k+"="+v)
 }
 
+// maxConfigSize bounds the config a stage builds, instruction by
+// instruction, so that ENV A=$A$A repeated cannot take gigabytes: what a
+// registry serves by default (registry.DefaultMaxConfigSize).
+const maxConfigSize = registry.DefaultMaxConfigSize
+
+// configSize is about how large the stage's config is in JSON: the sum of
+// its strings that instructions make grow.
+func (s *stageState) configSize() int {
+	n := 0
+	c := &s.cfg.Config
+	for _, l := range [][]string{c.Env, c.Cmd, c.Entrypoint, c.Shell, c.OnBuild} {
+		for _, v := range l {
+			n += len(v) + 4
+		}
+	}
+	for k, v := range c.Labels {
+		n += len(k) + len(v) + 6
+	}
+	for _, h := range s.cfg.History {
+		n += len(h.CreatedBy) + len(h.Comment) + 64
+	}
+	return n
+}
+
 // history appends a history entry; emptyLayer marks metadata-only steps.
 func (s *stageState) history(createdBy string, emptyLayer bool) {
 	s.cfg.History = append(s.cfg.History, v1.History{
@@ -251,7 +276,12 @@ func (s *stageState) history(createdBy string, emptyLayer bool) {
 
 // dispatch runs one instruction. loc locates errors (the trigger's FROM for
 // ONBUILD triggers).
-func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc []parser.Range) error {
+func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc []parser.Range) (err error) {
+	defer func() {
+		if n := s.configSize(); err == nil && n > maxConfigSize {
+			err = s.file.Errorf(loc, "%s: the image config grows to more than %d bytes (%d), more than registries and kiln accept; is a variable doubling itself?", strings.ToUpper(c.Name()), maxConfigSize, n)
+		}
+	}()
 	if ex, ok := c.(instructions.SupportsSingleWordExpansion); ok {
 		if _, isArg := c.(*instructions.ArgCommand); !isArg {
 			if err := ex.Expand(s.file.Expander(s.env())); err != nil {

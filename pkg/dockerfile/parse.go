@@ -80,6 +80,9 @@ func Parse(name string, src []byte) (f *File, err error) {
 			f, err = nil, &Error{File: name, Err: fmt.Errorf("cannot parse: %v", r)}
 		}
 	}()
+	if err := checkLineLengths(name, src); err != nil {
+		return nil, err
+	}
 	res, err := parser.Parse(bytes.NewReader(src))
 	if err != nil {
 		return nil, locate(name, err)
@@ -162,4 +165,26 @@ func cleanErr(err error) error {
 		}
 	}
 	return errors.New(msg)
+}
+
+// maxLineLength is the longest physical line BuildKit's parser reads (its
+// line scanner's buffer); a longer one stops the scan and BuildKit reports
+// an empty file.
+const maxLineLength = 64<<10 - 1
+
+// checkLineLengths refuses a Dockerfile with a line the parser cannot read,
+// naming the line (a 100 KB FROM line would otherwise read as a file with
+// no instructions).
+func checkLineLengths(name string, src []byte) error {
+	for line := 1; len(src) > 0; line++ {
+		n := bytes.IndexByte(src, '\n')
+		if n < 0 {
+			n = len(src)
+		}
+		if n > maxLineLength {
+			return &Error{File: name, Line: line, Err: fmt.Errorf("the line is %d bytes long, more than the %d a Dockerfile line may have", n, maxLineLength)}
+		}
+		src = src[min(n+1, len(src)):]
+	}
+	return nil
 }

@@ -323,8 +323,15 @@ func argValue(lex *shell.Lex, kv instructions.KeyValuePairOptional, buildArgs, e
 
 func expandWord(lex *shell.Lex, word string, env map[string]string) (string, error) {
 	v, _, err := lex.ProcessWord(word, mapEnv(env))
+	if err == nil && len(v) > maxExpandedWord {
+		return "", fmt.Errorf("%.40q expands to %d bytes, more than the %d a word may have (is a variable doubling itself?)", word, len(v), maxExpandedWord)
+	}
 	return v, err
 }
+
+// maxExpandedWord bounds what one word expands to, so that ENV A=$A$A
+// repeated stops at a few MiB instead of taking gigabytes.
+const maxExpandedWord = 4 << 20
 
 func merge(a, b map[string]string) map[string]string {
 	m := make(map[string]string, len(a)+len(b))

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestInputDockerfileSymlink (finding 7): a Dockerfile that is a symlink to
@@ -77,4 +78,27 @@ func TestInputDockerfileSymlink(t *testing.T) {
 			t.Fatalf("a Dockerfile linked inside the context: %v\n%s", r.err, r)
 		}
 	})
+}
+
+// TestInputDockerfileSizes (finding 11): a 100 KB FROM line is an error
+// naming its line (not "no instructions"), and an ENV that doubles itself
+// stops once the config outgrows what registries accept, naming the line,
+// instead of growing to hundreds of megabytes.
+func TestInputDockerfileSizes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, dockerfile string
+		want             []string
+	}{
+		{"long-line", "FROM scratch\n# a comment\nFROM " + strings.Repeat("a", 100_000) + "\n", []string{"Dockerfile:3", "65535"}},
+		{"env-doubling", "FROM scratch\nENV A=" + strings.Repeat("x", 32) + "\n" + strings.Repeat("ENV A=$A$A\n", 30), []string{"Dockerfile:20", "doubling itself"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.TempDir()
+			writeFiles(t, ctx, map[string]string{"Dockerfile": c.dockerfile})
+			mustFail(t, kilnRunTimeout(t, 2*time.Minute, nil, nil, "--root", t.TempDir(), "build", ctx), c.want...)
+		})
+	}
 }
