@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -138,6 +139,9 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 				m.File = true
 			}
 		}
+		if len(m.Lowers) > 0 {
+			m.File = fileInLowers(m.Lowers, m.Source)
+		}
 	}
 	if !feat.Mounts {
 		for _, m := range rs.Mounts {
@@ -174,4 +178,25 @@ func mountKind(m Mount) string {
 		return "ssh"
 	}
 	return m.Type
+}
+
+// fileInLowers reports whether p, a path in the union of layer
+// directories (bottom first), is something other than a directory in the
+// topmost layer that has it (a RUN --mount=type=bind,from=… of one file,
+// whose mount point must then be a file). A whiteout (a 0/0 character
+// device) or a path no layer has counts as not a file.
+func fileInLowers(lowers []string, p string) bool {
+	for i := len(lowers) - 1; i >= 0; i-- {
+		fi, err := os.Lstat(filepath.Join(lowers[i], filepath.Clean("/"+p)))
+		if err != nil {
+			continue
+		}
+		if fi.Mode()&os.ModeCharDevice != 0 {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Rdev == 0 {
+				return false
+			}
+		}
+		return !fi.IsDir()
+	}
+	return false
 }

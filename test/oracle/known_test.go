@@ -76,7 +76,4 @@ var known = map[string]knownFailure{
 	"env-in-run":            {"new: no history entry for ARG (BuildKit: empty_layer \"ARG A=arg\")", "config"},
 	"onbuild-define":        {"new: ONBUILD gets an empty_layer history entry; BuildKit records none (dispatchOnbuild only appends to OnBuild)", "config"},
 	"onbuild-from-stage":    {"new: ONBUILD gets an empty_layer history entry; BuildKit records none", "config"},
-
-	// RUN mounts (new).
-	"run-mount-from-stage": {"new: RUN --mount=type=bind,from=s,source=/f,target=/m of a single file fails: \"--mount target=/m: not a directory\"", "run"},
 }
