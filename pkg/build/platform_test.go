@@ -138,3 +138,21 @@ func TestPlatformImplicitForeignBase(t *testing.T) {
 		t.Errorf("--platform of the host built on a %s-only base", foreign.Architecture)
 	}
 }
+
+// TestPlatformPinnedFinalStage: a final stage pinned to another platform
+// (FROM --platform=linux/amd64 scratch, files that suit every platform) is
+// labelled with the platform asked for, as BuildKit does, with a warning.
+func TestPlatformPinnedFinalStage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var log bytes.Buffer
+	img := e.mustBuild(t, "FROM --platform=linux/amd64 scratch\nCOPY a /a\n", map[string]file{"a": {content: "a"}},
+		platforms("linux/arm64"), func(o *build.Options) { o.Log = &log })
+	cfg, _ := img.ConfigFile()
+	if cfg.Architecture != "arm64" || cfg.Variant != "" {
+		t.Errorf("config platform %s, want linux/arm64", cfg.Platform())
+	}
+	if !strings.Contains(log.String(), "is built on linux/amd64 and labelled linux/arm64") {
+		t.Errorf("no warning about the pinned final stage:\n%s", log.String())
+	}
+}
