@@ -27,6 +27,13 @@
 //     namespaces): no namespaces and no mounts; the step runs chrooted in
 //     a working copy and its diff is found by a metadata walk. The helper
 //     is a child subreaper and kills whatever the step leaves running.
+//   - ptrace (ptrace_linux.go, on package ptrace): the last resort, for a
+//     non-root user without user namespaces, capabilities or privilege
+//     escalation (Pod Security Standards "restricted"): the step's
+//     processes are traced in a working copy, root is emulated and the
+//     owners it sets are recorded in an ownership table that Apply fills
+//     and WalkDiff reads; RUN --mount files, caches, tmpfs and read-only
+//     binds are guest paths served from host paths.
 //   - none: nothing above works; builds without RUN still work and a RUN
 //     step fails with what is missing.
 //
