@@ -285,3 +285,19 @@ echo made > /cache/new; cat /cache/new`,
 		t.Errorf("writable bind: %q %v", b, err)
 	}
 }
+
+// TestExecFails: a command that cannot be executed exits 127 with a
+// message naming it.
+func TestExecFails(t *testing.T) {
+	t.Parallel()
+	root, table := rootOf(t, testutil.BusyboxImage(t))
+	var out bytes.Buffer
+	res, err := Run(context.Background(), Config{Root: root, Table: table, Args: []string{"/no/such/program", "x"}, Cwd: "/"},
+		Options{Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Exit != 127 || !strings.Contains(out.String(), "/no/such/program") {
+		t.Errorf("exit %d, output %q", res.Exit, out.String())
+	}
+}

@@ -229,7 +229,13 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 	if err != nil {
 		return nil, err
 	}
-	proc, err := os.StartProcess(tr.exe, argv, &os.ProcAttr{
+	exe := tr.exe
+	if len(argv) > 1 {
+		if p, err := smallStub(); err == nil {
+			exe, tr.small = p, true
+		}
+	}
+	proc, err := os.StartProcess(exe, argv, &os.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: append(append([]*os.File{}, tr.files...), readyR),
@@ -261,6 +267,10 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 	switch {
 	case ws.Exited():
 		res.Exit = ws.ExitStatus()
+		if tr.small && !tr.execd && res.Exit == 127 {
+			// The small stub cannot say why its execve failed.
+			fmt.Fprintf(tr.files[2], "kiln: exec %s: no such file, or not executable\n", argv[2])
+		}
 	case ws.Signaled():
 		res.Exit = 128 + int(ws.Signal())
 		res.Signal = ws.Signal().String()

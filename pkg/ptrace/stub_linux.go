@@ -47,6 +47,21 @@ func stubMain() int {
 // Calls of another architecture (i386, x32) would escape translation:
 // they fail with ENOSYS.
 func installFilter() error {
+	prog := filterProg()
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
+	if errno != 0 {
+		return fmt.Errorf("installing the seccomp filter: %w", errno)
+	}
+	return nil
+}
+
+// filterProg is the seccomp program: RET_TRACE for the traced calls,
+// ENOSYS for another architecture's, ALLOW for the rest.
+func filterProg() []unix.SockFilter {
 	const (
 		retAllow = unix.SECCOMP_RET_ALLOW
 		retTrace = unix.SECCOMP_RET_TRACE
@@ -64,17 +79,8 @@ func installFilter() error {
 	for i, nr := range traced {
 		prog = append(prog, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: nr, Jt: uint8(n - i), Jf: 0})
 	}
-	prog = append(prog,
+	return append(prog,
 		unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: retAllow},
 		unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: retTrace},
 	)
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
-	if errno != 0 {
-		return fmt.Errorf("installing the seccomp filter: %w", errno)
-	}
-	return nil
 }

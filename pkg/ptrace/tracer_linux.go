@@ -60,7 +60,9 @@ type tracer struct {
 	stops int
 	cpu   time.Duration // of the reaped tracees
 
-	exe   string     // the stub's binary
+	exe   string     // the stub's binary (kiln)
+	small bool       // the small stub (stubELF) runs instead
+	execd bool       // the main process executed the command
 	files []*os.File // the command's stdin, stdout, stderr
 
 	mu     sync.Mutex // guards threads' membership for killAll
@@ -165,6 +167,9 @@ func (tr *tracer) event(pid int, ws unix.WaitStatus) {
 		}
 		t.scratch = 0
 		t.post = nil
+		if pid == tr.mainPid {
+			tr.execd = true
+		}
 		if t.newExe != "" {
 			t.exe, t.newExe = t.newExe, ""
 		}
