@@ -17,10 +17,10 @@
 # and, for ptrace mode (the last resort, as in a "restricted" pod), against
 # the detected mode on the same machine:
 #
-#   ptrace per-RUN     big-base-small-runs on debian, warm, median of 10:
-#                      step wall time minus the command's    < 150 ms
-#   ptrace command     the same steps' command time (tracer start, stub,
-#                      traced exec of sh), ptrace minus detected
+#   ptrace per-RUN     big-base-small-runs on debian, warm, median of 10
+#                      step wall times: ptrace minus detected < 150 ms
+#                      (with the overhead, wall minus command, and the
+#                      command times of both)
 #   ptrace apt-install cold apt-install in ptrace mode over the detected
 #                      mode, medians of REPS                    <= 2
 #
@@ -118,6 +118,7 @@ ctx() { # NAME BASE -> prints the context dir
 # medians of "RUN done in Xms (command Yms)" lines: overhead X-Y.
 overheads() { sed -n 's/.*RUN done in \([0-9.]*\)ms (command \([0-9.]*\)ms.*/\1 \2/p' "$1" | awk '{printf "%.1f\n", $1-$2}'; }
 commands() { sed -n 's/.*RUN done in [0-9.]*ms (command \([0-9.]*\)ms.*/\1/p' "$1"; }
+walls() { sed -n 's/.*RUN done in \([0-9.]*\)ms (command.*/\1/p' "$1"; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 mode=$(kiln doctor | sed -n 's/^isolation: //p')
@@ -196,7 +197,7 @@ fi
 if want ptrace; then
   detected=$(as_user "$work/kiln" doctor | sed -n 's/^isolation: \([a-z]*\).*/\1/p')
   c=$(ctx big-base-small-runs debian)
-  declare -A pr_over pr_cmd
+  declare -A pr_over pr_cmd pr_wall
   for m in "$detected" ptrace; do
     store=$work/u/store-small-$m
     say "big-base-small-runs on debian in $m mode: cold and warm builds"
@@ -206,8 +207,10 @@ if want ptrace; then
       die "big-base-small-runs in $m mode failed (see $BENCH_OUT/ptrace-small-$m-warm.log)"
     pr_over[$m]=$(overheads "$BENCH_OUT/ptrace-small-$m-warm.log" | median)
     pr_cmd[$m]=$(commands "$BENCH_OUT/ptrace-small-$m-warm.log" | median)
+    pr_wall[$m]=$(walls "$BENCH_OUT/ptrace-small-$m-warm.log" | median)
   done
   cmd_delta=$(awk -v a="${pr_cmd[ptrace]}" -v b="${pr_cmd[$detected]}" 'BEGIN {printf "%.1f", a-b}')
+  added=$(awk -v a="${pr_wall[ptrace]}" -v b="${pr_wall[$detected]}" 'BEGIN {printf "%.1f", a-b}')
 
   amed_d=nan amed_p=nan aratio=nan
   if [ "$REPS" -gt 0 ]; then
@@ -233,7 +236,8 @@ if want ptrace; then
     echo
     echo "| measure | $detected | ptrace | target | |"
     echo "|---|---|---|---|---|"
-    echo "| per-RUN overhead, debian, warm (median of 10) | ${pr_over[$detected]} ms | ${pr_over[ptrace]} ms | < 150 ms | $(verdict "${pr_over[ptrace]}" 150 '<') |"
+    echo "| step wall time, debian, warm (median of 10) | ${pr_wall[$detected]} ms | ${pr_wall[ptrace]} ms (+$added) | ptrace adds < 150 ms | $(verdict "$added" 150 '<') |"
+    echo "| per-RUN overhead (wall minus command) | ${pr_over[$detected]} ms | ${pr_over[ptrace]} ms | | |"
     echo "| command time of \`echo N > /stepN\` (median of 10) | ${pr_cmd[$detected]} ms | ${pr_cmd[ptrace]} ms (+$cmd_delta) | | |"
     echo "| apt-install, cold (median of $REPS) | $amed_d s | $amed_p s ($aratio x) | <= 2 x | $(verdict "$aratio" 2 '<=') |"
   } | tee -a "$BENCH_OUT/table.md"
