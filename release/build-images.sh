@@ -39,7 +39,7 @@ ctx=$work/context
 mkdir -p "$ctx" "$cache"
 cp -r release/context/. "$ctx/"
 cp release/Dockerfile "$ctx/Dockerfile"
-install -d -m 0755 "$ctx/home" "$ctx/home/kiln" "$ctx/home/kiln/tmp" "$ctx/home/kiln/.local" "$ctx/home/kiln/.local/share" "$ctx/home/kiln/.local/share/kiln"
+install -d -m 0755 "$ctx/home" "$ctx/home/kiln" "$ctx/home/kiln/.local" "$ctx/home/kiln/.local/share" "$ctx/home/kiln/.local/share/kiln"
 install -d -m 0755 "$ctx/kaniko" "$ctx/kaniko/.docker"
 ln -s /usr/local/bin/kiln "$ctx/kaniko/executor"
 [ -r /etc/ssl/certs/ca-certificates.crt ] || die "no /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
