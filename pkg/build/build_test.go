@@ -297,7 +297,7 @@ func TestBadInput(t *testing.T) {
 		name, df, want string
 	}{
 		{"missing source", "FROM scratch\nCOPY nope.txt /\n", "Dockerfile:2: COPY nope.txt: not found in the build context"},
-		{"outside context", "FROM scratch\nCOPY ../x /\n", "Dockerfile:2: COPY ../x: path is outside the build context"},
+		{"outside context", "FROM scratch\nCOPY ../x /\n", "Dockerfile:2: COPY ../x: not found in the build context"},
 		{"file over a directory", "FROM scratch\nCOPY app/conf /x/main.sh/\nCOPY app/ /x/\n", "Dockerfile:3: COPY app/: cannot replace to directory /x/main.sh with file"},
 		{"directory over a file", "FROM scratch\nCOPY lib/a.jar /x\nCOPY app/ /x\n", "Dockerfile:3: COPY app/: cannot copy to non-directory: /x"},
 		{"below a file", "FROM scratch\nCOPY lib/a.jar /x\nCOPY lib/b.jar /x/y/\n", "Dockerfile:3: COPY lib/b.jar: mkdir /x: not a directory"},

@@ -65,19 +65,12 @@ func (c *contextSource) excluded(rel string) (bool, error) {
 	return c.matcher.Excluded(rel)
 }
 
-var errOutside = errors.New("path is outside the build context")
-
-// cleanSource validates a COPY source path: relative to the context root
-// (a leading "/" is allowed and means the root); ".." may not climb out.
+// cleanSource cleans a COPY source path as BuildKit does: relative to the
+// context root (a leading "/" means the root), ".." never climbing above
+// it ("../a" is "a").
 func cleanSource(src string) (string, error) {
-	p := path.Clean(strings.TrimPrefix(filepath.ToSlash(src), "/"))
-	if p == ".." || strings.HasPrefix(p, "../") {
-		return "", errOutside
-	}
-	if p == "." {
-		return "", nil
-	}
-	return p, nil
+	p := path.Clean("/" + filepath.ToSlash(src))
+	return strings.TrimPrefix(p, "/"), nil
 }
 
 // resolve follows symlinks in rel inside the root. With followLast the last

@@ -307,7 +307,7 @@ func (p *copyPlan) commit() {
 
 // workdirLayer makes WORKDIR's directory as BuildKit does (mkdir -p, owned
 // by USER): the directories it creates get entries, what exists (symlinks
-// followed) is left alone, and a step that creates nothing adds no layer.
+// followed) is left alone (its layer is then empty).
 func (s *stageState) workdirLayer(ctx context.Context, p, createdBy string, loc []parser.Range) error {
 	errf := func(err error) error { return s.file.Errorf(loc, "%s: %v", createdBy, err) }
 	plan := s.newCopyPlan(ctx, createdBy)
@@ -325,10 +325,8 @@ func (s *stageState) workdirLayer(ctx context.Context, p, createdBy string, loc 
 	if err := plan.mkdirAll(r, 0o755, uid, gid); err != nil {
 		return errf(err)
 	}
-	if len(plan.entries) == 0 {
-		s.history(createdBy, true)
-		return nil
-	}
+	// BuildKit commits WORKDIR's mkdir as a layer even when the directory
+	// was there (an empty one).
 	if err := s.addLayer(ctx, plan.list(), createdBy, func(err error) error { return errf(err) }); err != nil {
 		return err
 	}
