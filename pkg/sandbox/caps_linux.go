@@ -14,23 +14,53 @@ import (
 // AUDIT_WRITE and SETFCAP.
 var defaultCaps = map[int]bool{0: true, 1: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 10: true, 13: true, 18: true, 27: true, 29: true, 31: true}
 
-// dropCaps removes every other capability from the calling thread's
-// bounding set, so that the command this thread starts never holds them.
-// The caller keeps the thread locked.
-func dropCaps() error {
+const (
+	capNetRaw    = 13
+	capSysChroot = 18
+)
+
+// dropCaps removes every capability but docker's default set, and the
+// ones in also, from the calling thread's bounding and inheritable sets
+// and clears its ambient set, so that the command this thread starts never
+// holds them (a root step gets its bounding set). The caller keeps the
+// thread locked.
+func dropCaps(also ...int) error {
 	last := 40
 	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 			last = n
 		}
 	}
+	keep := func(c int) bool {
+		for _, a := range also {
+			if a == c {
+				return false
+			}
+		}
+		return defaultCaps[c]
+	}
 	for c := 0; c <= last; c++ {
-		if defaultCaps[c] {
+		if keep(c) {
 			continue
 		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
 			return err
 		}
 	}
-	return nil
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return err
+	}
+	// A runtime may have left capabilities in the inheritable set; for
+	// root they would pass to the command whatever the bounding set says.
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	for c := 0; c < 64; c++ {
+		if !keep(c) {
+			data[c/32].Inheritable &^= 1 << (c % 32)
+		}
+	}
+	return unix.Capset(&hdr, &data[0])
 }

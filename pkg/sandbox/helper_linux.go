@@ -452,8 +452,24 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 	// rest from this thread's bounding set and start it from this thread
 	// (which is never given back).
 	runtime.LockOSThread()
-	if err := dropCaps(); err != nil {
+	var drop []int
+	if rs.Network != "none" {
+		// The host's network namespace: no raw sockets there (sniffing
+		// other processes' traffic).
+		drop = append(drop, capNetRaw)
+	}
+	if j.Chroot {
+		// A second chroot is the way out of the first.
+		drop = append(drop, capSysChroot)
+	}
+	if err := dropCaps(drop...); err != nil {
 		return 0, "", fmt.Errorf("dropping capabilities: %w", err)
+	}
+	// Docker's default seccomp shape, and no_new_privs: the step cannot
+	// do more than a default container could (no ptrace and no chroot
+	// where the host is that close).
+	if err := (stepFilter{noPtrace: j.Chroot, noChroot: j.Chroot}).install(); err != nil {
+		return 0, "", fmt.Errorf("the step's seccomp filter: %w", err)
 	}
 	if j.Chroot {
 		// No pid namespace: whatever the step leaves running (setsid
@@ -601,16 +617,19 @@ func childrenOf(pid int) []int {
 	return out
 }
 
-// closeExecFrom marks every open descriptor from lowest up close-on-exec.
+// closeExecFrom marks every open descriptor from lowest up close-on-exec
+// (close_range; where the kernel lacks it, every descriptor up to the
+// open-file limit).
 func closeExecFrom(lowest int) {
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
+	if err := unix.CloseRange(uint(lowest), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
 		return
 	}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err == nil && fd >= lowest {
-			unix.CloseOnExec(fd)
-		}
+	var lim unix.Rlimit
+	max := 1 << 16
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(max) {
+		max = int(lim.Cur)
+	}
+	for fd := lowest; fd < max; fd++ {
+		unix.CloseOnExec(fd)
 	}
 }

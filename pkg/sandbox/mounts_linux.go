@@ -102,6 +102,9 @@ func setupRoot(j *job, res *result) (string, error) {
 			res.Notes = append(res.Notes, "no /sys: "+err.Error())
 		}
 	}
+	if err := maskPaths(root, !skipped["/proc"], !skipped["/sys"]); err != nil {
+		return "", err
+	}
 	for _, f := range []struct{ src, dst string }{{rs.Hosts, "/etc/hosts"}, {rs.Resolv, "/etc/resolv.conf"}} {
 		if f.src == "" {
 			continue
@@ -196,6 +199,58 @@ func readOnly(p string, rec bool) error {
 	}
 	keep := uintptr(st.Flags) & (unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RELATIME | unix.MS_NOATIME | unix.MS_NODIRATIME)
 	return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|keep, "")
+}
+
+// maskedPaths are hidden from steps as runc hides them from containers
+// (files covered by /dev/null, directories by an empty read-only tmpfs);
+// readOnlyPaths are made read-only (host sysctls, sysrq among them).
+var (
+	maskedPaths = []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap"}
+	readOnlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// maskPaths applies maskedPaths and readOnlyPaths below root (those of
+// /proc when proc, of /sys when sys).
+func maskPaths(root string, proc, sys bool) error {
+	want := func(p string) bool {
+		return proc && strings.HasPrefix(p, "/proc/") || sys && strings.HasPrefix(p, "/sys/")
+	}
+	for _, p := range maskedPaths {
+		if !want(p) {
+			continue
+		}
+		t := filepath.Join(root, p)
+		fi, err := os.Lstat(t)
+		if err != nil {
+			continue // not on this kernel
+		}
+		if fi.IsDir() {
+			err = unix.Mount("tmpfs", t, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0,mode=0555")
+		} else {
+			err = unix.Mount("/dev/null", t, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("masking %s: %w", p, err)
+		}
+	}
+	for _, p := range readOnlyPaths {
+		if !want(p) {
+			continue
+		}
+		t := filepath.Join(root, p)
+		if _, err := os.Lstat(t); err != nil {
+			continue
+		}
+		if err := unix.Mount(t, t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("read-only %s: %w", p, err)
+		}
+		if err := readOnly(t, true); err != nil {
+			return fmt.Errorf("read-only %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // setupDev mounts a minimal /dev: a tmpfs with the host's null, zero,
