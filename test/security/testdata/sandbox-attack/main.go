@@ -214,7 +214,6 @@ func try(name string, f func() (string, error)) {
 	fmt.Printf("%s: ALLOWED (%s)\n", name, what)
 }
 
-
 // caps prints the effective capabilities.
 func caps() {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
