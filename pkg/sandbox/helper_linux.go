@@ -28,8 +28,15 @@ func init() {
 	}
 }
 
-// helperMain is the re-executed helper: it reads its job (fd 3, or the
-// environment in the second stage), does it and reports on fd 4.
+// helperMain is the re-executed helper: it reads its job on fd 3, does it
+// and reports on fd 4.
+//
+// A helper whose id maps newuidmap writes (argv[1] "stage1") waits for
+// kiln's go-ahead (one byte on fd 3, sent once the maps are written), then
+// executes itself again ("stage2") to hold its capabilities in the new
+// user namespace; the second stage reads the job from the same pipe. The
+// job (build arguments, secret variables) never goes through the
+// environment.
 func helperMain() int {
 	resFile := os.NewFile(4, "result")
 	report := func(r *result) int {
@@ -38,39 +45,37 @@ func helperMain() int {
 		}
 		return 0
 	}
-	var data []byte
-	if s := os.Getenv(specEnv); s != "" {
-		// The second stage: gaining capabilities on exec cleared the
-		// parent-death signal. Set it again, then make sure kiln did not
-		// die in between (the read end of the result pipe is gone then).
+	stage := ""
+	if len(os.Args) > 1 {
+		stage = os.Args[1]
+	}
+	switch stage {
+	case "stage1":
+		var b [1]byte
+		if n, err := unix.Read(3, b[:]); n != 1 {
+			return report(&result{Err: fmt.Sprintf("waiting for the id maps: %v", err)})
+		}
+		err := unix.Exec("/proc/self/exe", []string{helperArg0, "stage2"}, os.Environ())
+		return report(&result{Err: "re-executing the helper: " + err.Error()})
+	case "stage2":
+		// Gaining capabilities on exec cleared the parent-death signal.
+		// Set it again, then make sure kiln did not die in between (the
+		// read end of the result pipe is gone then).
 		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 		fds := []unix.PollFd{{Fd: 4, Events: unix.POLLOUT}}
 		if n, err := unix.Poll(fds, 0); err == nil && n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
 			return 1
 		}
-		data = []byte(s)
-		os.Unsetenv(specEnv)
-	} else {
-		f := os.NewFile(3, "spec")
-		var err error
-		data, err = io.ReadAll(f)
-		f.Close()
-		if err != nil {
-			return report(&result{Err: "reading the job: " + err.Error()})
-		}
+	}
+	f := os.NewFile(3, "spec")
+	data, err := io.ReadAll(f)
+	f.Close()
+	if err != nil {
+		return report(&result{Err: "reading the job: " + err.Error()})
 	}
 	var j job
 	if err := json.Unmarshal(data, &j); err != nil {
 		return report(&result{Err: "reading the job: " + err.Error()})
-	}
-	if j.Reexec {
-		// The maps are written now; exec again to hold capabilities in the
-		// user namespace.
-		j.Reexec = false
-		b, _ := json.Marshal(&j)
-		env := append(os.Environ(), specEnv+"="+string(b))
-		err := unix.Exec("/proc/self/exe", []string{helperArg0}, env)
-		return report(&result{Err: "re-executing the helper: " + err.Error()})
 	}
 	res, err := doJob(&j)
 	if res == nil {

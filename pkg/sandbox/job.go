@@ -5,16 +5,11 @@ import "github.com/kiln-build/kiln/pkg/rootfs"
 // helperArg0 is argv[0] of the re-executed helper.
 const helperArg0 = "kiln-sandbox-init"
 
-// specEnv carries the job to the second stage of a helper whose id maps
-// were written by newuidmap (it must exec itself again to gain its
-// capabilities in the new user namespace).
-const specEnv = "_KILN_SANDBOX_SPEC"
 
 // job is what the helper is asked to do; it travels as JSON.
 type job struct {
 	Kind string `json:"kind"` // run, unpack, apply, diff, walk, remove, probe
 
-	Reexec    bool `json:"reexec,omitempty"`
 	Userns    bool `json:"userns,omitempty"`
 	SingleMap bool `json:"singleMap,omitempty"` // only the caller is mapped
 	Chroot    bool `json:"chroot,omitempty"`

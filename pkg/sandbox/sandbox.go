@@ -146,7 +146,7 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 	j.SingleMap = h.singleMap
 	j.Chroot = !feat.Mounts
 	j.UserXattr = h.userns
-	j.Reexec = h.userns && h.newIDMap
+	reexec := h.userns && h.newIDMap
 	spec, err := json.Marshal(j)
 	if err != nil {
 		return nil, err
@@ -165,6 +165,7 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 		Path:       h.exe,
 		Args:       []string{helperArg0},
 		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		// The job travels on a pipe, never in the environment.
 		Stdin:      stdin,
 		Stdout:     stdout,
 		Stderr:     stderr,
@@ -182,6 +183,11 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 		// it when told (SIGTERM), also when kiln dies.
 		cmd.SysProcAttr.Setpgid = true
 		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	}
+	if reexec {
+		// The helper waits for its maps, then executes itself again.
+		cmd.Args = append(cmd.Args, "stage1")
+		spec = append([]byte{'\n'}, spec...)
 	}
 	if h.userns && !h.newIDMap {
 		cmd.SysProcAttr.UidMappings = sysMaps(h.uidMap)
@@ -229,7 +235,7 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 	stop := context.AfterFunc(ctx, kill)
 	defer stop()
 
-	if j.Reexec {
+	if reexec {
 		if err := h.writeMaps(cmd.Process.Pid); err != nil {
 			kill()
 			specW.Close()

@@ -419,3 +419,41 @@ func TestCommandString(t *testing.T) {
 		t.Errorf("got %s", got)
 	}
 }
+
+// TestRunJobNotInHelperEnvironment: the step's environment (build args,
+// secret variables) reaches the step only: no sandbox helper carries it in
+// its own environment, where other processes of the user could read it.
+func TestRunJobNotInHelperEnvironment(t *testing.T) {
+	eachMode(t, func(t *testing.T, fx *fixture) {
+		secret := fmt.Sprintf("kiln-secret-%d-%d", os.Getpid(), time.Now().UnixNano())
+		step := sandbox.Step{Env: []string{"PATH=/bin", "TOKEN=" + secret}, Args: []string{"/bin/sh", "-c", "sleep 3"}}
+		fx.prepare(t, &step)
+		done := make(chan error, 1)
+		go func() {
+			_, err := fx.sb.Run(context.Background(), step)
+			done <- err
+		}()
+		helpers := 0
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			ents, _ := os.ReadDir("/proc")
+			for _, e := range ents {
+				cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+				if err != nil || !strings.HasPrefix(string(cmdline), "kiln-sandbox-init") {
+					continue
+				}
+				helpers++
+				if env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ")); err == nil && strings.Contains(string(env), secret) {
+					t.Errorf("helper %s carries the step's environment in its own", e.Name())
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if helpers == 0 {
+			t.Error("no helper seen while the step ran")
+		}
+	})
+}
