@@ -5,7 +5,6 @@ import "github.com/kiln-build/kiln/pkg/rootfs"
 // helperArg0 is argv[0] of the re-executed helper.
 const helperArg0 = "kiln-sandbox-init"
 
-
 // job is what the helper is asked to do; it travels as JSON.
 type job struct {
 	Kind string `json:"kind"` // run, unpack, apply, diff, walk, remove, probe

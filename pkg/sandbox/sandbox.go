@@ -162,9 +162,9 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 		return nil, err
 	}
 	cmd := &exec.Cmd{
-		Path:       h.exe,
-		Args:       []string{helperArg0},
-		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		Path: h.exe,
+		Args: []string{helperArg0},
+		Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
 		// The job travels on a pipe, never in the environment.
 		Stdin:      stdin,
 		Stdout:     stdout,
