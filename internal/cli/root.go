@@ -74,7 +74,7 @@ func newRootCommand(g *globals) *cobra.Command {
 	pf.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry (host[:port]) to reach over plain HTTP or without TLS verification (repeatable)")
 	pf.IntVar(&g.retries, "retry", 3, "retries for registry operations on transient errors")
 	pf.StringVar(&g.isolation, "isolation", "auto", "sandbox of RUN steps: auto, userns, root, chroot, ptrace or none (see kiln doctor)")
-	pf.IntVar(&g.jobs, "jobs", 4, "parallel blob uploads and downloads")
+	pf.IntVar(&g.jobs, "jobs", 4, "parallel blob uploads and downloads, and RUN steps run at once")
 	pf.DurationVar(&g.stall, "registry-timeout", 2*time.Minute, "give up on (and retry) a registry request that makes no progress for this long")
 	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
 	pf.StringVar(&g.progress, "progress", "auto", "transfer progress on stderr: auto, tty, plain, json or quiet")

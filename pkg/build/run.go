@@ -39,6 +39,9 @@ type runEnv struct {
 	temps  []string
 	// stopTrash stops the background removal of discarded working copies.
 	stopTrash func()
+
+	// slots bounds the RUN steps (sandboxes) that run at once: --jobs.
+	slots chan struct{}
 }
 
 // workCopy is a stage's materialised root filesystem where no overlay can
@@ -54,6 +57,11 @@ type workCopy struct {
 func (b *builder) runEnv(ctx context.Context) (*runEnv, error) {
 	r := &b.run
 	r.once.Do(func() {
+		jobs := b.opts.Registry.Jobs
+		if jobs < 1 {
+			jobs = 4
+		}
+		r.slots = make(chan struct{}, jobs)
 		r.sb = b.opts.Sandbox
 		if r.sb == nil {
 			// Overlay is probed where the layers will be unpacked.
@@ -208,6 +216,15 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 		mounts = append(mounts, m)
 	}
 	step.Mounts = mounts
+	// At most --jobs steps run (and unpack and diff) at once; taken only
+	// now, once every stage this step mounts is done, so it never waits
+	// for a stage while holding a slot.
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-r.slots }()
 	// Secret variables go to the step only: not in the cache key (made
 	// above), the history or the image.
 	step.Env = append(step.Env, secretEnv...)
