@@ -356,6 +356,10 @@ func runJob(j *job) (*result, error) {
 			return nil, err
 		}
 		rs.chrootFiles = files
+		moves, err := chrootMoves(rs)
+		if err != nil {
+			return nil, err
+		}
 		// No pid namespace: the helper reaps and kills the step's tree
 		// itself, through the host's /proc (kept open, never inherited).
 		if fd, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
@@ -367,10 +371,23 @@ func runJob(j *job) (*result, error) {
 		if err := unix.Chdir("/"); err != nil {
 			return nil, err
 		}
-		restore, err = chrootSetup(rs, res, hosts, resolv)
+		restoreFiles, err := chrootSetup(rs, res, hosts, resolv)
 		if err != nil {
+			closeMoves(moves)
 			return nil, err
 		}
+		made, undoMoves, err := placeMoves(moves)
+		if err != nil {
+			restoreFiles()
+			removeMade(made)
+			return nil, fmt.Errorf("RUN --mount: %w", err)
+		}
+		restore = func() {
+			undoMoves()
+			removeMade(made)
+			restoreFiles()
+		}
+		chrootRestore = restore
 	} else {
 		var err error
 		if root, err = setupRoot(j, res); err != nil {
@@ -497,6 +514,10 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
 			_ = cmd.Process.Kill()
 			killDescendants()
+			if chrootRestore != nil {
+				// Caches back where they live, secrets out of the copy.
+				chrootRestore()
+			}
 			os.Exit(1)
 		}()
 	}
@@ -548,6 +569,17 @@ func lookPath(prog string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s: executable file not found in $PATH (%s)", prog, path)
+}
+
+// chrootRestore undoes what a chroot step's set-up put in its root.
+var chrootRestore func()
+
+// removeMade removes directories made for mount points (relative to the
+// root, parents first) that are still empty.
+func removeMade(made []string) {
+	for i := len(made) - 1; i >= 0; i-- {
+		_ = unix.Rmdir("/" + made[i])
+	}
 }
 
 // procFD is the host's /proc, opened before a chroot step enters its root.

@@ -93,6 +93,11 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	var err error
 	if st.Dir != "" {
 		rs.Dir = st.Dir
+		if !feat.Mounts && len(st.Mounts) > 0 {
+			if rs.Scratch, err = mk("scratch"); err != nil {
+				return nil, err
+			}
+		}
 	} else {
 		rs.Lowers = st.Lowers
 		if rs.Upper, err = mk("upper"); err != nil {
@@ -144,9 +149,16 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 		}
 	}
 	if !feat.Mounts {
+		// Without a mount namespace: files are copied in, directories
+		// moved in and out (see chrootMove); an agent socket or another
+		// stage's layers cannot be.
 		for _, m := range rs.Mounts {
-			if m.Type != "bind" || !m.File || !m.ReadOnly || m.Socket || len(m.Lowers) > 0 {
-				return nil, fmt.Errorf("RUN --mount=type=%s (target %s) needs a mount namespace, which %s mode cannot make; only secrets and heredoc scripts work here", mountKind(m), m.Target, h.self.Mode())
+			if m.Socket || len(m.Lowers) > 0 {
+				what := "an ssh agent's socket"
+				if !m.Socket {
+					what = "another stage's or image's files"
+				}
+				return nil, fmt.Errorf("RUN --mount=type=%s (target %s) needs a mount namespace for %s, which %s mode cannot make", mountKind(m), m.Target, what, h.self.Mode())
 			}
 		}
 	}

@@ -457,3 +457,75 @@ func TestRunJobNotInHelperEnvironment(t *testing.T) {
 		}
 	})
 }
+
+// TestRunMountsEveryMode: cache, bind (of a directory and of a file) and
+// tmpfs mounts work in every mode: the cache keeps what a step wrote for
+// the next step, a bind shows the source and never changes it, a tmpfs
+// starts empty, what the image had at a target comes back, and none of it
+// is left in the root.
+func TestRunMountsEveryMode(t *testing.T) {
+	eachMode(t, func(t *testing.T, fx *fixture) {
+		cache := filepath.Join(t.TempDir(), "cache")
+		if err := os.MkdirAll(cache, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		src := t.TempDir()
+		os.WriteFile(filepath.Join(src, "in.txt"), []byte("from-context\n"), 0o644)
+		os.Symlink("/etc/passwd", filepath.Join(src, "link"))
+		file := filepath.Join(t.TempDir(), "one")
+		os.WriteFile(file, []byte("file-mount\n"), 0o444)
+		mounts := []sandbox.Mount{
+			{Type: "cache", Target: "/var/cache/c", Source: cache},
+			{Type: "bind", Target: "/src", Source: src},
+			{Type: "bind", Target: "/etc/one", Source: file, ReadOnly: true},
+			{Type: "tmpfs", Target: "/tmp"},
+			{Type: "tmpfs", Target: "/bin/sub/t"},
+		}
+		for round := 1; round <= 2; round++ {
+			step := sandbox.Step{Mounts: mounts}
+			script := `set -e
+cat /src/in.txt /etc/one
+test "$(readlink /src/link)" = /etc/passwd
+echo scribble >> /src/in.txt
+echo run >> /var/cache/c/log
+cat /var/cache/c/log
+test -z "$(ls -A /tmp)" && echo tmp-empty
+touch /tmp/x /bin/sub/t/y`
+			fx.prepare(t, &step)
+			var buf bytes.Buffer
+			step.Args, step.Env, step.Stdout, step.Stderr = []string{"/bin/sh", "-c", script}, []string{"PATH=/bin"}, &buf, &buf
+			res, err := fx.sb.Run(context.Background(), step)
+			out := buf.String()
+			if err != nil || res.ExitCode != 0 {
+				t.Fatalf("round %d: %v %+v\n%s", round, err, res, out)
+			}
+			if step.Dir != "" {
+				// A working copy: the mount points are gone, what the
+				// image had is back (mount points the step made are
+				// reported for its diff to leave out).
+				created := map[string]bool{}
+				for _, c := range res.Created {
+					created[c] = true
+				}
+				for _, p := range []string{"src", "etc/one", "bin/sub", "var/cache/c", "tmp/x"} {
+					if _, err := os.Lstat(filepath.Join(step.Dir, p)); err == nil && !created[p] {
+						t.Errorf("round %d: /%s is left in the working copy", round, p)
+					}
+				}
+				if fi, err := os.Lstat(filepath.Join(step.Dir, "tmp")); err != nil || !fi.IsDir() {
+					t.Errorf("round %d: the image's /tmp did not come back: %v", round, err)
+				}
+			}
+			want := "from-context\nfile-mount\n" + strings.Repeat("run\n", round) + "tmp-empty\n"
+			if out != want {
+				t.Errorf("round %d: output\n%s\nwant\n%s", round, out, want)
+			}
+		}
+		if b, _ := os.ReadFile(filepath.Join(src, "in.txt")); string(b) != "from-context\n" {
+			t.Errorf("a bind mount changed its source: %q", b)
+		}
+		if fi, err := os.Lstat(cache); err != nil || !fi.IsDir() {
+			t.Errorf("the cache directory is gone: %v", err)
+		}
+	})
+}
