@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/pkg/sandbox/confine"
 )
 
 // stubArg0 is argv[0] of the process that becomes the traced command.
@@ -23,10 +25,24 @@ func stubMain() int {
 	f := os.NewFile(3, "ready")
 	_, _ = f.Read(b[:])
 	f.Close()
+	// What a step gets in every mode (package confine): docker's default
+	// capabilities at most (no raw sockets on the host's network), and a
+	// filter of docker's default shape (no ptrace: the host's processes
+	// are in reach; mknod and chroot are emulated by the tracer).
+	if err := confine.DropCaps(confine.CapNetRaw, confine.CapSysChroot); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln: ptrace stub: dropping capabilities:", err)
+		return 127
+	}
+	if err := (confine.Filter{NoPtrace: true, AllowDevices: true}).Install(); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln: ptrace stub:", err)
+		return 127
+	}
 	if err := installFilter(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln: ptrace stub:", err)
 		return 127
 	}
+	// Nothing but stdin, stdout and stderr reaches the command.
+	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	if len(os.Args) < 3 {
 		// A probe: the tracer answers getuid with probeUID.
 		if unix.Getuid() == probeUID {

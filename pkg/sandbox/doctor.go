@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/pkg/sandbox/confine"
 )
 
 // DoctorOptions say what Diagnose looks at.
@@ -218,10 +220,7 @@ func missingCaps(set uint64, caps []uint) []uint {
 // podLevel places the settings in the Pod Security Standards.
 func podLevel(e *env) (string, string) {
 	var why []string
-	defaults := uint64(0)
-	for c := range defaultCaps {
-		defaults |= 1 << uint(c)
-	}
+	defaults := confine.DefaultCaps()
 	if e.seccomp != "2" {
 		why = append(why, "no seccomp filter (Unconfined)")
 	}

@@ -4,14 +4,13 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/pkg/sandbox/confine"
 )
 
 // The Pod Security Standards level follows the settings that decide it.
 func TestPodLevel(t *testing.T) {
-	all := uint64(0)
-	for c := range defaultCaps {
-		all |= 1 << uint(c)
-	}
+	all := confine.DefaultCaps()
 	for _, c := range []struct {
 		name string
 		e    env

@@ -20,6 +20,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/rootfs"
+	"github.com/kiln-build/kiln/pkg/sandbox/confine"
 )
 
 func init() {
@@ -478,19 +479,19 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 	if rs.Network != "none" {
 		// The host's network namespace: no raw sockets there (sniffing
 		// other processes' traffic).
-		drop = append(drop, capNetRaw)
+		drop = append(drop, confine.CapNetRaw)
 	}
 	if j.Chroot {
 		// A second chroot is the way out of the first.
-		drop = append(drop, capSysChroot)
+		drop = append(drop, confine.CapSysChroot)
 	}
-	if err := dropCaps(drop...); err != nil {
+	if err := confine.DropCaps(drop...); err != nil {
 		return 0, "", fmt.Errorf("dropping capabilities: %w", err)
 	}
 	// Docker's default seccomp shape, and no_new_privs: the step cannot
 	// do more than a default container could (no ptrace and no chroot
 	// where the host is that close).
-	if err := (stepFilter{noPtrace: j.Chroot, noChroot: j.Chroot}).install(); err != nil {
+	if err := (confine.Filter{NoPtrace: j.Chroot, NoChroot: j.Chroot}).Install(); err != nil {
 		return 0, "", fmt.Errorf("the step's seccomp filter: %w", err)
 	}
 	if j.Chroot {

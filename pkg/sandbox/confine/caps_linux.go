@@ -1,4 +1,4 @@
-package sandbox
+package confine
 
 import (
 	"os"
@@ -14,17 +14,27 @@ import (
 // AUDIT_WRITE and SETFCAP.
 var defaultCaps = map[int]bool{0: true, 1: true, 3: true, 4: true, 5: true, 6: true, 7: true, 8: true, 10: true, 13: true, 18: true, 27: true, 29: true, 31: true}
 
+// DefaultCaps is docker's default capability set as a bit mask.
+func DefaultCaps() uint64 {
+	var m uint64
+	for c := range defaultCaps {
+		m |= 1 << uint(c)
+	}
+	return m
+}
+
+// Capabilities DropCaps may be asked to drop beyond the default set.
 const (
-	capNetRaw    = 13
-	capSysChroot = 18
+	CapNetRaw    = 13
+	CapSysChroot = 18
 )
 
-// dropCaps removes every capability but docker's default set, and the
+// DropCaps removes every capability but docker's default set, and the
 // ones in also, from the calling thread's bounding and inheritable sets
 // and clears its ambient set, so that the command this thread starts never
 // holds them (a root step gets its bounding set). The caller keeps the
 // thread locked.
-func dropCaps(also ...int) error {
+func DropCaps(also ...int) error {
 	last := 40
 	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
@@ -43,7 +53,13 @@ func dropCaps(also ...int) error {
 		if keep(c) {
 			continue
 		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if err == unix.EPERM {
+			// No CAP_SETPCAP (not root): no capability to hand on either,
+			// and no_new_privs keeps setuid programs from gaining any.
+			break
+		}
+		if err != nil && err != unix.EINVAL {
 			return err
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package sandbox
+package confine
 
 import (
 	"fmt"
@@ -27,15 +27,20 @@ var deniedSyscalls = []int{
 	unix.SYS_SYSLOG, unix.SYS_VHANGUP, unix.SYS_SETNS, unix.SYS_NFSSERVCTL,
 }
 
-// stepFilter is what the seccomp filter of a step refuses beyond
-// deniedSyscalls.
-type stepFilter struct {
-	// noPtrace refuses ptrace (no pid namespace: the host's processes
+// Filter is the seccomp filter of a step: deniedSyscalls, new user
+// namespaces (unshare, clone; clone3 gets ENOSYS so that the C library
+// falls back to clone), block and character devices other than 0:0, and
+// what its fields add.
+type Filter struct {
+	// NoPtrace refuses ptrace (no pid namespace: the host's processes
 	// are in reach).
-	noPtrace bool
-	// noChroot refuses chroot (chroot mode: a second chroot is the way
+	NoPtrace bool
+	// NoChroot refuses chroot (chroot mode: a second chroot is the way
 	// out of the first).
-	noChroot bool
+	NoChroot bool
+	// AllowDevices leaves mknod alone (a mode that emulates device nodes
+	// and never makes real ones).
+	AllowDevices bool
 }
 
 // bpf is a small assembler for classic BPF with forward jumps to labels.
@@ -94,7 +99,7 @@ const (
 )
 
 // program builds the filter.
-func (f stepFilter) program() ([]unix.SockFilter, error) {
+func (f Filter) program() ([]unix.SockFilter, error) {
 	if auditArch == 0 {
 		return nil, fmt.Errorf("no step filter for this architecture")
 	}
@@ -110,10 +115,10 @@ func (f stepFilter) program() ([]unix.SockFilter, error) {
 		b.jump(unix.BPF_JGE, x32ABI, "deny", "")
 	}
 	denied := append(append([]int{}, deniedSyscalls...), archDenied...)
-	if f.noPtrace {
+	if f.NoPtrace {
 		denied = append(denied, unix.SYS_PTRACE)
 	}
-	if f.noChroot {
+	if f.NoChroot {
 		denied = append(denied, unix.SYS_CHROOT)
 	}
 	for _, nr := range denied {
@@ -124,7 +129,11 @@ func (f stepFilter) program() ([]unix.SockFilter, error) {
 	// both architectures).
 	b.jump(unix.BPF_JEQ, unix.SYS_UNSHARE, "flags", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_CLONE, "flags", "")
-	for i, m := range mknodSyscalls {
+	mknods := mknodSyscalls
+	if f.AllowDevices {
+		mknods = nil
+	}
+	for i, m := range mknods {
 		b.jump(unix.BPF_JEQ, uint32(m[0]), fmt.Sprintf("mknod%d", i), "")
 	}
 	b.ret(retAllow)
@@ -134,7 +143,7 @@ func (f stepFilter) program() ([]unix.SockFilter, error) {
 	b.jump(unix.BPF_JSET, unix.CLONE_NEWUSER, "deny", "allow")
 	// mknod: fifos, sockets and regular files, and the 0:0 character
 	// device (an overlay whiteout); no other device.
-	for i, m := range mknodSyscalls {
+	for i, m := range mknods {
 		b.label(fmt.Sprintf("mknod%d", i))
 		b.load(argLow(m[1]))
 		b.op(unix.BPF_ALU|unix.BPF_AND|unix.BPF_K, unix.S_IFMT)
@@ -155,9 +164,9 @@ func (f stepFilter) program() ([]unix.SockFilter, error) {
 	return b.prog, nil
 }
 
-// install sets no_new_privs and installs the filter on every thread of
+// Install sets no_new_privs and installs the filter on every thread of
 // the calling process: the step's command inherits both.
-func (f stepFilter) install() error {
+func (f Filter) Install() error {
 	prog, err := f.program()
 	if err != nil {
 		return err
