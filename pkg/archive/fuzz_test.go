@@ -5,6 +5,7 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
@@ -198,4 +199,31 @@ func watchdog() func() {
 		panic("fuzz input hung:\n" + string(buf[:runtime.Stack(buf, true)]))
 	})
 	return func() { timer.Stop() }
+}
+
+// FuzzDecompress feeds arbitrary bytes (seeded with each format kiln
+// sniffs) to Decompress, as ADD archives and `build -` contexts are read:
+// never a panic, and never more output than the expansion limit allows.
+func FuzzDecompress(f *testing.F) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(bytes.Repeat([]byte("kiln "), 1000))
+	zw.Close()
+	f.Add(gz.Bytes())
+	f.Add([]byte("BZh91AY&SY"))
+	f.Add([]byte{0xfd, '7', 'z', 'X', 'Z', 0x00, 0, 0})
+	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0})
+	f.Add([]byte("plain text"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		t.Cleanup(watchdog())
+		rc, _, err := Decompress(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		defer rc.Close()
+		n, _ := io.Copy(io.Discard, io.LimitReader(rc, ExpansionFloor+1))
+		if n > ExpansionFloor && ExpansionRatio() > 0 {
+			t.Fatalf("%d input bytes decompressed to more than %d", len(data), ExpansionFloor)
+		}
+	})
 }
