@@ -305,7 +305,7 @@ func (d *Diagnosis) ptrace() bool {
 func levelModes(ptrace bool) [][3]string {
 	fallback := "none: builds without RUN work, RUN steps fail"
 	if ptrace {
-		fallback = "ptrace (RUN works, slower; owners emulated)"
+		fallback = "ptrace (RUN works, slower; root emulated, owners recorded)"
 	}
 	return [][3]string{
 		{"privileged", "securityContext: {runAsUser: 1000, seccompProfile: {type: Unconfined}, allowPrivilegeEscalation: true}",
