@@ -47,6 +47,9 @@ type buildFlags struct {
 	load        bool
 	// metadataFile is buildx's --metadata-file.
 	metadataFile string
+	// buildx and podman flags (buildx_flags.go).
+	pull, network, provenance, sbom, builder string
+	layers                                   bool
 	// done, when set, is called with the stored (and pushed) image's
 	// descriptor and full tag names once everything else succeeded.
 	done func(d v1.Descriptor, tags []string) error
@@ -86,6 +89,7 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip or zstd")
 	fl.BoolVar(&f.push, "push", false, "push every -t tag to its registry once the image is stored (concurrently)")
 	fl.StringVar(&f.digestfile, "digestfile", "", "write the manifest digest (of the image or index) to this file")
+	addCompatFlags(fl, &f)
 	return cmd
 }
 
@@ -127,6 +131,10 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 			return fmt.Errorf("-t %s: %w", t, err)
 		}
 		tags = append(tags, r.Name())
+	}
+	pull, err := f.checkCompat(cmd, g.stderr)
+	if err != nil {
+		return err
 	}
 	buildArgs := map[string]string{}
 	for _, a := range f.buildArgs {
@@ -260,6 +268,8 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Secrets:        secrets,
 		SSH:            sshSockets,
 		CacheCopies:    tiered != nil,
+		Pull:           pull,
+		Network:        f.network,
 	})
 	if err != nil {
 		return err

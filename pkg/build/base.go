@@ -53,19 +53,30 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 	}
 	var img v1.Image
 	fromRegistry, single := false, false
-	if d, err := b.opts.Store.Resolve(r.Name()); err == nil {
+	d, storeErr := b.opts.Store.Resolve(r.Name())
+	useStore := storeErr == nil && b.opts.Pull != PullAlways && b.opts.Pull != PullNewer
+	if storeErr != nil && b.opts.Pull == PullNever {
+		return nil, fmt.Errorf("%s is not in the local store (--pull=never)", ref)
+	}
+	var desc v1.Descriptor
+	var regErr error
+	if !useStore {
+		img, desc, regErr = registry.Image(b.ctx, r, &platform, b.opts.Registry)
+		if regErr != nil && b.opts.Pull == PullNewer && storeErr == nil {
+			b.logf("warning: %s: the registry cannot be reached (%v); using the local store's copy (--pull=newer)", ref, regErr)
+			useStore = true
+		} else if regErr != nil {
+			return nil, regErr
+		}
+	}
+	if useStore {
 		single = !d.MediaType.IsIndex()
 		img, err = b.storeImage(d, platform)
 		if err != nil {
 			return nil, fmt.Errorf("local image %s: %w", ref, err)
 		}
 	} else {
-		var desc v1.Descriptor
 		fromRegistry = true
-		img, desc, err = registry.Image(b.ctx, r, &platform, b.opts.Registry)
-		if err != nil {
-			return nil, err
-		}
 		// An image picked from an index has its platform in the index's
 		// descriptor.
 		single = desc.Platform == nil

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,6 +76,43 @@ type Options struct {
 	// runInputs) it holds is not run, its cached layer is used; a step
 	// that runs is added to it. nil (--no-cache) runs every step.
 	Cache StepCache
+	// Pull is the base-image pull policy: PullMissing (the default: a base
+	// the store holds is used, else it is read from its registry),
+	// PullAlways (always from the registry: docker build --pull),
+	// PullNever (only the store) or PullNewer (the registry, the store's
+	// copy when the registry cannot be reached).
+	Pull PullPolicy
+	// Network is the network of RUN steps that do not say (--network of
+	// docker build): "" or "default" (the sandbox's default), "host" or
+	// "none".
+	Network string
+}
+
+// PullPolicy says where base images come from (see Options.Pull).
+type PullPolicy string
+
+// The pull policies podman's --pull names (docker's --pull is PullAlways).
+const (
+	PullMissing PullPolicy = "missing"
+	PullAlways  PullPolicy = "always"
+	PullNever   PullPolicy = "never"
+	PullNewer   PullPolicy = "newer"
+)
+
+// ParsePullPolicy reads podman's and docker's --pull values: always, true
+// (docker's --pull), missing, false, never, newer.
+func ParsePullPolicy(s string) (PullPolicy, error) {
+	switch strings.ToLower(s) {
+	case "", "missing", "false", "ifmissing":
+		return PullMissing, nil
+	case "always", "true":
+		return PullAlways, nil
+	case "never":
+		return PullNever, nil
+	case "newer", "ifnewer":
+		return PullNewer, nil
+	}
+	return "", fmt.Errorf("--pull=%s: want always, missing, never or newer", s)
 }
 
 // StepCache keeps step results by cache key (pkg/cache.Local is one).

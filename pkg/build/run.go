@@ -151,7 +151,11 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	}
 	network := string(instructions.GetNetwork(c))
 	switch network {
-	case "", "default", "host", "none":
+	case "", "default":
+		if n := s.b.opts.Network; n == "host" || n == "none" {
+			network = n // docker build --network: the default of RUN steps
+		}
+	case "host", "none":
 	default:
 		return errf("--network=%s is not supported (none or host)", network)
 	}
