@@ -33,7 +33,7 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, stderr io.Writer) (build.Pu
 		return "", err
 	}
 	switch f.network {
-	case "default", "host", "none":
+	case "", "default", "host", "none":
 	default:
 		return "", fmt.Errorf("--network=%s: kiln's RUN steps have default, host or none", f.network)
 	}
