@@ -141,3 +141,20 @@ func TestParseCase(t *testing.T) {
 		t.Error("a case without a Dockerfile parsed")
 	}
 }
+
+func TestKnownCovers(t *testing.T) {
+	diff := []string{"tree:", "  /a: only kiln:   file", "  /b:", "      docker: dir", "      kiln:   file", "config:",
+		"  docker: History: 3 entries", "  kiln:   History: 2 entries"}
+	if !(knownFailure{}).covers(diff) {
+		t.Error("an entry without only does not cover everything")
+	}
+	if (knownFailure{only: []string{"History:"}}).covers(diff) {
+		t.Error("only History: covers tree differences")
+	}
+	if !(knownFailure{only: []string{"History:"}}).covers(diff[5:]) {
+		t.Error("only History: does not cover the history lines")
+	}
+	if !(knownFailure{only: []string{"History:", "/a:", "/b:"}}).covers(diff) {
+		t.Error("the paths' lines are not covered by their paths")
+	}
+}
