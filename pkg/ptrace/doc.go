@@ -6,12 +6,15 @@
 // may still do is trace its own children.
 //
 // The tracer, a goroutine of the caller locked to an OS thread of its own
-// (it waits only for that thread's tracees), starts a stub (kiln
-// re-executed) that waits until it is seized (PTRACE_SEIZE with EXITKILL and
-// fork/vfork/clone/exec tracing), then sets no_new_privs, installs a
-// seccomp-bpf filter that returns SECCOMP_RET_TRACE for the filesystem
-// and identity system calls only, and executes the command. Every other
-// system call runs at full speed.
+// (it waits only for that thread's tracees), starts a stub that waits
+// until it is seized (PTRACE_SEIZE with EXITKILL and fork/vfork/clone/exec
+// tracing), then sets no_new_privs, installs a seccomp-bpf filter that
+// returns SECCOMP_RET_TRACE for the filesystem and identity system calls
+// only, and executes the command. Every other system call runs at full
+// speed. The stub is 128 bytes of machine code with the filter, a static
+// ELF in a sealed memfd (stubelf_amd64.go, its assembly beside it), so a
+// step does not pay for starting a Go runtime; the probe uses kiln itself
+// as the stub (stubMain).
 //
 // At each traced call the tracer
 //   - translates path arguments into the root directory: symlinks are
