@@ -235,12 +235,18 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 			exe, tr.small = p, true
 		}
 	}
-	proc, err := os.StartProcess(exe, argv, &os.ProcAttr{
+	attr := &os.ProcAttr{
 		Dir:   dir,
 		Env:   env,
 		Files: append(append([]*os.File{}, tr.files...), readyR),
 		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true},
-	})
+	}
+	proc, err := os.StartProcess(exe, argv, attr)
+	if err != nil && tr.small {
+		// Executing a memfd may be refused (vm.memfd_noexec): kiln itself.
+		tr.small = false
+		proc, err = os.StartProcess(tr.exe, argv, attr)
+	}
 	readyR.Close()
 	if err != nil {
 		readyW.Close()
