@@ -262,11 +262,13 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 	tr.mainPid = pid
 	tr.add(&thread{tid: pid, cred: cr, known: true})
 	start := time.Now()
+	var ts0 unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts0)
 	readyW.Close()
 	ws, err := tr.loop()
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
-	res := &Result{Command: time.Since(start), Stops: tr.stops, TraceeCPU: tr.cpu, TracerCPU: time.Duration(ts.Nano())}
+	res := &Result{Command: time.Since(start), Stops: tr.stops, TraceeCPU: tr.cpu, TracerCPU: time.Duration(ts.Nano() - ts0.Nano())}
 	if err != nil {
 		return res, err
 	}

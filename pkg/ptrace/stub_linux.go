@@ -13,6 +13,11 @@ import (
 	"github.com/kiln-build/kiln/pkg/sandbox/confine"
 )
 
+// stepFilter is the step's own filter in ptrace mode (package confine):
+// docker's default shape, no ptrace (the host's processes are in reach
+// without a pid namespace); mknod and chroot are emulated by the tracer.
+var stepFilter = confine.Filter{NoPtrace: true, AllowDevices: true}
+
 // stubArg0 is argv[0] of the process that becomes the traced command.
 const stubArg0 = "kiln-ptrace-stub"
 
@@ -33,7 +38,7 @@ func stubMain() int {
 		fmt.Fprintln(os.Stderr, "kiln: ptrace stub: dropping capabilities:", err)
 		return 127
 	}
-	if err := (confine.Filter{NoPtrace: true, AllowDevices: true}).Install(); err != nil {
+	if err := stepFilter.Install(); err != nil {
 		fmt.Fprintln(os.Stderr, "kiln: ptrace stub:", err)
 		return 127
 	}

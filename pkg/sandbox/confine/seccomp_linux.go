@@ -164,6 +164,10 @@ func (f Filter) program() ([]unix.SockFilter, error) {
 	return b.prog, nil
 }
 
+// Program is the filter's BPF program (for a stub that installs it
+// itself, as ptrace mode's does).
+func (f Filter) Program() ([]unix.SockFilter, error) { return f.program() }
+
 // Install sets no_new_privs and installs the filter on every thread of
 // the calling process: the step's command inherits both.
 func (f Filter) Install() error {
