@@ -209,8 +209,8 @@ if want ptrace; then
     pr_cmd[$m]=$(commands "$BENCH_OUT/ptrace-small-$m-warm.log" | median)
     pr_wall[$m]=$(walls "$BENCH_OUT/ptrace-small-$m-warm.log" | median)
   done
-  cmd_delta=$(awk -v a="${pr_cmd[ptrace]}" -v b="${pr_cmd[$detected]}" 'BEGIN {printf "%.1f", a-b}')
-  added=$(awk -v a="${pr_wall[ptrace]}" -v b="${pr_wall[$detected]}" 'BEGIN {printf "%.1f", a-b}')
+  cmd_delta=$(awk -v a="${pr_cmd[ptrace]}" -v b="${pr_cmd[$detected]}" 'BEGIN {printf "%+.1f", a-b}')
+  added=$(awk -v a="${pr_wall[ptrace]}" -v b="${pr_wall[$detected]}" 'BEGIN {printf "%+.1f", a-b}')
 
   amed_d=nan amed_p=nan aratio=nan
   if [ "$REPS" -gt 0 ]; then
@@ -236,9 +236,9 @@ if want ptrace; then
     echo
     echo "| measure | $detected | ptrace | target | |"
     echo "|---|---|---|---|---|"
-    echo "| step wall time, debian, warm (median of 10) | ${pr_wall[$detected]} ms | ${pr_wall[ptrace]} ms (+$added) | ptrace adds < 150 ms | $(verdict "$added" 150 '<') |"
+    echo "| step wall time, debian, warm (median of 10) | ${pr_wall[$detected]} ms | ${pr_wall[ptrace]} ms ($added) | ptrace adds < 150 ms | $(verdict "$added" 150 '<') |"
     echo "| per-RUN overhead (wall minus command) | ${pr_over[$detected]} ms | ${pr_over[ptrace]} ms | | |"
-    echo "| command time of \`echo N > /stepN\` (median of 10) | ${pr_cmd[$detected]} ms | ${pr_cmd[ptrace]} ms (+$cmd_delta) | | |"
+    echo "| command time of \`echo N > /stepN\` (median of 10) | ${pr_cmd[$detected]} ms | ${pr_cmd[ptrace]} ms ($cmd_delta) | | |"
     echo "| apt-install, cold (median of $REPS) | $amed_d s | $amed_p s ($aratio x) | <= 2 x | $(verdict "$aratio" 2 '<=') |"
   } | tee -a "$BENCH_OUT/table.md"
 fi
