@@ -311,8 +311,6 @@ func expectation(mode sandbox.Mode, single bool, w workload) (ok bool, refusal s
 		return true, ""
 	case mode == sandbox.ModeNone:
 		return false, "RUN needs an isolation mode, and none works here"
-	case mode == sandbox.ModeChroot && w.cache:
-		return false, "needs a mount namespace, which chroot mode cannot make"
 	}
 	return true, ""
 }
