@@ -247,14 +247,42 @@ func tryUserns(ctx context.Context, env *Env, rep *Report) (Impl, string, error)
 	return m, noOverlay(env, &m.helper, "user namespace, only uid "+strconv.Itoa(uid)+" mapped (no subordinate ids)"), nil
 }
 
+// identityMap maps every id of a /proc/self/{uid,gid}_map to itself.
+func identityMap(file string) []IDMap {
+	data, err := os.ReadFile(file)
+	var out []IDMap
+	if err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			f := strings.Fields(l)
+			if len(f) != 3 {
+				continue
+			}
+			in, err1 := strconv.ParseUint(f[0], 10, 32)
+			n, err2 := strconv.ParseUint(f[2], 10, 32)
+			if err1 == nil && err2 == nil && n > 0 {
+				out = append(out, IDMap{uint32(in), uint32(in), uint32(n)})
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = []IDMap{{0, 0, 65536}}
+	}
+	return out
+}
+
 const usernsFix = "Kubernetes: securityContext.seccompProfile.type: Unconfined and, with AppArmor, securityContext.appArmorProfile.type: Unconfined; Docker: --security-opt seccomp=unconfined --security-opt apparmor=unconfined"
 
 // tryUsernsAsRoot: root maps every id to itself (it needs no newuidmap),
 // so owners are kept as in root mode, while the step's capabilities are
 // those of a user namespace, not the host's.
 func tryUsernsAsRoot(ctx context.Context, env *Env, rep *Report) (Impl, string, error) {
-	all := []IDMap{{0, 0, 4294967295}}
-	m := newUsernsMode(helper{exe: env.Exe, userns: true, uidMap: all, gidMap: all, key: "userns-root"})
+	// Every id this process's own namespace has (all of them on a host;
+	// a pod's range with hostUsers: false), each to itself.
+	uids, gids := identityMap("/proc/self/uid_map"), identityMap("/proc/self/gid_map")
+	m := newUsernsMode(helper{exe: env.Exe, userns: true, uidMap: uids, gidMap: gids, key: "userns-root"})
+	if !(len(uids) == 1 && uids[0] == IDMap{0, 0, 4294967295}) {
+		m.key = mapKey("userns-root", uids, gids)
+	}
 	res, err := probe(ctx, &m.helper, env.ScratchDir)
 	if err != nil {
 		rep.add("user namespace", false, "unshare(CLONE_NEWUSER) as root refused: "+err.Error(), usernsFix)
