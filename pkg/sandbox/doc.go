@@ -47,6 +47,13 @@
 // init: when it dies, for whatever reason, the kernel kills the whole tree
 // and the mount namespace goes with every mount in it.
 //
+// Every step, in every mode, gets package confine's capability drop and
+// seccomp filter (with no_new_privs), only stdin, stdout and stderr, and,
+// with a mount namespace, runc's masked and read-only /proc and /sys paths
+// (SECURITY.md says what each mode protects and what not). In chroot mode,
+// RUN --mount cache, context bind and tmpfs directories are renamed into
+// the step's root and back out (see chrootMove).
+//
 // The helper entry point is taken in this package's init function when
 // argv[0] is "kiln-sandbox-init", so any binary that links the package
 // (kiln, and test binaries) can serve as the helper; nothing else in the
