@@ -79,8 +79,10 @@
 // # Known failures
 //
 // known_test.go holds the single table of cases where kiln's image still
-// differs, each with a one-line reason and the lane that fixes it. Such a
-// case is logged, not failed; when it agrees again the log says "now
-// passes: remove from known list". Any difference not in the table fails
-// the test, and the suite must keep at least 120 cases.
+// differs, each with a one-line reason and the lane that fixes it, and
+// optionally what alone may differ (only: every difference must mention
+// one of those strings, e.g. "History:" or a path, so the rest of the case
+// still guards). Such a case is logged, not failed; when it agrees again
+// the log says "now passes: remove from known list". Any difference not in
+// the table fails the test, and the suite must keep at least 120 cases.
 package oracle
