@@ -30,12 +30,8 @@ func attackBinary(t *testing.T) string {
 			attackBin = p
 			return
 		}
-		dir, err := os.MkdirTemp("", "kiln-attack-")
-		if err != nil {
-			attackErr = err
-			return
-		}
-		attackBin = filepath.Join(dir, "sandbox-attack")
+		// Only TestSandboxKernelAttacks uses it: its temp dir goes with it.
+		attackBin = filepath.Join(t.TempDir(), "sandbox-attack")
 		cmd := exec.Command("go", "build", "-o", attackBin, "./testdata/sandbox-attack")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
