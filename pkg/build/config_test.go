@@ -136,7 +136,7 @@ func TestUnknownOwnerNamesTheUser(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	_, err := e.build(t, "FROM scratch\nUSER nobody\nWORKDIR /w\n", nil)
-	if err == nil || !strings.Contains(err.Error(), `Dockerfile:3: WORKDIR /w: unknown user "nobody"`) {
+	if err == nil || !strings.Contains(err.Error(), `Dockerfile:3: WORKDIR /w: unknown user "nobody": the image has no /etc/passwd`) {
 		t.Errorf("err = %v, want the unknown user named at line 3", err)
 	}
 	for _, bad := range []string{"EXPOSE 80/xtp", "EXPOSE 70000", "EXPOSE 90-80"} {
@@ -248,5 +248,30 @@ func TestArgWithoutValueStaysUnset(t *testing.T) {
 	cfg, _ := img.ConfigFile()
 	if !slices.Contains(cfg.Config.Env, "O=unset y unset") {
 		t.Errorf("Env = %q, want O=unset y unset", cfg.Config.Env)
+	}
+}
+
+// TestUnknownNameInPasswdIsRoot: a --chown name the image's /etc/passwd
+// does not list gets uid 0 and gid 0, and an unknown group keeps the
+// user's gid, as BuildKit's file operations do; the log warns.
+func TestUnknownNameInPasswdIsRoot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var log strings.Builder
+	res, err := e.build(t, "FROM {{REG}}/library/busybox\nCOPY --chown=ghost lib/a.jar /x\nCOPY --chown=1234:ghosts lib/a.jar /y\n", copyContext,
+		func(o *build.Options) { o.Log = &log })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := strings.Join(testutil.ImageTree(t, res.Image), "\n")
+	for _, want := range []string{"/x file 0644 0:0 ", "/y file 0644 1234:1234 "} {
+		if !strings.Contains(tree, want) {
+			t.Errorf("tree lacks %q:\n%s", want, tree)
+		}
+	}
+	for _, want := range []string{`user "ghost" is not in the image's /etc/passwd`, `group "ghosts" is not in the image's /etc/group`} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
 	}
 }

@@ -16,6 +16,8 @@ import (
 type userDB struct {
 	users  map[string][2]int // name -> uid, primary gid
 	groups map[string]int
+	// hasPasswd and hasGroup: the files exist in the image.
+	hasPasswd, hasGroup bool
 }
 
 const maxAccountFile = 16 << 20
@@ -38,6 +40,7 @@ func (s *stageState) passwd() (*userDB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading /etc/passwd: %w", err)
 	}
+	db.hasPasswd = found
 	if found {
 		parseColonFile(data, func(f []string) {
 			if len(f) < 4 {
@@ -67,6 +70,7 @@ func (s *stageState) group() (*userDB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading /etc/group: %w", err)
 	}
+	db.hasGroup = found
 	if found {
 		parseColonFile(data, func(f []string) {
 			if len(f) < 3 {
@@ -100,7 +104,10 @@ func parseColonFile(data []byte, fn func([]string)) {
 // file operations do: a number, or "root", needs no lookup (so a build with
 // numeric --chown reads no base layer, and root works in an image without
 // /etc/passwd); a numeric user's group is the same number, a named user's
-// its primary group from /etc/passwd; a group, when given, wins.
+// its primary group from /etc/passwd; a group, when given, wins. A name the
+// file does not list gets id 0 (a group name: the user's gid) with a
+// warning, as BuildKit does; a missing file is an error (docker 20.10's
+// BuildKit fails there too).
 func (s *stageState) resolveOwner(_ context.Context, spec string) (int, int, error) {
 	userPart, groupPart, _ := strings.Cut(spec, ":")
 	if userPart == "" {
@@ -115,8 +122,14 @@ func (s *stageState) resolveOwner(_ context.Context, spec string) (int, int, err
 			return 0, 0, err
 		}
 		u, found := d.users[userPart]
+		if !found && !d.hasPasswd {
+			return 0, 0, fmt.Errorf("unknown user %q: the image has no /etc/passwd", userPart)
+		}
 		if !found {
-			return 0, 0, fmt.Errorf("unknown user %q: not in the image's /etc/passwd", userPart)
+			// BuildKit's file operations leave a name /etc/passwd does not
+			// list at uid 0 and gid 0: the same image, with a warning
+			// BuildKit does not give.
+			s.b.logf("warning: user %q is not in the image's /etc/passwd: its files get uid 0 and gid 0, as with BuildKit", userPart)
 		}
 		uid, gid = u[0], u[1]
 	}
@@ -132,8 +145,13 @@ func (s *stageState) resolveOwner(_ context.Context, spec string) (int, int, err
 		return 0, 0, err
 	}
 	g, found := d.groups[groupPart]
+	if !found && !d.hasGroup {
+		return 0, 0, fmt.Errorf("unknown group %q: the image has no /etc/group", groupPart)
+	}
 	if !found {
-		return 0, 0, fmt.Errorf("unknown group %q: not in the image's /etc/group", groupPart)
+		// BuildKit keeps the user's gid for a group name it cannot find.
+		s.b.logf("warning: group %q is not in the image's /etc/group: its files keep gid %d, as with BuildKit", groupPart, gid)
+		return uid, gid, nil
 	}
 	return uid, g, nil
 }

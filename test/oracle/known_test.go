@@ -22,5 +22,4 @@ var known = map[string]knownFailure{
 	// dockerd 20.10's BuildKit makes them 0755.
 	"copy-chmod-dir":          {"COPY --chmod=0750 dir /d/ gives the /d it creates 0750 as current BuildKit does; 20.10 gives 0755", "copy", []string{"/d:"}},
 	"copy-chmod-scratch-dir":  {"FROM scratch COPY --chmod=0700 d /dest/ gives /dest 0700 as current BuildKit does; 20.10 gives 0755", "copy", []string{"/dest:"}},
-	"copy-chown-unknown-user": {"new: COPY --chown=nosuch is an error; BuildKit silently uses 0:0 for a name not in /etc/passwd (lead: follow or keep the error?)", "copy", nil},
 }
