@@ -112,14 +112,20 @@ func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref
 		size, _ := l.Size()
 		b.logf("[%s] fetching base layer %s (%s) of %s for its path index: %s", tag, shortDigest(digest), humanSize(size), ref, why)
 	}
-	rc, err := l.Uncompressed()
+	// Verified as it streams (digest against the manifest, diff ID against
+	// the config) and kept in the store only when both match.
+	rc, err := b.opts.Store.OpenVerifiedLayer(l, diffID)
 	if err != nil {
-		return nil, fmt.Errorf("reading layer %s of %s: %w", diffID, ref, err)
+		return nil, fmt.Errorf("reading layer %s of %s: %w", digest, ref, err)
 	}
-	defer rc.Close()
 	x, err := archive.IndexLayer(contextReader{ctx, rc}, diffID)
+	if cerr := rc.Close(); cerr != nil {
+		// Close verifies what was left unread: a digest or diff ID
+		// mismatch explains a broken tar better than the tar error.
+		err = cerr
+	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the layers of %s: %w", ref, err)
+		return nil, fmt.Errorf("reading the layers of %s: layer %s: %w", ref, digest, err)
 	}
 	b.keepIndex(ctx, x, tag)
 	return x, nil
