@@ -20,6 +20,6 @@ var known = map[string]knownFailure{
 	// COPY (issue 8 #10): kiln follows current BuildKit here: since fsutil
 	// 183e7fb (2025) a numeric --chmod also gives the directories COPY creates their mode;
 	// dockerd 20.10's BuildKit makes them 0755.
-	"copy-chmod-dir":          {"COPY --chmod=0750 dir /d/ gives the /d it creates 0750 as current BuildKit does; 20.10 gives 0755", "copy", []string{"/d:"}},
-	"copy-chmod-scratch-dir":  {"FROM scratch COPY --chmod=0700 d /dest/ gives /dest 0700 as current BuildKit does; 20.10 gives 0755", "copy", []string{"/dest:"}},
+	"copy-chmod-dir":         {"COPY --chmod=0750 dir /d/ gives the /d it creates 0750 as current BuildKit does; 20.10 gives 0755", "copy", []string{"/d:"}},
+	"copy-chmod-scratch-dir": {"FROM scratch COPY --chmod=0700 d /dest/ gives /dest 0700 as current BuildKit does; 20.10 gives 0755", "copy", []string{"/dest:"}},
 }
