@@ -405,14 +405,17 @@ func (s *Store) writeLayers(ctx context.Context, img v1.Image, imgDigest v1.Hash
 			if err != nil {
 				return err
 			}
-			if present {
-				continue
-			}
 			if repo, ok := wo.sources[d.Digest]; ok {
-				// Left in its registry: recorded, fetched only if read.
+				// Its registry is recorded whether or not the store holds
+				// it (a base layer read for its path index is kept): a
+				// push mounts it from there; one left in its registry is
+				// fetched only if read.
 				if err := s.RecordSource(d.Digest, repo); err != nil {
 					return fmt.Errorf("writing image %s: %w", imgDigest, err)
 				}
+				continue
+			}
+			if present {
 				continue
 			}
 			if len(s.Sources(d.Digest)) > 0 {
