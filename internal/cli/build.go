@@ -50,6 +50,9 @@ type buildFlags struct {
 	// buildx and podman flags (buildx_flags.go).
 	pull, network, provenance, sbom, builder string
 	layers                                   bool
+	driver, creds                            string
+	annotations                              []string
+	parsedAnnotations                        []build.Annotation
 	// done, when set, is called with the stored (and pushed) image's
 	// descriptor and full tag names once everything else succeeded.
 	done func(d v1.Descriptor, tags []string) error
@@ -132,7 +135,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		}
 		tags = append(tags, r.Name())
 	}
-	pull, err := f.checkCompat(cmd, g.stderr)
+	pull, err := f.checkCompat(cmd, g)
 	if err != nil {
 		return err
 	}
@@ -270,6 +273,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		CacheCopies:    tiered != nil,
 		Pull:           pull,
 		Network:        f.network,
+		Annotations:    f.parsedAnnotations,
 	})
 	if err != nil {
 		return err

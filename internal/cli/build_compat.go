@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -23,11 +22,15 @@ func addCompatFlags(fl *pflag.FlagSet, f *buildFlags) {
 	fl.Lookup("sbom").NoOptDefVal = "true"
 	fl.StringVar(&f.builder, "builder", "", "buildx's builder instance: accepted and ignored (kiln has no builder instances)")
 	fl.BoolVar(&f.layers, "layers", true, "podman's --layers: false runs every step uncached (as --no-cache)")
+	fl.StringVar(&f.driver, "driver", "", "buildx's builder driver: accepted and ignored (kiln has no builder instances)")
+	fl.StringArrayVar(&f.annotations, "annotation", nil, "buildx's [TYPE[,TYPE][PLATFORM]:]KEY=VALUE: an annotation of the manifests (default), the index (index:) or the index's descriptors (manifest-descriptor:) (repeatable; oci format)")
+	fl.StringVar(&f.creds, "creds", "", "podman's USERNAME[:PASSWORD] for every registry of the build (base images, cache, push) instead of the auth files")
 }
 
 // checkCompat validates the compatibility flags and returns the pull
 // policy.
-func (f *buildFlags) checkCompat(cmd *cobra.Command, stderr io.Writer) (build.PullPolicy, error) {
+func (f *buildFlags) checkCompat(cmd *cobra.Command, g *globals) (build.PullPolicy, error) {
+	stderr := g.stderr
 	pull, err := build.ParsePullPolicy(f.pull)
 	if err != nil {
 		return "", err
@@ -49,6 +52,26 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, stderr io.Writer) (build.Pu
 	}
 	if f.builder != "" {
 		fmt.Fprintf(stderr, "note: --builder %s is ignored: kiln builds in-process, without builder instances\n", f.builder)
+	}
+	if f.driver != "" {
+		fmt.Fprintf(stderr, "note: --driver %s is ignored: kiln builds in-process, without builder instances\n", f.driver)
+	}
+	for _, a := range f.annotations {
+		an, err := build.ParseAnnotation(a)
+		if err != nil {
+			return "", err
+		}
+		f.parsedAnnotations = append(f.parsedAnnotations, an)
+	}
+	if g.jobs < 1 {
+		return "", fmt.Errorf("--jobs %d: want at least 1 (stages, RUN steps and transfers at once)", g.jobs)
+	}
+	if f.creds != "" {
+		c, err := g.credsOption("--creds", "", f.creds)
+		if err != nil {
+			return "", err
+		}
+		g.creds = append(g.creds, c)
 	}
 	if cmd.Flags().Changed("layers") && !f.layers {
 		f.noCache = true

@@ -32,6 +32,8 @@ type globals struct {
 	// Limits on what registries, archives and contexts send (limits.go).
 	maxManifest, maxConfig string
 	maxRatio               int64
+	// creds are --creds credentials for every registry of the command.
+	creds []registry.Credential
 
 	// release undoes a TMPDIR fallback into the store (see tempFallback).
 	release []func()
@@ -183,6 +185,7 @@ func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 		StallTimeout: g.stall,
 		Mirrors:      g.mirrors,
 		UserAgent:    "kiln/" + versionInfo().Version,
+		Credentials:  append([]registry.Credential(nil), g.creds...),
 	}
 	o.MaxManifestSize, o.MaxConfigSize = g.limitBytes()
 	if cmd.Flags().Changed("tls-verify") {

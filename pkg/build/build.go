@@ -86,6 +86,8 @@ type Options struct {
 	// docker build): "" or "default" (the sandbox's default), "host" or
 	// "none".
 	Network string
+	// Annotations are buildx's --annotation values (annotate.go).
+	Annotations []Annotation
 }
 
 // PullPolicy says where base images come from (see Options.Pull).
@@ -159,6 +161,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
+	if err := checkAnnotations(opts.Annotations, opts.Format, len(opts.Platforms) > 1); err != nil {
+		return nil, err
+	}
 	// Parse once up front so that syntax errors come before any work.
 	f, err := dockerfile.Parse(opts.DockerfileName, opts.Dockerfile)
 	if err != nil {
@@ -208,7 +213,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		images = append(images, img)
+		images = append(images, annotateImage(img, p, opts.Annotations))
 	}
 	if len(images) == 1 && len(opts.Platforms) <= 1 {
 		d, err := images[0].Digest()
@@ -223,6 +228,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	idx, err := newIndex(images, platforms, opts.Format)
 	if err != nil {
+		return nil, err
+	}
+	if err := idx.annotate(opts.Annotations); err != nil {
 		return nil, err
 	}
 	d, err := idx.Digest()

@@ -146,7 +146,7 @@ type index struct {
 	images    map[v1.Hash]v1.Image
 }
 
-func newIndex(images []v1.Image, platforms []v1.Platform, format Format) (v1.ImageIndex, error) {
+func newIndex(images []v1.Image, platforms []v1.Platform, format Format) (*index, error) {
 	m := v1.IndexManifest{SchemaVersion: 2, MediaType: format.indexType()}
 	ix := &index{mediaType: format.indexType(), images: map[v1.Hash]v1.Image{}}
 	for i, img := range images {

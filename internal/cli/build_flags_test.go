@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// storedManifest reads the manifest (or index) that ref names in the store
+// under root.
+func storedManifest(t *testing.T, root, ref string) (mediaType string, annotations map[string]string, children []v1.Descriptor) {
+	t.Helper()
+	st, err := store.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.Resolve(ref)
+	if err != nil {
+		t.Fatalf("%s: %v", ref, err)
+	}
+	rc, err := st.OpenBlob(d.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var m struct {
+		MediaType   string            `json:"mediaType"`
+		Annotations map[string]string `json:"annotations"`
+		Manifests   []v1.Descriptor   `json:"manifests"`
+	}
+	if err := json.NewDecoder(rc).Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.MediaType, m.Annotations, m.Manifests
+}
+
+// childAnnotations reads the annotations of a manifest the store holds.
+func childAnnotations(t *testing.T, root string, d v1.Descriptor) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "blobs", "sha256", d.Digest.Hex))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Annotations
+}
+
+// The buildx and podman spellings of build flags: what each does, and the
+// error for an unsupported value or a misspelling. Each row builds FROM
+// scratch into its own store.
+func TestBuildFlagTable(t *testing.T) {
+	isolateAuth(t)
+	reg := startRegistry(t)
+	base := reg.host + "/library/base:1"
+	pushVersion(t, base, "1")
+	authfile := filepath.Join(t.TempDir(), "auth.json")
+	os.WriteFile(authfile, []byte(`{"auths":{"`+reg.host+`":{"auth":"YWxpY2U6c2VjcmV0"}}}`), 0o600) // alice:secret
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nLABEL a=b\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.base"), []byte("FROM "+base+"\nLABEL a=b\n"), 0o644)
+	const multi = "--platform=linux/amd64,linux/arm64"
+	for _, c := range []struct {
+		name    string
+		args    []string
+		auth    bool   // the registry demands alice:secret
+		wantErr string // "" when the build must work
+		stderr  string // what stderr must say
+		check   func(t *testing.T, root string)
+	}{
+		{name: "annotation default is manifest", args: []string{"--annotation", "org.opencontainers.image.title=app"},
+			check: func(t *testing.T, root string) {
+				if _, a, _ := storedManifest(t, root, "index.docker.io/library/out:1"); a["org.opencontainers.image.title"] != "app" {
+					t.Errorf("manifest annotations %v", a)
+				}
+			}},
+		{name: "annotation index and per-platform manifest", args: []string{multi, "--annotation", "index:k=idx", "--annotation", "manifest[linux/arm64]:k=arm", "--annotation", "manifest-descriptor:d=v"},
+			check: func(t *testing.T, root string) {
+				_, a, kids := storedManifest(t, root, "index.docker.io/library/out:1")
+				if a["k"] != "idx" || len(kids) != 2 {
+					t.Fatalf("index annotations %v, %d manifests", a, len(kids))
+				}
+				for _, k := range kids {
+					want := ""
+					if k.Platform.Architecture == "arm64" {
+						want = "arm"
+					}
+					if got := childAnnotations(t, root, k)["k"]; got != want || k.Annotations["d"] != "v" {
+						t.Errorf("%s: manifest k=%q (want %q), descriptor %v", k.Platform.Architecture, got, want, k.Annotations)
+					}
+				}
+			}},
+		{name: "annotation index on one platform", args: []string{"--annotation", "index:k=v"}, wantErr: "a single-platform build has no index"},
+		{name: "annotation without value", args: []string{"--annotation", "novalue"}, wantErr: `--annotation "novalue": want [TYPE:]KEY=VALUE`},
+		{name: "annotation misspelt type", args: []string{"--annotation", "manifests:k=v"}, wantErr: `unknown type "manifests"`},
+		{name: "annotation docker format", args: []string{"--format", "docker", "--annotation", "k=v"}, wantErr: "docker's manifest format has no annotations"},
+		{name: "format docker (podman)", args: []string{"--format=docker"},
+			check: func(t *testing.T, root string) {
+				if mt, _, _ := storedManifest(t, root, "index.docker.io/library/out:1"); mt != "application/vnd.docker.distribution.manifest.v2+json" {
+					t.Errorf("--format docker: %s", mt)
+				}
+			}},
+		{name: "format oci", args: []string{"--format", "oci"},
+			check: func(t *testing.T, root string) {
+				if mt, _, _ := storedManifest(t, root, "index.docker.io/library/out:1"); mt != "application/vnd.oci.image.manifest.v1+json" {
+					t.Errorf("--format oci: %s", mt)
+				}
+			}},
+		{name: "format misspelt", args: []string{"--format", "v2s3"}, wantErr: `unknown image format "v2s3"`},
+		{name: "creds (podman)", args: []string{"-f", filepath.Join(dir, "Dockerfile.base"), "--creds", "alice:secret"}, auth: true,
+			stderr: "A password on the command line (--creds)"},
+		{name: "creds wrong", args: []string{"--retry", "0", "-f", filepath.Join(dir, "Dockerfile.base"), "--creds", "alice:wrong"}, auth: true, wantErr: "unauthorized"},
+		{name: "creds without user", args: []string{"--creds", ":pw"}, wantErr: "--creds"},
+		{name: "no creds", args: []string{"--retry", "0", "-f", filepath.Join(dir, "Dockerfile.base")}, auth: true, wantErr: "unauthorized"},
+		{name: "authfile (podman)", args: []string{"--authfile", authfile, "-f", filepath.Join(dir, "Dockerfile.base")}, auth: true},
+		{name: "tls-verify=true refuses plain HTTP", args: []string{"--retry", "0", "--tls-verify=true", "-f", filepath.Join(dir, "Dockerfile.base")}, wantErr: "speaks plain HTTP, not HTTPS"},
+		{name: "tls-verify=false", args: []string{"--tls-verify=false", "-f", filepath.Join(dir, "Dockerfile.base")}},
+		{name: "jobs (podman)", args: []string{"--jobs", "2"}},
+		{name: "jobs 0", args: []string{"--jobs", "0"}, wantErr: "--jobs 0: want at least 1"},
+		{name: "driver (buildx)", args: []string{"--driver", "docker-container"}, stderr: "--driver docker-container is ignored"},
+		{name: "misspelt flag", args: []string{"--anotation", "k=v"}, wantErr: "unknown flag: --anotation"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.auth {
+				requireBasic(reg, "alice", "secret")
+				defer func() { reg.before = nil }()
+			}
+			root := t.TempDir()
+			args := append(append([]string{"build", "-t", "out:1"}, c.args...), dir)
+			_, errOut, err := run(t, root, "", args...)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("%v: %v, want %q", c.args, err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%v: %v\n%s", c.args, err, errOut)
+			}
+			if !strings.Contains(errOut, c.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", c.stderr, errOut)
+			}
+			if c.check != nil {
+				c.check(t, root)
+			}
+		})
+	}
+}
