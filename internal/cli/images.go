@@ -11,6 +11,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
+
+	units "github.com/docker/go-units"
 )
 
 type imageRow struct {
@@ -157,46 +159,7 @@ func shortID(id string) string {
 	return id
 }
 
-func humanSize(n int64) string {
-	const unit = 1000.0
-	f := float64(n)
-	for _, u := range []string{"B", "kB", "MB", "GB", "TB"} {
-		if f < unit || u == "TB" {
-			if u == "B" {
-				return fmt.Sprintf("%dB", n)
-			}
-			return fmt.Sprintf("%.3g%s", f, u)
-		}
-		f /= unit
-	}
-	return fmt.Sprintf("%dB", n)
-}
+// humanSize and since print sizes and ages as docker images does.
+func humanSize(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }
 
-func since(t time.Time) string {
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return "Less than a minute ago"
-	case d < time.Hour:
-		return plural(int(d.Minutes()), "minute") + " ago"
-	case d < 48*time.Hour:
-		return plural(int(d.Hours()), "hour") + " ago"
-	case d < 14*24*time.Hour:
-		return plural(int(d.Hours()/24), "day") + " ago"
-	case d < 60*24*time.Hour:
-		return plural(int(d.Hours()/24/7), "week") + " ago"
-	case d < 2*365*24*time.Hour:
-		return plural(int(d.Hours()/24/30), "month") + " ago"
-	}
-	return plural(int(d.Hours()/24/365), "year") + " ago"
-}
-
-func plural(n int, unit string) string {
-	if n == 1 {
-		if unit == "hour" {
-			return "An hour"
-		}
-		return "1 " + unit
-	}
-	return fmt.Sprintf("%d %ss", n, unit)
-}
+func since(t time.Time) string { return units.HumanDuration(time.Now().UTC().Sub(t)) + " ago" }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/cache"
+	"github.com/kiln-build/kiln/pkg/progress"
 )
 
 // Layer path indexes (archive.LayerIndex) answer questions about an
@@ -110,7 +111,7 @@ func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref
 	}
 	if !b.opts.Store.HasBlob(digest) {
 		size, _ := l.Size()
-		b.logf("[%s] fetching base layer %s (%s) of %s for its path index: %s", tag, shortDigest(digest), humanSize(size), ref, why)
+		b.logf("[%s] fetching base layer %s (%s) of %s for its path index: %s", tag, shortDigest(digest), progress.FormatBytes(size), ref, why)
 	}
 	// Verified as it streams (digest against the manifest, diff ID against
 	// the config) and kept in the store only when both match.
@@ -246,14 +247,4 @@ func (src *imageSource) indexTree(ctx context.Context, b *builder, tag, why stri
 	}
 	src.tree = t
 	return t, nil
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
 }

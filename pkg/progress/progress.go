@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/docker/go-units"
 )
 
 // Action is what happened to a blob or manifest.
@@ -267,25 +269,5 @@ func (j *jsonReporter) Close() error {
 	return nil
 }
 
-// FormatBytes formats n like docker: 512B, 1.5kB, 12.3MB, 1.02GB.
-func FormatBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	f := float64(n)
-	for _, u := range []string{"kB", "MB", "GB", "TB", "PB"} {
-		f /= unit
-		if f < unit {
-			switch {
-			case f < 10:
-				return fmt.Sprintf("%.2f%s", f, u)
-			case f < 100:
-				return fmt.Sprintf("%.1f%s", f, u)
-			default:
-				return fmt.Sprintf("%.0f%s", f, u)
-			}
-		}
-	}
-	return fmt.Sprintf("%.0fEB", f/unit)
-}
+// FormatBytes formats n as docker does: 512B, 1.5kB, 12.3MB, 1.02GB.
+func FormatBytes(n int64) string { return units.HumanSizeWithPrecision(float64(n), 3) }

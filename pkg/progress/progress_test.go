@@ -128,7 +128,7 @@ func TestTTY(t *testing.T) {
 	clock = clock.Add(time.Second)
 	r.Report(Event{Op: OpPush, Action: Progress, Kind: KindLayer, Digest: d1, Size: 2_000_000, Current: 1_000_000, Time: clock})
 	out := b.String()
-	if !strings.Contains(out, "0123456789ab: Pushing [===============>              ] 1.00MB/2.00MB 1.00MB/s") {
+	if !strings.Contains(out, "0123456789ab: Pushing [===============>              ] 1MB/2MB 1MB/s") {
 		t.Errorf("no progress bar with bytes and rate in %q", out)
 	}
 	if !strings.Contains(out, "\x1b[2A") {
@@ -183,7 +183,7 @@ func TestReaderAndFormat(t *testing.T) {
 	if !strings.Contains(b.String(), `"action":"progress"`) {
 		t.Errorf("no progress event: %q", b.String())
 	}
-	for n, want := range map[int64]string{0: "0B", 999: "999B", 1500: "1.50kB", 12_345_678: "12.3MB", 1_020_000_000: "1.02GB", 512_000_000: "512MB"} {
+	for n, want := range map[int64]string{0: "0B", 999: "999B", 1500: "1.5kB", 12_345_678: "12.3MB", 1_020_000_000: "1.02GB", 512_000_000: "512MB"} {
 		if got := FormatBytes(n); got != want {
 			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
 		}
