@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/registry"
@@ -308,7 +309,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		return err
 	}
 	if f.iidfile != "" {
-		if err := writeFileAtomic(f.iidfile, []byte(res.ID.String())); err != nil {
+		if err := atomicfile.WriteFile(f.iidfile, []byte(res.ID.String()), 0o644); err != nil {
 			return fmt.Errorf("--iidfile: %w", err)
 		}
 	}
@@ -454,25 +455,6 @@ func contextFromStdin(r io.Reader) (dir string, dockerfile []byte, cleanup func(
 		return "", nil, func() {}, fmt.Errorf("extracting the context from stdin: %w", err)
 	}
 	return dir, nil, cleanup, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // parseSecret parses a --secret value as docker buildx and podman do:

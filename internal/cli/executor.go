@@ -9,6 +9,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 )
 
 // kanikoFlags are kaniko executor's flags that kiln maps onto a build.
@@ -288,7 +290,7 @@ func (k *kanikoFlags) writeNameFiles(d v1.Descriptor, _ []string) error {
 		if w.path == "" {
 			continue
 		}
-		if err := writeFileAtomic(w.path, []byte(w.data)); err != nil {
+		if err := atomicfile.WriteFile(w.path, []byte(w.data), 0o644); err != nil {
 			return fmt.Errorf("writing %s: %w", w.path, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/export"
 	"github.com/kiln-build/kiln/pkg/store"
@@ -101,7 +102,7 @@ func writeMetadata(path string, res *build.Result, desc v1.Descriptor, tags []st
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("--metadata-file: %w", err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
@@ -232,7 +233,7 @@ func writeDigestFile(path string, d v1.Hash) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("--digestfile: %w", err)
 	}
-	if err := writeFileAtomic(path, []byte(d.String())); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(d.String()), 0o644); err != nil {
 		return fmt.Errorf("--digestfile: %w", err)
 	}
 	return nil

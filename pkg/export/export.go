@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -56,7 +57,7 @@ func writeDest(dest string, stdout io.Writer, write func(io.Writer) error) error
 		if stdout == nil {
 			return errors.New("no standard output to write to")
 		}
-		if f, ok := stdout.(*os.File); ok && isTerminal(f) {
+		if f, ok := stdout.(*os.File); ok && progress.IsTerminal(f) {
 			return errors.New("refusing to write an archive to a terminal: name a file or redirect stdout")
 		}
 		bw := bufio.NewWriterSize(stdout, 1<<20)
@@ -65,31 +66,7 @@ func writeDest(dest string, stdout io.Writer, write func(io.Writer) error) error
 		}
 		return bw.Flush()
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dest)
-}
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return atomicfile.Write(dest, 0o644, write)
 }
 
 // WriteFile writes path through a temporary name in its directory, so a

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 )
 
 // Owner is what the table says about one inode: the owner a process
@@ -70,19 +71,7 @@ func LoadTable(file string) (*Table, error) {
 
 // Save writes the table to file atomically.
 func (t *Table) Save(file string) error {
-	tmp := file + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if err := gob.NewEncoder(f).Encode(t); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, file)
+	return atomicfile.Write(file, 0o644, func(w io.Writer) error { return gob.NewEncoder(w).Encode(t) })
 }
 
 func keyOf(st *unix.Stat_t) Key { return Key{uint64(st.Dev), st.Ino} }

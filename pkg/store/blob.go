@@ -15,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 )
 
 // checkHash reports whether h is a digest the store can hold: sha256 with 64
@@ -198,7 +200,7 @@ func (w *BlobWriter) Commit(want v1.Hash) error {
 		return err
 	}
 	if renamed {
-		return syncDir(w.s.blobDir)
+		return atomicfile.SyncDir(w.s.blobDir)
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 )
 
 // DefaultGCGrace is how old an unreachable blob must be before GC removes
@@ -98,7 +100,7 @@ func (s *Store) GCWithGrace(ctx context.Context, grace time.Duration) (removed i
 		freed += info.Size()
 	}
 	if removed > 0 {
-		if err := syncDir(s.blobDir); err != nil {
+		if err := atomicfile.SyncDir(s.blobDir); err != nil {
 			return removed, freed, err
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 )
 
 // Entry is one ref in the store.
@@ -70,20 +72,15 @@ func (s *Store) writeIndexLocked(im *v1.IndexManifest) error {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", tmp, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: fsync: %w", tmp, err)
+	err = atomicfile.Commit(f, s.indexPath())
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, s.indexPath()); err != nil {
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("replacing %s: %w", s.indexPath(), err)
 	}
-	return syncDir(s.root)
+	return nil
 }
 
 // refOf returns the ref an index.json entry carries, if any.

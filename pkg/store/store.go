@@ -14,6 +14,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 )
 
 // Names inside a store root.
@@ -196,24 +198,8 @@ func (s *Store) writeFileAtomic(path string, data []byte) error {
 	if err := f.Chmod(0o644); err != nil {
 		return fail(err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := atomicfile.Commit(f, path); err != nil {
 		return fail(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fail(err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir fsyncs a directory so that renames into it are durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil
 }
