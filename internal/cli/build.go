@@ -54,6 +54,9 @@ type buildFlags struct {
 	driver, creds                            string
 	annotations                              []string
 	parsedAnnotations                        []build.Annotation
+	addHosts, ulimits                        []string
+	shmSize                                  string
+	runExtras                                sandbox.Extras
 	// done, when set, is called with the stored (and pushed) image's
 	// descriptor and full tag names once everything else succeeded.
 	done func(d v1.Descriptor, tags []string) error
@@ -275,6 +278,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Pull:           pull,
 		Network:        f.network,
 		Annotations:    f.parsedAnnotations,
+		RunExtras:      f.runExtras,
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 )
 
 // addCompatFlags adds the build flags of buildx and podman that CI scripts
@@ -24,6 +25,9 @@ func addCompatFlags(fl *pflag.FlagSet, f *buildFlags) {
 	fl.BoolVar(&f.layers, "layers", true, "podman's --layers: false runs every step uncached (as --no-cache)")
 	fl.StringVar(&f.driver, "driver", "", "buildx's builder driver: accepted and ignored (kiln has no builder instances)")
 	fl.StringArrayVar(&f.annotations, "annotation", nil, "buildx's [TYPE[,TYPE][PLATFORM]:]KEY=VALUE: an annotation of the manifests (default), the index (index:) or the index's descriptors (manifest-descriptor:) (repeatable; oci format)")
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, "NAME:IP added to /etc/hosts of every RUN step (repeatable; part of the steps' cache keys)")
+	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "NAME=SOFT[:HARD] resource limit of every RUN step (nofile=1024:2048; repeatable)")
+	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm in RUN steps (64m, 1g; default 64m)")
 	fl.StringVar(&f.creds, "creds", "", "podman's USERNAME[:PASSWORD] for every registry of the build (base images, cache, push) instead of the auth files")
 }
 
@@ -66,6 +70,9 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, g *globals) (build.PullPoli
 	if g.jobs < 1 {
 		return "", fmt.Errorf("--jobs %d: want at least 1 (stages, RUN steps and transfers at once)", g.jobs)
 	}
+	if err := f.parseRunExtras(); err != nil {
+		return "", err
+	}
 	if f.creds != "" {
 		c, err := g.credsOption("--creds", "", f.creds)
 		if err != nil {
@@ -77,4 +84,30 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, g *globals) (build.PullPoli
 		f.noCache = true
 	}
 	return pull, nil
+}
+
+// parseRunExtras reads --add-host, --ulimit and --shm-size.
+func (f *buildFlags) parseRunExtras() error {
+	for _, h := range f.addHosts {
+		line, err := sandbox.ParseAddHost(h)
+		if err != nil {
+			return err
+		}
+		f.runExtras.Hosts = append(f.runExtras.Hosts, line)
+	}
+	for _, u := range f.ulimits {
+		l, err := sandbox.ParseUlimit(u)
+		if err != nil {
+			return err
+		}
+		f.runExtras.Ulimits = append(f.runExtras.Ulimits, l)
+	}
+	if f.shmSize != "" {
+		n, err := sandbox.ParseShmSize(f.shmSize)
+		if err != nil {
+			return err
+		}
+		f.runExtras.ShmSize = n
+	}
+	return nil
 }

@@ -86,6 +86,9 @@ type Options struct {
 	// docker build): "" or "default" (the sandbox's default), "host" or
 	// "none".
 	Network string
+	// RunExtras are --add-host, --ulimit and --shm-size for every RUN
+	// step; they are part of the steps' cache keys.
+	RunExtras sandbox.Extras
 	// Annotations are buildx's --annotation values (annotate.go).
 	Annotations []Annotation
 }

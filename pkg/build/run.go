@@ -199,6 +199,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 
 	step := sandbox.Step{
 		Args: args, Env: env, User: runUser(s.cfg.Config.User), Cwd: s.cfg.Config.WorkingDir, Network: network,
+		Extras: s.b.opts.RunExtras,
 	}
 	var secrets string
 	if hasSecretMount(c) || isScript(c) {

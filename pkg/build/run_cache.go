@@ -16,6 +16,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/kiln-build/kiln/pkg/cache"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 )
 
 // runInputs is everything a RUN step's layer depends on: its cache key is
@@ -39,6 +40,9 @@ type runInputs struct {
 	// makes is owned by root; such a layer is not what a sandbox with
 	// subordinate ids would make.
 	OneID bool `json:"oneID,omitempty"`
+	// Extras: --add-host, --ulimit and --shm-size (absent when unset, so
+	// keys without them are what they were).
+	Extras *sandbox.Extras `json:"extras,omitempty"`
 }
 
 // heredoc is a RUN heredoc as the key sees it (a #! script runs from a
@@ -82,6 +86,9 @@ func (s *stageState) runKey(ctx context.Context, c *instructions.RunCommand, arg
 	}
 	if s.b.opts.Timestamp != nil {
 		in.Timestamp = s.b.opts.Timestamp.Unix()
+	}
+	if !s.b.opts.RunExtras.Zero() {
+		in.Extras = &s.b.opts.RunExtras
 	}
 	for _, f := range c.Files {
 		in.Heredocs = append(in.Heredocs, heredoc{Name: f.Name, Data: f.Data, Chomp: f.Chomp})

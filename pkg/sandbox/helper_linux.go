@@ -501,6 +501,9 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 			return 0, "", fmt.Errorf("subreaper: %w", err)
 		}
 	}
+	if err := setUlimits(rs.Ulimits); err != nil {
+		return 0, "", err
+	}
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, "", fmt.Errorf("starting %s: %w", rs.Args[0], err)

@@ -59,6 +59,9 @@ type runSpec struct {
 	User    string   `json:"user,omitempty"`
 	Cwd     string   `json:"cwd,omitempty"`
 	Network string   `json:"network,omitempty"`
+	// Ulimits and ShmSize come from Step.Extras (extras.go).
+	Ulimits []Ulimit `json:"ulimits,omitempty"`
+	ShmSize int64    `json:"shmSize,omitempty"`
 }
 
 // result is what the helper reports.

@@ -89,7 +89,7 @@ func setupRoot(j *job, res *result) (string, error) {
 		}
 	}
 	if !skipped["/dev"] {
-		if err := setupDev(at("dev")); err != nil {
+		if err := setupDev(at("dev"), rs.ShmSize); err != nil {
 			return "", err
 		}
 	}
@@ -255,7 +255,7 @@ func maskPaths(root string, proc, sys bool) error {
 
 // setupDev mounts a minimal /dev: a tmpfs with the host's null, zero,
 // full, random, urandom and tty bound in, the usual symlinks, pts and shm.
-func setupDev(dev string) error {
+func setupDev(dev string, shmSize int64) error {
 	if err := unix.Mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_STRICTATIME, "mode=755,size=65536k"); err != nil {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
@@ -281,7 +281,14 @@ func setupDev(dev string) error {
 	if err := unix.Mount("devpts", filepath.Join(dev, "pts"), "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"); err == nil {
 		_ = os.Symlink("pts/ptmx", filepath.Join(dev, "ptmx"))
 	}
-	_ = unix.Mount("shm", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k")
+	if shmSize <= 0 {
+		_ = unix.Mount("shm", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=65536k")
+		return nil
+	}
+	// --shm-size: asked for, so it must work.
+	if err := unix.Mount("shm", filepath.Join(dev, "shm"), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, fmt.Sprintf("mode=1777,size=%d", shmSize)); err != nil {
+		return fmt.Errorf("mount /dev/shm (--shm-size): %w", err)
+	}
 	return nil
 }
 

@@ -85,7 +85,17 @@ func (m *ptraceMode) Run(ctx context.Context, st Step) (*StepResult, error) {
 	var binds []ptrace.Bind
 	// Copies of the host's resolver files: the step may write to them,
 	// and the working copy's own stay as they are.
-	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
+	if len(st.Extras.Ulimits) > 0 {
+		return nil, fmt.Errorf("--ulimit: ptrace mode cannot set a step's resource limits")
+	}
+	hosts, err := writeHosts(st.TempDir, st.Extras.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	if hosts != "" {
+		binds = append(binds, ptrace.Bind{Guest: "/etc/hosts", Host: hosts})
+	}
+	for _, f := range []string{"/etc/resolv.conf"} {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			continue

@@ -37,6 +37,8 @@ type Step struct {
 	Network string
 	// Mounts are RUN --mount mounts.
 	Mounts []Mount
+	// Extras are --add-host, --ulimit and --shm-size (extras.go).
+	Extras Extras
 	// Stdout and Stderr receive the command's output.
 	Stdout, Stderr io.Writer
 }
@@ -72,6 +74,9 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 	if st.Network == "none" && !f.NetworkNamespace {
 		return nil, fmt.Errorf("--network=none needs a network namespace, which %s mode cannot make (%s)", s.Mode(), s.reason)
 	}
+	if st.Extras.ShmSize > 0 && !f.Mounts {
+		return nil, fmt.Errorf("--shm-size needs a mount namespace for /dev/shm, which %s mode cannot make (%s)", s.Mode(), s.reason)
+	}
 	if st.Dir == "" && !f.Overlay {
 		return nil, fmt.Errorf("%s mode runs steps on a working copy", s.Mode())
 	}
@@ -83,7 +88,7 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	feat := h.self.Features()
 	rs := &runSpec{
 		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: st.Network,
-		Mounts: st.Mounts,
+		Mounts: st.Mounts, Ulimits: st.Extras.Ulimits, ShmSize: st.Extras.ShmSize,
 	}
 	t := st.TempDir
 	mk := func(name string) (string, error) {
@@ -115,19 +120,14 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	}
 	// Copies of the host's resolver files: the step may write to them
 	// without touching the host's, and they stay out of the layer.
-	for _, f := range []struct {
-		src string
-		dst *string
-	}{{"/etc/hosts", &rs.Hosts}, {"/etc/resolv.conf", &rs.Resolv}} {
-		data, err := os.ReadFile(f.src)
-		if err != nil {
-			continue
-		}
-		p := filepath.Join(t, filepath.Base(f.src))
-		if err := os.WriteFile(p, data, 0o644); err != nil {
+	if rs.Hosts, err = writeHosts(t, st.Extras.Hosts); err != nil {
+		return nil, err
+	}
+	if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		rs.Resolv = filepath.Join(t, "resolv.conf")
+		if err := os.WriteFile(rs.Resolv, data, 0o644); err != nil {
 			return nil, err
 		}
-		*f.dst = p
 	}
 	for i := range rs.Mounts {
 		m := &rs.Mounts[i]
