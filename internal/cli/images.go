@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/registry"
+
 	units "github.com/docker/go-units"
 )
 
@@ -54,9 +56,8 @@ func newImagesCommand(g *globals) *cobra.Command {
 			}
 			var rows []imageRow
 			for _, e := range entries {
-				repo, tag := splitRef(e.Ref)
-				repo = displayRepo(repo)
-				if len(args) == 1 && !matchFilter(args[0], repo, tag) {
+				repo, tag := registry.Familiar(e.Ref)
+				if len(args) == 1 && !registry.MatchFamiliar(args[0], e.Ref) {
 					continue
 				}
 				row := imageRow{Repository: repo, Tag: tag, Digest: e.Descriptor.Digest.String()}
@@ -108,17 +109,6 @@ func newImagesCommand(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "show only image IDs")
 	cmd.Flags().StringVar(&format, "format", "", "Go template for each image (fields: .Repository .Tag .ID .Digest .CreatedAt .CreatedSince .Size), or json")
 	return cmd
-}
-
-func matchFilter(filter, repo, tag string) bool {
-	fr, ft, hasTag := strings.Cut(filter, ":")
-	if strings.Contains(ft, "/") { // a registry port, not a tag
-		fr, hasTag = filter, false
-	}
-	if displayRepo(fr) != repo && fr != repo {
-		return false
-	}
-	return !hasTag || ft == tag
 }
 
 // describeStored gives an image's ID, creation time and size (compressed

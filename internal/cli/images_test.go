@@ -37,6 +37,20 @@ func TestTagInspectRmi(t *testing.T) {
 	if out != "app:1\napp:2\nreg.example.com:5000/team/app:3\n" {
 		t.Errorf("images: %q", out)
 	}
+	for filter, want := range map[string]string{
+		"app":                             "app:1\napp:2\n",
+		"app:2":                           "app:2\n",
+		"docker.io/library/app:1":         "app:1\n",
+		"reg.example.com:5000/team/app":   "reg.example.com:5000/team/app:3\n",
+		"reg.example.com:5000/team/app:3": "reg.example.com:5000/team/app:3\n",
+		"reg.example.com:5000/team/app:4": "",
+		"reg.example.com:5000/team/*":     "reg.example.com:5000/team/app:3\n",
+	} {
+		out, _, err := run(t, root, "", "images", "--format", "{{.Repository}}:{{.Tag}}", filter)
+		if err != nil || out != want {
+			t.Errorf("images %s: %q (%v), want %q", filter, out, err, want)
+		}
+	}
 	out, _, err = run(t, root, "", "inspect", "app:2")
 	if err != nil {
 		t.Fatal(err)

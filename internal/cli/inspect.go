@@ -7,6 +7,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/registry"
 )
 
 // inspectImage is docker's `image inspect` shape, for what kiln knows.
@@ -65,8 +67,8 @@ func newInspectCommand(g *globals) *cobra.Command {
 				}
 				for _, r := range refs {
 					ii.RepoTags = append(ii.RepoTags, displayRepo(r))
-					repo, _ := splitRef(r)
-					ii.RepoDigests = append(ii.RepoDigests, displayRepo(repo)+"@"+d.Digest.String())
+					repo, _ := registry.Familiar(r)
+					ii.RepoDigests = append(ii.RepoDigests, repo+"@"+d.Digest.String())
 				}
 				if isIndex(d.MediaType) {
 					idx, err := st.Index(d.Digest)

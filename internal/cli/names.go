@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 
@@ -34,23 +33,4 @@ func tagRef(s string, g *globals) (name.Tag, error) {
 
 // displayRepo shows a repository as docker does: Docker Hub's library
 // images by their short name.
-func displayRepo(repo string) string {
-	for _, p := range []string{"index.docker.io/library/", "docker.io/library/", "index.docker.io/", "docker.io/"} {
-		if strings.HasPrefix(repo, p) {
-			return strings.TrimPrefix(repo, p)
-		}
-	}
-	return repo
-}
-
-// splitRef splits a stored ref into repository and tag (or digest).
-func splitRef(ref string) (repo, tag string) {
-	if i := strings.LastIndex(ref, "@"); i >= 0 {
-		return ref[:i], ref[i+1:]
-	}
-	slash := strings.LastIndex(ref, "/")
-	if i := strings.LastIndex(ref, ":"); i > slash {
-		return ref[:i], ref[i+1:]
-	}
-	return ref, "<none>"
-}
+func displayRepo(repo string) string { return registry.FamiliarString(repo) }

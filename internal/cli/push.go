@@ -173,13 +173,12 @@ func allTagTargets(st *store.Store, g *globals, image string, ro registry.Option
 	}
 	var out []pushTarget
 	for _, e := range entries {
-		rp, tag := splitRef(e.Ref)
-		if rp != repo || strings.HasPrefix(tag, "sha256:") || tag == "<none>" {
-			continue
-		}
 		ref, err := registry.ParseReference(e.Ref, ro)
 		if err != nil {
 			return nil, err
+		}
+		if t, ok := ref.(name.Tag); !ok || t.Context().Name() != repo || !strings.HasSuffix(e.Ref, ":"+t.TagStr()) {
+			continue
 		}
 		out = append(out, pushTarget{desc: e.Descriptor, refs: []name.Reference{ref}})
 	}

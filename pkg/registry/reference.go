@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -245,4 +246,55 @@ func PlatformString(p v1.Platform) string {
 		s += "/" + p.Variant
 	}
 	return s
+}
+
+// Familiar splits a stored reference into the repository docker shows
+// (Docker Hub's library images by their short name: "busybox",
+// "team/app", "host:5000/app") and its tag or digest ("<none>" when it
+// has neither).
+func Familiar(ref string) (repo, tag string) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ref, "<none>"
+	}
+	repo = reference.FamiliarName(named)
+	switch r := named.(type) {
+	case reference.Digested:
+		return repo, r.Digest().String()
+	case reference.Tagged:
+		return repo, r.Tag()
+	}
+	return repo, "<none>"
+}
+
+// FamiliarString shows a repository or reference as docker does (see
+// Familiar), keeping its tag or digest.
+func FamiliarString(s string) string {
+	named, err := reference.ParseNormalizedNamed(s)
+	if err != nil {
+		return s
+	}
+	return reference.FamiliarString(named)
+}
+
+// MatchFamiliar reports whether the stored reference ref matches pattern as
+// `docker images PATTERN` does: pattern, a path glob, matches the familiar
+// reference ("busybox:1", "host:5000/app:2") or, for a tagged one, its
+// familiar name ("busybox", "host:5000/app"); a fully qualified pattern
+// matches as its familiar form does.
+func MatchFamiliar(pattern, ref string) bool {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return false
+	}
+	if ok, err := reference.FamiliarMatch(pattern, named); err == nil && ok {
+		return true
+	}
+	// A fully qualified pattern ("docker.io/library/app") matches by its
+	// familiar form.
+	if p, err := reference.ParseNormalizedNamed(pattern); err == nil {
+		ok, err := reference.FamiliarMatch(reference.FamiliarString(p), named)
+		return err == nil && ok
+	}
+	return false
 }

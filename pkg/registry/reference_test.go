@@ -217,3 +217,37 @@ func TestChoosePlatform(t *testing.T) {
 		}
 	}
 }
+
+func TestFamiliar(t *testing.T) {
+	t.Parallel()
+	for ref, want := range map[string][2]string{
+		"index.docker.io/library/busybox:1.36":                 {"busybox", "1.36"},
+		"docker.io/team/app:2":                                 {"team/app", "2"},
+		"localhost:5000/app:3":                                 {"localhost:5000/app", "3"},
+		"localhost:5000/app":                                   {"localhost:5000/app", "<none>"},
+		"localhost:5000/app@sha256:" + strings.Repeat("a", 64): {"localhost:5000/app", "sha256:" + strings.Repeat("a", 64)},
+	} {
+		if repo, tag := Familiar(ref); repo != want[0] || tag != want[1] {
+			t.Errorf("Familiar(%s) = %s, %s; want %s, %s", ref, repo, tag, want[0], want[1])
+		}
+	}
+	if got := FamiliarString("index.docker.io/library/busybox:1.36"); got != "busybox:1.36" {
+		t.Errorf("FamiliarString = %s", got)
+	}
+	for _, c := range []struct {
+		pattern, ref string
+		want         bool
+	}{
+		{"localhost:5000/app:3", "localhost:5000/app:3", true},
+		{"localhost:5000/app", "localhost:5000/app:3", true},
+		{"localhost:5000/app:4", "localhost:5000/app:3", false},
+		{"busybox", "index.docker.io/library/busybox:1.36", true},
+		{"docker.io/library/busybox:1.36", "index.docker.io/library/busybox:1.36", true},
+		{"busy*", "index.docker.io/library/busybox:1.36", true},
+		{"other", "index.docker.io/library/busybox:1.36", false},
+	} {
+		if got := MatchFamiliar(c.pattern, c.ref); got != c.want {
+			t.Errorf("MatchFamiliar(%s, %s) = %v", c.pattern, c.ref, got)
+		}
+	}
+}
