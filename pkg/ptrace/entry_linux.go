@@ -1,4 +1,4 @@
-//go:build linux && amd64
+//go:build linux && (amd64 || arm64)
 
 package ptrace
 
@@ -67,7 +67,7 @@ func needsScratch(nr int64) bool {
 		unix.SYS_SETUID, unix.SYS_SETGID, unix.SYS_SETREUID, unix.SYS_SETREGID,
 		unix.SYS_SETRESUID, unix.SYS_SETRESGID, unix.SYS_SETGROUPS,
 		unix.SYS_SETFSUID, unix.SYS_SETFSGID, unix.SYS_FSTAT, unix.SYS_FCHOWN, unix.SYS_GETCWD,
-		unix.SYS_STAT, unix.SYS_LSTAT, unix.SYS_NEWFSTATAT, unix.SYS_STATX:
+		sysStat, sysLstat, unix.SYS_NEWFSTATAT, unix.SYS_STATX:
 		return false
 	}
 	return true
@@ -81,9 +81,9 @@ func (tr *tracer) handle(c *call) error {
 	a := func(i int) uint64 { return arg(r, i) }
 	follow := func(flagArg int, bit uint64) bool { return a(flagArg)&bit == 0 }
 	switch c.nr {
-	case unix.SYS_OPEN:
+	case sysOpen:
 		return c.open(-1, 0, a(1))
-	case unix.SYS_CREAT:
+	case sysCreat:
 		return c.open(-1, 0, unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC)
 	case unix.SYS_OPENAT:
 		return c.open(0, 1, a(2))
@@ -94,8 +94,8 @@ func (tr *tracer) handle(c *call) error {
 		}
 		return c.open(0, 1, flags)
 
-	case unix.SYS_STAT, unix.SYS_LSTAT:
-		return c.stat(-1, 0, c.nr == unix.SYS_STAT, false, a(1), nil)
+	case sysStat, sysLstat:
+		return c.stat(-1, 0, c.nr == sysStat, false, a(1), nil)
 	case unix.SYS_FSTAT:
 		return c.stat(int(int32(a(0))), -1, true, true, a(1), nil)
 	case unix.SYS_NEWFSTATAT:
@@ -104,7 +104,7 @@ func (tr *tracer) handle(c *call) error {
 		sx := &statxArgs{flags: int(a(2)), mask: uint32(a(3))}
 		return c.stat(0, 1, follow(2, atNoFollow), a(2)&unix.AT_EMPTY_PATH != 0, a(4), sx)
 
-	case unix.SYS_ACCESS:
+	case sysAccess:
 		return c.access(-1, 0, a(1), 0)
 	case unix.SYS_FACCESSAT:
 		return c.access(0, 1, a(2), 0)
@@ -116,46 +116,46 @@ func (tr *tracer) handle(c *call) error {
 	case unix.SYS_EXECVEAT:
 		return c.execve(0, 1, 2, follow(4, atNoFollow))
 
-	case unix.SYS_READLINK:
+	case sysReadlink:
 		return c.readlink(-1, 0, 1, 2)
 	case unix.SYS_READLINKAT:
 		return c.readlink(0, 1, 2, 3)
 	case unix.SYS_GETCWD:
 		c.getcwd()
 
-	case unix.SYS_MKDIR:
+	case sysMkdir:
 		return c.create(-1, 0)
 	case unix.SYS_MKDIRAT:
 		return c.create(0, 1)
-	case unix.SYS_SYMLINK:
+	case sysSymlink:
 		return c.create(-1, 1)
 	case unix.SYS_SYMLINKAT:
 		return c.create(1, 2)
-	case unix.SYS_MKNOD:
+	case sysMknod:
 		return c.mknod(-1, 0, 1, 2)
 	case unix.SYS_MKNODAT:
 		return c.mknod(0, 1, 2, 3)
-	case unix.SYS_RMDIR, unix.SYS_UNLINK:
+	case sysRmdir, sysUnlink:
 		return c.remove(-1, 0)
 	case unix.SYS_UNLINKAT:
 		return c.remove(0, 1)
-	case unix.SYS_RENAME:
+	case sysRename:
 		return c.twoPaths(-1, 0, -1, 1, false)
 	case unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2:
 		return c.twoPaths(0, 1, 2, 3, false)
-	case unix.SYS_LINK:
+	case sysLink:
 		return c.twoPaths(-1, 0, -1, 1, false)
 	case unix.SYS_LINKAT:
 		return c.twoPaths(0, 1, 2, 3, a(4)&unix.AT_SYMLINK_FOLLOW != 0)
 
-	case unix.SYS_CHDIR, unix.SYS_TRUNCATE, unix.SYS_UTIME, unix.SYS_UTIMES, unix.SYS_STATFS,
+	case unix.SYS_CHDIR, unix.SYS_TRUNCATE, sysUtime, sysUtimes, unix.SYS_STATFS,
 		unix.SYS_GETXATTR, unix.SYS_SETXATTR, unix.SYS_LISTXATTR, unix.SYS_REMOVEXATTR:
 		_, err := c.path(-1, 0, true)
 		return err
 	case unix.SYS_LGETXATTR, unix.SYS_LSETXATTR, unix.SYS_LLISTXATTR, unix.SYS_LREMOVEXATTR:
 		_, err := c.path(-1, 0, false)
 		return err
-	case unix.SYS_CHMOD:
+	case sysChmod:
 		_, err := c.path(-1, 0, true)
 		return err
 	case unix.SYS_FCHMODAT:
@@ -164,7 +164,7 @@ func (tr *tracer) handle(c *call) error {
 	case 452: // fchmodat2
 		_, err := c.path(0, 1, follow(3, atNoFollow))
 		return err
-	case unix.SYS_FUTIMESAT:
+	case sysFutimesat:
 		_, err := c.path(0, 1, true)
 		return err
 	case unix.SYS_UTIMENSAT:
@@ -183,9 +183,9 @@ func (tr *tracer) handle(c *call) error {
 		}
 		return c.skip(-int64(unix.EPERM))
 
-	case unix.SYS_CHOWN:
+	case sysChown:
 		return c.chown(-1, 0, 1, 2, true)
-	case unix.SYS_LCHOWN:
+	case sysLchown:
 		return c.chown(-1, 0, 1, 2, false)
 	case unix.SYS_FCHOWNAT:
 		return c.chown(0, 1, 2, 3, follow(4, atNoFollow))
@@ -205,13 +205,13 @@ func (tr *tracer) handle(c *call) error {
 // decided by its flags).
 func writes(nr int64) bool {
 	switch nr {
-	case unix.SYS_CREAT, unix.SYS_MKDIR, unix.SYS_MKDIRAT, unix.SYS_RMDIR, unix.SYS_UNLINK, unix.SYS_UNLINKAT,
-		unix.SYS_RENAME, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2, unix.SYS_LINK, unix.SYS_LINKAT,
-		unix.SYS_SYMLINK, unix.SYS_SYMLINKAT, unix.SYS_MKNOD, unix.SYS_MKNODAT,
-		unix.SYS_CHMOD, unix.SYS_FCHMODAT, 452, unix.SYS_TRUNCATE,
-		unix.SYS_UTIME, unix.SYS_UTIMES, unix.SYS_FUTIMESAT, unix.SYS_UTIMENSAT,
+	case sysCreat, sysMkdir, unix.SYS_MKDIRAT, sysRmdir, sysUnlink, unix.SYS_UNLINKAT,
+		sysRename, unix.SYS_RENAMEAT, unix.SYS_RENAMEAT2, sysLink, unix.SYS_LINKAT,
+		sysSymlink, unix.SYS_SYMLINKAT, sysMknod, unix.SYS_MKNODAT,
+		sysChmod, unix.SYS_FCHMODAT, 452, unix.SYS_TRUNCATE,
+		sysUtime, sysUtimes, sysFutimesat, unix.SYS_UTIMENSAT,
 		unix.SYS_SETXATTR, unix.SYS_LSETXATTR, unix.SYS_REMOVEXATTR, unix.SYS_LREMOVEXATTR,
-		unix.SYS_CHOWN, unix.SYS_LCHOWN, unix.SYS_FCHOWNAT:
+		sysChown, sysLchown, unix.SYS_FCHOWNAT:
 		return true
 	}
 	return false

@@ -76,9 +76,18 @@ func setArg(r *regs, i int, v uint64) {
 // rewind makes the thread execute its system call instruction again with
 // the system call number nr when it resumes.
 func rewind(r *regs, nr int64) {
-	r.Rip -= 2 // syscall is 0f 05
+	r.Rip -= insnSize
 	r.Rax = uint64(nr)
 }
 
 func getRegs(tid int, r *regs) error { return unix.PtraceGetRegs(tid, r) }
 func setRegs(tid int, r *regs) error { return unix.PtraceSetRegs(tid, r) }
+
+// insnSize is the size of the system call instruction (syscall).
+const insnSize = 2
+
+func pc(r *regs) uint64 { return r.Rip }
+func setPC(r *regs, v uint64) { r.Rip = v }
+
+// rewound is the call a rewound thread makes (rax at the instruction).
+func rewound(r *regs) int64 { return int64(r.Rax) }

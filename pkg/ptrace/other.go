@@ -1,4 +1,4 @@
-//go:build !(linux && amd64)
+//go:build !(linux && (amd64 || arm64))
 
 package ptrace
 
@@ -7,8 +7,8 @@ import (
 	"errors"
 )
 
-// ErrUnsupported: the tracer exists for linux/amd64 only.
-var ErrUnsupported = errors.New("ptrace mode is only implemented for linux/amd64")
+// ErrUnsupported: the tracer exists for linux/amd64 and linux/arm64 only.
+var ErrUnsupported = errors.New("ptrace mode is only implemented for linux/amd64 and linux/arm64")
 
 // Run fails: see ErrUnsupported.
 func Run(context.Context, Config, Options) (*Result, error) { return nil, ErrUnsupported }

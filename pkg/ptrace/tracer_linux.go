@@ -1,4 +1,4 @@
-//go:build linux && amd64
+//go:build linux && (amd64 || arm64)
 
 package ptrace
 
@@ -244,7 +244,7 @@ func (tr *tracer) inject(t *thread, r *regs) {
 	t.post = func(r *regs) {
 		if ret := retval(r); ret < 0 && ret > -4096 {
 			// No scratch: fail the call rather than loop.
-			saved.Rax = uint64(ret)
+			setRet(&saved, ret)
 			_ = setRegs(t.tid, &saved)
 			return
 		} else {

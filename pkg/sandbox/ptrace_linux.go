@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/kiln-build/kiln/pkg/ptrace"
@@ -28,9 +29,19 @@ func tryPtrace(ctx context.Context, env *Env, rep *Report) (Impl, string, error)
 			"Kubernetes: the RuntimeDefault seccomp profile allows ptrace of one's own children (kernel 4.8+); a Localhost profile must allow ptrace, process_vm_readv and process_vm_writev")
 		return nil, "", err
 	}
-	rep.add("ptrace", true, "a child can be traced under a seccomp filter of its own", "")
+	rep.add("ptrace", true, "a child can be traced under a seccomp filter of its own"+ptraceArchNote(), "")
 	return &ptraceMode{exe: env.Exe},
-		"the last resort, slower: no user namespace, root or chroot works here, so RUN steps are traced with ptrace (paths translated into a working copy, root emulated, owners recorded), diffs by metadata walk", nil
+		"the last resort, slower: no user namespace, root or chroot works here, so RUN steps are traced with ptrace (paths translated into a working copy, root emulated, owners recorded), diffs by metadata walk" + ptraceArchNote(), nil
+}
+
+// ptraceArchNote says, on arm64, that the tracer there is untested on
+// real hardware: its register and system call tables are built and
+// unit-tested by cross-compiling only.
+func ptraceArchNote() string {
+	if runtime.GOARCH == "arm64" {
+		return " (arm64: the tracer's arm64 port is only cross-compiled and unit-tested under emulation, never run on arm64 hardware; report failures)"
+	}
+	return ""
 }
 
 // ptraceMode runs steps under package ptrace's tracer on working copies
