@@ -86,7 +86,7 @@ func setRegs(tid int, r *regs) error { return unix.PtraceSetRegs(tid, r) }
 // insnSize is the size of the system call instruction (syscall).
 const insnSize = 2
 
-func pc(r *regs) uint64 { return r.Rip }
+func pc(r *regs) uint64       { return r.Rip }
 func setPC(r *regs, v uint64) { r.Rip = v }
 
 // rewound is the call a rewound thread makes (rax at the instruction).

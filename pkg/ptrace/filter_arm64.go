@@ -96,7 +96,7 @@ func regset(req, tid int, nr *int32) error {
 // insnSize is the size of the system call instruction (svc #0).
 const insnSize = 4
 
-func pc(r *regs) uint64 { return r.Pc }
+func pc(r *regs) uint64       { return r.Pc }
 func setPC(r *regs, v uint64) { r.Pc = v }
 
 // rewound is the call a rewound thread makes (x8 at the instruction).
