@@ -139,6 +139,11 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		}
 		tags = append(tags, r.Name())
 	}
+	if push {
+		if err := g.checkPushPolicy(tags); err != nil {
+			return err
+		}
+	}
 	pull, err := f.checkCompat(cmd, g)
 	if err != nil {
 		return err

@@ -45,6 +45,9 @@ func parseCacheRepo(flag, s string, ro registry.Options, st *store.Store) (*regi
 	if hasTagOrDigest(repo) {
 		return nil, fmt.Errorf("%s %s: want a repository (the cache's tags are its keys), not a tag or digest", flag, s)
 	}
+	if err := checkCachePolicy(flag, ref.Context(), ro); err != nil {
+		return nil, err
+	}
 	return &registryCache{repo: ref.Context(), ro: ro, st: st, ignoreErr: ignoreErr}, nil
 }
 

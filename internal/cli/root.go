@@ -34,6 +34,9 @@ type globals struct {
 	maxRatio               int64
 	// creds are --creds credentials for every registry of the command.
 	creds []registry.Credential
+	// policy is the registry policy (policy.go).
+	policyFlag string
+	policy     policyCache
 
 	// release undoes a TMPDIR fallback into the store (see tempFallback).
 	release []func()
@@ -81,6 +84,7 @@ func newRootCommand(g *globals) *cobra.Command {
 	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
 	pf.StringVar(&g.progress, "progress", "auto", "transfer progress on stderr: auto, tty, plain, json or quiet")
 	addLimitFlags(pf, g)
+	pf.StringVar(&g.policyFlag, "signature-policy", "", "registry policy: containers policy.json, with kiln-policy.json next to it (default: $KILN_POLICY, ~/.config/containers/policy.json, /etc/containers/policy.json)")
 
 	root.AddCommand(
 		newBuildCommand(g),
@@ -99,6 +103,7 @@ func newRootCommand(g *globals) *cobra.Command {
 		newVersionCommand(g),
 		newExecutorCommand(g),
 		newDoctorCommand(g),
+		newPolicyCommand(g),
 	)
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if err := g.applyLimits(); err != nil {
@@ -186,6 +191,7 @@ func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 		Mirrors:      g.mirrors,
 		UserAgent:    "kiln/" + versionInfo().Version,
 		Credentials:  append([]registry.Credential(nil), g.creds...),
+		Policy:       g.loadPolicy(),
 	}
 	o.MaxManifestSize, o.MaxConfigSize = g.limitBytes()
 	if cmd.Flags().Changed("tls-verify") {
@@ -220,6 +226,9 @@ func (g *globals) checkRegistryFlags(cmd *cobra.Command) error {
 	}
 	if _, err := progress.ParseMode(g.progress); err != nil {
 		return fmt.Errorf("--progress: %w", err)
+	}
+	if err := g.loadPolicy().Err(); err != nil {
+		return err
 	}
 	return g.registryOptions(cmd).CheckMirrors()
 }

@@ -51,6 +51,9 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 	if err != nil {
 		return nil, err
 	}
+	if err := b.opts.Registry.Policy.CheckPinned(r); err != nil {
+		return nil, err
+	}
 	var img v1.Image
 	fromRegistry, single := false, false
 	d, storeErr := b.opts.Store.Resolve(r.Name())

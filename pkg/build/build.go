@@ -318,6 +318,9 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 	if err := checkSupported(plan); err != nil {
 		return nil, err
 	}
+	if err := b.checkPolicy(plan); err != nil {
+		return nil, err
+	}
 	// The sandbox is only looked for when a needed stage has RUN (and then
 	// up front, so that a build that cannot RUN fails before any work).
 	if line := planRun(plan); line != nil {

@@ -28,10 +28,19 @@ func Copy(ctx context.Context, src name.Reference, dsts []name.Reference, o Opti
 	if len(dsts) == 0 {
 		return v1.Descriptor{}, errors.New("copy: no destination")
 	}
-	cands := o.readRefs(src)
+	cands, reqs, err := o.readCands(src)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := o.allowWrite(dsts); err != nil {
+		return v1.Descriptor{}, err
+	}
 	var lastErr error
 	for i, c := range cands {
 		top, err := o.registrySpec(ctx, c, src.Context())
+		if err == nil {
+			err = o.verify(ctx, c, top.digest, reqs)
+		}
 		if err != nil {
 			lastErr = err
 			if i < len(cands)-1 && ctx.Err() == nil {
@@ -119,6 +128,9 @@ func (o Options) rawSpec(ctx context.Context, puller *remote.Puller, repo, origi
 // ListTags lists the tags of repo, sorted.
 func ListTags(ctx context.Context, repo name.Repository, o Options) ([]string, error) {
 	ctx = orBackground(ctx)
+	if _, err := o.allowRead(repo.Tag("latest")); err != nil {
+		return nil, err
+	}
 	tags, err := remote.List(repo, o.RemoteOptions(ctx)...)
 	if err != nil {
 		return nil, o.describeErr(ctx, "listing tags of "+repo.String(), repo, err)
@@ -138,6 +150,9 @@ type TagCopy struct {
 // the other (each with Copy's parallel blobs), and reports each. The error
 // joins the failed tags' errors.
 func CopyAllTags(ctx context.Context, src, dst name.Repository, o Options, each func(TagCopy)) error {
+	if err := o.allowWrite([]name.Reference{dst.Tag("latest")}); err != nil {
+		return err
+	}
 	tags, err := ListTags(ctx, src, o)
 	if err != nil {
 		return err

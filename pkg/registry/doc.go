@@ -32,4 +32,11 @@
 //     ErrManifestUnknown, ErrTagImmutable, ErrUnsupportedMediaType,
 //     ErrRateLimited, ErrDigestMismatch and the other kinds with errors.Is,
 //     and never contain secrets.
+//   - Options.Policy (pkg/policy) is asked before the first request of
+//     every read (Fetch, Image, Resolve, OpenBlob, Copy's source,
+//     ListTags) and write (Write, Copy's targets): a refusal is the error
+//     and nothing is sent. Its sigstoreSigned requirements are checked by
+//     Options.VerifySignatures once the digest is known, before the
+//     config or a layer is read; its mirrorsOnly drops Docker Hub itself
+//     from the mirrors' fallback.
 package registry

@@ -94,8 +94,12 @@ func OpenBlob(ctx context.Context, repo string, h v1.Hash, o Options) (io.ReadCl
 	if err != nil {
 		return nil, err
 	}
+	cands, _, err := o.readCands(r)
+	if err != nil {
+		return nil, err
+	}
 	var lastErr error
-	for _, c := range o.readRefs(r) {
+	for _, c := range cands {
 		d, ok := c.(name.Digest)
 		if !ok {
 			continue

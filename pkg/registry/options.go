@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-build/kiln/pkg/policy"
 	"github.com/kiln-build/kiln/pkg/progress"
 )
 
@@ -72,6 +73,12 @@ type Options struct {
 	// one (by the size its manifest declares) is refused before it is
 	// fetched (--max-config-size; 0 means DefaultMaxConfigSize).
 	MaxConfigSize int64
+	// Policy, when set, is asked before the first request of every read
+	// and write (pkg/policy): a refusal is the error and nothing is sent.
+	Policy *policy.Policy
+	// VerifySignatures checks the signatures the policy's sigstoreSigned
+	// requirements ask for; without it such images are refused.
+	VerifySignatures SignatureVerifier
 }
 
 // Size limits on what a registry sends before it can be verified. A

@@ -11,6 +11,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/pkg/policy"
 )
 
 // maxIndexDepth bounds how many nested indexes Image follows.
@@ -23,19 +25,23 @@ const maxIndexDepth = 4
 // from o.Mirrors first, when there are any.
 func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descriptor, error) {
 	ctx = orBackground(ctx)
-	cands := o.readRefs(ref)
-	for _, c := range cands[:len(cands)-1] {
-		if d, err := remote.Get(c, o.RemoteOptions(ctx)...); err == nil {
+	cands, reqs, err := o.readCands(ref)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range cands {
+		d, err := remote.Get(c, o.RemoteOptions(ctx)...)
+		if err == nil {
+			if err := o.verify(ctx, c, d.Digest, reqs); err != nil {
+				return nil, err
+			}
 			return d, nil
-		} else if ctx.Err() != nil {
-			break
+		}
+		if i == len(cands)-1 || ctx.Err() != nil {
+			return nil, o.describeErr(ctx, c.String(), c.Context(), err)
 		}
 	}
-	desc, err := remote.Get(ref, o.RemoteOptions(ctx)...)
-	if err != nil {
-		return nil, o.describeErr(ctx, ref.String(), ref.Context(), err)
-	}
-	return desc, nil
+	return nil, nil // not reached: cands is never empty
 }
 
 // Image resolves ref to an image, lazily: only the manifest (and the
@@ -57,9 +63,12 @@ func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descript
 // (manifest and config).
 func Image(ctx context.Context, ref name.Reference, platform *v1.Platform, o Options) (v1.Image, v1.Descriptor, error) {
 	ctx = orBackground(ctx)
-	cands := o.readRefs(ref)
+	cands, reqs, err := o.readCands(ref)
+	if err != nil {
+		return nil, v1.Descriptor{}, err
+	}
 	for _, c := range cands[:len(cands)-1] {
-		img, d, err := o.image(ctx, c, platform)
+		img, d, err := o.image(ctx, c, platform, reqs)
 		if err == nil {
 			if _, err = img.RawConfigFile(); err == nil {
 				return img, d, nil
@@ -69,10 +78,12 @@ func Image(ctx context.Context, ref name.Reference, platform *v1.Platform, o Opt
 			break
 		}
 	}
-	return o.image(ctx, ref, platform)
+	return o.image(ctx, cands[len(cands)-1], platform, reqs)
 }
 
-func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Platform) (v1.Image, v1.Descriptor, error) {
+// image reads what ref names, checking the signatures reqs ask for of it
+// before anything else is read.
+func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Platform, reqs []policy.Requirement) (v1.Image, v1.Descriptor, error) {
 	want := DefaultPlatform()
 	if platform != nil {
 		want = *platform
@@ -87,6 +98,9 @@ func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Pla
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {
 		return nil, v1.Descriptor{}, o.describeErr(ctx, ref.String(), ref.Context(), err)
+	}
+	if err := o.verify(ctx, ref, desc.Digest, reqs); err != nil {
+		return nil, v1.Descriptor{}, err
 	}
 	for depth := 0; ; depth++ {
 		switch desc.MediaType {

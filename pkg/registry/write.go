@@ -67,6 +67,9 @@ func Write(ctx context.Context, a Artifact, refs []name.Reference, o Options) (v
 	if len(refs) == 0 {
 		return v1.Descriptor{}, errors.New("write: no destination")
 	}
+	if err := o.allowWrite(refs); err != nil {
+		return v1.Descriptor{}, err
+	}
 	var top *manifestSpec
 	var err error
 	if a.Image != nil {

@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/policy"
+	"github.com/kiln-build/kiln/pkg/registry"
+)
+
+// policyCache loads the registry policy once per command.
+type policyCache struct {
+	once sync.Once
+	p    *policy.Policy
+}
+
+// loadPolicy is the registry policy (--signature-policy, KILN_POLICY, the
+// containers locations); nil when there is no file. A file that cannot be
+// read or parsed gives a policy that refuses everything with that error.
+func (g *globals) loadPolicy() *policy.Policy {
+	g.policy.once.Do(func() {
+		p, err := policy.Load(g.policyFlag, nil)
+		if err != nil {
+			p = policy.Broken(err)
+		}
+		g.policy.p = p
+	})
+	return g.policy.p
+}
+
+func newPolicyCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Show the registry policy that applies to images",
+	}
+	var push bool
+	check := &cobra.Command{
+		Use:   "check [--push] REF...",
+		Short: "Say which policy rule applies to each reference; exit 1 if one is refused",
+		Long: "Prints, for each reference, the rule of policy.json and kiln-policy.json that\n" +
+			"decides reading it (FROM, pull, copy sources, --cache-from), pushing to it,\n" +
+			"and naming it in a Dockerfile. Exits 1 when a reference would be refused\n" +
+			"reading (with --push: as a push destination). Nothing is sent to any registry.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p := g.loadPolicy()
+			if err := p.Err(); err != nil {
+				return err
+			}
+			switch {
+			case p == nil:
+				fmt.Fprintln(g.stdout, "policy: none (no --signature-policy, KILN_POLICY, ~/.config/containers/policy.json or /etc/containers/policy.json)")
+			case p.Path != "":
+				fmt.Fprintf(g.stdout, "policy: %s\n", p.Path)
+			}
+			if p != nil && p.RulesPath != "" {
+				fmt.Fprintf(g.stdout, "kiln rules: %s\n", p.RulesPath)
+			}
+			refused := 0
+			for _, a := range args {
+				ref, err := registry.ParseReference(a, registry.Options{})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(g.stdout, policy.Identity(ref))
+				for _, l := range p.Explain(ref) {
+					fmt.Fprintf(g.stdout, "  %s\n", l)
+				}
+				var perr error
+				if push {
+					perr = p.CheckWrite(ref)
+				} else {
+					_, perr = p.CheckRead(ref)
+				}
+				if perr != nil {
+					refused++
+				}
+			}
+			if refused > 0 {
+				return fmt.Errorf("%d of %d references refused by the policy", refused, len(args))
+			}
+			return nil
+		},
+	}
+	check.Flags().BoolVar(&push, "push", false, "check the references as push destinations")
+	cmd.AddCommand(check)
+	return cmd
+}
+
+// checkPushPolicy refuses, before the build starts, a --push to a
+// destination the policy does not allow.
+func (g *globals) checkPushPolicy(tags []string) error {
+	p := g.loadPolicy()
+	for _, t := range tags {
+		r, err := registry.ParseReference(t, registry.Options{})
+		if err != nil {
+			return err
+		}
+		if err := p.CheckWrite(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkCachePolicy refuses a --cache-from repository the policy does not
+// let kiln read, or a --cache-to it does not let kiln write, before the
+// build starts (a failed cache read would only be a warning).
+func checkCachePolicy(flag string, repo name.Repository, ro registry.Options) error {
+	probe := repo.Tag("latest")
+	var err error
+	if flag == "--cache-to" {
+		err = ro.Policy.CheckWrite(probe)
+	} else {
+		_, err = ro.Policy.CheckRead(probe)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", flag, repo, err)
+	}
+	return nil
+}

@@ -1,0 +1,74 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/kiln-build/kiln/pkg/policy"
+)
+
+// SignatureVerifier checks that the image digest names in ref's repository
+// is signed as every requirement says (pkg/sign implements it). o is the
+// caller's Options without a policy, for reading the signatures.
+type SignatureVerifier func(ctx context.Context, ref name.Reference, digest v1.Hash, reqs []policy.Requirement, o Options) error
+
+// allowRead asks o.Policy whether ref may be read, before any request; it
+// returns the signature requirements to check once the digest is known.
+func (o Options) allowRead(ref name.Reference) ([]policy.Requirement, error) {
+	reqs, err := o.Policy.CheckRead(ref)
+	if err != nil {
+		return nil, err
+	}
+	if len(reqs) > 0 && o.VerifySignatures == nil {
+		return nil, &policy.Violation{Image: policy.Identity(ref), Rule: "sigstoreSigned", File: o.Policy.Path,
+			Reason: "needs a verified signature, and this command cannot verify signatures"}
+	}
+	return reqs, nil
+}
+
+// verify checks the signatures reqs ask for of digest, read from ref's
+// repository (the mirror the image came from, if it did).
+func (o Options) verify(ctx context.Context, ref name.Reference, digest v1.Hash, reqs []policy.Requirement) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	plain := o
+	plain.Policy = nil
+	if err := o.VerifySignatures(ctx, ref, digest, reqs, plain); err != nil {
+		return fmt.Errorf("policy: %s@%s: %w (sigstoreSigned, %s)", policy.DockerName(ref.Context()), digest, err, o.Policy.Path)
+	}
+	return nil
+}
+
+// allowWrite asks o.Policy whether every ref may be written, before any
+// request.
+func (o Options) allowWrite(refs []name.Reference) error {
+	for _, r := range refs {
+		if err := o.Policy.CheckWrite(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readCands is readRefs once the policy allows ref: where ref may be read
+// from, in order, and the signatures to verify. Under the policy's
+// mirrorsOnly a Docker Hub reference is read from the mirrors alone (no
+// mirror is an error).
+func (o Options) readCands(ref name.Reference) ([]name.Reference, []policy.Requirement, error) {
+	reqs, err := o.allowRead(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	cands := o.readRefs(ref)
+	if o.Policy.MirrorsOnly() && canonicalHost(ref.Context().RegistryStr()) == dockerHubRegistry {
+		if len(cands) == 1 {
+			return nil, nil, o.Policy.MirrorsOnlyViolation(ref)
+		}
+		cands = cands[:len(cands)-1]
+	}
+	return cands, reqs, nil
+}
