@@ -32,8 +32,10 @@ type Step struct {
 	User string
 	// Cwd is the working directory (made when missing).
 	Cwd string
-	// Network is "none" for a loopback-only network namespace, else the
-	// host's network.
+	// Network is "none" for a loopback-only network namespace, "host"
+	// for the host's, and "" or "default" for the best the mode has: a
+	// namespace of its own with outbound access (NetworkPrivate) where
+	// slirp4netns can make one, else the host's (see DefaultNetwork).
 	Network string
 	// Mounts are RUN --mount mounts.
 	Mounts []Mount
@@ -87,7 +89,7 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	feat := h.self.Features()
 	rs := &runSpec{
-		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: st.Network,
+		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: resolveNetwork(feat, st.Network),
 		Mounts: st.Mounts, Ulimits: st.Extras.Ulimits, ShmSize: st.Extras.ShmSize,
 	}
 	t := st.TempDir
@@ -124,6 +126,9 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 		return nil, err
 	}
 	if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		if rs.Network == NetworkPrivate {
+			data = privateResolv(data)
+		}
 		rs.Resolv = filepath.Join(t, "resolv.conf")
 		if err := os.WriteFile(rs.Resolv, data, 0o644); err != nil {
 			return nil, err

@@ -130,7 +130,7 @@ func (h *helper) cloneFlags(j *job) uintptr {
 	if f.PIDNamespace {
 		fl |= syscall.CLONE_NEWPID
 	}
-	if j.Run != nil && j.Run.Network == "none" && f.NetworkNamespace {
+	if j.Run != nil && (j.Run.Network == NetworkNone || j.Run.Network == NetworkPrivate) && f.NetworkNamespace {
 		fl |= syscall.CLONE_NEWNET
 	}
 	return fl
@@ -243,6 +243,18 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 			resR.Close()
 			return nil, err
 		}
+	}
+	if j.Run != nil && j.Run.Network == NetworkPrivate {
+		// The namespace is connected before the helper reads its job.
+		stopNet, err := startNetwork(ctx, cmd.Process.Pid)
+		if err != nil {
+			kill()
+			specW.Close()
+			<-waited
+			resR.Close()
+			return nil, err
+		}
+		defer stopNet()
 	}
 	_, werr := specW.Write(spec)
 	specW.Close()

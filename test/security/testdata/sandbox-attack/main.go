@@ -4,6 +4,11 @@
 // "info NAME: ..." lines; test/security judges them.
 //
 //	KILN_ATTACK_IN_SANDBOX=yes sandbox-attack LOOP_MINOR ESCAPE_MARKER
+//	KILN_ATTACK_IN_SANDBOX=yes sandbox-attack net ADDR:PORT...
+//
+// The net form lists the interfaces the step sees, tries packet and raw
+// sockets on each and connects to each ADDR:PORT, printing the first line
+// the server sends ("connect ADDR:PORT: LINE" or "... failed (why)").
 //
 // NEVER run it on a host: where the sandbox does not hold, it mounts,
 // makes device nodes and attaches to pid 1. It refuses to start without
@@ -11,8 +16,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"os"
+	"strings"
+	"time"
 	"strconv"
 	"syscall"
 	"unsafe"
@@ -28,6 +37,10 @@ func main() {
 	if _, err := os.Stat("/kiln-attack-step"); err != nil {
 		fmt.Fprintln(os.Stderr, "sandbox-attack: /kiln-attack-step is missing: this is not the test's image")
 		os.Exit(2)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "net" {
+		netAttack(os.Args[2:])
+		return
 	}
 	minor := 0
 	marker := "/nonexistent-kiln-marker"
@@ -230,4 +243,51 @@ func status() {
 	nnp, _ := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
 	sec, _ := unix.PrctlRetInt(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
 	fmt.Printf("info no_new_privs: %d\ninfo seccomp: %d\n", nnp, sec)
+}
+
+// netAttack reports the step's network: its interfaces, whether it can
+// sniff them (AF_PACKET bound to each) and whether it reaches each addr.
+func netAttack(addrs []string) {
+	caps()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		fmt.Printf("info interfaces: %v\n", err)
+	}
+	var names []string
+	for _, i := range ifs {
+		names = append(names, i.Name)
+	}
+	fmt.Printf("info interfaces: %s\n", strings.Join(names, ","))
+	try("raw-socket", func() (string, error) {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return "opened a raw socket", err
+	})
+	for _, i := range ifs {
+		try("packet-socket "+i.Name, func() (string, error) {
+			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+			if err != nil {
+				return "", err
+			}
+			defer unix.Close(fd)
+			return "sniffing " + i.Name, unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: i.Index})
+		})
+	}
+	for _, a := range addrs {
+		c, err := net.DialTimeout("tcp", a, 10*time.Second)
+		if err != nil {
+			fmt.Printf("connect %s: failed (%v)\n", a, err)
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil {
+			fmt.Printf("connect %s: failed reading (%v)\n", a, err)
+			continue
+		}
+		fmt.Printf("connect %s: %s\n", a, strings.TrimSpace(line))
+	}
 }
