@@ -20,10 +20,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
-	"time"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
