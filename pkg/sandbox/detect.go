@@ -110,6 +110,7 @@ func New(ctx context.Context, opts Options) (*Sandbox, *Report, error) {
 			s.freshProc, s.overlayWhy = p.probed()
 		}
 		rep.Mode, rep.Reason = s.Mode(), s.reason
+		reportNetwork(rep, s)
 		return s, rep, nil
 	}
 	if opts.Mode != "" {

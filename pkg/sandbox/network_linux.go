@@ -189,3 +189,17 @@ func startNetwork(ctx context.Context, pid int) (stop func(), err error) {
 	}
 	return stop, nil
 }
+
+// reportNetwork tells doctor what network RUN steps get by default.
+func reportNetwork(rep *Report, s *Sandbox) {
+	n, why := s.DefaultNetwork()
+	if n == NetworkPrivate {
+		rep.add("network", true, "RUN steps get a network namespace of their own with outbound access (slirp4netns), as docker's default bridge gives", "")
+		return
+	}
+	fix := "allow user namespaces (or, as root, CAP_SYS_ADMIN) so that root or userns mode can make a network namespace"
+	if s.Features().NetworkNamespace {
+		fix = "install slirp4netns (Debian package slirp4netns) and let this user open /dev/net/tun (mode 0666, as Debian's udev rules set it)"
+	}
+	rep.add("network", false, "RUN steps share the host's network namespace ("+why+"), without CAP_NET_RAW or CAP_NET_ADMIN: they reach what the host reaches, its loopback services included", fix)
+}
