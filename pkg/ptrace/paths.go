@@ -91,6 +91,11 @@ func (v *fsView) resolve(p string, follow bool) (host, guest string, err error) 
 			if rest != "" {
 				next += "/" + rest
 			}
+			// A bind below a directory the root lacks (an ssh socket
+			// at /run/buildkit/…, a tmpfs in a new directory).
+			if h, ok := v.bound(path.Clean(next)); ok {
+				return h, path.Clean(next), nil
+			}
 			return v.root + next, next, nil
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFLNK {

@@ -52,7 +52,9 @@
 // with a mount namespace, runc's masked and read-only /proc and /sys paths
 // (SECURITY.md says what each mode protects and what not). In chroot mode,
 // RUN --mount cache, context bind and tmpfs directories are renamed into
-// the step's root and back out (see chrootMove).
+// the step's root and back out (see chrootMove), and an ssh agent's
+// socket is a socket kiln listens on at the target, relaying each
+// connection to the agent (socketRelay).
 //
 // The helper entry point is taken in this package's init function when
 // argv[0] is "kiln-sandbox-init", so any binary that links the package

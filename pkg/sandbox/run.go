@@ -155,17 +155,22 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	}
 	if !feat.Mounts {
 		// Without a mount namespace: files are copied in, directories
-		// moved in and out (see chrootMove); an agent socket or another
-		// stage's layers cannot be.
+		// moved in and out (see chrootMove), an agent socket relayed
+		// (socketRelay); another stage's layers cannot be.
 		for _, m := range rs.Mounts {
-			if m.Socket || len(m.Lowers) > 0 {
-				what := "an ssh agent's socket"
-				if !m.Socket {
-					what = "another stage's or image's files"
+			if len(m.Lowers) > 0 || (m.Socket && rs.Dir == "") {
+				what := "another stage's or image's files"
+				if m.Socket {
+					what = "an ssh agent's socket"
 				}
 				return nil, fmt.Errorf("RUN --mount=type=%s (target %s) needs a mount namespace for %s, which %s mode cannot make", mountKind(m), m.Target, what, h.self.Mode())
 			}
 		}
+		var relays []*socketRelay
+		if rs.Mounts, relays, err = relaySockets(rs.Dir, rs.Mounts); err != nil {
+			return nil, err
+		}
+		defer closeRelays(relays)
 	}
 	res, err := h.exec(ctx, &job{Kind: "run", Run: rs}, nil, st.Stdout, st.Stderr)
 	if err != nil {
