@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -104,6 +105,7 @@ func newRootCommand(g *globals) *cobra.Command {
 		newExecutorCommand(g),
 		newDoctorCommand(g),
 		newPolicyCommand(g),
+		newRunCommand(g),
 	)
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if err := g.applyLimits(); err != nil {
@@ -155,6 +157,10 @@ func Execute(ctx context.Context) int {
 	}
 	err := cmd.ExecuteContext(ctx)
 	g.cleanup()
+	var exit *ExitCodeError
+	if errors.As(err, &exit) {
+		return exit.Code // kiln run: the command's own exit code
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %s\n", strings.TrimSpace(err.Error()))
 		return 1

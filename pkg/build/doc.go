@@ -10,4 +10,8 @@
 // base: picked from an index, or refused when a single-platform base is for
 // another platform (base.go). RUN steps for a platform the machine does not
 // run natively go through a binfmt_misc handler (binfmt.go).
+//
+// RunContainer (container.go) runs an image's command as `docker run
+// --rm` does, on the same unpacked-layer store and sandbox as RUN steps:
+// kiln run. buildx's --annotation values are applied in annotate.go.
 package build
