@@ -167,9 +167,11 @@ func runImage(ctx context.Context, cmd *cobra.Command, g *globals, st *store.Sto
 			fmt.Fprintf(g.stderr, "Unable to find image '%s' locally\n", image)
 		}
 		// The pull's own output goes to stderr: stdout is the command's.
-		pg := *g
-		pg.stdout = g.stderr
-		if perr := runPull(ctx, cmd, &pg, &pullFlags{quiet: quiet}, image); perr != nil {
+		stdout := g.stdout
+		g.stdout = g.stderr
+		perr := runPull(ctx, cmd, g, &pullFlags{quiet: quiet}, image)
+		g.stdout = stdout
+		if perr != nil {
 			return nil, perr
 		}
 		d, _, err = resolveLocal(st, g, image)
