@@ -20,7 +20,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/cache"
-	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -174,7 +174,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	var platforms []v1.Platform
 	if f.platform != "" {
 		for _, p := range strings.Split(f.platform, ",") {
-			pl, err := registry.ParsePlatform(strings.TrimSpace(p))
+			pl, err := platform.Parse(strings.TrimSpace(p))
 			if err != nil {
 				return fmt.Errorf("--platform: %w", err)
 			}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sync/errgroup"
 	"io"
 	"strings"
 	"time"
@@ -12,7 +11,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
+	plat "github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
@@ -78,7 +79,7 @@ func runPull(ctx context.Context, cmd *cobra.Command, g *globals, f *pullFlags, 
 	}
 	var platform *v1.Platform
 	if f.platform != "" {
-		if platform, err = registry.ParsePlatform(f.platform); err != nil {
+		if platform, err = plat.Parse(f.platform); err != nil {
 			return fmt.Errorf("--platform: %w", err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -195,9 +196,9 @@ func hostImage(idx v1.ImageIndex, name string) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	host := build.HostPlatform()
+	host := platform.Default()
 	for _, d := range m.Manifests {
-		if d.Platform != nil && d.Platform.OS == host.OS && d.Platform.Architecture == host.Architecture && d.MediaType.IsImage() {
+		if d.Platform != nil && platform.Matches(*d.Platform, host) && d.MediaType.IsImage() {
 			return idx.Image(d.Digest)
 		}
 	}

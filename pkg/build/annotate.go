@@ -8,7 +8,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
-	"github.com/kiln-build/kiln/pkg/dockerfile"
+	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
 // Annotation is one buildx --annotation: a key and value for the image
@@ -45,7 +45,7 @@ func ParseAnnotation(s string) (Annotation, error) {
 			if err != nil {
 				return Annotation{}, fmt.Errorf("--annotation %q: %v", s, err)
 			}
-			np := normalizePlatform(*p)
+			np := plat.Normalize(*p)
 			a.Platform = &np
 			kinds = prefix[:i]
 		}
@@ -83,7 +83,7 @@ func (a Annotation) has(kind string, p *v1.Platform) bool {
 		if a.Platform == nil || p == nil {
 			return true
 		}
-		return dockerfile.FormatPlatform(*a.Platform) == dockerfile.FormatPlatform(normalizePlatform(*p))
+		return plat.Format(*a.Platform) == plat.Format(plat.Normalize(*p))
 	}
 	return false
 }

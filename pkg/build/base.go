@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/pkg/archive"
-	"github.com/kiln-build/kiln/pkg/dockerfile"
+	plat "github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -39,7 +39,7 @@ type imageSource struct {
 // (as docker does), then the registry, lazily. Results are shared by every
 // stage that names the same image.
 func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (*imageSource, error) {
-	key := ref + "|" + dockerfile.FormatPlatform(platform)
+	key := ref + "|" + plat.Format(platform)
 	b.mu.Lock()
 	if src, ok := b.images[key]; ok {
 		b.mu.Unlock()
@@ -137,51 +137,14 @@ func (b *builder) storeImage(d v1.Descriptor, platform v1.Platform) (v1.Image, e
 			if c.Platform == nil {
 				continue
 			}
-			if platformMatches(*c.Platform, platform) {
+			if plat.Matches(*c.Platform, platform) {
 				return idx.Image(c.Digest)
 			}
-			avail = append(avail, dockerfile.FormatPlatform(*c.Platform))
+			avail = append(avail, plat.Format(*c.Platform))
 		}
-		return nil, fmt.Errorf("no image for platform %s (available: %s)", dockerfile.FormatPlatform(platform), strings.Join(avail, ", "))
+		return nil, fmt.Errorf("no image for platform %s (available: %s)", plat.Format(platform), strings.Join(avail, ", "))
 	}
 	return b.opts.Store.Image(d.Digest)
-}
-
-// platformMatches reports whether an image for have serves want: the same
-// OS and architecture, and the variant asked for (arm64 is v8, arm v7 and
-// amd64 v1 when none is said).
-func platformMatches(have, want v1.Platform) bool {
-	if have.OS != want.OS || have.Architecture != want.Architecture {
-		return false
-	}
-	return want.Variant == "" || fullVariant(have) == fullVariant(want)
-}
-
-func fullVariant(p v1.Platform) string {
-	if p.Variant != "" {
-		return p.Variant
-	}
-	switch p.Architecture {
-	case "arm64":
-		return "v8"
-	case "arm":
-		return "v7"
-	case "amd64":
-		return "v1"
-	}
-	return ""
-}
-
-// normalizePlatform writes a platform as BuildKit (containerd) does: no
-// variant for arm64/v8 and amd64/v1, v7 for a bare arm.
-func normalizePlatform(p v1.Platform) v1.Platform {
-	switch {
-	case p.Architecture == "arm64" && p.Variant == "v8", p.Architecture == "amd64" && p.Variant == "v1":
-		p.Variant = ""
-	case p.Architecture == "arm" && p.Variant == "":
-		p.Variant = "v7"
-	}
-	return p
 }
 
 // imagePlatform is the platform an image's config declares (zero when it
@@ -199,17 +162,17 @@ func imagePlatform(cfg *v1.ConfigFile) v1.Platform {
 // a base that is not the host's is noted.
 func (b *builder) checkPlatform(src *imageSource, want v1.Platform, explicit bool) error {
 	have := imagePlatform(src.cfg)
-	if !src.single || have.Architecture == "" || platformMatches(have, want) {
+	if !src.single || have.Architecture == "" || plat.Matches(have, want) {
 		return nil
 	}
 	if explicit {
 		return fmt.Errorf("the image is for %s only (a single-platform image, not an index), not %s: use a base that has %s, or build for %s",
-			dockerfile.FormatPlatform(normalizePlatform(have)), dockerfile.FormatPlatform(want),
-			dockerfile.FormatPlatform(want), dockerfile.FormatPlatform(normalizePlatform(have)))
+			plat.Format(plat.Normalize(have)), plat.Format(want),
+			plat.Format(want), plat.Format(plat.Normalize(have)))
 	}
 	b.logf("warning: base image %s is for %s, not this machine's %s: the image is built for %s (pass --platform to choose)",
-		src.ref, dockerfile.FormatPlatform(normalizePlatform(have)), dockerfile.FormatPlatform(want),
-		dockerfile.FormatPlatform(normalizePlatform(have)))
+		src.ref, plat.Format(plat.Normalize(have)), plat.Format(want),
+		plat.Format(plat.Normalize(have)))
 	return nil
 }
 
@@ -232,11 +195,11 @@ func (s *stageState) initBase(ctx context.Context) error {
 	platform := s.platform
 	explicit := len(s.b.opts.Platforms) > 0
 	if st.Platform != "" {
-		p, err := registry.ParsePlatform(st.Platform)
+		p, err := plat.Parse(st.Platform)
 		if err != nil {
 			return s.file.Errorf(st.Source.Location, "FROM --platform=%s: %v", st.Platform, err)
 		}
-		platform, explicit = normalizePlatform(*p), true
+		platform, explicit = plat.Normalize(*p), true
 	}
 	switch {
 	case st.BaseStage != nil:

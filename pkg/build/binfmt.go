@@ -15,7 +15,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/kiln-build/kiln/pkg/dockerfile"
-	"github.com/kiln-build/kiln/pkg/registry"
+	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
 // binfmtDir is where the kernel lists its binfmt_misc handlers.
@@ -135,7 +135,7 @@ func foreignRunHint(p v1.Platform) string {
 	return fmt.Sprintf("install qemu-user-static and register its binfmt_misc handlers with the fix-binary flag (F): "+
 		"Debian's package does on install where binfmt_misc is mounted at %s (mount -t binfmt_misc binfmt_misc %s; systemctl restart systemd-binfmt); "+
 		"in Kubernetes, on the node; or run the build on a %s machine",
-		binfmtDir, binfmtDir, dockerfile.FormatPlatform(p))
+		binfmtDir, binfmtDir, plat.Format(p))
 }
 
 // emulator finds how RUN can run programs for p: "" when natively, else a
@@ -147,7 +147,7 @@ func emulator(p v1.Platform) (string, error) {
 	if nativePlatform(p) {
 		return "", nil
 	}
-	plat := dockerfile.FormatPlatform(p)
+	plat := plat.Format(p)
 	id, ok := elfMachines[p.Architecture]
 	if p.OS != "linux" || !ok {
 		return "", fmt.Errorf("RUN cannot run programs for %s on this %s/%s machine", plat, runtime.GOOS, runtime.GOARCH)
@@ -192,7 +192,7 @@ func emulator(p v1.Platform) (string, error) {
 // canRun checks, once per platform and build, that RUN can run programs for
 // p, and notes the emulator that will.
 func (b *builder) canRun(p v1.Platform) error {
-	key := dockerfile.FormatPlatform(p)
+	key := plat.Format(p)
 	b.emuMu.Lock()
 	defer b.emuMu.Unlock()
 	if err, seen := b.emulators[key]; seen {
@@ -234,11 +234,11 @@ func (b *builder) checkRunPlatforms(plan *dockerfile.Plan, target v1.Platform) e
 		p := target
 		switch {
 		case root.Platform != "":
-			pp, err := registry.ParsePlatform(root.Platform)
+			pp, err := plat.Parse(root.Platform)
 			if err != nil {
 				continue // initBase reports it, with its line
 			}
-			p = normalizePlatform(*pp)
+			p = plat.Normalize(*pp)
 		case !explicit:
 			continue
 		}

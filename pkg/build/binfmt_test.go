@@ -11,6 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	plat "github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -42,7 +43,7 @@ func TestEmulatorFromBinfmtMisc(t *testing.T) {
 		}
 	}
 
-	if note, err := emulator(HostPlatform()); note != "" || err != nil {
+	if note, err := emulator(plat.Default()); note != "" || err != nil {
 		t.Errorf("host platform: %q, %v; want native", note, err)
 	}
 	if _, err := emulator(foreign); err == nil || !strings.Contains(err.Error(), "binfmt_misc is not mounted") ||
@@ -91,7 +92,7 @@ func TestForeignRunFailsBeforeAnyWork(t *testing.T) {
 	var log bytes.Buffer
 	_, err = Build(context.Background(), Options{
 		ContextDir: ctxDir, Dockerfile: []byte("FROM scratch\nCOPY a /a\nRUN true\n"), Store: st, Log: &log,
-		Platforms: []v1.Platform{HostPlatform(), foreign},
+		Platforms: []v1.Platform{plat.Default(), foreign},
 	})
 	if err == nil || !strings.Contains(err.Error(), "Dockerfile:3: RUN: ") || !strings.Contains(err.Error(), "linux/s390x") {
 		t.Fatalf("err = %v, want the RUN line and linux/s390x", err)

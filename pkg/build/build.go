@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
+	plat "github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
@@ -183,11 +183,11 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	// in TARGETPLATFORM and in the configs.
 	opts.Platforms = append([]v1.Platform(nil), opts.Platforms...)
 	for i, p := range opts.Platforms {
-		opts.Platforms[i] = normalizePlatform(p)
+		opts.Platforms[i] = plat.Normalize(p)
 	}
 	platforms := opts.Platforms
 	if len(platforms) == 0 {
-		platforms = []v1.Platform{HostPlatform()}
+		platforms = []v1.Platform{plat.Default()}
 	}
 	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, layerSem: make(chan struct{}, maxLayerWriters), start: time.Now().UTC(), images: map[string]*imageSource{}}
 	defer b.run.close()
@@ -241,12 +241,6 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	return &Result{Index: idx, Digest: d, ID: d, Sources: b.sources}, nil
-}
-
-// HostPlatform is the platform kiln runs on (BUILDPLATFORM), written as
-// BuildKit writes it.
-func HostPlatform() v1.Platform {
-	return normalizePlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH})
 }
 
 type builder struct {
@@ -304,7 +298,7 @@ func (b *builder) plan(platform v1.Platform) (*dockerfile.File, *dockerfile.Plan
 		BuildArgs:      b.opts.BuildArgs,
 		Target:         b.opts.Target,
 		TargetPlatform: platform,
-		BuildPlatform:  HostPlatform(),
+		BuildPlatform:  plat.Default(),
 	})
 	return f, plan, err
 }
@@ -332,7 +326,7 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 		}
 	}
 	b.keyed = b.opts.Cache != nil && planRun(plan) != nil
-	if len(plan.UnusedBuildArgs) > 0 && dockerfile.FormatPlatform(platform) == dockerfile.FormatPlatform(b.firstPlatform()) {
+	if len(plan.UnusedBuildArgs) > 0 && plat.Format(platform) == plat.Format(b.firstPlatform()) {
 		// docker's wording (proxy variables are never reported).
 		b.logf("[Warning] One or more build-args %v were not consumed", plan.UnusedBuildArgs)
 	}
@@ -387,7 +381,7 @@ func (b *builder) firstPlatform() v1.Platform {
 	if len(b.opts.Platforms) > 0 {
 		return b.opts.Platforms[0]
 	}
-	return HostPlatform()
+	return plat.Default()
 }
 
 // planRun locates the first RUN of the stages a plan needs (nil: none).

@@ -10,7 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/kiln-build/kiln/pkg/dockerfile"
+	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
 // Chain keys name a stage's filesystem state by how it was made, for the
@@ -67,7 +67,7 @@ func baseLink(diffIDs []v1.Hash) chainLink {
 }
 
 func scratchLink(p v1.Platform) chainLink {
-	return chainLink{key: "scratch " + dockerfile.FormatPlatform(p)}
+	return chainLink{key: "scratch " + plat.Format(p)}
 }
 
 // contentHasher computes a layer's content key while the layer is written:

@@ -11,6 +11,7 @@ import (
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/internal/testutil/harness"
 	"github.com/kiln-build/kiln/pkg/build"
+	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
 func platforms(ps ...string) func(*build.Options) {
@@ -134,7 +135,7 @@ func TestPlatformImplicitForeignBase(t *testing.T) {
 		t.Errorf("no warning about the foreign base:\n%s", log.String())
 	}
 	// Asked for explicitly, the host's platform is refused.
-	if _, err := e.build(t, "FROM {{REG}}/library/foreign:1\n", nil, platforms(build.HostPlatform().OS+"/"+build.HostPlatform().Architecture)); err == nil {
+	if _, err := e.build(t, "FROM {{REG}}/library/foreign:1\n", nil, platforms(plat.Default().OS+"/"+plat.Default().Architecture)); err == nil {
 		t.Errorf("--platform of the host built on a %s-only base", foreign.Architecture)
 	}
 }

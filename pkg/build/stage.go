@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
+	plat "github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/registry"
 )
 
@@ -110,9 +111,9 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 // differ: that is allowed, for files that suit every platform, and noted.
 func (s *stageState) labelPlatform() {
 	have, want := s.runPlatform(), s.platform
-	if !platformMatches(have, want) {
+	if !plat.Matches(have, want) {
 		s.b.logf("warning: the final stage %s is built on %s and labelled %s: its files must suit %s",
-			s.stageTag(), dockerfile.FormatPlatform(have), dockerfile.FormatPlatform(want), dockerfile.FormatPlatform(want))
+			s.stageTag(), plat.Format(have), plat.Format(want), plat.Format(want))
 	}
 	same := have.OS == want.OS && have.Architecture == want.Architecture
 	s.cfg.OS, s.cfg.Architecture = want.OS, want.Architecture
@@ -128,7 +129,7 @@ func (s *stageState) runPlatform() v1.Platform {
 		if p.OS == "" {
 			p.OS = "linux"
 		}
-		return normalizePlatform(p)
+		return plat.Normalize(p)
 	}
 	return s.platform
 }
@@ -149,7 +150,7 @@ func (s *stageState) stageTag() string {
 		name = fmt.Sprintf("stage-%d", st.Index)
 	}
 	if len(s.b.opts.Platforms) > 1 {
-		name += " " + dockerfile.FormatPlatform(s.platform)
+		name += " " + plat.Format(s.platform)
 	}
 	return name
 }

@@ -9,6 +9,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"github.com/kiln-build/kiln/pkg/platform"
 )
 
 // PlanOptions are the inputs that decide which stages run and what their
@@ -68,7 +70,7 @@ type Stage struct {
 func PlatformArgs(target, build v1.Platform) map[string]string {
 	m := map[string]string{}
 	add := func(prefix string, p v1.Platform) {
-		m[prefix+"PLATFORM"] = FormatPlatform(p)
+		m[prefix+"PLATFORM"] = platform.Format(p)
 		m[prefix+"OS"] = p.OS
 		m[prefix+"ARCH"] = p.Architecture
 		m[prefix+"VARIANT"] = p.Variant
@@ -76,15 +78,6 @@ func PlatformArgs(target, build v1.Platform) map[string]string {
 	add("TARGET", target)
 	add("BUILD", build)
 	return m
-}
-
-// FormatPlatform formats os/arch[/variant].
-func FormatPlatform(p v1.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
-	}
-	return s
 }
 
 // ProxyArgs are predefined ARGs that RUN sees without a declaration and

@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
 const dgst = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -146,23 +148,23 @@ func TestParsePlatform(t *testing.T) {
 		"linux/s390x":    {OS: "linux", Architecture: "s390x"},
 	}
 	for in, want := range cases {
-		got, err := ParsePlatform(in)
+		got, err := plat.Parse(in)
 		if err != nil {
-			t.Errorf("ParsePlatform(%q): %v", in, err)
+			t.Errorf("plat.Parse(%q): %v", in, err)
 			continue
 		}
 		if got.OS != want.OS || got.Architecture != want.Architecture || got.Variant != want.Variant {
-			t.Errorf("ParsePlatform(%q) = %+v, want %+v", in, *got, want)
+			t.Errorf("plat.Parse(%q) = %+v, want %+v", in, *got, want)
 		}
 	}
 	for _, in := range []string{"", "linux/", "/amd64", "linux/arm/v7/x", "plan10/amd64", "linux/am d64"} {
-		_, err := ParsePlatform(in)
+		_, err := plat.Parse(in)
 		if err == nil {
-			t.Errorf("ParsePlatform(%q) succeeded, want error", in)
+			t.Errorf("plat.Parse(%q) succeeded, want error", in)
 			continue
 		}
 		if !strings.Contains(err.Error(), "\""+in+"\"") {
-			t.Errorf("ParsePlatform(%q) error %q does not name the input", in, err)
+			t.Errorf("plat.Parse(%q) error %q does not name the input", in, err)
 		}
 	}
 }
@@ -199,21 +201,21 @@ func TestChoosePlatform(t *testing.T) {
 		got, err := choosePlatform(im, c.want)
 		if c.hex == "" {
 			if err == nil {
-				t.Errorf("%s: chose %s, want no match", PlatformString(c.want), got.Digest)
+				t.Errorf("%s: chose %s, want no match", plat.Format(c.want), got.Digest)
 			} else if !strings.Contains(err.Error(), "linux/amd64, linux/amd64/v3, linux/arm/v6, linux/arm64/v8, linux/arm") &&
 				!strings.Contains(err.Error(), "available: linux/amd64") {
-				t.Errorf("%s: error %q does not list the platforms", PlatformString(c.want), err)
+				t.Errorf("%s: error %q does not list the platforms", plat.Format(c.want), err)
 			} else if strings.Contains(err.Error(), "unknown") {
-				t.Errorf("%s: error %q lists the attestation manifest", PlatformString(c.want), err)
+				t.Errorf("%s: error %q lists the attestation manifest", plat.Format(c.want), err)
 			}
 			continue
 		}
 		if err != nil {
-			t.Errorf("%s: %v", PlatformString(c.want), err)
+			t.Errorf("%s: %v", plat.Format(c.want), err)
 			continue
 		}
 		if got.Digest.Hex[:1] != c.hex {
-			t.Errorf("%s: chose manifest %s, want %s", PlatformString(c.want), got.Digest.Hex[:1], c.hex)
+			t.Errorf("%s: chose manifest %s, want %s", plat.Format(c.want), got.Digest.Hex[:1], c.hex)
 		}
 	}
 }

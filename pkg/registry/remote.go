@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	plat "github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/policy"
 )
 
@@ -48,7 +49,7 @@ func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descript
 // index's, if ref names an index) is fetched now; the config is fetched when
 // first asked for and each layer only when its Compressed or Uncompressed
 // is called. For an index it picks the image for platform (nil: the host's,
-// see DefaultPlatform): OS and architecture must match; arm64 equals
+// see platform.Default): OS and architecture must match; arm64 equals
 // arm64/v8 and arm equals arm/v7; an amd64 variant is ignored unless
 // requested. No match is an ErrNoPlatform error listing the platforms
 // available. The returned descriptor is that of the chosen image manifest
@@ -84,7 +85,7 @@ func Image(ctx context.Context, ref name.Reference, platform *v1.Platform, o Opt
 // image reads what ref names, checking the signatures reqs ask for of it
 // before anything else is read.
 func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Platform, reqs []policy.Requirement) (v1.Image, v1.Descriptor, error) {
-	want := DefaultPlatform()
+	want := plat.Default()
 	if platform != nil {
 		want = *platform
 	}
@@ -176,7 +177,7 @@ func choosePlatform(im *v1.IndexManifest, want v1.Platform) (v1.Descriptor, erro
 		if m.Platform == nil {
 			continue
 		}
-		if s := platformScore(want, *m.Platform); s > bestScore {
+		if s := plat.Score(want, *m.Platform); s > bestScore {
 			best, bestScore = i, s
 		}
 	}
@@ -186,11 +187,11 @@ func choosePlatform(im *v1.IndexManifest, want v1.Platform) (v1.Descriptor, erro
 		if len(avail) > 0 {
 			var names []string
 			for _, p := range avail {
-				names = append(names, PlatformString(p))
+				names = append(names, plat.Format(p))
 			}
 			list = strings.Join(names, ", ")
 		}
-		return v1.Descriptor{}, fmt.Errorf("no image for platform %s (available: %s)", PlatformString(want), list)
+		return v1.Descriptor{}, fmt.Errorf("no image for platform %s (available: %s)", plat.Format(want), list)
 	}
 	return im.Manifests[best], nil
 }
@@ -204,14 +205,14 @@ func availablePlatforms(im *v1.IndexManifest) []v1.Platform {
 		if m.Platform == nil || m.Platform.OS == "unknown" || m.Platform.Architecture == "unknown" {
 			continue
 		}
-		k := PlatformString(*m.Platform)
+		k := plat.Format(*m.Platform)
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
 		out = append(out, *m.Platform)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return PlatformString(out[i]) < PlatformString(out[j]) })
+	sort.SliceStable(out, func(i, j int) bool { return plat.Format(out[i]) < plat.Format(out[j]) })
 	return out
 }
 
@@ -335,9 +336,9 @@ func Resolve(ctx context.Context, ref name.Reference, platform *v1.Platform, all
 				return nil, o.describeErr(ctx, ref.String()+" (config)", ref.Context(), err)
 			}
 			have := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
-			if platformScore(*platform, have) == 0 {
+			if plat.Score(*platform, have) == 0 {
 				return nil, &Error{Kind: ErrNoPlatform, Registry: ref.Context().RegistryStr(),
-					msg: fmt.Sprintf("%s: the image is for %s, not %s", ref, PlatformString(have), PlatformString(*platform))}
+					msg: fmt.Sprintf("%s: the image is for %s, not %s", ref, plat.Format(have), plat.Format(*platform))}
 			}
 		}
 		return &Resolved{Top: desc.Descriptor, Image: img, ImageDesc: desc.Descriptor}, nil

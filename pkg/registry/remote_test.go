@@ -24,6 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
 // readAllLayers reads every layer of img and checks it against its digest.
@@ -181,7 +183,7 @@ func TestImageIndexPlatform(t *testing.T) {
 	}{
 		{"linux/arm64", arm}, {"linux/arm64/v8", arm}, {"linux/aarch64", arm}, {"linux/amd64", amd},
 	} {
-		p, err := ParsePlatform(c.platform)
+		p, err := plat.Parse(c.platform)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,7 +195,7 @@ func TestImageIndexPlatform(t *testing.T) {
 		if desc.Digest != want || mustDigest(t, img) != want {
 			t.Errorf("%s: got %s, want %s", c.platform, desc.Digest, want)
 		}
-		if desc.Platform == nil || platformScore(*p, *desc.Platform) != 2 {
+		if desc.Platform == nil || plat.Score(*p, *desc.Platform) != 2 {
 			t.Errorf("%s: descriptor platform %v", c.platform, desc.Platform)
 		}
 		cf, err := img.ConfigFile()
@@ -206,14 +208,14 @@ func TestImageIndexPlatform(t *testing.T) {
 	}
 
 	// nil platform: the host's (linux/GOARCH); amd64 and arm64 are both present.
-	host0 := DefaultPlatform()
+	host0 := plat.Default()
 	if host0.Architecture == "amd64" || host0.Architecture == "arm64" {
 		_, desc, err := Image(context.Background(), ref, nil, o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if desc.Platform == nil || desc.Platform.Architecture != host0.Architecture {
-			t.Errorf("nil platform chose %v, want %s", desc.Platform, PlatformString(host0))
+			t.Errorf("nil platform chose %v, want %s", desc.Platform, plat.Format(host0))
 		}
 	}
 
@@ -231,7 +233,7 @@ func TestImageIndexPlatform(t *testing.T) {
 	if err != nil || !isIndex || len(plats) != 2 {
 		t.Fatalf("Platforms: %v, %v, %v", plats, isIndex, err)
 	}
-	if PlatformString(plats[0]) != "linux/amd64" || PlatformString(plats[1]) != "linux/arm64/v8" {
+	if plat.Format(plats[0]) != "linux/amd64" || plat.Format(plats[1]) != "linux/arm64/v8" {
 		t.Errorf("Platforms = %v", plats)
 	}
 	// A single image reports its config's platform.
@@ -240,7 +242,7 @@ func TestImageIndexPlatform(t *testing.T) {
 		t.Fatal(err)
 	}
 	plats, isIndex, err = Platforms(context.Background(), single, o)
-	if err != nil || isIndex || len(plats) != 1 || PlatformString(plats[0]) != "linux/arm64/v8" {
+	if err != nil || isIndex || len(plats) != 1 || plat.Format(plats[0]) != "linux/arm64/v8" {
 		t.Errorf("Platforms(single) = %v, %v, %v", plats, isIndex, err)
 	}
 }
