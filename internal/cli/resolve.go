@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/pkg/store"
@@ -15,6 +16,14 @@ func resolveLocal(st *store.Store, g *globals, s string) (v1.Descriptor, string,
 	if r, err := storeRef(s, g); err == nil {
 		if d, err := st.Resolve(r.Name()); err == nil {
 			return d, r.Name(), nil
+		}
+		if dg, ok := r.(name.Digest); ok {
+			// REPO@sha256:…: the manifest with that digest, whatever name
+			// the store keeps it under (a digest names its content).
+			if d, err := st.Resolve(dg.DigestStr()); err == nil && d.Digest.String() == dg.DigestStr() {
+				return d, "", nil
+			}
+			return v1.Descriptor{}, "", fmt.Errorf("image %q not found in the local store (no manifest %s)", s, dg.DigestStr())
 		}
 	}
 	id := strings.TrimPrefix(s, "sha256:")
