@@ -106,6 +106,7 @@ func newRootCommand(g *globals) *cobra.Command {
 		newDoctorCommand(g),
 		newPolicyCommand(g),
 		newRunCommand(g),
+		newManifestCommand(g),
 	)
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if err := g.applyLimits(); err != nil {

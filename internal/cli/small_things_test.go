@@ -68,3 +68,42 @@ func TestGetLoginSeesKilnLogins(t *testing.T) {
 		t.Errorf("--get-login without a login: %v", err)
 	}
 }
+
+// kiln manifest inspect prints what the registry holds for a reference,
+// an image's manifest or an index, without pulling anything.
+func TestManifestInspect(t *testing.T) {
+	isolateAuth(t)
+	reg := startRegistry(t)
+	root := t.TempDir()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nLABEL a=b\n"), 0o644)
+	img, idx := reg.host+"/team/app:1", reg.host+"/team/app:multi"
+	if _, errOut, err := run(t, root, "", "build", "--push", "-t", img, dir); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if _, errOut, err := run(t, root, "", "build", "--push", "--platform", "linux/amd64,linux/arm64", "-t", idx, dir); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	fresh := t.TempDir()
+	before := reg.downBytes.Load()
+	out, _, err := run(t, fresh, "", "manifest", "inspect", img)
+	if err != nil || !strings.Contains(out, `"mediaType": "application/vnd.oci.image.manifest.v1+json"`) || !strings.Contains(out, `"config": {`) {
+		t.Errorf("manifest inspect IMAGE: %v\n%s", err, out)
+	}
+	out, _, err = run(t, fresh, "", "manifest", "inspect", "--insecure", idx)
+	if err != nil || !strings.Contains(out, `"mediaType": "application/vnd.oci.image.index.v1+json"`) || strings.Count(out, `"architecture"`) != 2 {
+		t.Errorf("manifest inspect INDEX: %v\n%s", err, out)
+	}
+	if reg.downBytes.Load() != before {
+		t.Errorf("manifest inspect downloaded %d blob bytes", reg.downBytes.Load()-before)
+	}
+	if ls, _, _ := run(t, fresh, "", "images", "-q"); ls != "" {
+		t.Errorf("manifest inspect stored images: %q", ls)
+	}
+	if _, _, err := run(t, fresh, "", "--retry", "0", "manifest", "inspect", reg.host+"/team/app:absent"); err == nil || !strings.Contains(err.Error(), "absent") {
+		t.Errorf("an absent tag: %v", err)
+	}
+	if _, _, err := run(t, fresh, "", "manifest", "inspekt", img); err == nil {
+		t.Error("a misspelt subcommand was accepted")
+	}
+}
