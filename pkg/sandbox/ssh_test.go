@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kiln-build/kiln/pkg/sandbox"
 )
 
@@ -67,10 +69,15 @@ func buildAgentClient(t *testing.T) string {
 		cmd := exec.Command(goTool, "build", "-o", "client", ".")
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+		if c, err := os.UserCacheDir(); err != nil || unix.Access(c, unix.W_OK) != nil {
+			// A user without a writable home (CI's test users).
+			cmd.Env = append(cmd.Env, "GOCACHE="+filepath.Join(dir, "cache"))
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			clientOnce.err = "go build: " + err.Error() + "\n" + string(out)
 			return
 		}
+		os.RemoveAll(filepath.Join(dir, "cache"))
 		os.Chmod(dir, 0o755)
 		clientOnce.path = filepath.Join(dir, "client")
 	})
