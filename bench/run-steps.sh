@@ -24,6 +24,14 @@
 #   ptrace apt-install cold apt-install in ptrace mode over the detected
 #                      mode, medians of REPS                    <= 2
 #
+# and inside containers (section "pods", as root only: bench/pods-steps.sh
+# starts a private dockerd), the 50,000-file RUN step on the host and in
+# containers with a pod's settings, chroot, userns and ptrace mode, the
+# store on the container's overlayfs or on a volume:
+#
+#   in-container       step time in a container over the host's, same
+#                      mode family                              <= 2
+#
 # Usage: bench/run-steps.sh   (as root it runs the builds as BENCH_USER,
 #                              default kilnuser: rootless, as asked)
 # Env:
@@ -33,15 +41,16 @@
 #   BENCH_USER  user to run the builds as when started as root ("" = root)
 #   BENCH_OUT   where logs and table.md go (default bench/out/run-steps-<UTC>)
 #   ISOLATION   --isolation for the main section's builds ("" = detected)
-#   SECTIONS    what to measure: "main ptrace" (default); "ptrace" needs
-#               only library/debian in the registry
+#   SECTIONS    what to measure: "main ptrace pods" (default); "ptrace"
+#               needs only library/debian in the registry, "pods" no
+#               registry (it runs its own) but root
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 REPS=${REPS:-3}
 REGISTRY=${REGISTRY:-127.0.0.1:5000}
 ISOLATION=${ISOLATION:-}
-SECTIONS=${SECTIONS:-main ptrace}
+SECTIONS=${SECTIONS:-main ptrace pods}
 want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 RUN_ID=$(date -u +%Y%m%dT%H%M%S)
 BENCH_OUT=${BENCH_OUT:-$repo/bench/out/run-steps-$RUN_ID}
@@ -58,11 +67,12 @@ else
 fi
 for p in go jq curl; do command -v "$p" >/dev/null || die "$p not found (sudo .ci/deps)"; done
 
-if ! curl -fsS -o /dev/null --max-time 2 "http://$REGISTRY/v2/"; then
+if (want main || want ptrace) && ! curl -fsS -o /dev/null --max-time 2 "http://$REGISTRY/v2/"; then
   [ "$(id -u)" -eq 0 ] && [ -x "$testenv/registry-up" ] || die "no registry at $REGISTRY (run ../shared/testenv/registry-up and base-images as root)"
   "$testenv/registry-up" >/dev/null
 fi
-images="debian:bookworm"
+images=
+want ptrace && images="debian:bookworm"
 want main && images="busybox:latest debian:bookworm debian-big:bookworm"
 for img in $images; do
   if ! curl -fsS -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REGISTRY/v2/library/${img%%:*}/manifests/${img#*:}"; then
@@ -136,7 +146,9 @@ for base in debian debian-big; do
   kiln --root "$store" build --build-arg "REGISTRY=$REGISTRY" "$c" >"$BENCH_OUT/small-runs-$base-cold.log" 2>&1
   cold[$base]=$(overheads "$BENCH_OUT/small-runs-$base-cold.log" | tail -n +2 | median)
   say "big-base-small-runs on $base: warm build"
-  kiln --root "$store" build --build-arg "REGISTRY=$REGISTRY" "$c" >"$BENCH_OUT/small-runs-$base-warm.log" 2>&1
+  # --no-cache: the steps run again (else the step cache answers them and
+  # no RUN time is logged), on the layers the cold build unpacked.
+  kiln --root "$store" build --no-cache --build-arg "REGISTRY=$REGISTRY" "$c" >"$BENCH_OUT/small-runs-$base-warm.log" 2>&1
   med[$base]=$(overheads "$BENCH_OUT/small-runs-$base-warm.log" | median)
   unpacked[$base]=$(grep -c 'unpacked' "$BENCH_OUT/small-runs-$base-warm.log" || true)
 done
@@ -241,4 +253,24 @@ if want ptrace; then
     echo "| command time of \`echo N > /stepN\` (median of 10) | ${pr_cmd[$detected]} ms | ${pr_cmd[ptrace]} ms ($cmd_delta) | | |"
     echo "| apt-install, cold (median of $REPS) | $amed_d s | $amed_p s ($aratio x) | <= 2 x | $(verdict "$aratio" 2 '<=') |"
   } | tee -a "$BENCH_OUT/table.md"
+fi
+
+# The 50,000-file RUN step on the host and inside containers with pods'
+# settings (bench/pods-steps.sh: its own dockerd and registry, so root).
+if want pods; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "pods: skipped (it starts a private dockerd: run as root)"
+  else
+    say "pods: the 50,000-file step on the host and in containers, $REPS builds per cell"
+    BENCH_OUT=$BENCH_OUT/pods REPS=$REPS "$here/pods-steps.sh" >"$BENCH_OUT/pods.log" 2>&1 ||
+      die "pods-steps.sh failed (see $BENCH_OUT/pods.log)"
+    {
+      echo
+      echo "## the 50,000-file RUN step inside containers ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
+      echo
+      echo "Target: in-container chroot and userns cells within 2x of the host (x host-overlay <= 2)."
+      echo
+      cat "$BENCH_OUT/pods/table.md"
+    } | tee -a "$BENCH_OUT/table.md"
+  fi
 fi

@@ -2,8 +2,10 @@ package pods
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,9 +21,13 @@ var stepLine = regexp.MustCompile(`RUN done in ([0-9.]+)ms \(command ([0-9.]+)ms
 // (testdata/workloads/many-files) on the host and inside containers (the
 // default seccomp profile as root: chroot mode; seccomp unconfined as root:
 // userns mode), with the store on the container's own overlayfs and on a
-// volume (an emptyDir's stand-in: a host directory). Each reports kiln's
+// volume (an emptyDir's stand-in: a host directory), and ptrace mode on
+// the host and as uid 1000 with every capability dropped (Pod Security
+// Standards restricted) on a volume. Each reports kiln's
 // own split of the step: the command, the diff and layer, and the rest
 // (working copy or overlay set-up), in milliseconds, and the whole build.
+//
+// KILN_PODS_BENCH_CELLS=a,b runs only those cells.
 //
 //	go test ./test/pods -run '^$' -bench ManyFiles -benchtime 3x
 func BenchmarkManyFilesInContainer(b *testing.B) {
@@ -33,6 +39,7 @@ func BenchmarkManyFilesInContainer(b *testing.B) {
 	}
 	ctxDir := filepath.Join(root, "testdata", "workloads", "many-files")
 	unconfined := []string{"--security-opt", "seccomp=unconfined"}
+	restricted := []string{"--user", "1000:1000", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"}
 	for _, c := range []struct {
 		name      string
 		host      bool
@@ -42,11 +49,16 @@ func BenchmarkManyFilesInContainer(b *testing.B) {
 	}{
 		{name: "host-overlay", host: true},
 		{name: "host-chroot", host: true, isolation: "chroot"},
+		{name: "host-ptrace", host: true, isolation: "ptrace"},
 		{name: "chroot-overlayfs"},
 		{name: "chroot-volume", volume: true},
 		{name: "userns-overlayfs", args: unconfined},
 		{name: "userns-volume", args: unconfined, volume: true},
+		{name: "ptrace-volume", args: restricted, volume: true},
 	} {
+		if f := os.Getenv("KILN_PODS_BENCH_CELLS"); f != "" && !slices.Contains(strings.Split(f, ","), c.name) {
+			continue
+		}
 		b.Run(c.name, func(b *testing.B) {
 			build := f.benchTarget(b, ctxDir, c.host, c.args, c.volume)
 			args := []string{"build", "--no-cache", "--build-arg", "REGISTRY=" + f.reg}
@@ -97,6 +109,9 @@ func (f *fixture) benchTarget(b *testing.B, ctxDir string, host bool, args []str
 	run := []string{"run", "-d", "--name", name, "--network", "host", "-v", ctxDir + ":/ctx:ro"}
 	if volume {
 		vol := b.TempDir()
+		if err := os.Chmod(vol, 0o1777); err != nil { // for a non-root user too
+			b.Fatal(err)
+		}
 		run = append(run, "-v", vol+":/kiln", "-e", "KILN_ROOT=/kiln/store", "-e", "TMPDIR=/kiln")
 	}
 	f.d.Docker(b, append(append(run, args...), f.image, "sleep", "3600")...)
