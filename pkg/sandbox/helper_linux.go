@@ -117,6 +117,7 @@ func doJob(j *job) (*result, error) {
 	case "walk":
 		return walkJob(j)
 	case "remove":
+		yieldCPU()
 		for _, p := range j.Paths {
 			if err := removeAll(p); err != nil {
 				return nil, err
