@@ -57,6 +57,8 @@ type buildFlags struct {
 	addHosts, ulimits                        []string
 	shmSize                                  string
 	runExtras                                sandbox.Extras
+	buildContexts                            []string
+	namedContexts                            map[string]build.NamedContext
 	// done, when set, is called with the stored (and pushed) image's
 	// descriptor and full tag names once everything else succeeded.
 	done func(d v1.Descriptor, tags []string) error
@@ -284,6 +286,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Network:        f.network,
 		Annotations:    f.parsedAnnotations,
 		RunExtras:      f.runExtras,
+		NamedContexts:  f.namedContexts,
 	})
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@ func addCompatFlags(fl *pflag.FlagSet, f *buildFlags) {
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "NAME:IP added to /etc/hosts of every RUN step (repeatable; part of the steps' cache keys)")
 	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "NAME=SOFT[:HARD] resource limit of every RUN step (nofile=1024:2048; repeatable)")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm in RUN steps (64m, 1g; default 64m)")
+	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "buildx's NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG|@DIGEST]: what FROM NAME, COPY --from=NAME and RUN --mount from=NAME read (repeatable)")
 	fl.StringVar(&f.creds, "creds", "", "podman's USERNAME[:PASSWORD] for every registry of the build (base images, cache, push) instead of the auth files")
 }
 
@@ -69,6 +70,19 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, g *globals) (build.PullPoli
 	}
 	if g.jobs < 1 {
 		return "", fmt.Errorf("--jobs %d: want at least 1 (stages, RUN steps and transfers at once)", g.jobs)
+	}
+	for _, v := range f.buildContexts {
+		n, nc, err := build.ParseNamedContext(v)
+		if err != nil {
+			return "", err
+		}
+		if _, dup := f.namedContexts[n]; dup {
+			return "", fmt.Errorf("--build-context %s: given twice", n)
+		}
+		if f.namedContexts == nil {
+			f.namedContexts = map[string]build.NamedContext{}
+		}
+		f.namedContexts[n] = nc
 	}
 	if err := f.parseRunExtras(); err != nil {
 		return "", err

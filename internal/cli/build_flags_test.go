@@ -4,10 +4,15 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -154,5 +159,81 @@ func TestBuildFlagTable(t *testing.T) {
 				c.check(t, root)
 			}
 		})
+	}
+}
+
+// buildx's --build-context: a directory for COPY --from, another image
+// for FROM (docker-image://), an OCI layout's image (oci-layout://); what
+// it cannot be is an error naming it.
+func TestBuildContexts(t *testing.T) {
+	isolateAuth(t)
+	reg := startRegistry(t)
+	pushVersion(t, reg.host+"/library/base:1", "1")
+	root := t.TempDir()
+	extra := t.TempDir()
+	os.WriteFile(filepath.Join(extra, "hello.txt"), []byte("from the named context\n"), 0o644)
+	layoutDir := t.TempDir()
+	img, err := random.Image(100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := img.ConfigFile()
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.Config.Labels = map[string]string{"v": "3"}
+	img, _ = mutate.ConfigFile(img, cf)
+	lp, err := layout.Write(layoutDir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v3"})); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(df string) { os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644) }
+
+	out := t.TempDir()
+	write("FROM scratch\nCOPY --from=extra hello.txt /hello.txt\n")
+	if _, errOut, err := run(t, root, "", "build", "--build-context", "extra="+extra, "-o", "type=local,dest="+out, dir); err != nil {
+		t.Fatalf("dir context: %v\n%s", err, errOut)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "hello.txt")); string(b) != "from the named context\n" {
+		t.Errorf("COPY --from a directory context: %q", b)
+	}
+	write("FROM alpine\nLABEL built=yes\n")
+	if _, errOut, err := run(t, root, "", "build", "-t", "out:1", "--build-context", "alpine=docker-image://"+reg.host+"/library/base:1", dir); err != nil {
+		t.Fatalf("docker-image context: %v\n%s", err, errOut)
+	}
+	if v := builtLabel(t, root, "out:1"); v != "1" {
+		t.Errorf("FROM alpine with alpine=docker-image://base:1: label v=%q", v)
+	}
+	for _, ref := range []string{"oci-layout://" + layoutDir + ":v3", "oci-layout://" + layoutDir} {
+		if _, errOut, err := run(t, root, "", "build", "-t", "out:2", "--build-context", "alpine="+ref, dir); err != nil {
+			t.Fatalf("%s: %v\n%s", ref, err, errOut)
+		}
+		if v := builtLabel(t, root, "out:2"); v != "3" {
+			t.Errorf("FROM alpine with alpine=%s: label v=%q", ref, v)
+		}
+	}
+	for _, c := range []struct {
+		df   string
+		args []string
+		want string
+	}{
+		{"FROM extra\n", []string{"--build-context", "extra=" + extra}, "--build-context extra is a directory: COPY --from=extra reads it"},
+		{"FROM scratch\n", []string{"--build-context", "extra"}, "want NAME=DIR"},
+		{"FROM scratch\n", []string{"--build-context", "src=https://example.com/repo.git"}, "not git or HTTP contexts"},
+		{"FROM scratch\n", []string{"--build-context", "src=" + filepath.Join(extra, "absent")}, "no such file or directory"},
+		{"FROM scratch\n", []string{"--build-context", "src=" + filepath.Join(extra, "hello.txt")}, "is not a directory"},
+		{"FROM scratch\n", []string{"--build-context", "src=oci-layout://" + extra}, "is not an OCI layout"},
+		{"FROM scratch\n", []string{"--build-context", "a=" + extra, "--build-context", "a=" + extra}, "--build-context a: given twice"},
+		{"FROM scratch AS base\nFROM base\n", []string{"--build-context", "base=" + extra}, "a stage of"},
+		{"FROM alpine\n", []string{"--build-context", "alpine=oci-layout://" + layoutDir + ":absent"}, "no image absent in the layout"},
+		{"FROM scratch\n", []string{"--build-contexts", "a=" + extra}, "unknown flag: --build-contexts"},
+	} {
+		write(c.df)
+		if _, _, err := run(t, root, "", append(append([]string{"build"}, c.args...), dir)...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
 	}
 }

@@ -39,6 +39,12 @@ type imageSource struct {
 // (as docker does), then the registry, lazily. Results are shared by every
 // stage that names the same image.
 func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (*imageSource, error) {
+	// --build-context NAME=…: another image, or an OCI layout's.
+	if named, nref, err := b.namedImage(ctx, ref, platform); err != nil || named != nil {
+		return named, err
+	} else {
+		ref = nref
+	}
 	key := ref + "|" + plat.Format(platform)
 	b.mu.Lock()
 	if src, ok := b.images[key]; ok {

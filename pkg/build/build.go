@@ -89,6 +89,9 @@ type Options struct {
 	// RunExtras are --add-host, --ulimit and --shm-size for every RUN
 	// step; they are part of the steps' cache keys.
 	RunExtras sandbox.Extras
+	// NamedContexts are buildx's --build-context values, by name
+	// (named_context.go).
+	NamedContexts map[string]NamedContext
 	// Annotations are buildx's --annotation values (annotate.go).
 	Annotations []Annotation
 }
@@ -171,6 +174,11 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	f, err := dockerfile.Parse(opts.DockerfileName, opts.Dockerfile)
 	if err != nil {
 		return nil, err
+	}
+	for _, st := range f.Stages {
+		if _, ok := opts.NamedContexts[st.Name]; ok && st.Name != "" {
+			return nil, fmt.Errorf("--build-context %s: a stage of %s has that name (kiln does not replace stages)", st.Name, opts.DockerfileName)
+		}
 	}
 	for _, w := range f.Warnings {
 		fmt.Fprintf(opts.Log, "warning: %s\n", w)

@@ -70,6 +70,9 @@ func (s *stageState) fromSource(ctx context.Context, from string) (sourceFS, err
 	if strings.EqualFold(from, st.Name) && st.Name != "" {
 		return nil, fmt.Errorf("COPY --from=%s: a stage cannot copy from itself", from)
 	}
+	if fsys, ok, err := s.b.namedContextFS(from); ok {
+		return fsys, err
+	}
 	src, err := s.b.image(ctx, from, s.platform)
 	if err != nil {
 		return nil, fmt.Errorf("COPY --from=%s: %w", from, err)
