@@ -62,6 +62,8 @@ type buildFlags struct {
 	// done, when set, is called with the stored (and pushed) image's
 	// descriptor and full tag names once everything else succeeded.
 	done func(d v1.Descriptor, tags []string) error
+	// signKey is --sign-key: a cosign key that signs what --push pushes.
+	signKey string
 }
 
 func newBuildCommand(g *globals) *cobra.Command {
@@ -98,6 +100,7 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.compression, "compression", "gzip", "layer compression: gzip or zstd")
 	fl.BoolVar(&f.push, "push", false, "push every -t tag to its registry once the image is stored (concurrently)")
 	fl.StringVar(&f.digestfile, "digestfile", "", "write the manifest digest (of the image or index) to this file")
+	fl.StringVar(&f.signKey, "sign-key", "", "cosign private key that signs what --push pushes (password from COSIGN_PASSWORD)")
 	addCompatFlags(fl, &f)
 	return cmd
 }
@@ -145,6 +148,10 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		if err := g.checkPushPolicy(tags); err != nil {
 			return err
 		}
+	}
+	signKey, err := f.loadSignKey(push)
+	if err != nil {
+		return err
 	}
 	pull, err := f.checkCompat(cmd, g)
 	if err != nil {
@@ -327,6 +334,9 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	}
 	if push {
 		if err := pushBuilt(ctx, cmd, g, st, desc, tags, f.quiet); err != nil {
+			return err
+		}
+		if err := g.signPushed(cmd, signKey, desc.Digest, tags); err != nil {
 			return err
 		}
 	}

@@ -31,6 +31,11 @@ func (g *globals) loadPolicy() *policy.Policy {
 	return g.policy.p
 }
 
+// supplyChainCommands are policy, sign and verify.
+func supplyChainCommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{newPolicyCommand(g), newSignCommand(g), newVerifyCommand(g)}
+}
+
 func newPolicyCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "policy",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/sign"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -104,10 +105,10 @@ func newRootCommand(g *globals) *cobra.Command {
 		newVersionCommand(g),
 		newExecutorCommand(g),
 		newDoctorCommand(g),
-		newPolicyCommand(g),
 		newRunCommand(g),
 		newManifestCommand(g),
 	)
+	root.AddCommand(supplyChainCommands(g)...)
 	root.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
 		if err := g.applyLimits(); err != nil {
 			return err
@@ -199,6 +200,8 @@ func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 		UserAgent:    "kiln/" + versionInfo().Version,
 		Credentials:  append([]registry.Credential(nil), g.creds...),
 		Policy:       g.loadPolicy(),
+		// policy.json's sigstoreSigned requirements.
+		VerifySignatures: sign.PolicyVerifier,
 	}
 	o.MaxManifestSize, o.MaxConfigSize = g.limitBytes()
 	if cmd.Flags().Changed("tls-verify") {

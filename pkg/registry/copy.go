@@ -39,7 +39,7 @@ func Copy(ctx context.Context, src name.Reference, dsts []name.Reference, o Opti
 	for i, c := range cands {
 		top, err := o.registrySpec(ctx, c, src.Context())
 		if err == nil {
-			err = o.verify(ctx, c, top.digest, reqs)
+			err = o.verify(ctx, reqs, c, top.digest)
 		}
 		if err != nil {
 			lastErr = err

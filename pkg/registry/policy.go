@@ -10,35 +10,43 @@ import (
 	"github.com/kiln-build/kiln/pkg/policy"
 )
 
-// SignatureVerifier checks that the image digest names in ref's repository
-// is signed as every requirement says (pkg/sign implements it). o is the
-// caller's Options without a policy, for reading the signatures.
-type SignatureVerifier func(ctx context.Context, ref name.Reference, digest v1.Hash, reqs []policy.Requirement, o Options) error
+// SignatureVerifier checks that the image digest, as ref names it, is
+// signed as every requirement says, reading the signatures from repository
+// from (ref's, or the mirror's the image is read from). pkg/sign
+// implements it. o is the caller's Options without a policy.
+type SignatureVerifier func(ctx context.Context, ref name.Reference, from name.Repository, digest v1.Hash, reqs []policy.Requirement, o Options) error
+
+// sigCheck is what the policy wants verified of an image once its digest
+// is known (nil: nothing).
+type sigCheck struct {
+	ref  name.Reference
+	reqs []policy.Requirement
+}
 
 // allowRead asks o.Policy whether ref may be read, before any request; it
 // returns the signature requirements to check once the digest is known.
-func (o Options) allowRead(ref name.Reference) ([]policy.Requirement, error) {
+func (o Options) allowRead(ref name.Reference) (*sigCheck, error) {
 	reqs, err := o.Policy.CheckRead(ref)
-	if err != nil {
+	if err != nil || len(reqs) == 0 {
 		return nil, err
 	}
-	if len(reqs) > 0 && o.VerifySignatures == nil {
+	if o.VerifySignatures == nil {
 		return nil, &policy.Violation{Image: policy.Identity(ref), Rule: "sigstoreSigned", File: o.Policy.Path,
 			Reason: "needs a verified signature, and this command cannot verify signatures"}
 	}
-	return reqs, nil
+	return &sigCheck{ref: ref, reqs: reqs}, nil
 }
 
-// verify checks the signatures reqs ask for of digest, read from ref's
-// repository (the mirror the image came from, if it did).
-func (o Options) verify(ctx context.Context, ref name.Reference, digest v1.Hash, reqs []policy.Requirement) error {
-	if len(reqs) == 0 {
+// verify checks the signatures sc asks for of digest, read from the
+// repository of from (the mirror the image came from, if it did).
+func (o Options) verify(ctx context.Context, sc *sigCheck, from name.Reference, digest v1.Hash) error {
+	if sc == nil {
 		return nil
 	}
 	plain := o
 	plain.Policy = nil
-	if err := o.VerifySignatures(ctx, ref, digest, reqs, plain); err != nil {
-		return fmt.Errorf("policy: %s@%s: %w (sigstoreSigned, %s)", policy.DockerName(ref.Context()), digest, err, o.Policy.Path)
+	if err := o.VerifySignatures(ctx, sc.ref, from.Context(), digest, sc.reqs, plain); err != nil {
+		return fmt.Errorf("policy: %s@%s: %w (sigstoreSigned, %s)", policy.DockerName(sc.ref.Context()), digest, err, o.Policy.Path)
 	}
 	return nil
 }
@@ -58,7 +66,7 @@ func (o Options) allowWrite(refs []name.Reference) error {
 // from, in order, and the signatures to verify. Under the policy's
 // mirrorsOnly a Docker Hub reference is read from the mirrors alone (no
 // mirror is an error).
-func (o Options) readCands(ref name.Reference) ([]name.Reference, []policy.Requirement, error) {
+func (o Options) readCands(ref name.Reference) ([]name.Reference, *sigCheck, error) {
 	reqs, err := o.allowRead(ref)
 	if err != nil {
 		return nil, nil, err

@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	plat "github.com/kiln-build/kiln/pkg/platform"
-	"github.com/kiln-build/kiln/pkg/policy"
 )
 
 // maxIndexDepth bounds how many nested indexes Image follows.
@@ -33,7 +32,7 @@ func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descript
 	for i, c := range cands {
 		d, err := remote.Get(c, o.RemoteOptions(ctx)...)
 		if err == nil {
-			if err := o.verify(ctx, c, d.Digest, reqs); err != nil {
+			if err := o.verify(ctx, reqs, c, d.Digest); err != nil {
 				return nil, err
 			}
 			return d, nil
@@ -84,7 +83,7 @@ func Image(ctx context.Context, ref name.Reference, platform *v1.Platform, o Opt
 
 // image reads what ref names, checking the signatures reqs ask for of it
 // before anything else is read.
-func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Platform, reqs []policy.Requirement) (v1.Image, v1.Descriptor, error) {
+func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Platform, reqs *sigCheck) (v1.Image, v1.Descriptor, error) {
 	want := plat.Default()
 	if platform != nil {
 		want = *platform
@@ -100,7 +99,7 @@ func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Pla
 	if err != nil {
 		return nil, v1.Descriptor{}, o.describeErr(ctx, ref.String(), ref.Context(), err)
 	}
-	if err := o.verify(ctx, ref, desc.Digest, reqs); err != nil {
+	if err := o.verify(ctx, reqs, ref, desc.Digest); err != nil {
 		return nil, v1.Descriptor{}, err
 	}
 	for depth := 0; ; depth++ {

@@ -1,0 +1,181 @@
+package cli
+
+import (
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/spf13/cobra"
+
+	"github.com/kiln-build/kiln/pkg/policy"
+	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/sign"
+)
+
+// errKeyless is the answer to signing or verifying without a key.
+var errKeyless = errors.New("keyless signing and verification (Fulcio certificates, Rekor transparency log) are not supported: kiln cannot reach Fulcio or Rekor; use --key with a cosign key pair (cosign generate-key-pair)")
+
+// loadSignKey opens a cosign private key file with $COSIGN_PASSWORD (an
+// empty password when it is not set, as cosign's keys may have).
+func loadSignKey(flag, path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	k, err := sign.ParsePrivateKey(data, []byte(os.Getenv("COSIGN_PASSWORD")))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	return k, nil
+}
+
+// signDigest signs digest in ref's repository and says where the
+// signature went.
+func (g *globals) signDigest(cmd *cobra.Command, key crypto.Signer, repo name.Repository, digest v1.Hash, ro registry.Options) error {
+	tag, err := sign.Sign(cmd.Context(), repo, digest, key, nil, ro)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stderr, "Pushed signature of %s@%s to %s\n", displayRepo(repo.Name()), digest, displayRepo(tag.Name()))
+	return nil
+}
+
+func newSignCommand(g *globals) *cobra.Command {
+	var keyPath string
+	cmd := &cobra.Command{
+		Use:   "sign --key cosign.key IMAGE...",
+		Short: "Sign images in their registry, as cosign sign --key does",
+		Long: "Signs the manifest each IMAGE names (a tag is resolved to its digest) with a cosign\n" +
+			"private key (password from COSIGN_PASSWORD) and pushes the signature to the\n" +
+			"repository's sha256-<digest>.sig tag, where cosign verify and podman's sigstoreSigned\n" +
+			"policy find it.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyPath == "" {
+				return errKeyless
+			}
+			if err := g.checkRegistryFlags(cmd); err != nil {
+				return err
+			}
+			key, err := loadSignKey("--key", keyPath)
+			if err != nil {
+				return err
+			}
+			ro := g.registryOptions(cmd)
+			for _, a := range args {
+				ref, err := registry.ParseReference(a, ro)
+				if err != nil {
+					return err
+				}
+				d, err := registry.Fetch(cmd.Context(), ref, ro)
+				if err != nil {
+					return err
+				}
+				if err := g.signDigest(cmd, key, ref.Context(), d.Digest, ro); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyPath, "key", "", "cosign private key file (ENCRYPTED SIGSTORE PRIVATE KEY PEM; password from COSIGN_PASSWORD)")
+	return cmd
+}
+
+func newVerifyCommand(g *globals) *cobra.Command {
+	var keyPath string
+	cmd := &cobra.Command{
+		Use:   "verify --key cosign.pub IMAGE...",
+		Short: "Verify images' cosign signatures, as cosign verify --key does",
+		Long: "Checks that a signature at the repository's sha256-<digest>.sig tag is made by the\n" +
+			"key, signs the digest IMAGE names and names IMAGE's repository. Prints the verified\n" +
+			"payloads as a JSON array on stdout, as cosign does; exits 1 when an image has none.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if keyPath == "" {
+				return errKeyless
+			}
+			if err := g.checkRegistryFlags(cmd); err != nil {
+				return err
+			}
+			data, err := os.ReadFile(keyPath)
+			if err != nil {
+				return fmt.Errorf("--key: %w", err)
+			}
+			pub, err := sign.ParsePublicKey(data)
+			if err != nil {
+				return fmt.Errorf("--key %s: %w", keyPath, err)
+			}
+			ro := g.registryOptions(cmd)
+			var payloads []json.RawMessage
+			for _, a := range args {
+				ref, err := registry.ParseReference(a, ro)
+				if err != nil {
+					return err
+				}
+				d, err := registry.Fetch(cmd.Context(), ref, ro)
+				if err != nil {
+					return err
+				}
+				vs, err := sign.Verify(cmd.Context(), ref.Context(), d.Digest, []crypto.PublicKey{pub}, sign.IdentityMatcher(ref, repositoryIdentity), ro)
+				if err != nil {
+					return fmt.Errorf("%s: %w", a, err)
+				}
+				fmt.Fprintf(g.stderr, "Verification for %s --\nThe signatures were verified against the specified public key (%d)\n", a, len(vs))
+				for _, v := range vs {
+					payloads = append(payloads, v.Payload)
+				}
+			}
+			out, err := json.Marshal(payloads)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(g.stdout, string(out))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&keyPath, "key", "", "cosign public key file (PUBLIC KEY PEM)")
+	return cmd
+}
+
+// repositoryIdentity is cosign verify's identity rule: the signature names
+// the image's repository.
+var repositoryIdentity = &policy.SignedIdentity{Type: "matchRepository"}
+
+// loadSignKey opens --sign-key before the build starts.
+func (f *buildFlags) loadSignKey(push bool) (crypto.Signer, error) {
+	if f.signKey == "" {
+		return nil, nil
+	}
+	if !push {
+		return nil, errors.New("--sign-key signs what the build pushes: add --push")
+	}
+	return loadSignKey("--sign-key", f.signKey)
+}
+
+// signPushed signs digest in every repository the build pushed to.
+func (g *globals) signPushed(cmd *cobra.Command, key crypto.Signer, digest v1.Hash, tags []string) error {
+	if key == nil {
+		return nil
+	}
+	ro := g.registryOptions(cmd)
+	done := map[string]bool{}
+	for _, t := range tags {
+		ref, err := registry.ParseReference(t, ro)
+		if err != nil {
+			return err
+		}
+		if done[ref.Context().Name()] {
+			continue
+		}
+		done[ref.Context().Name()] = true
+		if err := g.signDigest(cmd, key, ref.Context(), digest, ro); err != nil {
+			return err
+		}
+	}
+	return nil
+}
