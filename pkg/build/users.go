@@ -1,12 +1,13 @@
 package build
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/user"
 
 	"github.com/kiln-build/kiln/pkg/archive"
 )
@@ -42,18 +43,15 @@ func (s *stageState) passwd() (*userDB, error) {
 	}
 	db.hasPasswd = found
 	if found {
-		parseColonFile(data, func(f []string) {
-			if len(f) < 4 {
-				return
+		entries, err := user.ParsePasswd(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("reading /etc/passwd: %w", err)
+		}
+		for _, e := range entries {
+			if _, dup := users[e.Name]; !dup && e.Name != "" {
+				users[e.Name] = [2]int{e.Uid, e.Gid}
 			}
-			uid, err1 := strconv.Atoi(f[2])
-			gid, err2 := strconv.Atoi(f[3])
-			if err1 == nil && err2 == nil {
-				if _, dup := users[f[0]]; !dup {
-					users[f[0]] = [2]int{uid, gid}
-				}
-			}
-		})
+		}
 	}
 	db.users = users
 	return db, nil
@@ -72,31 +70,18 @@ func (s *stageState) group() (*userDB, error) {
 	}
 	db.hasGroup = found
 	if found {
-		parseColonFile(data, func(f []string) {
-			if len(f) < 3 {
-				return
+		entries, err := user.ParseGroup(bytes.NewReader(data))
+		if err != nil {
+			return nil, fmt.Errorf("reading /etc/group: %w", err)
+		}
+		for _, e := range entries {
+			if _, dup := groups[e.Name]; !dup && e.Name != "" {
+				groups[e.Name] = e.Gid
 			}
-			if gid, err := strconv.Atoi(f[2]); err == nil {
-				if _, dup := groups[f[0]]; !dup {
-					groups[f[0]] = gid
-				}
-			}
-		})
+		}
 	}
 	db.groups = groups
 	return db, nil
-}
-
-func parseColonFile(data []byte, fn func([]string)) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		fn(strings.Split(line, ":"))
-	}
 }
 
 // resolveOwner turns "user[:group]" (names or numbers) into ids for the

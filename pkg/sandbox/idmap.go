@@ -1,14 +1,15 @@
 package sandbox
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"os"
-	"os/user"
+	osuser "os/user"
 	"strconv"
-	"strings"
+
+	"github.com/moby/sys/user"
 )
 
 // IDMap maps Size ids from ContainerID (inside the user namespace) to
@@ -25,30 +26,18 @@ type Range struct {
 // SubIDRanges returns the ranges file (/etc/subuid or /etc/subgid) gives
 // the user name or numeric id, in file order.
 func SubIDRanges(file, name string, id int) ([]Range, error) {
-	f, err := os.Open(file)
+	ids, err := user.ParseSubIDFileFilter(file, func(e user.SubID) bool {
+		return (e.Name == name || e.Name == strconv.Itoa(id)) &&
+			e.SubID >= 0 && e.SubID <= math.MaxUint32 && e.Count > 0 && e.Count <= math.MaxUint32
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []Range
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		parts := strings.Split(line, ":")
-		if len(parts) != 3 || (parts[0] != name && parts[0] != strconv.Itoa(id)) {
-			continue
-		}
-		start, err1 := strconv.ParseUint(parts[1], 10, 32)
-		count, err2 := strconv.ParseUint(parts[2], 10, 32)
-		if err1 != nil || err2 != nil || count == 0 {
-			continue
-		}
-		out = append(out, Range{Start: uint32(start), Count: uint32(count)})
+	for _, e := range ids {
+		out = append(out, Range{Start: uint32(e.SubID), Count: uint32(e.Count)})
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // fullMap maps 0 to the caller's id and 1.. to the subordinate ranges.
@@ -82,7 +71,7 @@ func mapArgs(m []IDMap) []string {
 // uid has no name).
 func currentUser() (uid, gid int, name string) {
 	uid, gid = os.Getuid(), os.Getgid()
-	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+	if u, err := osuser.LookupId(strconv.Itoa(uid)); err == nil {
 		name = u.Username
 	}
 	if name == "" {
