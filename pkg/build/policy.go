@@ -56,13 +56,20 @@ func (b *builder) checkPolicy(plan *dockerfile.Plan) error {
 	return nil
 }
 
-// checkImagePolicy applies the policy to an image the Dockerfile names:
+// checkImagePolicy applies the policy to an image the Dockerfile names
+// (or the docker-image:// a --build-context of that name gives):
 // requireDigest always, and the read rules when the image will come from
 // its registry rather than the local store.
 func (b *builder) checkImagePolicy(ref string) error {
 	pol := b.opts.Registry.Policy
 	if pol == nil {
 		return nil
+	}
+	if nc, ok := b.namedContext(ref); ok {
+		if nc.Image == "" {
+			return nil // a directory or OCI layout: no registry
+		}
+		ref = nc.Image
 	}
 	r, err := registry.ParseReference(ref, b.opts.Registry)
 	if err != nil {

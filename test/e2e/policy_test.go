@@ -118,6 +118,9 @@ func TestPolicyReadsAndWrites(t *testing.T) {
 		p.refused(t, u, p.policy, append(hubRule, "Dockerfile:3", "COPY --from"), "build", policyContext(t, "FROM "+oursImg+"\nCOPY a.txt /\nCOPY --from="+hubImg+" /bin/busybox /b\n"))
 		p.refused(t, u, p.policy, append(hubRule, "Dockerfile:2", "RUN --mount from"), "build", policyContext(t, "FROM "+oursImg+"\nRUN --mount=from="+hubImg+",target=/m true\n"))
 		u.ok(t, "build", "-t", "app:1", policyContext(t, "FROM "+oursImg+"\nCOPY a.txt /\nCOPY --from="+oursImg+" /bin/busybox /b\n"))
+		// --build-context NAME=docker-image://REF is checked as REF.
+		p.refused(t, u, p.policy, append(hubRule, "Dockerfile:1"), "build", "--build-context", "base=docker-image://"+hubImg, policyContext(t, "FROM base\nCOPY a.txt /\n"))
+		u.ok(t, "build", "--build-context", "base=docker-image://"+oursImg, policyContext(t, "FROM base\nCOPY a.txt /\n"))
 		// --cache-from reads, --cache-to writes.
 		p.refused(t, u, p.policy, []string{"--cache-from", "rejected"}, "build", "--cache-from", p.hub+"/cache", policyContext(t, "FROM "+oursImg+"\n"))
 		p.refused(t, u, p.rules, []string{"--cache-to", "allowPush"}, "build", "--cache-to", p.ours+"/cache", policyContext(t, "FROM "+oursImg+"\n"))
