@@ -50,7 +50,7 @@ type buildFlags struct {
 	metadataFile string
 	// buildx and podman flags (buildx_flags.go).
 	pull, network, provenance, sbom, builder string
-	layers                                   bool
+	layers, squash, squashAll                bool
 	driver, creds                            string
 	annotations                              []string
 	parsedAnnotations                        []build.Annotation
