@@ -215,6 +215,20 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	var stdinUsed bool
 	contextDir := contextArg
 	var dockerfileFromStdin []byte
+	if gc, ok, err := build.ParseGitContext(contextArg); ok {
+		if err != nil {
+			return err
+		}
+		dir, cleanup, err := fetchGitContext(ctx, cmd, g, gc)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		contextDir = dir
+		if f.file != "" && f.file != "-" && !filepath.IsAbs(f.file) {
+			f.file = filepath.Join(dir, f.file) // -f names a file of the repository
+		}
+	}
 	if contextArg == "-" {
 		stdinUsed = true
 		dir, df, cleanup, err := contextFromStdin(g.stdin)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/build"
 )
 
 // kanikoFlags are kaniko executor's flags that kiln maps onto a build.
@@ -116,7 +118,7 @@ func runExecutor(cmd *cobra.Command, g *globals, k *kanikoFlags) error {
 			fmt.Fprintf(g.stderr, "kiln executor: --%s has no effect in kiln (no snapshots of a running container to tune)\n", n)
 		}
 	}
-	contextDir, cleanup, err := k.contextDir(g)
+	contextDir, cleanup, err := k.contextDir(cmd.Context(), cmd, g)
 	if err != nil {
 		return err
 	}
@@ -205,9 +207,10 @@ func (k *kanikoFlags) applyGlobals(cmd *cobra.Command, g *globals) error {
 	return nil
 }
 
-// contextDir resolves kaniko's --context: a directory (plain or dir://)
-// or a local tar (tar://), plus --context-sub-path.
-func (k *kanikoFlags) contextDir(g *globals) (string, func(), error) {
+// contextDir resolves kaniko's --context: a directory (plain or dir://),
+// a local tar (tar://) or a git repository (git://), plus
+// --context-sub-path.
+func (k *kanikoFlags) contextDir(ctx context.Context, cmd *cobra.Command, g *globals) (string, func(), error) {
 	c := k.context
 	cleanup := func() {}
 	scheme, rest, ok := strings.Cut(c, "://")
@@ -232,8 +235,18 @@ func (k *kanikoFlags) contextDir(g *globals) (string, func(), error) {
 			return "", cleanup, fmt.Errorf("--context %s: not a tar archive", k.context)
 		}
 		c, cleanup = dir, done
+	case "git":
+		gc, err := build.KanikoGitContext(c)
+		if err != nil {
+			return "", cleanup, err
+		}
+		dir, done, err := fetchGitContext(ctx, cmd, g, gc)
+		if err != nil {
+			return "", cleanup, err
+		}
+		c, cleanup = dir, done
 	default:
-		return "", cleanup, fmt.Errorf("--context %s: kiln reads directories (dir://) and local tar files (tar://), not %s://", k.context, scheme)
+		return "", cleanup, fmt.Errorf("--context %s: kiln reads directories (dir://), local tar files (tar://) and git repositories (git://), not %s://", k.context, scheme)
 	}
 	if k.contextSubPath != "" {
 		c = filepath.Join(c, filepath.Clean("/"+k.contextSubPath))
