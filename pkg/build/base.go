@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -29,10 +28,9 @@ type imageSource struct {
 	// nothing chose it for the platform asked for (see checkPlatform).
 	single bool
 
-	// tree is the merged view of its files, made from its layers'
+	// lazyTree is the merged view of its files, made from its layers'
 	// indexes on first need (index.go).
-	treeMu sync.Mutex
-	tree   *archive.Tree
+	lazyTree
 }
 
 // image resolves an image reference for a platform: the local store first
@@ -280,6 +278,13 @@ func cloneConfig(c *v1.ConfigFile) *v1.ConfigFile {
 }
 
 // layerOpeners of the stage so far, bottom first.
-func (s *stageState) layerOpeners() []archive.Opener { return openers(s.b.opts.Store, s.layers) }
+// A base layer being read for its index is waited for: it is then read
+// from the store, not fetched twice.
+func (s *stageState) layerOpeners() []archive.Opener {
+	if s.known != nil && s.known.base != nil {
+		s.known.base.awaitTree(s.b.ctx)
+	}
+	return openers(s.b.opts.Store, s.layers)
+}
 
 var _ io.Reader

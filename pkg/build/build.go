@@ -271,8 +271,10 @@ type builder struct {
 	// (binfmt.go), found once per build.
 	emuMu     sync.Mutex
 	emulators map[string]error
-	// indexes are the layer path indexes at hand (index.go).
+	// indexes are the layer path indexes at hand (index.go); bg counts
+	// the indexes being made in the background (speculate.go).
 	indexes layerIndexes
+	bg      sync.WaitGroup
 	// keyed: stages keep chain keys (chain.go) for the step cache; set
 	// per platform when there is a cache and a RUN step.
 	keyed bool
@@ -339,6 +341,9 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 		b.logf("[Warning] One or more build-args %v were not consumed", plan.UnusedBuildArgs)
 	}
 
+	// Background work (indexes made while stages guess) ends with the
+	// platform's context: cancelled first, then waited for.
+	defer b.bg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	states := map[*dockerfile.Stage]*stageRun{}
@@ -367,7 +372,7 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 				}
 			}
 			st := &stageState{b: b, plan: plan, file: f, run: run, states: states, platform: platform, target: s == plan.Target}
-			run.result, run.err = st.execute(ctx)
+			run.result, run.err = st.executeChecked(ctx)
 			if run.err != nil {
 				errOnce.Do(func() { firstErr = run.err; cancel() })
 			}

@@ -92,18 +92,60 @@ func (b *builder) layerIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, re
 	return c.x, c.err
 }
 
-func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref, tag, why string) (*archive.LayerIndex, error) {
-	ic := b.indexCache()
-	data, err := ic.GetIndex(ctx, diffID)
+// cachedIndex returns the index of diffID when it is at hand without
+// reading the layer (this build made or read it, or the store or the step
+// cache keeps it), else nil. It never waits for an index being made.
+func (b *builder) cachedIndex(ctx context.Context, diffID v1.Hash, tag string) *archive.LayerIndex {
+	li := &b.indexes
+	li.mu.Lock()
+	c, ok := li.calls[diffID]
+	li.mu.Unlock()
+	if ok {
+		select {
+		case <-c.done:
+			return c.x
+		default:
+			return nil
+		}
+	}
+	x := b.indexFromCache(ctx, diffID, tag)
+	if x == nil {
+		return nil
+	}
+	li.mu.Lock()
+	defer li.mu.Unlock()
+	if _, ok := li.calls[diffID]; !ok {
+		if li.calls == nil {
+			li.calls = map[v1.Hash]*indexCall{}
+		}
+		c := &indexCall{done: make(chan struct{}), x: x}
+		close(c.done)
+		li.calls[diffID] = c
+	}
+	return x
+}
+
+// indexFromCache reads the index of diffID from the index cache (nil when
+// it holds none, or a broken one: a warning).
+func (b *builder) indexFromCache(ctx context.Context, diffID v1.Hash, tag string) *archive.LayerIndex {
+	data, err := b.indexCache().GetIndex(ctx, diffID)
 	if err != nil {
 		b.logf("[%s] warning: layer index of %s: %v", tag, diffID, err)
 	}
-	if data != nil {
-		x, err := archive.DecodeIndex(data, diffID)
-		if err == nil {
-			return x, nil
-		}
+	if data == nil {
+		return nil
+	}
+	x, err := archive.DecodeIndex(data, diffID)
+	if err != nil {
 		b.logf("[%s] warning: %v; indexing the layer again", tag, err)
+		return nil
+	}
+	return x
+}
+
+func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref, tag, why string) (*archive.LayerIndex, error) {
+	if x := b.indexFromCache(ctx, diffID, tag); x != nil {
+		return x, nil
 	}
 	digest, err := l.Digest()
 	if err != nil {
@@ -213,14 +255,112 @@ func (c contextReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// lazyTree is the merged view of an image's files made from its layers'
+// indexes, on first need (indexTree), or in the background while a stage
+// goes on with guesses (startTree, speculate.go).
+type lazyTree struct {
+	treeMu sync.Mutex
+	tree   *archive.Tree
+	job    *treeJob
+}
+
+// treeJob is the making of a tree, awaited by everyone who needs it.
+type treeJob struct {
+	done chan struct{}
+	tree *archive.Tree
+	err  error
+}
+
+// readyTree returns the tree when it is made, else nil.
+func (src *imageSource) readyTree() *archive.Tree {
+	src.treeMu.Lock()
+	defer src.treeMu.Unlock()
+	return src.tree
+}
+
+// speculating returns the tree being made, nil when none is.
+func (src *imageSource) speculating() *treeJob {
+	src.treeMu.Lock()
+	defer src.treeMu.Unlock()
+	return src.job
+}
+
+// awaitTree waits for a tree being made (nothing when none is).
+func (src *imageSource) awaitTree(ctx context.Context) {
+	if j := src.speculating(); j != nil {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+// startTree starts making the tree in the background (once: a job already
+// running is returned); why says what needed it (for the log).
+func (src *imageSource) startTree(b *builder, ctx context.Context, tag, why string) *treeJob {
+	src.treeMu.Lock()
+	defer src.treeMu.Unlock()
+	if src.job != nil {
+		return src.job
+	}
+	j := &treeJob{done: make(chan struct{})}
+	if src.tree != nil {
+		j.tree = src.tree
+		close(j.done)
+		return j
+	}
+	src.job = j
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		t, err := src.makeTree(ctx, b, tag, why, false)
+		src.treeMu.Lock()
+		if err == nil {
+			src.tree = t
+		}
+		// A failed job (a cancelled read, say) is not kept: a later
+		// question tries again.
+		src.job = nil
+		j.tree, j.err = t, err
+		src.treeMu.Unlock()
+		close(j.done)
+	}()
+	return j
+}
+
 // indexTree is the merged view of the image's files made from its layers'
 // indexes, made on first use; why says what needed it (for the log).
 func (src *imageSource) indexTree(ctx context.Context, b *builder, tag, why string) (*archive.Tree, error) {
+	if t := src.readyTree(); t != nil {
+		return t, nil
+	}
+	j := src.startTree(b, ctx, tag, why)
+	select {
+	case <-j.done:
+		return j.tree, j.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// cachedTree makes the tree when every layer's index is at hand without
+// reading a layer (cachedIndex); nil when one is not.
+func (src *imageSource) cachedTree(ctx context.Context, b *builder, tag string) (*archive.Tree, error) {
+	t, err := src.makeTree(ctx, b, tag, "", true)
+	if t == nil || err != nil {
+		return nil, err
+	}
 	src.treeMu.Lock()
 	defer src.treeMu.Unlock()
-	if src.tree != nil {
-		return src.tree, nil
+	if src.tree == nil {
+		src.tree = t
 	}
+	return src.tree, nil
+}
+
+// makeTree reads every layer's index (cacheOnly: only those at hand; nil
+// when one is not) and merges them.
+func (src *imageSource) makeTree(ctx context.Context, b *builder, tag, why string, cacheOnly bool) (*archive.Tree, error) {
 	diffIDs := src.cfg.RootFS.DiffIDs
 	xs := make([]*archive.LayerIndex, len(src.layers))
 	g, gctx := errgroup.WithContext(ctx)
@@ -231,6 +371,10 @@ func (src *imageSource) indexTree(ctx context.Context, b *builder, tag, why stri
 	g.SetLimit(jobs)
 	for i, l := range src.layers {
 		g.Go(func() error {
+			if cacheOnly {
+				xs[i] = b.cachedIndex(gctx, diffIDs[i], tag)
+				return nil
+			}
 			x, err := b.layerIndex(gctx, l, diffIDs[i], src.ref, tag, why)
 			xs[i] = x
 			return err
@@ -241,10 +385,12 @@ func (src *imageSource) indexTree(ctx context.Context, b *builder, tag, why stri
 	}
 	t := archive.NewTree()
 	for i, x := range xs {
+		if x == nil {
+			return nil, nil
+		}
 		if err := t.ApplyIndex(i, x); err != nil {
 			return nil, fmt.Errorf("reading the layers of %s: %w", src.ref, err)
 		}
 	}
-	src.tree = t
 	return t, nil
 }

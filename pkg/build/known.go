@@ -181,6 +181,9 @@ func (s *stageState) lookupPath(ctx context.Context, p, why string) (*tar.Header
 	if s.known.base == nil {
 		return nil, nil
 	}
+	if h, guessed, err := s.guessBase(ctx, p, why); err != nil || guessed {
+		return h, err
+	}
 	t, err := s.known.base.indexTree(ctx, s.b, s.stageTag(), why)
 	if err != nil {
 		return nil, err

@@ -421,6 +421,10 @@ func (s *stageState) runEnvList() ([]string, error) {
 
 // rootfsLayers describes layers for the rootfs store.
 func (s *stageState) rootfsLayers(layers []v1.Layer) ([]rootfs.Layer, error) {
+	// Nothing runs on layers made from guesses about the base.
+	if err := s.settleGuesses(s.b.ctx); err != nil {
+		return nil, err
+	}
 	out := make([]rootfs.Layer, len(layers))
 	for i, l := range layers {
 		d, err := l.DiffID()

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"path"
@@ -47,6 +48,12 @@ type stageState struct {
 	pending []*futureLayer
 	// links name how the stage's filesystem was made (chain.go).
 	links []chainLink
+	// guesses about the base not checked yet, noGuess (guessing is over
+	// or not allowed) and wrong (a guess the index contradicted): see
+	// speculate.go.
+	guesses map[string]*tar.Header
+	noGuess bool
+	wrong   *wrongGuess
 }
 
 // execute builds the stage.
@@ -101,6 +108,9 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 			}
 			s.cfg.Config.Labels[k] = s.b.opts.Labels[k]
 		}
+	}
+	if err := s.settleGuesses(ctx); err != nil {
+		return nil, err
 	}
 	return s.finish()
 }
