@@ -199,6 +199,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, layerSem: make(chan struct{}, maxLayerWriters), start: time.Now().UTC(), images: map[string]*imageSource{}}
 	defer b.run.close()
+	defer b.saveSums()
 	if opts.Timestamp != nil {
 		b.start = opts.Timestamp.UTC()
 	}
@@ -275,6 +276,9 @@ type builder struct {
 	// the indexes being made in the background (speculate.go).
 	indexes layerIndexes
 	bg      sync.WaitGroup
+	// fileSums are the store's digests of context files (copy_cache.go).
+	sumsOnce sync.Once
+	fileSums *cache.FileSums
 	// keyed: stages keep chain keys (chain.go) for the step cache; set
 	// per platform when there is a cache and a RUN step.
 	keyed bool

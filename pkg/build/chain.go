@@ -1,12 +1,9 @@
 package build
 
 import (
-	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"hash"
-	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -69,32 +66,3 @@ func baseLink(diffIDs []v1.Hash) chainLink {
 func scratchLink(p v1.Platform) chainLink {
 	return chainLink{key: "scratch " + plat.Format(p)}
 }
-
-// contentHasher computes a layer's content key while the layer is written:
-// every entry's name, type, mode, owner, size, link target, device numbers
-// and extended attributes, and the content of regular files; not times.
-type contentHasher struct {
-	h hash.Hash
-}
-
-func newContentHasher() *contentHasher { return &contentHasher{h: sha256.New()} }
-
-func (c *contentHasher) header(h *tar.Header) {
-	fmt.Fprintf(c.h, "\x00%q %c %o %d %d %d %q %d %d", h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Size, h.Linkname, h.Devmajor, h.Devminor)
-	if len(h.PAXRecords) > 0 {
-		keys := make([]string, 0, len(h.PAXRecords))
-		for k := range h.PAXRecords {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(c.h, " %q=%q", k, h.PAXRecords[k])
-		}
-	}
-	c.h.Write([]byte{'\n'})
-}
-
-// Write hashes content of the last header's file.
-func (c *contentHasher) Write(p []byte) (int, error) { return c.h.Write(p) }
-
-func (c *contentHasher) sum() string { return hex.EncodeToString(c.h.Sum(nil)) }

@@ -18,6 +18,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
+	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
 )
 
@@ -51,6 +52,12 @@ type copyEntry struct {
 	// keepOwner keeps the header's uid/gid for a context source (entries
 	// ADD extracted from an archive keep the archive's owners).
 	keepOwner bool
+	// ctxPath is the file a build-context entry is read from; stat is
+	// what stat(2) said of it and digest is its content's sha256, when
+	// known (copy_cache.go).
+	ctxPath string
+	stat    *cache.FileStat
+	digest  string
 }
 
 // doCopy runs COPY and ADD: each source is copied in turn, as BuildKit
@@ -236,13 +243,17 @@ func (s *stageState) sourceOf(fsys sourceFS, exclude *dockerfile.Matcher, p, nam
 		tp = p
 	}
 	src := copySource{name: name, hdr: hdr}
+	ctxPath := func(string) string { return "" }
+	if cf, ok := fsys.(*contextFS); ok {
+		ctxPath = cf.c.abs
+	}
 	if hdr.Typeflag != tar.TypeDir {
-		src.file = &copyEntry{hdr: hdr, open: fsys.open(p), treePath: tp}
+		src.file = &copyEntry{hdr: hdr, open: fsys.open(p), treePath: tp, ctxPath: ctxPath(p)}
 		return src
 	}
 	src.walk = func(fn func(string, *copyEntry) error) error {
 		return fsys.walk(p, exclude, func(rel string, h *tar.Header, open opener, treePath string) error {
-			return fn(rel, &copyEntry{hdr: h, open: open, treePath: treePath})
+			return fn(rel, &copyEntry{hdr: h, open: open, treePath: treePath, ctxPath: ctxPath(joinRel(p, rel))})
 		})
 	}
 	return src

@@ -3,17 +3,19 @@ package build
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/pkg/archive"
-	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -51,22 +53,11 @@ func (s *stageState) addLayerCached(ctx context.Context, entries []*copyEntry, c
 	}
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].dest < sorted[j].dest })
 
-	var cacheKey, contentKey string
-	if cacheable && s.b.opts.CacheCopies && s.b.opts.Cache != nil {
-		var err error
-		if contentKey, err = s.hashEntries(ctx, sorted); err != nil {
+	if hit, err := s.layerFromCache(ctx, sorted, createdBy, cacheable); err != nil || hit {
+		if err != nil {
 			return wrap(err)
 		}
-		if cacheKey, err = s.copyKey(contentKey); err != nil {
-			s.b.logf("[%s] warning: step cache: no key (%v)", s.stageTag(), err)
-			cacheKey, contentKey = "", ""
-		}
-		if cacheKey != "" {
-			hit, err := s.cachedCopy(ctx, cacheKey, contentKey, createdBy, sorted)
-			if err != nil || hit {
-				return err
-			}
-		}
+		return nil
 	}
 
 	// The spooled content now belongs to the writer.
@@ -85,17 +76,14 @@ func (s *stageState) addLayerCached(ctx context.Context, entries []*copyEntry, c
 				release()
 			}
 		}()
-		l, key, err := s.writeLayer(ctx, sorted, s.b.keyed || contentKey != "")
+		l, keys, err := s.writeLayer(ctx, sorted)
 		if err != nil {
 			err = wrap(err)
 		}
-		fl.contentKey = key
-		// Into the cache before anyone waiting on the layer goes on; only
-		// when the files did not change between hashing and writing.
-		if err == nil && cacheKey != "" && key == contentKey {
-			if err := s.b.opts.Cache.Put(ctx, cacheKey, cache.Entry{Layer: l, CreatedBy: createdBy}); err != nil {
-				s.b.logf("[%s] warning: step cache: %v", s.stageTag(), err)
-			}
+		fl.contentKey = keys.content
+		// Into the cache before anyone waiting on the layer goes on.
+		if err == nil {
+			s.keepLayer(ctx, l, keys, createdBy, cacheable)
 		}
 		fl.resolve(l, err)
 	}()
@@ -171,20 +159,18 @@ func (s *stageState) waitLayers() error {
 }
 
 // writeLayer writes sorted entries as a layer into the store: tar,
-// compression, diff ID and digest in a single streaming pass. When the
-// build keeps cache keys it also returns the layer's content key (see
-// contentHasher), computed in the same pass.
-func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry, wantKey bool) (v1.Layer, string, error) {
+// compression, diff ID and digest in a single streaming pass, which also
+// hashes every file's content for the layer's keys (copy_cache.go) and
+// keeps the digests of context files.
+func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry) (v1.Layer, layerKeys, error) {
 	st := s.b.opts.Store
 	bw, err := st.NewBlobWriter(store.CallerHashes())
 	if err != nil {
-		return nil, "", err
+		return nil, layerKeys{}, err
 	}
 	defer bw.Abort()
-	var ch *contentHasher
-	if wantKey {
-		ch = newContentHasher()
-	}
+	k := newLayerHasher()
+	fh := sha256.New()
 	// Big reads: one read(2) per MiB of content rather than per 32 KiB.
 	buf := make([]byte, 1<<20)
 	info, err := archive.WriteLayer(bw, s.b.opts.Compression, archive.TarOptions{Timestamp: s.b.opts.Timestamp}, func(tw *archive.TarWriter) error {
@@ -196,33 +182,33 @@ func (s *stageState) writeLayer(ctx context.Context, sorted []*copyEntry, wantKe
 			if err := tw.WriteHeader(h); err != nil {
 				return err
 			}
-			var out io.Writer = tw
-			if ch != nil {
-				ch.header(h)
-				out = io.MultiWriter(tw, ch)
+			if !hasContent(h) {
+				k.add(h, "", s.b.opts.Timestamp)
+				continue
 			}
-			if err := copyContent(out, e, h, buf); err != nil {
+			fh.Reset()
+			read := time.Now()
+			if err := copyContent(io.MultiWriter(tw, fh), e, h, buf); err != nil {
 				return err
 			}
+			digest := hex.EncodeToString(fh.Sum(nil))
+			s.noteDigest(e, digest, read)
+			k.add(h, digest, s.b.opts.Timestamp)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, "", err
+		return nil, layerKeys{}, err
 	}
 	if err := bw.Commit(info.Digest); err != nil {
-		return nil, "", err
+		return nil, layerKeys{}, err
 	}
 	l, err := st.Layer(v1.Descriptor{
 		MediaType: s.b.opts.Compression.MediaType(s.b.opts.Format == FormatOCI),
 		Size:      info.Size,
 		Digest:    info.Digest,
 	}, info.DiffID)
-	key := ""
-	if ch != nil {
-		key = ch.sum()
-	}
-	return l, key, err
+	return l, k.sum(), err
 }
 
 func (s *stageState) cleanTemp() {

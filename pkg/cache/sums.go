@@ -1,0 +1,152 @@
+package cache
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// FileSums remembers the content digest of build-context files, keyed by
+// the file's path and what stat(2) says of it (size, mtime, ctime, inode,
+// device, mode), as BuildKit's fsutil does: a file whose stat is unchanged
+// is not read again. A write to a file changes its ctime (and a chmod or
+// chown too, and so does setting the mtime back), so an unchanged stat
+// means unchanged content. A digest is only kept for a file whose last
+// change is older than the read that made it by more than the kernel's
+// timestamp granularity (racyMargin): a file written again in the same
+// clock tick could otherwise keep its stat.
+type FileSums struct {
+	path  string
+	mu    sync.Mutex
+	sums  map[string]fileSum
+	dirty bool
+}
+
+// FileStat is what a digest is keyed by, besides the path.
+type FileStat struct {
+	Size  int64  `json:"s"`
+	MTime int64  `json:"m"` // Unix nanoseconds
+	CTime int64  `json:"c"`
+	Ino   uint64 `json:"i"`
+	Dev   uint64 `json:"d"`
+	Mode  uint32 `json:"o"`
+}
+
+type fileSum struct {
+	FileStat
+	Digest string `json:"h"`
+}
+
+// sumsFile is the encoded table.
+type sumsFile struct {
+	Version int                `json:"v"`
+	Sums    map[string]fileSum `json:"sums"`
+}
+
+const sumsVersion = 1
+
+// maxSums bounds the table: past it, the oldest build's entries are not
+// kept (the table is rewritten with this build's alone).
+const maxSums = 1 << 20
+
+// racyMargin is how much older than the read a file's last change must be
+// for its digest to be kept.
+const racyMargin = 50 * time.Millisecond
+
+// StatOf returns the stat key of fi (a regular file's Lstat), false when
+// the platform gives none.
+func StatOf(fi fs.FileInfo) (FileStat, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return FileStat{}, false
+	}
+	return FileStat{
+		Size: fi.Size(), MTime: fi.ModTime().UnixNano(),
+		CTime: time.Unix(int64(st.Ctim.Sec), int64(st.Ctim.Nsec)).UnixNano(),
+		Ino:   uint64(st.Ino), Dev: uint64(st.Dev), Mode: uint32(st.Mode),
+	}, true
+}
+
+// OpenFileSums reads the table kept in st (an empty one when there is none
+// or it cannot be read: it is only a cache).
+func OpenFileSums(st *store.Store) *FileSums {
+	s := &FileSums{path: filepath.Join(st.Root(), "context-sums.json"), sums: map[string]fileSum{}}
+	raw, err := os.ReadFile(s.path)
+	if err != nil {
+		return s
+	}
+	var f sumsFile
+	if json.Unmarshal(raw, &f) == nil && f.Version == sumsVersion && f.Sums != nil {
+		s.sums = f.Sums
+	}
+	return s
+}
+
+// Lookup returns the digest of the file at path p when its stat is st.
+func (s *FileSums) Lookup(p string, st FileStat) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.sums[p]
+	if !ok || e.FileStat != st {
+		return "", false
+	}
+	return e.Digest, true
+}
+
+// Record keeps digest as the content of the file at path p, whose stat was
+// st before it was read at time read; a file changed too recently is not
+// kept (see racyMargin).
+func (s *FileSums) Record(p string, st FileStat, digest string, read time.Time) {
+	limit := read.Add(-racyMargin).UnixNano()
+	if st.CTime >= limit {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.sums[p]; ok && e.FileStat == st && e.Digest == digest {
+		return
+	}
+	if len(s.sums) >= maxSums {
+		s.sums = map[string]fileSum{}
+	}
+	s.sums[p] = fileSum{FileStat: st, Digest: digest}
+	s.dirty = true
+}
+
+// Save writes the table back when it changed (atomically: a concurrent
+// build on the same store keeps its table or this one, either is right).
+func (s *FileSums) Save() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.dirty {
+		return nil
+	}
+	raw, err := json.Marshal(sumsFile{Version: sumsVersion, Sums: s.sums})
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".context-sums-*")
+	if err != nil {
+		return fmt.Errorf("keeping context digests: %w", err)
+	}
+	_, werr := tmp.Write(raw)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("keeping context digests: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), s.path); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("keeping context digests: %w", err)
+	}
+	s.dirty = false
+	return nil
+}
