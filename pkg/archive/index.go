@@ -58,6 +58,9 @@ type indexFile struct {
 	Entries []IndexEntry `json:"entries"`
 }
 
+// EntryOf is the index entry of a tar header.
+func EntryOf(h *tar.Header) IndexEntry { return entryOf(h) }
+
 func entryOf(h *tar.Header) IndexEntry {
 	e := IndexEntry{
 		Name: h.Name, Type: h.Typeflag, Mode: h.Mode, UID: h.Uid, GID: h.Gid,

@@ -200,6 +200,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, layerSem: make(chan struct{}, maxLayerWriters), start: time.Now().UTC(), images: map[string]*imageSource{}}
 	defer b.run.close()
 	defer b.saveSums()
+	defer b.saveAnswers()
 	if opts.Timestamp != nil {
 		b.start = opts.Timestamp.UTC()
 	}

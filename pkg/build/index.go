@@ -262,6 +262,9 @@ type lazyTree struct {
 	treeMu sync.Mutex
 	tree   *archive.Tree
 	job    *treeJob
+	// pathAnswers are answers about its paths kept in the store
+	// (answers.go).
+	pathAnswers pathAnswers
 }
 
 // treeJob is the making of a tree, awaited by everyone who needs it.

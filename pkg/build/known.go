@@ -181,6 +181,10 @@ func (s *stageState) lookupPath(ctx context.Context, p, why string) (*tar.Header
 	if s.known.base == nil {
 		return nil, nil
 	}
+	answers := s.known.base.answers(s.b)
+	if h, ok := answers.lookup(p); ok {
+		return h, nil
+	}
 	if h, guessed, err := s.guessBase(ctx, p, why); err != nil || guessed {
 		return h, err
 	}
@@ -190,9 +194,11 @@ func (s *stageState) lookupPath(ctx context.Context, p, why string) (*tar.Header
 	}
 	n, ok := t.Lookup(p)
 	if !ok {
+		answers.remember(p, nil)
 		return nil, nil
 	}
 	h := n.Header
 	h.Name = p
+	answers.remember(p, &h)
 	return &h, nil
 }

@@ -125,18 +125,26 @@ func (s *stageState) guessBase(ctx context.Context, p, why string) (h *tar.Heade
 	return g, true, nil
 }
 
-// checkGuesses compares every guess with the base's tree t.
+// checkGuesses compares every guess with the base's tree t; when all are
+// right, the answers are kept for later builds (answers.go).
 func (s *stageState) checkGuesses(t *archive.Tree) error {
+	actuals := make(map[string]*tar.Header, len(s.guesses))
 	for p, g := range s.guesses {
 		var actual *tar.Header
 		if n, ok := t.Lookup(p); ok {
 			h := n.Header
+			h.Name = p
 			actual = &h
 		}
 		if !sameAnswer(g, actual) {
 			s.wrong = &wrongGuess{path: p, guess: g, actual: actual, stage: s.stageTag(), baseRef: s.known.base.ref}
 			return s.wrong
 		}
+		actuals[p] = actual
+	}
+	answers := s.known.base.answers(s.b)
+	for p, h := range actuals {
+		answers.remember(p, h)
 	}
 	// All right so far: from now on the index answers.
 	s.guesses = nil
