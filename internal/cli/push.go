@@ -202,7 +202,10 @@ func (g *globals) textLog(quiet bool) bool {
 // pushStored pushes the store's image or index d to refs; base layers the
 // store only knows by their registry are mounted from there.
 func pushStored(ctx context.Context, st *store.Store, d v1.Descriptor, refs []name.Reference, ro registry.Options) (v1.Descriptor, error) {
-	a := registry.Artifact{Sources: st.Sources}
+	// Where each blob now is, so that a push to a sibling repository
+	// mounts it (a failure to record is no failure of the push).
+	seen := func(h v1.Hash, repo string) { _ = st.RecordSource(h, repo) }
+	a := registry.Artifact{Sources: st.Sources, Seen: seen}
 	var err error
 	if d.MediaType.IsIndex() {
 		a.Index, err = st.Index(d.Digest)

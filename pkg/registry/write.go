@@ -39,6 +39,13 @@ type Artifact struct {
 	// others only matter to whoever reads the blob's bytes (the store
 	// fetches a layer it does not hold from its source).
 	Sources func(h v1.Hash) []string
+	// Seen, when set, is told of every blob a destination repository now
+	// holds (uploaded, mounted, or found there), with the repository as
+	// Sources lists them: recorded (the store's RecordSource), a later
+	// push of the blob to another repository of that registry mounts it
+	// from there instead of uploading it, as docker's distribution
+	// metadata does. Calls are serialised.
+	Seen func(h v1.Hash, repo string)
 }
 
 // Write pushes a to every ref and returns the descriptor of the manifest
@@ -80,6 +87,14 @@ func Write(ctx context.Context, a Artifact, refs []name.Reference, o Options) (v
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("push %s: %w", refs[0], err)
 	}
+	if a.Seen != nil {
+		var mu sync.Mutex
+		top.seen = func(h v1.Hash, repo string) {
+			mu.Lock()
+			defer mu.Unlock()
+			a.Seen(h, repo)
+		}
+	}
 	return o.writeSpec(ctx, top, refs, progress.OpPush)
 }
 
@@ -100,6 +115,8 @@ type manifestSpec struct {
 	digest    v1.Hash
 	blobs     []*blobSpec
 	children  []childSpec
+	// seen is Artifact.Seen (set on the top manifest only).
+	seen func(h v1.Hash, repo string)
 }
 
 // childSpec is a manifest an index names, loaded on demand.
@@ -169,6 +186,10 @@ func (o Options) imageSpec(img v1.Image, sources func(v1.Hash) []string) (*manif
 			}
 			return io.NopCloser(bytes.NewReader(b)), nil
 		}})
+	if sources != nil {
+		// A config pushed before (Artifact.Seen) is mounted like a layer.
+		spec.blobs[0].sources = o.sourceRepos(sources(cfgDesc.Digest))
+	}
 	for _, ld := range m.Layers {
 		if nonDistributable(ld.MediaType) {
 			continue
@@ -328,6 +349,8 @@ type repoWriter struct {
 	extra  []name.Repository
 	// noMount: the token covers no mount source.
 	noMount bool
+	// seen is told of every blob the repository holds (Artifact.Seen).
+	seen func(h v1.Hash, repo string)
 }
 
 // writeRepo writes top (and what it needs) to repo and tags it with refs.
@@ -370,7 +393,7 @@ func (o Options) writeRepo(ctx context.Context, top *manifestSpec, repo name.Rep
 	if err != nil {
 		return o.describeErr(ctx, what, repo, err)
 	}
-	w := &repoWriter{o: o, repo: repo, client: &http.Client{Transport: rt}, op: op, ref: refs[0].String(), extra: extra, noMount: noMount}
+	w := &repoWriter{o: o, repo: repo, client: &http.Client{Transport: rt}, op: op, ref: refs[0].String(), extra: extra, noMount: noMount, seen: top.seen}
 
 	// Child manifests the repository has need nothing more.
 	var needed []*manifestSpec
@@ -578,6 +601,9 @@ func (w *repoWriter) writeBlob(ctx context.Context, b *blobSpec) error {
 			e := ev
 			e.Action, e.From, e.Current = out.action, out.from, out.moved
 			progress.Send(w.o.Progress, e)
+			if w.seen != nil {
+				w.seen(b.desc.Digest, w.repo.Name())
+			}
 			return nil
 		}
 		if attempt >= retries || ctx.Err() != nil || !blobRetryable(err) {
