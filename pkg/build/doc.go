@@ -14,4 +14,12 @@
 // RunContainer (container.go) runs an image's command as `docker run
 // --rm` does, on the same unpacked-layer store and sandbox as RUN steps:
 // kiln run. buildx's --annotation values are applied in annotate.go.
+//
+// Questions about a base's files come from its layers' path indexes
+// (index.go); a stage without RUN whose base has no index at hand goes on
+// with guesses while the index is made, and checks them before it is done
+// (speculate.go); answers are kept per base (answers.go). COPY, ADD and
+// WORKDIR layers are cached in the store by their exact content, with the
+// digests of context files kept by stat, so an unchanged rebuild only
+// stats its context (copy_cache.go).
 package build

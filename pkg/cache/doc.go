@@ -17,4 +17,7 @@
 //
 // Layer path indexes (index.go) are kept the same way, under a key made
 // from the layer's diff ID, and travel with --cache-to/--cache-from.
+//
+// FileSums (sums.go) is the store's table of build-context file digests,
+// keyed by path and stat, so that an unchanged file is never read again.
 package cache
