@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/pkg/ptrace"
 )
 
 // buildahCases are Dockerfiles whose images kiln and buildah must give the
@@ -88,8 +89,9 @@ func normaliseTree(lines []string) []string {
 	return out
 }
 
-// TestRunMatchesBuildah builds every case with kiln and with rootless (or,
-// as root, plain) buildah and compares the file trees.
+// TestRunMatchesBuildah builds every case with kiln, in the detected mode
+// and in ptrace mode, and with rootless (or, as root, plain) buildah and
+// compares the file trees, owners included.
 func TestRunMatchesBuildah(t *testing.T) {
 	testutil.SkipIfShort(t)
 	testutil.RequireProgram(t, "/usr/bin/buildah", "buildah")
@@ -118,6 +120,12 @@ func TestRunMatchesBuildah(t *testing.T) {
 		}
 	})
 	kilnRoot := runStore(t)
+	modes := []string{"detected"}
+	if err := ptrace.Probe(context.Background(), testutil.KilnBinary(t)); err == nil {
+		modes = append(modes, "ptrace")
+	} else {
+		t.Logf("ptrace mode not compared: %v", err)
+	}
 
 	for _, c := range buildahCases {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,10 +139,6 @@ func TestRunMatchesBuildah(t *testing.T) {
 			os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(df), 0o644)
 			os.WriteFile(filepath.Join(ctxDir, "in.txt"), []byte("context file\n"), 0o644)
 
-			kDest := filepath.Join(work, "kiln-"+c.name)
-			kiln(t, "--root", kilnRoot, "build", "--output", "type=oci,dest="+kDest, ctxDir)
-			kTree := normaliseTree(testutil.ImageTree(t, ociImage(t, kDest)))
-
 			bDest := filepath.Join(work, "buildah-"+c.name)
 			tag := "kiln-diff-" + c.name
 			// --format docker: buildah ignores SHELL in OCI images.
@@ -146,8 +150,19 @@ func TestRunMatchesBuildah(t *testing.T) {
 			}
 			bTree := normaliseTree(testutil.ImageTree(t, ociImage(t, bDest)))
 
-			if d := treeDiff(kTree, bTree, copyDestDirs[c.name]); len(d) > 0 {
-				t.Errorf("kiln (-) and buildah (+) trees differ:\n%s\nDockerfile:\n%s", strings.Join(d, "\n"), df)
+			// The detected mode, and ptrace mode (root emulated, owners
+			// recorded) where tracing works.
+			for _, mode := range modes {
+				kDest := filepath.Join(work, "kiln-"+mode+"-"+c.name)
+				args := []string{"--root", kilnRoot, "build", "--output", "type=oci,dest=" + kDest, ctxDir}
+				if mode != "detected" {
+					args = append([]string{"--isolation", mode}, args...)
+				}
+				kiln(t, args...)
+				kTree := normaliseTree(testutil.ImageTree(t, ociImage(t, kDest)))
+				if d := treeDiff(kTree, bTree, copyDestDirs[c.name]); len(d) > 0 {
+					t.Errorf("kiln in %s mode (-) and buildah (+) trees differ:\n%s\nDockerfile:\n%s", mode, strings.Join(d, "\n"), df)
+				}
 			}
 		})
 	}
