@@ -10,6 +10,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 )
 
 // addLimitFlags adds the flags that bound what kiln reads from outside
@@ -21,6 +22,8 @@ func addLimitFlags(pf *pflag.FlagSet, g *globals) {
 		"largest image config read from a registry (also $KILN_MAX_CONFIG_SIZE)")
 	pf.Int64Var(&g.maxRatio, "max-decompression-ratio", archive.ExpansionRatio(),
 		"stop a layer, ADD archive or stdin context that decompresses to more than this many times its size, beyond the first 256 MiB; 0: no limit (also $"+archive.ExpansionEnv+")")
+	pf.Int64Var(&g.pidsLimit, "pids-limit", sandbox.PidsLimit(),
+		"most processes and threads a RUN step may have at once (a fork bomb fails the step); 0 or -1: no limit (also $"+sandbox.PidsLimitEnv+")")
 }
 
 func envOr(key, def string) string {
@@ -41,6 +44,7 @@ func (g *globals) applyLimits() error {
 		return fmt.Errorf("--max-decompression-ratio=%d: want 0 (no limit) or more", g.maxRatio)
 	}
 	archive.SetExpansionRatio(g.maxRatio)
+	sandbox.SetPidsLimit(g.pidsLimit)
 	return nil
 }
 

@@ -34,6 +34,7 @@ type globals struct {
 	// Limits on what registries, archives and contexts send (limits.go).
 	maxManifest, maxConfig string
 	maxRatio               int64
+	pidsLimit              int64
 	// creds are --creds credentials for every registry of the command.
 	creds []registry.Credential
 	// policy is the registry policy (policy.go).

@@ -111,6 +111,7 @@ func New(ctx context.Context, opts Options) (*Sandbox, *Report, error) {
 		}
 		rep.Mode, rep.Reason = s.Mode(), s.reason
 		reportNetwork(rep, s)
+		reportPidsLimit(rep, s)
 		return s, rep, nil
 	}
 	if opts.Mode != "" {

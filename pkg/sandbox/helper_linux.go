@@ -502,6 +502,9 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 			return 0, "", fmt.Errorf("subreaper: %w", err)
 		}
 	}
+	if err := setPidsRlimit(rs.PidsLimit, rs.Ulimits); err != nil {
+		return 0, "", err
+	}
 	if err := setUlimits(rs.Ulimits); err != nil {
 		return 0, "", err
 	}

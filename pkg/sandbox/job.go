@@ -61,6 +61,8 @@ type runSpec struct {
 	Network string   `json:"network,omitempty"`
 	// Ulimits and ShmSize come from Step.Extras (extras.go).
 	Ulimits []Ulimit `json:"ulimits,omitempty"`
+	// PidsLimit is the step's RLIMIT_NPROC (limits_linux.go; 0: none).
+	PidsLimit int64 `json:"pidsLimit,omitempty"`
 	ShmSize int64    `json:"shmSize,omitempty"`
 }
 

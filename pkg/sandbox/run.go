@@ -92,6 +92,11 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: resolveNetwork(feat, st.Network),
 		Mounts: st.Mounts, Ulimits: st.Extras.Ulimits, ShmSize: st.Extras.ShmSize,
 	}
+	if h.userns && os.Geteuid() != 0 {
+		// In its own user namespace: RLIMIT_NPROC (as root, a cgroup:
+		// see helper.exec).
+		rs.PidsLimit = PidsLimit()
+	}
 	t := st.TempDir
 	mk := func(name string) (string, error) {
 		p := filepath.Join(t, name)

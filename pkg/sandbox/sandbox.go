@@ -244,6 +244,19 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 			return nil, err
 		}
 	}
+	if j.Run != nil && os.Geteuid() == 0 && PidsLimit() > 0 {
+		// Root's processes ignore RLIMIT_NPROC: a pids cgroup, joined
+		// before the helper reads its job.
+		cg, err := limitPids(cmd.Process.Pid, PidsLimit())
+		if err != nil {
+			kill()
+			specW.Close()
+			<-waited
+			resR.Close()
+			return nil, err
+		}
+		defer cg.remove()
+	}
 	if j.Run != nil && j.Run.Network == NetworkPrivate {
 		// The namespace is connected before the helper reads its job.
 		stopNet, err := startNetwork(ctx, cmd.Process.Pid)
