@@ -24,6 +24,10 @@ func init() {
 }
 
 func tryPtrace(ctx context.Context, env *Env, rep *Report) (Impl, string, error) {
+	if err := ptraceRefused(env); err != nil {
+		rep.add("ptrace", false, err.Error(), "as root, use root, userns or chroot mode")
+		return nil, "", err
+	}
 	if err := ptrace.Probe(ctx, env.Exe); err != nil {
 		rep.add("ptrace", false, "tracing a child process: "+err.Error(),
 			"Kubernetes: the RuntimeDefault seccomp profile allows ptrace of one's own children (kernel 4.8+); a Localhost profile must allow ptrace, process_vm_readv and process_vm_writev")
