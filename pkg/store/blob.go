@@ -172,7 +172,7 @@ func (w *BlobWriter) Commit(want v1.Hash) error {
 	if got := w.Digest(); w.h != nil && got != want {
 		return fail(fmt.Errorf("blob digest mismatch: expected %s, wrote %s (%d bytes)", want, got, w.n))
 	}
-	if err := w.f.Chmod(0o644); err != nil {
+	if err := w.f.Chmod(w.s.fileMode()); err != nil {
 		return fail(fmt.Errorf("committing blob %s: %w", want, err))
 	}
 	if err := w.f.Sync(); err != nil {

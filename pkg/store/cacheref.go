@@ -48,7 +48,7 @@ func (s *Store) SetCacheRef(key string, d v1.Descriptor) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(s.root, cacheDirName), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(s.root, cacheDirName), s.dirMode()); err != nil {
 		return fmt.Errorf("cache ref %s: %w", key, err)
 	}
 	lk, err := lockFile(s.lockPath, unix.LOCK_EX)

@@ -24,7 +24,7 @@ type fileLock struct {
 func openLockTarget(path string) (*os.File, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		f, err = os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
+		f, err = os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)

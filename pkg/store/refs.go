@@ -63,7 +63,7 @@ func (s *Store) writeIndexLocked(im *v1.IndexManifest) error {
 		return fmt.Errorf("encoding %s: %w", s.indexPath(), err)
 	}
 	tmp := filepath.Join(s.root, indexTempFile)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.fileMode())
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", tmp, err)
 	}

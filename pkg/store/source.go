@@ -72,10 +72,10 @@ func (s *Store) RecordSource(h v1.Hash, repo string) error {
 	repos := append(have, repo)
 	sort.Strings(repos)
 	p := s.sourcePath(h)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), s.dirMode()); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(p, []byte(strings.Join(repos, "\n")+"\n"), 0o644)
+	return atomicfile.WriteFile(p, []byte(strings.Join(repos, "\n")+"\n"), s.fileMode())
 }
 
 // openBlob implements blobSource: a held blob, or one fetched from a

@@ -89,12 +89,15 @@ func Open(root string) (*Store, error) {
 		tmpPrefix: tempPrefix,
 		lockPath:  filepath.Join(abs, lockFileName),
 	}
+	if err := privateRoot(abs); err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", abs, err)
+	}
 	for _, d := range []string{s.blobDir, s.tmpDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, s.dirMode()); err != nil {
 			return nil, fmt.Errorf("opening store %s: %w", abs, err)
 		}
 	}
-	f, err := os.OpenFile(s.lockPath, os.O_RDONLY|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(s.lockPath, os.O_RDONLY|os.O_CREATE, s.fileMode())
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: creating lock file: %w", abs, err)
 	}
@@ -195,7 +198,7 @@ func (s *Store) writeFileAtomic(path string, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
 	}
-	if err := f.Chmod(0o644); err != nil {
+	if err := f.Chmod(s.fileMode()); err != nil {
 		return fail(err)
 	}
 	if err := atomicfile.Commit(f, path); err != nil {
