@@ -642,8 +642,8 @@ func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) e
 	fillErr := make(chan error, 1)
 	go func() {
 		err := fill(pw)
+		fillErr <- err // before the close: the reader's EOF comes after it
 		pw.Close()
-		fillErr <- err
 	}()
 	info, err := archive.WriteLayer(bw, s.b.opts.Compression, archive.TarOptions{Timestamp: s.b.opts.Timestamp}, func(tw *archive.TarWriter) error {
 		tr := tar.NewReader(bufio.NewReaderSize(pr, 256<<10))
@@ -670,8 +670,26 @@ func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) e
 			}
 		}
 	})
+	var ferr error
+	fillDone := false
+	if err != nil {
+		select {
+		case ferr = <-fillErr:
+			fillDone = true
+		default:
+		}
+	}
 	pr.Close() // a helper still writing gets EPIPE
-	if ferr := <-fillErr; ferr != nil {
+	if !fillDone {
+		ferr = <-fillErr
+		if err != nil {
+			// The layer's writer failed first (a full store: "no
+			// space left on device"); the helper's failure (a broken
+			// pipe) is its consequence.
+			return nil, err
+		}
+	}
+	if ferr != nil {
 		return nil, ferr
 	}
 	if err != nil {
