@@ -63,7 +63,7 @@ type runSpec struct {
 	Ulimits []Ulimit `json:"ulimits,omitempty"`
 	// PidsLimit is the step's RLIMIT_NPROC (limits_linux.go; 0: none).
 	PidsLimit int64 `json:"pidsLimit,omitempty"`
-	ShmSize int64    `json:"shmSize,omitempty"`
+	ShmSize   int64 `json:"shmSize,omitempty"`
 }
 
 // result is what the helper reports.
