@@ -9,6 +9,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -25,17 +26,20 @@ func TestCopySpeculationNeverChangesTheImage(t *testing.T) {
 	cases := []struct {
 		name, df string
 		wrong    bool
+		// reused is a step whose layer the second try takes from the
+		// store's cache (the wrong guess did not change it).
+		reused string
 	}{
-		{"absent, right", "WORKDIR /app\nCOPY a dir ./\n", false},
-		{"a directory, right", "COPY a /usr/local/bin\nCOPY dir /opt/\n", false},
-		{"below a whiteout, right", "COPY a /gone/y\n", false},
-		{"a symlinked parent, wrong", "COPY a /bin/x\n", true},
-		{"a symlinked directory, wrong", "COPY dir /bin\n", true},
-		{"a directory of the base, wrong", "COPY a /data\n", true},
-		{"a file of the base, wrong", "COPY a /file\n", true},
-		{"a symlink to a directory, wrong", "WORKDIR /app\nCOPY a .\nCOPY a /data/link\n", true},
+		{"absent, right", "WORKDIR /app\nCOPY a dir ./\n", false, ""},
+		{"a directory, right", "COPY a /usr/local/bin\nCOPY dir /opt/\n", false, ""},
+		{"below a whiteout, right", "COPY a /gone/y\n", false, ""},
+		{"a symlinked parent, wrong", "COPY a /bin/x\n", true, ""},
+		{"a symlinked directory, wrong", "COPY dir /bin\n", true, ""},
+		{"a directory of the base, wrong", "COPY a /data\n", true, ""},
+		{"a file of the base, wrong", "COPY a /file\n", true, ""},
+		{"a symlink to a directory, wrong", "WORKDIR /app\nCOPY a .\nCOPY a /data/link\n", true, "COPY a ."},
 		{"two stages", "FROM {{REG}}/library/probe:1 AS one\nCOPY a /bin/\n" +
-			"FROM {{REG}}/library/probe:1\nCOPY --from=one /usr/bin/a /x/\nCOPY a /usr/local/bin\n", true},
+			"FROM {{REG}}/library/probe:1\nCOPY --from=one /usr/bin/a /x/\nCOPY a /usr/local/bin\n", true, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -49,13 +53,16 @@ func TestCopySpeculationNeverChangesTheImage(t *testing.T) {
 			if !strings.HasPrefix(df, "FROM") {
 				df = "FROM {{REG}}/library/probe:1\n" + df
 			}
-			withStore := func(o *build.Options) { o.Store = st; o.Log = &log }
+			withStore := func(o *build.Options) { o.Store = st; o.Log = &log; o.Cache = cache.NewLocal(st) }
 			guessed := e.mustBuild(t, df, destContext, withStore)
 			if !strings.Contains(log.String(), "going on with guesses") {
 				t.Errorf("the stage did not guess:\n%s", log.String())
 			}
 			if redone := strings.Contains(log.String(), "building the stage again"); redone != c.wrong {
 				t.Errorf("stage built again: %v, want %v:\n%s", redone, c.wrong, log.String())
+			}
+			if c.reused != "" && !hasCachedLine(log.String(), c.reused) {
+				t.Errorf("the second try wrote %s again:\n%s", c.reused, log.String())
 			}
 			// The index is in the store now: this build asks it and
 			// guesses nothing.

@@ -43,6 +43,9 @@ type FileStat struct {
 type fileSum struct {
 	FileStat
 	Digest string `json:"h"`
+	// racy: changed too recently to be kept past this build (see
+	// racyMargin); this build, which read it, may still use it.
+	racy bool
 }
 
 // sumsFile is the encoded table.
@@ -102,23 +105,21 @@ func (s *FileSums) Lookup(p string, st FileStat) (string, bool) {
 }
 
 // Record keeps digest as the content of the file at path p, whose stat was
-// st before it was read at time read; a file changed too recently is not
-// kept (see racyMargin).
+// st before it was read at time read. A file changed too recently (see
+// racyMargin) is only remembered for the rest of this build (what it read
+// is its view of the context), not saved.
 func (s *FileSums) Record(p string, st FileStat, digest string, read time.Time) {
-	limit := read.Add(-racyMargin).UnixNano()
-	if st.CTime >= limit {
-		return
-	}
+	racy := st.CTime >= read.Add(-racyMargin).UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.sums[p]; ok && e.FileStat == st && e.Digest == digest {
+	if e, ok := s.sums[p]; ok && e.FileStat == st && e.Digest == digest && e.racy == racy {
 		return
 	}
 	if len(s.sums) >= maxSums {
 		s.sums = map[string]fileSum{}
 	}
-	s.sums[p] = fileSum{FileStat: st, Digest: digest}
-	s.dirty = true
+	s.sums[p] = fileSum{FileStat: st, Digest: digest, racy: racy}
+	s.dirty = s.dirty || !racy
 }
 
 // Save writes the table back when it changed (atomically: a concurrent
@@ -129,7 +130,13 @@ func (s *FileSums) Save() error {
 	if !s.dirty {
 		return nil
 	}
-	raw, err := json.Marshal(sumsFile{Version: sumsVersion, Sums: s.sums})
+	keep := make(map[string]fileSum, len(s.sums))
+	for p, e := range s.sums {
+		if !e.racy {
+			keep[p] = e
+		}
+	}
+	raw, err := json.Marshal(sumsFile{Version: sumsVersion, Sums: keep})
 	if err != nil {
 		return err
 	}
