@@ -114,7 +114,7 @@ func (f *fixture) benchTarget(b *testing.B, ctxDir string, host bool, args []str
 		}
 		run = append(run, "-v", vol+":/kiln", "-e", "KILN_ROOT=/kiln/store", "-e", "TMPDIR=/kiln")
 	}
-	f.d.Docker(b, append(append(run, args...), f.image, "sleep", "3600")...)
+	f.d.Docker(b, append(append(run, args...), f.image, "/bin/sleep", "3600")...)
 	b.Cleanup(func() { _, _ = f.d.TryDocker(context.Background(), "", "rm", "-f", name) })
 	return func(a ...string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)

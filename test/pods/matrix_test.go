@@ -200,7 +200,9 @@ func (f *fixture) runCell(t *testing.T, c cell) string {
 	}
 	name := "kiln-pods-" + c.name + "-" + randomHex(4)
 	args := []string{"run", "-d", "--name", name, "--network", "host", "-v", f.ctx + ":/ctx:ro", "-v", out + ":/out"}
-	args = append(append(args, c.args...), f.image, "sleep", "900")
+	// An absolute path: runc's PATH lookup failed as root with every
+	// capability dropped ("sleep": executable file not found in $PATH).
+	args = append(append(args, c.args...), f.image, "/bin/sleep", "900")
 	f.d.Docker(t, args...)
 	t.Cleanup(func() { _, _ = f.d.TryDocker(context.Background(), "", "rm", "-f", name) })
 	exec := func(args ...string) (string, error) {
