@@ -5,8 +5,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -138,141 +136,103 @@ func (r *runEnv) close() {
 	r.temps = nil
 }
 
-// doRun runs a RUN step and adds its changes as a layer.
+// doRun runs a RUN step and adds its changes as a layer: the instruction
+// is parsed into a step (run_step.go), looked up in the step cache by the
+// step's key and, on a miss, executed (execRun) and cached.
 func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc []parser.Range) error {
 	defer s.cleanTemp() // context views of bind mounts
 	stepStart := time.Now()
-	label := s.stepLabel(c)
-	errf := func(format string, args ...any) error {
-		return s.file.Errorf(loc, "RUN %s: "+format, append([]any{label}, args...)...)
-	}
-	if sec := instructions.GetSecurity(c); sec == "insecure" {
-		return errf("--security=insecure is not supported")
-	}
-	network := string(instructions.GetNetwork(c))
-	switch network {
-	case "", "default":
-		if n := s.b.opts.Network; n == "host" || n == "none" {
-			network = n // docker build --network: the default of RUN steps
-		}
-	case "host", "none":
-	default:
-		return errf("--network=%s is not supported (none or host)", network)
-	}
-	args, err := s.runArgs(c)
+	st, err := s.parseRun(c, loc)
 	if err != nil {
-		return errf("%v", err)
-	}
-	env, err := s.runEnvList()
-	if err != nil {
-		return errf("%v", err)
+		return err
 	}
 	r, err := s.b.runEnv(ctx)
 	if err != nil {
-		return errf("%v", err)
+		return s.runErrf(st, "%v", err)
 	}
 	// The layers below must be complete to be unpacked.
 	if err := s.waitLayers(); err != nil {
 		return err
 	}
-	createdBy := runCreatedBy(c, args, s.argsCreatedBy())
+	st.below, st.OneID = s.layers, r.sb.SingleMapping()
 	var key string
 	if s.b.keyed {
-		if key, err = s.runKey(ctx, c, args, env, network, r.sb.SingleMapping()); err != nil {
+		if key, err = s.runKey(ctx, st); err != nil {
 			// The cache is an optimisation: run the step without it.
-			s.b.logf("[%s %s] warning: step cache: no key (%v); running the step", s.stageTag(), label, err)
+			s.b.logf("[%s %s] warning: step cache: no key (%v); running the step", s.stageTag(), st.label, err)
 			key = ""
 		}
-		if hit, err := s.cachedRun(ctx, key, label, createdBy); err != nil || hit {
+		if hit, err := s.cachedRun(ctx, key, st.label, st.createdBy); err != nil || hit {
 			return err
 		}
 	}
-	// A step for another platform runs through a binfmt_misc emulator.
-	if err := s.b.canRun(s.runPlatform()); err != nil {
-		return errf("%v", err)
-	}
-	layers, err := s.rootfsLayers(s.layers)
+	res, err := s.execRun(ctx, r, st)
 	if err != nil {
-		return errf("%v", err)
+		return err
+	}
+	s.layers = append(s.layers, res.layer)
+	s.b.logf("[%s %s] RUN done in %s (command %s, diff and layer %s, %d entries)", s.stageTag(), st.label, fmtMS(time.Since(stepStart)), fmtMS(res.command), fmtMS(res.diff), len(res.hdrs))
+	s.noteRunEntries(res.hdrs)
+	s.users = nil
+	s.history(st.createdBy, false)
+	if key != "" {
+		s.links = append(s.links, chainLink{key: "run " + key})
+		if err := s.b.opts.Cache.Put(ctx, key, cache.Entry{Layer: res.layer, Headers: res.hdrs, CreatedBy: st.createdBy}); err != nil {
+			s.b.logf("[%s %s] warning: step cache: %v", s.stageTag(), st.label, err)
+		}
+	}
+	return nil
+}
+
+// runResult is what an executed step made.
+type runResult struct {
+	layer v1.Layer
+	hdrs  []*tar.Header // the layer's entries
+	// command is how long the command ran, diff how long the layer took.
+	command, diff time.Duration
+}
+
+// execRun executes the step on the layers below it. It reads the step
+// only (and, by the ids the step's mounts name, the build's secrets and
+// ssh agents, which are not keyed).
+func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep) (*runResult, error) {
+	// A step for another platform runs through a binfmt_misc emulator.
+	if err := s.b.canRun(st.Platform.v1()); err != nil {
+		return nil, s.runErrf(st, "%v", err)
+	}
+	layers, err := s.rootfsLayers(st.below)
+	if err != nil {
+		return nil, s.runErrf(st, "%v", err)
 	}
 	note := func(n string) { s.b.logf("[%s] note: %s", s.stageTag(), n) }
-
-	step := sandbox.Step{
-		Args: args, Env: env, User: runUser(s.cfg.Config.User), Cwd: s.cfg.Config.WorkingDir, Network: network,
-		Extras: s.b.opts.RunExtras,
-	}
-	var secrets string
-	if hasSecretMount(c) || isScript(c) {
-		var release func()
-		if secrets, release, err = s.b.opts.Store.ShortLivedDir(); err != nil {
-			return errf("%v", err)
-		}
-		defer release()
-	}
-	mounts, secretEnv, err := s.runMounts(ctx, r, c, note, secrets)
+	step, release, err := s.sandboxStep(ctx, r, st, note)
 	if err != nil {
-		return errf("%v", err)
+		return nil, s.runErrf(st, "%v", err)
 	}
-	if isScript(c) {
-		m, err := scriptMount(c, secrets)
-		if err != nil {
-			return errf("%v", err)
-		}
-		mounts = append(mounts, m)
-	}
-	step.Mounts = mounts
+	defer release()
 	// At most --jobs steps run (and unpack and diff) at once; taken only
 	// now, once every stage this step mounts is done, so it never waits
 	// for a stage while holding a slot.
 	select {
 	case r.slots <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	defer func() { <-r.slots }()
-	// Secret variables go to the step only: not in the cache key (made
-	// above), the history or the image.
-	step.Env = append(step.Env, secretEnv...)
-	// So do proxy --build-args (proxy.go).
-	step.Env = withEnv(step.Env, s.b.proxyEnv())
-	out := &prefixWriter{s: s, prefix: "[" + s.stageTag() + " " + label + "] "}
+	out := &prefixWriter{s: s, prefix: "[" + s.stageTag() + " " + st.label + "] "}
 	step.Stdout, step.Stderr = out, out
-
-	var wc *workCopy
-	var tmp string
-	if r.sb.Overlay() {
-		before := r.store.Unpacked()
-		started := time.Now()
-		lowers, err := r.store.Prepare(ctx, r.sb, layers, note)
-		if err != nil {
-			return errf("%v", err)
-		}
-		if n := r.store.Unpacked() - before; n > 0 {
-			s.b.logf("[%s %s] unpacked %d layer(s) in %s", s.stageTag(), label, n, time.Since(started).Round(time.Millisecond))
-		}
-		step.Lowers = lowers
-		if tmp, err = r.store.TempDir(r.sb.Key(), "run-"); err != nil {
-			return errf("%v", err)
-		}
-		defer func() { _ = r.sb.Remove(context.WithoutCancel(ctx), tmp) }()
-	} else {
-		if wc, err = s.workCopy(ctx, r, layers, note); err != nil {
-			return errf("%v", err)
-		}
-		step.Dir = wc.dir
-		if tmp, err = os.MkdirTemp(filepath.Dir(wc.dir), "run-"); err != nil {
-			return errf("%v", err)
-		}
-		defer os.RemoveAll(tmp)
+	root, err := s.stepRoot(ctx, r, st, layers, note, &step)
+	if err != nil {
+		return nil, s.runErrf(st, "%v", err)
 	}
-	step.TempDir = tmp
+	defer root.remove()
 	res, err := r.sb.Run(ctx, step)
 	out.flush()
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		return errf("%v", err)
+		return nil, s.runErrf(st, "%v", err)
 	}
 	for _, n := range res.Notes {
 		note(n)
@@ -282,141 +242,145 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 		if res.Signal != "" {
 			how = "killed by " + res.Signal
 		}
-		return errf("process %q did not complete successfully: %s", sandbox.CommandString(args), how)
+		return nil, s.runErrf(st, "process %q did not complete successfully: %s", sandbox.CommandString(st.Args), how)
 	}
-
-	// The diff becomes the layer.
 	diffStart := time.Now()
-	var hdrs []*tar.Header
-	write := func(fill func(w io.Writer) error) (v1.Layer, error) {
-		return s.writeTarLayer(ctx, fill, func(h *tar.Header) { hdrs = append(hdrs, h) })
+	out2, err := s.runLayer(ctx, r, st, layers, root, res)
+	if err != nil {
+		return nil, s.runErrf(st, "%v", err)
 	}
-	var layer v1.Layer
-	if wc == nil {
-		upper := sandbox.UpperDir(tmp)
-		layer, err = write(func(w io.Writer) error {
-			_, err := r.sb.UpperDiff(ctx, upper, nil, w)
-			return err
-		})
+	out2.command, out2.diff = res.Command, time.Since(diffStart)
+	return out2, nil
+}
+
+// sandboxStep is what the sandbox runs for the step, but its root
+// filesystem; release removes the files made for it (secrets, script).
+func (s *stageState) sandboxStep(ctx context.Context, r *runEnv, st *runStep, note func(string)) (sandbox.Step, func(), error) {
+	step := sandbox.Step{Args: st.Args, Env: st.Env, User: runUser(st.User), Cwd: st.Cwd, Network: st.Network}
+	if st.Extras != nil {
+		step.Extras = *st.Extras
+	}
+	release := func() {}
+	var secrets string
+	if st.hasSecretMount() || st.script != nil {
+		var err error
+		if secrets, release, err = s.b.opts.Store.ShortLivedDir(); err != nil {
+			return step, nil, err
+		}
+	}
+	mounts, secretEnv, err := s.stepMounts(ctx, r, st, note, secrets)
+	if err != nil {
+		release()
+		return step, nil, err
+	}
+	if st.script != nil {
+		m, err := scriptMount(st.script, secrets)
 		if err != nil {
-			return errf("writing the layer: %v", err)
+			release()
+			return step, nil, err
 		}
-		diffID, err := layer.DiffID()
+		mounts = append(mounts, m)
+	}
+	step.Mounts = mounts
+	// Secret variables go to the step only: not in the cache key, the
+	// history or the image. So do proxy --build-args (proxy.go).
+	step.Env = withEnv(append(append([]string(nil), step.Env...), secretEnv...), st.proxyEnv)
+	return step, release, nil
+}
+
+// stepRootDir is where a step runs: an overlay's upper directory over the
+// unpacked layers, or the stage's working copy (no overlay).
+type stepRootDir struct {
+	wc     *workCopy // nil with overlay
+	tmp    string    // the step's temporary directory
+	remove func()
+}
+
+// stepRoot prepares the step's root filesystem and sets it in step.
+func (s *stageState) stepRoot(ctx context.Context, r *runEnv, st *runStep, layers []rootfs.Layer, note func(string), step *sandbox.Step) (*stepRootDir, error) {
+	if !r.sb.Overlay() {
+		wc, err := s.workCopy(ctx, r, layers, note)
 		if err != nil {
-			return errf("%v", err)
+			return nil, err
 		}
-		diffIDs := make([]v1.Hash, 0, len(layers)+1)
-		for _, l := range layers {
-			diffIDs = append(diffIDs, l.DiffID)
+		tmp, err := os.MkdirTemp(filepath.Dir(wc.dir), "run-")
+		if err != nil {
+			return nil, err
 		}
-		chains := rootfs.ChainIDs(append(diffIDs, diffID))
-		if err := r.store.Commit(ctx, r.sb, chains[len(chains)-1], upper); err != nil {
-			return errf("%v", err)
+		step.Dir, step.TempDir = wc.dir, tmp
+		return &stepRootDir{wc: wc, tmp: tmp, remove: func() { os.RemoveAll(tmp) }}, nil
+	}
+	before := r.store.Unpacked()
+	started := time.Now()
+	lowers, err := r.store.Prepare(ctx, r.sb, layers, note)
+	if err != nil {
+		return nil, err
+	}
+	if n := r.store.Unpacked() - before; n > 0 {
+		s.b.logf("[%s %s] unpacked %d layer(s) in %s", s.stageTag(), st.label, n, time.Since(started).Round(time.Millisecond))
+	}
+	tmp, err := r.store.TempDir(r.sb.Key(), "run-")
+	if err != nil {
+		return nil, err
+	}
+	step.Lowers, step.TempDir = lowers, tmp
+	return &stepRootDir{tmp: tmp, remove: func() { _ = r.sb.Remove(context.WithoutCancel(ctx), tmp) }}, nil
+}
+
+// runLayer writes what the step changed as its layer: the overlay's upper
+// directory (then committed to the rootfs store as the unpacked layer of
+// the new chain), or the working copy's difference from its snapshot.
+func (s *stageState) runLayer(ctx context.Context, r *runEnv, st *runStep, layers []rootfs.Layer, root *stepRootDir, res *sandbox.StepResult) (*runResult, error) {
+	out := &runResult{}
+	write := func(fill func(w io.Writer) error) (err error) {
+		out.layer, err = s.writeTarLayer(ctx, st.Compression, st.Format, st.Timestamp.time(), fill, func(h *tar.Header) { out.hdrs = append(out.hdrs, h) })
+		if err != nil {
+			return fmt.Errorf("writing the layer: %v", err)
 		}
-	} else {
+		return nil
+	}
+	if wc := root.wc; wc != nil {
 		next := wc.snap + ".next"
-		layer, err = write(func(w io.Writer) error {
+		err := write(func(w io.Writer) error {
 			_, err := r.sb.WalkDiff(ctx, wc.dir, wc.snap, next, walkExclude(nil), res.Created, w)
 			return err
 		})
 		if err != nil {
-			return errf("writing the layer: %v", err)
+			return nil, err
 		}
 		if err := os.Rename(next, wc.snap); err != nil {
-			return errf("%v", err)
+			return nil, err
 		}
-		wc.applied = len(s.layers) + 1
+		wc.applied = len(st.below) + 1
+		return out, nil
 	}
-
-	s.layers = append(s.layers, layer)
-	s.b.logf("[%s %s] RUN done in %s (command %s, diff and layer %s, %d entries)", s.stageTag(), label, fmtMS(time.Since(stepStart)), fmtMS(res.Command), fmtMS(time.Since(diffStart)), len(hdrs))
-	s.noteRunEntries(hdrs)
-	s.users = nil
-	s.history(createdBy, false)
-	if key != "" {
-		s.links = append(s.links, chainLink{key: "run " + key})
-		if err := s.b.opts.Cache.Put(ctx, key, cache.Entry{Layer: layer, Headers: hdrs, CreatedBy: createdBy}); err != nil {
-			s.b.logf("[%s %s] warning: step cache: %v", s.stageTag(), label, err)
-		}
+	upper := sandbox.UpperDir(root.tmp)
+	err := write(func(w io.Writer) error {
+		_, err := r.sb.UpperDiff(ctx, upper, nil, w)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	diffID, err := out.layer.DiffID()
+	if err != nil {
+		return nil, err
+	}
+	diffIDs := make([]v1.Hash, 0, len(layers)+1)
+	for _, l := range layers {
+		diffIDs = append(diffIDs, l.DiffID)
+	}
+	chains := rootfs.ChainIDs(append(diffIDs, diffID))
+	if err := r.store.Commit(ctx, r.sb, chains[len(chains)-1], upper); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // walkExclude is what a working-copy diff leaves out: the mount points the
 // step made and the resolver files the sandbox swapped in.
 func walkExclude(created []string) []string {
 	return append([]string{"etc/hosts", "etc/resolv.conf"}, created...)
-}
-
-func runCreatedBy(c *instructions.RunCommand, args []string, argsPrefix string) string {
-	if isScript(c) {
-		return "RUN " + c.CmdLine[0] + "\n" + heredocData(c)
-	}
-	// BuildKit's form: the ARGs in scope, the whole command line.
-	line := strings.Join(args, " ")
-	if argsPrefix != "" {
-		line = argsPrefix + " " + line
-	}
-	return "RUN " + line + " # buildkit"
-}
-
-// stepLabel is "N/TOTAL" for a command of the stage, or "ONBUILD".
-func (s *stageState) stepLabel(c instructions.Command) string {
-	cmds := s.run.stage.Commands
-	for i, sc := range cmds {
-		if sc == c {
-			return fmt.Sprintf("%d/%d", i+2, len(cmds)+1)
-		}
-	}
-	return "ONBUILD"
-}
-
-// runArgs is the step's argv: exec form as is, shell form (with heredocs
-// as docker runs them) through SHELL.
-func (s *stageState) runArgs(c *instructions.RunCommand) ([]string, error) {
-	args := append([]string(nil), c.CmdLine...)
-	if len(c.Files) > 0 {
-		if len(args) != 1 || !c.PrependShell {
-			return nil, fmt.Errorf("invalid heredoc in RUN")
-		}
-		if hd := parser.MustParseHeredoc(args[0]); hd != nil {
-			data := c.Files[0].Data
-			if c.Files[0].Chomp {
-				data = parser.ChompHeredocContent(data)
-			}
-			if strings.HasPrefix(data, "#!") {
-				// As BuildKit: the heredoc is a script, run by its #! line
-				// from /dev/pipes/NAME (see scriptMount).
-				return []string{path.Join(scriptDir, hd.Name)}, nil
-			}
-			args = []string{data}
-		} else {
-			var b strings.Builder
-			b.WriteString(args[0])
-			for _, f := range c.Files {
-				b.WriteByte('\n')
-				b.WriteString(f.Data)
-				b.WriteString(f.Name)
-			}
-			args = []string{b.String()}
-		}
-	}
-	if !c.PrependShell {
-		if len(args) == 0 {
-			return nil, fmt.Errorf("empty command")
-		}
-		return args, nil
-	}
-	sh := s.cfg.Config.Shell
-	if len(sh) == 0 {
-		sh = []string{"/bin/sh", "-c"}
-	}
-	return append(append([]string{}, sh...), strings.Join(args, " ")), nil
-}
-
-// runEnvList is the step's environment (stepEnv in stage.go).
-func (s *stageState) runEnvList() ([]string, error) {
-	return s.stepEnv(), nil
 }
 
 // rootfsLayers describes layers for the rootfs store.
@@ -483,150 +447,11 @@ func (s *stageState) workCopy(ctx context.Context, r *runEnv, layers []rootfs.La
 	return wc, nil
 }
 
-// runMounts turns RUN --mount flags into sandbox mounts.
-func (s *stageState) runMounts(ctx context.Context, r *runEnv, c *instructions.RunCommand, note func(string), secretDir string) ([]sandbox.Mount, []string, error) {
-	var out []sandbox.Mount
-	var env []string
-	nSSH := 0
-	for _, m := range instructions.GetMounts(c) {
-		if m.Type == instructions.MountTypeSSH || m.Type == instructions.MountTypeSecret {
-			var sm *sandbox.Mount
-			var senv []string
-			var err error
-			if m.Type == instructions.MountTypeSSH {
-				sm, senv, err = s.sshMount(m, nSSH)
-				nSSH++
-			} else {
-				sm, senv, err = s.secretMount(m, secretDir)
-			}
-			if err != nil {
-				return nil, nil, err
-			}
-			if sm != nil {
-				out = append(out, *sm)
-			}
-			env = append(env, senv...)
-			continue
-		}
-		target := m.Target
-		if target == "" {
-			return nil, nil, fmt.Errorf("--mount: no target")
-		}
-		if !path.IsAbs(target) {
-			target = path.Join("/", s.cfg.Config.WorkingDir, target)
-		}
-		target = path.Clean(target)
-		switch m.Type {
-		case instructions.MountTypeTmpfs:
-			out = append(out, sandbox.Mount{Type: "tmpfs", Target: target})
-		case instructions.MountTypeCache:
-			id := m.CacheID
-			if id == "" {
-				id = target
-			}
-			dir := filepath.Join(r.store.Root(), r.sb.Key(), "cache", cacheDirName(id))
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return nil, nil, err
-			}
-			out = append(out, sandbox.Mount{Type: "cache", Target: target, Source: dir})
-		case instructions.MountTypeBind:
-			bm := sandbox.Mount{Type: "bind", Target: target, ReadOnly: m.ReadOnly}
-			src := m.Source
-			if m.From == "" {
-				if s.b.ctxSrc == nil {
-					return nil, nil, fmt.Errorf("--mount=type=bind: there is no build context")
-				}
-				clean, err := cleanSource(src)
-				if err != nil {
-					return nil, nil, fmt.Errorf("--mount source=%s: %v", src, err)
-				}
-				p, err := s.b.ctxSrc.resolve(clean, true)
-				if err != nil {
-					return nil, nil, fmt.Errorf("--mount source=%s: %v", src, err)
-				}
-				if bm.Source, err = s.b.ctxSrc.bindSource(p, s.spoolDir); err != nil {
-					return nil, nil, fmt.Errorf("--mount source=%s: not found in the build context: %v", src, err)
-				}
-			} else {
-				layers, err := s.mountLayers(ctx, m.From)
-				if err != nil {
-					return nil, nil, err
-				}
-				rl, err := s.rootfsLayers(layers)
-				if err != nil {
-					return nil, nil, err
-				}
-				if len(rl) == 0 {
-					return nil, nil, fmt.Errorf("--mount from=%s: the image has no layers", m.From)
-				}
-				if !r.sb.Overlay() {
-					return nil, nil, fmt.Errorf("--mount from=%s needs overlay mounts, which this environment lacks", m.From)
-				}
-				lowers, err := r.store.Prepare(ctx, r.sb, rl, note)
-				if err != nil {
-					return nil, nil, err
-				}
-				bm.Lowers, bm.Source = lowers, src
-			}
-			out = append(out, bm)
-		default:
-			return nil, nil, fmt.Errorf("--mount=type=%s is not supported (bind, cache, tmpfs, secret and ssh are)", m.Type)
-		}
-	}
-	return out, env, nil
-}
-
-// mountLayers are the layers of a stage or image named by --mount from=.
-func (s *stageState) mountLayers(ctx context.Context, from string) ([]v1.Layer, error) {
-	if dep := s.plan.StageByRef(from, s.run.stage); dep != nil {
-		run := s.states[dep]
-		if run == nil {
-			return nil, fmt.Errorf("--mount from=%s: stage not built", from)
-		}
-		<-run.done
-		if run.result == nil {
-			return nil, fmt.Errorf("--mount from=%s: stage failed", from)
-		}
-		for _, l := range run.result.layers {
-			if fl, ok := l.(*futureLayer); ok {
-				if _, err := fl.wait(); err != nil {
-					return nil, err
-				}
-			}
-		}
-		return run.result.layers, nil
-	}
-	src, err := s.b.image(ctx, from, s.platform)
-	if err != nil {
-		return nil, fmt.Errorf("--mount from=%s: %w", from, err)
-	}
-	return src.layers, nil
-}
-
-// cacheDirName is the directory of a cache mount's id: any string is an
-// id (as in BuildKit), and its directory can name nothing else (not "..",
-// "/" or another id's): a readable prefix of the id's safe characters and
-// a hash of the whole id.
-func cacheDirName(id string) string {
-	var b strings.Builder
-	for _, r := range id {
-		if b.Len() >= 32 {
-			break
-		}
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	sum := sha256.Sum256([]byte(id))
-	return b.String() + "-" + hex.EncodeToString(sum[:12])
-}
-
 // writeTarLayer stores the tar that fill writes as a new layer: its
-// entries are normalised by archive.TarWriter (the build's timestamp
-// applies), compressed and hashed in one pass. seen gets every header.
-func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) error, seen func(*tar.Header)) (v1.Layer, error) {
+// entries are normalised by archive.TarWriter (ts, when set, is every
+// mtime), compressed and hashed in one pass, in format f. seen gets every
+// header.
+func (s *stageState) writeTarLayer(ctx context.Context, comp archive.Compression, f Format, ts *time.Time, fill func(w io.Writer) error, seen func(*tar.Header)) (v1.Layer, error) {
 	st := s.b.opts.Store
 	bw, err := st.NewBlobWriter(store.CallerHashes())
 	if err != nil {
@@ -645,7 +470,7 @@ func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) e
 		fillErr <- err // before the close: the reader's EOF comes after it
 		pw.Close()
 	}()
-	info, err := archive.WriteLayer(bw, s.b.opts.Compression, archive.TarOptions{Timestamp: s.b.opts.Timestamp}, func(tw *archive.TarWriter) error {
+	info, err := archive.WriteLayer(bw, comp, archive.TarOptions{Timestamp: ts}, func(tw *archive.TarWriter) error {
 		tr := tar.NewReader(bufio.NewReaderSize(pr, 256<<10))
 		buf := make([]byte, 128<<10)
 		for {
@@ -699,7 +524,7 @@ func (s *stageState) writeTarLayer(ctx context.Context, fill func(w io.Writer) e
 		return nil, err
 	}
 	return st.Layer(v1.Descriptor{
-		MediaType: s.b.opts.Compression.MediaType(s.b.opts.Format == FormatOCI),
+		MediaType: comp.MediaType(f == FormatOCI),
 		Size:      info.Size,
 		Digest:    info.Digest,
 	}, info.DiffID)
@@ -759,32 +584,14 @@ type writerOnly struct{ io.Writer }
 // from, as BuildKit does; /dev is the sandbox's own, never in a layer.
 const scriptDir = "/dev/pipes"
 
-// isScript reports whether c is a heredoc RUN whose text starts with #!.
-func isScript(c *instructions.RunCommand) bool {
-	if len(c.Files) == 0 || len(c.CmdLine) != 1 || !c.PrependShell {
-		return false
-	}
-	hd := parser.MustParseHeredoc(c.CmdLine[0])
-	return hd != nil && strings.HasPrefix(heredocData(c), "#!")
-}
-
-func heredocData(c *instructions.RunCommand) string {
-	data := c.Files[0].Data
-	if c.Files[0].Chomp {
-		data = parser.ChompHeredocContent(data)
-	}
-	return data
-}
-
-// scriptMount writes the heredoc script of c under dir (executable) and
+// scriptMount writes the #! heredoc script under dir (executable) and
 // binds it read-only at /dev/pipes/NAME.
-func scriptMount(c *instructions.RunCommand, dir string) (sandbox.Mount, error) {
-	hd := parser.MustParseHeredoc(c.CmdLine[0])
+func scriptMount(script *heredoc, dir string) (sandbox.Mount, error) {
 	f, err := os.CreateTemp(dir, "script-")
 	if err != nil {
 		return sandbox.Mount{}, err
 	}
-	_, werr := f.WriteString(heredocData(c))
+	_, werr := f.WriteString(script.text())
 	cerr := f.Close()
 	if werr != nil || cerr != nil {
 		return sandbox.Mount{}, fmt.Errorf("writing the heredoc script failed")
@@ -792,5 +599,5 @@ func scriptMount(c *instructions.RunCommand, dir string) (sandbox.Mount, error) 
 	if err := os.Chmod(f.Name(), 0o755); err != nil {
 		return sandbox.Mount{}, err
 	}
-	return sandbox.Mount{Type: "bind", Target: path.Join(scriptDir, hd.Name), Source: f.Name(), ReadOnly: true}, nil
+	return sandbox.Mount{Type: "bind", Target: path.Join(scriptDir, script.Name), Source: f.Name(), ReadOnly: true}, nil
 }

@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"strings"
-
-	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 
 	"github.com/kiln-build/kiln/pkg/sandbox"
 )
@@ -38,13 +35,13 @@ func (sec Secret) value() ([]byte, error) {
 
 // secretMount turns a RUN --mount=type=secret into a read-only bind of a
 // file holding the secret (written under dir, a store ShortLivedDir the
-// caller releases after the step) and/or an environment variable, as BuildKit does: the
+// caller releases after the step; relative targets are under cwd) and/or an environment variable, as BuildKit does: the
 // id defaults to the base name of the target, the target to
 // /run/secrets/ID; env= (alone) exposes it as a variable only. A secret
 // the build was not given is an error when required, else the mount is
 // left out.
-func (s *stageState) secretMount(m *instructions.Mount, dir string) (*sandbox.Mount, []string, error) {
-	id := m.CacheID
+func (s *stageState) secretMount(m *runMount, cwd, dir string) (*sandbox.Mount, []string, error) {
+	id := m.ID
 	if id == "" {
 		id = m.Source
 	}
@@ -81,7 +78,7 @@ func (s *stageState) secretMount(m *instructions.Mount, dir string) (*sandbox.Mo
 		target = "/run/secrets/" + id
 	}
 	if !path.IsAbs(target) {
-		target = path.Join("/", s.cfg.Config.WorkingDir, target)
+		target = path.Join("/", cwd, target)
 	}
 	mode := os.FileMode(0o400)
 	if m.Mode != nil {
@@ -112,14 +109,4 @@ func (s *stageState) secretMount(m *instructions.Mount, dir string) (*sandbox.Mo
 		}
 	}
 	return &sandbox.Mount{Type: "bind", Target: path.Clean(target), Source: f.Name(), ReadOnly: true}, env, nil
-}
-
-// hasSecretMount reports whether c mounts a secret.
-func hasSecretMount(c *instructions.RunCommand) bool {
-	for _, m := range instructions.GetMounts(c) {
-		if strings.EqualFold(string(m.Type), string(instructions.MountTypeSecret)) {
-			return true
-		}
-	}
-	return false
 }

@@ -6,8 +6,6 @@ import (
 	"path"
 	"strconv"
 
-	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-
 	"github.com/kiln-build/kiln/pkg/sandbox"
 )
 
@@ -16,8 +14,8 @@ import (
 // /run/buildkit/ssh_agent.N, as BuildKit) with SSH_AUTH_SOCK pointing at
 // it. The agent's keys never enter the step, only the socket. n numbers
 // the step's ssh mounts.
-func (s *stageState) sshMount(m *instructions.Mount, n int) (*sandbox.Mount, []string, error) {
-	id := m.CacheID
+func (s *stageState) sshMount(m *runMount, cwd string, n int) (*sandbox.Mount, []string, error) {
+	id := m.ID
 	if id == "" {
 		id = "default"
 	}
@@ -40,7 +38,7 @@ func (s *stageState) sshMount(m *instructions.Mount, n int) (*sandbox.Mount, []s
 		target = "/run/buildkit/ssh_agent." + strconv.Itoa(n)
 	}
 	if !path.IsAbs(target) {
-		target = path.Join("/", s.cfg.Config.WorkingDir, target)
+		target = path.Join("/", cwd, target)
 	}
 	target = path.Clean(target)
 	return &sandbox.Mount{Type: "bind", Target: target, Source: sock, ReadOnly: true, Socket: true},
