@@ -88,149 +88,226 @@ var ProxyArgs = []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy
 // Plan resolves the stage graph: the global ARGs, every FROM's base, the
 // target and the stages it needs.
 func (f *File) Plan(opts PlanOptions) (*Plan, error) {
-	lex := f.Lexer()
-	used := map[string]bool{}
-	global := PlatformArgs(opts.TargetPlatform, opts.BuildPlatform)
-	unset := map[string]bool{}
-	for _, a := range f.MetaArgs {
+	pl := &planner{f: f, lex: f.Lexer(), opts: opts, used: map[string]bool{}, byName: map[string]*Stage{}}
+	if err := pl.metaArgs(); err != nil {
+		return nil, err
+	}
+	pl.p = &Plan{File: f, GlobalArgs: pl.global, GlobalUnset: pl.unset}
+	for i := range f.Stages {
+		st, err := pl.stage(i)
+		if err != nil {
+			return nil, err
+		}
+		pl.p.Stages = append(pl.p.Stages, st)
+		if st.Name != "" {
+			pl.byName[st.Name] = st
+		}
+	}
+	if err := pl.target(); err != nil {
+		return nil, err
+	}
+	pl.order()
+	p := pl.p
+	for k := range opts.BuildArgs {
+		if !pl.used[k] && !isPredefined(k) {
+			p.UnusedBuildArgs = append(p.UnusedBuildArgs, k)
+		}
+	}
+	sort.Strings(p.UnusedBuildArgs)
+	return p, nil
+}
+
+// planner is a Plan being made.
+type planner struct {
+	f      *File
+	lex    *shell.Lex
+	opts   PlanOptions
+	p      *Plan
+	global map[string]string // the meta ARGs' values
+	unset  map[string]bool   // the meta ARGs without a value
+	used   map[string]bool   // the build args an ARG consumed
+	byName map[string]*Stage // the named stages so far
+}
+
+// metaArgs reads the ARGs before the first FROM.
+func (pl *planner) metaArgs() error {
+	pl.global = PlatformArgs(pl.opts.TargetPlatform, pl.opts.BuildPlatform)
+	pl.unset = map[string]bool{}
+	for _, a := range pl.f.MetaArgs {
 		for _, kv := range a.Args {
 			// A meta ARG's default may refer to earlier meta ARGs.
-			v, declared, err := argValue(lex, kv, opts.BuildArgs, global)
+			v, declared, err := argValue(pl.lex, kv, pl.opts.BuildArgs, pl.global)
 			if err != nil {
-				return nil, f.Wrap(a.Location(), err)
+				return pl.f.Wrap(a.Location(), err)
 			}
-			if _, ok := opts.BuildArgs[kv.Key]; ok {
-				used[kv.Key] = true
+			if _, ok := pl.opts.BuildArgs[kv.Key]; ok {
+				pl.used[kv.Key] = true
 			}
 			if declared {
-				global[kv.Key] = v
-				delete(unset, kv.Key)
-			} else if _, predefined := global[kv.Key]; !predefined {
-				global[kv.Key] = ""
-				unset[kv.Key] = true
+				pl.global[kv.Key] = v
+				delete(pl.unset, kv.Key)
+			} else if _, predefined := pl.global[kv.Key]; !predefined {
+				pl.global[kv.Key] = ""
+				pl.unset[kv.Key] = true
 			}
 		}
 	}
-	p := &Plan{File: f, GlobalArgs: global, GlobalUnset: unset}
-	byName := map[string]*Stage{}
-	for i := range f.Stages {
-		src := &f.Stages[i]
-		st := &Stage{Index: i, Name: strings.ToLower(src.Name), Commands: src.Commands, Source: src}
-		base, err := expandWord(lex, src.BaseName, global)
-		if err != nil {
-			return nil, f.Errorf(src.Location, "FROM %s: %v", src.BaseName, err)
-		}
-		if base == "" {
-			return nil, f.Errorf(src.Location, "FROM %q: the base name expands to an empty string", src.BaseName)
-		}
-		st.Base = base
-		if prev, ok := byName[strings.ToLower(base)]; ok {
-			st.BaseStage = prev
-			st.Deps = append(st.Deps, prev)
-		}
-		if src.Platform != "" {
-			pl, err := expandWord(lex, src.Platform, global)
-			if err != nil {
-				return nil, f.Errorf(src.Location, "FROM --platform=%s: %v", src.Platform, err)
-			}
-			st.Platform = pl
-		}
-		if st.Name != "" {
-			if _, dup := byName[st.Name]; dup {
-				return nil, f.Errorf(src.Location, "duplicate stage name %q", src.Name)
-			}
-			if _, err := strconv.Atoi(st.Name); err == nil {
-				return nil, f.Errorf(src.Location, "stage name %q cannot be a number", src.Name)
-			}
-		}
-		// Dependencies named by COPY --from and RUN --mount=from. Their
-		// values may use ARGs declared in the stage: expand with what is
-		// known from the Dockerfile alone.
-		env := map[string]string{}
-		for _, c := range src.Commands {
-			switch c := c.(type) {
-			case *instructions.ArgCommand:
-				for _, kv := range c.Args {
-					// The name may be a variable too (ARG ${name}=value).
-					kv, err := f.ExpandArgName(kv, env)
-					if err != nil {
-						return nil, f.Wrap(c.Location(), err)
-					}
-					v, declared, err := argValue(lex, kv, opts.BuildArgs, merge(global, env))
-					if err != nil {
-						return nil, f.Wrap(c.Location(), err)
-					}
-					if _, ok := opts.BuildArgs[kv.Key]; ok {
-						used[kv.Key] = true
-					}
-					if !declared {
-						if gv, ok := global[kv.Key]; ok && !unset[kv.Key] {
-							v, declared = gv, true
-						}
-					}
-					if declared {
-						env[kv.Key] = v
-					}
-				}
-			case *instructions.EnvCommand:
-				for _, kv := range c.Env {
-					v, err := expandWord(lex, kv.Value, env)
-					if err == nil {
-						env[kv.Key] = v
-					}
-				}
-			case *instructions.CopyCommand:
-				if c.From == "" {
-					continue
-				}
-				from, err := expandWord(lex, c.From, env)
-				if err != nil {
-					return nil, f.Errorf(c.Location(), "COPY --from=%s: %v", c.From, err)
-				}
-				if dep := lookupStage(byName, p.Stages, from); dep != nil {
-					st.Deps = appendStage(st.Deps, dep)
-				} else if n, err := strconv.Atoi(from); err == nil {
-					return nil, f.Errorf(c.Location(), "COPY --from=%d: there is no earlier stage with index %d (stages are numbered from 0)", n, n)
-				} else if from == st.Name && st.Name != "" {
-					return nil, f.Errorf(c.Location(), "COPY --from=%s: a stage cannot copy from itself", from)
-				}
-			case *instructions.RunCommand:
-				for _, m := range instructions.GetMounts(c) {
-					if m.From == "" {
-						continue
-					}
-					from, err := expandWord(lex, m.From, env)
-					if err != nil {
-						return nil, f.Errorf(c.Location(), "RUN --mount from=%s: %v", m.From, err)
-					}
-					if dep := lookupStage(byName, p.Stages, from); dep != nil {
-						st.Deps = appendStage(st.Deps, dep)
-					}
-				}
-			}
-		}
-		p.Stages = append(p.Stages, st)
-		if st.Name != "" {
-			byName[st.Name] = st
-		}
-	}
+	return nil
+}
 
-	p.Target = p.Stages[len(p.Stages)-1]
-	if opts.Target != "" {
-		t, ok := byName[strings.ToLower(opts.Target)]
-		if !ok {
-			names := make([]string, 0, len(byName))
-			for n := range byName {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			if len(names) == 0 {
-				return nil, &Error{File: f.Name, Err: fmt.Errorf("target stage %q not found: no stage has a name (use FROM … AS name)", opts.Target)}
-			}
-			return nil, &Error{File: f.Name, Err: fmt.Errorf("target stage %q not found (stages: %s)", opts.Target, strings.Join(names, ", "))}
-		}
-		p.Target = t
+// stage plans the i-th FROM block: its base, platform, name and the
+// stages it depends on.
+func (pl *planner) stage(i int) (*Stage, error) {
+	f, lex := pl.f, pl.lex
+	src := &f.Stages[i]
+	st := &Stage{Index: i, Name: strings.ToLower(src.Name), Commands: src.Commands, Source: src}
+	base, err := expandWord(lex, src.BaseName, pl.global)
+	if err != nil {
+		return nil, f.Errorf(src.Location, "FROM %s: %v", src.BaseName, err)
 	}
+	if base == "" {
+		return nil, f.Errorf(src.Location, "FROM %q: the base name expands to an empty string", src.BaseName)
+	}
+	st.Base = base
+	if prev, ok := pl.byName[strings.ToLower(base)]; ok {
+		st.BaseStage = prev
+		st.Deps = append(st.Deps, prev)
+	}
+	if src.Platform != "" {
+		if st.Platform, err = expandWord(lex, src.Platform, pl.global); err != nil {
+			return nil, f.Errorf(src.Location, "FROM --platform=%s: %v", src.Platform, err)
+		}
+	}
+	if st.Name != "" {
+		if _, dup := pl.byName[st.Name]; dup {
+			return nil, f.Errorf(src.Location, "duplicate stage name %q", src.Name)
+		}
+		if _, err := strconv.Atoi(st.Name); err == nil {
+			return nil, f.Errorf(src.Location, "stage name %q cannot be a number", src.Name)
+		}
+	}
+	if err := pl.deps(st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// deps adds the stages st's commands name by COPY --from and RUN
+// --mount from=. Their values may use ARGs declared in the stage: they
+// are expanded with what is known from the Dockerfile alone.
+func (pl *planner) deps(st *Stage) error {
+	env := map[string]string{}
+	for _, c := range st.Commands {
+		var err error
+		switch c := c.(type) {
+		case *instructions.ArgCommand:
+			err = pl.stageArg(c, env)
+		case *instructions.EnvCommand:
+			for _, kv := range c.Env {
+				if v, err := expandWord(pl.lex, kv.Value, env); err == nil {
+					env[kv.Key] = v
+				}
+			}
+		case *instructions.CopyCommand:
+			err = pl.copyDep(st, c, env)
+		case *instructions.RunCommand:
+			err = pl.mountDeps(st, c, env)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stageArg sets in env the values of a stage's ARG.
+func (pl *planner) stageArg(c *instructions.ArgCommand, env map[string]string) error {
+	for _, kv := range c.Args {
+		// The name may be a variable too (ARG ${name}=value).
+		kv, err := pl.f.ExpandArgName(kv, env)
+		if err != nil {
+			return pl.f.Wrap(c.Location(), err)
+		}
+		v, declared, err := argValue(pl.lex, kv, pl.opts.BuildArgs, merge(pl.global, env))
+		if err != nil {
+			return pl.f.Wrap(c.Location(), err)
+		}
+		if _, ok := pl.opts.BuildArgs[kv.Key]; ok {
+			pl.used[kv.Key] = true
+		}
+		if !declared {
+			if gv, ok := pl.global[kv.Key]; ok && !pl.unset[kv.Key] {
+				v, declared = gv, true
+			}
+		}
+		if declared {
+			env[kv.Key] = v
+		}
+	}
+	return nil
+}
+
+// copyDep adds the stage COPY --from names.
+func (pl *planner) copyDep(st *Stage, c *instructions.CopyCommand, env map[string]string) error {
+	if c.From == "" {
+		return nil
+	}
+	from, err := expandWord(pl.lex, c.From, env)
+	if err != nil {
+		return pl.f.Errorf(c.Location(), "COPY --from=%s: %v", c.From, err)
+	}
+	if dep := lookupStage(pl.byName, pl.p.Stages, from); dep != nil {
+		st.Deps = appendStage(st.Deps, dep)
+	} else if n, err := strconv.Atoi(from); err == nil {
+		return pl.f.Errorf(c.Location(), "COPY --from=%d: there is no earlier stage with index %d (stages are numbered from 0)", n, n)
+	} else if from == st.Name && st.Name != "" {
+		return pl.f.Errorf(c.Location(), "COPY --from=%s: a stage cannot copy from itself", from)
+	}
+	return nil
+}
+
+// mountDeps adds the stages RUN --mount from= names.
+func (pl *planner) mountDeps(st *Stage, c *instructions.RunCommand, env map[string]string) error {
+	for _, m := range instructions.GetMounts(c) {
+		if m.From == "" {
+			continue
+		}
+		from, err := expandWord(pl.lex, m.From, env)
+		if err != nil {
+			return pl.f.Errorf(c.Location(), "RUN --mount from=%s: %v", m.From, err)
+		}
+		if dep := lookupStage(pl.byName, pl.p.Stages, from); dep != nil {
+			st.Deps = appendStage(st.Deps, dep)
+		}
+	}
+	return nil
+}
+
+// target picks the stage to build: --target, else the last.
+func (pl *planner) target() error {
+	p := pl.p
+	p.Target = p.Stages[len(p.Stages)-1]
+	if pl.opts.Target == "" {
+		return nil
+	}
+	t, ok := pl.byName[strings.ToLower(pl.opts.Target)]
+	if !ok {
+		names := make([]string, 0, len(pl.byName))
+		for n := range pl.byName {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		if len(names) == 0 {
+			return &Error{File: pl.f.Name, Err: fmt.Errorf("target stage %q not found: no stage has a name (use FROM … AS name)", pl.opts.Target)}
+		}
+		return &Error{File: pl.f.Name, Err: fmt.Errorf("target stage %q not found (stages: %s)", pl.opts.Target, strings.Join(names, ", "))}
+	}
+	p.Target = t
+	return nil
+}
+
+// order lists the stages the target needs, dependencies first.
+func (pl *planner) order() {
 	seen := map[*Stage]bool{}
 	var visit func(s *Stage)
 	visit = func(s *Stage) {
@@ -241,17 +318,9 @@ func (f *File) Plan(opts PlanOptions) (*Plan, error) {
 		for _, d := range s.Deps {
 			visit(d)
 		}
-		p.Order = append(p.Order, s)
+		pl.p.Order = append(pl.p.Order, s)
 	}
-	visit(p.Target)
-
-	for k := range opts.BuildArgs {
-		if !used[k] && !isPredefined(k) {
-			p.UnusedBuildArgs = append(p.UnusedBuildArgs, k)
-		}
-	}
-	sort.Strings(p.UnusedBuildArgs)
-	return p, nil
+	visit(pl.p.Target)
 }
 
 // StageByRef finds the stage a COPY --from value names: a stage name or an
