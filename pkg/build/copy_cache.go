@@ -46,25 +46,26 @@ type layerKeys struct {
 }
 
 // copyInputs is what a cached layer depends on besides its content key,
-// for its cache key: the layer format.
+// for its cache key: how the layer is written (compression, format,
+// timestamp: the layerSpec RUN steps are keyed by too). As runStep, every
+// field is keyed (TestCopyKey).
 type copyInputs struct {
-	Content     string `json:"content"`
-	Compression string `json:"compression"`
-	Format      string `json:"format"`
-	Timestamp   int64  `json:"timestamp,omitempty"`
+	Content string `json:"content"`
+	layerSpec
 }
 
 func (s *stageState) copyInputs(key string) copyInputs {
-	in := copyInputs{Content: key, Compression: string(s.b.opts.Compression), Format: string(s.b.opts.Format)}
-	if s.b.opts.Timestamp != nil {
-		in.Timestamp = s.b.opts.Timestamp.Unix()
-	}
-	return in
+	return copyInputs{Content: key, layerSpec: s.b.layerSpec()}
+}
+
+// Key is the step cache key of a COPY/ADD layer by its content key.
+func (in copyInputs) Key() (string, error) {
+	return cache.Key("copy", in)
 }
 
 // copyKey is the step-cache key of a COPY/ADD layer by its content key.
 func (s *stageState) copyKey(contentKey string) (string, error) {
-	return cache.Key("copy", s.copyInputs(contentKey))
+	return s.copyInputs(contentKey).Key()
 }
 
 // exactKey is the local step-cache key of a layer by its exact key.

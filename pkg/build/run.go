@@ -333,7 +333,7 @@ func (s *stageState) stepRoot(ctx context.Context, r *runEnv, st *runStep, layer
 func (s *stageState) runLayer(ctx context.Context, r *runEnv, st *runStep, layers []rootfs.Layer, root *stepRootDir, res *sandbox.StepResult) (*runResult, error) {
 	out := &runResult{}
 	write := func(fill func(w io.Writer) error) (err error) {
-		out.layer, err = s.writeTarLayer(ctx, st.Compression, st.Format, st.Timestamp.time(), fill, func(h *tar.Header) { out.hdrs = append(out.hdrs, h) })
+		out.layer, err = s.writeTarLayer(ctx, st.layerSpec, fill, func(h *tar.Header) { out.hdrs = append(out.hdrs, h) })
 		if err != nil {
 			return fmt.Errorf("writing the layer: %v", err)
 		}
@@ -448,10 +448,10 @@ func (s *stageState) workCopy(ctx context.Context, r *runEnv, layers []rootfs.La
 }
 
 // writeTarLayer stores the tar that fill writes as a new layer: its
-// entries are normalised by archive.TarWriter (ts, when set, is every
-// mtime), compressed and hashed in one pass, in format f. seen gets every
+// entries are normalised by archive.TarWriter (spec's timestamp, when set,
+// is every mtime), compressed and hashed in one pass. seen gets every
 // header.
-func (s *stageState) writeTarLayer(ctx context.Context, comp archive.Compression, f Format, ts *time.Time, fill func(w io.Writer) error, seen func(*tar.Header)) (v1.Layer, error) {
+func (s *stageState) writeTarLayer(ctx context.Context, spec layerSpec, fill func(w io.Writer) error, seen func(*tar.Header)) (v1.Layer, error) {
 	st := s.b.opts.Store
 	bw, err := st.NewBlobWriter(store.CallerHashes())
 	if err != nil {
@@ -470,7 +470,7 @@ func (s *stageState) writeTarLayer(ctx context.Context, comp archive.Compression
 		fillErr <- err // before the close: the reader's EOF comes after it
 		pw.Close()
 	}()
-	info, err := archive.WriteLayer(bw, comp, archive.TarOptions{Timestamp: ts}, func(tw *archive.TarWriter) error {
+	info, err := archive.WriteLayer(bw, spec.Compression, archive.TarOptions{Timestamp: spec.Timestamp.time()}, func(tw *archive.TarWriter) error {
 		tr := tar.NewReader(bufio.NewReaderSize(pr, 256<<10))
 		buf := make([]byte, 128<<10)
 		for {
@@ -524,7 +524,7 @@ func (s *stageState) writeTarLayer(ctx context.Context, comp archive.Compression
 		return nil, err
 	}
 	return st.Layer(v1.Descriptor{
-		MediaType: comp.MediaType(f == FormatOCI),
+		MediaType: spec.mediaType(),
 		Size:      info.Size,
 		Digest:    info.Digest,
 	}, info.DiffID)

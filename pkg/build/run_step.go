@@ -12,6 +12,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/sandbox"
@@ -45,10 +47,8 @@ type runStep struct {
 	// Network is RUN --network over docker build --network (run_network.go).
 	Network string     `json:"network"`
 	Mounts  []runMount `json:"mounts,omitempty"`
-	// Compression, Format and Timestamp make the layer.
-	Compression archive.Compression `json:"compression"`
-	Format      Format              `json:"format"`
-	Timestamp   *unixTime           `json:"timestamp,omitempty"`
+	// How the layer is written (compression, format, timestamp).
+	layerSpec
 	// OneID: the sandbox maps only the caller, so every file the step
 	// makes is owned by root; such a layer is not what a sandbox with
 	// subordinate ids would make.
@@ -107,6 +107,25 @@ func (p stepPlatform) v1() v1.Platform {
 	return v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
 }
 
+// layerSpec is how a step's layer is written, part of every step's key
+// (RUN's and COPY's): its fields are the key's "compression", "format"
+// and "timestamp".
+type layerSpec struct {
+	Compression archive.Compression `json:"compression"`
+	Format      Format              `json:"format"`
+	Timestamp   *unixTime           `json:"timestamp,omitempty"`
+}
+
+// layerSpec is the build's.
+func (b *builder) layerSpec() layerSpec {
+	return layerSpec{Compression: b.opts.Compression, Format: b.opts.Format, Timestamp: (*unixTime)(b.opts.Timestamp)}
+}
+
+// mediaType is the media type of the layers it writes.
+func (l layerSpec) mediaType() types.MediaType {
+	return l.Compression.MediaType(l.Format == FormatOCI)
+}
+
 // unixTime is --timestamp; the key has it in seconds (what --timestamp
 // and SOURCE_DATE_EPOCH give).
 type unixTime time.Time
@@ -155,8 +174,7 @@ func (s *stageState) parseRun(c *instructions.RunCommand, loc []parser.Range) (*
 	st.Env = s.stepEnv()
 	st.User = s.cfg.Config.User
 	st.Cwd = s.cfg.Config.WorkingDir
-	st.Compression, st.Format = s.b.opts.Compression, s.b.opts.Format
-	st.Timestamp = (*unixTime)(s.b.opts.Timestamp)
+	st.layerSpec = s.b.layerSpec()
 	if e := s.b.opts.RunExtras; !e.Zero() {
 		st.Extras = &e
 	}

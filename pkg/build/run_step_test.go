@@ -40,7 +40,7 @@ func sampleRunStep() *runStep {
 		Env:      []string{"PATH=/bin", "A=1"}, User: "app", Cwd: "/src", Network: "none",
 		Mounts: []runMount{{Type: "bind", Target: "/t", Source: "ctx", ReadOnly: true, ID: "id", Env: &env,
 			Mode: &mode, UID: &uid, GID: &gid, Required: true, From: "f00d", Content: "sha256:abc"}},
-		Compression: archive.Gzip, Format: FormatOCI, Timestamp: &ts, OneID: true, Security: "x",
+		layerSpec: layerSpec{Compression: archive.Gzip, Format: FormatOCI, Timestamp: &ts}, OneID: true, Security: "x",
 		Extras: &sandbox.Extras{Hosts: []string{"10.0.0.1 db"}, Ulimits: []sandbox.Ulimit{{Name: "nofile", Resource: 7, Soft: 1024, Hard: 2048}}, ShmSize: 1 << 20},
 	}
 }
@@ -53,6 +53,7 @@ func keyedLeaves(t *testing.T, v reflect.Value, where string, fn func(where stri
 	case reflect.Pointer:
 		fn(where, v) // set to nil
 		if v.Type() == reflect.TypeOf((*unixTime)(nil)) {
+			fn(where+"*", v.Elem()) // a second later
 			return
 		}
 		keyedLeaves(t, v.Elem(), where, fn)
@@ -65,6 +66,11 @@ func keyedLeaves(t *testing.T, v reflect.Value, where string, fn func(where stri
 		for i := 0; i < v.NumField(); i++ {
 			f := v.Type().Field(i)
 			name := v.Type().Name() + "." + f.Name
+			if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") != "-" {
+				// Embedded: its fields are the key's (encoding/json).
+				keyedLeaves(t, v.Field(i), where, fn)
+				continue
+			}
 			if !f.IsExported() || f.Tag.Get("json") == "-" {
 				if runStepNotKeyed[name] == "" {
 					t.Errorf("%s is not in the step's key and runStepNotKeyed does not say why: key it (an exported field) or give the reason", name)
@@ -91,6 +97,9 @@ func change(v reflect.Value) {
 		v.SetUint(v.Uint() + 1)
 	case reflect.Pointer:
 		v.Set(reflect.Zero(v.Type()))
+	case reflect.Struct:
+		t := time.Time(v.Interface().(unixTime))
+		v.Set(reflect.ValueOf(unixTime(t.Add(time.Second))))
 	case reflect.Slice:
 		v.Set(reflect.Append(v, reflect.Zero(v.Type().Elem())))
 	default:
@@ -98,38 +107,50 @@ func change(v reflect.Value) {
 	}
 }
 
-// TestRunStepKey: changing any field of a RUN step that its execution
-// reads changes its key, so that no option can give a stale cache hit.
-func TestRunStepKey(t *testing.T) {
-	base, err := sampleRunStep().Key()
+// keyer is a step value with a key.
+type keyer interface{ Key() (string, error) }
+
+// checkEveryFieldKeyed changes each keyed value of the step sample makes
+// (a pointer to a struct), one at a time, and fails when the key stays the
+// same; it fails too for a field neither keyed nor in runStepNotKeyed. It
+// returns how many values it changed.
+func checkEveryFieldKeyed[T keyer](t *testing.T, sample func() T) int {
+	t.Helper()
+	base, err := sample().Key()
 	if err != nil {
 		t.Fatal(err)
 	}
+	root := func(x T) reflect.Value { return reflect.ValueOf(x).Elem() }
+	name := root(sample()).Type().Name()
 	var paths []string
-	keyedLeaves(t, reflect.ValueOf(sampleRunStep()).Elem(), "runStep", func(where string, _ reflect.Value) {
+	keyedLeaves(t, root(sample()), name, func(where string, _ reflect.Value) {
 		paths = append(paths, where)
 	})
-	if len(paths) < 30 {
-		t.Fatalf("only %d keyed values found: %v", len(paths), paths)
-	}
-	seen := map[string]int{}
 	for i, p := range paths {
-		st := sampleRunStep()
+		x := sample()
 		n := 0
-		keyedLeaves(t, reflect.ValueOf(st).Elem(), "runStep", func(where string, v reflect.Value) {
+		keyedLeaves(t, root(x), name, func(where string, v reflect.Value) {
 			if n == i {
 				change(v)
 			}
 			n++
 		})
-		k, err := st.Key()
+		k, err := x.Key()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if k == base {
 			t.Errorf("changing %s leaves the key unchanged", p)
 		}
-		seen[k]++
+	}
+	return len(paths)
+}
+
+// TestRunStepKey: changing any field of a RUN step that its execution
+// reads changes its key, so that no option can give a stale cache hit.
+func TestRunStepKey(t *testing.T) {
+	if n := checkEveryFieldKeyed(t, sampleRunStep); n < 30 {
+		t.Errorf("only %d keyed values found", n)
 	}
 	// --timestamp 0 is a timestamp (every mtime 0), unlike none.
 	st := sampleRunStep()
@@ -139,6 +160,29 @@ func TestRunStepKey(t *testing.T) {
 	st.Timestamp = nil
 	if kNil, _ := st.Key(); k0 == kNil {
 		t.Errorf("--timestamp 0 and no timestamp give the same key")
+	}
+}
+
+// TestCopyKey: the same for a COPY or ADD layer's key, and its keys are
+// the ones kiln wrote before.
+func TestCopyKey(t *testing.T) {
+	sample := func() *copyInputs {
+		ts := unixTime(time.Unix(1700000000, 0))
+		return &copyInputs{Content: "abc", layerSpec: layerSpec{Compression: archive.Gzip, Format: FormatOCI, Timestamp: &ts}}
+	}
+	if n := checkEveryFieldKeyed(t, sample); n != 5 {
+		t.Errorf("%d keyed values found, want 5 (content, compression, format, timestamp and no timestamp)", n)
+	}
+	for _, tc := range []struct {
+		in   copyInputs
+		want string
+	}{
+		{*sample(), "fe31ed23c74c443f2835621ea3aab46951709d079ba9db5cac3c0760b9a74fdf"},
+		{copyInputs{Content: "def", layerSpec: layerSpec{Compression: archive.Zstd, Format: FormatDocker}}, "8c82512629e05fc5dc00dd8f4009700e44d9985aec4b92ce519f87694c38188f"},
+	} {
+		if got, err := tc.in.Key(); err != nil || got != tc.want {
+			t.Errorf("key %s (%v), want %s as before", got, err, tc.want)
+		}
 	}
 }
 
@@ -155,13 +199,13 @@ func TestRunStepKeyUnchanged(t *testing.T) {
 			{Type: "cache", Target: "/root/.cache", ID: "go", Mode: &mode, UID: &uid, GID: &gid},
 			{Type: "secret", Target: "/run/secrets/tok", ID: "tok", Env: &env, Required: true},
 			{Type: "bind", Target: "/from", Source: "/out", From: "f00d", fromRef: "builder"}},
-		Compression: archive.Gzip, Format: FormatOCI, Timestamp: &ts, OneID: true,
+		layerSpec: layerSpec{Compression: archive.Gzip, Format: FormatOCI, Timestamp: &ts}, OneID: true,
 		below: []v1.Layer{nil}, proxyEnv: []string{"HTTP_PROXY=x"}, createdBy: "RUN make", label: "2/2",
 	}
 	other := &runStep{Platform: stepPlatform{OS: "linux", Architecture: "arm64", Variant: "v8"}, Chain: "c",
-		Args: []string{"true"}, Env: []string{}, Network: "default", Compression: archive.Zstd, Format: FormatDocker}
+		Args: []string{"true"}, Env: []string{}, Network: "default", layerSpec: layerSpec{Compression: archive.Zstd, Format: FormatDocker}}
 	extras := &runStep{Platform: stepPlatform{OS: "linux", Architecture: "amd64"}, Chain: "c", Args: []string{"true"},
-		Env: []string{}, Network: "default", Compression: archive.Gzip, Format: FormatOCI,
+		Env: []string{}, Network: "default", layerSpec: layerSpec{Compression: archive.Gzip, Format: FormatOCI},
 		Extras: &sandbox.Extras{Hosts: []string{"10.0.0.1 db"}, Ulimits: []sandbox.Ulimit{{Name: "nofile", Resource: 7, Soft: 1024, Hard: 2048}}, ShmSize: 1 << 20}}
 	for _, tc := range []struct {
 		st   *runStep
