@@ -285,8 +285,10 @@ func (s *stageState) history(createdBy string, emptyLayer bool) {
 	})
 }
 
-// dispatch runs one instruction. loc locates errors (the trigger's FROM for
-// ONBUILD triggers).
+// dispatch runs one instruction, by family: ARG, the filesystem steps
+// (WORKDIR, COPY and ADD, RUN) and the config-only instructions
+// (doConfig). loc locates errors (the trigger's FROM for ONBUILD
+// triggers).
 func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc []parser.Range) (err error) {
 	defer func() {
 		if n := s.configSize(); err == nil && n > maxConfigSize {
@@ -308,109 +310,19 @@ func (s *stageState) dispatch(ctx context.Context, c instructions.Command, loc [
 	switch c := c.(type) {
 	case *instructions.ArgCommand:
 		return s.doArg(c, loc)
-	case *instructions.EnvCommand:
-		var parts []string
-		for _, kv := range c.Env {
-			s.setEnv(kv.Key, kv.Value)
-			parts = append(parts, kv.Key+"="+kv.Value)
-		}
-		s.history("ENV "+strings.Join(parts, " "), true)
-	case *instructions.LabelCommand:
-		if s.cfg.Config.Labels == nil {
-			s.cfg.Config.Labels = map[string]string{}
-		}
-		var parts []string
-		for _, kv := range c.Labels {
-			s.cfg.Config.Labels[kv.Key] = kv.Value
-			parts = append(parts, kv.Key+"="+kv.Value)
-		}
-		s.history("LABEL "+strings.Join(parts, " "), true)
-	case *instructions.MaintainerCommand:
-		s.cfg.Author = c.Maintainer
-		s.history("MAINTAINER "+c.Maintainer, true)
-	case *instructions.ExposeCommand:
-		ports, err := s.exposedPorts(c)
-		if err != nil {
-			return s.file.Errorf(loc, "EXPOSE: %v", err)
-		}
-		if s.cfg.Config.ExposedPorts == nil {
-			s.cfg.Config.ExposedPorts = map[string]struct{}{}
-		}
-		set := map[string]struct{}{}
-		for _, p := range ports {
-			s.cfg.Config.ExposedPorts[p] = struct{}{}
-			set[p] = struct{}{}
-		}
-		// BuildKit's (docker 20.10's) wording: the port set as Go prints it.
-		s.history(fmt.Sprintf("EXPOSE %v", set), true)
-	case *instructions.UserCommand:
-		s.cfg.Config.User = c.User
-		s.users = nil
-		s.history("USER "+c.User, true)
 	case *instructions.WorkdirCommand:
 		return s.doWorkdir(ctx, c, loc)
-	case *instructions.CmdCommand:
-		s.cfg.Config.Cmd = s.commandLine(c.ShellDependantCmdLine)
-		s.cfg.Config.ArgsEscaped = true // as BuildKit, for Windows-era clients
-		s.cmdSet = true
-		s.history(fmt.Sprintf("CMD %q", s.cfg.Config.Cmd), true)
-	case *instructions.EntrypointCommand:
-		s.cfg.Config.Entrypoint = s.commandLine(c.ShellDependantCmdLine)
-		if !s.cmdSet {
-			// An ENTRYPOINT resets a CMD inherited from the base image.
-			s.cfg.Config.Cmd = nil
-		}
-		s.history(fmt.Sprintf("ENTRYPOINT %q", s.cfg.Config.Entrypoint), true)
-	case *instructions.VolumeCommand:
-		if s.cfg.Config.Volumes == nil {
-			s.cfg.Config.Volumes = map[string]struct{}{}
-		}
-		for _, v := range c.Volumes {
-			if strings.TrimSpace(v) == "" {
-				return s.file.Errorf(loc, "VOLUME specified can not be an empty string")
-			}
-			s.cfg.Config.Volumes[v] = struct{}{}
-		}
-		s.history(fmt.Sprintf("VOLUME %v", c.Volumes), true)
-	case *instructions.StopSignalCommand:
-		if err := validSignal(c.Signal); err != nil {
-			return s.file.Errorf(loc, "STOPSIGNAL: %v", err)
-		}
-		s.cfg.Config.StopSignal = c.Signal
-		s.history("STOPSIGNAL "+c.Signal, true)
-	case *instructions.HealthCheckCommand:
-		h := c.Health
-		s.cfg.Config.Healthcheck = &v1.HealthConfig{
-			Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
-			StartPeriod: h.StartPeriod, Retries: h.Retries,
-		}
-		s.history("HEALTHCHECK "+healthcheckText(s.cfg.Config.Healthcheck), true)
-	case *instructions.ShellCommand:
-		s.cfg.Config.Shell = append([]string(nil), c.Shell...)
-		s.history(fmt.Sprintf("SHELL %v", c.Shell), true)
-	case *instructions.OnbuildCommand:
-		// Recorded in the config only: BuildKit writes no history entry.
-		s.cfg.Config.OnBuild = append(s.cfg.Config.OnBuild, c.Expression)
 	case *instructions.CopyCommand:
-		return s.doCopy(ctx, copyRequest{
-			name: "COPY", sd: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod,
-			link: c.Link, exclude: c.ExcludePatterns, parents: c.Parents, loc: loc,
-		})
+		return s.doCopy(ctx, copyRequestOf(c, loc))
 	case *instructions.AddCommand:
-		unpack := true
-		if c.Unpack != nil {
-			unpack = *c.Unpack
-		}
-		return s.doCopy(ctx, copyRequest{
-			name: "ADD", sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, link: c.Link,
-			exclude: c.ExcludePatterns, add: true, unpack: unpack, checksum: c.Checksum, loc: loc,
-		})
+		return s.doCopy(ctx, addRequestOf(c, loc))
 	case *instructions.RunCommand:
 		return s.doRun(ctx, c, loc)
-	default:
-		return s.file.Errorf(loc, "%s is not supported", strings.ToUpper(c.Name()))
 	}
-	return nil
+	if ok, err := s.doConfig(c, loc); ok || err != nil {
+		return err
+	}
+	return s.file.Errorf(loc, "%s is not supported", strings.ToUpper(c.Name()))
 }
 
 // doArg declares ARGs: the build arg wins, else the default, else the
