@@ -73,7 +73,7 @@ type Options struct {
 	// ("default" when the mount names none).
 	SSH map[string]string
 	// Cache, when set, is the step cache: a RUN step whose key (see
-	// runInputs) it holds is not run, its cached layer is used; a step
+	// runStep) it holds is not run, its cached layer is used; a step
 	// that runs is added to it. nil (--no-cache) runs every step.
 	Cache StepCache
 	// Pull is the base-image pull policy: PullMissing (the default: a base
