@@ -22,4 +22,43 @@
 // WORKDIR layers are cached in the store by their exact content, with the
 // digests of context files kept by stat, so an unchanged rebuild only
 // stats its context (copy_cache.go).
+//
+// # Steps: one value, its key and its execution
+//
+// A RUN instruction is parsed once, by parseRun (run_step.go), into a
+// runStep: every flag of the instruction and every build option that
+// changes what the step does is a field of it, read there and nowhere
+// else. The step's cache key is the hash of its exported fields
+// (runStep.Key; their JSON is the key's format) and execRun (run.go)
+// executes the step from the same fields, as BuildKit's solver.Op has
+// CacheMap and Exec over one op. Each RUN flag has its file: run_mount.go
+// (--mount; secret.go and ssh.go for its secret and ssh types),
+// run_network.go (--network), run_security.go (--security).
+//
+// A new RUN option (a Dockerfile flag, or a build flag that every RUN
+// step gets, as Options.RunExtras gives --add-host, --ulimit and
+// --shm-size: runStep.Extras) plugs in in three places, all in the step's
+// files:
+//
+//  1. a field of runStep (or of runMount), exported, added after the
+//     others with omitempty, so that the keys of steps that do not use it
+//     stay the same and existing caches keep hitting;
+//  2. parseRun sets it, from the instruction (instructions.GetX) or from
+//     Options, in a run_<flag>.go of its own when it needs parsing or
+//     checking;
+//  3. sandboxStep (run.go) gives it to the sandbox.Step (or execRun uses
+//     it).
+//
+// A field that must not be in the key (a secret's value, proxy build
+// args, the history text) is unexported and says why in runStepNotKeyed
+// (run_step_test.go): TestRunStepKey fails for a field that is neither
+// keyed nor listed there, and for a keyed field whose change leaves the
+// key as it was.
+//
+// COPY and ADD are read into a copyRequest (copy_step.go); their layer's
+// key is made of what the flags produce, the layer's entries by content,
+// and of the same layerSpec (compression, format, timestamp) as RUN's
+// (copyInputs in copy_cache.go). dispatch (stage.go) sends
+// each instruction to its family: ARG, the filesystem steps (WORKDIR,
+// COPY/ADD, RUN) and the config-only ones (config_step.go).
 package build
