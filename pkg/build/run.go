@@ -166,7 +166,11 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 			return err
 		}
 	}
-	res, err := s.execRun(ctx, r, st)
+	var cleanup stepCleanup
+	// After the step is logged done: removing its temporary directory
+	// is not the step's time.
+	defer cleanup.run()
+	res, err := s.execRun(ctx, r, st, &cleanup)
 	if err != nil {
 		return err
 	}
@@ -192,10 +196,24 @@ type runResult struct {
 	command, diff time.Duration
 }
 
+// stepCleanup removes what a step made for its run (its temporary
+// directory, the files of its secrets and script), last made first.
+type stepCleanup []func()
+
+func (c *stepCleanup) add(f func()) { *c = append(*c, f) }
+
+func (c *stepCleanup) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
+}
+
 // execRun executes the step on the layers below it. It reads the step
 // only (and, by the ids the step's mounts name, the build's secrets and
-// ssh agents, which are not keyed).
-func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep) (*runResult, error) {
+// ssh agents, which are not keyed). What it leaves to remove is added to
+// cleanup.
+func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep, cleanup *stepCleanup) (*runResult, error) {
 	// A step for another platform runs through a binfmt_misc emulator.
 	if err := s.b.canRun(st.Platform.v1()); err != nil {
 		return nil, s.runErrf(st, "%v", err)
@@ -209,7 +227,7 @@ func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep) (*runR
 	if err != nil {
 		return nil, s.runErrf(st, "%v", err)
 	}
-	defer release()
+	cleanup.add(release)
 	// At most --jobs steps run (and unpack and diff) at once; taken only
 	// now, once every stage this step mounts is done, so it never waits
 	// for a stage while holding a slot.
@@ -225,7 +243,7 @@ func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep) (*runR
 	if err != nil {
 		return nil, s.runErrf(st, "%v", err)
 	}
-	defer root.remove()
+	cleanup.add(root.remove)
 	res, err := r.sb.Run(ctx, step)
 	out.flush()
 	if err != nil {
@@ -245,12 +263,12 @@ func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep) (*runR
 		return nil, s.runErrf(st, "process %q did not complete successfully: %s", sandbox.CommandString(st.Args), how)
 	}
 	diffStart := time.Now()
-	out2, err := s.runLayer(ctx, r, st, layers, root, res)
+	made, err := s.runLayer(ctx, r, st, layers, root, res)
 	if err != nil {
 		return nil, s.runErrf(st, "%v", err)
 	}
-	out2.command, out2.diff = res.Command, time.Since(diffStart)
-	return out2, nil
+	made.command, made.diff = res.Command, time.Since(diffStart)
+	return made, nil
 }
 
 // sandboxStep is what the sandbox runs for the step, but its root
