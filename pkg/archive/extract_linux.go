@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +75,21 @@ type extractor struct {
 
 	noOpenat2 bool
 	buf       []byte
+
+	// What a new file in the directory being written to gets without
+	// fchown and fchmod (see modeByCreate, ownedByCreate).
+	umask     int // -1: unknown
+	uid, gid  int
+	rootInfo  *dirInfo
+	cacheInfo dirInfo
+	cur       *dirInfo // the parent of the entry being extracted
+}
+
+// dirInfo is what decides the owner and mode of a file created in a
+// directory.
+type dirInfo struct {
+	gid    int  // the group new files get
+	defACL bool // a default ACL (or not known not to be one)
 }
 
 func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
@@ -95,6 +111,9 @@ func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
 		cacheFd:    -1,
 		noOpenat2:  walkOnly,
 		buf:        make([]byte, 128<<10),
+		umask:      readUmask(),
+		uid:        unix.Geteuid(),
+		gid:        unix.Getegid(),
 	}, nil
 }
 
@@ -268,30 +287,50 @@ func (e *entryCtx) mkdir() error {
 	return nil
 }
 
-// writerOnly hides an *os.File's ReadFrom so that io.CopyBuffer uses the
-// extractor's buffer.
-type writerOnly struct{ io.Writer }
-
 func (e *entryCtx) writeFile(r io.Reader) error {
-	if _, err := e.clear(false); err != nil {
+	mode := uint32(e.hdr.Mode & 0o7777)
+	exact := e.x.modeByCreate(mode)
+	perm := uint32(0o600)
+	if exact {
+		perm = mode
+	}
+	// Create first, and clear the way only when something is there: a
+	// layer mostly writes new names.
+	var fd int
+	create := func() error {
+		var err error
+		fd, err = unix.Openat(e.pfd, e.base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 		return err
 	}
-	var fd int
-	err := e.retry(func() error {
-		var err error
-		fd, err = unix.Openat(e.pfd, e.base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		return err
-	})
+	err := e.retry(create)
+	if errors.Is(err, unix.EEXIST) {
+		if _, err := e.clear(false); err != nil {
+			return err
+		}
+		err = e.retry(create)
+	}
 	if err != nil {
 		return fmt.Errorf("create: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), e.path)
-	defer f.Close()
+	err = e.fillFile(fd, r, mode, exact)
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = fmt.Errorf("close: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	return e.setTimes()
+}
+
+// fillFile writes a new file's content and applies its owner, mode and
+// xattrs; exact says it was created with mode.
+func (e *entryCtx) fillFile(fd int, r io.Reader, mode uint32, exact bool) error {
 	var n int64
+	var err error
 	if isSparse(e.hdr) {
-		n, err = copySparse(f, r, e.x.buf)
+		n, err = copySparse(fd, r, e.x.buf)
 	} else {
-		n, err = io.CopyBuffer(writerOnly{f}, r, e.x.buf)
+		n, err = copyToFd(fd, r, e.x.buf)
 	}
 	if err != nil {
 		return fmt.Errorf("write content: %w", err)
@@ -299,41 +338,77 @@ func (e *entryCtx) writeFile(r io.Reader) error {
 	if n != e.hdr.Size {
 		return fmt.Errorf("content is %d bytes, header says %d", n, e.hdr.Size)
 	}
-	if e.x.opts.Chown {
-		if err := f.Chown(e.hdr.Uid, e.hdr.Gid); err != nil {
+	if e.x.opts.Chown && !e.x.ownedByCreate(e.hdr) {
+		if err := unix.Fchown(fd, e.hdr.Uid, e.hdr.Gid); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", e.hdr.Uid, e.hdr.Gid, err)
 		}
+		exact = false // chown may clear setuid and setgid: set the mode again
 	}
-	// After chown, which clears setuid and setgid bits.
-	if err := unix.Fchmod(fd, uint32(e.hdr.Mode&0o7777)); err != nil {
-		return fmt.Errorf("chmod: %w", err)
+	if !exact {
+		if err := unix.Fchmod(fd, mode); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
 	}
 	e.setXattrs(func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) })
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close: %w", err)
-	}
-	return e.setTimes()
+	return nil
 }
 
-// copySparse copies r to f leaving holes where r has whole blocks of
-// zeros, so that a sparse entry does not take its logical size on disk.
-func copySparse(f *os.File, r io.Reader, buf []byte) (int64, error) {
+// copyToFd copies r to the file fd with plain writes (no *os.File, whose
+// set-up costs system calls per file).
+func copyToFd(fd int, r io.Reader, buf []byte) (int64, error) {
+	var n int64
+	for {
+		m, rerr := r.Read(buf)
+		if m > 0 {
+			if err := writeAll(fd, buf[:m]); err != nil {
+				return n, err
+			}
+			n += int64(m)
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// writeAll writes b to fd.
+func writeAll(fd int, b []byte) error {
+	for len(b) > 0 {
+		w, err := unix.Write(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		b = b[w:]
+	}
+	return nil
+}
+
+// copySparse copies r to the file fd leaving holes where r has whole
+// blocks of zeros, so that a sparse entry does not take its logical size
+// on disk.
+func copySparse(fd int, r io.Reader, buf []byte) (int64, error) {
 	var n int64
 	for {
 		m, err := io.ReadFull(r, buf)
 		if m > 0 {
 			chunk := buf[:m]
 			if allZero(chunk) {
-				if _, serr := f.Seek(int64(m), io.SeekCurrent); serr != nil {
+				if _, serr := unix.Seek(fd, int64(m), io.SeekCurrent); serr != nil {
 					return n, serr
 				}
-			} else if _, werr := f.Write(chunk); werr != nil {
+			} else if werr := writeAll(fd, chunk); werr != nil {
 				return n, werr
 			}
 			n += int64(m)
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return n, f.Truncate(n)
+			return n, unix.Ftruncate(fd, n)
 		}
 		if err != nil {
 			return n, err
@@ -692,9 +767,15 @@ var errSymlinkParent = errors.New("is a symlink; refusing to write through it")
 // caller must not close it.
 func (x *extractor) dirFd(p, entry string) (int, error) {
 	if p == "" {
+		if x.rootInfo == nil {
+			i := x.readDirInfo(x.root)
+			x.rootInfo = &i
+		}
+		x.cur = x.rootInfo
 		return x.root, nil
 	}
 	if x.cacheFd >= 0 && x.cachePath == p {
+		x.cur = &x.cacheInfo
 		return x.cacheFd, nil
 	}
 	fd, err := x.openDir(p, true)
@@ -703,7 +784,57 @@ func (x *extractor) dirFd(p, entry string) (int, error) {
 	}
 	x.dropCache()
 	x.cachePath, x.cacheFd = p, fd
+	x.cacheInfo = x.readDirInfo(fd)
+	x.cur = &x.cacheInfo
 	return fd, nil
+}
+
+// readDirInfo looks at the directory fd (an O_PATH fd will do).
+func (x *extractor) readDirInfo(fd int) dirInfo {
+	i := dirInfo{gid: x.gid, defACL: true}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		i.gid = -1
+		return i
+	}
+	if st.Mode&unix.S_ISGID != 0 {
+		i.gid = int(st.Gid)
+	}
+	_, err := unix.Getxattr("/proc/self/fd/"+strconv.Itoa(fd), "system.posix_acl_default", nil)
+	i.defACL = !errors.Is(err, unix.ENODATA) && !errors.Is(err, unix.EOPNOTSUPP)
+	return i
+}
+
+// modeByCreate reports whether a file created with mode in the current
+// directory has exactly mode: only permission bits, none of which the
+// umask takes away, and no default ACL to change them.
+func (x *extractor) modeByCreate(mode uint32) bool {
+	return x.cur != nil && !x.cur.defACL && x.umask >= 0 && mode&^0o777 == 0 && mode&uint32(x.umask) == 0
+}
+
+// ownedByCreate reports whether a file created in the current directory
+// already has the owner h asks for.
+func (x *extractor) ownedByCreate(h *tar.Header) bool {
+	return x.cur != nil && h.Uid == x.uid && h.Gid == x.cur.gid
+}
+
+// readUmask returns the process's umask (from /proc, which does not
+// change it), or -1.
+func readUmask() int {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				return -1
+			}
+			return int(m)
+		}
+	}
+	return -1
 }
 
 // openDir opens the directory at the clean relative path p, refusing to go

@@ -12,6 +12,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/progress"
+	"github.com/kiln-build/kiln/pkg/store"
 )
 
 // Layer path indexes (archive.LayerIndex) answer questions about an
@@ -204,12 +205,37 @@ func (b *builder) hasIndex(ctx context.Context, diffID v1.Hash) bool {
 // went through and matched its diff ID.
 func (b *builder) indexingOpener(ctx context.Context, l v1.Layer, diffID v1.Hash, tag string) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
-		rc, err := l.Uncompressed()
+		rc, err := b.uncompressed(l)
 		if err != nil || b.hasIndex(ctx, diffID) {
 			return rc, err
 		}
 		return &indexingReader{rc: rc, ix: archive.NewIndexer(diffID), b: b, ctx: ctx, tag: tag}, nil
 	}
+}
+
+// uncompressed opens l uncompressed. A registry's layer is read compressed
+// (verified against its digest as it streams) and decompressed by the
+// store's decompressor, faster than the layer's own.
+func (b *builder) uncompressed(l v1.Layer) (io.ReadCloser, error) {
+	d, err := l.Digest()
+	if err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	_, remote := b.sources[d]
+	b.mu.Unlock()
+	if !remote {
+		return l.Uncompressed()
+	}
+	mt, err := l.MediaType()
+	if err != nil {
+		return nil, err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	return store.Decompress(rc, mt)
 }
 
 type indexingReader struct {

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"archive/tar"
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,6 +79,13 @@ func helperMain() int {
 	var j job
 	if err := json.Unmarshal(data, &j); err != nil {
 		return report(&result{Err: "reading the job: " + err.Error()})
+	}
+	if j.Profile != "" {
+		if f, err := os.Create(j.Profile); err == nil {
+			if pprof.StartCPUProfile(f) == nil {
+				defer pprof.StopCPUProfile()
+			}
+		}
 	}
 	res, err := doJob(&j)
 	if res == nil {
@@ -170,7 +179,7 @@ func unpackJob(j *job) (*result, error) {
 		}
 	}
 	var notes []string
-	err := archive.Extract(os.Stdin, target, archive.ExtractOptions{
+	err := archive.Extract(stdinTar(), target, archive.ExtractOptions{
 		Chown:  j.Chown,
 		OnSkip: func(name, reason string) { notes = appendNote(notes, name+": "+reason) },
 	})
@@ -188,12 +197,18 @@ func applyJob(j *job) (*result, error) {
 		return nil, err
 	}
 	var notes []string
-	err := archive.Extract(os.Stdin, j.Dir, archive.ExtractOptions{
+	err := archive.Extract(stdinTar(), j.Dir, archive.ExtractOptions{
 		Chown:  j.Chown,
 		OnSkip: func(name, reason string) { notes = appendNote(notes, name+": "+reason) },
 	})
 	return &result{Notes: notes}, err
 }
+
+// stdinTar is the helper's standard input, buffered: a tar stream's
+// headers are read 512 bytes at a time. The helper owns its standard
+// input, so whatever the buffer reads beyond the end of the archive was
+// read from kiln's side all the same (and hashed there).
+func stdinTar() io.Reader { return bufio.NewReaderSize(os.Stdin, 1<<20) }
 
 // appendNote keeps the first notes, and a count of the rest.
 func appendNote(notes []string, n string) []string {

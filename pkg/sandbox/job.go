@@ -34,6 +34,10 @@ type job struct {
 
 	// probe: a scratch directory
 	Scratch string `json:"scratch,omitempty"`
+
+	// Profile, when set, is a file for a CPU profile of the job
+	// (KILN_CPUPROFILE: benchmarks).
+	Profile string `json:"profile,omitempty"`
 }
 
 // runSpec is one RUN step.

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -136,6 +137,9 @@ func (h *helper) cloneFlags(j *job) uintptr {
 	return fl
 }
 
+// profileSeq numbers the helpers' profiles.
+var profileSeq atomic.Int64
+
 // exec runs one job in a helper process and returns its result. stdin,
 // stdout and stderr are the helper's (nil: /dev/null, discarded). The
 // helper and everything it started are killed when ctx is done.
@@ -146,6 +150,9 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 	j.SingleMap = h.singleMap
 	j.Chroot = !feat.Mounts
 	j.UserXattr = h.userns
+	if p := os.Getenv("KILN_CPUPROFILE"); p != "" && j.Kind != "probe" {
+		j.Profile = fmt.Sprintf("%s.%s.%d", p, j.Kind, profileSeq.Add(1))
+	}
 	reexec := h.userns && h.newIDMap
 	spec, err := json.Marshal(j)
 	if err != nil {
