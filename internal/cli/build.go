@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
+	"github.com/tonistiigi/go-csvvalue"
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/atomicfile"
@@ -499,7 +500,11 @@ func contextFromStdin(r io.Reader) (dir string, dockerfile []byte, cleanup func(
 // ID. The secret itself is read only when a step mounts it.
 func parseSecret(v string) (string, build.Secret, error) {
 	var id, src, env, typ string
-	for _, kv := range strings.Split(v, ",") {
+	fields, err := csvvalue.Fields(v, nil)
+	if err != nil {
+		return "", build.Secret{}, fmt.Errorf("--secret %q: %w", v, err)
+	}
+	for _, kv := range fields {
 		k, val, ok := strings.Cut(kv, "=")
 		if !ok {
 			return "", build.Secret{}, fmt.Errorf("--secret %q: want KEY=VALUE fields (id=ID,src=FILE or id=ID,env=VAR)", v)

@@ -16,6 +16,10 @@ func TestParseSecret(t *testing.T) {
 	if err := os.WriteFile(file, []byte("//registry/:_authToken=x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	comma := filepath.Join(dir, "a,b")
+	if err := os.WriteFile(comma, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("KILN_TOKEN", "tok")
 	t.Setenv("tok", "from-env")
 	for _, tc := range []struct {
@@ -28,6 +32,7 @@ func TestParseSecret(t *testing.T) {
 		{"id=token,env=KILN_TOKEN", "token", build.Secret{Env: "KILN_TOKEN"}},
 		{"id=KILN_TOKEN,type=env", "KILN_TOKEN", build.Secret{Env: "KILN_TOKEN"}},
 		{"id=tok", "tok", build.Secret{Env: "tok"}},
+		{`id=c,"src=` + comma + `"`, "c", build.Secret{File: comma}},
 	} {
 		id, sec, err := parseSecret(tc.in)
 		if err != nil || id != tc.id || sec != tc.secret {
