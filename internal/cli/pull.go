@@ -6,17 +6,13 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
 	plat "github.com/kiln-build/kiln/pkg/platform"
-	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
-	"github.com/kiln-build/kiln/pkg/store"
 )
 
 type pullFlags struct {
@@ -107,13 +103,13 @@ func runPull(ctx context.Context, cmd *cobra.Command, g *globals, f *pullFlags, 
 	}
 	var images []v1.Image
 	if res.Index != nil {
-		if images, err = indexImages(res.Index, 0); err != nil {
+		if images, err = registry.IndexImages(res.Index); err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
 	} else {
 		images = []v1.Image{res.Image}
 	}
-	downloaded, err := downloadLayers(ctx, st, images, ref.String(), ro, rep)
+	downloaded, err := registry.Download(ctx, st, images, ref.String(), ro, rep)
 	if err != nil {
 		return err
 	}
@@ -141,135 +137,4 @@ func runPull(ctx context.Context, cmd *cobra.Command, g *globals, f *pullFlags, 
 	}
 	fmt.Fprintln(g.stdout, dockerName(ref))
 	return nil
-}
-
-// indexImages lists the images of idx and of its nested indexes.
-func indexImages(idx v1.ImageIndex, depth int) ([]v1.Image, error) {
-	if depth > 4 {
-		return nil, errors.New("image indexes nested too deep")
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
-	var out []v1.Image
-	for _, c := range im.Manifests {
-		switch {
-		case c.MediaType.IsIndex():
-			child, err := idx.ImageIndex(c.Digest)
-			if err != nil {
-				return nil, err
-			}
-			imgs, err := indexImages(child, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, imgs...)
-		case c.MediaType.IsImage():
-			img, err := idx.Image(c.Digest)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, img)
-		}
-	}
-	return out, nil
-}
-
-// downloadLayers stores every layer of images the store lacks, --jobs at a
-// time, each verified against its digest, and returns how many it
-// downloaded. Layers the store has are reported as existing.
-func downloadLayers(ctx context.Context, st *store.Store, images []v1.Image, ref string, ro registry.Options, rep progress.Reporter) (int, error) {
-	type job struct {
-		img  v1.Image
-		desc v1.Descriptor
-	}
-	var jobs []job
-	seen := map[v1.Hash]bool{}
-	for _, img := range images {
-		m, err := img.Manifest()
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", ref, err)
-		}
-		for _, l := range m.Layers {
-			if seen[l.Digest] {
-				continue
-			}
-			seen[l.Digest] = true
-			ev := progress.Event{Op: progress.OpPull, Ref: ref, Kind: progress.KindLayer, Digest: l.Digest.String(), Size: l.Size}
-			if st.HasBlob(l.Digest) {
-				ev.Action = progress.Exists
-				rep.Report(ev)
-				continue
-			}
-			jobs = append(jobs, job{img, l})
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(ro.Jobs, 1))
-	for _, j := range jobs {
-		if gctx.Err() != nil {
-			break
-		}
-		g.Go(func() error { return downloadLayer(gctx, st, j.img, j.desc, ref, ro, rep) })
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	return len(jobs), ctx.Err()
-}
-
-// downloadLayer stores one layer, starting again (up to --retry times) when
-// the download breaks in a way the transport could not resume.
-func downloadLayer(ctx context.Context, st *store.Store, img v1.Image, d v1.Descriptor, ref string, ro registry.Options, rep progress.Reporter) error {
-	ev := progress.Event{Op: progress.OpPull, Ref: ref, Kind: progress.KindLayer, Digest: d.Digest.String(), Size: d.Size}
-	retries := ro.Retries
-	if retries < 0 {
-		retries = 0
-	}
-	for attempt := 0; ; attempt++ {
-		n, err := fetchLayer(st, img, d, ev, rep)
-		if err == nil {
-			e := ev
-			e.Action, e.Current = progress.Done, n
-			rep.Report(e)
-			return nil
-		}
-		err = fmt.Errorf("pull %s: layer %s: %w", ref, d.Digest, err)
-		if attempt >= retries || ctx.Err() != nil || errors.Is(err, registry.ErrUnauthorized) ||
-			errors.Is(err, registry.ErrDigestMismatch) || strings.Contains(err.Error(), "digest mismatch") {
-			e := ev
-			e.Action, e.Error = progress.Failed, err.Error()
-			rep.Report(e)
-			return err
-		}
-		e := ev
-		e.Action, e.Error = progress.Retry, err.Error()
-		rep.Report(e)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 500 * time.Millisecond):
-		}
-	}
-}
-
-func fetchLayer(st *store.Store, img v1.Image, d v1.Descriptor, ev progress.Event, rep progress.Reporter) (int64, error) {
-	l, err := img.LayerByDigest(d.Digest)
-	if err != nil {
-		return 0, err
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close()
-	start := ev
-	start.Action = progress.Start
-	rep.Report(start)
-	pr := progress.NewReader(rc, rep, ev)
-	if err := st.WriteBlob(d.Digest, pr); err != nil {
-		return 0, err
-	}
-	return pr.N(), nil
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"golang.org/x/sync/errgroup"
 	"hash"
 	"io"
 	"net/http"
@@ -16,7 +15,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -592,45 +592,37 @@ type blobOutcome struct {
 func (w *repoWriter) writeBlob(ctx context.Context, b *blobSpec) error {
 	ev := progress.Event{Op: w.op, Ref: w.ref, Kind: b.kind, Digest: b.desc.Digest.String(), Size: b.desc.Size}
 	what := fmt.Sprintf("%s %s: %s %s", w.op, w.ref, b.kind, b.desc.Digest)
-	retries := w.o.retries()
 	head := true
-	for attempt := 0; ; attempt++ {
-		out, headNext, err := w.tryBlob(ctx, b, ev, head)
-		head = headNext
-		if err == nil {
-			e := ev
-			e.Action, e.From, e.Current = out.action, out.from, out.moved
-			progress.Send(w.o.Progress, e)
-			if w.seen != nil {
-				w.seen(b.desc.Digest, w.repo.Name())
-			}
-			return nil
-		}
-		if attempt >= retries || ctx.Err() != nil || !blobRetryable(err) {
-			e := ev
-			e.Action = progress.Failed
-			var derr error
-			if own := (*Error)(nil); errors.As(err, &own) {
-				// Already described (kiln's own checks): add the context.
-				derr = fmt.Errorf("%s %s: %w", w.op, w.ref, err)
-			} else {
-				derr = w.o.describeErr(ctx, what, w.repo, err)
-			}
-			e.Error = derr.Error()
-			progress.Send(w.o.Progress, e)
-			return derr
-		}
+	var out blobOutcome
+	err := Retry(ctx, w.o.retries(), w.o.retryDelay(), blobRetryable, func(err error) {
 		e := ev
 		e.Action, e.Error = progress.Retry, shortErr(err)
 		progress.Send(w.o.Progress, e)
-		timer := time.NewTimer(backoff(w.o.retryDelay(), attempt))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return w.o.describeErr(ctx, what, w.repo, ctx.Err())
-		case <-timer.C:
+	}, func() (err error) {
+		out, head, err = w.tryBlob(ctx, b, ev, head)
+		return err
+	})
+	if err == nil {
+		e := ev
+		e.Action, e.From, e.Current = out.action, out.from, out.moved
+		progress.Send(w.o.Progress, e)
+		if w.seen != nil {
+			w.seen(b.desc.Digest, w.repo.Name())
 		}
+		return nil
 	}
+	e := ev
+	e.Action = progress.Failed
+	var derr error
+	if own := (*Error)(nil); errors.As(err, &own) {
+		// Already described (kiln's own checks): add the context.
+		derr = fmt.Errorf("%s %s: %w", w.op, w.ref, err)
+	} else {
+		derr = w.o.describeErr(ctx, what, w.repo, err)
+	}
+	e.Error = derr.Error()
+	progress.Send(w.o.Progress, e)
+	return derr
 }
 
 // shortErr is an error's text cut to one short line, for retry events.

@@ -19,6 +19,10 @@ import (
 	"github.com/kiln-build/kiln/pkg/atomicfile"
 )
 
+// ErrDigestMismatch is wrapped by the error of a blob whose content does
+// not have the digest it was written under.
+var ErrDigestMismatch = errors.New("digest mismatch")
+
 // checkHash reports whether h is a digest the store can hold: sha256 with 64
 // lowercase hex digits. It keeps malformed digests from becoming paths.
 func checkHash(h v1.Hash) error {
@@ -170,7 +174,7 @@ func (w *BlobWriter) Commit(want v1.Hash) error {
 		return fail(fmt.Errorf("committing blob: %w", err))
 	}
 	if got := w.Digest(); w.h != nil && got != want {
-		return fail(fmt.Errorf("blob digest mismatch: expected %s, wrote %s (%d bytes)", want, got, w.n))
+		return fail(fmt.Errorf("blob %w: expected %s, wrote %s (%d bytes)", ErrDigestMismatch, want, got, w.n))
 	}
 	if err := w.f.Chmod(w.s.fileMode()); err != nil {
 		return fail(fmt.Errorf("committing blob %s: %w", want, err))
@@ -315,7 +319,7 @@ func (s *Store) WriteBlob(h v1.Hash, r io.Reader) error {
 // writeBytes stores a small in-memory blob (manifest or config).
 func (s *Store) writeBytes(h v1.Hash, data []byte) error {
 	if got := sha256Hash(data); got != h {
-		return fmt.Errorf("blob digest mismatch: expected %s, got %s (%d bytes)", h, got, len(data))
+		return fmt.Errorf("blob %w: expected %s, got %s (%d bytes)", ErrDigestMismatch, h, got, len(data))
 	}
 	return s.WriteBlob(h, bytes.NewReader(data))
 }

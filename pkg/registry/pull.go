@@ -1,0 +1,143 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/pkg/progress"
+	"github.com/kiln-build/kiln/pkg/store"
+)
+
+// IndexImages lists the images of idx and of its nested indexes.
+func IndexImages(idx v1.ImageIndex) ([]v1.Image, error) { return indexImages(idx, 0) }
+
+func indexImages(idx v1.ImageIndex, depth int) ([]v1.Image, error) {
+	if depth > 4 {
+		return nil, errors.New("image indexes nested too deep")
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var out []v1.Image
+	for _, c := range im.Manifests {
+		switch {
+		case c.MediaType.IsIndex():
+			child, err := idx.ImageIndex(c.Digest)
+			if err != nil {
+				return nil, err
+			}
+			imgs, err := indexImages(child, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, imgs...)
+		case c.MediaType.IsImage():
+			img, err := idx.Image(c.Digest)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, img)
+		}
+	}
+	return out, nil
+}
+
+// Download stores every layer of images (those of ref) that st lacks,
+// o.Jobs at a time, each verified against its digest as the store writes
+// it, and returns how many it downloaded; a layer whose download breaks in
+// a way the transport could not resume starts again, up to o.Retries
+// times. Layers the store has are reported to rep as existing. This is
+// `kiln pull`'s transfer; the manifests and configs are the store's to
+// write (store.WriteImage, WriteIndex) once the layers are in.
+func Download(ctx context.Context, st *store.Store, images []v1.Image, ref string, o Options, rep progress.Reporter) (int, error) {
+	type job struct {
+		img  v1.Image
+		desc v1.Descriptor
+	}
+	var jobs []job
+	seen := map[v1.Hash]bool{}
+	for _, img := range images {
+		m, err := img.Manifest()
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", ref, err)
+		}
+		for _, l := range m.Layers {
+			if seen[l.Digest] {
+				continue
+			}
+			seen[l.Digest] = true
+			ev := progress.Event{Op: progress.OpPull, Ref: ref, Kind: progress.KindLayer, Digest: l.Digest.String(), Size: l.Size}
+			if st.HasBlob(l.Digest) {
+				ev.Action = progress.Exists
+				rep.Report(ev)
+				continue
+			}
+			jobs = append(jobs, job{img, l})
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(o.Jobs, 1))
+	for _, j := range jobs {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { return downloadLayer(gctx, st, j.img, j.desc, ref, o, rep) })
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return len(jobs), ctx.Err()
+}
+
+// downloadLayer stores one layer, starting again (up to o.Retries times)
+// when the download breaks in a way the transport could not resume.
+func downloadLayer(ctx context.Context, st *store.Store, img v1.Image, d v1.Descriptor, ref string, o Options, rep progress.Reporter) error {
+	ev := progress.Event{Op: progress.OpPull, Ref: ref, Kind: progress.KindLayer, Digest: d.Digest.String(), Size: d.Size}
+	var n int64
+	err := Retry(ctx, max(o.Retries, 0), o.retryDelay(), func(err error) bool {
+		return !errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrDigestMismatch) && !errors.Is(err, store.ErrDigestMismatch)
+	}, func(err error) {
+		e := ev
+		e.Action, e.Error = progress.Retry, err.Error()
+		rep.Report(e)
+	}, func() (err error) {
+		if n, err = fetchLayer(st, img, d, ev, rep); err != nil {
+			return fmt.Errorf("pull %s: layer %s: %w", ref, d.Digest, err)
+		}
+		return nil
+	})
+	e := ev
+	if err != nil {
+		e.Action, e.Error = progress.Failed, err.Error()
+		rep.Report(e)
+		return err
+	}
+	e.Action, e.Current = progress.Done, n
+	rep.Report(e)
+	return nil
+}
+
+func fetchLayer(st *store.Store, img v1.Image, d v1.Descriptor, ev progress.Event, rep progress.Reporter) (int64, error) {
+	l, err := img.LayerByDigest(d.Digest)
+	if err != nil {
+		return 0, err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	start := ev
+	start.Action = progress.Start
+	rep.Report(start)
+	pr := progress.NewReader(rc, rep, ev)
+	if err := st.WriteBlob(d.Digest, pr); err != nil {
+		return 0, err
+	}
+	return pr.N(), nil
+}
