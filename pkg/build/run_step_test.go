@@ -317,3 +317,26 @@ func TestRunFlagsKeyed(t *testing.T) {
 		t.Errorf("proxy build arg: key changed or not given to the step (%v)", st.proxyEnv)
 	}
 }
+
+// TestRunUnsupportedFlags: a RUN flag kiln cannot honour is an error that
+// names it, never ignored.
+func TestRunUnsupportedFlags(t *testing.T) {
+	for line, want := range map[string]string{
+		"RUN --security=insecure make": "--security=insecure is not supported",
+		"RUN --device=/dev/fuse make":  "--device=/dev/fuse is not supported",
+	} {
+		f, err := dockerfile.Parse("Dockerfile", []byte("FROM scratch\n"+line+"\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		c := f.Stages[0].Commands[0].(*instructions.RunCommand)
+		if err := c.Expand(func(w string) (string, error) { return w, nil }); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		s := &stageState{b: &builder{}, file: f, run: &stageRun{stage: &dockerfile.Stage{}}, cfg: &v1.ConfigFile{}}
+		_, err = s.parseRun(c, c.Location())
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Dockerfile:2") {
+			t.Errorf("%s: error %v, want one with %q at Dockerfile:2", line, err, want)
+		}
+	}
+}
