@@ -165,6 +165,25 @@ RUN --mount=type=ssh,id=deploy,target=/tmp/agent test -S /tmp/agent && test "$SS
 			t.Errorf("%s reached the image", l)
 		}
 	}
+	if os.Geteuid() == 0 {
+		// chroot mode relays the agent through a socket it places.
+		chroot, _, err := sandbox.New(context.Background(), sandbox.Options{Mode: sandbox.ModeChroot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := e.mustBuild(t, df, nil, withSandbox(chroot, nil), func(o *build.Options) {
+			o.SSH = map[string]string{"default": sock, "deploy": sock}
+		})
+		tree := testutil.ImageTree(t, img)
+		if testutil.TreeEntry(tree, "/ok") == "" || testutil.TreeEntry(tree, "/sock") == "" {
+			t.Errorf("chroot mode: the agent socket was not placed:\n%s", strings.Join(tree, "\n"))
+		}
+		for _, l := range tree {
+			if strings.HasPrefix(l, "/run") || strings.HasPrefix(l, "/tmp/agent") {
+				t.Errorf("chroot mode: %s reached the image", l)
+			}
+		}
+	}
 	_, err = e.build(t, "FROM {{REG}}/library/busybox\nRUN --mount=type=ssh,required=true true\n", nil, withSandbox(sb, nil))
 	if err == nil || !strings.Contains(err.Error(), `ssh agent "default"`) || !strings.Contains(err.Error(), "Dockerfile:2") {
 		t.Errorf("missing required agent: %v", err)

@@ -24,8 +24,12 @@ type socketRelay struct {
 	agent string
 	// fds are the root and the target's directories in it, opened one
 	// by one; the socket is in the last.
-	fds  []int
-	name string
+	fds []int
+	// times are the directories' access and modification times before
+	// the relay changed them, put back when it is gone (the diff walks
+	// metadata: a directory whose mtime moved would be in the layer).
+	times [][2]unix.Timespec
+	name  string
 	made []madeDir
 	ln   *net.UnixListener
 	wg   sync.WaitGroup
@@ -78,7 +82,7 @@ func startRelay(root, target, agent string) (*socketRelay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.fds = append(r.fds, fd)
+	r.keep(fd)
 	parts := strings.Split(strings.TrimPrefix(target, "/"), "/")
 	for i, c := range parts[:len(parts)-1] {
 		parent := r.fds[len(r.fds)-1]
@@ -93,7 +97,7 @@ func startRelay(root, target, agent string) (*socketRelay, error) {
 			r.close()
 			return nil, fmt.Errorf("/%s is not a directory in the image (%v)", strings.Join(parts[:i+1], "/"), err)
 		}
-		r.fds = append(r.fds, fd)
+		r.keep(fd)
 	}
 	dir := r.fds[len(r.fds)-1]
 	r.name = parts[len(parts)-1]
@@ -117,6 +121,17 @@ func startRelay(root, target, agent string) (*socketRelay, error) {
 	r.wg.Add(1)
 	go r.serve()
 	return r, nil
+}
+
+// keep adds an open directory and records its times.
+func (r *socketRelay) keep(fd int) {
+	r.fds = append(r.fds, fd)
+	var st unix.Stat_t
+	var ts [2]unix.Timespec
+	if unix.Fstat(fd, &st) == nil {
+		ts = [2]unix.Timespec{st.Atim, st.Mtim}
+	}
+	r.times = append(r.times, ts)
 }
 
 func (r *socketRelay) serve() {
@@ -183,7 +198,11 @@ func (r *socketRelay) close() {
 	for i := len(r.made) - 1; i >= 0; i-- {
 		_ = unix.Unlinkat(r.fds[r.made[i].parent], r.made[i].name, unix.AT_REMOVEDIR)
 	}
-	for _, fd := range r.fds {
+	for i, fd := range r.fds {
+		if i < len(r.times) && r.times[i][1].Sec != 0 {
+			ts := r.times[i]
+			_ = unix.UtimesNanoAt(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), ts[:], 0)
+		}
 		unix.Close(fd)
 	}
 	r.fds, r.made, r.ln = nil, nil, nil

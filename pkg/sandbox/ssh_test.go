@@ -125,6 +125,10 @@ func TestRunSSHEveryMode(t *testing.T) {
 			{Type: "bind", Target: "/usr/local/bin/agent-client", Source: client, ReadOnly: true},
 		}}
 		fx.prepare(t, &step)
+		var before os.FileInfo
+		if step.Dir != "" {
+			before, _ = os.Stat(step.Dir)
+		}
 		var out bytes.Buffer
 		step.Args = []string{"/bin/sh", "-c", `test -S "$SSH_AUTH_SOCK" && agent-client && agent-client`}
 		step.Env = []string{"PATH=/bin:/usr/local/bin", "SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0"}
@@ -140,6 +144,10 @@ func TestRunSSHEveryMode(t *testing.T) {
 			created := map[string]bool{}
 			for _, c := range res.Created {
 				created[c] = true
+			}
+			// The metadata-walk diff would take a changed directory.
+			if after, err := os.Stat(step.Dir); err != nil || !after.ModTime().Equal(before.ModTime()) {
+				t.Errorf("the root's mtime moved: %v -> %v (%v)", before.ModTime(), after.ModTime(), err)
 			}
 			for _, p := range []string{"run/buildkit/ssh_agent.0", "run/buildkit", "run"} {
 				if _, err := os.Lstat(filepath.Join(step.Dir, p)); err == nil && !created[p] {
