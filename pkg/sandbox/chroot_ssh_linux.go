@@ -30,10 +30,10 @@ type socketRelay struct {
 	// metadata: a directory whose mtime moved would be in the layer).
 	times [][2]unix.Timespec
 	name  string
-	made []madeDir
-	ln   *net.UnixListener
-	wg   sync.WaitGroup
-	mu   sync.Mutex
+	made  []madeDir
+	ln    *net.UnixListener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
 	// conns are the relayed connections, closed with the relay.
 	conns  map[net.Conn]bool
 	closed bool

@@ -200,11 +200,17 @@ func (f *fixture) runCell(t *testing.T, c cell) string {
 	}
 	name := "kiln-pods-" + c.name + "-" + randomHex(4)
 	args := []string{"run", "-d", "--name", name, "--network", "host", "-v", f.ctx + ":/ctx:ro", "-v", out + ":/out"}
-	// An absolute path: runc's PATH lookup failed as root with every
-	// capability dropped ("sleep": executable file not found in $PATH).
 	args = append(append(args, c.args...), f.image, "/bin/sleep", "900")
-	f.d.Docker(t, args...)
 	t.Cleanup(func() { _, _ = f.d.TryDocker(context.Background(), "", "rm", "-f", name) })
+	// runc's exec of /bin/sleep sometimes fails with "permission denied"
+	// (or, by PATH, "not found") in a random cell, as root and not: on a
+	// machine where other dockerds reload the shared docker-default
+	// AppArmor profile while a container starts. One more try, said.
+	if out, err := f.d.TryDocker(context.Background(), "", args...); err != nil {
+		t.Logf("docker run failed, once more: %v\n%s", err, out)
+		_, _ = f.d.TryDocker(context.Background(), "", "rm", "-f", name)
+		f.d.Docker(t, args...)
+	}
 	exec := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
