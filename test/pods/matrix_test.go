@@ -202,10 +202,10 @@ func (f *fixture) runCell(t *testing.T, c cell) string {
 	args := []string{"run", "-d", "--name", name, "--network", "host", "-v", f.ctx + ":/ctx:ro", "-v", out + ":/out"}
 	args = append(append(args, c.args...), f.image, "/bin/sleep", "900")
 	t.Cleanup(func() { _, _ = f.d.TryDocker(context.Background(), "", "rm", "-f", name) })
-	// runc's exec of /bin/sleep sometimes fails with "permission denied"
-	// (or, by PATH, "not found") in a random cell, as root and not: on a
-	// machine where other dockerds reload the shared docker-default
-	// AppArmor profile while a container starts. One more try, said.
+	// runc's exec of /bin/sleep sometimes failed with "permission denied"
+	// (or, looked up by PATH, "not found") in a random cell, as root and
+	// not, on a machine with several dockerds at once (cause not found;
+	// the same container started again works). One more try, said.
 	if out, err := f.d.TryDocker(context.Background(), "", args...); err != nil {
 		t.Logf("docker run failed, once more: %v\n%s", err, out)
 		_, _ = f.d.TryDocker(context.Background(), "", "rm", "-f", name)
