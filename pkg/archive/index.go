@@ -106,17 +106,9 @@ func (e *IndexEntry) Header() *tar.Header {
 // a corrupt or substituted layer.
 func IndexLayer(r io.Reader, diffID v1.Hash) (*LayerIndex, error) {
 	h := sha256.New()
-	tr := tar.NewReader(io.TeeReader(r, h))
-	x := &LayerIndex{DiffID: diffID}
-	for {
-		hdr, err := nextHeader(tr)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("indexing layer %s: read tar: %w", diffID, err)
-		}
-		x.Entries = append(x.Entries, entryOf(hdr))
+	x, err := IndexVerifiedTar(io.TeeReader(r, h), diffID)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := io.Copy(h, r); err != nil {
 		return nil, fmt.Errorf("indexing layer %s: %w", diffID, err)
@@ -129,6 +121,26 @@ func IndexLayer(r io.Reader, diffID v1.Hash) (*LayerIndex, error) {
 		return nil, fmt.Errorf("indexing layer %s: unsupported digest algorithm", diffID)
 	}
 	return x, nil
+}
+
+// IndexVerifiedTar reads the uncompressed layer tar r up to its trailer
+// and returns its index, without hashing it: for a reader that verifies
+// the layer itself (the store's OpenVerifiedLayer, whose Close reports a
+// digest or diff ID mismatch), so that the bytes are hashed once. The
+// index is only good when that verification passes.
+func IndexVerifiedTar(r io.Reader, diffID v1.Hash) (*LayerIndex, error) {
+	tr := tar.NewReader(r)
+	x := &LayerIndex{DiffID: diffID}
+	for {
+		hdr, err := nextHeader(tr)
+		if err == io.EOF {
+			return x, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("indexing layer %s: read tar: %w", diffID, err)
+		}
+		x.Entries = append(x.Entries, entryOf(hdr))
+	}
 }
 
 // Indexer indexes a layer tar that is written to it while something else

@@ -162,10 +162,12 @@ func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref
 	if err != nil {
 		return nil, fmt.Errorf("reading layer %s of %s: %w", digest, ref, err)
 	}
-	x, err := archive.IndexLayer(contextReader{ctx, rc}, diffID)
+	// The store's reader hashes and checks the layer; the index is kept
+	// only when Close (which reads and verifies the rest) says it matched.
+	x, err := archive.IndexVerifiedTar(contextReader{ctx, rc}, diffID)
 	if cerr := rc.Close(); cerr != nil {
-		// Close verifies what was left unread: a digest or diff ID
-		// mismatch explains a broken tar better than the tar error.
+		// A digest or diff ID mismatch explains a broken tar better
+		// than the tar error.
 		err = cerr
 	}
 	if err != nil {
