@@ -311,6 +311,7 @@ func (p *copyPlan) commit() {
 func (s *stageState) workdirLayer(ctx context.Context, p, createdBy string, loc []parser.Range) error {
 	errf := func(err error) error { return s.file.Errorf(loc, "%s: %v", createdBy, err) }
 	plan := s.newCopyPlan(ctx, createdBy)
+	plan.mtime = s.b.start // the build's time, as BuildKit (workdir_time.go)
 	uid, gid := 0, 0
 	if s.cfg.Config.User != "" {
 		var err error
@@ -327,7 +328,7 @@ func (s *stageState) workdirLayer(ctx context.Context, p, createdBy string, loc 
 	}
 	// BuildKit commits WORKDIR's mkdir as a layer even when the directory
 	// was there (an empty one).
-	if err := s.addLayer(ctx, plan.list(), createdBy, func(err error) error { return errf(err) }); err != nil {
+	if err := s.addWorkdirLayer(ctx, plan.list(), createdBy, func(err error) error { return errf(err) }); err != nil {
 		return err
 	}
 	plan.commit()
