@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -10,11 +11,12 @@ import (
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/sandbox"
+	"github.com/kiln-build/kiln/pkg/store"
 )
 
 func newPruneCommand(g *globals) *cobra.Command {
 	var filters []string
-	var force bool
+	var force, verify bool
 	cmd := &cobra.Command{
 		Use:     "prune",
 		Aliases: []string{"builder-prune"},
@@ -60,18 +62,56 @@ func newPruneCommand(g *globals) *cobra.Command {
 				grace = time.Since(before)
 			}
 			unpacked := 0
-			if sb, _, err := sandbox.New(cmd.Context(), sandbox.Options{}); err == nil {
+			mode, _ := sandbox.ParseMode(g.isolation)
+			if sb, _, err := sandbox.New(cmd.Context(), sandbox.Options{Mode: mode}); err == nil {
 				if unpacked, err = build.PruneUnpacked(cmd.Context(), st, sb, grace); err != nil {
 					return err
 				}
 			}
 			fmt.Fprintf(g.stdout, "Deleted %d step-cache entries, %d blobs and %d unpacked layers\n", n, removed, unpacked)
 			fmt.Fprintf(g.stdout, "Total reclaimed space: %s\n", humanSize(freed))
+			if verify {
+				return verifyUnpacked(cmd, g, st)
+			}
 			return nil
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&filters, "filter", nil, "until=DURATION: only entries not used for DURATION (e.g. 24h)")
 	fl.BoolVarP(&force, "force", "f", false, "accepted for docker compatibility (kiln never asks)")
+	fl.BoolVar(&verify, "verify", false, "then compare every unpacked layer with its layer's tar (checked against its diff ID) and remove those that differ or that no image has; exit 1 when one differed")
 	return cmd
+}
+
+// verifyUnpacked is prune --verify: the unpacked layers against their
+// layers (build.VerifyUnpacked).
+func verifyUnpacked(cmd *cobra.Command, g *globals, st *store.Store) error {
+	mode, err := sandbox.ParseMode(g.isolation)
+	if err != nil {
+		return err
+	}
+	// The mode's mapping names the unpacked layers' directory.
+	sb, _, err := sandbox.New(cmd.Context(), sandbox.Options{Mode: mode, ScratchDir: filepath.Join(st.Root(), "rootfs")})
+	if err != nil {
+		return err
+	}
+	vs, err := build.VerifyUnpacked(cmd.Context(), st, sb)
+	if err != nil {
+		return err
+	}
+	bad, unknown := 0, 0
+	for _, v := range vs {
+		switch {
+		case len(v.Problems) > 0:
+			bad++
+			fmt.Fprintf(g.stderr, "unpacked layer %s differs from its layer (removed):\n  %s\n", v.Chain, strings.Join(v.Problems, "\n  "))
+		case v.Unknown:
+			unknown++
+		}
+	}
+	fmt.Fprintf(g.stdout, "Verified %d unpacked layers: %d differed, %d of no stored image; all of those removed\n", len(vs)-unknown, bad, unknown)
+	if bad > 0 {
+		return fmt.Errorf("%d unpacked layers did not match their layers (removed: builds unpack them again)", bad)
+	}
+	return nil
 }

@@ -20,4 +20,6 @@
 // Code that touches layer directories runs where the files' owners are
 // visible: inside the build's user namespace when kiln is not root. The
 // Store does that through an Unpacker (package sandbox provides one).
+// Reverify compares layer directories with their layers' tars through a
+// Verifier and removes those that differ (kiln prune --verify).
 package rootfs

@@ -42,10 +42,17 @@
 // /proc (or a bind of the host's where /proc is masked), a minimal /dev, a
 // read-only /sys, copies of the host's /etc/hosts and /etc/resolv.conf
 // bound in (mount points come from a stub layer, so they never reach the
-// step's layer), host networking unless the step asks for none, and the
-// step's bind, cache and tmpfs mounts. The helper is the pid namespace's
+// step's layer), a network namespace of the step's own (network_linux.go:
+// slirp4netns gives it outbound access; loopback only with --network none;
+// the host's with --network host or where slirp4netns cannot run), and
+// the step's bind, cache and tmpfs mounts. The helper is the pid namespace's
 // init: when it dies, for whatever reason, the kernel kills the whole tree
 // and the mount namespace goes with every mount in it.
+//
+// Every step's processes are bounded by the pids limit (limits_linux.go:
+// a pids cgroup per step as root, RLIMIT_NPROC in a user namespace).
+// VerifyUnpacked compares an unpacked layer directory with its layer's tar
+// (kiln prune --verify), inside the helper where the owners are visible.
 //
 // Every step, in every mode, gets package confine's capability drop and
 // seccomp filter (with no_new_privs), only stdin, stdout and stderr, and,

@@ -135,6 +135,8 @@ func doJob(j *job) (*result, error) {
 		return &result{}, nil
 	case "run":
 		return runJob(j)
+	case "verify":
+		return verifyJob(j)
 	}
 	return nil, fmt.Errorf("unknown job %q", j.Kind)
 }
