@@ -19,6 +19,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/attest"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/platform"
@@ -65,6 +66,10 @@ type buildFlags struct {
 	done func(d v1.Descriptor, tags []string) error
 	// signKey is --sign-key: a cosign key that signs what --push pushes.
 	signKey string
+	// attests are --attest values; attestReq what --sbom, --provenance and
+	// --attest ask for (attest.go).
+	attests   []string
+	attestReq attest.Request
 }
 
 func newBuildCommand(g *globals) *cobra.Command {
@@ -284,6 +289,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 			stepCache = tiered
 		}
 	}
+	started := time.Now()
 	res, err := build.Build(ctx, build.Options{
 		ContextDir:     contextDir,
 		Dockerfile:     dfData,
@@ -311,6 +317,10 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		NamedContexts:  f.namedContexts,
 	})
 	if err != nil {
+		return err
+	}
+	if err := f.attach(res, attestInputs{dockerfileName: dfName, dockerfile: dfData, buildArgs: buildArgs, labels: labels,
+		secrets: secrets, tags: tags, timestamp: ts, started: started}); err != nil {
 		return err
 	}
 

@@ -2,11 +2,11 @@ package cli
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/kiln-build/kiln/pkg/attest"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 )
@@ -17,8 +17,9 @@ func addCompatFlags(fl *pflag.FlagSet, f *buildFlags) {
 	fl.StringVar(&f.pull, "pull", "missing", "base images: always (docker's --pull), missing, never or newer (podman's --pull)")
 	fl.Lookup("pull").NoOptDefVal = "always"
 	fl.StringVar(&f.network, "network", "default", "network of RUN steps that do not set one: default, host or none")
-	fl.StringVar(&f.provenance, "provenance", "", "buildx's provenance attestation: only false is accepted (kiln attaches none)")
-	fl.StringVar(&f.sbom, "sbom", "", "buildx's SBOM attestation: only false is accepted (kiln attaches none)")
+	fl.StringVar(&f.provenance, "provenance", "", "attach SLSA provenance as buildx does: true (mode=min), mode=max (adds the Dockerfile and build args, never secrets) or false")
+	fl.StringVar(&f.sbom, "sbom", "", "attach an SPDX SBOM of the image's packages as buildx does: true or false")
+	fl.StringArrayVar(&f.attests, "attest", nil, "buildx's type=sbom or type=provenance[,mode=min|max][,disabled=true] (repeatable)")
 	fl.Lookup("provenance").NoOptDefVal = "true"
 	fl.Lookup("sbom").NoOptDefVal = "true"
 	fl.StringVar(&f.builder, "builder", "", "buildx's builder instance: accepted and ignored (kiln has no builder instances)")
@@ -47,15 +48,8 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, g *globals) (build.PullPoli
 	default:
 		return "", fmt.Errorf("--network=%s: kiln's RUN steps have default, host or none", f.network)
 	}
-	for _, a := range []struct{ flag, v string }{{"--provenance", f.provenance}, {"--sbom", f.sbom}} {
-		if a.v == "" {
-			continue
-		}
-		switch strings.ToLower(a.v) {
-		case "false", "0":
-		default:
-			return "", fmt.Errorf("%s=%s: kiln does not attach attestations yet; use %s=false", a.flag, a.v, a.flag)
-		}
+	if f.attestReq, err = attest.ParseRequest(f.sbom, f.provenance, f.attests); err != nil {
+		return "", err
 	}
 	if f.builder != "" {
 		fmt.Fprintf(stderr, "note: --builder %s is ignored: kiln builds in-process, without builder instances\n", f.builder)

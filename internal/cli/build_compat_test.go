@@ -107,10 +107,12 @@ func TestBuildCompatFlagErrors(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
 	for want, args := range map[string][]string{
-		"--pull=sometimes: want always, missing, never or newer":        {"build", "--pull=sometimes", dir},
-		"--network=bridge: kiln's RUN steps have default, host or none": {"build", "--network", "bridge", dir},
-		"--provenance=true: kiln does not attach attestations yet":      {"build", "--provenance", dir},
-		"--sbom=mode=max: kiln does not attach attestations yet":        {"build", "--sbom=mode=max", dir},
+		"--pull=sometimes: want always, missing, never or newer":          {"build", "--pull=sometimes", dir},
+		"--network=bridge: kiln's RUN steps have default, host or none":   {"build", "--network", "bridge", dir},
+		`--provenance=mode=full: mode=full: want min or max`:              {"build", "--provenance=mode=full", dir},
+		`--sbom=mode=max: unknown key "mode"`:                             {"build", "--sbom=mode=max", dir},
+		`--sbom=generator=docker/scout-sbom-indexer: kiln makes the SBOM`: {"build", "--sbom=generator=docker/scout-sbom-indexer", dir},
+		`--attest type=vuln: want type=sbom or type=provenance`:           {"build", "--attest", "type=vuln", dir},
 	} {
 		if _, _, err := run(t, root, "", args...); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: %v, want %q", args, err, want)

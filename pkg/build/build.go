@@ -145,6 +145,8 @@ type Result struct {
 	// Sources maps the base layers that were never downloaded to the
 	// repository that serves them (see store.WithSources).
 	Sources map[v1.Hash]string
+	// Materials are the images the build read (materials.go).
+	Materials []Material
 }
 
 // Build runs a build.
@@ -237,7 +239,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Result{Image: images[0], Digest: d, ID: id, Sources: b.sources}, nil
+		return &Result{Image: images[0], Digest: d, ID: id, Sources: b.sources, Materials: b.materials()}, nil
 	}
 	idx, err := newIndex(images, platforms, opts.Format)
 	if err != nil {
@@ -250,7 +252,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Index: idx, Digest: d, ID: d, Sources: b.sources}, nil
+	return &Result{Index: idx, Digest: d, ID: d, Sources: b.sources, Materials: b.materials()}, nil
 }
 
 type builder struct {
@@ -265,6 +267,8 @@ type builder struct {
 	images   map[string]*imageSource // COPY --from images and bases, by ref+platform
 	noted    map[string]bool         // base references already given the unpinned notice
 	layerSem chan struct{}           // bounds concurrent layer writers
+	// finalBase is the image the target stage starts from (materials.go).
+	finalBase string
 	// sources: registry layers by digest -> repository
 	sources map[v1.Hash]string
 	// run is the sandbox and unpacked-layer store of RUN steps (run.go).
@@ -330,6 +334,7 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 	if err := b.checkPolicy(plan); err != nil {
 		return nil, err
 	}
+	b.noteBase(plan)
 	// The sandbox is only looked for when a needed stage has RUN (and then
 	// up front, so that a build that cannot RUN fails before any work).
 	if line := planRun(plan); line != nil {
