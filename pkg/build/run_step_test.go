@@ -1,6 +1,7 @@
 package build
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
@@ -338,5 +339,39 @@ func TestRunUnsupportedFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "Dockerfile:2") {
 			t.Errorf("%s: error %v, want one with %q at Dockerfile:2", line, err, want)
 		}
+	}
+}
+
+// TestRunStepExecutes: what the sandbox is asked to run is the step's
+// fields (the ones its key is made of), plus the proxy variables.
+func TestRunStepExecutes(t *testing.T) {
+	ext := sandbox.Extras{Hosts: []string{"10.0.0.1 db"}, ShmSize: 1 << 20}
+	cmds, err := dockerfile.ParseTriggers("Dockerfile", []string{"RUN --network=none make all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cmds[0].(*instructions.RunCommand)
+	if err := c.Expand(func(w string) (string, error) { return w, nil }); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &v1.ConfigFile{Config: v1.Config{User: "app", WorkingDir: "/src", Env: []string{"A=1"}, Shell: []string{"/bin/bash", "-c"}}}
+	s := &stageState{
+		b:   &builder{opts: Options{RunExtras: ext, BuildArgs: map[string]string{"https_proxy": "http://p"}}},
+		run: &stageRun{stage: &dockerfile.Stage{}}, cfg: cfg, platform: v1.Platform{OS: "linux", Architecture: "amd64"},
+	}
+	st, err := s.parseRun(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step, release, err := s.sandboxStep(context.Background(), &runEnv{}, st, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	got := fmt.Sprintf("%q %q %q %q %q %+v", step.Args, step.Env, step.User, step.Cwd, step.Network, step.Extras)
+	want := fmt.Sprintf("%q %q %q %q %q %+v", []string{"/bin/bash", "-c", "make all"}, []string{"A=1", "HTTPS_PROXY=http://p", "https_proxy=http://p"},
+		runUser("app"), "/src", "none", ext)
+	if got != want {
+		t.Errorf("sandbox step\n%s\nwant\n%s", got, want)
 	}
 }
