@@ -23,6 +23,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/platform"
+	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -253,10 +254,15 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return err
 	}
-	logw := g.stderr
-	if f.quiet {
-		logw = io.Discard
+	// Steps, their output, notes and warnings go through one progress
+	// reporter, in the --progress mode (nothing with -q).
+	rep, err := g.reporter(f.quiet)
+	if err != nil {
+		return err
 	}
+	defer rep.Close()
+	steps := progress.NewSteps(rep)
+	logw := steps.Notes()
 	// The sandbox is detected by the build, only when a step needs it.
 	isolation, err := sandbox.ParseMode(g.isolation)
 	if err != nil {
@@ -304,7 +310,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Timestamp:      ts,
 		Store:          st,
 		Registry:       g.registryOptions(cmd),
-		Log:            logw,
+		Progress:       steps,
 		Isolation:      isolation,
 		Cache:          stepCache,
 		Secrets:        secrets,
@@ -381,6 +387,11 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		}
 	}
 	fmt.Fprintf(logw, "Digest: %s\n", res.Digest)
+	names := make([]string, len(tags))
+	for i, t := range tags {
+		names[i] = displayRepo(t)
+	}
+	steps.Result(res.ID.String(), res.Digest.String(), names)
 	if !outs.stdout {
 		fmt.Fprintln(g.stdout, res.ID.String())
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
 	plat "github.com/kiln-build/kiln/pkg/platform"
+	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
@@ -57,7 +58,12 @@ type Options struct {
 	Registry registry.Options
 	// HTTPClient fetches ADD URLs (http.DefaultClient when nil).
 	HTTPClient *http.Client
-	// Log receives progress lines; nil discards them.
+	// Progress receives the build's events: steps, their output, notes,
+	// warnings (pkg/progress renders them as a terminal view, plain lines
+	// or JSON). When nil, they go to Log as plain lines.
+	Progress *progress.Steps
+	// Log receives plain progress lines when Progress is nil; nil discards
+	// them.
 	Log io.Writer
 	// Isolation is the sandbox mode of RUN steps ("" = the best that
 	// works); Sandbox, when set, is used instead (the CLI detects it once).
@@ -172,6 +178,10 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err := checkAnnotations(opts.Annotations, opts.Format, len(opts.Platforms) > 1); err != nil {
 		return nil, err
 	}
+	if opts.Progress == nil {
+		rep, _ := progress.New(opts.Log, progress.ModePlain)
+		opts.Progress = progress.NewSteps(rep)
+	}
 	// Parse once up front so that syntax errors come before any work.
 	f, err := dockerfile.Parse(opts.DockerfileName, opts.Dockerfile)
 	if err != nil {
@@ -183,7 +193,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		}
 	}
 	for _, w := range f.Warnings {
-		fmt.Fprintf(opts.Log, "warning: %s\n", w)
+		opts.Progress.Warnf("", "%s", w)
 	}
 	ctxSrc, err := openContext(opts.ContextDir, opts.DockerfilePath)
 	if err != nil {
@@ -300,10 +310,21 @@ func (b *builder) entryTime() time.Time {
 	return time.Unix(0, 0).UTC()
 }
 
+// logf reports a note or warning. A message that starts with "[STEP] " is
+// about that step; "warning: " makes it a warning.
 func (b *builder) logf(format string, args ...any) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	fmt.Fprintf(b.opts.Log, format+"\n", args...)
+	msg := fmt.Sprintf(format, args...)
+	step := ""
+	if strings.HasPrefix(msg, "[") {
+		if i := strings.Index(msg, "] "); i > 0 {
+			step, msg = msg[1:i], msg[i+2:]
+		}
+	}
+	if w, ok := strings.CutPrefix(msg, "warning: "); ok {
+		b.opts.Progress.Warnf(step, "%s", w)
+		return
+	}
+	b.opts.Progress.Notef(step, "%s", msg)
 }
 
 // plan parses the Dockerfile and plans it for one target platform. Each
@@ -348,7 +369,7 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 	b.keyed = b.opts.Cache != nil && planRun(plan) != nil
 	if len(plan.UnusedBuildArgs) > 0 && plat.Format(platform) == plat.Format(b.firstPlatform()) {
 		// docker's wording (proxy variables are never reported).
-		b.logf("[Warning] One or more build-args %v were not consumed", plan.UnusedBuildArgs)
+		b.opts.Progress.Notef("", "[Warning] One or more build-args %v were not consumed", plan.UnusedBuildArgs)
 	}
 
 	// Background work (indexes made while stages guess) ends with the

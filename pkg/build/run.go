@@ -3,14 +3,12 @@ package build
 import (
 	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -237,7 +235,7 @@ func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep, cleanu
 		return nil, ctx.Err()
 	}
 	defer func() { <-r.slots }()
-	out := &prefixWriter{s: s, prefix: "[" + s.stageTag() + " " + st.label + "] "}
+	out := s.b.opts.Progress.Output(s.stageTag() + " " + st.label)
 	step.Stdout, step.Stderr = out, out
 	root, err := s.stepRoot(ctx, r, st, layers, note, &step)
 	if err != nil {
@@ -245,7 +243,7 @@ func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep, cleanu
 	}
 	cleanup.add(root.remove)
 	res, err := r.sb.Run(ctx, step)
-	out.flush()
+	out.Flush()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -553,40 +551,6 @@ func (s *stageState) writeTarLayer(ctx context.Context, spec layerSpec, fill fun
 // removed).
 func (s *stageState) noteRunEntries(hdrs []*tar.Header) {
 	s.known.applyLayer(hdrs)
-}
-
-// prefixWriter writes a step's output to the build log, a line at a time,
-// each line with the step's prefix.
-type prefixWriter struct {
-	s      *stageState
-	prefix string
-	mu     sync.Mutex
-	buf    bytes.Buffer
-}
-
-func (w *prefixWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	for {
-		line, err := w.buf.ReadString('\n')
-		if err != nil {
-			w.buf.Reset()
-			w.buf.WriteString(line)
-			break
-		}
-		w.s.b.logf("%s%s", w.prefix, strings.TrimRight(line, "\r\n"))
-	}
-	return len(p), nil
-}
-
-func (w *prefixWriter) flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.buf.Len() > 0 {
-		w.s.b.logf("%s%s", w.prefix, w.buf.String())
-		w.buf.Reset()
-	}
 }
 
 // fmtMS formats a duration in milliseconds with one decimal.

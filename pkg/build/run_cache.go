@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -52,7 +53,8 @@ func (s *stageState) lookupCache(ctx context.Context, key, prefix, instead, what
 	if e.From != "" {
 		from = ", from " + e.From
 	}
-	s.b.logf("%s CACHED %s (layer %s%s)", prefix, what, shortDigest(d), from)
+	s.cached = true
+	s.b.opts.Progress.Cached(s.step, fmt.Sprintf("%s (layer %s%s)", what, shortDigest(d), from))
 	return e
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,7 +109,7 @@ RUN echo $TOKEN > /env-wins.txt
 			t.Errorf("a build arg reached the config: %s", kv)
 		}
 	}
-	if !strings.Contains(log.String(), "[stage-0 4/9] to-the-log\n") {
+	if !regexp.MustCompile(`(?m)^\[stage-0 4/9\] \d+\.\d{3} to-the-log$`).MatchString(log.String()) {
 		t.Errorf("RUN output not in the log with its step prefix:\n%s", log.String())
 	}
 	var runs []string

@@ -29,6 +29,11 @@ type stageState struct {
 	platform v1.Platform
 	target   bool
 
+	// step is the label of the step being built ("stage-0 3/5") and
+	// cached whether its result came from the step cache (progress).
+	step   string
+	cached bool
+
 	cfg    *v1.ConfigFile
 	layers []v1.Layer // all layers, bottom first
 	nBase  int        // how many of layers came from the base image
@@ -69,7 +74,8 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 	}
 	s.args = map[string]string{}
 	total := len(st.Commands) + 1
-	s.b.logf("[%s 1/%d] FROM %s", s.stageTag(), total, st.Base)
+	s.beginStep(fmt.Sprintf("1/%d", total), "FROM "+st.Base)
+	s.endStep(nil)
 
 	// A base image's ONBUILD triggers run first, then are dropped.
 	triggers := s.cfg.Config.OnBuild
@@ -83,8 +89,8 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			s.b.logf("[%s ONBUILD] %s", s.stageTag(), instructionText(c))
-			if err := s.dispatch(ctx, c, st.Source.Location); err != nil {
+			s.beginStep("ONBUILD", instructionText(c))
+			if err := s.endStep(s.dispatch(ctx, c, st.Source.Location)); err != nil {
 				return nil, err
 			}
 		}
@@ -93,8 +99,8 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		s.b.logf("[%s %d/%d] %s", s.stageTag(), i+2, total, instructionText(c))
-		if err := s.dispatch(ctx, c, c.Location()); err != nil {
+		s.beginStep(fmt.Sprintf("%d/%d", i+2, total), instructionText(c))
+		if err := s.endStep(s.dispatch(ctx, c, c.Location())); err != nil {
 			return nil, err
 		}
 	}
@@ -529,3 +535,22 @@ func (s *stageState) doWorkdir(ctx context.Context, c *instructions.WorkdirComma
 }
 
 var _ = archive.Gzip
+
+// beginStep reports the start of the stage's step label ("3/5",
+// "ONBUILD") with its instruction text.
+func (s *stageState) beginStep(label, text string) {
+	s.step, s.cached = s.stageTag()+" "+label, false
+	s.b.opts.Progress.Start(s.step, text)
+}
+
+// endStep reports the end of the current step: done, cached (lookupCache
+// said so already) or failed with err, which it returns.
+func (s *stageState) endStep(err error) error {
+	switch {
+	case err != nil:
+		s.b.opts.Progress.Error(s.step, err)
+	case !s.cached:
+		s.b.opts.Progress.Done(s.step)
+	}
+	return err
+}

@@ -75,6 +75,21 @@ type Event struct {
 	From string `json:"from,omitempty"`
 	// Error describes a Retry or Failed event.
 	Error string `json:"error,omitempty"`
+
+	// Build events (Op "build", build.go).
+
+	// Step is the label of the step a build event is about ("stage-0 2/5").
+	Step string `json:"step,omitempty"`
+	// Text is the instruction (StepStart), the output line (Log), the
+	// note, warning or cache source, or the names of the Result.
+	Text string `json:"text,omitempty"`
+	// Duration is how long a step (StepDone, StepError) or the build
+	// (Result) took.
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	// Offset is the time since the step began, for a Log line.
+	Offset time.Duration `json:"offset_ns,omitempty"`
+	// ID is the image ID of a Result.
+	ID string `json:"id,omitempty"`
 }
 
 // Reporter renders events. Its methods are safe for concurrent use.
@@ -132,7 +147,7 @@ func New(w io.Writer, mode string) (Reporter, error) {
 	case ModeQuiet:
 		return Discard, nil
 	default:
-		return &plainReporter{w: w}, nil
+		return newPlain(w), nil
 	}
 }
 
@@ -201,32 +216,6 @@ func Line(e Event) string {
 		return short + ": Failed: " + e.Error
 	}
 	return ""
-}
-
-// plainReporter writes one line per finished blob event.
-type plainReporter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	closed bool
-}
-
-func (p *plainReporter) Report(e Event) {
-	line := Line(e)
-	if line == "" {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.closed {
-		fmt.Fprintln(p.w, line)
-	}
-}
-
-func (p *plainReporter) Close() error {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	return nil
 }
 
 // jsonInterval bounds how often a blob's Progress events are written.

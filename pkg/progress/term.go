@@ -1,6 +1,7 @@
 package progress
 
 import (
+	"io"
 	"os"
 
 	"golang.org/x/term"
@@ -14,4 +15,18 @@ func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 func ReadSecret(f *os.File) (string, error) {
 	b, err := term.ReadPassword(int(f.Fd()))
 	return string(b), err
+}
+
+// terminalWidth is the number of columns of the terminal w, or 0 when w is
+// not one (lines are then not cut).
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok || f == nil {
+		return 0
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return width
 }
