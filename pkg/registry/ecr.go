@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go/logging"
 	"github.com/awslabs/amazon-ecr-credential-helper/ecr-login/api"
 	"github.com/google/go-containerregistry/pkg/authn"
 )
@@ -39,17 +42,10 @@ var ecrGetter = func(ctx context.Context, host string) (authn.AuthConfig, error)
 	}
 	done := make(chan result, 1)
 	go func() {
-		f := api.DefaultClientFactory{}
-		var client api.Client
-		if reg.FIPS {
-			c, err := f.NewClientWithFipsEndpoint(reg.Region)
-			if err != nil {
-				done <- result{err: err}
-				return
-			}
-			client = c
-		} else {
-			client = f.NewClientFromRegion(reg.Region)
+		client, err := newECRClient(ctx, reg)
+		if err != nil {
+			done <- result{err: err}
+			return
 		}
 		a, err := client.GetCredentials(host)
 		done <- result{a, err}
@@ -119,4 +115,24 @@ func resetECRCache() {
 	ecrCache.Lock()
 	ecrCache.m = map[string]ecrEntry{}
 	ecrCache.Unlock()
+}
+
+// newECRClient makes the ECR client for reg's region from the AWS SDK's
+// default configuration chain. The SDK's logger is silenced: kiln reports
+// what matters in its own errors, and a warning such as the IMDSv1
+// fallback must not land in a build's output (or break JSON progress).
+func newECRClient(ctx context.Context, reg *api.Registry) (api.Client, error) {
+	opts := []func(*config.LoadOptions) error{
+		config.WithRegion(reg.Region),
+		config.WithLogger(logging.Nop{}),
+		config.WithClientLogMode(0),
+	}
+	if reg.FIPS {
+		opts = append(opts, config.WithEndpointDiscovery(aws.EndpointDiscoveryEnabled))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading the AWS configuration: %w", err)
+	}
+	return api.DefaultClientFactory{}.NewClient(cfg), nil
 }

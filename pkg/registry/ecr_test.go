@@ -3,11 +3,17 @@ package registry
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/awslabs/amazon-ecr-credential-helper/ecr-login/api"
 	"github.com/google/go-containerregistry/pkg/authn"
 )
 
@@ -117,5 +123,53 @@ func TestCredentialsOption(t *testing.T) {
 	wantUser(t, o, "busybox", "bob", "pa:ss")
 	if _, err := ParseCredential("", ":secret-value"); err == nil || strings.Contains(err.Error(), "secret-value") {
 		t.Errorf("bad --creds: %v", err)
+	}
+}
+
+// TestECRClientSilent: the AWS SDK writes nothing on kiln's stderr, even
+// where it warns (an instance metadata service that refuses IMDSv2
+// tokens: "falling back to IMDSv1").
+func TestECRClientSilent(t *testing.T) {
+	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "forbidden", http.StatusForbidden)
+	}))
+	defer imds.Close()
+	for k, v := range map[string]string{
+		"AWS_EC2_METADATA_SERVICE_ENDPOINT":      imds.URL,
+		"AWS_CONFIG_FILE":                        "/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE":            "/dev/null",
+		"AWS_ACCESS_KEY_ID":                      "",
+		"AWS_SECRET_ACCESS_KEY":                  "",
+		"AWS_WEB_IDENTITY_TOKEN_FILE":            "",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI":     "",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "",
+		"AWS_PROFILE":                            "",
+	} {
+		t.Setenv(k, v)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	reg, err := api.ExtractRegistry("123456789012.dkr.ecr.us-east-1.amazonaws.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	client, err := newECRClient(ctx, reg)
+	if err == nil {
+		_, err = client.GetCredentials("123456789012.dkr.ecr.us-east-1.amazonaws.com")
+	}
+	os.Stderr = stderr
+	w.Close()
+	out, _ := io.ReadAll(r)
+	if err == nil {
+		t.Fatal("got ECR credentials without any AWS credentials")
+	}
+	if len(out) > 0 {
+		t.Errorf("the AWS SDK wrote to stderr: %q", out)
 	}
 }
