@@ -88,11 +88,12 @@ func TestPlainHeartbeat(t *testing.T) {
 	p.interval = 20 * time.Millisecond
 	p.Report(Event{Op: OpPush, Action: Start, Kind: KindLayer, Digest: d1, Size: 2_000_000})
 	p.Report(Event{Op: OpPush, Action: Progress, Kind: KindLayer, Digest: d1, Size: 2_000_000, Current: 1_000_000})
+	want := "0123456789ab: Pushing " + FormatBytes(1_000_000) + "/" + FormatBytes(2_000_000) + " ("
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(b.String(), "0123456789ab: Pushing 1.00MB/2.00MB (") && time.Now().Before(deadline) {
+	for !strings.Contains(b.String(), want) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if !strings.Contains(b.String(), "0123456789ab: Pushing 1.00MB/2.00MB (") {
+	if !strings.Contains(b.String(), want) {
 		t.Fatalf("no heartbeat for a running upload: %q", b.String())
 	}
 	p.Report(Event{Op: OpPush, Action: Done, Kind: KindLayer, Digest: d1, Size: 2_000_000, Current: 2_000_000})
