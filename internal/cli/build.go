@@ -264,10 +264,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	steps := progress.NewSteps(rep)
 	logw := steps.Notes()
 	// The sandbox is detected by the build, only when a step needs it.
-	isolation, err := sandbox.ParseMode(g.isolation)
-	if err != nil {
-		return err
-	}
+	isolation := g.isolation
 	var stepCache build.StepCache
 	var tiered *cache.Tiered
 	if !f.noCache {

@@ -21,10 +21,7 @@ func newDoctorCommand(g *globals) *cobra.Command {
 			"image change that lifts each limit, and the mode each Pod Security Standards level gives.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			mode, err := sandbox.ParseMode(g.isolation)
-			if err != nil {
-				return err
-			}
+			mode := g.isolation
 			loc, err := store.Locate(g.root)
 			if err != nil {
 				return err

@@ -62,11 +62,16 @@ func newPruneCommand(g *globals) *cobra.Command {
 				grace = time.Since(before)
 			}
 			unpacked := 0
-			mode, _ := sandbox.ParseMode(g.isolation)
-			if sb, _, err := sandbox.New(cmd.Context(), sandbox.Options{Mode: mode}); err == nil {
+			sb, _, err := sandbox.New(cmd.Context(), sandbox.Options{Mode: g.isolation, ScratchDir: filepath.Join(st.Root(), "rootfs")})
+			switch {
+			case err == nil:
 				if unpacked, err = build.PruneUnpacked(cmd.Context(), st, sb, grace); err != nil {
 					return err
 				}
+			case g.isolation != "":
+				// An isolation asked for that is not available: say so
+				// (auto finds none only where no RUN step can have run).
+				return fmt.Errorf("removing unpacked layers: %w", err)
 			}
 			fmt.Fprintf(g.stdout, "Deleted %d step-cache entries, %d blobs and %d unpacked layers\n", n, removed, unpacked)
 			fmt.Fprintf(g.stdout, "Total reclaimed space: %s\n", humanSize(freed))
@@ -86,12 +91,8 @@ func newPruneCommand(g *globals) *cobra.Command {
 // verifyUnpacked is prune --verify: the unpacked layers against their
 // layers (build.VerifyUnpacked).
 func verifyUnpacked(cmd *cobra.Command, g *globals, st *store.Store) error {
-	mode, err := sandbox.ParseMode(g.isolation)
-	if err != nil {
-		return err
-	}
 	// The mode's mapping names the unpacked layers' directory.
-	sb, _, err := sandbox.New(cmd.Context(), sandbox.Options{Mode: mode, ScratchDir: filepath.Join(st.Root(), "rootfs")})
+	sb, _, err := sandbox.New(cmd.Context(), sandbox.Options{Mode: g.isolation, ScratchDir: filepath.Join(st.Root(), "rootfs")})
 	if err != nil {
 		return err
 	}

@@ -21,4 +21,12 @@ func TestPrune(t *testing.T) {
 	if _, _, err := run(t, root, "", "prune", "-f", "--filter", "until=24h"); err != nil {
 		t.Errorf("prune -f --filter until=24h: %v", err)
 	}
+	// --isolation is honoured: parsed at the flag (a bad one names the
+	// choices), and the mode asked for is the one that removes layers.
+	if _, _, err := run(t, root, "", "--isolation", "bogus", "prune"); err == nil || !strings.Contains(err.Error(), "want auto") {
+		t.Errorf("--isolation bogus prune: %v", err)
+	}
+	if out, _, err := run(t, root, "", "--isolation", "none", "prune"); err != nil || !strings.Contains(out, "0 unpacked layers") {
+		t.Errorf("--isolation none prune: %q, %v", out, err)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/sign"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -26,7 +27,7 @@ type globals struct {
 	certDir   string
 	insecure  []string
 	retries   int
-	isolation string
+	isolation sandbox.Mode // --isolation, parsed by the flag
 	jobs      int
 	stall     time.Duration
 	mirrors   []string
@@ -81,7 +82,7 @@ func newRootCommand(g *globals) *cobra.Command {
 	pf.StringVar(&g.certDir, "cert-dir", "", "directory of extra CA certificates (*.crt) for registries")
 	pf.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry (host[:port]) to reach over plain HTTP or without TLS verification (repeatable)")
 	pf.IntVar(&g.retries, "retry", 3, "retries for registry operations on transient errors")
-	pf.StringVar(&g.isolation, "isolation", "auto", "sandbox of RUN steps: auto, userns, root, chroot, ptrace or none (see kiln doctor)")
+	pf.Var(&modeFlag{&g.isolation}, "isolation", "sandbox of RUN steps: auto, userns, root, chroot, ptrace or none (see kiln doctor)")
 	pf.IntVar(&g.jobs, "jobs", 4, "parallel blob uploads and downloads, and RUN steps run at once")
 	pf.DurationVar(&g.stall, "registry-timeout", 2*time.Minute, "give up on (and retry) a registry request that makes no progress for this long")
 	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
@@ -255,3 +256,25 @@ func newVersionCommand(g *globals) *cobra.Command {
 		},
 	}
 }
+
+// modeFlag is --isolation: parsed once, when the flag is set, into a
+// sandbox.Mode ("" is auto).
+type modeFlag struct{ m *sandbox.Mode }
+
+func (f *modeFlag) Set(s string) error {
+	m, err := sandbox.ParseMode(s)
+	if err != nil {
+		return err
+	}
+	*f.m = m
+	return nil
+}
+
+func (f *modeFlag) String() string {
+	if f.m == nil || *f.m == "" {
+		return "auto"
+	}
+	return string(*f.m)
+}
+
+func (f *modeFlag) Type() string { return "mode" }

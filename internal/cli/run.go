@@ -12,7 +12,6 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/platform"
-	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -95,10 +94,7 @@ func runContainer(ctx context.Context, cmd *cobra.Command, g *globals, f *runFla
 	default:
 		return fmt.Errorf("--network %s: kiln run has host (the default; kiln has no bridge) or none", f.network)
 	}
-	isolation, err := sandbox.ParseMode(g.isolation)
-	if err != nil {
-		return err
-	}
+	isolation := g.isolation
 	st, err := g.openStore(ctx, cmd)
 	if err != nil {
 		return err
