@@ -222,7 +222,10 @@ func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]stri
 		Mode:    int64(st.Mode & 0o7777),
 		Uid:     int(st.Uid),
 		Gid:     int(st.Gid),
-		ModTime: time.Unix(st.Mtim.Unix()),
+		// Whole seconds, as the layer keeps them: a sub-second mtime
+		// would cost a PAX record (and a map in every reader's header)
+		// per entry.
+		ModTime: time.Unix(st.Mtim.Sec, 0),
 		Format:  tar.FormatPAX,
 	}
 	switch st.Mode & unix.S_IFMT {
