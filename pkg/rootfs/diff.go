@@ -217,14 +217,14 @@ func (d *differ) whiteout(name string) error {
 
 // entry writes one file, directory, link or device.
 func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]string) error {
+	// Whole-second mtimes, as the layer keeps them: a sub-second one
+	// would cost a PAX record (and a map in every reader's header) per
+	// entry.
 	h := &tar.Header{
 		Name:    rel,
 		Mode:    int64(st.Mode & 0o7777),
 		Uid:     int(st.Uid),
 		Gid:     int(st.Gid),
-		// Whole seconds, as the layer keeps them: a sub-second mtime
-		// would cost a PAX record (and a map in every reader's header)
-		// per entry.
 		ModTime: time.Unix(st.Mtim.Sec, 0),
 		Format:  tar.FormatPAX,
 	}
