@@ -54,6 +54,12 @@
 // VerifyUnpacked compares an unpacked layer directory with its layer's tar
 // (kiln prune --verify), inside the helper where the owners are visible.
 //
+// A step's Extras (extras.go) are docker build's --add-host lines in its
+// /etc/hosts copy (every mode), --ulimit limits set by the helper before
+// it starts the command (not in ptrace mode) and --shm-size for its
+// /dev/shm tmpfs (modes with a mount namespace); a mode that cannot give
+// one fails the step saying so.
+//
 // Every step, in every mode, gets package confine's capability drop and
 // seccomp filter (with no_new_privs), only stdin, stdout and stderr, and,
 // with a mount namespace, runc's masked and read-only /proc and /sys paths
