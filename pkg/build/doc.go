@@ -14,6 +14,9 @@
 // RunContainer (container.go) runs an image's command as `docker run
 // --rm` does, on the same unpacked-layer store and sandbox as RUN steps:
 // kiln run. buildx's --annotation values are applied in annotate.go.
+// Every image a Dockerfile names is put to the registry policy
+// (pkg/policy) before the first is read (policy.go), and the images read
+// are the result's Materials, for SBOMs and provenance (materials.go).
 //
 // Questions about a base's files come from its layers' path indexes
 // (index.go); a stage without RUN whose base has no index at hand goes on
