@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ulikunitz/xz"
 )
 
 func buildSmall(t *testing.T, root string, tags ...string) string {
@@ -114,6 +117,15 @@ func TestSaveLoad(t *testing.T) {
 		}
 	}
 	data, _ := os.ReadFile(filepath.Join(dir, "docker-archive.tar"))
+	// load decompresses what build - does: here xz.
+	var xzed bytes.Buffer
+	xw, _ := xz.NewWriter(&xzed)
+	xw.Write(data)
+	xw.Close()
+	os.WriteFile(filepath.Join(dir, "docker-archive.tar.xz"), xzed.Bytes(), 0o644)
+	if out, _, err := run(t, t.TempDir(), "", "load", "-i", filepath.Join(dir, "docker-archive.tar.xz")); err != nil || out != "Loaded image: saved:1\n" {
+		t.Errorf("load of a .tar.xz: %q, %v", out, err)
+	}
 	// load from stdin too
 	other := t.TempDir()
 	if _, _, err := run(t, other, string(data), "load"); err != nil {

@@ -2,9 +2,7 @@ package store
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/bzip2"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +15,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
+
+	"github.com/kiln-build/kiln/pkg/archive"
 )
 
 // archiveFS is read access to the files of an archive: a tar file or a
@@ -141,35 +139,20 @@ func openTarFS(p string) (*tarFS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading archive: %w", err)
 	}
-	var head [6]byte
-	n, _ := io.ReadFull(f, head[:])
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	// One sniffer for every compressed input kiln reads (build -, ADD,
+	// load): gzip, bzip2, xz or zstd, bounded by archive.CheckExpansion.
+	dec, format, err := archive.Decompress(f)
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("reading archive %s: %w", p, err)
 	}
-	var dec io.Reader
-	switch {
-	case bytes.HasPrefix(head[:n], gzipMagic):
-		zr, err := gzip.NewReader(bufio.NewReader(f))
-		if err != nil {
+	defer dec.Close()
+	if format == "" {
+		dec = nil
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("reading archive %s: gzip: %w", p, err)
+			return nil, fmt.Errorf("reading archive %s: %w", p, err)
 		}
-		defer zr.Close()
-		dec = zr
-	case bytes.HasPrefix(head[:n], zstdMagic):
-		zr, err := zstd.NewReader(bufio.NewReader(f), zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("reading archive %s: zstd: %w", p, err)
-		}
-		defer zr.Close()
-		dec = zr
-	case bytes.HasPrefix(head[:n], []byte("BZh")):
-		dec = bzip2.NewReader(bufio.NewReader(f))
-	case bytes.HasPrefix(head[:n], []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
-		f.Close()
-		return nil, fmt.Errorf("reading archive %s: xz compression is not supported; decompress it first", p)
 	}
 	if dec != nil {
 		tmp, err := os.CreateTemp("", "kiln-archive-*")
