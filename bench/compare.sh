@@ -10,6 +10,7 @@
 #          (builder if it exists, else kilnuser; needs /etc/subuid),
 #          SHARED_BENCH (the shared bench directory: anchors/, workloads/),
 #          BENCH_OUT (bench/out/compare-<UTC time>)
+#          bench/compare.sh --table BENCH_OUT prints the table of a run so far.
 #
 # Rows per workload, each measured REPS times (wall seconds, peak RSS):
 #   kiln cold-build    kiln build into an empty store, rootless (as kiln.sh)
@@ -31,6 +32,44 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "compare.sh: $*" >&2; exit 1; }
+# table RESULTS.tsv: the markdown table of medians and ratios.
+table() {
+  awk -F'\t' '
+    { k = $2 "\t" $3 "\t" $1; if (!(k in n)) order[++nk] = k
+      n[k]++; v[k, n[k]] = $5 + 0; if ($6 + 0 > rss[k]) rss[k] = $6 + 0; if ($7 != 0) fail[k]++ }
+    function sortk(key, cnt,   i, j, t) {
+      for (i = 1; i <= cnt; i++) s[i] = v[key, i]
+      for (i = 2; i <= cnt; i++) { t = s[i]; for (j = i - 1; j >= 1 && s[j] > t; j--) s[j + 1] = s[j]; s[j + 1] = t }
+    }
+    function med(cnt) { return cnt % 2 ? s[(cnt + 1) / 2] : (s[cnt / 2] + s[cnt / 2 + 1]) / 2 }
+    END {
+      for (i = 1; i <= nk; i++) { k = order[i]; sortk(k, n[k]); m[k] = med(n[k]); lo[k] = s[1]; hi[k] = s[n[k]] }
+      print "| workload | row | tool | n | median s | min s | max s | peak RSS MiB | failed | kiln / this |"
+      print "|---|---|---|---|---|---|---|---|---|---|"
+      for (i = 1; i <= nk; i++) {
+        k = order[i]; split(k, p, "\t"); w = p[1]
+        r = ""
+        kb = m[w "\tcold-build\tkiln"]
+        if (p[3] != "kiln" && p[2] == "cold-build" && m[k] > 0) r = sprintf("%.2f", kb / m[k])
+        if (p[3] == "floor" && p[2] == "unpack" && m[k] > 0) {
+          ku = m[w "\tunpack\tkiln"]; if (ku > 0) r = sprintf("%.2f (kiln unpack)", ku / m[k])
+        }
+        if (p[3] == "floor" && p[2] == "command" && m[k] > 0) {
+          kc = m[w "\tcommand\tkiln"]; if (kc > 0) r = sprintf("%.2f (kiln command)", kc / m[k])
+        }
+        rs = rss[k] > 0 ? sprintf("%d", rss[k] / 1024) : ""
+        printf "| %s | %s | %s | %d | %.2f | %.2f | %.2f | %s | %d | %s |\n", w, p[2], p[3], n[k], m[k], lo[k], hi[k], rs, fail[k], r
+      }
+    }' "$1"
+}
+
+if [ "${1:-}" = --table ]; then # --table DIR: the table of a run (finished or not)
+  [ -f "${2:-}/results.tsv" ] || die "usage: compare.sh --table BENCH_OUT"
+  echo "$(cat "$2/header.txt") (table of the results so far)"
+  echo
+  table "$2/results.tsv"
+  exit 0
+fi
 [ "$(id -u)" -eq 0 ] || die "run as root (builds run rootless as BUILD_USER)"
 
 SHARED_BENCH=${SHARED_BENCH:-}
@@ -40,10 +79,10 @@ if [ -z "$SHARED_BENCH" ]; then
   done
 fi
 [ -d "$SHARED_BENCH/anchors" ] || die "no shared bench directory (set SHARED_BENCH)"
+tools=${ANCHORS-buildah docker} # before lib.sh, which sets ANCHORS to its directory
 # shellcheck source=/dev/null
 . "$SHARED_BENCH/anchors/lib.sh" # REGISTRY, WORKLOADS, TESTENV, measure
 REPS=${REPS:-3}
-ANCHORS=${ANCHORS-buildah docker}
 if [ -z "${BUILD_USER:-}" ]; then
   BUILD_USER=kilnuser
   id builder >/dev/null 2>&1 && BUILD_USER=builder
@@ -70,6 +109,7 @@ echo "compare.sh: building kiln and the bench tools at $commit$dirty" >&2
 (cd "$repo" && go build -o "$work/bin/kiln" ./cmd/kiln &&
   go build -o "$work/bin/" ./bench/cmd/compress ./bench/cmd/extract) || die "go build failed"
 chmod -R a+rX "$work/bin"
+echo "kiln $commit$dirty, $(date -u '+%Y-%m-%d %H:%M UTC'), REPS=$REPS, anchors: ${tools:-none}, $(nproc) CPUs, load average (1, 5, 15 min) $load_before before" >"$BENCH_OUT/header.txt"
 "$TESTENV/registry-up" >/dev/null
 curl -fsS -o /dev/null "http://$REGISTRY/v2/library/debian-big/manifests/bookworm" \
   -H 'Accept: application/vnd.oci.image.manifest.v1+json' || "$TESTENV/base-images" >/dev/null
@@ -167,41 +207,14 @@ for rep in $(seq "$REPS"); do
     echo "compare.sh: rep $rep $w (load $(load))" >&2
     kiln_build "$w" "$rep"
     floors "$w" "$rep"
-    for a in $ANCHORS; do anchor "$a" "$w" "$rep"; done
+    for a in $tools; do anchor "$a" "$w" "$rep"; done
   done
 done
-load_after=$(load)
-
 # ---- table ---------------------------------------------------------------
+load_after=$(load)
 {
-  echo "kiln $commit$dirty, $(date -u '+%Y-%m-%d %H:%M UTC'), REPS=$REPS, $(nproc) CPUs, load average (1, 5, 15 min) $load_before before, $load_after after"
+  echo "$(cat "$BENCH_OUT/header.txt"), $load_after after"
   echo
-  awk -F'\t' '
-    { k = $2 "\t" $3 "\t" $1; if (!(k in n)) order[++nk] = k
-      n[k]++; v[k, n[k]] = $5 + 0; if ($6 + 0 > rss[k]) rss[k] = $6 + 0; if ($7 != 0) fail[k]++ }
-    function sortk(key, cnt,   i, j, t) {
-      for (i = 1; i <= cnt; i++) s[i] = v[key, i]
-      for (i = 2; i <= cnt; i++) { t = s[i]; for (j = i - 1; j >= 1 && s[j] > t; j--) s[j + 1] = s[j]; s[j + 1] = t }
-    }
-    function med(cnt) { return cnt % 2 ? s[(cnt + 1) / 2] : (s[cnt / 2] + s[cnt / 2 + 1]) / 2 }
-    END {
-      for (i = 1; i <= nk; i++) { k = order[i]; sortk(k, n[k]); m[k] = med(n[k]); lo[k] = s[1]; hi[k] = s[n[k]] }
-      print "| workload | row | tool | n | median s | min s | max s | peak RSS MiB | failed | kiln / this |"
-      print "|---|---|---|---|---|---|---|---|---|---|"
-      for (i = 1; i <= nk; i++) {
-        k = order[i]; split(k, p, "\t"); w = p[1]
-        r = ""
-        kb = m[w "\tcold-build\tkiln"]
-        if (p[3] != "kiln" && p[2] == "cold-build" && m[k] > 0) r = sprintf("%.2f", kb / m[k])
-        if (p[3] == "floor" && p[2] == "unpack" && m[k] > 0) {
-          ku = m[w "\tunpack\tkiln"]; if (ku > 0) r = sprintf("%.2f (kiln unpack)", ku / m[k])
-        }
-        if (p[3] == "floor" && p[2] == "command" && m[k] > 0) {
-          kc = m[w "\tcommand\tkiln"]; if (kc > 0) r = sprintf("%.2f (kiln command)", kc / m[k])
-        }
-        rs = rss[k] > 0 ? sprintf("%d", rss[k] / 1024) : ""
-        printf "| %s | %s | %s | %d | %.2f | %.2f | %.2f | %s | %d | %s |\n", w, p[2], p[3], n[k], m[k], lo[k], hi[k], rs, fail[k], r
-      }
-    }' "$RES"
+  table "$RES"
 } | tee "$BENCH_OUT/table.md"
 echo "compare.sh: results in $BENCH_OUT" >&2
