@@ -215,3 +215,48 @@ func tarFileMap(t *testing.T, r io.Reader) map[string]string {
 		out[strings.TrimPrefix(filepath.Clean("/"+h.Name), "/")] = string(b)
 	}
 }
+
+// TestAttestationsMultiPlatform: each image of a multi-platform build is
+// followed by its own attestation manifest, whose statements name it.
+func TestAttestationsMultiPlatform(t *testing.T) {
+	testutil.SkipIfShort(t)
+	t.Parallel()
+	reg := testutil.StartRegistry(t)
+	testutil.PushIndex(t, reg+"/library/multi:1", testutil.PlatformIndex(t))
+	u := newKilnUser(t)
+	ref := reg + "/team/multi:1"
+	u.ok(t, "build", "--push", "-t", ref, "--platform", "linux/amd64,linux/arm64", "--sbom", "--attest", "type=provenance,mode=max",
+		policyContext(t, "FROM "+reg+"/library/multi:1\nCOPY a.txt /\n"))
+	r, err := name.ParseReference(ref)
+	testutil.Require(t, err)
+	idx, err := remote.Index(r)
+	testutil.Require(t, err)
+	im, err := idx.IndexManifest()
+	testutil.Require(t, err)
+	if len(im.Manifests) != 4 {
+		t.Fatalf("index has %d manifests, want 2 images and 2 attestation manifests", len(im.Manifests))
+	}
+	for i := 0; i < 4; i += 2 {
+		img, att := im.Manifests[i], im.Manifests[i+1]
+		if img.Platform == nil || img.Platform.OS != "linux" || att.Annotations[attest.RefDigestAnnotation] != img.Digest.String() {
+			t.Errorf("manifest %d: %+v, attestation %+v", i, img, att)
+			continue
+		}
+		a, err := idx.Image(att.Digest)
+		testutil.Require(t, err)
+		ls, err := a.Layers()
+		testutil.Require(t, err)
+		if len(ls) != 2 {
+			t.Errorf("attestation of %s has %d statements, want an SBOM and a provenance", img.Platform.Architecture, len(ls))
+		}
+		for _, l := range ls {
+			rc, err := l.Compressed()
+			testutil.Require(t, err)
+			var s attest.Statement
+			testutil.Require(t, json.NewDecoder(rc).Decode(&s))
+			if s.Subject[0].Digest["sha256"] != img.Digest.Hex || !strings.Contains(s.Subject[0].Name, "platform=linux%2F"+img.Platform.Architecture) {
+				t.Errorf("statement %s is about %+v, not %s", s.PredicateType, s.Subject, img.Digest)
+			}
+		}
+	}
+}
