@@ -82,7 +82,7 @@ func newRootCommand(g *globals) *cobra.Command {
 	pf.StringVar(&g.certDir, "cert-dir", "", "directory of extra CA certificates (*.crt) for registries")
 	pf.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry (host[:port]) to reach over plain HTTP or without TLS verification (repeatable)")
 	pf.IntVar(&g.retries, "retry", 3, "retries for registry operations on transient errors")
-	pf.Var(&modeFlag{&g.isolation}, "isolation", "sandbox of RUN steps: auto, userns, root, chroot, ptrace or none (see kiln doctor)")
+	pf.Var(&modeFlag{&g.isolation}, "isolation", "sandbox of RUN steps: auto or one of "+modeNames()+" (see kiln doctor)")
 	pf.IntVar(&g.jobs, "jobs", 4, "parallel blob uploads and downloads, and RUN steps run at once")
 	pf.DurationVar(&g.stall, "registry-timeout", 2*time.Minute, "give up on (and retry) a registry request that makes no progress for this long")
 	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
@@ -278,3 +278,13 @@ func (f *modeFlag) String() string {
 }
 
 func (f *modeFlag) Type() string { return "mode" }
+
+// modeNames lists the registered isolation modes, for --isolation's help:
+// a mode added to pkg/sandbox appears here by itself.
+func modeNames() string {
+	var names []string
+	for _, m := range sandbox.Modes() {
+		names = append(names, string(m))
+	}
+	return strings.Join(names, ", ")
+}

@@ -8,7 +8,10 @@
 // The built-in modes register themselves as Candidates (root, userns,
 // chroot, in that order of preference); a mode in another package calls
 // Register from its init function, and New tries every registered mode in
-// Order. The behaviour tests run against every mode that works here.
+// Order (ptrace, registered from ptrace_linux.go, is the last resort at 900).
+// ParseMode reads --isolation from the registered modes, so a new mode is
+// one file: its Impl and its Register call. The behaviour tests run against
+// every mode that works here.
 //
 // Modes:
 //

@@ -30,7 +30,8 @@ type archiveFS interface {
 
 // ReadArchive reads what `kiln load` accepts: a docker archive (`docker
 // save` format, manifest.json) or an OCI image layout, as a tar file (plain
-// or compressed with gzip, zstd or bzip2) or as a directory. An archive with
+// or compressed with gzip, bzip2, xz or zstd: pkg/archive decompresses it)
+// or as a directory. An archive with
 // both an OCI index.json and a manifest.json (docker 25 and later) is read
 // as OCI.
 //
