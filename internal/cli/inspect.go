@@ -13,6 +13,7 @@ import (
 
 // inspectImage is docker's `image inspect` shape, for what kiln knows.
 type inspectImage struct {
+	//lint:ignore ST1003 docker's field name: --format templates say {{.Id}}
 	Id           string          `json:"Id"` // docker's field name, for --format {{.Id}}
 	RepoTags     []string        `json:"RepoTags"`
 	RepoDigests  []string        `json:"RepoDigests"`
