@@ -68,6 +68,32 @@ func blobDigests(t *testing.T, img v1.Image) (cfg v1.Hash, layers []v1.Hash, siz
 	return m.Config.Digest, layers, sizes
 }
 
+// layersBut is img's layer digests without those of the instructions
+// whose history starts with instruction.
+func layersBut(t *testing.T, img v1.Image, instruction string) []v1.Hash {
+	t.Helper()
+	_, layers, _ := blobDigests(t, img)
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []v1.Hash
+	i := 0
+	for _, h := range cfg.History {
+		if h.EmptyLayer {
+			continue
+		}
+		if i < len(layers) && !strings.HasPrefix(h.CreatedBy, instruction+" ") {
+			out = append(out, layers[i])
+		}
+		i++
+	}
+	if len(out) == 0 || len(out) == len(layers) {
+		t.Fatalf("history of %d layers has no %s layer or only those: %+v", len(layers), instruction, cfg.History)
+	}
+	return out
+}
+
 func uploadedDigests(ex []harness.Exchange) []string {
 	var out []string
 	for _, u := range harness.Uploads(ex) {
@@ -215,9 +241,11 @@ func TestRegistryBytes(t *testing.T) {
 		mounted(t, ex, "team/sep", baseLayer, "library/debian")
 		s.VerifyBlobs(t, "team/sep:1")
 		// Without --timestamp the configs differ (created times); the
-		// layers of the same inputs do not.
-		_, sep, _ := blobDigests(t, s.Image(t, "team/sep:1"))
-		if _, app, _ := blobDigests(t, s.Image(t, "team/app:1")); !slices.Equal(sep, app) {
+		// layers of the same inputs do not, but for WORKDIR's: its
+		// directory carries the build's time, as with BuildKit, and a
+		// fresh store has no cached layer of it.
+		sep := layersBut(t, s.Image(t, "team/sep:1"), "WORKDIR")
+		if app := layersBut(t, s.Image(t, "team/app:1"), "WORKDIR"); !slices.Equal(sep, app) {
 			t.Errorf("team/sep:1 has layers %v, team/app:1 (same inputs) %v", sep, app)
 		}
 		t.Logf("build, then push: uploaded %d blobs, %d bytes; mounted %d; downloaded %d blob bytes",
