@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 )
 
@@ -30,8 +31,14 @@ func attackBinary(t *testing.T) string {
 			attackBin = p
 			return
 		}
-		// Only TestSandboxKernelAttacks uses it: its temp dir goes with it.
-		attackBin = filepath.Join(t.TempDir(), "sandbox-attack")
+		// Several tests use it: it lives until the test process ends.
+		dir, err := os.MkdirTemp("", "kiln-attack-bin-")
+		if err != nil {
+			attackErr, attackBin = err, ""
+			return
+		}
+		testutil.AtExit(func() { _ = os.RemoveAll(dir) })
+		attackBin = filepath.Join(dir, "sandbox-attack")
 		cmd := exec.Command("go", "build", "-o", attackBin, "./testdata/sandbox-attack")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
