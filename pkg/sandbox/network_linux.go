@@ -144,6 +144,15 @@ func startNetwork(ctx context.Context, pid int) (stop func(), err error) {
 	cmd.Stderr = &stderr
 	// Its own process group: a terminal's ^C reaches kiln, which ends it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if os.Geteuid() == 0 {
+		// slirp4netns's --enable-sandbox makes "/" private without
+		// MS_REC, pivots into a tmpfs and detaches the old root: in the
+		// host's mount namespace that detach reached every shared mount
+		// (a container runtime's data root) and unmounted its containers'
+		// roots. A mount namespace of its own, made recursively private
+		// before exec (Go does that for CLONE_NEWNS), keeps it there.
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
 	err = cmd.Start()
 	readyW.Close()
 	exitR.Close()
