@@ -39,38 +39,8 @@ func VerifyUnpacked(ctx context.Context, st *store.Store, sb *sandbox.Sandbox) (
 // storedLayers maps the chain ID of every layer of every stored image
 // (index children included) to that layer.
 func storedLayers(st *store.Store) (map[v1.Hash]rootfs.Layer, error) {
-	es, err := st.List()
-	if err != nil {
-		return nil, err
-	}
 	out := map[v1.Hash]rootfs.Layer{}
-	seen := map[v1.Hash]bool{}
-	var visit func(d v1.Descriptor, depth int)
-	visit = func(d v1.Descriptor, depth int) {
-		if seen[d.Digest] || depth > 4 {
-			return
-		}
-		seen[d.Digest] = true
-		if d.MediaType.IsIndex() {
-			idx, err := st.Index(d.Digest)
-			if err != nil {
-				return
-			}
-			if m, err := idx.IndexManifest(); err == nil {
-				for _, c := range m.Manifests {
-					visit(c, depth+1)
-				}
-			}
-			return
-		}
-		img, err := st.Image(d.Digest)
-		if err != nil {
-			return
-		}
-		cfg, err := img.ConfigFile()
-		if err != nil || cfg == nil {
-			return
-		}
+	err := st.WalkImages(func(img v1.Image, cfg *v1.ConfigFile) {
 		ls, err := img.Layers()
 		if err != nil || len(ls) != len(cfg.RootFS.DiffIDs) {
 			return
@@ -81,9 +51,9 @@ func storedLayers(st *store.Store) (map[v1.Hash]rootfs.Layer, error) {
 				out[c] = rootfs.Layer{DiffID: d, Open: ls[i].Uncompressed, Name: d.String()[:19]}
 			}
 		}
-	}
-	for _, e := range es {
-		visit(e.Descriptor, 0)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -347,16 +347,15 @@ func (s *Store) ImageID(d v1.Descriptor) (v1.Hash, error) {
 	return id, nil
 }
 
-// DiffIDStacks returns the diff IDs (bottom first) of every image the
-// refs name, the images of an index included: what the unpacked layers a
-// RUN step works on are named after. An image whose config cannot be read
-// is skipped.
-func (s *Store) DiffIDStacks() ([][]v1.Hash, error) {
+// WalkImages calls fn once for every image the refs name, the images of
+// an index included (nested up to four levels), with its config. An image
+// or index that cannot be read is skipped: a walk over what the store
+// keeps (prune, verification) must not stop at one broken entry.
+func (s *Store) WalkImages(fn func(img v1.Image, cfg *v1.ConfigFile)) error {
 	es, err := s.List()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var out [][]v1.Hash
 	seen := map[v1.Hash]bool{}
 	var visit func(d v1.Descriptor, depth int)
 	visit = func(d v1.Descriptor, depth int) {
@@ -386,10 +385,25 @@ func (s *Store) DiffIDStacks() ([][]v1.Hash, error) {
 		if err != nil || cfg == nil {
 			return
 		}
-		out = append(out, append([]v1.Hash(nil), cfg.RootFS.DiffIDs...))
+		fn(img, cfg)
 	}
 	for _, e := range es {
 		visit(e.Descriptor, 0)
+	}
+	return nil
+}
+
+// DiffIDStacks returns the diff IDs (bottom first) of every image the
+// refs name, the images of an index included: what the unpacked layers a
+// RUN step works on are named after. An image whose config cannot be read
+// is skipped.
+func (s *Store) DiffIDStacks() ([][]v1.Hash, error) {
+	var out [][]v1.Hash
+	err := s.WalkImages(func(_ v1.Image, cfg *v1.ConfigFile) {
+		out = append(out, append([]v1.Hash(nil), cfg.RootFS.DiffIDs...))
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

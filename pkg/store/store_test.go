@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -1243,5 +1244,60 @@ func TestShortLivedDir(t *testing.T) {
 	}
 	if _, err := os.Stat(d2); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("an abandoned directory survived Open")
+	}
+}
+
+// WalkImages visits each image the refs name once, an index's children
+// included, whichever refs name it, and DiffIDStacks reads the same walk.
+func TestWalkImages(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	idx, err := random.Index(128, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idesc, err := s.WriteIndex(ctx, idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := randomImage(t, 3)
+	desc, err := s.WriteImage(ctx, img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ref, d := range map[string]v1.Descriptor{"a:1": idesc, "b:1": desc, "b:2": desc} {
+		if err := s.Tag(ref, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[v1.Hash]int{}
+	im, _ := idx.IndexManifest()
+	for _, c := range im.Manifests {
+		child, err := idx.Image(c.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _ := child.ConfigFile()
+		want[cfg.RootFS.DiffIDs[0]] = 2
+	}
+	cfg, _ := img.ConfigFile()
+	want[cfg.RootFS.DiffIDs[0]] = 3
+	got := map[v1.Hash]int{}
+	if err := s.WalkImages(func(_ v1.Image, cfg *v1.ConfigFile) {
+		got[cfg.RootFS.DiffIDs[0]] = len(cfg.RootFS.DiffIDs)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || !reflect.DeepEqual(got, want) {
+		t.Fatalf("walked %v, want %v", got, want)
+	}
+	stacks, err := s.DiffIDStacks()
+	if err != nil || len(stacks) != 3 {
+		t.Fatalf("DiffIDStacks = %d stacks, %v; want 3", len(stacks), err)
+	}
+	for _, st := range stacks {
+		if want[st[0]] != len(st) {
+			t.Fatalf("stack %v not one of the images", st)
+		}
 	}
 }
