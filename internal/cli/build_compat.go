@@ -26,7 +26,7 @@ func addCompatFlags(fl *pflag.FlagSet, f *buildFlags) {
 	fl.BoolVar(&f.layers, "layers", true, "podman's --layers: false runs every step uncached (as --no-cache)")
 	fl.StringVar(&f.driver, "driver", "", "buildx's builder driver: accepted and ignored (kiln has no builder instances)")
 	fl.StringArrayVar(&f.annotations, "annotation", nil, "buildx's [TYPE[,TYPE][PLATFORM]:]KEY=VALUE: an annotation of the manifests (default), the index (index:) or the index's descriptors (manifest-descriptor:) (repeatable; oci format)")
-	fl.StringArrayVar(&f.addHosts, "add-host", nil, "NAME:IP added to /etc/hosts of every RUN step (repeatable; part of the steps' cache keys)")
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, "NAME:IP added to /etc/hosts of every RUN step; NAME:host-gateway is where the step reaches the host's services (127.0.0.1 on the host's network, 10.0.2.2 on the private one) (repeatable; part of the steps' cache keys)")
 	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "NAME=SOFT[:HARD] resource limit of every RUN step (nofile=1024:2048; repeatable)")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm in RUN steps (64m, 1g; default 64m)")
 	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "buildx's NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG|@DIGEST]: what FROM NAME, COPY --from=NAME and RUN --mount from=NAME read (repeatable)")

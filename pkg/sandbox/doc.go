@@ -58,7 +58,10 @@
 // (kiln prune --verify), inside the helper where the owners are visible.
 //
 // A step's Extras (extras.go) are docker build's --add-host lines in its
-// /etc/hosts copy (every mode), --ulimit limits set by the helper before
+// /etc/hosts copy (every mode; NAME:host-gateway is the address at which
+// the step reaches the host's services: 127.0.0.1 on the host's network,
+// 10.0.2.2 on a private one, whose slirp4netns then forwards to the host's
+// loopback, and no line without a network), --ulimit limits set by the helper before
 // it starts the command (not in ptrace mode) and --shm-size for its
 // /dev/shm tmpfs (modes with a mount namespace); a mode that cannot give
 // one fails the step saying so.

@@ -87,8 +87,14 @@ func parseLimit(s string) (int64, error) {
 	return n, nil
 }
 
+// HostGateway is docker's --add-host NAME:host-gateway: NAME is the
+// address at which the step reaches services listening on the host. It
+// stays in the hosts line ("host-gateway NAME", so in cache keys too)
+// until the step's network is known (gatewayAddr).
+const HostGateway = "host-gateway"
+
 // ParseAddHost reads docker's --add-host NAME:IP (or NAME=IP) as the
-// hosts line "IP NAME".
+// hosts line "IP NAME"; NAME:host-gateway gives "host-gateway NAME".
 func ParseAddHost(s string) (string, error) {
 	name, ip, ok := strings.Cut(s, "=")
 	if !ok {
@@ -97,15 +103,15 @@ func ParseAddHost(s string) (string, error) {
 	if !ok || name == "" || ip == "" {
 		return "", fmt.Errorf("--add-host %q: want NAME:IP", s)
 	}
-	if ip == "host-gateway" {
-		return "", fmt.Errorf("--add-host %q: kiln has no gateway to the host: RUN steps use the host's network, where the host is 127.0.0.1", s)
+	if strings.ContainsAny(name, " \t\n#") {
+		return "", fmt.Errorf("--add-host %q: %q is not a host name", s, name)
+	}
+	if ip == HostGateway {
+		return HostGateway + "\t" + name, nil
 	}
 	ip = strings.TrimSuffix(strings.TrimPrefix(ip, "["), "]")
 	if net.ParseIP(ip) == nil {
 		return "", fmt.Errorf("--add-host %q: %q is not an IP address", s, ip)
-	}
-	if strings.ContainsAny(name, " \t\n#") {
-		return "", fmt.Errorf("--add-host %q: %q is not a host name", s, name)
 	}
 	return ip + "\t" + name, nil
 }
@@ -119,9 +125,57 @@ func ParseShmSize(s string) (int64, error) {
 	return n, nil
 }
 
+// gatewayAddr is where a step on network reaches the host's services:
+// on the host's network, the host's loopback (services on 127.0.0.1 and
+// on all addresses); on a private network, slirp4netns's gateway, which
+// then forwards to the host's loopback (startNetwork's hostLoopback). A
+// step without a network has no way to the host: "".
+func gatewayAddr(network string) string {
+	switch network {
+	case NetworkHost:
+		return "127.0.0.1"
+	case NetworkPrivate:
+		return privateGateway
+	}
+	return ""
+}
+
+// wantsGateway reports whether extra has a host-gateway line.
+func wantsGateway(extra []string) bool {
+	for _, l := range extra {
+		if strings.HasPrefix(l, HostGateway+"\t") {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveHosts turns extra's host-gateway lines into the gateway of
+// network (dropped where the step has no network: its name then does not
+// resolve, and nothing else answers for it).
+func resolveHosts(extra []string, network string) []string {
+	if !wantsGateway(extra) {
+		return extra
+	}
+	gw := gatewayAddr(network)
+	out := make([]string, 0, len(extra))
+	for _, l := range extra {
+		if name, ok := strings.CutPrefix(l, HostGateway+"\t"); ok {
+			if gw == "" {
+				continue
+			}
+			l = gw + "\t" + name
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
 // writeHosts writes the step's /etc/hosts into dir: the host's, or
-// docker's localhost lines where the host has none, then extra.
-func writeHosts(dir string, extra []string) (string, error) {
+// docker's localhost lines where the host has none, then extra (its
+// host-gateway lines resolved for network).
+func writeHosts(dir string, extra []string, network string) (string, error) {
+	extra = resolveHosts(extra, network)
 	data, err := os.ReadFile("/etc/hosts")
 	if err != nil && len(extra) == 0 {
 		return "", nil

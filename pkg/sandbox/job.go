@@ -63,6 +63,9 @@ type runSpec struct {
 	User    string   `json:"user,omitempty"`
 	Cwd     string   `json:"cwd,omitempty"`
 	Network string   `json:"network,omitempty"`
+	// HostLoopback lets a private network's gateway reach the host's
+	// loopback (an --add-host NAME:host-gateway).
+	HostLoopback bool `json:"hostLoopback,omitempty"`
 	// Ulimits and ShmSize come from Step.Extras (extras.go).
 	Ulimits []Ulimit `json:"ulimits,omitempty"`
 	// PidsLimit is the step's RLIMIT_NPROC (limits_linux.go; 0: none).

@@ -38,9 +38,10 @@ const (
 // step is 10.0.2.100, its gateway 10.0.2.2 and its DNS forwarder
 // 10.0.2.3.
 const (
-	privateDNS = "10.0.2.3"
-	privateMTU = "65520"
-	privateTap = "tap0"
+	privateGateway = "10.0.2.2"
+	privateDNS     = "10.0.2.3"
+	privateMTU     = "65520"
+	privateTap     = "tap0"
 )
 
 var (
@@ -121,8 +122,10 @@ const slirpTimeout = 30 * time.Second
 // that waits for its job) to the outside with slirp4netns, and returns
 // once the namespace has its tap device, address, route and DNS
 // forwarder. stop ends slirp4netns (it also ends when kiln dies: its
-// exit descriptor closes).
-func startNetwork(ctx context.Context, pid int) (stop func(), err error) {
+// exit descriptor closes). With hostLoopback, the gateway 10.0.2.2
+// forwards to the host's loopback (--add-host NAME:host-gateway); else
+// the host's loopback services are out of the step's reach.
+func startNetwork(ctx context.Context, pid int, hostLoopback bool) (stop func(), err error) {
 	path, why := slirp4netns()
 	if path == "" {
 		return nil, errors.New(why)
@@ -138,8 +141,12 @@ func startNetwork(ctx context.Context, pid int) (stop func(), err error) {
 		return nil, err
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(path, "--configure", "--mtu="+privateMTU, "--disable-host-loopback",
-		"--enable-sandbox", "--enable-seccomp", "--ready-fd=3", "--exit-fd=4", strconv.Itoa(pid), privateTap)
+	args := []string{"--configure", "--mtu=" + privateMTU}
+	if !hostLoopback {
+		args = append(args, "--disable-host-loopback")
+	}
+	args = append(args, "--enable-sandbox", "--enable-seccomp", "--ready-fd=3", "--exit-fd=4", strconv.Itoa(pid), privateTap)
+	cmd := exec.Command(path, args...)
 	cmd.ExtraFiles = []*os.File{readyW, exitR}
 	cmd.Stderr = &stderr
 	// Its own process group: a terminal's ^C reaches kiln, which ends it.

@@ -103,7 +103,7 @@ func (m *ptraceMode) Run(ctx context.Context, st Step) (*StepResult, error) {
 	if len(st.Extras.Ulimits) > 0 {
 		return nil, fmt.Errorf("--ulimit: ptrace mode cannot set a step's resource limits")
 	}
-	hosts, err := writeHosts(st.TempDir, st.Extras.Hosts)
+	hosts, err := writeHosts(st.TempDir, st.Extras.Hosts, NetworkHost)
 	if err != nil {
 		return nil, err
 	}

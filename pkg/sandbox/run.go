@@ -127,7 +127,8 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	}
 	// Copies of the host's resolver files: the step may write to them
 	// without touching the host's, and they stay out of the layer.
-	if rs.Hosts, err = writeHosts(t, st.Extras.Hosts); err != nil {
+	rs.HostLoopback = rs.Network == NetworkPrivate && wantsGateway(st.Extras.Hosts)
+	if rs.Hosts, err = writeHosts(t, st.Extras.Hosts, rs.Network); err != nil {
 		return nil, err
 	}
 	if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {

@@ -266,7 +266,7 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 	}
 	if j.Run != nil && j.Run.Network == NetworkPrivate {
 		// The namespace is connected before the helper reads its job.
-		stopNet, err := startNetwork(ctx, cmd.Process.Pid)
+		stopNet, err := startNetwork(ctx, cmd.Process.Pid, j.Run.HostLoopback)
 		if err != nil {
 			kill()
 			specW.Close()

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,7 +85,7 @@ func TestRunBuildExtras(t *testing.T) {
 	// Values docker refuses, kiln refuses too, before any work.
 	for flag, want := range map[string]string{
 		"--add-host=db":                "want NAME:IP",
-		"--add-host=db:host-gateway":   "kiln has no gateway",
+		"--add-host=db x:host-gateway": "is not a host name",
 		"--add-host=db:10.1.2":         "is not an IP address",
 		"--ulimit=nofiles=1":           `unknown limit "nofiles"`,
 		"--ulimit=nofile=2048:1024":    "the soft limit exceeds the hard limit",
@@ -97,6 +100,70 @@ func TestRunBuildExtras(t *testing.T) {
 		r := kilnRun(t, nil, "--root", root, "build", flag, dir)
 		if r.err == nil || !strings.Contains(r.stderr, want) {
 			t.Errorf("%s: want an error saying %q:\n%s", flag, want, r)
+		}
+	}
+}
+
+// TestRunBuildHostGateway: --add-host NAME:host-gateway names the address
+// at which a RUN step reaches a service listening on the host (here on
+// the host's loopback, the harder case): 127.0.0.1 on the host's network,
+// slirp4netns's gateway 10.0.2.2 on a private one (which then forwards to
+// the host's loopback). A step without a network does not get the name.
+func TestRunBuildHostGateway(t *testing.T) {
+	testutil.SkipIfShort(t)
+	sb := requireRun(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from the host %s\n", r.URL.Path)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { srv.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	reg := testutil.StartRegistry(t)
+	testutil.PushImage(t, reg+"/library/busybox:latest", testutil.BusyboxImage(t))
+	dir := t.TempDir()
+	url := fmt.Sprintf("http://gw.internal:%d", port)
+	df := "FROM " + reg + "/library/busybox\n" +
+		"RUN wget -q -O /default " + url + "/default && grep gw.internal /etc/hosts > /default-hosts\n" +
+		"RUN --network=host wget -q -O /host " + url + "/host && grep gw.internal /etc/hosts > /host-hosts\n"
+	if sb.Features().NetworkNamespace {
+		df += "RUN --network=none sh -c 'grep gw.internal /etc/hosts > /none-hosts; echo $? > /none-status'\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	kiln(t, "--root", runStore(t), "build", "--add-host", "gw.internal:host-gateway", "-o", "type=local,dest="+out, dir)
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	for _, step := range []string{"default", "host"} {
+		if got := read(step); got != "hello from the host /"+step {
+			t.Errorf("RUN (network %s) reading the host's service at gw.internal: %q", step, got)
+		}
+	}
+	n, why := sb.DefaultNetwork()
+	t.Logf("%s mode, default network %s %s", sb.Mode(), n, why)
+	want := "10.0.2.2"
+	if n == sandbox.NetworkHost {
+		want = "127.0.0.1"
+	}
+	if h := read("default-hosts"); !strings.HasPrefix(h, want+"\t") {
+		t.Errorf("default network: gw.internal is %q, want %s", h, want)
+	}
+	if h := read("host-hosts"); !strings.HasPrefix(h, "127.0.0.1\t") {
+		t.Errorf("host network: gw.internal is %q, want 127.0.0.1", h)
+	}
+	if sb.Features().NetworkNamespace {
+		if s := read("none-status"); s != "1" {
+			t.Errorf("--network=none: gw.internal is in /etc/hosts (%q)", read("none-hosts"))
 		}
 	}
 }
