@@ -78,7 +78,7 @@ func (s *stageState) unpackEntry(plan *copyPlan, tr *tar.Reader, h *tar.Header, 
 		return nil
 	}
 	if strings.HasPrefix(path.Base(rel), archive.WhiteoutPrefix) {
-		s.b.logf("warning: ADD %s: skipping whiteout entry %s", name, h.Name)
+		s.b.opts.Progress.Warnf("", "ADD %s: skipping whiteout entry %s", name, h.Name)
 		return nil
 	}
 	// path.Clean("/"+name) already folds "..": an entry can never land

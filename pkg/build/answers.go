@@ -143,7 +143,7 @@ func (b *builder) saveAnswers() {
 	b.mu.Unlock()
 	for _, src := range srcs {
 		if err := src.pathAnswers.save(src); err != nil {
-			b.logf("warning: keeping what %s holds: %v", src.ref, err)
+			b.opts.Progress.Warnf("", "keeping what %s holds: %v", src.ref, err)
 		}
 	}
 }

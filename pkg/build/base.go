@@ -70,7 +70,7 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 	if !useStore {
 		img, desc, regErr = registry.Image(b.ctx, r, &platform, b.opts.Registry)
 		if regErr != nil && b.opts.Pull == PullNewer && storeErr == nil {
-			b.logf("warning: %s: the registry cannot be reached (%v); using the local store's copy (--pull=newer)", ref, regErr)
+			b.opts.Progress.Warnf("", "%s: the registry cannot be reached (%v); using the local store's copy (--pull=newer)", ref, regErr)
 			useStore = true
 		} else if regErr != nil {
 			return nil, regErr
@@ -174,7 +174,7 @@ func (b *builder) checkPlatform(src *imageSource, want v1.Platform, explicit boo
 			plat.Format(plat.Normalize(have)), plat.Format(want),
 			plat.Format(want), plat.Format(plat.Normalize(have)))
 	}
-	b.logf("warning: base image %s is for %s, not this machine's %s: the image is built for %s (pass --platform to choose)",
+	b.opts.Progress.Warnf("", "base image %s is for %s, not this machine's %s: the image is built for %s (pass --platform to choose)",
 		src.ref, plat.Format(plat.Normalize(have)), plat.Format(want),
 		plat.Format(plat.Normalize(have)))
 	return nil
@@ -189,7 +189,7 @@ func (b *builder) noteUnpinned(ref, pinned string) {
 	b.noted[ref] = true
 	b.mu.Unlock()
 	if !seen {
-		b.logf("note: %s is not pinned to a digest; it resolved to %s (pin it for reproducible builds)", ref, pinned)
+		b.opts.Progress.Notef("", "note: %s is not pinned to a digest; it resolved to %s (pin it for reproducible builds)", ref, pinned)
 	}
 }
 

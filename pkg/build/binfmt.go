@@ -204,7 +204,7 @@ func (b *builder) canRun(p v1.Platform) error {
 	note, err := emulator(p)
 	b.emulators[key] = err
 	if note != "" {
-		b.logf("note: %s", note)
+		b.opts.Progress.Notef("", "note: %s", note)
 	}
 	return err
 }

@@ -310,23 +310,6 @@ func (b *builder) entryTime() time.Time {
 	return time.Unix(0, 0).UTC()
 }
 
-// logf reports a note or warning. A message that starts with "[STEP] " is
-// about that step; "warning: " makes it a warning.
-func (b *builder) logf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	step := ""
-	if strings.HasPrefix(msg, "[") {
-		if i := strings.Index(msg, "] "); i > 0 {
-			step, msg = msg[1:i], msg[i+2:]
-		}
-	}
-	if w, ok := strings.CutPrefix(msg, "warning: "); ok {
-		b.opts.Progress.Warnf(step, "%s", w)
-		return
-	}
-	b.opts.Progress.Notef(step, "%s", msg)
-}
-
 // plan parses the Dockerfile and plans it for one target platform. Each
 // platform gets its own parse: instruction Expand methods work in place.
 func (b *builder) plan(platform v1.Platform) (*dockerfile.File, *dockerfile.Plan, error) {

@@ -74,7 +74,7 @@ func RunContainer(ctx context.Context, o ContainerOptions) (int, error) {
 		return 0, fmt.Errorf("kiln run needs an isolation mode, and none works here: %s (run `kiln doctor`)", sb.Reason())
 	}
 	if w := sb.Warning(); w != "" {
-		fmt.Fprintf(o.Log, "%s\n", w)
+		fmt.Fprintf(o.Log, "warning: %s\n", w)
 	}
 	for _, m := range step.Mounts {
 		if m.Type == "cache" && !sb.Features().Mounts {

@@ -188,7 +188,7 @@ func (s *stageState) copyPath(ctx context.Context, plan *copyPlan, r copyRequest
 	}
 	if len(found) == 0 {
 		if hasGlob(clean) {
-			s.b.logf("[%s] warning: %s %s: no source files match the pattern in the %s", s.stageTag(), r.name, src, fsys.describe())
+			s.b.opts.Progress.Warnf(s.stageTag(), "%s %s: no source files match the pattern in the %s", r.name, src, fsys.describe())
 			return nil
 		}
 		return fmt.Errorf("not found in the %s%s", fsys.describe(), fsys.notFoundHint())

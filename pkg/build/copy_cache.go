@@ -134,7 +134,7 @@ func (b *builder) saveSums() {
 		return
 	}
 	if err := b.fileSums.Save(); err != nil {
-		b.logf("warning: %v", err)
+		b.opts.Progress.Warnf("", "%v", err)
 	}
 }
 
@@ -245,10 +245,10 @@ func (s *stageState) layerFromCache(ctx context.Context, sorted []*copyEntry, cr
 	}
 	key, err := s.copyKey(keys.content)
 	if err != nil {
-		s.b.logf("[%s] warning: step cache: no key (%v)", s.stageTag(), err)
+		s.b.opts.Progress.Warnf(s.stageTag(), "step cache: no key (%v)", err)
 		return false, nil
 	}
-	if e := s.lookupCache(ctx, key, "["+s.stageTag()+"]", "writing the layer", strings.TrimSpace(createdBy)); e != nil {
+	if e := s.lookupCache(ctx, key, s.stageTag(), "writing the layer", strings.TrimSpace(createdBy)); e != nil {
 		s.takeCached(e.Layer, keys.content, createdBy, sorted)
 		return true, nil
 	}
@@ -259,12 +259,12 @@ func (s *stageState) layerFromCache(ctx context.Context, sorted []*copyEntry, cr
 func (s *stageState) lookupLocal(ctx context.Context, key, createdBy string) *cache.Entry {
 	e, err := cache.NewLocal(s.b.opts.Store).Get(ctx, key)
 	if err != nil {
-		s.b.logf("[%s] warning: step cache: %v (writing the layer)", s.stageTag(), err)
+		s.b.opts.Progress.Warnf(s.stageTag(), "step cache: %v (writing the layer)", err)
 		return nil
 	}
 	if e != nil {
 		d, _ := e.Layer.Digest()
-		s.b.logf("[%s] CACHED %s (layer %s, unchanged)", s.stageTag(), strings.TrimSpace(createdBy), shortDigest(d))
+		s.b.opts.Progress.Notef(s.stageTag(), "CACHED %s (layer %s, unchanged)", strings.TrimSpace(createdBy), shortDigest(d))
 	}
 	return e
 }
@@ -291,7 +291,7 @@ func (s *stageState) keepLayer(ctx context.Context, l v1.Layer, keys layerKeys, 
 	if key, err := s.exactKey(keys.exact); err == nil {
 		err = cache.NewLocal(s.b.opts.Store).Put(ctx, key, e)
 		if err != nil {
-			s.b.logf("[%s] warning: step cache: %v", s.stageTag(), err)
+			s.b.opts.Progress.Warnf(s.stageTag(), "step cache: %v", err)
 		}
 	}
 	if !cacheable || !s.b.opts.CacheCopies {
@@ -302,6 +302,6 @@ func (s *stageState) keepLayer(ctx context.Context, l v1.Layer, keys layerKeys, 
 		err = s.b.opts.Cache.Put(ctx, key, e)
 	}
 	if err != nil {
-		s.b.logf("[%s] warning: step cache: %v", s.stageTag(), err)
+		s.b.opts.Progress.Warnf(s.stageTag(), "step cache: %v", err)
 	}
 }

@@ -131,14 +131,14 @@ func (b *builder) cachedIndex(ctx context.Context, diffID v1.Hash, tag string) *
 func (b *builder) indexFromCache(ctx context.Context, diffID v1.Hash, tag string) *archive.LayerIndex {
 	data, err := b.indexCache().GetIndex(ctx, diffID)
 	if err != nil {
-		b.logf("[%s] warning: layer index of %s: %v", tag, diffID, err)
+		b.opts.Progress.Warnf(tag, "layer index of %s: %v", diffID, err)
 	}
 	if data == nil {
 		return nil
 	}
 	x, err := archive.DecodeIndex(data, diffID)
 	if err != nil {
-		b.logf("[%s] warning: %v; indexing the layer again", tag, err)
+		b.opts.Progress.Warnf(tag, "%v; indexing the layer again", err)
 		return nil
 	}
 	return x
@@ -154,7 +154,7 @@ func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref
 	}
 	if !b.opts.Store.HasBlob(digest) {
 		size, _ := l.Size()
-		b.logf("[%s] fetching base layer %s (%s) of %s for its path index: %s", tag, shortDigest(digest), progress.FormatBytes(size), ref, why)
+		b.opts.Progress.Notef(tag, "fetching base layer %s (%s) of %s for its path index: %s", shortDigest(digest), progress.FormatBytes(size), ref, why)
 	}
 	// Verified as it streams (digest against the manifest, diff ID against
 	// the config) and kept in the store only when both match.
@@ -184,7 +184,7 @@ func (b *builder) keepIndex(ctx context.Context, x *archive.LayerIndex, tag stri
 		err = b.indexCache().PutIndex(ctx, x.DiffID, data)
 	}
 	if err != nil {
-		b.logf("[%s] warning: keeping the layer index of %s: %v", tag, x.DiffID, err)
+		b.opts.Progress.Warnf(tag, "keeping the layer index of %s: %v", x.DiffID, err)
 	}
 }
 

@@ -67,10 +67,10 @@ func (b *builder) runEnv(ctx context.Context) (*runEnv, error) {
 				return
 			}
 			r.sb = sb
-			b.logf("%s", sb.Summary())
+			b.opts.Progress.Notef("", "%s", sb.Summary())
 		}
 		if w := r.sb.Warning(); w != "" {
-			b.logf("%s", w)
+			b.opts.Progress.Warnf("", "%s", w)
 		}
 		if r.sb.Mode() == sandbox.ModeNone {
 			return
@@ -157,7 +157,7 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	if s.b.keyed {
 		if key, err = s.runKey(ctx, st); err != nil {
 			// The cache is an optimisation: run the step without it.
-			s.b.logf("[%s %s] warning: step cache: no key (%v); running the step", s.stageTag(), st.label, err)
+			s.b.opts.Progress.Warnf(s.stageTag()+" "+st.label, "step cache: no key (%v); running the step", err)
 			key = ""
 		}
 		if hit, err := s.cachedRun(ctx, key, st.label, st.createdBy); err != nil || hit {
@@ -173,14 +173,14 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 		return err
 	}
 	s.layers = append(s.layers, res.layer)
-	s.b.logf("[%s %s] RUN done in %s (command %s, diff and layer %s, %d entries)", s.stageTag(), st.label, fmtMS(time.Since(stepStart)), fmtMS(res.command), fmtMS(res.diff), len(res.hdrs))
+	s.b.opts.Progress.Notef(s.stageTag()+" "+st.label, "RUN done in %s (command %s, diff and layer %s, %d entries)", fmtMS(time.Since(stepStart)), fmtMS(res.command), fmtMS(res.diff), len(res.hdrs))
 	s.noteRunEntries(res.hdrs)
 	s.users = nil
 	s.history(st.createdBy, false)
 	if key != "" {
 		s.links = append(s.links, chainLink{key: "run " + key})
 		if err := s.b.opts.Cache.Put(ctx, key, cache.Entry{Layer: res.layer, Headers: res.hdrs, CreatedBy: st.createdBy}); err != nil {
-			s.b.logf("[%s %s] warning: step cache: %v", s.stageTag(), st.label, err)
+			s.b.opts.Progress.Warnf(s.stageTag()+" "+st.label, "step cache: %v", err)
 		}
 	}
 	return nil
@@ -220,7 +220,7 @@ func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep, cleanu
 	if err != nil {
 		return nil, s.runErrf(st, "%v", err)
 	}
-	note := func(n string) { s.b.logf("[%s] note: %s", s.stageTag(), n) }
+	note := func(n string) { s.b.opts.Progress.Notef(s.stageTag(), "note: %s", n) }
 	step, release, err := s.sandboxStep(ctx, r, st, note)
 	if err != nil {
 		return nil, s.runErrf(st, "%v", err)
@@ -333,7 +333,7 @@ func (s *stageState) stepRoot(ctx context.Context, r *runEnv, st *runStep, layer
 		return nil, err
 	}
 	if n := r.store.Unpacked() - before; n > 0 {
-		s.b.logf("[%s %s] unpacked %d layer(s) in %s", s.stageTag(), st.label, n, time.Since(started).Round(time.Millisecond))
+		s.b.opts.Progress.Notef(s.stageTag()+" "+st.label, "unpacked %d layer(s) in %s", n, time.Since(started).Round(time.Millisecond))
 	}
 	tmp, err := r.store.TempDir(r.sb.Key(), "run-")
 	if err != nil {

@@ -24,7 +24,7 @@ func (s *stageState) cachedRun(ctx context.Context, key, label, createdBy string
 	if s.b.opts.Cache == nil || key == "" {
 		return false, nil
 	}
-	e := s.lookupCache(ctx, key, "["+s.stageTag()+" "+label+"]", "running the step", strings.TrimPrefix(createdBy, "RUN "))
+	e := s.lookupCache(ctx, key, s.stageTag()+" "+label, "running the step", strings.TrimPrefix(createdBy, "RUN "))
 	if e == nil {
 		return false, nil
 	}
@@ -36,13 +36,14 @@ func (s *stageState) cachedRun(ctx context.Context, key, label, createdBy string
 	return true, nil
 }
 
-// lookupCache asks the step cache for key. A hit is logged as
-// "PREFIX CACHED WHAT (layer …[, from REPO])"; a cache that fails is a
-// warning (the step goes on as otherwise, said by instead), never an error.
-func (s *stageState) lookupCache(ctx context.Context, key, prefix, instead, what string) *cache.Entry {
+// lookupCache asks the step cache for key. A hit is reported as the
+// current step cached, "WHAT (layer …[, from REPO])"; a cache that fails
+// is a warning about step (the step goes on as otherwise, said by
+// instead), never an error.
+func (s *stageState) lookupCache(ctx context.Context, key, step, instead, what string) *cache.Entry {
 	e, err := s.b.opts.Cache.Get(ctx, key)
 	if err != nil {
-		s.b.logf("%s warning: step cache: %v (%s)", prefix, err, instead)
+		s.b.opts.Progress.Warnf(step, "step cache: %v (%s)", err, instead)
 		return nil
 	}
 	if e == nil {

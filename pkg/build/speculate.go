@@ -32,7 +32,12 @@ type wrongGuess struct {
 }
 
 func (w *wrongGuess) Error() string {
-	return fmt.Sprintf("[%s] the guess that %s of %s is %s was wrong (it is %s)", w.stage, w.path, w.baseRef, describeEntry(w.guess), describeEntry(w.actual))
+	return "[" + w.stage + "] " + w.text()
+}
+
+// text is the message without the stage.
+func (w *wrongGuess) text() string {
+	return fmt.Sprintf("the guess that %s of %s is %s was wrong (it is %s)", w.path, w.baseRef, describeEntry(w.guess), describeEntry(w.actual))
 }
 
 func describeEntry(h *tar.Header) string {
@@ -115,7 +120,7 @@ func (s *stageState) guessBase(ctx context.Context, p, why string) (h *tar.Heade
 		src.startTree(s.b, ctx, s.stageTag(), why)
 	}
 	if len(s.guesses) == 0 {
-		s.b.logf("[%s] going on with guesses about what %s holds while its path index is made (checked before the stage is done)", s.stageTag(), src.ref)
+		s.b.opts.Progress.Notef(s.stageTag(), "going on with guesses about what %s holds while its path index is made (checked before the stage is done)", src.ref)
 	}
 	g := guessFor(p)
 	if s.guesses == nil {
@@ -177,7 +182,7 @@ func (s *stageState) executeChecked(ctx context.Context) (*stageResult, error) {
 	}
 	// The error the wrong guess caused (wrapped in a step's message, or
 	// the guess itself) is dropped with the stage.
-	s.b.logf("%s: building the stage again with the index at hand", s.wrong.Error())
+	s.b.opts.Progress.Notef(s.wrong.stage, "%s: building the stage again with the index at hand", s.wrong.text())
 	retry := &fresh
 	retry.noGuess = true
 	return retry.execute(ctx)

@@ -128,7 +128,7 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 func (s *stageState) labelPlatform() {
 	have, want := s.runPlatform(), s.platform
 	if !plat.Matches(have, want) {
-		s.b.logf("warning: the final stage %s is built on %s and labelled %s: its files must suit %s",
+		s.b.opts.Progress.Warnf("", "the final stage %s is built on %s and labelled %s: its files must suit %s",
 			s.stageTag(), plat.Format(have), plat.Format(want), plat.Format(want))
 	}
 	same := have.OS == want.OS && have.Architecture == want.Architecture

@@ -114,7 +114,7 @@ func (s *stageState) resolveOwner(_ context.Context, spec string) (int, int, err
 			// BuildKit's file operations leave a name /etc/passwd does not
 			// list at uid 0 and gid 0: the same image, with a warning
 			// BuildKit does not give.
-			s.b.logf("warning: user %q is not in the image's /etc/passwd: its files get uid 0 and gid 0, as with BuildKit", userPart)
+			s.b.opts.Progress.Warnf("", "user %q is not in the image's /etc/passwd: its files get uid 0 and gid 0, as with BuildKit", userPart)
 		}
 		uid, gid = u[0], u[1]
 	}
@@ -135,7 +135,7 @@ func (s *stageState) resolveOwner(_ context.Context, spec string) (int, int, err
 	}
 	if !found {
 		// BuildKit keeps the user's gid for a group name it cannot find.
-		s.b.logf("warning: group %q is not in the image's /etc/group: its files keep gid %d, as with BuildKit", groupPart, gid)
+		s.b.opts.Progress.Warnf("", "group %q is not in the image's /etc/group: its files keep gid %d, as with BuildKit", groupPart, gid)
 		return uid, gid, nil
 	}
 	return uid, g, nil

@@ -47,7 +47,7 @@ func (s *stageState) addWorkdirLayer(ctx context.Context, entries []*copyEntry, 
 		return nil
 	}
 	if s.b.opts.CacheCopies {
-		if e := s.lookupCache(ctx, key, "["+s.stageTag()+"]", "writing the layer", createdBy); e != nil {
+		if e := s.lookupCache(ctx, key, s.stageTag(), "writing the layer", createdBy); e != nil {
 			s.takeCached(e.Layer, keys.content, createdBy, sorted)
 			return nil
 		}
@@ -68,7 +68,7 @@ func (s *stageState) addWorkdirLayer(ctx context.Context, entries []*copyEntry, 
 		put = s.b.opts.Cache.Put // the registry cache too (--cache-to)
 	}
 	if err := put(ctx, key, cache.Entry{Layer: l, CreatedBy: createdBy}); err != nil {
-		s.b.logf("[%s] warning: step cache: %v", s.stageTag(), err)
+		s.b.opts.Progress.Warnf(s.stageTag(), "step cache: %v", err)
 	}
 	return nil
 }

@@ -245,7 +245,7 @@ func tryUserns(ctx context.Context, env *Env, rep *Report) (Impl, string, error)
 	}
 	rep.add("user namespace", true, "created with this user alone mapped to root", "")
 	overlayCheck(&m.helper, res, rep)
-	m.warning = "warning: only uid " + strconv.Itoa(uid) + " is mapped in the sandbox (no /etc/subuid range): files RUN steps give other owners belong to root, and USER runs as root. Fix: " + rangeFix
+	m.warning = "only uid " + strconv.Itoa(uid) + " is mapped in the sandbox (no /etc/subuid range): files RUN steps give other owners belong to root, and USER runs as root. Fix: " + rangeFix
 	return m, noOverlay(env, &m.helper, "user namespace, only uid "+strconv.Itoa(uid)+" mapped (no subordinate ids)"), nil
 }
 

@@ -291,7 +291,7 @@ func (d *Diagnosis) Write(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n             -> %s\n", l[0], l[1], l[2])
 	}
 	if s != nil && s.SingleMapping() {
-		fmt.Fprintln(w, "note: "+strings.TrimPrefix(s.warning, "warning: "))
+		fmt.Fprintln(w, "note: "+s.warning)
 	}
 }
 

@@ -67,8 +67,8 @@ func (s *Sandbox) SingleMapping() bool { return s.impl.Features().Ownership == O
 // Key names the id mapping for the rootfs store.
 func (s *Sandbox) Key() string { return s.impl.Key() }
 
-// Warning returns, once, a warning about this mode ("" after the first
-// call or when there is none).
+// Warning returns, once, a warning about this mode, without a "warning: "
+// prefix ("" after the first call or when there is none).
 func (s *Sandbox) Warning() string {
 	var w string
 	s.warnOnce.Do(func() { w = s.warning })
