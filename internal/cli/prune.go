@@ -16,7 +16,7 @@ import (
 
 func newPruneCommand(g *globals) *cobra.Command {
 	var filters []string
-	var force, verify bool
+	var force, verify, all bool
 	cmd := &cobra.Command{
 		Use:     "prune",
 		Aliases: []string{"builder-prune"},
@@ -25,7 +25,9 @@ func newPruneCommand(g *globals) *cobra.Command {
 			"for that long), then the blobs that no image and no remaining entry needs, and the unpacked\n" +
 			"layers of RUN steps that belong to no stored image and were not used for an hour (or for a\n" +
 			"longer DURATION). Blobs that became unreferenced less than an hour ago stay: a build running\n" +
-			"alongside may be about to use them.",
+			"alongside may be about to use them. The digests of build-context files that are gone or\n" +
+			"changed, and the answers about base images' files whose layers the store no longer has, go\n" +
+			"too; with --all every kept context digest and answer goes (rebuilds read the context again).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var before time.Time
@@ -73,7 +75,16 @@ func newPruneCommand(g *globals) *cobra.Command {
 				// (auto finds none only where no RUN step can have run).
 				return fmt.Errorf("removing unpacked layers: %w", err)
 			}
+			sums, err := cache.PruneFileSums(st, all, before)
+			if err != nil {
+				return err
+			}
+			answers, err := build.PrunePathAnswers(st, all, before)
+			if err != nil {
+				return err
+			}
 			fmt.Fprintf(g.stdout, "Deleted %d step-cache entries, %d blobs and %d unpacked layers\n", n, removed, unpacked)
+			fmt.Fprintf(g.stdout, "Deleted %d context-file digests and the answers about %d base images\n", sums, answers)
 			fmt.Fprintf(g.stdout, "Total reclaimed space: %s\n", humanSize(freed))
 			if verify {
 				return verifyUnpacked(cmd, g, st)
@@ -83,6 +94,7 @@ func newPruneCommand(g *globals) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVar(&filters, "filter", nil, "until=DURATION: only entries not used for DURATION (e.g. 24h)")
+	fl.BoolVarP(&all, "all", "a", false, "also every kept context-file digest and answer about base images' files, not only those that can no longer be used")
 	fl.BoolVarP(&force, "force", "f", false, "accepted for docker compatibility (kiln never asks)")
 	fl.BoolVar(&verify, "verify", false, "then compare every unpacked layer with its layer's tar (checked against its diff ID) and remove those that differ or that no image has; exit 1 when one differed")
 	return cmd

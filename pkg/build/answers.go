@@ -5,12 +5,20 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/cache"
+	"github.com/kiln-build/kiln/pkg/store"
 )
 
 // Answers about a base image's paths (what lookupPath asked the merged
@@ -49,7 +57,7 @@ func (src *imageSource) answers(b *builder) *pathAnswers {
 		for _, d := range src.cfg.RootFS.DiffIDs {
 			fmt.Fprintf(h, "%s\n", d)
 		}
-		a.file = filepath.Join(b.opts.Store.Root(), "path-answers", hex.EncodeToString(h.Sum(nil))+".json")
+		a.file = filepath.Join(answersDir(b.opts.Store), hex.EncodeToString(h.Sum(nil))+".json")
 		raw, err := os.ReadFile(a.file)
 		if err != nil {
 			return
@@ -146,4 +154,101 @@ func (b *builder) saveAnswers() {
 			b.opts.Progress.Warnf("", "keeping what %s holds: %v", src.ref, err)
 		}
 	}
+}
+
+func answersDir(st *store.Store) string { return filepath.Join(st.Root(), "path-answers") }
+
+// PrunePathAnswers prunes the answers kept in st (kiln prune), and returns
+// how many bases' answers it removed. With all set it removes them all
+// (when before is set: those no build wrote since before); otherwise only
+// those about layers the store no longer has: a base none of whose stored
+// images (built on it) and none of whose kept layer indexes is left.
+// Unreadable files and leftovers of an interrupted write go too.
+func PrunePathAnswers(st *store.Store, all bool, before time.Time) (int, error) {
+	dir := answersDir(st)
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pruning path answers: %w", err)
+	}
+	var present func(d string) bool
+	if !all {
+		if present, err = presentLayers(st); err != nil {
+			return 0, fmt.Errorf("pruning path answers: %w", err)
+		}
+	}
+	n := 0
+	for _, de := range des {
+		p := filepath.Join(dir, de.Name())
+		fi, err := de.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		var drop bool
+		switch {
+		case strings.HasPrefix(de.Name(), ".answers-"):
+			// A write that died (a live one renames within moments).
+			drop = time.Since(fi.ModTime()) > time.Hour
+		case all:
+			drop = before.IsZero() || fi.ModTime().Before(before)
+		default:
+			drop = !answersPresent(p, present)
+		}
+		if !drop {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return n, fmt.Errorf("pruning path answers: %w", err)
+		}
+		if !strings.HasPrefix(de.Name(), ".") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// presentLayers reports which diff IDs the store still has: a layer of a
+// stored image, or one whose path index is kept.
+func presentLayers(st *store.Store) (func(d string) bool, error) {
+	held := map[string]bool{}
+	err := st.WalkImages(func(_ v1.Image, cfg *v1.ConfigFile) {
+		for _, d := range cfg.RootFS.DiffIDs {
+			held[d.String()] = true
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func(d string) bool {
+		if held[d] {
+			return true
+		}
+		h, err := v1.NewHash(d)
+		if err != nil {
+			return false
+		}
+		_, ok, err := st.CacheRef(cache.IndexKey(h))
+		return err == nil && ok
+	}, nil
+}
+
+// answersPresent reports whether the answers file p is readable and every
+// layer it is about is present.
+func answersPresent(p string, present func(d string) bool) bool {
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return false
+	}
+	var f answersFile
+	if json.Unmarshal(raw, &f) != nil || f.Version != answersVersion || len(f.DiffIDs) == 0 {
+		return false
+	}
+	for _, d := range f.DiffIDs {
+		if !present(d) {
+			return false
+		}
+	}
+	return true
 }

@@ -21,7 +21,8 @@
 // Questions about a base's files come from its layers' path indexes
 // (index.go); a stage without RUN whose base has no index at hand goes on
 // with guesses while the index is made, and checks them before it is done
-// (speculate.go); answers are kept per base (answers.go). COPY, ADD and
+// (speculate.go); answers are kept per base (answers.go; PrunePathAnswers
+// drops those about layers the store no longer has). COPY, ADD and
 // WORKDIR layers are cached in the store by their exact content, with the
 // digests of context files kept by stat, so an unchanged rebuild only
 // stats its context (copy_cache.go).

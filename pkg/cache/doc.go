@@ -19,5 +19,7 @@
 // from the layer's diff ID, and travel with --cache-to/--cache-from.
 //
 // FileSums (sums.go) is the store's table of build-context file digests,
-// keyed by path and stat, so that an unchanged file is never read again.
+// keyed by path and stat, so that an unchanged file is never read again;
+// kiln prune drops the digests of files gone or changed (PruneFileSums),
+// prune --all the table.
 package cache

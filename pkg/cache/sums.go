@@ -93,6 +93,50 @@ func OpenFileSums(st *store.Store) *FileSums {
 	return s
 }
 
+// PruneFileSums prunes the table kept in st (kiln prune). With all set it
+// removes the table (when before is set: only when no build wrote it
+// since before), and returns how many digests it held; otherwise it drops
+// the digests that can never be found again, those of files that are gone
+// or whose stat changed, and returns how many it dropped.
+func PruneFileSums(st *store.Store, all bool, before time.Time) (int, error) {
+	s := OpenFileSums(st)
+	fi, err := os.Stat(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("pruning context digests: %w", err)
+	}
+	if all {
+		if !before.IsZero() && !fi.ModTime().Before(before) {
+			return 0, nil
+		}
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, fmt.Errorf("pruning context digests: %w", err)
+		}
+		return len(s.sums), nil
+	}
+	n := 0
+	for p, e := range s.sums {
+		fi, err := os.Lstat(p)
+		if err == nil {
+			if now, ok := StatOf(fi); ok && now == e.FileStat {
+				continue
+			}
+		}
+		delete(s.sums, p)
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	s.dirty = true
+	if err := s.Save(); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 // Lookup returns the digest of the file at path p when its stat is st.
 func (s *FileSums) Lookup(p string, st FileStat) (string, bool) {
 	s.mu.Lock()

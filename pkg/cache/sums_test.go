@@ -66,3 +66,71 @@ func TestFileSums(t *testing.T) {
 		t.Error("a digest was found for another path")
 	}
 }
+
+// TestPruneFileSums: plain prune drops the digests of files that are gone
+// or changed and keeps the others; --all (all) removes the table, unless a
+// build wrote it after the --filter until= time.
+func TestPruneFileSums(t *testing.T) {
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	stats := map[string]cache.FileStat{}
+	sums := cache.OpenFileSums(st)
+	for _, name := range []string{"kept", "gone", "changed"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, ok := cache.StatOf(fi)
+		if !ok {
+			t.Skip("no stat key on this platform")
+		}
+		stats[name] = s
+		sums.Record(p, s, "d-"+name, time.Now().Add(time.Second))
+	}
+	if err := sums.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "changed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n, err := cache.PruneFileSums(st, false, time.Time{})
+	if err != nil || n != 2 {
+		t.Fatalf("plain prune dropped %d, %v; want 2", n, err)
+	}
+	again := cache.OpenFileSums(st)
+	if d, ok := again.Lookup(filepath.Join(dir, "kept"), stats["kept"]); !ok || d != "d-kept" {
+		t.Errorf("the digest of an unchanged file was dropped: %q %v", d, ok)
+	}
+	if _, ok := again.Lookup(filepath.Join(dir, "changed"), stats["changed"]); ok {
+		t.Error("the digest of a changed file was kept")
+	}
+	if n, err := cache.PruneFileSums(st, false, time.Time{}); err != nil || n != 0 {
+		t.Errorf("second plain prune dropped %d, %v", n, err)
+	}
+	table := filepath.Join(st.Root(), "context-sums.json")
+	if n, err := cache.PruneFileSums(st, true, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Errorf("--all with until=1h of a table written now removed %d, %v", n, err)
+	}
+	if _, err := os.Stat(table); err != nil {
+		t.Fatalf("the table written now is gone: %v", err)
+	}
+	if n, err := cache.PruneFileSums(st, true, time.Time{}); err != nil || n != 1 {
+		t.Errorf("--all removed %d digests, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(table); !os.IsNotExist(err) {
+		t.Errorf("--all left %s: %v", table, err)
+	}
+	if n, err := cache.PruneFileSums(st, true, time.Time{}); err != nil || n != 0 {
+		t.Errorf("--all of a store without a table: %d, %v", n, err)
+	}
+}
