@@ -21,6 +21,9 @@ type attestInputs struct {
 	tags           []string
 	timestamp      *time.Time
 	started        time.Time
+	// ociArtifact: attestation manifests as OCI 1.1 artifacts
+	// (--output ...,oci-artifact=true).
+	ociArtifact bool
 }
 
 // attach replaces res's image (or index) by an index that also holds the
@@ -100,7 +103,7 @@ func (f *buildFlags) attach(res *build.Result, in attestInputs) error {
 		}
 		annotations = im.Annotations
 	}
-	idx, err := attest.Attach(children, annotations)
+	idx, err := attest.Attach(children, annotations, in.ociArtifact)
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,8 @@ type buildFlags struct {
 	done func(d v1.Descriptor, tags []string) error
 	// signKey is --sign-key: a cosign key that signs what --push pushes.
 	signKey string
+	// signMode is --sign-referrers-mode: where --sign-key's signature goes.
+	signMode string
 	// attests are --attest values; attestReq what --sbom, --provenance and
 	// --attest ask for (attest.go).
 	attests   []string
@@ -108,6 +110,7 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.BoolVar(&f.push, "push", false, "push every -t tag to its registry once the image is stored (concurrently)")
 	fl.StringVar(&f.digestfile, "digestfile", "", "write the manifest digest (of the image or index) to this file")
 	fl.StringVar(&f.signKey, "sign-key", "", "cosign private key that signs what --push pushes (password from COSIGN_PASSWORD)")
+	fl.StringVar(&f.signMode, "sign-referrers-mode", "", "with --sign-key: "+referrersModeHelp+" (default legacy)")
 	addCompatFlags(fl, &f)
 	return cmd
 }
@@ -156,7 +159,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 			return err
 		}
 	}
-	signKey, err := f.loadSignKey(push)
+	signKey, signMode, err := f.loadSignKey(push)
 	if err != nil {
 		return err
 	}
@@ -323,7 +326,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		return err
 	}
 	if err := f.attach(res, attestInputs{dockerfileName: dfName, dockerfile: dfData, buildArgs: buildArgs, labels: labels,
-		secrets: secrets, tags: tags, timestamp: ts, started: started}); err != nil {
+		secrets: secrets, tags: tags, timestamp: ts, started: started, ociArtifact: outs.ociArtifact}); err != nil {
 		return err
 	}
 
@@ -364,7 +367,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		if err := pushBuilt(ctx, cmd, g, st, desc, tags, f.quiet); err != nil {
 			return err
 		}
-		if err := g.signPushed(cmd, signKey, desc.Digest, tags); err != nil {
+		if err := g.signPushed(cmd, signKey, signMode, desc, tags); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,7 @@ type buildOutputs struct {
 	push        bool
 	compression string
 	stdout      bool // an exporter writes to stdout: print no image ID there
+	ociArtifact bool // oci-artifact=true: attestations are OCI 1.1 referrers
 }
 
 func parseOutputs(f *buildFlags, stdout io.Writer) (buildOutputs, error) {
@@ -42,6 +43,7 @@ func parseOutputs(f *buildFlags, stdout io.Writer) (buildOutputs, error) {
 			b.names = append(b.names, o.Names...)
 		}
 		b.push = b.push || o.Push
+		b.ociArtifact = b.ociArtifact || o.OCIArtifact
 		if o.Compression != "" {
 			if b.compression != "" && b.compression != o.Compression {
 				return b, fmt.Errorf("--output: compression=%s and compression=%s disagree", b.compression, o.Compression)

@@ -33,30 +33,42 @@ func loadSignKey(flag, path string) (crypto.Signer, error) {
 	return k, nil
 }
 
-// signDigest signs digest in ref's repository and says where the
+// signDigest signs the manifest desc describes in repo and says where the
 // signature went.
-func (g *globals) signDigest(cmd *cobra.Command, key crypto.Signer, repo name.Repository, digest v1.Hash, ro registry.Options) error {
-	tag, err := sign.Sign(cmd.Context(), repo, digest, key, nil, ro)
+func (g *globals) signDigest(cmd *cobra.Command, key crypto.Signer, repo name.Repository, desc v1.Descriptor, mode sign.Mode, ro registry.Options) error {
+	ref, err := sign.Sign(cmd.Context(), repo, desc, key, nil, mode, ro)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stderr, "Pushed signature of %s@%s to %s\n", displayRepo(repo.Name()), digest, displayRepo(tag.Name()))
+	how := ""
+	if mode == sign.Referrers {
+		how = " (an OCI 1.1 referrer)"
+	}
+	fmt.Fprintf(g.stderr, "Pushed signature of %s@%s to %s%s\n", displayRepo(repo.Name()), desc.Digest, displayRepo(ref.Name()), how)
 	return nil
 }
 
+// referrersModeHelp is the help of the referrers-mode flags.
+const referrersModeHelp = "where the signature goes: legacy (cosign's sha256-<digest>.sig tag) or oci-1-1 (an OCI 1.1 referrer whose subject is the image: the registry's referrers API, or the sha256-<digest> referrers tag where it has none)"
+
 func newSignCommand(g *globals) *cobra.Command {
-	var keyPath string
+	var keyPath, modeFlag string
 	cmd := &cobra.Command{
 		Use:   "sign --key cosign.key IMAGE...",
 		Short: "Sign images in their registry, as cosign sign --key does",
 		Long: "Signs the manifest each IMAGE names (a tag is resolved to its digest) with a cosign\n" +
 			"private key (password from COSIGN_PASSWORD) and pushes the signature to the\n" +
 			"repository's sha256-<digest>.sig tag, where cosign verify and podman's sigstoreSigned\n" +
-			"policy find it.",
+			"policy find it; with --registry-referrers-mode=oci-1-1, as a referrer of the image\n" +
+			"instead (cosign's OCI 1.1 form: cosign verify --experimental-oci11 finds it).",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if keyPath == "" {
 				return errKeyless
+			}
+			mode, err := sign.ParseMode(modeFlag)
+			if err != nil {
+				return fmt.Errorf("--registry-referrers-mode %w", err)
 			}
 			if err := g.checkRegistryFlags(cmd); err != nil {
 				return err
@@ -75,7 +87,7 @@ func newSignCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if err := g.signDigest(cmd, key, ref.Context(), d.Digest, ro); err != nil {
+				if err := g.signDigest(cmd, key, ref.Context(), d.Descriptor, mode, ro); err != nil {
 					return err
 				}
 			}
@@ -83,6 +95,7 @@ func newSignCommand(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&keyPath, "key", "", "cosign private key file (ENCRYPTED SIGSTORE PRIVATE KEY PEM; password from COSIGN_PASSWORD)")
+	cmd.Flags().StringVar(&modeFlag, "registry-referrers-mode", "legacy", referrersModeHelp)
 	return cmd
 }
 
@@ -92,7 +105,8 @@ func newVerifyCommand(g *globals) *cobra.Command {
 		Use:   "verify --key cosign.pub IMAGE...",
 		Short: "Verify images' cosign signatures, as cosign verify --key does",
 		Long: "Checks that a signature at the repository's sha256-<digest>.sig tag is made by the\n" +
-			"key, signs the digest IMAGE names and names IMAGE's repository. Prints the verified\n" +
+			"key, signs the digest IMAGE names and names IMAGE's repository; signatures pushed as\n" +
+			"OCI 1.1 referrers of the image (cosign's oci-1-1 mode) are checked too. Prints the verified\n" +
 			"payloads as a JSON array on stdout, as cosign does; exits 1 when an image has none.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -146,19 +160,28 @@ func newVerifyCommand(g *globals) *cobra.Command {
 // the image's repository.
 var repositoryIdentity = &policy.SignedIdentity{Type: "matchRepository"}
 
-// loadSignKey opens --sign-key before the build starts.
-func (f *buildFlags) loadSignKey(push bool) (crypto.Signer, error) {
+// loadSignKey opens --sign-key before the build starts and reads
+// --sign-referrers-mode.
+func (f *buildFlags) loadSignKey(push bool) (crypto.Signer, sign.Mode, error) {
+	mode, err := sign.ParseMode(f.signMode)
+	if err != nil {
+		return nil, mode, fmt.Errorf("--sign-referrers-mode %w", err)
+	}
 	if f.signKey == "" {
-		return nil, nil
+		if f.signMode != "" {
+			return nil, mode, errors.New("--sign-referrers-mode says where --sign-key's signature goes: add --sign-key")
+		}
+		return nil, mode, nil
 	}
 	if !push {
-		return nil, errors.New("--sign-key signs what the build pushes: add --push")
+		return nil, mode, errors.New("--sign-key signs what the build pushes: add --push")
 	}
-	return loadSignKey("--sign-key", f.signKey)
+	k, err := loadSignKey("--sign-key", f.signKey)
+	return k, mode, err
 }
 
-// signPushed signs digest in every repository the build pushed to.
-func (g *globals) signPushed(cmd *cobra.Command, key crypto.Signer, digest v1.Hash, tags []string) error {
+// signPushed signs desc in every repository the build pushed to.
+func (g *globals) signPushed(cmd *cobra.Command, key crypto.Signer, mode sign.Mode, desc v1.Descriptor, tags []string) error {
 	if key == nil {
 		return nil
 	}
@@ -173,7 +196,7 @@ func (g *globals) signPushed(cmd *cobra.Command, key crypto.Signer, digest v1.Ha
 			continue
 		}
 		done[ref.Context().Name()] = true
-		if err := g.signDigest(cmd, key, ref.Context(), digest, ro); err != nil {
+		if err := g.signDigest(cmd, key, ref.Context(), desc, mode, ro); err != nil {
 			return err
 		}
 	}

@@ -41,6 +41,16 @@ func StartInProcessRegistry(t testing.TB) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
+// StartReferrersRegistry is StartInProcessRegistry with the OCI 1.1
+// referrers API (GET /v2/<name>/referrers/<digest>), which Debian's
+// docker-registry lacks.
+func StartReferrersRegistry(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)), ggcrregistry.WithReferrersSupport(true)))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
 // Counts is what a CountingProxy has seen; see harness.Counts.
 type Counts = harness.Counts
 

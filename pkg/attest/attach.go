@@ -25,6 +25,9 @@ const (
 	StatementType           = "https://in-toto.io/Statement/v0.1"
 	SPDXPredicateType       = "https://spdx.dev/Document"
 	SLSAProvenancePredicate = "https://slsa.dev/provenance/v0.2"
+	// AttestationArtifactType is the artifactType of buildx's attestation
+	// manifests with oci-artifact=true.
+	AttestationArtifactType = "application/vnd.docker.attestation.manifest.v1+json"
 )
 
 // Statement is an in-toto statement.
@@ -98,8 +101,12 @@ type Child struct {
 // Attach makes the image index buildx pushes: each image, followed by its
 // attestation manifest (platform unknown/unknown, annotated with the
 // image's digest and vnd.docker.reference.type attestation-manifest).
-// annotations, when set, are the index's own.
-func Attach(children []Child, annotations map[string]string) (v1.ImageIndex, error) {
+// annotations, when set, are the index's own. With ociArtifact (buildx's
+// oci-artifact=true) each attestation manifest is also an OCI 1.1
+// artifact: artifactType AttestationArtifactType, the empty config, and the
+// image as its subject, so that the registry's referrers API (or the
+// referrers tag a push keeps) lists it under the image.
+func Attach(children []Child, annotations map[string]string, ociArtifact bool) (v1.ImageIndex, error) {
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for _, c := range children {
 		d, err := c.Image.Digest()
@@ -114,7 +121,12 @@ func Attach(children []Child, annotations map[string]string) (v1.ImageIndex, err
 		if len(c.Statements) == 0 {
 			continue
 		}
-		att, err := manifest(c.Statements)
+		var att v1.Image
+		if ociArtifact {
+			att, err = artifactManifest(c.Statements, v1.Descriptor{MediaType: mt, Digest: d, Size: size(c.Image)})
+		} else {
+			att, err = manifest(c.Statements)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("attestation manifest: %w", err)
 		}

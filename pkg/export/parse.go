@@ -24,6 +24,9 @@ type Output struct {
 	Push bool
 	// Compression is a compression=... request ("" if none).
 	Compression string
+	// OCIArtifact is buildx's oci-artifact=true: attestation manifests
+	// are OCI 1.1 artifacts whose subject is their image.
+	OCIArtifact bool
 }
 
 // Parse reads one --output value as buildx does: comma-separated
@@ -132,6 +135,12 @@ func (o *Output) options(opts map[string]string) error {
 				return fmt.Errorf("compression=%s: kiln writes gzip or zstd", v)
 			}
 			o.Compression = v
+		case k == "oci-artifact" && (image || o.Type == "oci"):
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("oci-artifact=%s: want true or false", v)
+			}
+			o.OCIArtifact = b
 		case k == "oci-mediatypes":
 			// kiln's images are OCI unless --format docker; an OCI output
 			// is a directory or, for a dest ending in .tar, a tar.

@@ -27,6 +27,12 @@
 //     while they stream; manifests go last. Copy does the same from a
 //     registry reference, keeping manifests byte for byte: within one
 //     registry no layer byte moves. Progress events go to Options.Progress.
+//   - OCI 1.1 referrers: a manifest written with a subject (a signature,
+//     an attestation) is made findable from it; where the registry has
+//     no referrers API (it neither answers OCI-Subject nor
+//     GET /v2/<name>/referrers/<digest>) Write adds it to the subject's
+//     referrers tag (sha256-<hex>, an OCI index). Referrers lists them
+//     from the API or that tag.
 //   - Errors are *Error values with messages for people (which registry,
 //     which credential source) that match ErrUnauthorized,
 //     ErrManifestUnknown, ErrTagImmutable, ErrUnsupportedMediaType,

@@ -428,13 +428,13 @@ func (o Options) writeRepo(ctx context.Context, top *manifestSpec, repo name.Rep
 		if m == top {
 			continue
 		}
-		if err := w.putManifest(ctx, m, m.digest.String()); err != nil {
+		if err := w.putReferrer(ctx, m, m.digest.String(), true); err != nil {
 			return o.describeErr(ctx, fmt.Sprintf("%s: manifest %s", what, m.digest), repo, err)
 		}
 	}
-	for _, r := range refs {
+	for i, r := range refs {
 		id := r.Identifier()
-		if err := w.putManifest(ctx, top, id); err != nil {
+		if err := w.putReferrer(ctx, top, id, i == 0); err != nil {
 			return o.describeErr(ctx, op+" "+r.String(), repo, err)
 		}
 		progress.Send(o.Progress, progress.Event{Op: op, Action: progress.Manifest, Ref: r.String(), Kind: top.kind(), Digest: top.digest.String(), Size: int64(len(top.raw))})
@@ -546,22 +546,33 @@ func (w *repoWriter) hasManifest(ctx context.Context, d v1.Hash) (bool, error) {
 	return false, transport.CheckError(resp, http.StatusOK)
 }
 
-// putManifest PUTs m under tag or digest id.
-func (w *repoWriter) putManifest(ctx context.Context, m *manifestSpec, id string) error {
+// putManifest PUTs m under tag or digest id and returns the registry's
+// OCI-Subject header (set when it took a subject into its referrers).
+func (w *repoWriter) putManifest(ctx context.Context, m *manifestSpec, id string) (string, error) {
 	resp, err := w.do(ctx, http.MethodPut, w.url("/manifests/"+id), bytes.NewReader(m.raw), int64(len(m.raw)),
 		map[string]string{"Content-Type": string(m.mediaType)})
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer drain(resp)
 	if err := transport.CheckError(resp, http.StatusOK, http.StatusCreated, http.StatusAccepted); err != nil {
-		return err
+		return "", err
 	}
 	if got := resp.Header.Get("Docker-Content-Digest"); got != "" && got != m.digest.String() {
-		return &Error{Kind: ErrDigestMismatch, Registry: w.repo.RegistryStr(),
+		return "", &Error{Kind: ErrDigestMismatch, Registry: w.repo.RegistryStr(),
 			msg: fmt.Sprintf("registry %s stored manifest %s as %s", displayHost(w.repo.RegistryStr()), m.digest, got)}
 	}
-	return nil
+	return resp.Header.Get("OCI-Subject"), nil
+}
+
+// putReferrer PUTs m under id and, when m has a subject, makes it findable
+// from there (linkSubject).
+func (w *repoWriter) putReferrer(ctx context.Context, m *manifestSpec, id string, link bool) error {
+	sub, err := w.putManifest(ctx, m, id)
+	if err != nil || !link {
+		return err
+	}
+	return w.linkSubject(ctx, m, sub)
 }
 
 // writeBlobs puts blobs into the repository, o.Jobs at a time.

@@ -13,8 +13,14 @@
 //     (application/vnd.dev.cosign.simplesigning.v1+json, the base64
 //     signature in the dev.cosignproject.cosign/signature annotation) of an
 //     image tagged sha256-<hex>.sig in the signed image's repository.
-//     Sign appends to the signatures already there, as cosign does.
-//   - Verify checks the signatures at that tag against public keys and a
+//     Sign appends to the signatures already there, as cosign does. In
+//     Referrers mode (cosign's --registry-referrers-mode=oci-1-1) each
+//     signature is a manifest of its own with config media type
+//     application/vnd.dev.cosign.artifact.sig.v1+json and the image as
+//     its subject, listed by the registry's referrers API or the
+//     referrers tag (pkg/registry keeps it).
+//   - Verify checks the signatures at that tag and the signature
+//     referrers of the image against public keys and a
 //     containers signedIdentity rule; PolicyVerifier is the
 //     registry.SignatureVerifier that enforces policy.json's
 //     sigstoreSigned requirements.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/kiln-build/kiln/internal/testutil"
@@ -83,7 +84,7 @@ func TestSignVerify(t *testing.T) {
 		t.Errorf("unsigned: %v", err)
 	}
 	for _, k := range []crypto.Signer{other, priv} {
-		if _, err := Sign(ctx, ref.Context(), d, k, nil, o); err != nil {
+		if _, err := Sign(ctx, ref.Context(), v1.Descriptor{Digest: d}, k, nil, Legacy, o); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -134,4 +135,81 @@ func keyPair(t *testing.T) (crypto.Signer, []byte) {
 		t.Fatal(err)
 	}
 	return k, pub
+}
+
+// TestSignReferrers: oci-1-1 signatures are referrers of the image, found
+// through the referrers API where the registry has it and through the
+// sha256-<hex> referrers tag where it has not; Verify finds them there and
+// beside a legacy .sig signature.
+func TestSignReferrers(t *testing.T) {
+	t.Parallel()
+	for _, api := range []bool{true, false} {
+		t.Run(map[bool]string{true: "api", false: "tag"}[api], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			addr := testutil.StartInProcessRegistry(t)
+			if api {
+				addr = testutil.StartReferrersRegistry(t)
+			}
+			img, err := random.Image(100, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref, _ := name.ParseReference(addr + "/team/app:1")
+			o := registry.Options{}
+			desc, err := registry.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			priv, pub := keyPair(t)
+			pk, _ := ParsePublicKey(pub)
+			where, err := Sign(ctx, ref.Context(), desc, priv, nil, Referrers, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := where.(name.Digest); !ok {
+				t.Fatalf("a referrer is pushed by digest, not to %s", where)
+			}
+			refs, err := registry.Referrers(ctx, ref.Context(), desc.Digest, string(SignatureArtifactType), o)
+			if err != nil || len(refs) != 1 || refs[0].Digest.String() != where.Identifier() {
+				t.Fatalf("referrers: %v, %v (want %s)", refs, err, where)
+			}
+			// Without the API the referrers tag is an OCI index naming it.
+			tagged, err := registry.Fetch(ctx, registry.ReferrersTag(ref.Context(), desc.Digest), o)
+			if api {
+				if err == nil {
+					t.Errorf("the referrers tag was written although the registry has the API")
+				}
+			} else if err != nil || tagged.MediaType != "application/vnd.oci.image.index.v1+json" {
+				t.Errorf("referrers tag: %v", err)
+			}
+			sd, err := registry.Fetch(ctx, where, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m v1.Manifest
+			if err := json.Unmarshal(sd.Manifest, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Subject == nil || m.Subject.Digest != desc.Digest || m.Subject.Size != desc.Size || m.Config.MediaType != SignatureArtifactType || len(m.Layers) != 1 {
+				t.Errorf("cosign's OCI 1.1 signature manifest shape: %s", sd.Manifest)
+			}
+			vs, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{pk}, nil, o)
+			if err != nil || len(vs) != 1 {
+				t.Fatalf("verify a referrer: %d, %v", len(vs), err)
+			}
+			// A second, legacy signature: both found.
+			if _, err := Sign(ctx, ref.Context(), desc, priv, nil, Legacy, o); err != nil {
+				t.Fatal(err)
+			}
+			if vs, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{pk}, nil, o); err != nil || len(vs) != 2 {
+				t.Errorf("verify both forms: %d, %v", len(vs), err)
+			}
+			_, otherPub := keyPair(t)
+			opk, _ := ParsePublicKey(otherPub)
+			if _, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{opk}, nil, o); err == nil || !strings.Contains(err.Error(), "referrer sha256:") {
+				t.Errorf("another key: %v", err)
+			}
+		})
+	}
 }

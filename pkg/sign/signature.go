@@ -32,6 +32,32 @@ const (
 	PayloadType         = "cosign container image signature"
 )
 
+// SignatureArtifactType is the config media type (so the artifact type)
+// of cosign's signatures in the OCI 1.1 referrers form (cosign sign
+// --registry-referrers-mode=oci-1-1).
+const SignatureArtifactType types.MediaType = "application/vnd.dev.cosign.artifact.sig.v1+json"
+
+// Mode is where signatures go: cosign's sha256-<hex>.sig tag (Legacy) or
+// an OCI 1.1 referrer of the image (Referrers).
+type Mode int
+
+const (
+	Legacy Mode = iota
+	Referrers
+)
+
+// ParseMode reads cosign's --registry-referrers-mode values: legacy or
+// oci-1-1.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "", "legacy":
+		return Legacy, nil
+	case "oci-1-1":
+		return Referrers, nil
+	}
+	return Legacy, fmt.Errorf("%q: want legacy (the sha256-<digest>.sig tag) or oci-1-1 (an OCI 1.1 referrer)", s)
+}
+
 // maxPayload bounds a signature payload read from a registry.
 const maxPayload = 1 << 20
 
@@ -67,23 +93,29 @@ func SignatureTag(repo name.Repository, digest v1.Hash) name.Tag {
 	return repo.Tag(digest.Algorithm + "-" + digest.Hex + ".sig")
 }
 
-// Sign signs digest, as repo names it, with key, and adds the signature to
-// those at repo's sha256-<hex>.sig tag (o's policy decides whether that
-// may be written). It returns the tag written.
-func Sign(ctx context.Context, repo name.Repository, digest v1.Hash, key crypto.Signer, annotations map[string]any, o registry.Options) (name.Tag, error) {
-	tag := SignatureTag(repo, digest)
+// Sign signs the manifest subject describes, as repo names it, with key.
+// In Legacy mode the signature is added to those at repo's
+// sha256-<hex>.sig tag; in Referrers mode it is pushed as a manifest of its
+// own whose subject is the image (cosign's OCI 1.1 form), found through
+// the registry's referrers API or the referrers tag. o's policy decides
+// whether it may be written. It returns where the signature went.
+func Sign(ctx context.Context, repo name.Repository, subject v1.Descriptor, key crypto.Signer, annotations map[string]any, mode Mode, o registry.Options) (name.Reference, error) {
+	digest := subject.Digest
+	var ref name.Reference = SignatureTag(repo, digest)
 	payload, err := NewPayload(repo.Name(), digest, annotations)
 	if err != nil {
-		return tag, err
+		return ref, err
 	}
 	sum := sha256.Sum256(payload)
 	sig, err := key.Sign(rand.Reader, sum[:], crypto.SHA256)
 	if err != nil {
-		return tag, fmt.Errorf("signing: %w", err)
+		return ref, fmt.Errorf("signing: %w", err)
 	}
-	base, err := existing(ctx, tag, o)
-	if err != nil {
-		return tag, err
+	base := emptySignatures()
+	if mode == Legacy {
+		if base, err = existing(ctx, ref.(name.Tag), o); err != nil {
+			return ref, err
+		}
 	}
 	img, err := mutate.Append(base, mutate.Addendum{
 		Layer:       static.NewLayer(payload, SimpleSigningMediaType),
@@ -91,12 +123,27 @@ func Sign(ctx context.Context, repo name.Repository, digest v1.Hash, key crypto.
 		MediaType:   SimpleSigningMediaType,
 	})
 	if err != nil {
-		return tag, err
+		return ref, err
 	}
-	if _, err := registry.Write(ctx, registry.Artifact{Image: img}, []name.Reference{tag}, o); err != nil {
-		return tag, fmt.Errorf("pushing the signature %s: %w", tag, err)
+	if mode == Referrers {
+		img = mutate.ConfigMediaType(img, SignatureArtifactType)
+		img = mutate.Subject(img, v1.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}).(v1.Image)
+		d, err := img.Digest()
+		if err != nil {
+			return ref, err
+		}
+		ref = repo.Digest(d.String())
 	}
-	return tag, nil
+	if _, err := registry.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}, o); err != nil {
+		return ref, fmt.Errorf("pushing the signature %s: %w", ref, err)
+	}
+	return ref, nil
+}
+
+// emptySignatures is a signature image without signatures (OCI manifest
+// and config, as cosign makes).
+func emptySignatures() v1.Image {
+	return mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 }
 
 // existing is the signature image at tag, or an empty one (OCI manifest
@@ -106,7 +153,7 @@ func existing(ctx context.Context, tag name.Tag, o registry.Options) (v1.Image, 
 	plain.Policy = nil
 	d, err := registry.Fetch(ctx, tag, plain)
 	if errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown) {
-		return mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON), nil
+		return emptySignatures(), nil
 	}
 	if err != nil {
 		return nil, err
@@ -123,30 +170,68 @@ type Verified struct {
 	Parsed  Payload
 }
 
-// Verify reads the signatures of digest from repository from and returns
-// those that a key verifies, whose payload names digest and whose identity
-// match accepts (nil: any identity). No verified signature is an error
-// saying why each failed.
+// Verify reads the signatures of digest from repository from, in both of
+// cosign's forms (the sha256-<hex>.sig tag and OCI 1.1 referrers of type
+// SignatureArtifactType), and returns those that a key verifies, whose
+// payload names digest and whose identity match accepts (nil: any
+// identity). No verified signature is an error saying why each failed.
 func Verify(ctx context.Context, from name.Repository, digest v1.Hash, keys []crypto.PublicKey, match func(identity string) error, o registry.Options) ([]Verified, error) {
 	tag := SignatureTag(from, digest)
 	plain := o
 	plain.Policy = nil
-	d, err := registry.Fetch(ctx, tag, plain)
-	if errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown) {
-		return nil, fmt.Errorf("no signatures: %s does not exist", tag)
+	var out []Verified
+	var why []string
+	found := 0
+	check := func(where string, ref name.Reference) {
+		vs, n, err := verifyImage(ctx, ref, digest, keys, match, plain)
+		found += n
+		out = append(out, vs...)
+		if err != nil {
+			why = append(why, where+": "+err.Error())
+		}
 	}
+	d, err := registry.Fetch(ctx, tag, plain)
+	switch {
+	case errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown):
+	case err != nil:
+		why = append(why, err.Error())
+	default:
+		check(tag.String(), tag.Digest(d.Digest.String()))
+	}
+	refs, err := registry.Referrers(ctx, from, digest, string(SignatureArtifactType), plain)
 	if err != nil {
-		return nil, err
+		why = append(why, err.Error())
+	}
+	for _, r := range refs {
+		check("referrer "+r.Digest.String(), from.Digest(r.Digest.String()))
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	if found == 0 && len(why) == 0 {
+		return nil, fmt.Errorf("no signatures: neither %s nor a referrer of type %s exists", tag, SignatureArtifactType)
+	}
+	if len(why) == 0 {
+		why = []string{"the signature images have no layers"}
+	}
+	return nil, fmt.Errorf("no valid signature of %s: %s", from.Digest(digest.String()), strings.Join(why, "; "))
+}
+
+// verifyImage checks each signature layer of the signature image ref; n
+// counts its layers.
+func verifyImage(ctx context.Context, ref name.Reference, digest v1.Hash, keys []crypto.PublicKey, match func(string) error, o registry.Options) (out []Verified, n int, err error) {
+	d, err := registry.Fetch(ctx, ref, o)
+	if err != nil {
+		return nil, 0, err
 	}
 	img, err := d.Image()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", tag, err)
+		return nil, 0, err
 	}
 	m, err := img.Manifest()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", tag, err)
+		return nil, 0, err
 	}
-	var out []Verified
 	var why []string
 	for i, l := range m.Layers {
 		v, err := verifyLayer(img, l, digest, keys, match)
@@ -156,13 +241,10 @@ func Verify(ctx context.Context, from name.Repository, digest v1.Hash, keys []cr
 		}
 		out = append(out, *v)
 	}
-	if len(out) == 0 {
-		if len(why) == 0 {
-			why = []string{"the signature image has no layers"}
-		}
-		return nil, fmt.Errorf("no valid signature in %s: %s", tag, strings.Join(why, "; "))
+	if len(out) == 0 && len(why) > 0 {
+		return nil, len(m.Layers), errors.New(strings.Join(why, "; "))
 	}
-	return out, nil
+	return out, len(m.Layers), nil
 }
 
 func verifyLayer(img v1.Image, l v1.Descriptor, digest v1.Hash, keys []crypto.PublicKey, match func(string) error) (*Verified, error) {
