@@ -112,6 +112,7 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.signKey, "sign-key", "", "cosign private key that signs what --push pushes (password from COSIGN_PASSWORD)")
 	fl.StringVar(&f.signMode, "sign-referrers-mode", "", "with --sign-key: "+referrersModeHelp+" (default legacy)")
 	addCompatFlags(fl, &f)
+	addStorageOpt(fl, g)
 	return cmd
 }
 

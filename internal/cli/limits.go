@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/pflag"
@@ -24,6 +25,16 @@ func addLimitFlags(pf *pflag.FlagSet, g *globals) {
 		"stop a layer, ADD archive or stdin context that decompresses to more than this many times its size, beyond the first 256 MiB; 0: no limit (also $"+archive.ExpansionEnv+")")
 	pf.Int64Var(&g.pidsLimit, "pids-limit", sandbox.PidsLimit(),
 		"most processes and threads a RUN step may have at once (a fork bomb fails the step); 0 or -1: no limit (also $"+sandbox.PidsLimitEnv+")")
+	pf.StringVar(&g.diskLimit, "disk-limit", envOr(sandbox.DiskLimitEnv, "0"),
+		"most a RUN step may write to disk (10g, 512m; docker's --storage-opt size=): a step that writes more is stopped, a larger file fails with EFBIG; 0: no limit (also $"+sandbox.DiskLimitEnv+")")
+	pf.StringVar(&g.diskReserve, "disk-reserve", envOr(sandbox.DiskReserveEnv, "auto"),
+		"free space RUN steps must leave on the store's filesystem (a size, or N% of it); a step writing below it is stopped; auto: 5%, at most 2GiB; 0: none (also $"+sandbox.DiskReserveEnv+")")
+}
+
+// addStorageOpt adds docker's and podman's --storage-opt (size=SIZE only:
+// --disk-limit) to a command's flags.
+func addStorageOpt(fl *pflag.FlagSet, g *globals) {
+	fl.StringArrayVar(&g.storageOpts, "storage-opt", nil, "size=SIZE: as --disk-limit (docker's and podman's per-container quota; repeatable, the last wins)")
 }
 
 func envOr(key, def string) string {
@@ -45,6 +56,31 @@ func (g *globals) applyLimits() error {
 	}
 	archive.SetExpansionRatio(g.maxRatio)
 	sandbox.SetPidsLimit(g.pidsLimit)
+	return g.applyDiskLimits()
+}
+
+// applyDiskLimits reads --disk-limit, --storage-opt size= and
+// --disk-reserve into the sandbox's settings.
+func (g *globals) applyDiskLimits() error {
+	limit, err := sandbox.ParseDiskSize(g.diskLimit)
+	if err != nil {
+		return fmt.Errorf("--disk-limit=%s: %w", g.diskLimit, err)
+	}
+	for _, o := range g.storageOpts {
+		k, v, _ := strings.Cut(o, "=")
+		if k != "size" {
+			return fmt.Errorf("--storage-opt %s: kiln has size=SIZE only (the most a RUN step may write, as --disk-limit)", o)
+		}
+		if limit, err = sandbox.ParseDiskSize(v); err != nil {
+			return fmt.Errorf("--storage-opt %s: %w", o, err)
+		}
+	}
+	reserve, err := sandbox.ParseReserve(g.diskReserve)
+	if err != nil {
+		return err
+	}
+	sandbox.SetDiskLimit(limit)
+	sandbox.SetDiskReserve(reserve)
 	return nil
 }
 

@@ -36,6 +36,8 @@ type globals struct {
 	maxManifest, maxConfig string
 	maxRatio               int64
 	pidsLimit              int64
+	diskLimit, diskReserve string
+	storageOpts            []string // build's and run's --storage-opt
 	// creds are --creds credentials for every registry of the command.
 	creds []registry.Credential
 	// policy is the registry policy (policy.go).

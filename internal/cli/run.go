@@ -59,6 +59,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "replace the image's ENTRYPOINT (and drop its CMD); \"\" clears it")
 	fl.StringVar(&f.pull, "pull", "missing", "pull the image: missing, always or never")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no notes and no pull progress on stderr")
+	addStorageOpt(fl, g)
 	return cmd
 }
 

@@ -169,6 +169,7 @@ func (tr *tracer) trace(cfg *Config, exe string, files []*os.File) (*Result, err
 	cr := &cred{ruid: cfg.UID, euid: cfg.UID, suid: cfg.UID, fsuid: cfg.UID,
 		rgid: cfg.GID, egid: cfg.GID, sgid: cfg.GID, fsgid: cfg.GID, groups: cfg.Groups}
 	tr.view, tr.table = view, table
+	tr.fileSize = cfg.FileSizeLimit
 	res, err := tr.start(append([]string{stubArg0, prog}, cfg.Args...), hostCwd, cfg.Env, cr)
 	if err != nil {
 		return res, err
@@ -258,6 +259,17 @@ func (tr *tracer) start(argv []string, dir string, env []string, cr *cred) (*Res
 		readyW.Close()
 		_, _ = proc.Wait()
 		return nil, fmt.Errorf("ptrace is not permitted here: %w", errno)
+	}
+	if tr.fileSize > 0 {
+		// Set before the stub executes the command (it waits for ready).
+		lim := unix.Rlimit{Cur: uint64(tr.fileSize), Max: uint64(tr.fileSize)}
+		if err := unix.Prlimit(pid, unix.RLIMIT_FSIZE, &lim, nil); err != nil {
+			_ = proc.Kill()
+			readyW.Close()
+			_, _ = proc.Wait()
+			return nil, fmt.Errorf("the file size limit (RLIMIT_FSIZE %d): %w", tr.fileSize, err)
+		}
+		tr.fsize = true
 	}
 	tr.mainPid = pid
 	tr.add(&thread{tid: pid, cred: cr, known: true})

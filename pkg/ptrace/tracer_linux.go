@@ -65,6 +65,9 @@ type tracer struct {
 	execd bool       // the main process executed the command
 	files []*os.File // the command's stdin, stdout, stderr
 
+	fileSize int64 // the command's RLIMIT_FSIZE (0: none)
+	fsize    bool  // it is set: SIGXFSZ withheld (fsize_linux.go)
+
 	mu     sync.Mutex // guards threads' membership for killAll
 	killed bool
 }
@@ -181,6 +184,10 @@ func (tr *tracer) event(pid int, ws unix.WaitStatus) {
 		}
 		resume(pid, 0)
 	case ev != 0:
+		resume(pid, 0)
+	case sig == unix.SIGXFSZ && tr.fsize && !catches(pid, unix.SIGXFSZ):
+		// The write already failed with EFBIG: the signal's default
+		// action (a core dump) is withheld, as if ignored.
 		resume(pid, 0)
 	default:
 		// A signal for the thread: deliver it.

@@ -25,6 +25,10 @@ type Config struct {
 	Table string
 	// Probe only checks that tracing works (nothing else is used).
 	Probe bool
+	// FileSizeLimit, when set, is the command's RLIMIT_FSIZE: a write
+	// past it fails with EFBIG (the tracer withholds SIGXFSZ from a
+	// process that does not catch it, as if ignored).
+	FileSizeLimit int64
 }
 
 // Result is how the command ended.

@@ -360,6 +360,15 @@ func runJob(j *job) (*result, error) {
 	res := &result{}
 	var root string
 	var restore func()
+	var disk *diskWatch
+	if rs.Disk != nil {
+		// Opened before the step's root is entered (and its mounts made).
+		var err error
+		if disk, err = openDiskWatch(rs.Disk, false); err != nil {
+			return nil, err
+		}
+		defer disk.close()
+	}
 	if j.Chroot {
 		var hosts, resolv []byte
 		if rs.Hosts != "" {
@@ -421,7 +430,7 @@ func runJob(j *job) (*result, error) {
 			}
 		}
 	}
-	exit, sig, err := runCommand(j, rs, res)
+	exit, sig, err := runCommand(j, rs, res, disk)
 	if restore != nil {
 		restore()
 	}
@@ -433,7 +442,7 @@ func runJob(j *job) (*result, error) {
 }
 
 // runCommand starts the step's command as its user and waits for it.
-func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
+func runCommand(j *job, rs *runSpec, res *result, disk *diskWatch) (int, string, error) {
 	u, err := resolveUser(rs.User)
 	if err != nil {
 		return 0, "", err
@@ -522,12 +531,22 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 	if err := setPidsRlimit(rs.PidsLimit, rs.Ulimits); err != nil {
 		return 0, "", err
 	}
+	if disk != nil {
+		if err := setFsizeRlimit(disk.spec.Limit, rs.Ulimits); err != nil {
+			return 0, "", fmt.Errorf("the disk limit (RLIMIT_FSIZE %d): %w", disk.spec.Limit, err)
+		}
+	}
 	if err := setUlimits(rs.Ulimits); err != nil {
 		return 0, "", err
 	}
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, "", fmt.Errorf("starting %s: %w", rs.Args[0], err)
+	}
+	stopDisk := func() *DiskError { return nil }
+	if disk != nil {
+		pid := cmd.Process.Pid
+		stopDisk = disk.start(func() { killStep(pid) })
 	}
 	if j.Chroot {
 		// kiln stops a step (or dies: the parent-death signal) with
@@ -551,6 +570,7 @@ func runCommand(j *job, rs *runSpec, res *result) (int, string, error) {
 	if j.Chroot {
 		killDescendants()
 	}
+	res.Disk = stopDisk()
 	if err == nil {
 		return 0, "", nil
 	}

@@ -71,6 +71,8 @@ type runSpec struct {
 	// PidsLimit is the step's RLIMIT_NPROC (limits_linux.go; 0: none).
 	PidsLimit int64 `json:"pidsLimit,omitempty"`
 	ShmSize   int64 `json:"shmSize,omitempty"`
+	// Disk is the step's disk quota (quota.go; nil: none).
+	Disk *diskSpec `json:"disk,omitempty"`
 }
 
 // result is what the helper reports.
@@ -84,6 +86,8 @@ type result struct {
 	// Created lists what a working-copy run made as mount points (left
 	// out of the diff).
 	Created []string `json:"created,omitempty"`
+	// Disk says why the step was stopped for its disk use (quota.go).
+	Disk *DiskError `json:"disk,omitempty"`
 	// probe
 	Overlay    string `json:"overlay,omitempty"` // "" when it works, else why not
 	Proc       string `json:"proc,omitempty"`    // "" when a fresh /proc mounts

@@ -136,10 +136,30 @@ func (m *ptraceMode) Run(ctx context.Context, st Step) (*StepResult, error) {
 		}
 		binds = append(binds, b)
 	}
-	res, err := ptrace.Run(ctx, ptrace.Config{
+	cfg := ptrace.Config{
 		Root: st.Dir, Binds: binds, Args: st.Args, Env: env, Cwd: st.Cwd,
 		UID: u.uid, GID: u.gid, Groups: u.groups, Table: ptrace.TableFile(st.Dir),
-	}, ptrace.Options{Exe: m.exe, Stdout: st.Stdout, Stderr: st.Stderr})
+	}
+	// The disk quota is watched from here: the working copy's files are
+	// this user's.
+	stopDisk := func() *DiskError { return nil }
+	runCtx := ctx
+	if spec := stepDisk(st.Dir, true); spec != nil {
+		w, err := openDiskWatch(spec, true)
+		if err != nil {
+			return nil, err
+		}
+		defer w.close()
+		cfg.FileSizeLimit = spec.Limit
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stopDisk = w.start(cancel)
+	}
+	res, err := ptrace.Run(runCtx, cfg, ptrace.Options{Exe: m.exe, Stdout: st.Stdout, Stderr: st.Stderr})
+	if derr := stopDisk(); derr != nil && ctx.Err() == nil {
+		return nil, derr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -97,6 +97,17 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 		// see helper.exec).
 		rs.PidsLimit = PidsLimit()
 	}
+	if st.Dir != "" {
+		rs.Disk = stepDisk(st.Dir, true)
+		if rs.Disk != nil && !feat.Mounts {
+			// A chroot step's mounts are moved into its working copy.
+			for _, m := range st.Mounts {
+				rs.Disk.Skip = append(rs.Disk.Skip, m.Target)
+			}
+		}
+	} else {
+		rs.Disk = stepDisk(st.TempDir, false)
+	}
 	t := st.TempDir
 	mk := func(name string) (string, error) {
 		p := filepath.Join(t, name)
@@ -181,6 +192,9 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	res, err := h.exec(ctx, &job{Kind: "run", Run: rs}, nil, st.Stdout, st.Stderr)
 	if err != nil {
 		return nil, err
+	}
+	if res.Disk != nil {
+		return nil, res.Disk
 	}
 	return &StepResult{ExitCode: res.Exit, Signal: res.Signal, Notes: res.Notes, Created: res.Created, Command: time.Duration(res.CmdNS)}, nil
 }
