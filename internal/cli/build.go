@@ -275,7 +275,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		local := cache.NewLocal(st)
 		stepCache = local
 		if len(f.cacheFrom)+len(f.cacheTo) > 0 {
-			ro := g.registryOptions(cmd)
+			ro := g.registryClient(cmd)
 			tiered = &cache.Tiered{Local: local, Log: func(format string, args ...any) {
 				fmt.Fprintf(logw, "warning: "+format+"\n", args...)
 			}}
@@ -310,7 +310,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Compression:    comp,
 		Timestamp:      ts,
 		Store:          st,
-		Registry:       g.registryOptions(cmd),
+		Registry:       g.registryClient(cmd),
 		Progress:       steps,
 		Isolation:      isolation,
 		Cache:          stepCache,

@@ -21,7 +21,7 @@ import (
 // entries are tagged with their keys.
 type registryCache struct {
 	repo name.Repository
-	ro   registry.Options
+	rc   *registry.Client
 	st   *store.Store
 	// ignoreErr: a failed export is a warning (else it fails the build).
 	ignoreErr bool
@@ -33,22 +33,22 @@ type registryCache struct {
 // [,ignore-error=BOOL][,image-manifest=BOOL][,oci-mediatypes=BOOL]".
 // Anything kiln cannot honour is an error, never silently read as a
 // repository name.
-func parseCacheRepo(flag, s string, ro registry.Options, st *store.Store) (*registryCache, error) {
+func parseCacheRepo(flag, s string, rc *registry.Client, st *store.Store) (*registryCache, error) {
 	repo, ignoreErr, err := parseCacheSpec(flag, s)
 	if err != nil {
 		return nil, err
 	}
-	ref, err := registry.ParseReference(repo, ro)
+	ref, err := rc.ParseReference(repo)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", flag, s, err)
 	}
 	if hasTagOrDigest(repo) {
 		return nil, fmt.Errorf("%s %s: want a repository (the cache's tags are its keys), not a tag or digest", flag, s)
 	}
-	if err := checkCachePolicy(flag, ref.Context(), ro); err != nil {
+	if err := checkCachePolicy(flag, ref.Context(), rc.Options().Policy); err != nil {
 		return nil, err
 	}
-	return &registryCache{repo: ref.Context(), ro: ro, st: st, ignoreErr: ignoreErr}, nil
+	return &registryCache{repo: ref.Context(), rc: rc, st: st, ignoreErr: ignoreErr}, nil
 }
 
 // parseCacheSpec returns the repository of a cache flag's value and
@@ -129,7 +129,7 @@ func hasTagOrDigest(s string) bool {
 func (r *registryCache) Name() string { return r.repo.Name() }
 
 func (r *registryCache) Manifest(ctx context.Context, tag string) ([]byte, error) {
-	d, err := registry.Fetch(ctx, r.repo.Tag(tag), r.ro)
+	d, err := r.rc.Fetch(ctx, r.repo.Tag(tag))
 	if errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown) {
 		return nil, nil
 	}
@@ -140,11 +140,11 @@ func (r *registryCache) Manifest(ctx context.Context, tag string) ([]byte, error
 }
 
 func (r *registryCache) Blob(ctx context.Context, h v1.Hash) (io.ReadCloser, error) {
-	return registry.OpenBlob(ctx, r.repo.Name(), h, r.ro)
+	return r.rc.OpenBlob(ctx, r.repo.Name(), h)
 }
 
 func (r *registryCache) Push(ctx context.Context, tag string, d v1.Descriptor) error {
-	_, err := pushStored(ctx, r.st, d, []name.Reference{r.repo.Tag(tag)}, r.ro)
+	_, err := r.rc.PushStored(ctx, r.st, d, []name.Reference{r.repo.Tag(tag)})
 	return err
 }
 

@@ -72,14 +72,14 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 	var src name.Reference
 	var err error
 	if !local {
-		if src, err = registry.ParseReference(srcText, ro); err != nil {
+		if src, err = g.registryClient(cmd).ParseReference(srcText); err != nil {
 			return fmt.Errorf("source: %w", err)
 		}
 	}
 	var dsts []name.Reference
 	for _, a := range dstArgs {
 		t := stripTransport(a)
-		d, err := registry.ParseReference(t, ro)
+		d, err := g.registryClient(cmd).ParseReference(t)
 		if err != nil {
 			return fmt.Errorf("destination: %w", err)
 		}
@@ -120,7 +120,7 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 		return err
 	}
 	defer rep.Close()
-	ro.Progress = rep
+	rc := registry.New(ro).WithProgress(rep)
 
 	switch {
 	case f.allTags:
@@ -135,7 +135,7 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 		}
 		var last v1.Hash
 		var failed int
-		err := registry.CopyAllTags(ctx, src.Context(), dsts[0].Context(), ro, func(tc registry.TagCopy) {
+		err := rc.CopyAllTags(ctx, src.Context(), dsts[0].Context(), func(tc registry.TagCopy) {
 			if tc.Err != nil {
 				failed++
 				fmt.Fprintf(g.stderr, "%s: %v\n", displayRepo(tc.Dst.Name()), tc.Err)
@@ -163,7 +163,7 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 		if err != nil {
 			return err
 		}
-		desc, err := pushStored(ctx, st, d, dsts, ro)
+		desc, err := rc.PushStored(ctx, st, d, dsts)
 		if err != nil {
 			return err
 		}
@@ -174,7 +174,7 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 		}
 		return nil
 	}
-	desc, err := registry.Copy(ctx, src, dsts, ro)
+	desc, err := rc.Copy(ctx, src, dsts)
 	if err != nil {
 		return err
 	}

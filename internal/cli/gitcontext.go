@@ -54,7 +54,7 @@ func gitAuth(ctx context.Context, cmd *cobra.Command, g *globals, gc build.GitCo
 	if err != nil {
 		return nil, nil
 	}
-	a, err := authn.Resolve(ctx, g.registryOptions(cmd).Keychain(), reg)
+	a, err := authn.Resolve(ctx, g.registryClient(cmd).Keychain(), reg)
 	if err != nil {
 		return nil, fmt.Errorf("git context %s: credentials for %s: %w", gc.URL, host, err)
 	}

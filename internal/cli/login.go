@@ -68,13 +68,13 @@ func runLogin(ctx context.Context, cmd *cobra.Command, g *globals, f *loginFlags
 	if err := g.checkRegistryFlags(cmd); err != nil {
 		return err
 	}
-	ro := g.registryOptions(cmd)
+	rc := g.registryClient(cmd)
 	shown := reg
 	if shown == "" {
 		shown = "docker.io"
 	}
 	if f.getLogin {
-		return getLogin(ctx, g, ro, reg, shown)
+		return getLogin(ctx, g, rc, reg, shown)
 	}
 	if cmd.Flags().Changed("password") && f.passwordStdin {
 		return errors.New("--password and --password-stdin are mutually exclusive")
@@ -126,7 +126,7 @@ func runLogin(ctx context.Context, cmd *cobra.Command, g *globals, f *loginFlags
 		}
 		password = p
 	}
-	stored, err := registry.Login(ctx, reg, username, password, ro)
+	stored, err := rc.Login(ctx, reg, username, password)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func runLogin(ctx context.Context, cmd *cobra.Command, g *globals, f *loginFlags
 }
 
 // getLogin prints the username kiln would use for reg.
-func getLogin(ctx context.Context, g *globals, ro registry.Options, reg, shown string) error {
+func getLogin(ctx context.Context, g *globals, rc *registry.Client, reg, shown string) error {
 	host := reg
 	if host == "" {
 		host = name.DefaultRegistry
@@ -150,7 +150,7 @@ func getLogin(ctx context.Context, g *globals, ro registry.Options, reg, shown s
 	if err != nil {
 		return fmt.Errorf("invalid registry %q: %v", reg, err)
 	}
-	a, err := authn.Resolve(ctx, ro.Keychain(), r)
+	a, err := authn.Resolve(ctx, rc.Keychain(), r)
 	if err != nil {
 		return err
 	}

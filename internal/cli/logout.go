@@ -25,7 +25,7 @@ func newLogoutCommand(g *globals) *cobra.Command {
 			if shown == "" {
 				shown = "docker.io"
 			}
-			err := registry.Logout(cmd.Context(), reg, g.registryOptions(cmd))
+			err := g.registryClient(cmd).Logout(cmd.Context(), reg)
 			if errors.Is(err, registry.ErrNotLoggedIn) {
 				fmt.Fprintf(g.stdout, "Not logged in to %s\n", shown)
 				return nil

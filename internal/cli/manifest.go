@@ -28,18 +28,20 @@ func newManifestCommand(g *globals) *cobra.Command {
 			if err := g.checkRegistryFlags(cmd); err != nil {
 				return err
 			}
-			ro := g.registryOptions(cmd)
-			ref, err := registry.ParseReference(args[0], ro)
+			rc := g.registryClient(cmd)
+			ref, err := rc.ParseReference(args[0])
 			if err != nil {
 				return err
 			}
 			if insecure {
+				ro := rc.Options()
 				ro.Insecure = append(ro.Insecure, ref.Context().RegistryStr())
-				if ref, err = registry.ParseReference(args[0], ro); err != nil {
+				rc = registry.New(ro)
+				if ref, err = rc.ParseReference(args[0]); err != nil {
 					return err
 				}
 			}
-			d, err := registry.Fetch(cmd.Context(), ref, ro)
+			d, err := rc.Fetch(cmd.Context(), ref)
 			if err != nil {
 				return err
 			}

@@ -11,7 +11,7 @@ import (
 // storeRef normalises an image name the way docker does ("app" is
 // docker.io/library/app:latest) into the string the store keeps.
 func storeRef(s string, g *globals) (name.Reference, error) {
-	r, err := registry.ParseReference(s, registry.Options{Insecure: g.insecure})
+	r, err := registry.New(registry.Options{Insecure: g.insecure}).ParseReference(s)
 	if err != nil {
 		return nil, err
 	}

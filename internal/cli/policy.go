@@ -66,7 +66,7 @@ func newPolicyCommand(g *globals) *cobra.Command {
 			}
 			refused := 0
 			for _, a := range args {
-				ref, err := registry.ParseReference(a, registry.Options{})
+				ref, err := registry.ParseReference(a)
 				if err != nil {
 					return err
 				}
@@ -100,7 +100,7 @@ func newPolicyCommand(g *globals) *cobra.Command {
 func (g *globals) checkPushPolicy(tags []string) error {
 	p := g.loadPolicy()
 	for _, t := range tags {
-		r, err := registry.ParseReference(t, registry.Options{})
+		r, err := registry.ParseReference(t)
 		if err != nil {
 			return err
 		}
@@ -114,13 +114,13 @@ func (g *globals) checkPushPolicy(tags []string) error {
 // checkCachePolicy refuses a --cache-from repository the policy does not
 // let kiln read, or a --cache-to it does not let kiln write, before the
 // build starts (a failed cache read would only be a warning).
-func checkCachePolicy(flag string, repo name.Repository, ro registry.Options) error {
+func checkCachePolicy(flag string, repo name.Repository, pol *policy.Policy) error {
 	probe := repo.Tag("latest")
 	var err error
 	if flag == "--cache-to" {
-		err = ro.Policy.CheckWrite(probe)
+		err = pol.CheckWrite(probe)
 	} else {
-		_, err = ro.Policy.CheckRead(probe)
+		_, err = pol.CheckRead(probe)
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", flag, repo, err)

@@ -62,7 +62,7 @@ func runPull(ctx context.Context, cmd *cobra.Command, g *globals, f *pullFlags, 
 		return errors.New("--platform and --all-platforms cannot be used together")
 	}
 	ro := g.registryOptions(cmd)
-	ref, err := registry.ParseReference(stripTransport(image), ro)
+	ref, err := g.registryClient(cmd).ParseReference(stripTransport(image))
 	if err != nil {
 		return err
 	}
@@ -88,7 +88,6 @@ func runPull(ctx context.Context, cmd *cobra.Command, g *globals, f *pullFlags, 
 		return err
 	}
 	defer rep.Close()
-	ro.Progress = rep
 	var logw io.Writer
 	if g.textLog(f.quiet) {
 		logw = g.stderr
@@ -96,40 +95,14 @@ func runPull(ctx context.Context, cmd *cobra.Command, g *globals, f *pullFlags, 
 	if logw != nil {
 		fmt.Fprintf(logw, "%s: Pulling from %s\n", ref.Identifier(), ref.Context().RepositoryStr())
 	}
-
-	res, err := registry.Resolve(ctx, ref, platform, f.allPlatforms, ro)
+	pulled, err := registry.New(ro).WithProgress(rep).Pull(ctx, st, ref, platform, f.allPlatforms)
 	if err != nil {
-		return err
-	}
-	var images []v1.Image
-	if res.Index != nil {
-		if images, err = registry.IndexImages(res.Index); err != nil {
-			return fmt.Errorf("%s: %w", ref, err)
-		}
-	} else {
-		images = []v1.Image{res.Image}
-	}
-	downloaded, err := registry.Download(ctx, st, images, ref.String(), ro, rep)
-	if err != nil {
-		return err
-	}
-	prev, prevErr := st.Resolve(ref.Name())
-	var desc v1.Descriptor
-	if res.Index != nil {
-		desc, err = st.WriteIndex(ctx, res.Index)
-	} else {
-		desc, err = st.WriteImage(ctx, res.Image)
-	}
-	if err != nil {
-		return fmt.Errorf("storing %s: %w", ref, err)
-	}
-	if err := st.Tag(ref.Name(), desc); err != nil {
 		return err
 	}
 	rep.Close()
 	if logw != nil {
-		fmt.Fprintf(logw, "Digest: %s\n", res.Top.Digest)
-		if downloaded == 0 && prevErr == nil && prev.Digest == desc.Digest {
+		fmt.Fprintf(logw, "Digest: %s\n", pulled.Top.Digest)
+		if pulled.UpToDate {
 			fmt.Fprintf(logw, "Status: Image is up to date for %s\n", displayRepo(ref.Name()))
 		} else {
 			fmt.Fprintf(logw, "Status: Downloaded newer image for %s\n", displayRepo(ref.Name()))

@@ -67,12 +67,6 @@ func stripTransport(s string) string {
 	return strings.TrimPrefix(s, "docker://")
 }
 
-// pushTarget is one image or index of the store and where it goes.
-type pushTarget struct {
-	desc v1.Descriptor
-	refs []name.Reference
-}
-
 func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, image, dest string) error {
 	if err := g.checkRegistryFlags(cmd); err != nil {
 		return err
@@ -80,7 +74,7 @@ func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, 
 	ro := g.registryOptions(cmd)
 	var destRef name.Reference
 	if dest != "" {
-		r, err := registry.ParseReference(stripTransport(dest), ro)
+		r, err := g.registryClient(cmd).ParseReference(stripTransport(dest))
 		if err != nil {
 			return err
 		}
@@ -100,54 +94,31 @@ func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, 
 		}
 		ro.Credentials = append(ro.Credentials, c)
 	}
+	rc := registry.New(ro)
 	st, err := g.openStore(ctx, cmd)
 	if err != nil {
 		return err
 	}
-
-	var targets []pushTarget
-	if f.allTags {
-		if dest != "" {
-			return errors.New("--all-tags pushes a repository's tags to their own names: give no DESTINATION")
-		}
-		targets, err = allTagTargets(st, g, image, ro)
-		if err != nil {
-			return err
-		}
-	} else {
-		d, stored, err := resolveLocal(st, g, image)
-		if err != nil {
-			return err
-		}
-		ref := destRef
-		if ref == nil {
-			if stored == "" || strings.Contains(stored, "@") {
-				return fmt.Errorf("%s is not a name to push to: give a destination (kiln push %s REGISTRY/REPOSITORY:TAG)", image, image)
-			}
-			if ref, err = registry.ParseReference(stored, ro); err != nil {
-				return err
-			}
-		}
-		targets = []pushTarget{{desc: d, refs: []name.Reference{ref}}}
+	targets, err := pushTargets(rc, st, g, f.allTags, image, destRef)
+	if err != nil {
+		return err
 	}
-
 	var last v1.Descriptor
 	for _, t := range targets {
 		if g.textLog(f.quiet) {
-			fmt.Fprintf(g.stderr, "The push refers to repository [%s]\n", displayRepo(t.refs[0].Context().Name()))
+			fmt.Fprintf(g.stderr, "The push refers to repository [%s]\n", displayRepo(t.Refs[0].Context().Name()))
 		}
 		rep, err := g.reporter(f.quiet)
 		if err != nil {
 			return err
 		}
-		ro.Progress = rep
-		desc, err := pushStored(ctx, st, t.desc, t.refs, ro)
+		desc, err := rc.WithProgress(rep).PushStored(ctx, st, t.Desc, t.Refs)
 		rep.Close() // the terminal's last redraw before the result line
 		if err != nil {
 			return err
 		}
 		last = desc
-		printPushed(g.stdout, f.quiet, t.refs, desc)
+		printPushed(g.stdout, f.quiet, t.Refs, desc)
 	}
 	if f.digestfile != "" {
 		if err := writeDigestFile(f.digestfile, last.Digest); err != nil {
@@ -157,35 +128,36 @@ func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, 
 	return nil
 }
 
-// allTagTargets finds every local tag of the repository image names.
-func allTagTargets(st *store.Store, g *globals, image string, ro registry.Options) ([]pushTarget, error) {
-	r, err := storeRef(image, g)
-	if err != nil {
-		return nil, err
-	}
-	if t, ok := r.(name.Tag); !ok || strings.HasSuffix(image, ":"+t.TagStr()) {
-		return nil, fmt.Errorf("--all-tags: %s names a tag or digest; give a repository", image)
-	}
-	repo := r.Context().Name()
-	entries, err := st.List()
-	if err != nil {
-		return nil, err
-	}
-	var out []pushTarget
-	for _, e := range entries {
-		ref, err := registry.ParseReference(e.Ref, ro)
+// pushTargets is what push sends where: image to destRef (or its own
+// name), or with --all-tags every local tag of the repository image names.
+func pushTargets(rc *registry.Client, st *store.Store, g *globals, allTags bool, image string, destRef name.Reference) ([]registry.PushTarget, error) {
+	if allTags {
+		if destRef != nil {
+			return nil, errors.New("--all-tags pushes a repository's tags to their own names: give no DESTINATION")
+		}
+		r, err := storeRef(image, g)
 		if err != nil {
 			return nil, err
 		}
-		if t, ok := ref.(name.Tag); !ok || t.Context().Name() != repo || !strings.HasSuffix(e.Ref, ":"+t.TagStr()) {
-			continue
+		if t, ok := r.(name.Tag); !ok || strings.HasSuffix(image, ":"+t.TagStr()) {
+			return nil, fmt.Errorf("--all-tags: %s names a tag or digest; give a repository", image)
 		}
-		out = append(out, pushTarget{desc: e.Descriptor, refs: []name.Reference{ref}})
+		return rc.StoredTags(st, r.Context().Name())
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no local tags of %s", displayRepo(repo))
+	d, stored, err := resolveLocal(st, g, image)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	ref := destRef
+	if ref == nil {
+		if stored == "" || strings.Contains(stored, "@") {
+			return nil, fmt.Errorf("%s is not a name to push to: give a destination (kiln push %s REGISTRY/REPOSITORY:TAG)", image, image)
+		}
+		if ref, err = rc.ParseReference(stored); err != nil {
+			return nil, err
+		}
+	}
+	return []registry.PushTarget{{Desc: d, Refs: []name.Reference{ref}}}, nil
 }
 
 // textLog reports whether the human-readable lines around a transfer
@@ -197,25 +169,6 @@ func (g *globals) textLog(quiet bool) bool {
 	}
 	m, _ := progress.ParseMode(g.progress)
 	return m != progress.ModeJSON && m != progress.ModeQuiet
-}
-
-// pushStored pushes the store's image or index d to refs; base layers the
-// store only knows by their registry are mounted from there.
-func pushStored(ctx context.Context, st *store.Store, d v1.Descriptor, refs []name.Reference, ro registry.Options) (v1.Descriptor, error) {
-	// Where each blob now is, so that a push to a sibling repository
-	// mounts it (a failure to record is no failure of the push).
-	seen := func(h v1.Hash, repo string) { _ = st.RecordSource(h, repo) }
-	a := registry.Artifact{Sources: st.Sources, Seen: seen}
-	var err error
-	if d.MediaType.IsIndex() {
-		a.Index, err = st.Index(d.Digest)
-	} else {
-		a.Image, err = st.Image(d.Digest)
-	}
-	if err != nil {
-		return v1.Descriptor{}, err
-	}
-	return registry.Write(ctx, a, refs, ro)
 }
 
 // printPushed prints docker's closing line of a push for every ref, or
@@ -246,10 +199,10 @@ func writeDigestFile(path string, d v1.Hash) error {
 // repositories of a registry mounting from the first. The closing lines go
 // to stderr (build's stdout is the image ID), nothing when quiet.
 func pushBuilt(ctx context.Context, cmd *cobra.Command, g *globals, st *store.Store, d v1.Descriptor, tags []string, quiet bool) error {
-	ro := g.registryOptions(cmd)
+	rc := g.registryClient(cmd)
 	var refs []name.Reference
 	for _, t := range tags {
-		r, err := registry.ParseReference(t, ro)
+		r, err := rc.ParseReference(t)
 		if err != nil {
 			return err
 		}
@@ -259,8 +212,7 @@ func pushBuilt(ctx context.Context, cmd *cobra.Command, g *globals, st *store.St
 	if err != nil {
 		return err
 	}
-	ro.Progress = rep
-	desc, err := pushStored(ctx, st, d, refs, ro)
+	desc, err := rc.WithProgress(rep).PushStored(ctx, st, d, refs)
 	rep.Close()
 	if err != nil {
 		return err

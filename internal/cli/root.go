@@ -43,6 +43,8 @@ type globals struct {
 	// policy is the registry policy (policy.go).
 	policyFlag string
 	policy     policyCache
+	// client is the command's registry client (registryClient).
+	client *registry.Client
 
 	// release undoes a TMPDIR fallback into the store (see tempFallback).
 	release []func()
@@ -185,13 +187,25 @@ func (g *globals) openStore(ctx context.Context, cmd *cobra.Command) (*store.Sto
 	if err != nil {
 		return nil, err
 	}
-	ro := g.registryOptions(cmd)
+	rc := g.registryClient(cmd)
 	st.SetFetcher(func(_ context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
-		return registry.OpenBlob(ctx, repo, h, ro)
+		return rc.OpenBlob(ctx, repo, h)
 	})
 	return st, nil
 }
 
+// registryClient is the command's registry client, made once from the
+// registry flags (registryOptions): its operations share connections,
+// credential helper answers and progress.
+func (g *globals) registryClient(cmd *cobra.Command) *registry.Client {
+	if g.client == nil {
+		g.client = registry.New(g.registryOptions(cmd))
+	}
+	return g.client
+}
+
+// registryOptions are the registry flags as registry.Options, for a
+// command that adds to them (--creds) before making its client.
 func (g *globals) registryOptions(cmd *cobra.Command) registry.Options {
 	o := registry.Options{
 		AuthFile:     g.authFile,

@@ -35,8 +35,8 @@ func loadSignKey(flag, path string) (crypto.Signer, error) {
 
 // signDigest signs the manifest desc describes in repo and says where the
 // signature went.
-func (g *globals) signDigest(cmd *cobra.Command, key crypto.Signer, repo name.Repository, desc v1.Descriptor, mode sign.Mode, ro registry.Options) error {
-	ref, err := sign.Sign(cmd.Context(), repo, desc, key, nil, mode, ro)
+func (g *globals) signDigest(cmd *cobra.Command, key crypto.Signer, repo name.Repository, desc v1.Descriptor, mode sign.Mode, rc *registry.Client) error {
+	ref, err := sign.Sign(cmd.Context(), repo, desc, key, nil, mode, rc)
 	if err != nil {
 		return err
 	}
@@ -77,17 +77,17 @@ func newSignCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ro := g.registryOptions(cmd)
+			rc := g.registryClient(cmd)
 			for _, a := range args {
-				ref, err := registry.ParseReference(a, ro)
+				ref, err := rc.ParseReference(a)
 				if err != nil {
 					return err
 				}
-				d, err := registry.Fetch(cmd.Context(), ref, ro)
+				d, err := rc.Fetch(cmd.Context(), ref)
 				if err != nil {
 					return err
 				}
-				if err := g.signDigest(cmd, key, ref.Context(), d.Descriptor, mode, ro); err != nil {
+				if err := g.signDigest(cmd, key, ref.Context(), d.Descriptor, mode, rc); err != nil {
 					return err
 				}
 			}
@@ -124,18 +124,18 @@ func newVerifyCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--key %s: %w", keyPath, err)
 			}
-			ro := g.registryOptions(cmd)
+			rc := g.registryClient(cmd)
 			var payloads []json.RawMessage
 			for _, a := range args {
-				ref, err := registry.ParseReference(a, ro)
+				ref, err := rc.ParseReference(a)
 				if err != nil {
 					return err
 				}
-				d, err := registry.Fetch(cmd.Context(), ref, ro)
+				d, err := rc.Fetch(cmd.Context(), ref)
 				if err != nil {
 					return err
 				}
-				vs, err := sign.Verify(cmd.Context(), ref.Context(), d.Digest, []crypto.PublicKey{pub}, sign.IdentityMatcher(ref, repositoryIdentity), ro)
+				vs, err := sign.Verify(cmd.Context(), ref.Context(), d.Digest, []crypto.PublicKey{pub}, sign.IdentityMatcher(ref, repositoryIdentity), rc)
 				if err != nil {
 					return fmt.Errorf("%s: %w", a, err)
 				}
@@ -185,10 +185,10 @@ func (g *globals) signPushed(cmd *cobra.Command, key crypto.Signer, mode sign.Mo
 	if key == nil {
 		return nil
 	}
-	ro := g.registryOptions(cmd)
+	rc := g.registryClient(cmd)
 	done := map[string]bool{}
 	for _, t := range tags {
-		ref, err := registry.ParseReference(t, ro)
+		ref, err := rc.ParseReference(t)
 		if err != nil {
 			return err
 		}
@@ -196,7 +196,7 @@ func (g *globals) signPushed(cmd *cobra.Command, key crypto.Signer, mode sign.Mo
 			continue
 		}
 		done[ref.Context().Name()] = true
-		if err := g.signDigest(cmd, key, ref.Context(), desc, mode, ro); err != nil {
+		if err := g.signDigest(cmd, key, ref.Context(), desc, mode, rc); err != nil {
 			return err
 		}
 	}

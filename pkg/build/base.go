@@ -12,7 +12,6 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	plat "github.com/kiln-build/kiln/pkg/platform"
-	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -51,11 +50,11 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 	}
 	b.mu.Unlock()
 
-	r, err := registry.ParseReference(ref, b.opts.Registry)
+	r, err := b.opts.Registry.ParseReference(ref)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.opts.Registry.Policy.CheckPinned(r); err != nil {
+	if err := b.opts.Registry.Options().Policy.CheckPinned(r); err != nil {
 		return nil, err
 	}
 	var img v1.Image
@@ -68,7 +67,7 @@ func (b *builder) image(ctx context.Context, ref string, platform v1.Platform) (
 	var desc v1.Descriptor
 	var regErr error
 	if !useStore {
-		img, desc, regErr = registry.Image(b.ctx, r, &platform, b.opts.Registry)
+		img, desc, regErr = b.opts.Registry.Image(b.ctx, r, &platform)
 		if regErr != nil && b.opts.Pull == PullNewer && storeErr == nil {
 			b.opts.Progress.Warnf("", "%s: the registry cannot be reached (%v); using the local store's copy (--pull=newer)", ref, regErr)
 			useStore = true

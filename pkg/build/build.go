@@ -54,8 +54,9 @@ type Options struct {
 	Timestamp *time.Time
 	// Store receives every new layer blob and provides local base images.
 	Store *store.Store
-	// Registry is how base images are pulled.
-	Registry registry.Options
+	// Registry is how base images are pulled (a client with the default
+	// Options when nil); its Options' Jobs bounds parallel layer work.
+	Registry *registry.Client
 	// HTTPClient fetches ADD URLs (http.DefaultClient when nil).
 	HTTPClient *http.Client
 	// Progress receives the build's events: steps, their output, notes,
@@ -171,6 +172,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = http.DefaultClient
+	}
+	if opts.Registry == nil {
+		opts.Registry = registry.New(registry.Options{})
 	}
 	if opts.Log == nil {
 		opts.Log = io.Discard

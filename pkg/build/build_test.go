@@ -16,6 +16,7 @@ import (
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/registry"
 )
 
 func TestMetadataInstructions(t *testing.T) {
@@ -324,7 +325,7 @@ func TestBadInput(t *testing.T) {
 
 func TestUnreachableRegistry(t *testing.T) {
 	e := newEnv(t)
-	_, err := e.build(t, "FROM 127.0.0.1:1/library/busybox\n", nil, func(o *build.Options) { o.Registry.Retries = -1 })
+	_, err := e.build(t, "FROM 127.0.0.1:1/library/busybox\n", nil, func(o *build.Options) { o.Registry = registry.New(registry.Options{Retries: -1}) })
 	if err == nil || !strings.Contains(err.Error(), "Dockerfile:1: FROM 127.0.0.1:1/library/busybox") {
 		t.Fatalf("error %v", err)
 	}

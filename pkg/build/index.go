@@ -395,7 +395,7 @@ func (src *imageSource) makeTree(ctx context.Context, b *builder, tag, why strin
 	diffIDs := src.cfg.RootFS.DiffIDs
 	xs := make([]*archive.LayerIndex, len(src.layers))
 	g, gctx := errgroup.WithContext(ctx)
-	jobs := b.opts.Registry.Jobs
+	jobs := b.opts.Registry.Options().Jobs
 	if jobs <= 0 {
 		jobs = 4
 	}

@@ -38,7 +38,7 @@ func ParseNamedContext(s string) (string, NamedContext, error) {
 	switch {
 	case strings.HasPrefix(val, "docker-image://"):
 		nc.Image = strings.TrimPrefix(val, "docker-image://")
-		if _, err := registry.ParseReference(nc.Image, registry.Options{}); err != nil {
+		if _, err := registry.ParseReference(nc.Image); err != nil {
 			return "", NamedContext{}, fmt.Errorf("--build-context %s: %v", s, err)
 		}
 	case strings.HasPrefix(val, "oci-layout://"):
@@ -76,12 +76,12 @@ func (b *builder) namedContext(ref string) (NamedContext, bool) {
 	if nc, ok := b.opts.NamedContexts[ref]; ok {
 		return nc, true
 	}
-	r, err := registry.ParseReference(ref, registry.Options{})
+	r, err := registry.ParseReference(ref)
 	if err != nil {
 		return NamedContext{}, false
 	}
 	for name, nc := range b.opts.NamedContexts {
-		if n, err := registry.ParseReference(name, registry.Options{}); err == nil && n.Name() == r.Name() {
+		if n, err := registry.ParseReference(name); err == nil && n.Name() == r.Name() {
 			return nc, true
 		}
 	}

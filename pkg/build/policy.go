@@ -7,7 +7,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 
 	"github.com/kiln-build/kiln/pkg/dockerfile"
-	"github.com/kiln-build/kiln/pkg/registry"
 )
 
 // checkPolicy asks the registry policy (pkg/policy), before any image is
@@ -15,7 +14,7 @@ import (
 // RUN --mount from=. b.image asks again for each image it reads (names
 // made of variables are only known then).
 func (b *builder) checkPolicy(plan *dockerfile.Plan) error {
-	pol := b.opts.Registry.Policy
+	pol := b.opts.Registry.Options().Policy
 	if pol == nil {
 		return nil
 	}
@@ -61,7 +60,7 @@ func (b *builder) checkPolicy(plan *dockerfile.Plan) error {
 // requireDigest always, and the read rules when the image will come from
 // its registry rather than the local store.
 func (b *builder) checkImagePolicy(ref string) error {
-	pol := b.opts.Registry.Policy
+	pol := b.opts.Registry.Options().Policy
 	if pol == nil {
 		return nil
 	}
@@ -71,7 +70,7 @@ func (b *builder) checkImagePolicy(ref string) error {
 		}
 		ref = nc.Image
 	}
-	r, err := registry.ParseReference(ref, b.opts.Registry)
+	r, err := b.opts.Registry.ParseReference(ref)
 	if err != nil {
 		return err
 	}

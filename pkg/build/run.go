@@ -53,7 +53,7 @@ type workCopy struct {
 func (b *builder) runEnv(ctx context.Context) (*runEnv, error) {
 	r := &b.run
 	r.once.Do(func() {
-		jobs := b.opts.Registry.Jobs
+		jobs := b.opts.Registry.Options().Jobs
 		if jobs < 1 {
 			jobs = 4
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/registry"
 )
 
 // TestRunJobsBoundsConcurrentSteps: independent stages build concurrently,
@@ -27,7 +28,7 @@ func TestRunJobsBoundsConcurrentSteps(t *testing.T) {
 	for i := 0; i < stages; i++ {
 		fmt.Fprintf(&df, "COPY --from=s%d /seen /seen%d\n", i, i)
 	}
-	img := e.mustBuild(t, df.String(), nil, withSandbox(sb, nil), func(o *build.Options) { o.Registry.Jobs = jobs })
+	img := e.mustBuild(t, df.String(), nil, withSandbox(sb, nil), func(o *build.Options) { o.Registry = registry.New(registry.Options{Jobs: jobs}) })
 	for i := 0; i < stages; i++ {
 		l := treeLine(t, img, "/seen"+strconv.Itoa(i))
 		for n := jobs + 1; n <= stages; n++ {

@@ -22,24 +22,24 @@ import (
 // repository (or found present). Between registries each blob is
 // streamed from src to dst, verified against its digest on the way, never
 // stored. See Write for the order, parallelism and retries. A Docker Hub
-// src is read from o.Mirrors first.
-func Copy(ctx context.Context, src name.Reference, dsts []name.Reference, o Options) (v1.Descriptor, error) {
+// src is read from Options.Mirrors first.
+func (c *Client) Copy(ctx context.Context, src name.Reference, dsts []name.Reference) (v1.Descriptor, error) {
 	ctx = orBackground(ctx)
 	if len(dsts) == 0 {
 		return v1.Descriptor{}, errors.New("copy: no destination")
 	}
-	cands, reqs, err := o.readCands(src)
+	cands, reqs, err := c.o.readCands(src)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := o.allowWrite(dsts); err != nil {
+	if err := c.o.allowWrite(dsts); err != nil {
 		return v1.Descriptor{}, err
 	}
 	var lastErr error
-	for i, c := range cands {
-		top, err := o.registrySpec(ctx, c, src.Context())
+	for i, cand := range cands {
+		top, err := c.registrySpec(ctx, cand, src.Context())
 		if err == nil {
-			err = o.verify(ctx, reqs, c, top.digest)
+			err = c.verify(ctx, reqs, cand, top.digest)
 		}
 		if err != nil {
 			lastErr = err
@@ -48,7 +48,7 @@ func Copy(ctx context.Context, src name.Reference, dsts []name.Reference, o Opti
 			}
 			return v1.Descriptor{}, err
 		}
-		return o.writeSpec(ctx, top, dsts, progress.OpCopy)
+		return c.writeSpec(ctx, top, dsts, progress.OpCopy)
 	}
 	return v1.Descriptor{}, lastErr
 }
@@ -56,20 +56,20 @@ func Copy(ctx context.Context, src name.Reference, dsts []name.Reference, o Opti
 // registrySpec reads the manifest ref names (from where ref points, a
 // mirror perhaps) into a manifestSpec whose blobs and children are read from
 // there too and whose blobs may be mounted from origin.
-func (o Options) registrySpec(ctx context.Context, ref name.Reference, origin name.Repository) (*manifestSpec, error) {
-	puller, err := remote.NewPuller(o.RemoteOptions(ctx)...)
+func (c *Client) registrySpec(ctx context.Context, ref name.Reference, origin name.Repository) (*manifestSpec, error) {
+	puller, err := remote.NewPuller(c.RemoteOptions(ctx)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	desc, err := puller.Get(ctx, ref)
 	if err != nil {
-		return nil, o.describeErr(ctx, ref.String(), ref.Context(), err)
+		return nil, c.describeErr(ctx, ref.String(), ref.Context(), err)
 	}
-	return o.rawSpec(ctx, puller, ref.Context(), origin, desc.Manifest, desc.MediaType, ref.String())
+	return c.rawSpec(ctx, puller, ref.Context(), origin, desc.Manifest, desc.MediaType, ref.String())
 }
 
 // rawSpec describes the manifest raw of repository repo.
-func (o Options) rawSpec(ctx context.Context, puller *remote.Puller, repo, origin name.Repository, raw []byte, contentType types.MediaType, what string) (*manifestSpec, error) {
+func (c *Client) rawSpec(ctx context.Context, puller *remote.Puller, repo, origin name.Repository, raw []byte, contentType types.MediaType, what string) (*manifestSpec, error) {
 	mt, m, err := parseAnyManifest(raw, contentType)
 	if err != nil {
 		var re *Error
@@ -82,15 +82,14 @@ func (o Options) rawSpec(ctx context.Context, puller *remote.Puller, repo, origi
 	}
 	spec := &manifestSpec{raw: raw, mediaType: mt, digest: sha256Of(raw)}
 	if mt.IsIndex() || (m.Config == nil && m.Manifests != nil) {
-		for _, c := range m.Manifests {
-			c := c
-			spec.children = append(spec.children, childSpec{desc: c, load: func(ctx context.Context) (*manifestSpec, error) {
-				d := repo.Digest(c.Digest.String())
+		for _, child := range m.Manifests {
+			spec.children = append(spec.children, childSpec{desc: child, load: func(ctx context.Context) (*manifestSpec, error) {
+				d := repo.Digest(child.Digest.String())
 				cdesc, err := puller.Get(ctx, d)
 				if err != nil {
-					return nil, o.describeErr(ctx, d.String(), repo, err)
+					return nil, c.describeErr(ctx, d.String(), repo, err)
 				}
-				return o.rawSpec(ctx, puller, repo, origin, cdesc.Manifest, cdesc.MediaType, d.String())
+				return c.rawSpec(ctx, puller, repo, origin, cdesc.Manifest, cdesc.MediaType, d.String())
 			}})
 		}
 		return spec, nil
@@ -104,11 +103,11 @@ func (o Options) rawSpec(ctx context.Context, puller *remote.Puller, repo, origi
 				ld := repo.Digest(d.Digest.String())
 				l, err := puller.Layer(ctx, ld)
 				if err != nil {
-					return nil, o.describeErr(ctx, "blob "+ld.String(), repo, err)
+					return nil, c.describeErr(ctx, "blob "+ld.String(), repo, err)
 				}
 				rc, err := l.Compressed()
 				if err != nil {
-					return nil, o.describeErr(ctx, "blob "+ld.String(), repo, err)
+					return nil, c.describeErr(ctx, "blob "+ld.String(), repo, err)
 				}
 				return rc, nil
 			}})
@@ -126,14 +125,14 @@ func (o Options) rawSpec(ctx context.Context, puller *remote.Puller, repo, origi
 }
 
 // ListTags lists the tags of repo, sorted.
-func ListTags(ctx context.Context, repo name.Repository, o Options) ([]string, error) {
+func (c *Client) ListTags(ctx context.Context, repo name.Repository) ([]string, error) {
 	ctx = orBackground(ctx)
-	if _, err := o.allowRead(repo.Tag("latest")); err != nil {
+	if _, err := c.o.allowRead(repo.Tag("latest")); err != nil {
 		return nil, err
 	}
-	tags, err := remote.List(repo, o.RemoteOptions(ctx)...)
+	tags, err := remote.List(repo, c.RemoteOptions(ctx)...)
 	if err != nil {
-		return nil, o.describeErr(ctx, "listing tags of "+repo.String(), repo, err)
+		return nil, c.describeErr(ctx, "listing tags of "+repo.String(), repo, err)
 	}
 	sort.Strings(tags)
 	return tags, nil
@@ -149,11 +148,11 @@ type TagCopy struct {
 // CopyAllTags copies every tag of src to the same tag in dst, one tag after
 // the other (each with Copy's parallel blobs), and reports each. The error
 // joins the failed tags' errors.
-func CopyAllTags(ctx context.Context, src, dst name.Repository, o Options, each func(TagCopy)) error {
-	if err := o.allowWrite([]name.Reference{dst.Tag("latest")}); err != nil {
+func (c *Client) CopyAllTags(ctx context.Context, src, dst name.Repository, each func(TagCopy)) error {
+	if err := c.o.allowWrite([]name.Reference{dst.Tag("latest")}); err != nil {
 		return err
 	}
-	tags, err := ListTags(ctx, src, o)
+	tags, err := c.ListTags(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -166,7 +165,7 @@ func CopyAllTags(ctx context.Context, src, dst name.Repository, o Options, each 
 			return err
 		}
 		tc := TagCopy{Src: src.Tag(t), Dst: dst.Tag(t)}
-		tc.Descriptor, tc.Err = Copy(ctx, tc.Src, []name.Reference{tc.Dst}, o)
+		tc.Descriptor, tc.Err = c.Copy(ctx, tc.Src, []name.Reference{tc.Dst})
 		if tc.Err != nil {
 			errs = append(errs, tc.Err)
 		}

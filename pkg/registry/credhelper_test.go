@@ -74,7 +74,7 @@ func TestLoginCredentialHelper(t *testing.T) {
 	// An old plaintext entry for the registry is replaced by the empty one.
 	writeAuthFile(t, file, map[string]string{host: "old:old-pw", "other.example.com": "o:opw"}, map[string]any{"credsStore": "kilnstore"})
 
-	stored, err := Login(context.Background(), host, user, pass, o)
+	stored, err := New(o).Login(context.Background(), host, user, pass)
 	if err != nil {
 		t.Fatalf("login: %v", err)
 	}
@@ -103,11 +103,11 @@ func TestLoginCredentialHelper(t *testing.T) {
 	// The keychain reads it back through the helper, and it works.
 	wantUser(t, o, host+"/app", user, pass)
 	seedImage(t, host+"/a:1", &authn.Basic{Username: user, Password: pass}, 64, 1)
-	if _, err := Fetch(context.Background(), mustRef(t, host+"/a:1", o), o); err != nil {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, host+"/a:1", o)); err != nil {
 		t.Fatalf("Fetch after login: %v", err)
 	}
 
-	if err := Logout(context.Background(), host, o); err != nil {
+	if err := New(o).Logout(context.Background(), host); err != nil {
 		t.Fatal(err)
 	}
 	if s := kept(t, store, host); s != "" {
@@ -116,17 +116,17 @@ func TestLoginCredentialHelper(t *testing.T) {
 	if _, ok := readJSON(t, file)["auths"].(map[string]any)[host]; ok {
 		t.Errorf("logout left the auths entry")
 	}
-	if _, err := Fetch(context.Background(), mustRef(t, host+"/a:1", o), o); !errors.Is(err, ErrUnauthorized) {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, host+"/a:1", o)); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("Fetch after logout: %v, want unauthorized", err)
 	}
-	if err := Logout(context.Background(), host, o); !errors.Is(err, ErrNotLoggedIn) {
+	if err := New(o).Logout(context.Background(), host); !errors.Is(err, ErrNotLoggedIn) {
 		t.Errorf("second logout: %v, want ErrNotLoggedIn", err)
 	}
 
 	// A credHelpers entry for the registry wins over credsStore.
 	other := installStoreHelper(t, "kilnper")
 	writeAuthFile(t, file, nil, map[string]any{"credsStore": "kilnstore", "credHelpers": map[string]string{host: "kilnper"}})
-	stored, err = Login(context.Background(), host, user, pass, o)
+	stored, err = New(o).Login(context.Background(), host, user, pass)
 	if err != nil || stored.Helper != "docker-credential-kilnper" || stored.HelperFrom != "credHelpers" {
 		t.Fatalf("login with credHelpers: %+v, %v", stored, err)
 	}
@@ -147,7 +147,7 @@ func TestLoginCredentialHelperErrors(t *testing.T) {
 	installStoreHelper(t, "kilnstore")
 
 	writeAuthFile(t, file, nil, map[string]any{"credsStore": "absent"})
-	_, err := Login(context.Background(), host, user, pass, o)
+	_, err := New(o).Login(context.Background(), host, user, pass)
 	if err == nil || !strings.Contains(err.Error(), "docker-credential-absent") || !strings.Contains(err.Error(), file) || strings.Contains(err.Error(), pass) {
 		t.Errorf("helper not installed: %v", err)
 	}
@@ -156,14 +156,14 @@ func TestLoginCredentialHelperErrors(t *testing.T) {
 	}
 
 	writeAuthFile(t, file, nil, map[string]any{"credsStore": "kilnstore"})
-	_, err = Login(context.Background(), host+"/team", user, pass, o)
+	_, err = New(o).Login(context.Background(), host+"/team", user, pass)
 	if err == nil || !strings.Contains(err.Error(), "per registry") || !strings.Contains(err.Error(), file) {
 		t.Errorf("namespace with a helper: %v", err)
 	}
 
 	const echoUser = "echo-secret"
 	host2 := newRegistry(t, basicAuth(echoUser, pass))
-	_, err = Login(context.Background(), host2, echoUser, pass, o)
+	_, err = New(o).Login(context.Background(), host2, echoUser, pass)
 	if err == nil || !strings.Contains(err.Error(), "docker-credential-kilnstore store") || strings.Contains(err.Error(), pass) {
 		t.Errorf("failing helper: %v", err)
 	}

@@ -133,13 +133,13 @@ func TestDistribution(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := mustRef(t, host+"/kiln/base:1", o)
-	if err := Push(ctx, ref, img, o); err != nil {
+	if err := New(o).Push(ctx, ref, img); err != nil {
 		t.Fatalf("Push: %v", err)
 	}
 	stats := &Stats{}
 	so := o
 	so.Stats = stats
-	pulled, desc, err := Image(ctx, ref, nil, so)
+	pulled, desc, err := New(so).Image(ctx, ref, nil)
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
@@ -163,7 +163,7 @@ func TestDistribution(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lazyBase, _, err := Image(ctx, ref, nil, o)
+	lazyBase, _, err := New(o).Image(ctx, ref, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestDistribution(t *testing.T) {
 	pushStats := &Stats{}
 	po := o
 	po.Stats = pushStats
-	if err := Push(ctx, mustRef(t, host+"/kiln/app:1", po), derived, po); err != nil {
+	if err := New(po).Push(ctx, mustRef(t, host+"/kiln/app:1", po), derived); err != nil {
 		t.Fatalf("Push derived: %v", err)
 	}
 	topSize, _ := top.Size()
@@ -190,20 +190,20 @@ func TestDistribution(t *testing.T) {
 		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
 	)
 	iref := mustRef(t, host+"/kiln/multi:1", o)
-	if err := PushIndex(ctx, iref, idx, o); err != nil {
+	if err := New(o).PushIndex(ctx, iref, idx); err != nil {
 		t.Fatalf("PushIndex: %v", err)
 	}
-	_, desc, err = Image(ctx, iref, &v1.Platform{OS: "linux", Architecture: "arm64"}, o)
+	_, desc, err = New(o).Image(ctx, iref, &v1.Platform{OS: "linux", Architecture: "arm64"})
 	if err != nil || desc.Digest != mustDigest(t, arm) {
-		t.Fatalf("Image(arm64) = %s, %v; want %s", desc.Digest, err, mustDigest(t, arm))
+		t.Fatalf("New(arm64).Image() = %s, %v; want %s", desc.Digest, err, mustDigest(t, arm))
 	}
 
 	// Error messages from a real registry.
-	_, err = Fetch(ctx, mustRef(t, host+"/kiln/base:missing", o), o)
+	_, err = New(o).Fetch(ctx, mustRef(t, host+"/kiln/base:missing", o))
 	if err == nil || !errors.Is(err, ErrManifestUnknown) || err.Error() != host+"/kiln/base:missing: manifest unknown" {
 		t.Errorf("missing tag: %v", err)
 	}
-	_, err = Fetch(ctx, mustRef(t, host+"/kiln/nothing:1", o), o)
+	_, err = New(o).Fetch(ctx, mustRef(t, host+"/kiln/nothing:1", o))
 	if err == nil || !(errors.Is(err, ErrNameUnknown) || errors.Is(err, ErrManifestUnknown)) {
 		t.Errorf("missing repository: %v", err)
 	}
@@ -215,18 +215,18 @@ func TestDistributionLogin(t *testing.T) {
 	ctx := context.Background()
 	o := fastOpts()
 
-	_, err := Login(ctx, host, distributionUser, "wrong-"+distributionPassword, o)
+	_, err := New(o).Login(ctx, host, distributionUser, "wrong-"+distributionPassword)
 	if err == nil || !strings.HasPrefix(err.Error(), "login to "+host+" failed: unauthorized") ||
 		strings.Contains(err.Error(), "wrong-"+distributionPassword) {
 		t.Fatalf("wrong password: %v", err)
 	}
 	ref := mustRef(t, host+"/kiln/private:1", o)
-	_, err = Fetch(ctx, ref, o)
+	_, err = New(o).Fetch(ctx, ref)
 	if err == nil || !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "no credentials found for "+host) {
 		t.Errorf("anonymous: %v", err)
 	}
 
-	if _, err := Login(ctx, host, distributionUser, distributionPassword, o); err != nil {
+	if _, err := New(o).Login(ctx, host, distributionUser, distributionPassword); err != nil {
 		t.Fatalf("Login: %v", err)
 	}
 	cfg := filepath.Join(home, ".docker", "config.json")
@@ -237,16 +237,16 @@ func TestDistributionLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Push(ctx, ref, img, o); err != nil {
+	if err := New(o).Push(ctx, ref, img); err != nil {
 		t.Fatalf("Push after login: %v", err)
 	}
-	if _, desc, err := Image(ctx, ref, nil, o); err != nil || desc.Digest != mustDigest(t, img) {
+	if _, desc, err := New(o).Image(ctx, ref, nil); err != nil || desc.Digest != mustDigest(t, img) {
 		t.Fatalf("Image after login: %v, %v", desc.Digest, err)
 	}
-	if err := Logout(context.Background(), host, o); err != nil {
+	if err := New(o).Logout(context.Background(), host); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Fetch(ctx, ref, o); !errors.Is(err, ErrUnauthorized) {
+	if _, err := New(o).Fetch(ctx, ref); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("after logout: %v", err)
 	}
 }

@@ -27,7 +27,7 @@ func TestDistributionMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Push(ctx, mustRef(t, host+"/library/base:1", o), base, o); err != nil {
+	if err := New(o).Push(ctx, mustRef(t, host+"/library/base:1", o), base); err != nil {
 		t.Fatal(err)
 	}
 	top, _ := random.Layer(4096, types.DockerLayer)
@@ -46,13 +46,13 @@ func TestDistributionMounts(t *testing.T) {
 		}
 		return nil
 	}}
-	if _, err := Write(ctx, art, []name.Reference{mustRef(t, host+"/team/app:1", o)}, po); err != nil {
+	if _, err := New(po).Write(ctx, art, []name.Reference{mustRef(t, host+"/team/app:1", o)}); err != nil {
 		t.Fatal(err)
 	}
 	if rec.count(progress.Mounted, progress.KindLayer) != 3 || stats.LayerBytesDownloaded() != 0 {
 		t.Errorf("want 3 mounts from library/base and nothing downloaded: %s; %+v", stats, rec.evs)
 	}
-	got, _, err := Image(ctx, mustRef(t, host+"/team/app:1", o), nil, o)
+	got, _, err := New(o).Image(ctx, mustRef(t, host+"/team/app:1", o), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestDistributionMounts(t *testing.T) {
 	rec.reset()
 	cstats := &Stats{}
 	po.Stats = cstats
-	if _, err := Copy(ctx, mustRef(t, host+"/team/app:1", o), []name.Reference{mustRef(t, host+"/release/app:1.0", o)}, po); err != nil {
+	if _, err := New(po).Copy(ctx, mustRef(t, host+"/team/app:1", o), []name.Reference{mustRef(t, host+"/release/app:1.0", o)}); err != nil {
 		t.Fatal(err)
 	}
 	if cstats.BlobBytesUploaded() != 0 || cstats.BlobBytesDownloaded() != 0 || rec.count(progress.Mounted, "") != 5 {

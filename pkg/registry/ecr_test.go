@@ -76,7 +76,7 @@ func TestKeychainECR(t *testing.T) {
 	if calls.Load() != 1 {
 		t.Errorf("AWS asked %d times, want 1 (cached)", calls.Load())
 	}
-	c, err := o.newKeychain().lookup(context.Background(), mustRef(t, ecrHost+"/team/app", o).Context())
+	c, err := newKeychain(o).lookup(context.Background(), mustRef(t, ecrHost+"/team/app", o).Context())
 	if err != nil || c == nil || !strings.Contains(c.source, "built-in Amazon ECR credentials") {
 		t.Errorf("source %+v %v", c, err)
 	}

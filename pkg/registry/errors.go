@@ -79,7 +79,7 @@ func (e *Error) Unwrap() []error {
 // describeErr turns an error of an operation on repo into a clear message.
 // what names the object ("127.0.0.1:5000/app:1.0"). The credential source
 // is looked up again for unauthorized errors to say which one was tried.
-func (o Options) describeErr(ctx context.Context, what string, repo name.Repository, err error) error {
+func (c *Client) describeErr(ctx context.Context, what string, repo name.Repository, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -109,13 +109,13 @@ func (o Options) describeErr(ctx context.Context, what string, repo name.Reposit
 		switch {
 		case te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden ||
 			hasCode(te, transport.UnauthorizedErrorCode) || hasCode(te, transport.DeniedErrorCode):
-			cred, lerr := o.newKeychain().lookup(ctx, repo)
+			cred, lerr := c.keychain.lookup(ctx, repo)
 			var why string
 			switch {
 			case lerr != nil:
 				why = fmt.Sprintf("credential lookup for %s failed: %v", shown, lerr)
 			case cred == nil:
-				why = fmt.Sprintf("no credentials found for %s %s(log in with `kiln login %s`; the repository may also not exist)", shown, o.searchedFiles(), shown)
+				why = fmt.Sprintf("no credentials found for %s %s(log in with `kiln login %s`; the repository may also not exist)", shown, c.o.searchedFiles(), shown)
 			default:
 				secrets = []string{cred.cfg.Password, cred.cfg.IdentityToken, cred.cfg.RegistryToken, cred.cfg.Auth}
 				if te.StatusCode == http.StatusForbidden || hasCode(te, transport.DeniedErrorCode) {
@@ -131,7 +131,7 @@ func (o Options) describeErr(ctx context.Context, what string, repo name.Reposit
 		case hasCode(te, transport.NameUnknownErrorCode):
 			return mk(ErrNameUnknown, fmt.Sprintf("%s: name unknown: repository %s not found on %s", what, repo.RepositoryStr(), shown))
 		case te.StatusCode == http.StatusTooManyRequests || hasCode(te, transport.TooManyRequestsErrorCode):
-			return mk(ErrRateLimited, fmt.Sprintf("%s: rate limited by %s (429 Too Many Requests, %d retries exhausted)%s", what, shown, o.retries(), registrySaid(te)))
+			return mk(ErrRateLimited, fmt.Sprintf("%s: rate limited by %s (429 Too Many Requests, %d retries exhausted)%s", what, shown, c.o.retries(), registrySaid(te)))
 		case isTagImmutable(te):
 			return mk(ErrTagImmutable, fmt.Sprintf("%s: the tag already exists and repository %s does not allow tags to be overwritten (immutable tags); push a new tag instead%s",
 				what, repo.Name(), registrySaid(te)))

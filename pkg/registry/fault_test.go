@@ -126,15 +126,15 @@ func TestWriteAndCopyUnderFaults(t *testing.T) {
 	o.Stats = stats
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := Write(ctx, Artifact{Image: img}, []name.Reference{mustRef(t, hostA+"/app:1", o)}, o); err != nil {
+	if _, err := New(o).Write(ctx, Artifact{Image: img}, []name.Reference{mustRef(t, hostA+"/app:1", o)}); err != nil {
 		t.Fatalf("push under faults: %v (%s)", err, fa)
 	}
-	if _, err := Copy(ctx, mustRef(t, hostA+"/app:1", o), []name.Reference{mustRef(t, hostB+"/app:1", o)}, o); err != nil {
+	if _, err := New(o).Copy(ctx, mustRef(t, hostA+"/app:1", o), []name.Reference{mustRef(t, hostB+"/app:1", o)}); err != nil {
 		t.Fatalf("copy under faults: %v (%s / %s)", err, fa, fb)
 	}
 	want := mustDigest(t, img)
 	for _, host := range []string{hostA, hostB} {
-		got, _, err := Image(ctx, mustRef(t, host+"/app:1", o), nil, o)
+		got, _, err := New(o).Image(ctx, mustRef(t, host+"/app:1", o), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,10 +218,10 @@ func TestStalledRequestsAreRetried(t *testing.T) {
 	o.StallTimeout = 300 * time.Millisecond
 	ctx := context.Background()
 	start := time.Now()
-	if _, err := Write(ctx, Artifact{Image: img}, []name.Reference{mustRef(t, host+"/app:1", o)}, o); err != nil {
+	if _, err := New(o).Write(ctx, Artifact{Image: img}, []name.Reference{mustRef(t, host+"/app:1", o)}); err != nil {
 		t.Fatalf("push with stalls: %v", err)
 	}
-	got, _, err := Image(ctx, mustRef(t, host+"/app:1", o), nil, o)
+	got, _, err := New(o).Image(ctx, mustRef(t, host+"/app:1", o), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

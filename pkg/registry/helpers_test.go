@@ -228,7 +228,7 @@ func seedImage(t *testing.T, ref string, auth authn.Authenticator, size, layers 
 
 func mustRef(t *testing.T, s string, o Options) name.Reference {
 	t.Helper()
-	r, err := ParseReference(s, o)
+	r, err := New(o).ParseReference(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,14 +22,19 @@ import (
 // the server URL it hands to credential helpers.
 const dockerHubAuthKey = "https://index.docker.io/v1/"
 
-// Keychain returns the credential chain for o: the first of these files that
-// has credentials for a registry wins, in podman's and docker's order:
+// The credential chain. A Client's keychain (Client.Keychain) asks these
+// sources in order and takes the first credential one has, like
+// go-containerregistry's authn.NewMultiKeychain; unlike it, every source says
+// where its credential came from, for the messages of refused requests. The
+// chain, in podman's and docker's order:
 //
-//  1. o.AuthFile, or $REGISTRY_AUTH_FILE when o.AuthFile is empty
-//  2. $XDG_RUNTIME_DIR/containers/auth.json
-//  3. $XDG_CONFIG_HOME/containers/auth.json (~/.config/containers/auth.json)
-//  4. $DOCKER_CONFIG/config.json
-//  5. ~/.docker/config.json
+//  1. --creds (Options.Credentials), for the registries they name
+//  2. each auth file (see Options.AuthFiles), in order:
+//     o.AuthFile or $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json,
+//     $XDG_CONFIG_HOME/containers/auth.json (~/.config/containers/auth.json),
+//     $DOCKER_CONFIG/config.json, ~/.docker/config.json
+//  3. for a private Amazon ECR registry (ACCOUNT.dkr.ecr.REGION.amazonaws.com,
+//     see IsECRHost), a token from AWS itself (ecr.go)
 //
 // Within a file, a "credHelpers" entry for the registry comes first, then
 // the most specific "auths" entry (podman's "host/namespace/repo" keys
@@ -40,20 +45,32 @@ const dockerHubAuthKey = "https://index.docker.io/v1/"
 // config's "desktop", say) is skipped; a missing credHelpers helper is an
 // error. Docker Hub's names (docker.io, index.docker.io,
 // registry-1.docker.io, https://index.docker.io/v1/) are one registry.
-// Credentials given in o.Credentials (--creds) come before every file.
-// When no file has credentials for a private Amazon ECR registry
-// (ACCOUNT.dkr.ecr.REGION.amazonaws.com, see IsECRHost), kiln asks AWS for
-// a token with the AWS SDK's default credential chain (environment
-// variables, IRSA web identity, the pod's or instance's role), as the
-// amazon-ecr-credential-helper does; no other registry causes an AWS call.
-// Nothing found means anonymous access. A malformed file is an error that
-// names the file.
+// The ECR source asks AWS with the AWS SDK's default credential chain
+// (environment variables, IRSA web identity, the pod's or instance's role),
+// as the amazon-ecr-credential-helper does; no other registry causes an AWS
+// call. Nothing found means anonymous access. A malformed file is an error
+// that names the file.
 //
-// The returned keychain also implements authn.ContextKeychain.
-func (o Options) Keychain() authn.Keychain { return o.newKeychain() }
+// A new credential source is one type implementing credentialSource, in a
+// file of its own, added to the list in newKeychain.
 
-func (o Options) newKeychain() *keychain {
-	return &keychain{files: o.authFiles(), creds: o.Credentials, helperCache: map[string]helperResult{}}
+// credentialSource is one link of the credential chain.
+type credentialSource interface {
+	// credential returns the credential for repo (a path in host, empty
+	// for the registry as a whole) of host (canonicalHost), or nil when
+	// the source has none and the search goes on.
+	credential(ctx context.Context, host, repo string) (*credential, error)
+}
+
+// newKeychain is the credential chain for o.
+func newKeychain(o Options) *keychain {
+	helpers := &helperCache{m: map[string]helperResult{}}
+	sources := []credentialSource{flagCredentials(o.Credentials)}
+	for _, f := range o.authFiles() {
+		sources = append(sources, authFileSource{path: f, helpers: helpers})
+	}
+	sources = append(sources, ecrKeychain{})
+	return &keychain{sources: sources}
 }
 
 // AuthFiles lists the files Keychain searches for credentials, in order,
@@ -151,14 +168,10 @@ type helperResult struct {
 	found bool
 }
 
-// keychain implements authn.Keychain and authn.ContextKeychain over a list
-// of auth files.
+// keychain implements authn.Keychain and authn.ContextKeychain over a
+// chain of credential sources: the first that has a credential wins.
 type keychain struct {
-	files []string
-	creds []Credential
-
-	mu          sync.Mutex
-	helperCache map[string]helperResult // helper + "\x00" + server URL
+	sources []credentialSource
 }
 
 // Resolve implements authn.Keychain.
@@ -189,34 +202,50 @@ func (k *keychain) lookup(ctx context.Context, target authn.Resource) (*credenti
 	} else if s := target.String(); strings.HasPrefix(s, target.RegistryStr()+"/") {
 		repo = strings.TrimPrefix(s, target.RegistryStr()+"/")
 	}
-	for _, c := range k.creds {
-		if c.Registry == "" || canonicalHost(c.Registry) == host {
-			return &credential{cfg: authn.AuthConfig{Username: c.Username, Password: c.Password}, source: "--creds"}, nil
+	for _, s := range k.sources {
+		c, err := s.credential(ctx, host, repo)
+		if err != nil || c != nil {
+			return c, err
 		}
-	}
-	for _, file := range k.files {
-		f, err := readAuthFile(file)
-		if err != nil {
-			return nil, err
-		}
-		if f == nil {
-			continue
-		}
-		c, err := k.lookupFile(ctx, file, f, host, repo)
-		if err != nil {
-			return nil, err
-		}
-		if c != nil {
-			return c, nil
-		}
-	}
-	if IsECRHost(host) {
-		return ecrCredential(orBackground(ctx), host)
 	}
 	return nil, nil
 }
 
-func (k *keychain) lookupFile(ctx context.Context, file string, f *authFile, host, repo string) (*credential, error) {
+// flagCredentials are --creds, --src-creds and --dest-creds.
+type flagCredentials []Credential
+
+func (fc flagCredentials) credential(_ context.Context, host, _ string) (*credential, error) {
+	for _, c := range fc {
+		if c.Registry == "" || canonicalHost(c.Registry) == host {
+			return &credential{cfg: authn.AuthConfig{Username: c.Username, Password: c.Password}, source: "--creds"}, nil
+		}
+	}
+	return nil, nil
+}
+
+// ecrKeychain asks AWS for the token of a private ECR registry.
+type ecrKeychain struct{}
+
+func (ecrKeychain) credential(ctx context.Context, host, _ string) (*credential, error) {
+	if !IsECRHost(host) {
+		return nil, nil
+	}
+	return ecrCredential(orBackground(ctx), host)
+}
+
+// authFileSource is one podman or docker auth file: its credHelpers
+// entry, auths entries and credsStore for the registry.
+type authFileSource struct {
+	path    string
+	helpers *helperCache
+}
+
+func (a authFileSource) credential(ctx context.Context, host, repo string) (*credential, error) {
+	f, err := readAuthFile(a.path)
+	if err != nil || f == nil {
+		return nil, err
+	}
+	file := a.path
 	helperKeys := make([]string, 0, len(f.CredHelpers))
 	for key := range f.CredHelpers {
 		helperKeys = append(helperKeys, key)
@@ -225,7 +254,7 @@ func (k *keychain) lookupFile(ctx context.Context, file string, f *authFile, hos
 	for _, key := range helperKeys {
 		helper := f.CredHelpers[key]
 		if h, p := splitAuthKey(key); h == host && p == "" {
-			cfg, found, err := k.runHelper(ctx, helper, helperServerURL(host))
+			cfg, found, err := a.helpers.get(ctx, helper, helperServerURL(host))
 			if err != nil {
 				return nil, fmt.Errorf("credHelpers entry for %s in %s: %w", displayHost(host), file, err)
 			}
@@ -263,7 +292,7 @@ func (k *keychain) lookupFile(ctx context.Context, file string, f *authFile, hos
 	}
 
 	if f.CredsStore != "" {
-		cfg, found, err := k.runHelper(ctx, f.CredsStore, helperServerURL(host))
+		cfg, found, err := a.helpers.get(ctx, f.CredsStore, helperServerURL(host))
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, nil
 		}
@@ -338,26 +367,33 @@ func splitAuthKey(key string) (host, path string) {
 	return canonicalHost(host), strings.Trim(path, "/")
 }
 
-// runHelper runs `docker-credential-<helper> get` with serverURL on stdin.
+// helperCache remembers what credential helpers answered, so that one
+// keychain runs each helper once per registry.
+type helperCache struct {
+	mu sync.Mutex
+	m  map[string]helperResult // helper + "\x00" + server URL
+}
+
+// get runs `docker-credential-<helper> get` with serverURL on stdin.
 // found is false when the helper answers "credentials not found".
-func (k *keychain) runHelper(ctx context.Context, helper, serverURL string) (authn.AuthConfig, bool, error) {
+func (hc *helperCache) get(ctx context.Context, helper, serverURL string) (authn.AuthConfig, bool, error) {
 	if !helperName.MatchString(helper) {
 		return authn.AuthConfig{}, false, fmt.Errorf("invalid credential helper name %q", helper)
 	}
 	cacheKey := helper + "\x00" + serverURL
-	k.mu.Lock()
-	if r, ok := k.helperCache[cacheKey]; ok {
-		k.mu.Unlock()
+	hc.mu.Lock()
+	if r, ok := hc.m[cacheKey]; ok {
+		hc.mu.Unlock()
 		return r.cfg, r.found, nil
 	}
-	k.mu.Unlock()
+	hc.mu.Unlock()
 
 	cfg, found, err := helperGet(ctx, helper, serverURL)
 	if err != nil {
 		return cfg, found, err
 	}
-	k.mu.Lock()
-	k.helperCache[cacheKey] = helperResult{cfg: cfg, found: found}
-	k.mu.Unlock()
+	hc.mu.Lock()
+	hc.m[cacheKey] = helperResult{cfg: cfg, found: found}
+	hc.mu.Unlock()
 	return cfg, found, nil
 }

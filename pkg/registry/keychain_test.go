@@ -19,7 +19,7 @@ func resolve(t *testing.T, o Options, repo string) (*authn.AuthConfig, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := o.Keychain().Resolve(r)
+	a, err := New(o).Keychain().Resolve(r)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func TestKeychainKeys(t *testing.T) {
 	}
 	wantUser(t, o, "docker.io/someorg/app", "huborg", "o")
 	// A full reference (not just a repository) as the target.
-	a, err := o.Keychain().Resolve(name.MustParseReference("reg.example.com/team/app:1").(name.Tag))
+	a, err := New(o).Keychain().Resolve(name.MustParseReference("reg.example.com/team/app:1").(name.Tag))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestKeychainCredentialHelpers(t *testing.T) {
 
 func TestKeychainContext(t *testing.T) {
 	isolateEnv(t)
-	kc := Options{}.Keychain()
+	kc := New(Options{}).Keychain()
 	ck, ok := kc.(authn.ContextKeychain)
 	if !ok {
 		t.Fatalf("%T does not implement authn.ContextKeychain", kc)

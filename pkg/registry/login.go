@@ -86,17 +86,17 @@ func (t loginTarget) String() string {
 	return displayHost(t.host)
 }
 
-// LoginAuthFile is the file Login writes for o, chosen as podman and docker
-// would: o.AuthFile or $REGISTRY_AUTH_FILE if set; else
+// LoginAuthFile is the file Login writes, chosen as podman and docker
+// would: Options.AuthFile or $REGISTRY_AUTH_FILE if set; else
 // $XDG_RUNTIME_DIR/containers/auth.json when $XDG_RUNTIME_DIR names an
 // existing directory (podman's choice on a desktop session); else docker's
 // $DOCKER_CONFIG/config.json or ~/.docker/config.json, which is what CI jobs
 // (where XDG_RUNTIME_DIR is normally unset) and their later docker-based
 // steps expect. Every file written is also read by Keychain; only a
 // credential for the same registry in a file that Keychain reads earlier
-// (see Options.Keychain) would take precedence over a fresh login.
-func LoginAuthFile(o Options) (string, error) {
-	if f := o.explicitAuthFile(); f != "" {
+// (see Client.Keychain) would take precedence over a fresh login.
+func (c *Client) LoginAuthFile() (string, error) {
+	if f := c.o.explicitAuthFile(); f != "" {
 		return f, nil
 	}
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
@@ -129,12 +129,12 @@ type Stored struct {
 // Login checks username and password against registry the way docker login
 // does (GET /v2/, then the basic or bearer-token flow the registry asks
 // for) and, if they are accepted, stores them as docker login does: with
-// the credential helper that LoginAuthFile(o) names for the registry (its
+// the credential helper that c.LoginAuthFile() names for the registry (its
 // "credHelpers" entry, else its "credsStore"), leaving an empty entry under
 // "auths" in the file; or, with no helper, in the file itself (SaveAuth). A
 // refusal is an ErrUnauthorized error "login to HOST failed:
 // unauthorized". The password never appears in an error.
-func Login(ctx context.Context, registry, username, password string, o Options) (Stored, error) {
+func (c *Client) Login(ctx context.Context, registry, username, password string) (Stored, error) {
 	ctx = orBackground(ctx)
 	t, err := parseLoginTarget(registry)
 	if err != nil {
@@ -153,13 +153,13 @@ func Login(ctx context.Context, registry, username, password string, o Options) 
 	if strings.Contains(username, ":") {
 		return Stored{}, fail(nil, "username must not contain ':'", nil)
 	}
-	file, err := LoginAuthFile(o)
+	file, err := c.LoginAuthFile()
 	if err != nil {
 		return Stored{}, err
 	}
 
 	var nopts []name.Option
-	if o.allowsPlainHTTP(t.host) {
+	if c.o.allowsPlainHTTP(t.host) {
 		nopts = append(nopts, name.Insecure)
 	}
 	reg, err := name.NewRegistry(t.host, nopts...)
@@ -167,7 +167,7 @@ func Login(ctx context.Context, registry, username, password string, o Options) 
 		return Stored{}, fail(nil, err.Error(), err)
 	}
 	auth := authn.FromConfig(authn.AuthConfig{Username: username, Password: password})
-	rt := transport.NewUserAgent(o.roundTripper(), o.userAgent())
+	rt := transport.NewUserAgent(c.rt, c.o.userAgent())
 	scopes := []string{}
 	if t.path != "" {
 		scopes = []string{reg.Repo(t.path).Scope(transport.PullScope)}
@@ -347,17 +347,17 @@ func SaveAuth(file, registry, username, password string) error {
 var ErrNotLoggedIn = errors.New("not logged in")
 
 // Logout removes the credentials for registry from every auth file that
-// Keychain reads (o.AuthFile or $REGISTRY_AUTH_FILE included), under any
+// Keychain reads (Options.AuthFile or $REGISTRY_AUTH_FILE included), under any
 // spelling of its key, and asks the credential helper each file names for
 // the registry (credHelpers, else credsStore) to erase them, as docker
 // logout does. It is an ErrNotLoggedIn error if no file and no helper had
 // them.
-func Logout(ctx context.Context, registry string, o Options) error {
+func (c *Client) Logout(ctx context.Context, registry string) error {
 	t, err := parseLoginTarget(registry)
 	if err != nil {
 		return err
 	}
-	files := o.authFiles()
+	files := c.o.authFiles()
 	removed := false
 	erased := map[string]bool{} // helpers already asked
 	for _, f := range files {

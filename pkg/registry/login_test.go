@@ -174,29 +174,29 @@ func TestSaveAuth(t *testing.T) {
 
 func TestLoginAuthFile(t *testing.T) {
 	home := isolateEnv(t)
-	got, err := LoginAuthFile(Options{})
+	got, err := New(Options{}).LoginAuthFile()
 	if want := filepath.Join(home, ".docker", "config.json"); err != nil || got != want {
 		t.Errorf("default: %q, %v; want %q", got, err, want)
 	}
 	dc := t.TempDir()
 	t.Setenv("DOCKER_CONFIG", dc)
-	if got, _ := LoginAuthFile(Options{}); got != filepath.Join(dc, "config.json") {
+	if got, _ := New(Options{}).LoginAuthFile(); got != filepath.Join(dc, "config.json") {
 		t.Errorf("DOCKER_CONFIG: %q", got)
 	}
 	t.Setenv("XDG_RUNTIME_DIR", filepath.Join(t.TempDir(), "absent"))
-	if got, _ := LoginAuthFile(Options{}); got != filepath.Join(dc, "config.json") {
+	if got, _ := New(Options{}).LoginAuthFile(); got != filepath.Join(dc, "config.json") {
 		t.Errorf("XDG_RUNTIME_DIR missing: %q, want docker's file", got)
 	}
 	xdg := t.TempDir()
 	t.Setenv("XDG_RUNTIME_DIR", xdg)
-	if got, _ := LoginAuthFile(Options{}); got != filepath.Join(xdg, "containers", "auth.json") {
+	if got, _ := New(Options{}).LoginAuthFile(); got != filepath.Join(xdg, "containers", "auth.json") {
 		t.Errorf("XDG_RUNTIME_DIR: %q", got)
 	}
 	t.Setenv("REGISTRY_AUTH_FILE", "/env/auth.json")
-	if got, _ := LoginAuthFile(Options{}); got != "/env/auth.json" {
+	if got, _ := New(Options{}).LoginAuthFile(); got != "/env/auth.json" {
 		t.Errorf("REGISTRY_AUTH_FILE: %q", got)
 	}
-	if got, _ := LoginAuthFile(Options{AuthFile: "/flag/auth.json"}); got != "/flag/auth.json" {
+	if got, _ := New(Options{AuthFile: "/flag/auth.json"}).LoginAuthFile(); got != "/flag/auth.json" {
 		t.Errorf("AuthFile: %q", got)
 	}
 }
@@ -208,7 +208,7 @@ func TestLoginBasic(t *testing.T) {
 	o := fastOpts()
 
 	const wrong = "guessed-wrong"
-	_, err := Login(context.Background(), host, user, wrong, o)
+	_, err := New(o).Login(context.Background(), host, user, wrong)
 	if err == nil {
 		t.Fatal("login with a wrong password succeeded")
 	}
@@ -223,7 +223,7 @@ func TestLoginBasic(t *testing.T) {
 		t.Errorf("a failed login wrote %s", file)
 	}
 
-	if _, err := Login(context.Background(), "http://"+host+"/", user, pass, o); err != nil {
+	if _, err := New(o).Login(context.Background(), "http://"+host+"/", user, pass); err != nil {
 		t.Fatalf("login: %v", err)
 	}
 	wantMode(t, file, 0o600)
@@ -232,17 +232,17 @@ func TestLoginBasic(t *testing.T) {
 	}
 	// The stored credentials are used.
 	seedImage(t, host+"/a:1", &authn.Basic{Username: user, Password: pass}, 64, 1)
-	if _, err := Fetch(context.Background(), mustRef(t, host+"/a:1", o), o); err != nil {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, host+"/a:1", o)); err != nil {
 		t.Fatalf("Fetch after login: %v", err)
 	}
 
-	if err := Logout(context.Background(), host, o); err != nil {
+	if err := New(o).Logout(context.Background(), host); err != nil {
 		t.Fatal(err)
 	}
 	if got := authOf(t, file, host); got != "" {
 		t.Errorf("logout left %q", got)
 	}
-	if _, err := Fetch(context.Background(), mustRef(t, host+"/a:1", o), o); !errors.Is(err, ErrUnauthorized) {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, host+"/a:1", o)); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("Fetch after logout: %v, want unauthorized", err)
 	}
 }
@@ -256,7 +256,7 @@ func TestLoginBearer(t *testing.T) {
 	o := fastOpts()
 	o.AuthFile = authFile
 
-	_, err := Login(context.Background(), host, user, "bad-bearer-pw", o)
+	_, err := New(o).Login(context.Background(), host, user, "bad-bearer-pw")
 	if err == nil || !strings.HasPrefix(err.Error(), "login to "+host+" failed: unauthorized") {
 		t.Fatalf("wrong password: error %v", err)
 	}
@@ -266,7 +266,7 @@ func TestLoginBearer(t *testing.T) {
 	if ba.tokenReqs.Load() == 0 {
 		t.Error("the token endpoint was not asked")
 	}
-	if _, err := Login(context.Background(), host, user, pass, o); err != nil {
+	if _, err := New(o).Login(context.Background(), host, user, pass); err != nil {
 		t.Fatalf("login: %v", err)
 	}
 	if got := authOf(t, authFile, host); got != user+":"+pass {
@@ -279,15 +279,15 @@ func TestLoginErrors(t *testing.T) {
 	isolateEnv(t)
 	o := fastOpts()
 	o.Retries = -1
-	if _, err := Login(context.Background(), "127.0.0.1:1", "u", "pw-here", o); err == nil ||
+	if _, err := New(o).Login(context.Background(), "127.0.0.1:1", "u", "pw-here"); err == nil ||
 		!errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "login to 127.0.0.1:1 failed: cannot reach registry") ||
 		strings.Contains(err.Error(), "pw-here") {
 		t.Errorf("closed port: %v", err)
 	}
-	if _, err := Login(context.Background(), "reg.example.com", "", "pw", o); err == nil {
+	if _, err := New(o).Login(context.Background(), "reg.example.com", "", "pw"); err == nil {
 		t.Error("empty username accepted")
 	}
-	if _, err := Login(context.Background(), "reg.example.com", "u", "", o); err == nil {
+	if _, err := New(o).Login(context.Background(), "reg.example.com", "u", ""); err == nil {
 		t.Error("empty password accepted")
 	}
 }
@@ -301,7 +301,7 @@ func TestLogout(t *testing.T) {
 	writeAuthFile(t, podman, map[string]string{"reg.example.com": "a:b", "keep.example.com": "k:k"}, nil)
 	writeAuthFile(t, docker, map[string]string{"https://reg.example.com/v1/": "c:d", "reg.example.com/team": "t:t"}, map[string]any{"credsStore": "x"})
 
-	if err := Logout(context.Background(), "reg.example.com", Options{}); err != nil {
+	if err := New(Options{}).Logout(context.Background(), "reg.example.com"); err != nil {
 		t.Fatal(err)
 	}
 	if authOf(t, podman, "reg.example.com") != "" || authOf(t, docker, "https://reg.example.com/v1/") != "" {
@@ -319,16 +319,16 @@ func TestLogout(t *testing.T) {
 	wantMode(t, podman, 0o600)
 	wantMode(t, docker, 0o600)
 
-	err := Logout(context.Background(), "reg.example.com", Options{})
+	err := New(Options{}).Logout(context.Background(), "reg.example.com")
 	if err == nil || !strings.Contains(err.Error(), "not logged in to reg.example.com") {
 		t.Errorf("second logout: %v", err)
 	}
-	if err := Logout(context.Background(), "reg.example.com/team", Options{}); err != nil {
+	if err := New(Options{}).Logout(context.Background(), "reg.example.com/team"); err != nil {
 		t.Errorf("per-namespace logout: %v", err)
 	}
 	// Docker Hub under any alias.
 	writeAuthFile(t, docker, map[string]string{"https://index.docker.io/v1/": "h:h", "docker.io": "h2:h2"}, nil)
-	if err := Logout(context.Background(), "", Options{}); err != nil {
+	if err := New(Options{}).Logout(context.Background(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if m := readJSON(t, docker)["auths"].(map[string]any); len(m) != 0 {

@@ -42,7 +42,7 @@ func TestManifestCutMidBodyIsRetried(t *testing.T) {
 	host := newRegistry(t, c.wrap)
 	want := seedImage(t, host+"/cut/app:1", nil, 1024, 1)
 	o := fastOpts()
-	img, _, err := Image(context.Background(), mustRef(t, host+"/cut/app:1", o), nil, o)
+	img, _, err := New(o).Image(context.Background(), mustRef(t, host+"/cut/app:1", o), nil)
 	if err != nil {
 		t.Fatalf("a cut manifest answer was not retried: %v", err)
 	}
@@ -54,7 +54,7 @@ func TestManifestCutMidBodyIsRetried(t *testing.T) {
 
 	c.cut.Store(0)
 	o.Retries = -1
-	if _, _, err := Image(context.Background(), mustRef(t, host+"/cut/app:1", o), nil, o); err == nil {
+	if _, _, err := New(o).Image(context.Background(), mustRef(t, host+"/cut/app:1", o), nil); err == nil {
 		t.Fatal("with retries off a cut manifest answer must be an error")
 	}
 }

@@ -51,7 +51,7 @@ func (o Options) parseMirror(m string, repo name.Repository) (name.Repository, e
 	return r, nil
 }
 
-// CheckMirrors validates o.Mirrors (for flag checking up front).
+// CheckMirrors validates Options.Mirrors (for flag checking up front).
 func (o Options) CheckMirrors() error {
 	probe, _ := name.NewRepository("library/busybox")
 	for _, m := range o.Mirrors {
@@ -88,30 +88,30 @@ func (o Options) readRefs(ref name.Reference) []name.Reference {
 // records a layer's source), through a Docker Hub mirror when there is one.
 // The content is verified against h as it is read: a mismatch is an error
 // at the end of the stream.
-func OpenBlob(ctx context.Context, repo string, h v1.Hash, o Options) (io.ReadCloser, error) {
+func (c *Client) OpenBlob(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
 	ctx = orBackground(ctx)
-	r, err := ParseReference(repo+"@"+h.String(), o)
+	r, err := c.ParseReference(repo + "@" + h.String())
 	if err != nil {
 		return nil, err
 	}
-	cands, _, err := o.readCands(r)
+	cands, _, err := c.o.readCands(r)
 	if err != nil {
 		return nil, err
 	}
 	var lastErr error
-	for _, c := range cands {
-		d, ok := c.(name.Digest)
+	for _, cand := range cands {
+		d, ok := cand.(name.Digest)
 		if !ok {
 			continue
 		}
-		l, err := remote.Layer(d, o.RemoteOptions(ctx)...)
+		l, err := remote.Layer(d, c.RemoteOptions(ctx)...)
 		if err == nil {
 			var rc io.ReadCloser
 			if rc, err = l.Compressed(); err == nil {
 				return rc, nil
 			}
 		}
-		lastErr = o.describeErr(ctx, "blob "+d.String(), d.Context(), err)
+		lastErr = c.describeErr(ctx, "blob "+d.String(), d.Context(), err)
 		if ctx.Err() != nil {
 			break
 		}

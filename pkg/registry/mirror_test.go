@@ -54,7 +54,7 @@ func TestMirrorServesDockerHub(t *testing.T) {
 	o.Mirrors = []string{"http://" + mirror}
 	ctx := context.Background()
 	ref := mustRef(t, "busybox:1.36", o)
-	got, desc, err := Image(ctx, ref, nil, o)
+	got, desc, err := New(o).Image(ctx, ref, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,11 +62,11 @@ func TestMirrorServesDockerHub(t *testing.T) {
 		t.Fatalf("digest %s", desc.Digest)
 	}
 	readAllLayers(t, got)
-	if _, err := Fetch(ctx, ref, o); err != nil {
+	if _, err := New(o).Fetch(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
 	h := layerDigests(t, img)[0]
-	rc, err := OpenBlob(ctx, "index.docker.io/library/busybox", h, o)
+	rc, err := New(o).OpenBlob(ctx, "index.docker.io/library/busybox", h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +77,13 @@ func TestMirrorServesDockerHub(t *testing.T) {
 	}
 	// A copy from Docker Hub reads the mirror, and writes elsewhere.
 	dst, _ := newScopedRegistry(t, nil)
-	if _, err := Copy(ctx, ref, []name.Reference{mustRef(t, dst+"/hub/busybox:1.36", o)}, o); err != nil {
+	if _, err := New(o).Copy(ctx, ref, []name.Reference{mustRef(t, dst+"/hub/busybox:1.36", o)}); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(sc.events()); n == 0 {
 		t.Error("the mirror saw no request")
 	}
-	r, _, err := Image(ctx, mustRef(t, dst+"/hub/busybox:1.36", o), nil, o)
+	r, _, err := New(o).Image(ctx, mustRef(t, dst+"/hub/busybox:1.36", o), nil)
 	if err != nil || mustDigest(t, r) != desc.Digest {
 		t.Errorf("copy via mirror: %v", err)
 	}

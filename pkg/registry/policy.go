@@ -13,8 +13,8 @@ import (
 // SignatureVerifier checks that the image digest, as ref names it, is
 // signed as every requirement says, reading the signatures from repository
 // from (ref's, or the mirror's the image is read from). pkg/sign
-// implements it. o is the caller's Options without a policy.
-type SignatureVerifier func(ctx context.Context, ref name.Reference, from name.Repository, digest v1.Hash, reqs []policy.Requirement, o Options) error
+// implements it. c is the caller's Client without a policy.
+type SignatureVerifier func(ctx context.Context, ref name.Reference, from name.Repository, digest v1.Hash, reqs []policy.Requirement, c *Client) error
 
 // sigCheck is what the policy wants verified of an image once its digest
 // is known (nil: nothing).
@@ -39,14 +39,12 @@ func (o Options) allowRead(ref name.Reference) (*sigCheck, error) {
 
 // verify checks the signatures sc asks for of digest, read from the
 // repository of from (the mirror the image came from, if it did).
-func (o Options) verify(ctx context.Context, sc *sigCheck, from name.Reference, digest v1.Hash) error {
+func (c *Client) verify(ctx context.Context, sc *sigCheck, from name.Reference, digest v1.Hash) error {
 	if sc == nil {
 		return nil
 	}
-	plain := o
-	plain.Policy = nil
-	if err := o.VerifySignatures(ctx, sc.ref, from.Context(), digest, sc.reqs, plain); err != nil {
-		return fmt.Errorf("policy: %s@%s: %w (sigstoreSigned, %s)", policy.DockerName(sc.ref.Context()), digest, err, o.Policy.Path)
+	if err := c.o.VerifySignatures(ctx, sc.ref, from.Context(), digest, sc.reqs, c.WithoutPolicy()); err != nil {
+		return fmt.Errorf("policy: %s@%s: %w (sigstoreSigned, %s)", policy.DockerName(sc.ref.Context()), digest, err, c.o.Policy.Path)
 	}
 	return nil
 }

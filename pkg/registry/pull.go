@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
@@ -48,13 +49,18 @@ func indexImages(idx v1.ImageIndex, depth int) ([]v1.Image, error) {
 }
 
 // Download stores every layer of images (those of ref) that st lacks,
-// o.Jobs at a time, each verified against its digest as the store writes
+// Options.Jobs at a time, each verified against its digest as the store writes
 // it, and returns how many it downloaded; a layer whose download breaks in
-// a way the transport could not resume starts again, up to o.Retries
-// times. Layers the store has are reported to rep as existing. This is
+// a way the transport could not resume starts again, up to Options.Retries
+// times. Layers the store has are reported as existing to the client's
+// progress reporter (Options.Progress). This is
 // `kiln pull`'s transfer; the manifests and configs are the store's to
 // write (store.WriteImage, WriteIndex) once the layers are in.
-func Download(ctx context.Context, st *store.Store, images []v1.Image, ref string, o Options, rep progress.Reporter) (int, error) {
+func (c *Client) Download(ctx context.Context, st *store.Store, images []v1.Image, ref string) (int, error) {
+	rep := c.o.Progress
+	if rep == nil {
+		rep = progress.Discard
+	}
 	type job struct {
 		img  v1.Image
 		desc v1.Descriptor
@@ -81,12 +87,12 @@ func Download(ctx context.Context, st *store.Store, images []v1.Image, ref strin
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(o.Jobs, 1))
+	g.SetLimit(max(c.o.Jobs, 1))
 	for _, j := range jobs {
 		if gctx.Err() != nil {
 			break
 		}
-		g.Go(func() error { return downloadLayer(gctx, st, j.img, j.desc, ref, o, rep) })
+		g.Go(func() error { return c.downloadLayer(gctx, st, j.img, j.desc, ref, rep) })
 	}
 	if err := g.Wait(); err != nil {
 		return 0, err
@@ -94,12 +100,12 @@ func Download(ctx context.Context, st *store.Store, images []v1.Image, ref strin
 	return len(jobs), ctx.Err()
 }
 
-// downloadLayer stores one layer, starting again (up to o.Retries times)
+// downloadLayer stores one layer, starting again (up to Options.Retries times)
 // when the download breaks in a way the transport could not resume.
-func downloadLayer(ctx context.Context, st *store.Store, img v1.Image, d v1.Descriptor, ref string, o Options, rep progress.Reporter) error {
+func (c *Client) downloadLayer(ctx context.Context, st *store.Store, img v1.Image, d v1.Descriptor, ref string, rep progress.Reporter) error {
 	ev := progress.Event{Op: progress.OpPull, Ref: ref, Kind: progress.KindLayer, Digest: d.Digest.String(), Size: d.Size}
 	var n int64
-	err := Retry(ctx, max(o.Retries, 0), o.retryDelay(), func(err error) bool {
+	err := Retry(ctx, max(c.o.Retries, 0), c.o.retryDelay(), func(err error) bool {
 		return !errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrDigestMismatch) && !errors.Is(err, store.ErrDigestMismatch)
 	}, func(err error) {
 		e := ev
@@ -140,4 +146,53 @@ func fetchLayer(st *store.Store, img v1.Image, d v1.Descriptor, ev progress.Even
 		return 0, err
 	}
 	return pr.N(), nil
+}
+
+// Pulled is what Pull stored.
+type Pulled struct {
+	// Top describes what the reference names in its registry (an index,
+	// or the image).
+	Top v1.Descriptor
+	// Stored is what the store now tags with the reference's name: the
+	// image for the platform, or the whole index.
+	Stored v1.Descriptor
+	// UpToDate: nothing was downloaded and the name already named Stored.
+	UpToDate bool
+}
+
+// Pull stores what ref names in st and tags it with ref's name: the image
+// for platform (nil: the host's; see Image), or with all the whole index
+// when ref names one. Only the layers st lacks are downloaded (Download);
+// the manifests and configs are written once the layers are in.
+func (c *Client) Pull(ctx context.Context, st *store.Store, ref name.Reference, platform *v1.Platform, all bool) (*Pulled, error) {
+	res, err := c.Resolve(ctx, ref, platform, all)
+	if err != nil {
+		return nil, err
+	}
+	var images []v1.Image
+	if res.Index != nil {
+		if images, err = IndexImages(res.Index); err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
+	} else {
+		images = []v1.Image{res.Image}
+	}
+	downloaded, err := c.Download(ctx, st, images, ref.String())
+	if err != nil {
+		return nil, err
+	}
+	prev, prevErr := st.Resolve(ref.Name())
+	var desc v1.Descriptor
+	if res.Index != nil {
+		desc, err = st.WriteIndex(ctx, res.Index)
+	} else {
+		desc, err = st.WriteImage(ctx, res.Image)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storing %s: %w", ref, err)
+	}
+	if err := st.Tag(ref.Name(), desc); err != nil {
+		return nil, err
+	}
+	return &Pulled{Top: res.Top, Stored: desc, UpToDate: downloaded == 0 && prevErr == nil && prev.Digest == desc.Digest}, nil
 }

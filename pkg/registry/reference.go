@@ -24,9 +24,16 @@ var pathComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`
 // names another registry, "@sha256:..." pins a digest, and
 // "repo:tag@sha256:..." keeps only the digest. The returned reference's
 // String() is fully qualified. Loopback registries and those matched by
-// o.Insecure (or all, when o.TLSVerify is false) are marked insecure so that
-// plain HTTP may be used.
-func ParseReference(s string, o Options) (name.Reference, error) {
+// --insecure-registry (or all, with --tls-verify=false: see Options) are
+// marked insecure so that plain HTTP may be used.
+func (c *Client) ParseReference(s string) (name.Reference, error) { return parseReference(s, c.o) }
+
+// ParseReference is Client.ParseReference with the default Options: only
+// loopback registries are marked insecure. It suits names that are only
+// compared or stored, never sent to.
+func ParseReference(s string) (name.Reference, error) { return parseReference(s, Options{}) }
+
+func parseReference(s string, o Options) (name.Reference, error) {
 	bad := func(why string) error { return fmt.Errorf("invalid reference %q: %s", s, why) }
 	switch {
 	case s == "":

@@ -44,7 +44,7 @@ func TestParseReference(t *testing.T) {
 	o := Options{Insecure: []string{"insecure.example.com", "10.0.0.0/8"}}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {
-			ref, err := ParseReference(c.in, o)
+			ref, err := New(o).ParseReference(c.in)
 			if err != nil {
 				t.Fatalf("ParseReference(%q): %v", c.in, err)
 			}
@@ -75,14 +75,14 @@ func TestParseReference(t *testing.T) {
 func TestParseReferenceTLSVerify(t *testing.T) {
 	isolateEnv(t)
 	f, tr := false, true
-	ref, err := ParseReference("reg.example.com/app", Options{TLSVerify: &f})
+	ref, err := New(Options{TLSVerify: &f}).ParseReference("reg.example.com/app")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ref.Context().Scheme() != "http" {
 		t.Errorf("TLSVerify=false: scheme %q, want http allowed", ref.Context().Scheme())
 	}
-	ref, err = ParseReference("insecure.example.com/app", Options{TLSVerify: &tr, Insecure: []string{"insecure.example.com"}})
+	ref, err = New(Options{TLSVerify: &tr, Insecure: []string{"insecure.example.com"}}).ParseReference("insecure.example.com/app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestParseReferenceErrors(t *testing.T) {
 		"a/b_/c":                             "",
 	}
 	for in, why := range cases {
-		_, err := ParseReference(in, Options{})
+		_, err := ParseReference(in)
 		if err == nil {
 			t.Errorf("ParseReference(%q) succeeded, want error", in)
 			continue

@@ -33,21 +33,21 @@ const maxReferrersIndex = 4 << 20
 // ignore the filter). None is an empty list, not an error. The policy is
 // not consulted: callers read referrers of an image they were allowed to
 // read.
-func Referrers(ctx context.Context, repo name.Repository, digest v1.Hash, artifactType string, o Options) ([]v1.Descriptor, error) {
+func (c *Client) Referrers(ctx context.Context, repo name.Repository, digest v1.Hash, artifactType string) ([]v1.Descriptor, error) {
 	ctx = orBackground(ctx)
-	rt, err := o.authTransport(ctx, repo, []string{repo.Scope(transport.PullScope)})
+	rt, err := c.authTransport(ctx, repo, []string{repo.Scope(transport.PullScope)})
 	if err != nil {
-		return nil, o.describeErr(ctx, "referrers of "+digest.String(), repo, err)
+		return nil, c.describeErr(ctx, "referrers of "+digest.String(), repo, err)
 	}
-	w := &repoWriter{o: o, repo: repo, client: &http.Client{Transport: rt}}
+	w := &repoWriter{c: c, repo: repo, client: &http.Client{Transport: rt}}
 	im, api, err := w.referrersAPI(ctx, digest, artifactType)
 	if err != nil {
-		return nil, o.describeErr(ctx, "referrers of "+repo.Digest(digest.String()).String(), repo, err)
+		return nil, c.describeErr(ctx, "referrers of "+repo.Digest(digest.String()).String(), repo, err)
 	}
 	if !api {
 		im, err = w.referrersTagIndex(ctx, digest)
 		if err != nil {
-			return nil, o.describeErr(ctx, "referrers tag "+ReferrersTag(repo, digest).String(), repo, err)
+			return nil, c.describeErr(ctx, "referrers tag "+ReferrersTag(repo, digest).String(), repo, err)
 		}
 	}
 	var out []v1.Descriptor

@@ -22,23 +22,23 @@ const maxIndexDepth = 4
 // GET. Failures are *Error values with clear messages (unauthorized naming
 // the credential source, manifest unknown, name unknown, rate limited,
 // unreachable) after the bounded retries. A Docker Hub reference is read
-// from o.Mirrors first, when there are any.
-func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descriptor, error) {
+// from Options.Mirrors first, when there are any.
+func (c *Client) Fetch(ctx context.Context, ref name.Reference) (*remote.Descriptor, error) {
 	ctx = orBackground(ctx)
-	cands, reqs, err := o.readCands(ref)
+	cands, reqs, err := c.o.readCands(ref)
 	if err != nil {
 		return nil, err
 	}
-	for i, c := range cands {
-		d, err := remote.Get(c, o.RemoteOptions(ctx)...)
+	for i, cand := range cands {
+		d, err := remote.Get(cand, c.RemoteOptions(ctx)...)
 		if err == nil {
-			if err := o.verify(ctx, reqs, c, d.Digest); err != nil {
+			if err := c.verify(ctx, reqs, cand, d.Digest); err != nil {
 				return nil, err
 			}
 			return d, nil
 		}
 		if i == len(cands)-1 || ctx.Err() != nil {
-			return nil, o.describeErr(ctx, c.String(), c.Context(), err)
+			return nil, c.describeErr(ctx, cand.String(), cand.Context(), err)
 		}
 	}
 	return nil, nil // not reached: cands is never empty
@@ -58,17 +58,17 @@ func Fetch(ctx context.Context, ref name.Reference, o Options) (*remote.Descript
 // built on it, to another repository of the same registry mounts them
 // instead of copying.
 //
-// A Docker Hub reference is read from o.Mirrors first, when there are any;
+// A Docker Hub reference is read from Options.Mirrors first, when there are any;
 // the image then comes from the first mirror that serves it whole
 // (manifest and config).
-func Image(ctx context.Context, ref name.Reference, platform *v1.Platform, o Options) (v1.Image, v1.Descriptor, error) {
+func (c *Client) Image(ctx context.Context, ref name.Reference, platform *v1.Platform) (v1.Image, v1.Descriptor, error) {
 	ctx = orBackground(ctx)
-	cands, reqs, err := o.readCands(ref)
+	cands, reqs, err := c.o.readCands(ref)
 	if err != nil {
 		return nil, v1.Descriptor{}, err
 	}
-	for _, c := range cands[:len(cands)-1] {
-		img, d, err := o.image(ctx, c, platform, reqs)
+	for _, cand := range cands[:len(cands)-1] {
+		img, d, err := c.image(ctx, cand, platform, reqs)
 		if err == nil {
 			if _, err = img.RawConfigFile(); err == nil {
 				return img, d, nil
@@ -78,17 +78,17 @@ func Image(ctx context.Context, ref name.Reference, platform *v1.Platform, o Opt
 			break
 		}
 	}
-	return o.image(ctx, cands[len(cands)-1], platform, reqs)
+	return c.image(ctx, cands[len(cands)-1], platform, reqs)
 }
 
 // image reads what ref names, checking the signatures reqs ask for of it
 // before anything else is read.
-func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Platform, reqs *sigCheck) (v1.Image, v1.Descriptor, error) {
+func (c *Client) image(ctx context.Context, ref name.Reference, platform *v1.Platform, reqs *sigCheck) (v1.Image, v1.Descriptor, error) {
 	want := plat.Default()
 	if platform != nil {
 		want = *platform
 	}
-	opts := o.RemoteOptions(ctx)
+	opts := c.RemoteOptions(ctx)
 	puller, err := remote.NewPuller(opts...)
 	if err != nil {
 		return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", ref, err)
@@ -97,9 +97,9 @@ func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Pla
 
 	desc, err := remote.Get(ref, opts...)
 	if err != nil {
-		return nil, v1.Descriptor{}, o.describeErr(ctx, ref.String(), ref.Context(), err)
+		return nil, v1.Descriptor{}, c.describeErr(ctx, ref.String(), ref.Context(), err)
 	}
-	if err := o.verify(ctx, reqs, ref, desc.Digest); err != nil {
+	if err := c.verify(ctx, reqs, ref, desc.Digest); err != nil {
 		return nil, v1.Descriptor{}, err
 	}
 	for depth := 0; ; depth++ {
@@ -126,21 +126,21 @@ func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Pla
 			childRef := ref.Context().Digest(child.Digest.String())
 			cdesc, err := remote.Get(childRef, opts...)
 			if err != nil {
-				return nil, v1.Descriptor{}, o.describeErr(ctx, childRef.String(), ref.Context(), err)
+				return nil, v1.Descriptor{}, c.describeErr(ctx, childRef.String(), ref.Context(), err)
 			}
 			if cdesc.MediaType.IsImage() || cdesc.MediaType.IsSchema1() {
 				img, err := cdesc.Image()
 				if err != nil {
 					return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", childRef, err)
 				}
-				if err := o.checkImage(childRef.String(), img); err != nil {
+				if err := c.o.checkImage(childRef.String(), img); err != nil {
 					return nil, v1.Descriptor{}, err
 				}
 				d := child
 				if d.Platform == nil {
 					d.Platform = &want
 				}
-				o.noteConfig(img)
+				c.o.noteConfig(img)
 				return img, d, nil
 			}
 			desc = cdesc
@@ -149,10 +149,10 @@ func (o Options) image(ctx context.Context, ref name.Reference, platform *v1.Pla
 			if err != nil {
 				return nil, v1.Descriptor{}, fmt.Errorf("%s: %w", ref, err)
 			}
-			if err := o.checkImage(ref.String(), img); err != nil {
+			if err := c.o.checkImage(ref.String(), img); err != nil {
 				return nil, v1.Descriptor{}, err
 			}
-			o.noteConfig(img)
+			c.o.noteConfig(img)
 			return img, desc.Descriptor, nil
 		}
 	}
@@ -218,9 +218,9 @@ func availablePlatforms(im *v1.IndexManifest) []v1.Platform {
 // Platforms lists the platforms ref is available for. For an index that is
 // its images' platforms (isIndex true, nothing but the index fetched); for a
 // single image, the platform in its config (which is fetched).
-func Platforms(ctx context.Context, ref name.Reference, o Options) ([]v1.Platform, bool, error) {
+func (c *Client) Platforms(ctx context.Context, ref name.Reference) ([]v1.Platform, bool, error) {
 	ctx = orBackground(ctx)
-	desc, err := Fetch(ctx, ref, o)
+	desc, err := c.Fetch(ctx, ref)
 	if err != nil {
 		return nil, false, err
 	}
@@ -239,13 +239,13 @@ func Platforms(ctx context.Context, ref name.Reference, o Options) ([]v1.Platfor
 	if err != nil {
 		return nil, false, fmt.Errorf("%s: %w", ref, err)
 	}
-	if err := o.checkImage(ref.String(), img); err != nil {
+	if err := c.o.checkImage(ref.String(), img); err != nil {
 		return nil, false, err
 	}
-	o.noteConfig(img)
+	c.o.noteConfig(img)
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, false, o.describeErr(ctx, ref.String()+" (config)", ref.Context(), err)
+		return nil, false, c.describeErr(ctx, ref.String()+" (config)", ref.Context(), err)
 	}
 	p := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant, OSVersion: cf.OSVersion}
 	return []v1.Platform{p}, false, nil
@@ -254,15 +254,15 @@ func Platforms(ctx context.Context, ref name.Reference, o Options) ([]v1.Platfor
 // Push writes img to ref: blobs first (in parallel, skipping those the
 // repository has, mounting those that came from another repository of the
 // same registry), the manifest last. See Write.
-func Push(ctx context.Context, ref name.Reference, img v1.Image, o Options) error {
-	_, err := Write(ctx, Artifact{Image: img}, []name.Reference{ref}, o)
+func (c *Client) Push(ctx context.Context, ref name.Reference, img v1.Image) error {
+	_, err := c.Write(ctx, Artifact{Image: img}, []name.Reference{ref})
 	return err
 }
 
 // PushIndex writes idx and all its images to ref, the index manifest last.
 // See Write.
-func PushIndex(ctx context.Context, ref name.Reference, idx v1.ImageIndex, o Options) error {
-	_, err := Write(ctx, Artifact{Index: idx}, []name.Reference{ref}, o)
+func (c *Client) PushIndex(ctx context.Context, ref name.Reference, idx v1.ImageIndex) error {
+	_, err := c.Write(ctx, Artifact{Index: idx}, []name.Reference{ref})
 	return err
 }
 
@@ -292,10 +292,10 @@ type Resolved struct {
 // when ref names one. A single image whose config names another platform
 // than an explicitly requested one is an ErrNoPlatform error. Everything is
 // lazy: layers are read only when their Compressed is called. References
-// to Docker Hub are read through o.Mirrors first.
-func Resolve(ctx context.Context, ref name.Reference, platform *v1.Platform, all bool, o Options) (*Resolved, error) {
+// to Docker Hub are read through Options.Mirrors first.
+func (c *Client) Resolve(ctx context.Context, ref name.Reference, platform *v1.Platform, all bool) (*Resolved, error) {
 	ctx = orBackground(ctx)
-	desc, err := Fetch(ctx, ref, o)
+	desc, err := c.Fetch(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +308,7 @@ func Resolve(ctx context.Context, ref name.Reference, platform *v1.Platform, all
 			}
 			return &Resolved{Top: desc.Descriptor, Index: idx}, nil
 		}
-		img, d, err := Image(ctx, ref.Context().Digest(desc.Digest.String()), platform, o)
+		img, d, err := c.Image(ctx, ref.Context().Digest(desc.Digest.String()), platform)
 		if err != nil {
 			var re *Error
 			if errors.As(err, &re) && re.Kind == ErrNoPlatform {
@@ -325,14 +325,14 @@ func Resolve(ctx context.Context, ref name.Reference, platform *v1.Platform, all
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ref, err)
 		}
-		if err := o.checkImage(ref.String(), img); err != nil {
+		if err := c.o.checkImage(ref.String(), img); err != nil {
 			return nil, err
 		}
-		o.noteConfig(img)
+		c.o.noteConfig(img)
 		if platform != nil {
 			cf, err := img.ConfigFile()
 			if err != nil {
-				return nil, o.describeErr(ctx, ref.String()+" (config)", ref.Context(), err)
+				return nil, c.describeErr(ctx, ref.String()+" (config)", ref.Context(), err)
 			}
 			have := v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 			if plat.Score(*platform, have) == 0 {

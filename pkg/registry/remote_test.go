@@ -62,7 +62,7 @@ func TestImageBasicAuth(t *testing.T) {
 	writeAuthFile(t, cfgFile, map[string]string{host: user + ":" + pass}, nil)
 	o := fastOpts()
 	ref := mustRef(t, host+"/team/app:1", o)
-	img, desc, err := Image(context.Background(), ref, nil, o)
+	img, desc, err := New(o).Image(context.Background(), ref, nil)
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
@@ -74,7 +74,7 @@ func TestImageBasicAuth(t *testing.T) {
 	// A wrong password: the error names the registry and the file, not the password.
 	const wrong = "wrong-password-123"
 	writeAuthFile(t, cfgFile, map[string]string{host: user + ":" + wrong}, nil)
-	_, _, err = Image(context.Background(), ref, nil, o)
+	_, _, err = New(o).Image(context.Background(), ref, nil)
 	if err == nil {
 		t.Fatal("Image with a wrong password succeeded")
 	}
@@ -93,12 +93,12 @@ func TestImageBasicAuth(t *testing.T) {
 
 	// No credentials at all.
 	writeAuthFile(t, cfgFile, nil, nil)
-	_, err = Fetch(context.Background(), ref, o)
+	_, err = New(o).Fetch(context.Background(), ref)
 	if err == nil || !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "no credentials found for "+host+" in "+cfgFile) {
 		t.Errorf("anonymous: error %v, want unauthorized naming %s and %s", err, host, cfgFile)
 	}
 	o.AuthFile = filepath.Join(home, "typo.json")
-	_, err = Fetch(context.Background(), ref, o)
+	_, err = New(o).Fetch(context.Background(), ref)
 	if err == nil || !strings.Contains(err.Error(), "auth file "+o.AuthFile+" does not exist") {
 		t.Errorf("missing --authfile: error %v, want it pointed out", err)
 	}
@@ -115,7 +115,7 @@ func TestImageBearerAuth(t *testing.T) {
 	writeAuthFile(t, authFile, map[string]string{host: user + ":" + pass}, nil)
 	o := fastOpts()
 	o.AuthFile = authFile
-	img, desc, err := Image(context.Background(), mustRef(t, host+"/app", o), nil, o)
+	img, desc, err := New(o).Image(context.Background(), mustRef(t, host+"/app", o), nil)
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
@@ -129,7 +129,7 @@ func TestImageBearerAuth(t *testing.T) {
 
 	const wrong = "not-the-password"
 	writeAuthFile(t, authFile, map[string]string{host: user + ":" + wrong}, nil)
-	_, _, err = Image(context.Background(), mustRef(t, host+"/app", o), nil, o)
+	_, _, err = New(o).Image(context.Background(), mustRef(t, host+"/app", o), nil)
 	if err == nil {
 		t.Fatal("Image with a wrong password succeeded")
 	}
@@ -173,7 +173,7 @@ func TestImageIndexPlatform(t *testing.T) {
 	)
 	o := fastOpts()
 	ref := mustRef(t, host+"/multi:1", o)
-	if err := PushIndex(context.Background(), ref, idx, o); err != nil {
+	if err := New(o).PushIndex(context.Background(), ref, idx); err != nil {
 		t.Fatalf("PushIndex: %v", err)
 	}
 
@@ -187,7 +187,7 @@ func TestImageIndexPlatform(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		img, desc, err := Image(context.Background(), ref, p, o)
+		img, desc, err := New(o).Image(context.Background(), ref, p)
 		if err != nil {
 			t.Fatalf("%s: %v", c.platform, err)
 		}
@@ -210,7 +210,7 @@ func TestImageIndexPlatform(t *testing.T) {
 	// nil platform: the host's (linux/GOARCH); amd64 and arm64 are both present.
 	host0 := plat.Default()
 	if host0.Architecture == "amd64" || host0.Architecture == "arm64" {
-		_, desc, err := Image(context.Background(), ref, nil, o)
+		_, desc, err := New(o).Image(context.Background(), ref, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +219,7 @@ func TestImageIndexPlatform(t *testing.T) {
 		}
 	}
 
-	_, _, err := Image(context.Background(), ref, &v1.Platform{OS: "linux", Architecture: "s390x"}, o)
+	_, _, err := New(o).Image(context.Background(), ref, &v1.Platform{OS: "linux", Architecture: "s390x"})
 	if err == nil || !errors.Is(err, ErrNoPlatform) {
 		t.Fatalf("s390x: error %v, want ErrNoPlatform", err)
 	}
@@ -229,7 +229,7 @@ func TestImageIndexPlatform(t *testing.T) {
 		}
 	}
 
-	plats, isIndex, err := Platforms(context.Background(), ref, o)
+	plats, isIndex, err := New(o).Platforms(context.Background(), ref)
 	if err != nil || !isIndex || len(plats) != 2 {
 		t.Fatalf("Platforms: %v, %v, %v", plats, isIndex, err)
 	}
@@ -238,12 +238,12 @@ func TestImageIndexPlatform(t *testing.T) {
 	}
 	// A single image reports its config's platform.
 	single := mustRef(t, host+"/single:1", o)
-	if err := Push(context.Background(), single, arm, o); err != nil {
+	if err := New(o).Push(context.Background(), single, arm); err != nil {
 		t.Fatal(err)
 	}
-	plats, isIndex, err = Platforms(context.Background(), single, o)
+	plats, isIndex, err = New(o).Platforms(context.Background(), single)
 	if err != nil || isIndex || len(plats) != 1 || plat.Format(plats[0]) != "linux/arm64/v8" {
-		t.Errorf("Platforms(single) = %v, %v, %v", plats, isIndex, err)
+		t.Errorf("New(single).Platforms() = %v, %v, %v", plats, isIndex, err)
 	}
 }
 
@@ -256,7 +256,7 @@ func TestImageIsLazy(t *testing.T) {
 	o.Stats = stats
 	ref := mustRef(t, host+"/lazy:1", o)
 
-	img, _, err := Image(context.Background(), ref, nil, o)
+	img, _, err := New(o).Image(context.Background(), ref, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,14 +339,14 @@ func TestPushFlaky(t *testing.T) {
 	o := fastOpts()
 	o.Stats = stats
 	ref := mustRef(t, flakyHost+"/flaky/app:1", o)
-	if err := Push(context.Background(), ref, img, o); err != nil {
+	if err := New(o).Push(context.Background(), ref, img); err != nil {
 		t.Fatalf("Push through a flaky registry: %v", err)
 	}
 	if f.failures.Load() == 0 || f.resets.Load() == 0 {
 		t.Fatalf("the flaky handler failed %d requests (%d resets): the test proves nothing", f.failures.Load(), f.resets.Load())
 	}
 	// Pull it back (through the same flaky handler) and compare.
-	got, desc, err := Image(context.Background(), ref, nil, o)
+	got, desc, err := New(o).Image(context.Background(), ref, nil)
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
@@ -371,7 +371,7 @@ func TestPushSkipsExistingAndMounts(t *testing.T) {
 	host := newRegistry(t, nil)
 	seedImage(t, host+"/base:1", nil, 100<<10, 2)
 	o := fastOpts()
-	base, _, err := Image(context.Background(), mustRef(t, host+"/base:1", o), nil, o)
+	base, _, err := New(o).Image(context.Background(), mustRef(t, host+"/base:1", o), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +385,7 @@ func TestPushSkipsExistingAndMounts(t *testing.T) {
 	}
 	stats := &Stats{}
 	o.Stats = stats
-	if err := Push(context.Background(), mustRef(t, host+"/derived:1", o), derived, o); err != nil {
+	if err := New(o).Push(context.Background(), mustRef(t, host+"/derived:1", o), derived); err != nil {
 		t.Fatal(err)
 	}
 	topSize, _ := top.Size()
@@ -398,7 +398,7 @@ func TestPushSkipsExistingAndMounts(t *testing.T) {
 	}
 	// Pushing again uploads nothing.
 	before := stats.BlobBytesUploaded()
-	if err := Push(context.Background(), mustRef(t, host+"/derived:2", o), derived, o); err != nil {
+	if err := New(o).Push(context.Background(), mustRef(t, host+"/derived:2", o), derived); err != nil {
 		t.Fatal(err)
 	}
 	if stats.BlobBytesUploaded() != before {
@@ -412,16 +412,16 @@ func TestFetchErrors(t *testing.T) {
 	seedImage(t, host+"/exists:1", nil, 128, 1)
 	o := fastOpts()
 
-	desc, err := Fetch(context.Background(), mustRef(t, host+"/exists:1", o), o)
+	desc, err := New(o).Fetch(context.Background(), mustRef(t, host+"/exists:1", o))
 	if err != nil || desc.Digest.Hex == "" {
 		t.Fatalf("Fetch: %v, %v", desc, err)
 	}
 
-	_, err = Fetch(context.Background(), mustRef(t, host+"/exists:nope", o), o)
+	_, err = New(o).Fetch(context.Background(), mustRef(t, host+"/exists:nope", o))
 	if want := host + "/exists:nope: manifest unknown"; err == nil || err.Error() != want || !errors.Is(err, ErrManifestUnknown) {
 		t.Errorf("missing tag: error %v, want %q", err, want)
 	}
-	_, err = Fetch(context.Background(), mustRef(t, host+"/nothere:1", o), o)
+	_, err = New(o).Fetch(context.Background(), mustRef(t, host+"/nothere:1", o))
 	if err == nil || (!errors.Is(err, ErrNameUnknown) && !errors.Is(err, ErrManifestUnknown)) || !strings.Contains(err.Error(), "nothere") {
 		t.Errorf("missing repo: error %v", err)
 	}
@@ -433,7 +433,7 @@ func TestFetchErrors(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	_, err = Fetch(context.Background(), mustRef(t, dead+"/x:1", o), o)
+	_, err = New(o).Fetch(context.Background(), mustRef(t, dead+"/x:1", o))
 	if err == nil || !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "cannot reach registry "+dead) {
 		t.Errorf("closed port: error %v, want cannot reach registry %s", err, dead)
 	}
@@ -450,7 +450,7 @@ func TestFetchErrors(t *testing.T) {
 	lhost := strings.TrimPrefix(limited.URL, "http://")
 	o2 := fastOpts()
 	o2.Retries = 2
-	_, err = Fetch(context.Background(), mustRef(t, lhost+"/x:1", o2), o2)
+	_, err = New(o2).Fetch(context.Background(), mustRef(t, lhost+"/x:1", o2))
 	if err == nil || !errors.Is(err, ErrRateLimited) || !strings.Contains(err.Error(), "rate limited") {
 		t.Errorf("429: error %v, want rate limited", err)
 	}
@@ -460,7 +460,7 @@ func TestFetchErrors(t *testing.T) {
 	}
 	o2.Retries = -1
 	hits.Store(0)
-	_, _ = Fetch(context.Background(), mustRef(t, lhost+"/x:1", o2), o2)
+	_, _ = New(o2).Fetch(context.Background(), mustRef(t, lhost+"/x:1", o2))
 	if h := hits.Load(); h != 1 {
 		t.Errorf("Retries -1: %d requests, want 1", h)
 	}
@@ -468,7 +468,7 @@ func TestFetchErrors(t *testing.T) {
 	// A cancelled context stops at once.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Fetch(ctx, mustRef(t, host+"/exists:1", o), o); err == nil || !errors.Is(err, context.Canceled) {
+	if _, err := New(o).Fetch(ctx, mustRef(t, host+"/exists:1", o)); err == nil || !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: error %v", err)
 	}
 }
@@ -485,7 +485,7 @@ func TestTLS(t *testing.T) {
 	seedImage(t, host+"/tls:1", nil, 128, 1, remote.WithTransport(srv.Client().Transport))
 
 	o := fastOpts()
-	_, err := Fetch(context.Background(), mustRef(t, host+"/tls:1", o), o)
+	_, err := New(o).Fetch(context.Background(), mustRef(t, host+"/tls:1", o))
 	if err == nil || !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("untrusted certificate: error %v", err)
 	}
@@ -493,25 +493,25 @@ func TestTLS(t *testing.T) {
 	certDir := t.TempDir()
 	writePEM(t, filepath.Join(certDir, "test-ca.crt"), srv.Certificate().Raw)
 	o.CertDir = certDir
-	if _, err := Fetch(context.Background(), mustRef(t, host+"/tls:1", o), o); err != nil {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, host+"/tls:1", o)); err != nil {
 		t.Fatalf("with CertDir: %v", err)
 	}
 
 	o = fastOpts()
 	o.Insecure = []string{host}
-	if _, err := Fetch(context.Background(), mustRef(t, host+"/tls:1", o), o); err != nil {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, host+"/tls:1", o)); err != nil {
 		t.Fatalf("with Insecure: %v", err)
 	}
 	f := false
 	o = fastOpts()
 	o.TLSVerify = &f
-	if _, err := Fetch(context.Background(), mustRef(t, host+"/tls:1", o), o); err != nil {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, host+"/tls:1", o)); err != nil {
 		t.Fatalf("with TLSVerify=false: %v", err)
 	}
 
 	o = fastOpts()
 	o.CertDir = filepath.Join(t.TempDir(), "missing")
-	if _, err := Fetch(context.Background(), mustRef(t, host+"/tls:1", o), o); err == nil || !strings.Contains(err.Error(), o.CertDir) {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, host+"/tls:1", o)); err == nil || !strings.Contains(err.Error(), o.CertDir) {
 		t.Errorf("missing CertDir: error %v, want one naming it", err)
 	}
 
@@ -520,7 +520,7 @@ func TestTLS(t *testing.T) {
 	tr := true
 	o = fastOpts()
 	o.TLSVerify = &tr
-	if _, err := Fetch(context.Background(), mustRef(t, plain+"/x:1", o), o); err == nil {
+	if _, err := New(o).Fetch(context.Background(), mustRef(t, plain+"/x:1", o)); err == nil {
 		t.Error("TLSVerify=true reached a plain-HTTP registry")
 	}
 }
@@ -548,10 +548,10 @@ func TestProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Push(context.Background(), ref, img, o); err != nil {
+	if err := New(o).Push(context.Background(), ref, img); err != nil {
 		t.Fatalf("Push through proxy: %v", err)
 	}
-	if _, _, err := Image(context.Background(), ref, nil, o); err != nil {
+	if _, _, err := New(o).Image(context.Background(), ref, nil); err != nil {
 		t.Fatalf("Image through proxy: %v", err)
 	}
 	if proxied.Load() == 0 {
@@ -559,7 +559,7 @@ func TestProxy(t *testing.T) {
 	}
 	// NO_PROXY bypasses it (and the name does not resolve).
 	t.Setenv("NO_PROXY", "kiln.test")
-	_, err = Fetch(context.Background(), ref, o)
+	_, err = New(o).Fetch(context.Background(), ref)
 	if err == nil || !errors.Is(err, ErrUnreachable) {
 		t.Errorf("NO_PROXY: error %v, want unreachable", err)
 	}
@@ -595,7 +595,7 @@ func TestStatsRedirectedBlob(t *testing.T) {
 	stats := &Stats{}
 	o := fastOpts()
 	o.Stats = stats
-	img, _, err := Image(context.Background(), mustRef(t, host+"/r:1", o), nil, o)
+	img, _, err := New(o).Image(context.Background(), mustRef(t, host+"/r:1", o), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

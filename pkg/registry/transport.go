@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,30 +25,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/net/http/httpproxy"
 )
-
-// RemoteOptions returns the go-containerregistry options for one operation:
-// the keychain, ctx, a transport that honours HTTPS_PROXY/HTTP_PROXY/
-// NO_PROXY, CertDir, certs.d directories, TLSVerify and Insecure, retries
-// with bounded backoff on 408/429/5xx, connection resets and timeouts, Stats
-// counting, the user agent and the number of parallel blob transfers.
-func (o Options) RemoteOptions(ctx context.Context) []remote.Option {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return []remote.Option{
-		remote.WithContext(ctx),
-		remote.WithAuthFromKeychain(o.Keychain()),
-		remote.WithTransport(o.roundTripper()),
-		// Requests are retried by our own transport, below authentication;
-		// go-containerregistry's retry layer only restarts whole blob uploads
-		// and manifest puts that a registry failed in a restartable way.
-		remote.WithRetryStatusCodes(),
-		remote.WithRetryPredicate(operationRetryable),
-		remote.WithRetryBackoff(o.operationBackoff()),
-		remote.WithUserAgent(o.userAgent()),
-		remote.WithJobs(o.jobs()),
-	}
-}
 
 // operationBackoff is the backoff of go-containerregistry's operation-level
 // retries: one more attempt of a whole upload unless retries are off.
@@ -65,7 +40,7 @@ func (o Options) operationBackoff() remote.Backoff {
 // authentication: retries, then stall detection (per attempt), then Stats
 // counting, then the per-host TLS and proxy transport.
 func (o Options) roundTripper() http.RoundTripper {
-	base, err := o.hostRouter()
+	base, err := newHostRouter(o)
 	var rt http.RoundTripper
 	if err != nil {
 		rt = errTransport{err}
@@ -90,37 +65,6 @@ func (t errTransport) RoundTrip(*http.Request) (*http.Response, error) { return 
 // certsDirs are docker's and podman's per-registry certificate roots:
 // <root>/<host[:port]>/{*.crt, *.cert, *.key}.
 var certsDirs = []string{"/etc/containers/certs.d", "/etc/docker/certs.d"}
-
-// routers caches host routers (and so their connection pools) by
-// configuration, so that successive operations reuse connections.
-var routers sync.Map // string -> *hostRouter
-
-func (o Options) routerKey() string {
-	ins := append([]string(nil), o.Insecure...)
-	sort.Strings(ins)
-	verify := "default"
-	if o.TLSVerify != nil {
-		verify = strconv.FormatBool(*o.TLSVerify)
-	}
-	var env []string
-	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "REQUEST_METHOD"} {
-		env = append(env, os.Getenv(k))
-	}
-	return strings.Join([]string{o.CertDir, strings.Join(ins, ","), verify, strings.Join(env, "\x00")}, "\x01")
-}
-
-func (o Options) hostRouter() (*hostRouter, error) {
-	key := o.routerKey()
-	if r, ok := routers.Load(key); ok {
-		return r.(*hostRouter), nil
-	}
-	r, err := newHostRouter(o)
-	if err != nil {
-		return nil, err
-	}
-	actual, _ := routers.LoadOrStore(key, r)
-	return actual.(*hostRouter), nil
-}
 
 // hostRouter sends each request through the http.Transport whose TLS
 // settings fit the request's host.

@@ -21,7 +21,7 @@ import (
 )
 
 func newRetryTransport(retries int, delay time.Duration) *retryTransport {
-	r, err := Options{}.hostRouter()
+	r, err := newHostRouter(Options{})
 	if err != nil {
 		panic(err)
 	}
@@ -229,7 +229,7 @@ func TestResumeBrokenBlobDownload(t *testing.T) {
 			stats := &Stats{}
 			o := fastOpts()
 			o.Stats = stats
-			img, _, err := Image(context.Background(), mustRef(t, host+"/resume:1", o), nil, o)
+			img, _, err := New(o).Image(context.Background(), mustRef(t, host+"/resume:1", o), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -265,7 +265,7 @@ func TestResumeBrokenBlobDownload(t *testing.T) {
 			seedImage(t, host2+"/resume:1", nil, 50<<10, 1)
 			o2 := fastOpts()
 			o2.Retries = -1
-			img2, _, err := Image(context.Background(), mustRef(t, host2+"/resume:1", o2), nil, o2)
+			img2, _, err := New(o2).Image(context.Background(), mustRef(t, host2+"/resume:1", o2), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -52,7 +52,7 @@ type Artifact struct {
 // (or index) that each ref now names.
 //
 // For each destination repository, every blob of the image (and of every
-// image of an index) is handled once, at most o.Jobs at a time: skipped
+// image of an index) is handled once, at most Options.Jobs at a time: skipped
 // when the repository has it (HEAD), mounted when a repository of the same
 // registry holds it (a layer of an image read from that registry, or a
 // source from a.Sources, or an earlier destination repository of this same
@@ -65,8 +65,8 @@ type Artifact struct {
 //
 // Destination repositories of different registries are written
 // concurrently; within a registry the first one is written first and the
-// others then mount from it. Progress events go to o.Progress.
-func Write(ctx context.Context, a Artifact, refs []name.Reference, o Options) (v1.Descriptor, error) {
+// others then mount from it. Progress events go to Options.Progress.
+func (c *Client) Write(ctx context.Context, a Artifact, refs []name.Reference) (v1.Descriptor, error) {
 	ctx = orBackground(ctx)
 	if (a.Image == nil) == (a.Index == nil) {
 		return v1.Descriptor{}, errors.New("write: need exactly one of an image or an index")
@@ -74,15 +74,15 @@ func Write(ctx context.Context, a Artifact, refs []name.Reference, o Options) (v
 	if len(refs) == 0 {
 		return v1.Descriptor{}, errors.New("write: no destination")
 	}
-	if err := o.allowWrite(refs); err != nil {
+	if err := c.o.allowWrite(refs); err != nil {
 		return v1.Descriptor{}, err
 	}
 	var top *manifestSpec
 	var err error
 	if a.Image != nil {
-		top, err = o.imageSpec(a.Image, a.Sources)
+		top, err = c.o.imageSpec(a.Image, a.Sources)
 	} else {
-		top, err = o.indexSpec(a.Index, a.Sources)
+		top, err = c.o.indexSpec(a.Index, a.Sources)
 	}
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("push %s: %w", refs[0], err)
@@ -95,7 +95,7 @@ func Write(ctx context.Context, a Artifact, refs []name.Reference, o Options) (v
 			a.Seen(h, repo)
 		}
 	}
-	return o.writeSpec(ctx, top, refs, progress.OpPush)
+	return c.writeSpec(ctx, top, refs, progress.OpPush)
 }
 
 // blobSpec is one blob a manifest needs.
@@ -150,7 +150,7 @@ func nonDistributable(mt types.MediaType) bool {
 func (o Options) sourceRepos(srcs []string) []name.Repository {
 	var out []name.Repository
 	for _, s := range srcs {
-		r, err := ParseReference(s, o)
+		r, err := parseReference(s, o)
 		if err != nil {
 			continue
 		}
@@ -271,7 +271,7 @@ func sha256Of(b []byte) v1.Hash {
 }
 
 // writeSpec writes top to every ref: repositories grouped by registry.
-func (o Options) writeSpec(ctx context.Context, top *manifestSpec, refs []name.Reference, op string) (v1.Descriptor, error) {
+func (c *Client) writeSpec(ctx context.Context, top *manifestSpec, refs []name.Reference, op string) (v1.Descriptor, error) {
 	type repoGroup struct {
 		repo name.Repository
 		refs []name.Reference
@@ -315,7 +315,7 @@ func (o Options) writeSpec(ctx context.Context, top *manifestSpec, refs []name.R
 		go func() {
 			defer wg.Done()
 			first := groups[0]
-			if err := o.writeRepo(ctx, top, first.repo, first.refs, op, nil); err != nil {
+			if err := c.writeRepo(ctx, top, first.repo, first.refs, op, nil); err != nil {
 				fail(err)
 				return
 			}
@@ -324,7 +324,7 @@ func (o Options) writeSpec(ctx context.Context, top *manifestSpec, refs []name.R
 				inner.Add(1)
 				go func() {
 					defer inner.Done()
-					if err := o.writeRepo(ctx, top, g.repo, g.refs, op, []name.Repository{first.repo}); err != nil {
+					if err := c.writeRepo(ctx, top, g.repo, g.refs, op, []name.Repository{first.repo}); err != nil {
 						fail(err)
 					}
 				}()
@@ -341,7 +341,7 @@ func (o Options) writeSpec(ctx context.Context, top *manifestSpec, refs []name.R
 
 // repoWriter writes to one repository.
 type repoWriter struct {
-	o      Options
+	c      *Client
 	repo   name.Repository
 	client *http.Client
 	op     string
@@ -354,7 +354,7 @@ type repoWriter struct {
 }
 
 // writeRepo writes top (and what it needs) to repo and tags it with refs.
-func (o Options) writeRepo(ctx context.Context, top *manifestSpec, repo name.Repository, refs []name.Reference, op string, extra []name.Repository) error {
+func (c *Client) writeRepo(ctx context.Context, top *manifestSpec, repo name.Repository, refs []name.Reference, op string, extra []name.Repository) error {
 	what := op + " " + refs[0].String()
 	// Load every child manifest; collect the blobs and mount sources.
 	all, err := loadTree(ctx, top)
@@ -381,19 +381,19 @@ func (o Options) writeRepo(ctx context.Context, top *manifestSpec, repo name.Rep
 	for _, k := range keys {
 		scopes = append(scopes, mountFrom[k].Scope(transport.PullScope))
 	}
-	rt, err := o.authTransport(ctx, repo, scopes)
+	rt, err := c.authTransport(ctx, repo, scopes)
 	noMount := false
 	if err != nil && len(scopes) > 1 && ctx.Err() == nil {
 		// A token service may refuse pull access to a mount source outright
 		// rather than leave it out of the token: push without mounting.
-		if rt2, err2 := o.authTransport(ctx, repo, scopes[:1]); err2 == nil {
+		if rt2, err2 := c.authTransport(ctx, repo, scopes[:1]); err2 == nil {
 			rt, err, noMount = rt2, nil, true
 		}
 	}
 	if err != nil {
-		return o.describeErr(ctx, what, repo, err)
+		return c.describeErr(ctx, what, repo, err)
 	}
-	w := &repoWriter{o: o, repo: repo, client: &http.Client{Transport: rt}, op: op, ref: refs[0].String(), extra: extra, noMount: noMount, seen: top.seen}
+	w := &repoWriter{c: c, repo: repo, client: &http.Client{Transport: rt}, op: op, ref: refs[0].String(), extra: extra, noMount: noMount, seen: top.seen}
 
 	// Child manifests the repository has need nothing more.
 	var needed []*manifestSpec
@@ -401,10 +401,10 @@ func (o Options) writeRepo(ctx context.Context, top *manifestSpec, repo name.Rep
 		if m != top {
 			has, err := w.hasManifest(ctx, m.digest)
 			if err != nil {
-				return o.describeErr(ctx, fmt.Sprintf("%s: checking manifest %s", what, m.digest), repo, err)
+				return c.describeErr(ctx, fmt.Sprintf("%s: checking manifest %s", what, m.digest), repo, err)
 			}
 			if has {
-				progress.Send(o.Progress, progress.Event{Op: op, Action: progress.Exists, Ref: w.ref, Kind: m.kind(), Digest: m.digest.String(), Size: int64(len(m.raw))})
+				progress.Send(c.o.Progress, progress.Event{Op: op, Action: progress.Exists, Ref: w.ref, Kind: m.kind(), Digest: m.digest.String(), Size: int64(len(m.raw))})
 				continue
 			}
 		}
@@ -429,15 +429,15 @@ func (o Options) writeRepo(ctx context.Context, top *manifestSpec, repo name.Rep
 			continue
 		}
 		if err := w.putReferrer(ctx, m, m.digest.String(), true); err != nil {
-			return o.describeErr(ctx, fmt.Sprintf("%s: manifest %s", what, m.digest), repo, err)
+			return c.describeErr(ctx, fmt.Sprintf("%s: manifest %s", what, m.digest), repo, err)
 		}
 	}
 	for i, r := range refs {
 		id := r.Identifier()
 		if err := w.putReferrer(ctx, top, id, i == 0); err != nil {
-			return o.describeErr(ctx, op+" "+r.String(), repo, err)
+			return c.describeErr(ctx, op+" "+r.String(), repo, err)
 		}
-		progress.Send(o.Progress, progress.Event{Op: op, Action: progress.Manifest, Ref: r.String(), Kind: top.kind(), Digest: top.digest.String(), Size: int64(len(top.raw))})
+		progress.Send(c.o.Progress, progress.Event{Op: op, Action: progress.Manifest, Ref: r.String(), Kind: top.kind(), Digest: top.digest.String(), Size: int64(len(top.raw))})
 	}
 	return nil
 }
@@ -492,12 +492,12 @@ func sameRegistry(a, b name.Repository) bool {
 }
 
 // authTransport is an authenticated transport to repo's registry for scopes.
-func (o Options) authTransport(ctx context.Context, repo name.Repository, scopes []string) (http.RoundTripper, error) {
-	auth, err := authn.Resolve(ctx, o.Keychain(), repo)
+func (c *Client) authTransport(ctx context.Context, repo name.Repository, scopes []string) (http.RoundTripper, error) {
+	auth, err := authn.Resolve(ctx, c.keychain, repo)
 	if err != nil {
 		return nil, err
 	}
-	rt := transport.NewUserAgent(o.roundTripper(), o.userAgent())
+	rt := transport.NewUserAgent(c.rt, c.o.userAgent())
 	return transport.NewWithContext(ctx, repo.Registry, auth, rt, scopes)
 }
 
@@ -575,10 +575,10 @@ func (w *repoWriter) putReferrer(ctx context.Context, m *manifestSpec, id string
 	return w.linkSubject(ctx, m, sub)
 }
 
-// writeBlobs puts blobs into the repository, o.Jobs at a time.
+// writeBlobs puts blobs into the repository, Options.Jobs at a time.
 func (w *repoWriter) writeBlobs(ctx context.Context, blobs []*blobSpec) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(w.o.jobs())
+	g.SetLimit(w.c.o.jobs())
 	for _, b := range blobs {
 		if gctx.Err() != nil {
 			break
@@ -605,10 +605,10 @@ func (w *repoWriter) writeBlob(ctx context.Context, b *blobSpec) error {
 	what := fmt.Sprintf("%s %s: %s %s", w.op, w.ref, b.kind, b.desc.Digest)
 	head := true
 	var out blobOutcome
-	err := Retry(ctx, w.o.retries(), w.o.retryDelay(), blobRetryable, func(err error) {
+	err := Retry(ctx, w.c.o.retries(), w.c.o.retryDelay(), blobRetryable, func(err error) {
 		e := ev
 		e.Action, e.Error = progress.Retry, shortErr(err)
-		progress.Send(w.o.Progress, e)
+		progress.Send(w.c.o.Progress, e)
 	}, func() (err error) {
 		out, head, err = w.tryBlob(ctx, b, ev, head)
 		return err
@@ -616,7 +616,7 @@ func (w *repoWriter) writeBlob(ctx context.Context, b *blobSpec) error {
 	if err == nil {
 		e := ev
 		e.Action, e.From, e.Current = out.action, out.from, out.moved
-		progress.Send(w.o.Progress, e)
+		progress.Send(w.c.o.Progress, e)
 		if w.seen != nil {
 			w.seen(b.desc.Digest, w.repo.Name())
 		}
@@ -629,10 +629,10 @@ func (w *repoWriter) writeBlob(ctx context.Context, b *blobSpec) error {
 		// Already described (kiln's own checks): add the context.
 		derr = fmt.Errorf("%s %s: %w", w.op, w.ref, err)
 	} else {
-		derr = w.o.describeErr(ctx, what, w.repo, err)
+		derr = w.c.describeErr(ctx, what, w.repo, err)
 	}
 	e.Error = derr.Error()
-	progress.Send(w.o.Progress, e)
+	progress.Send(w.c.o.Progress, e)
 	return derr
 }
 
@@ -801,9 +801,9 @@ func (w *repoWriter) upload(ctx context.Context, b *blobSpec, loc *url.URL, ev p
 	defer rc.Close()
 	start := ev
 	start.Action = progress.Start
-	progress.Send(w.o.Progress, start)
+	progress.Send(w.c.o.Progress, start)
 	vr := newVerifier(rc, b.desc.Digest, b.desc.Size)
-	pr := progress.NewReader(vr, w.o.Progress, ev)
+	pr := progress.NewReader(vr, w.c.o.Progress, ev)
 	size := b.desc.Size
 	if size <= 0 {
 		size = -1

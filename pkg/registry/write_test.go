@@ -143,7 +143,7 @@ func TestWriteMountsSourcedLayers(t *testing.T) {
 	stats := &Stats{}
 	o := fastOpts()
 	o.Stats, o.Progress = stats, rec
-	desc, err := Write(context.Background(), Artifact{Image: img, Sources: sources}, refs(t, o, host+"/team/app:1", host+"/team/app:latest"), o)
+	desc, err := New(o).Write(context.Background(), Artifact{Image: img, Sources: sources}, refs(t, o, host+"/team/app:1", host+"/team/app:latest"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestWriteMountsSourcedLayers(t *testing.T) {
 	// Pushing again uploads no blob byte: only the manifest goes.
 	before := stats.BlobBytesUploaded()
 	rec.reset()
-	if _, err := Write(context.Background(), Artifact{Image: img, Sources: sources}, refs(t, o, host+"/team/app:2"), o); err != nil {
+	if _, err := New(o).Write(context.Background(), Artifact{Image: img, Sources: sources}, refs(t, o, host+"/team/app:2")); err != nil {
 		t.Fatal(err)
 	}
 	if d := stats.BlobBytesUploaded() - before; d != 0 {
@@ -208,7 +208,7 @@ func TestWriteSecondRepositoryMountsFromFirst(t *testing.T) {
 	stats := &Stats{}
 	o := fastOpts()
 	o.Stats = stats
-	if _, err := Write(context.Background(), Artifact{Image: img}, refs(t, o, host+"/one:1", host+"/two:1", host+"/three:1"), o); err != nil {
+	if _, err := New(o).Write(context.Background(), Artifact{Image: img}, refs(t, o, host+"/one:1", host+"/two:1", host+"/three:1")); err != nil {
 		t.Fatal(err)
 	}
 	// 3 layers and the config uploaded once, mounted into the other two.
@@ -234,8 +234,8 @@ func TestWriteUnreadableBlobElsewhere(t *testing.T) {
 	base := seedImage(t, hostA+"/base:1", nil, 1024, 1)
 	hide := map[v1.Hash]bool{layerDigests(t, base)[0]: true}
 	o := fastOpts()
-	_, err := Write(context.Background(), Artifact{Image: &storeLike{Image: base, hide: hide},
-		Sources: func(v1.Hash) []string { return []string{hostA + "/base"} }}, refs(t, o, hostB+"/app:1"), o)
+	_, err := New(o).Write(context.Background(), Artifact{Image: &storeLike{Image: base, hide: hide},
+		Sources: func(v1.Hash) []string { return []string{hostA + "/base"} }}, refs(t, o, hostB+"/app:1"))
 	if err == nil || !errors.Is(err, ErrBlobUnknown) || !strings.Contains(err.Error(), "not in the local store") ||
 		!strings.Contains(err.Error(), hostB+"/app:1") {
 		t.Fatalf("error %v", err)
@@ -254,7 +254,7 @@ func TestCopyWithinRegistryMovesNoBytes(t *testing.T) {
 	stats := &Stats{}
 	o := fastOpts()
 	o.Stats, o.Progress = stats, rec
-	desc, err := Copy(context.Background(), mustRef(t, host+"/ci/app:build_1.2.3_456", o), refs(t, o, host+"/release/app:release-1.2.3"), o)
+	desc, err := New(o).Copy(context.Background(), mustRef(t, host+"/ci/app:build_1.2.3_456", o), refs(t, o, host+"/release/app:release-1.2.3"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestCopyAcrossRegistriesStreamsAndVerifies(t *testing.T) {
 	o := fastOpts()
 	o.Stats, o.Progress = stats, rec
 	o.Jobs = 2
-	desc, err := Copy(context.Background(), mustRef(t, hostA+"/app:1", o), refs(t, o, hostB+"/mirror/app:1"), o)
+	desc, err := New(o).Copy(context.Background(), mustRef(t, hostA+"/app:1", o), refs(t, o, hostB+"/mirror/app:1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestCopyAcrossRegistriesStreamsAndVerifies(t *testing.T) {
 	if sc.mounts.Load() != 0 || rec.count(progress.Done, progress.KindLayer) != 3 {
 		t.Errorf("%s, events %+v", sc, rec.evs)
 	}
-	got, _, err := Image(context.Background(), mustRef(t, hostB+"/mirror/app:1", o), nil, o)
+	got, _, err := New(o).Image(context.Background(), mustRef(t, hostB+"/mirror/app:1", o), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestCopyCorruptBlobIsRefused(t *testing.T) {
 	corrupt = layerDigests(t, src)[1]
 	mu.Unlock()
 	o := fastOpts()
-	_, err := Copy(context.Background(), mustRef(t, hostA+"/app:1", o), refs(t, o, hostB+"/app:1"), o)
+	_, err := New(o).Copy(context.Background(), mustRef(t, hostA+"/app:1", o), refs(t, o, hostB+"/app:1"))
 	if !errors.Is(err, ErrDigestMismatch) || !strings.Contains(err.Error(), corrupt.String()) {
 		t.Fatalf("copy of a corrupt blob: %v", err)
 	}
@@ -391,7 +391,7 @@ func TestCopyIndex(t *testing.T) {
 	stats := &Stats{}
 	o := fastOpts()
 	o.Stats = stats
-	desc, err := Copy(context.Background(), mustRef(t, hostA+"/src/multi:1", o), refs(t, o, hostA+"/dst/multi:1"), o)
+	desc, err := New(o).Copy(context.Background(), mustRef(t, hostA+"/src/multi:1", o), refs(t, o, hostA+"/dst/multi:1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,11 +404,11 @@ func TestCopyIndex(t *testing.T) {
 	// Across registries: every image there, verified.
 	stats2 := &Stats{}
 	o.Stats = stats2
-	if _, err := Copy(context.Background(), mustRef(t, hostA+"/src/multi:1", o), refs(t, o, hostB+"/multi:1"), o); err != nil {
+	if _, err := New(o).Copy(context.Background(), mustRef(t, hostA+"/src/multi:1", o), refs(t, o, hostB+"/multi:1")); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range im.Manifests {
-		img, _, err := Image(context.Background(), mustRef(t, hostB+"/multi@"+c.Digest.String(), o), nil, o)
+		img, _, err := New(o).Image(context.Background(), mustRef(t, hostB+"/multi@"+c.Digest.String(), o), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -423,7 +423,7 @@ func TestCopyIndex(t *testing.T) {
 	o.Progress = rec
 	stats3 := &Stats{}
 	o.Stats = stats3
-	if _, err := Copy(context.Background(), mustRef(t, hostA+"/src/multi:1", o), refs(t, o, hostB+"/multi:2"), o); err != nil {
+	if _, err := New(o).Copy(context.Background(), mustRef(t, hostA+"/src/multi:1", o), refs(t, o, hostB+"/multi:2")); err != nil {
 		t.Fatal(err)
 	}
 	if rec.count(progress.Exists, progress.KindManifest) != 3 || stats3.BlobBytesUploaded() != 0 || stats3.LayerBlobsDownloaded() != 0 {
@@ -440,7 +440,7 @@ func TestCopyAllTags(t *testing.T) {
 	}
 	o := fastOpts()
 	var seen []string
-	err := CopyAllTags(context.Background(), mustRef(t, host+"/src/app", o).Context(), mustRef(t, host+"/dst/app", o).Context(), o, func(tc TagCopy) {
+	err := New(o).CopyAllTags(context.Background(), mustRef(t, host+"/src/app", o).Context(), mustRef(t, host+"/dst/app", o).Context(), func(tc TagCopy) {
 		if tc.Err != nil {
 			t.Errorf("%s: %v", tc.Src, tc.Err)
 		}
@@ -452,11 +452,11 @@ func TestCopyAllTags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tags, err := ListTags(context.Background(), mustRef(t, host+"/dst/app", o).Context(), o)
+	tags, err := New(o).ListTags(context.Background(), mustRef(t, host+"/dst/app", o).Context())
 	if err != nil || strings.Join(tags, ",") != "1.0,1.1,latest" || strings.Join(seen, ",") != "1.0,1.1,latest" {
 		t.Errorf("dst tags %v (%v), reported %v", tags, err, seen)
 	}
-	err = CopyAllTags(context.Background(), mustRef(t, host+"/empty/none", o).Context(), mustRef(t, host+"/x/y", o).Context(), o, nil)
+	err = New(o).CopyAllTags(context.Background(), mustRef(t, host+"/empty/none", o).Context(), mustRef(t, host+"/x/y", o).Context(), nil)
 	if err == nil {
 		t.Error("copying the tags of a repository without tags succeeded")
 	}
@@ -494,8 +494,8 @@ func TestWriteTokenRefusingMountScope(t *testing.T) {
 	}
 	rec := &recorder{}
 	o.Progress = rec
-	_, err = Write(context.Background(), Artifact{Image: img, Sources: func(v1.Hash) []string { return []string{host + "/secret/base"} }},
-		refs(t, o, host+"/team/app:1"), o)
+	_, err = New(o).Write(context.Background(), Artifact{Image: img, Sources: func(v1.Hash) []string { return []string{host + "/secret/base"} }},
+		refs(t, o, host+"/team/app:1"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,13 +19,13 @@ import (
 // sigstoreSigned requirements: each requirement needs a signature of
 // digest that one of its keys verifies and whose identity its
 // signedIdentity accepts (matchRepoDigestOrExact when it names none).
-func PolicyVerifier(ctx context.Context, ref name.Reference, from name.Repository, digest v1.Hash, reqs []policy.Requirement, o registry.Options) error {
+func PolicyVerifier(ctx context.Context, ref name.Reference, from name.Repository, digest v1.Hash, reqs []policy.Requirement, c *registry.Client) error {
 	for _, r := range reqs {
 		keys, err := requirementKeys(r)
 		if err != nil {
 			return err
 		}
-		if _, err := Verify(ctx, from, digest, keys, IdentityMatcher(ref, r.SignedIdentity), o); err != nil {
+		if _, err := Verify(ctx, from, digest, keys, IdentityMatcher(ref, r.SignedIdentity), c); err != nil {
 			return err
 		}
 	}

@@ -72,23 +72,23 @@ func TestSignVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref, _ := name.ParseReference(addr + "/team/app:1")
-	o := registry.Options{}
-	if _, err := registry.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}, o); err != nil {
+	c := registry.New(registry.Options{})
+	if _, err := c.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := img.Digest()
 	priv, pub := keyPair(t)
 	other, _ := keyPair(t)
 	pk, _ := ParsePublicKey(pub)
-	if _, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, nil, o); err == nil || !strings.Contains(err.Error(), "no signatures") {
+	if _, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, nil, c); err == nil || !strings.Contains(err.Error(), "no signatures") {
 		t.Errorf("unsigned: %v", err)
 	}
 	for _, k := range []crypto.Signer{other, priv} {
-		if _, err := Sign(ctx, ref.Context(), v1.Descriptor{Digest: d}, k, nil, Legacy, o); err != nil {
+		if _, err := Sign(ctx, ref.Context(), v1.Descriptor{Digest: d}, k, nil, Legacy, c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	vs, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, IdentityMatcher(ref, &policy.SignedIdentity{Type: "matchRepository"}), o)
+	vs, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, IdentityMatcher(ref, &policy.SignedIdentity{Type: "matchRepository"}), c)
 	if err != nil || len(vs) != 1 {
 		t.Fatalf("verify: %d, %v", len(vs), err)
 	}
@@ -97,7 +97,7 @@ func TestSignVerify(t *testing.T) {
 		t.Errorf("payload %s: %v", vs[0].Payload, err)
 	}
 	// The signature image holds both signatures (appended, as cosign does).
-	sd, err := registry.Fetch(ctx, SignatureTag(ref.Context(), d), o)
+	sd, err := c.Fetch(ctx, SignatureTag(ref.Context(), d))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,17 +109,17 @@ func TestSignVerify(t *testing.T) {
 	// Another digest, another repository's identity, the default identity
 	// rule with a tag: refused, each saying why.
 	other2 := mustHash(t, "sha256:"+strings.Repeat("cd", 32))
-	if _, err := Verify(ctx, ref.Context(), other2, []crypto.PublicKey{pk}, nil, o); err == nil {
+	if _, err := Verify(ctx, ref.Context(), other2, []crypto.PublicKey{pk}, nil, c); err == nil {
 		t.Error("verified a digest that was never signed")
 	}
 	elsewhere, _ := name.ParseReference(addr + "/team/other:1")
-	if _, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, IdentityMatcher(elsewhere, &policy.SignedIdentity{Type: "matchRepository"}), o); err == nil || !strings.Contains(err.Error(), "signed for") {
+	if _, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, IdentityMatcher(elsewhere, &policy.SignedIdentity{Type: "matchRepository"}), c); err == nil || !strings.Contains(err.Error(), "signed for") {
 		t.Errorf("another repository's identity: %v", err)
 	}
-	if _, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, IdentityMatcher(ref, nil), o); err == nil || !strings.Contains(err.Error(), "matchRepository") {
+	if _, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, IdentityMatcher(ref, nil), c); err == nil || !strings.Contains(err.Error(), "matchRepository") {
 		t.Errorf("matchRepoDigestOrExact with a tag: %v", err)
 	}
-	if _, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, IdentityMatcher(ref.Context().Digest(d.String()), nil), o); err != nil {
+	if _, err := Verify(ctx, ref.Context(), d, []crypto.PublicKey{pk}, IdentityMatcher(ref.Context().Digest(d.String()), nil), c); err != nil {
 		t.Errorf("matchRepoDigestOrExact with a digest: %v", err)
 	}
 }
@@ -156,26 +156,26 @@ func TestSignReferrers(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref, _ := name.ParseReference(addr + "/team/app:1")
-			o := registry.Options{}
-			desc, err := registry.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}, o)
+			c := registry.New(registry.Options{})
+			desc, err := c.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref})
 			if err != nil {
 				t.Fatal(err)
 			}
 			priv, pub := keyPair(t)
 			pk, _ := ParsePublicKey(pub)
-			where, err := Sign(ctx, ref.Context(), desc, priv, nil, Referrers, o)
+			where, err := Sign(ctx, ref.Context(), desc, priv, nil, Referrers, c)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, ok := where.(name.Digest); !ok {
 				t.Fatalf("a referrer is pushed by digest, not to %s", where)
 			}
-			refs, err := registry.Referrers(ctx, ref.Context(), desc.Digest, string(SignatureArtifactType), o)
+			refs, err := c.Referrers(ctx, ref.Context(), desc.Digest, string(SignatureArtifactType))
 			if err != nil || len(refs) != 1 || refs[0].Digest.String() != where.Identifier() {
 				t.Fatalf("referrers: %v, %v (want %s)", refs, err, where)
 			}
 			// Without the API the referrers tag is an OCI index naming it.
-			tagged, err := registry.Fetch(ctx, registry.ReferrersTag(ref.Context(), desc.Digest), o)
+			tagged, err := c.Fetch(ctx, registry.ReferrersTag(ref.Context(), desc.Digest))
 			if api {
 				if err == nil {
 					t.Errorf("the referrers tag was written although the registry has the API")
@@ -183,7 +183,7 @@ func TestSignReferrers(t *testing.T) {
 			} else if err != nil || tagged.MediaType != "application/vnd.oci.image.index.v1+json" {
 				t.Errorf("referrers tag: %v", err)
 			}
-			sd, err := registry.Fetch(ctx, where, o)
+			sd, err := c.Fetch(ctx, where)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,20 +194,20 @@ func TestSignReferrers(t *testing.T) {
 			if m.Subject == nil || m.Subject.Digest != desc.Digest || m.Subject.Size != desc.Size || m.Config.MediaType != SignatureArtifactType || len(m.Layers) != 1 {
 				t.Errorf("cosign's OCI 1.1 signature manifest shape: %s", sd.Manifest)
 			}
-			vs, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{pk}, nil, o)
+			vs, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{pk}, nil, c)
 			if err != nil || len(vs) != 1 {
 				t.Fatalf("verify a referrer: %d, %v", len(vs), err)
 			}
 			// A second, legacy signature: both found.
-			if _, err := Sign(ctx, ref.Context(), desc, priv, nil, Legacy, o); err != nil {
+			if _, err := Sign(ctx, ref.Context(), desc, priv, nil, Legacy, c); err != nil {
 				t.Fatal(err)
 			}
-			if vs, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{pk}, nil, o); err != nil || len(vs) != 2 {
+			if vs, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{pk}, nil, c); err != nil || len(vs) != 2 {
 				t.Errorf("verify both forms: %d, %v", len(vs), err)
 			}
 			_, otherPub := keyPair(t)
 			opk, _ := ParsePublicKey(otherPub)
-			if _, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{opk}, nil, o); err == nil || !strings.Contains(err.Error(), "referrer sha256:") {
+			if _, err := Verify(ctx, ref.Context(), desc.Digest, []crypto.PublicKey{opk}, nil, c); err == nil || !strings.Contains(err.Error(), "referrer sha256:") {
 				t.Errorf("another key: %v", err)
 			}
 		})

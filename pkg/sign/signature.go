@@ -97,9 +97,9 @@ func SignatureTag(repo name.Repository, digest v1.Hash) name.Tag {
 // In Legacy mode the signature is added to those at repo's
 // sha256-<hex>.sig tag; in Referrers mode it is pushed as a manifest of its
 // own whose subject is the image (cosign's OCI 1.1 form), found through
-// the registry's referrers API or the referrers tag. o's policy decides
+// the registry's referrers API or the referrers tag. c's policy decides
 // whether it may be written. It returns where the signature went.
-func Sign(ctx context.Context, repo name.Repository, subject v1.Descriptor, key crypto.Signer, annotations map[string]any, mode Mode, o registry.Options) (name.Reference, error) {
+func Sign(ctx context.Context, repo name.Repository, subject v1.Descriptor, key crypto.Signer, annotations map[string]any, mode Mode, c *registry.Client) (name.Reference, error) {
 	digest := subject.Digest
 	var ref name.Reference = SignatureTag(repo, digest)
 	payload, err := NewPayload(repo.Name(), digest, annotations)
@@ -113,7 +113,7 @@ func Sign(ctx context.Context, repo name.Repository, subject v1.Descriptor, key 
 	}
 	base := emptySignatures()
 	if mode == Legacy {
-		if base, err = existing(ctx, ref.(name.Tag), o); err != nil {
+		if base, err = existing(ctx, ref.(name.Tag), c); err != nil {
 			return ref, err
 		}
 	}
@@ -134,7 +134,7 @@ func Sign(ctx context.Context, repo name.Repository, subject v1.Descriptor, key 
 		}
 		ref = repo.Digest(d.String())
 	}
-	if _, err := registry.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}, o); err != nil {
+	if _, err := c.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}); err != nil {
 		return ref, fmt.Errorf("pushing the signature %s: %w", ref, err)
 	}
 	return ref, nil
@@ -148,10 +148,8 @@ func emptySignatures() v1.Image {
 
 // existing is the signature image at tag, or an empty one (OCI manifest
 // and config, as cosign makes) when there is none.
-func existing(ctx context.Context, tag name.Tag, o registry.Options) (v1.Image, error) {
-	plain := o
-	plain.Policy = nil
-	d, err := registry.Fetch(ctx, tag, plain)
+func existing(ctx context.Context, tag name.Tag, c *registry.Client) (v1.Image, error) {
+	d, err := c.WithoutPolicy().Fetch(ctx, tag)
 	if errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown) {
 		return emptySignatures(), nil
 	}
@@ -175,10 +173,9 @@ type Verified struct {
 // SignatureArtifactType), and returns those that a key verifies, whose
 // payload names digest and whose identity match accepts (nil: any
 // identity). No verified signature is an error saying why each failed.
-func Verify(ctx context.Context, from name.Repository, digest v1.Hash, keys []crypto.PublicKey, match func(identity string) error, o registry.Options) ([]Verified, error) {
+func Verify(ctx context.Context, from name.Repository, digest v1.Hash, keys []crypto.PublicKey, match func(identity string) error, c *registry.Client) ([]Verified, error) {
 	tag := SignatureTag(from, digest)
-	plain := o
-	plain.Policy = nil
+	plain := c.WithoutPolicy()
 	var out []Verified
 	var why []string
 	found := 0
@@ -190,7 +187,7 @@ func Verify(ctx context.Context, from name.Repository, digest v1.Hash, keys []cr
 			why = append(why, where+": "+err.Error())
 		}
 	}
-	d, err := registry.Fetch(ctx, tag, plain)
+	d, err := plain.Fetch(ctx, tag)
 	switch {
 	case errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown):
 	case err != nil:
@@ -198,7 +195,7 @@ func Verify(ctx context.Context, from name.Repository, digest v1.Hash, keys []cr
 	default:
 		check(tag.String(), tag.Digest(d.Digest.String()))
 	}
-	refs, err := registry.Referrers(ctx, from, digest, string(SignatureArtifactType), plain)
+	refs, err := plain.Referrers(ctx, from, digest, string(SignatureArtifactType))
 	if err != nil {
 		why = append(why, err.Error())
 	}
@@ -219,8 +216,8 @@ func Verify(ctx context.Context, from name.Repository, digest v1.Hash, keys []cr
 
 // verifyImage checks each signature layer of the signature image ref; n
 // counts its layers.
-func verifyImage(ctx context.Context, ref name.Reference, digest v1.Hash, keys []crypto.PublicKey, match func(string) error, o registry.Options) (out []Verified, n int, err error) {
-	d, err := registry.Fetch(ctx, ref, o)
+func verifyImage(ctx context.Context, ref name.Reference, digest v1.Hash, keys []crypto.PublicKey, match func(string) error, c *registry.Client) (out []Verified, n int, err error) {
+	d, err := c.Fetch(ctx, ref)
 	if err != nil {
 		return nil, 0, err
 	}
