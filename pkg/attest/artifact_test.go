@@ -56,10 +56,10 @@ func TestAttachOCIArtifact(t *testing.T) {
 			addr = testutil.StartReferrersRegistry(t)
 		}
 		ref, _ := name.ParseReference(addr + "/team/app:1")
-		if _, err := registry.Write(context.Background(), registry.Artifact{Index: idx}, []name.Reference{ref}, registry.Options{}); err != nil {
+		if _, err := registry.New(registry.Options{}).Write(context.Background(), registry.Artifact{Index: idx}, []name.Reference{ref}); err != nil {
 			t.Fatal(err)
 		}
-		refs, err := registry.Referrers(context.Background(), ref.Context(), d, "", registry.Options{})
+		refs, err := registry.New(registry.Options{}).Referrers(context.Background(), ref.Context(), d, "")
 		if err != nil || len(refs) != 1 || refs[0].Digest != im.Manifests[1].Digest {
 			t.Errorf("api=%v: referrers of the image: %v, %v", api, refs, err)
 		}
