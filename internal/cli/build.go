@@ -322,6 +322,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Annotations:    f.parsedAnnotations,
 		RunExtras:      f.runExtras,
 		NamedContexts:  f.namedContexts,
+		Squash:         f.squashMode(),
 	})
 	if err != nil {
 		return err

@@ -30,8 +30,8 @@ func addCompatFlags(fl *pflag.FlagSet, f *buildFlags) {
 	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "NAME=SOFT[:HARD] resource limit of every RUN step (nofile=1024:2048; repeatable)")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm in RUN steps (64m, 1g; default 64m)")
 	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "buildx's NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG|@DIGEST]: what FROM NAME, COPY --from=NAME and RUN --mount from=NAME read (repeatable)")
-	fl.BoolVar(&f.squash, "squash", false, "podman's --squash: refused (kiln keeps every step's layer, content-addressed and shared between builds and pushes)")
-	fl.BoolVar(&f.squashAll, "squash-all", false, "podman's --squash-all: refused, as --squash")
+	fl.BoolVar(&f.squash, "squash", false, "podman's --squash: the layers the build added become one, on top of the base image's layers (history kept, all but the last entry empty; every step is still cached). docker's classic builder had it; BuildKit's docker build does not")
+	fl.BoolVar(&f.squashAll, "squash-all", false, "podman's --squash-all: the whole image is one layer (the base's history entries dropped, as podman)")
 	fl.StringVar(&f.creds, "creds", "", "podman's USERNAME[:PASSWORD] for every registry of the build (base images, cache, push) instead of the auth files")
 }
 
@@ -54,10 +54,8 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, g *globals) (build.PullPoli
 	if f.builder != "" {
 		fmt.Fprintf(stderr, "note: --builder %s is ignored: kiln builds in-process, without builder instances\n", f.builder)
 	}
-	for flag, set := range map[string]bool{"--squash": f.squash, "--squash-all": f.squashAll} {
-		if set {
-			return "", fmt.Errorf("%s: kiln does not squash layers: each step's layer is content-addressed and shared by later builds, caches and pushes (a squashed layer would be uploaded whole every time); drop %s", flag, flag)
-		}
+	if f.squash && f.squashAll {
+		return "", fmt.Errorf("--squash and --squash-all: give one (--squash keeps the base's layers, --squash-all makes one layer of everything)")
 	}
 	if f.driver != "" {
 		fmt.Fprintf(stderr, "note: --driver %s is ignored: kiln builds in-process, without builder instances\n", f.driver)
@@ -125,4 +123,15 @@ func (f *buildFlags) parseRunExtras() error {
 		f.runExtras.ShmSize = n
 	}
 	return nil
+}
+
+// squashMode is --squash or --squash-all as the build's option.
+func (f *buildFlags) squashMode() build.Squash {
+	switch {
+	case f.squashAll:
+		return build.SquashAll
+	case f.squash:
+		return build.SquashNew
+	}
+	return build.SquashNone
 }

@@ -134,8 +134,9 @@ func TestBuildFlagTable(t *testing.T) {
 		{name: "jobs 0", args: []string{"--jobs", "0"}, wantErr: "--jobs 0: want at least 1"},
 		{name: "driver (buildx)", args: []string{"--driver", "docker-container"}, stderr: "--driver docker-container is ignored"},
 		{name: "misspelt flag", args: []string{"--anotation", "k=v"}, wantErr: "unknown flag: --anotation"},
-		{name: "squash (podman)", args: []string{"--squash"}, wantErr: "--squash: kiln does not squash layers"},
-		{name: "squash-all (podman)", args: []string{"--squash-all"}, wantErr: "--squash-all: kiln does not squash layers"},
+		{name: "squash (podman)", args: []string{"--squash"}},
+		{name: "squash-all (podman)", args: []string{"--squash-all", "-f", filepath.Join(dir, "Dockerfile.base")}},
+		{name: "squash and squash-all", args: []string{"--squash", "--squash-all"}, wantErr: "--squash and --squash-all: give one"},
 		{name: "squash=false", args: []string{"--squash=false"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

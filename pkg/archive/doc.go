@@ -28,6 +28,11 @@
 // and neither hides entries of its own layer, wherever they sit in the
 // stream. Tree, FindFile and Extract agree on this.
 //
+// Squashing: Squash writes the one layer a stack of layers makes (podman's
+// --squash over a base that stays, with whiteouts and opaque markers for
+// what the stack hid of it; --squash-all as a whole filesystem), hard
+// links kept where their target is still the file they were made against.
+//
 // Extracting: Extract applies one layer onto a directory (Linux only),
 // treating the layer as hostile: nothing is written outside the directory,
 // no symlink is followed, and what an unprivileged caller cannot do (device

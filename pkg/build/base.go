@@ -211,6 +211,7 @@ func (s *stageState) initBase(ctx context.Context) error {
 		s.layers = append([]v1.Layer(nil), prev.layers...)
 		s.known = prev.known.clone()
 		s.links = append([]chainLink(nil), prev.links...)
+		s.extLayers, s.extHistory = prev.extLayers, prev.extHistory
 	case strings.EqualFold(st.Base, "scratch"):
 		// BuildKit's empty image: the platform, WorkingDir / (PATH below).
 		s.cfg = &v1.ConfigFile{OS: platform.OS, Architecture: platform.Architecture, Variant: platform.Variant,
@@ -247,6 +248,9 @@ func (s *stageState) initBase(ctx context.Context) error {
 		for range s.layers {
 			s.cfg.History = append(s.cfg.History, v1.History{CreatedBy: "(base layer of " + st.Base + ")"})
 		}
+	}
+	if st.BaseStage == nil {
+		s.extLayers, s.extHistory = len(s.layers), len(s.cfg.History)
 	}
 	return nil
 }

@@ -101,6 +101,8 @@ type Options struct {
 	NamedContexts map[string]NamedContext
 	// Annotations are buildx's --annotation values (annotate.go).
 	Annotations []Annotation
+	// Squash makes the image's new layers, or all, one (squash.go).
+	Squash Squash
 }
 
 // PullPolicy says where base images come from (see Options.Pull).
@@ -403,6 +405,9 @@ func (b *builder) buildPlatform(ctx context.Context, platform v1.Platform) (v1.I
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if b.opts.Squash != SquashNone {
+		return b.squash(ctx, states[plan.Target].result)
+	}
 	return states[plan.Target].result.image, nil
 }
 
@@ -468,6 +473,10 @@ type stageResult struct {
 	links []chainLink
 	// source reads the stage's files for COPY --from (lazily, once).
 	source *imageSource
+	// extLayers and extHistory count the layers and history entries that
+	// came from the image the stage (or the stage it is built on) starts
+	// from, not from this build (squash.go).
+	extLayers, extHistory int
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -14,6 +14,9 @@
 // RunContainer (container.go) runs an image's command as `docker run
 // --rm` does, on the same unpacked-layer store and sandbox as RUN steps:
 // kiln run. buildx's --annotation values are applied in annotate.go.
+// podman's --squash and --squash-all make the target's image one of fewer
+// layers after it is built (squash.go, with archive.Squash), history as
+// podman writes it; the step cache keeps every step's own layer.
 // Every image a Dockerfile names is put to the registry policy
 // (pkg/policy) before the first is read (policy.go), and the images read
 // are the result's Materials, for SBOMs and provenance (materials.go).

@@ -37,7 +37,9 @@ type stageState struct {
 	cfg    *v1.ConfigFile
 	layers []v1.Layer // all layers, bottom first
 	nBase  int        // how many of layers came from the base image
-	known  *knownTree // entries of the layers this build made
+	// extLayers and extHistory: see stageResult.
+	extLayers, extHistory int
+	known                 *knownTree // entries of the layers this build made
 	// args are the ARG values RUN and expansions see over the image's Env
 	// (an ARG after an ENV of the same name wins until the next such ENV,
 	// as in BuildKit); argNames are the declared ARGs in order, for RUN's
@@ -191,7 +193,8 @@ func (s *stageState) finish() (*stageResult, error) {
 		return nil, err
 	}
 	src := &imageSource{ref: "stage " + s.stageTag(), img: img, cfg: cfg, layers: s.layers, st: s.b.opts.Store}
-	return &stageResult{image: img, layers: s.layers, cfg: cfg, known: s.known, links: s.links, source: src}, nil
+	return &stageResult{image: img, layers: s.layers, cfg: cfg, known: s.known, links: s.links, source: src,
+		extLayers: s.extLayers, extHistory: s.extHistory}, nil
 }
 
 // env is the environment instructions are expanded in: the image's ENV
