@@ -56,7 +56,7 @@ func TestAttachOCIArtifact(t *testing.T) {
 			addr = testutil.StartReferrersRegistry(t)
 		}
 		ref, _ := name.ParseReference(addr + "/team/app:1")
-		if _, err := registry.New(registry.Options{}).Write(context.Background(), registry.Artifact{Index: idx}, []name.Reference{ref}); err != nil {
+		if _, err := registry.New(registry.Options{}).Write(context.Background(), idx, []name.Reference{ref}); err != nil {
 			t.Fatal(err)
 		}
 		refs, err := registry.New(registry.Options{}).Referrers(context.Background(), ref.Context(), d, "")

@@ -190,7 +190,7 @@ func TestDistribution(t *testing.T) {
 		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
 	)
 	iref := mustRef(t, host+"/kiln/multi:1", o)
-	if err := New(o).PushIndex(ctx, iref, idx); err != nil {
+	if err := New(o).Push(ctx, iref, idx); err != nil {
 		t.Fatalf("PushIndex: %v", err)
 	}
 	_, desc, err = New(o).Image(ctx, iref, &v1.Platform{OS: "linux", Architecture: "arm64"})

@@ -40,13 +40,13 @@ func TestDistributionMounts(t *testing.T) {
 	stats := &Stats{}
 	po := o
 	po.Stats, po.Progress = stats, rec
-	art := Artifact{Image: &storeLike{Image: derived, hide: hide}, Sources: func(h v1.Hash) []string {
+	sources := WithSources(func(h v1.Hash) []string {
 		if hide[h] {
 			return []string{host + "/library/base"}
 		}
 		return nil
-	}}
-	if _, err := New(po).Write(ctx, art, []name.Reference{mustRef(t, host+"/team/app:1", o)}); err != nil {
+	})
+	if _, err := New(po).Write(ctx, &storeLike{Image: derived, hide: hide}, []name.Reference{mustRef(t, host+"/team/app:1", o)}, sources); err != nil {
 		t.Fatal(err)
 	}
 	if rec.count(progress.Mounted, progress.KindLayer) != 3 || stats.LayerBytesDownloaded() != 0 {

@@ -64,7 +64,7 @@
 //   - Mounts from anywhere the blob is known to be. MultiWrite mounts a
 //     layer only from the repository it was read from (remote.MountableLayer).
 //     Write also mounts from the local store's memory of where each blob
-//     was seen (Artifact.Sources, recorded through Artifact.Seen by every
+//     was seen (WithSources, recorded through WithSeen by every
 //     push: docker's distribution metadata), and a Write to several
 //     repositories of one registry uploads to the first and mounts into
 //     the others. A token service that refuses the mount sources' pull

@@ -126,7 +126,7 @@ func TestWriteAndCopyUnderFaults(t *testing.T) {
 	o.Stats = stats
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := New(o).Write(ctx, Artifact{Image: img}, []name.Reference{mustRef(t, hostA+"/app:1", o)}); err != nil {
+	if _, err := New(o).Write(ctx, img, []name.Reference{mustRef(t, hostA+"/app:1", o)}); err != nil {
 		t.Fatalf("push under faults: %v (%s)", err, fa)
 	}
 	if _, err := New(o).Copy(ctx, mustRef(t, hostA+"/app:1", o), []name.Reference{mustRef(t, hostB+"/app:1", o)}); err != nil {
@@ -218,7 +218,7 @@ func TestStalledRequestsAreRetried(t *testing.T) {
 	o.StallTimeout = 300 * time.Millisecond
 	ctx := context.Background()
 	start := time.Now()
-	if _, err := New(o).Write(ctx, Artifact{Image: img}, []name.Reference{mustRef(t, host+"/app:1", o)}); err != nil {
+	if _, err := New(o).Write(ctx, img, []name.Reference{mustRef(t, host+"/app:1", o)}); err != nil {
 		t.Fatalf("push with stalls: %v", err)
 	}
 	got, _, err := New(o).Image(ctx, mustRef(t, host+"/app:1", o), nil)

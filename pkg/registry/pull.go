@@ -9,13 +9,24 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
-// IndexImages lists the images of idx and of its nested indexes.
-func IndexImages(idx v1.ImageIndex) ([]v1.Image, error) { return indexImages(idx, 0) }
+// artifactImages is a itself when it is an image, else its images.
+func artifactImages(a oci.Artifact) ([]v1.Image, error) {
+	if img, ok := oci.AsImage(a); ok {
+		return []v1.Image{img}, nil
+	}
+	idx, ok := oci.AsIndex(a)
+	if !ok {
+		return nil, oci.ErrNotImageOrIndex
+	}
+	return indexImages(idx, 0)
+}
 
+// indexImages lists the images of idx and of its nested indexes.
 func indexImages(idx v1.ImageIndex, depth int) ([]v1.Image, error) {
 	if depth > 4 {
 		return nil, errors.New("image indexes nested too deep")
@@ -169,25 +180,16 @@ func (c *Client) Pull(ctx context.Context, st *store.Store, ref name.Reference, 
 	if err != nil {
 		return nil, err
 	}
-	var images []v1.Image
-	if res.Index != nil {
-		if images, err = IndexImages(res.Index); err != nil {
-			return nil, fmt.Errorf("%s: %w", ref, err)
-		}
-	} else {
-		images = []v1.Image{res.Image}
+	images, err := artifactImages(res.Artifact)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	downloaded, err := c.Download(ctx, st, images, ref.String())
 	if err != nil {
 		return nil, err
 	}
 	prev, prevErr := st.Resolve(ref.Name())
-	var desc v1.Descriptor
-	if res.Index != nil {
-		desc, err = st.WriteIndex(ctx, res.Index)
-	} else {
-		desc, err = st.WriteImage(ctx, res.Image)
-	}
+	desc, err := st.WriteArtifact(ctx, res.Artifact)
 	if err != nil {
 		return nil, fmt.Errorf("storing %s: %w", ref, err)
 	}

@@ -19,18 +19,12 @@ import (
 // mounts it instead of uploading it, as docker's distribution metadata
 // does; a failure to record is no failure of the push.
 func (c *Client) PushStored(ctx context.Context, st *store.Store, d v1.Descriptor, refs []name.Reference) (v1.Descriptor, error) {
-	seen := func(h v1.Hash, repo string) { _ = st.RecordSource(h, repo) }
-	a := Artifact{Sources: st.Sources, Seen: seen}
-	var err error
-	if d.MediaType.IsIndex() {
-		a.Index, err = st.Index(d.Digest)
-	} else {
-		a.Image, err = st.Image(d.Digest)
-	}
+	a, err := st.Artifact(d)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
-	return c.Write(ctx, a, refs)
+	seen := func(h v1.Hash, repo string) { _ = st.RecordSource(h, repo) }
+	return c.Write(ctx, a, refs, WithSources(st.Sources), WithSeen(seen))
 }
 
 // PushTarget is an image or index of the store and where it goes.

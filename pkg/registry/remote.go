@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/kiln-build/kiln/pkg/oci"
 	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
@@ -251,18 +252,12 @@ func (c *Client) Platforms(ctx context.Context, ref name.Reference) ([]v1.Platfo
 	return []v1.Platform{p}, false, nil
 }
 
-// Push writes img to ref: blobs first (in parallel, skipping those the
-// repository has, mounting those that came from another repository of the
-// same registry), the manifest last. See Write.
-func (c *Client) Push(ctx context.Context, ref name.Reference, img v1.Image) error {
-	_, err := c.Write(ctx, Artifact{Image: img}, []name.Reference{ref})
-	return err
-}
-
-// PushIndex writes idx and all its images to ref, the index manifest last.
-// See Write.
-func (c *Client) PushIndex(ctx context.Context, ref name.Reference, idx v1.ImageIndex) error {
-	_, err := c.Write(ctx, Artifact{Index: idx}, []name.Reference{ref})
+// Push writes a (an image, or an index with all its images) to ref: blobs
+// first (in parallel, skipping those the repository has, mounting those
+// that came from another repository of the same registry), the manifest
+// last. See Write.
+func (c *Client) Push(ctx context.Context, ref name.Reference, a oci.Artifact) error {
+	_, err := c.Write(ctx, a, []name.Reference{ref})
 	return err
 }
 
@@ -277,14 +272,12 @@ func orBackground(ctx context.Context) context.Context {
 type Resolved struct {
 	// Top describes what the reference names: an index, or the image.
 	Top v1.Descriptor
-	// Image is the image for the requested platform; nil when Index is set.
-	Image v1.Image
-	// ImageDesc describes Image (with its platform when it came from an
-	// index).
-	ImageDesc v1.Descriptor
-	// Index is the whole index, when all platforms were asked for and ref
-	// names an index.
-	Index v1.ImageIndex
+	// Artifact is the image for the requested platform, or the whole
+	// index when all platforms were asked for and ref names an index.
+	Artifact oci.Artifact
+	// Desc describes Artifact (an image with its platform when it came
+	// from an index).
+	Desc v1.Descriptor
 }
 
 // Resolve finds what ref names for a pull: the image for platform (nil:
@@ -306,7 +299,7 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference, platform *v1.P
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", ref, err)
 			}
-			return &Resolved{Top: desc.Descriptor, Index: idx}, nil
+			return &Resolved{Top: desc.Descriptor, Artifact: idx, Desc: desc.Descriptor}, nil
 		}
 		img, d, err := c.Image(ctx, ref.Context().Digest(desc.Digest.String()), platform)
 		if err != nil {
@@ -316,7 +309,7 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference, platform *v1.P
 			}
 			return nil, err
 		}
-		return &Resolved{Top: desc.Descriptor, Image: img, ImageDesc: d}, nil
+		return &Resolved{Top: desc.Descriptor, Artifact: img, Desc: d}, nil
 	case desc.MediaType.IsSchema1():
 		return nil, &Error{Kind: ErrUnsupportedMediaType, Registry: ref.Context().RegistryStr(),
 			msg: fmt.Sprintf("%s: Docker schema 1 manifests are not supported; push the image again with a current client", ref)}
@@ -340,7 +333,7 @@ func (c *Client) Resolve(ctx context.Context, ref name.Reference, platform *v1.P
 					msg: fmt.Sprintf("%s: the image is for %s, not %s", ref, plat.Format(have), plat.Format(*platform))}
 			}
 		}
-		return &Resolved{Top: desc.Descriptor, Image: img, ImageDesc: desc.Descriptor}, nil
+		return &Resolved{Top: desc.Descriptor, Artifact: img, Desc: desc.Descriptor}, nil
 	}
 	return nil, &Error{Kind: ErrUnsupportedMediaType, Registry: ref.Context().RegistryStr(),
 		msg: fmt.Sprintf("%s: %q is not an image or an image index", ref, desc.MediaType)}

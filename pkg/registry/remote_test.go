@@ -173,7 +173,7 @@ func TestImageIndexPlatform(t *testing.T) {
 	)
 	o := fastOpts()
 	ref := mustRef(t, host+"/multi:1", o)
-	if err := New(o).PushIndex(context.Background(), ref, idx); err != nil {
+	if err := New(o).Push(context.Background(), ref, idx); err != nil {
 		t.Fatalf("PushIndex: %v", err)
 	}
 

@@ -25,37 +25,45 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/progress"
 )
 
-// Artifact is what Write pushes: an image or an index (exactly one), and
-// where its blobs may already be.
-type Artifact struct {
-	Image v1.Image
-	Index v1.ImageIndex
-	// Sources, when set, lists the repositories ("host/path", as the local
-	// store records them) known to hold blob h. A source in the
-	// destination's registry is mounted from instead of uploading; the
-	// others only matter to whoever reads the blob's bytes (the store
-	// fetches a layer it does not hold from its source).
-	Sources func(h v1.Hash) []string
-	// Seen, when set, is told of every blob a destination repository now
-	// holds (uploaded, mounted, or found there), with the repository as
-	// Sources lists them: recorded (the store's RecordSource), a later
-	// push of the blob to another repository of that registry mounts it
-	// from there instead of uploading it, as docker's distribution
-	// metadata does. Calls are serialised.
-	Seen func(h v1.Hash, repo string)
+// WriteOption tells Write where a blob may already be.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	sources func(h v1.Hash) []string
+	seen    func(h v1.Hash, repo string)
 }
 
-// Write pushes a to every ref and returns the descriptor of the manifest
-// (or index) that each ref now names.
+// WithSources gives the repositories ("host/path", as the local store
+// records them) known to hold blob h. A source in the destination's
+// registry is mounted from instead of uploading; the others only matter to
+// whoever reads the blob's bytes (the store fetches a layer it does not
+// hold from its source).
+func WithSources(sources func(h v1.Hash) []string) WriteOption {
+	return func(w *writeOptions) { w.sources = sources }
+}
+
+// WithSeen is told of every blob a destination repository now holds
+// (uploaded, mounted, or found there), with the repository as WithSources
+// lists them: recorded (the store's RecordSource), a later push of the
+// blob to another repository of that registry mounts it from there instead
+// of uploading it, as docker's distribution metadata does. Calls are
+// serialised.
+func WithSeen(seen func(h v1.Hash, repo string)) WriteOption {
+	return func(w *writeOptions) { w.seen = seen }
+}
+
+// Write pushes a (an image or an index) to every ref and returns the
+// descriptor of the manifest (or index) that each ref now names.
 //
 // For each destination repository, every blob of the image (and of every
 // image of an index) is handled once, at most Options.Jobs at a time: skipped
 // when the repository has it (HEAD), mounted when a repository of the same
 // registry holds it (a layer of an image read from that registry, or a
-// source from a.Sources, or an earlier destination repository of this same
+// source from WithSources, or an earlier destination repository of this same
 // Write), uploaded otherwise, verified against its digest while it
 // streams. An index's child manifests the repository already has are
 // skipped with their blobs. Manifests go last, children before their
@@ -66,10 +74,14 @@ type Artifact struct {
 // Destination repositories of different registries are written
 // concurrently; within a registry the first one is written first and the
 // others then mount from it. Progress events go to Options.Progress.
-func (c *Client) Write(ctx context.Context, a Artifact, refs []name.Reference) (v1.Descriptor, error) {
+func (c *Client) Write(ctx context.Context, a oci.Artifact, refs []name.Reference, opts ...WriteOption) (v1.Descriptor, error) {
 	ctx = orBackground(ctx)
-	if (a.Image == nil) == (a.Index == nil) {
-		return v1.Descriptor{}, errors.New("write: need exactly one of an image or an index")
+	if err := oci.Check(a); err != nil {
+		return v1.Descriptor{}, fmt.Errorf("write: %w", err)
+	}
+	var wo writeOptions
+	for _, o := range opts {
+		o(&wo)
 	}
 	if len(refs) == 0 {
 		return v1.Descriptor{}, errors.New("write: no destination")
@@ -79,20 +91,21 @@ func (c *Client) Write(ctx context.Context, a Artifact, refs []name.Reference) (
 	}
 	var top *manifestSpec
 	var err error
-	if a.Image != nil {
-		top, err = c.o.imageSpec(a.Image, a.Sources)
+	if img, ok := oci.AsImage(a); ok {
+		top, err = c.o.imageSpec(img, wo.sources)
 	} else {
-		top, err = c.o.indexSpec(a.Index, a.Sources)
+		idx, _ := oci.AsIndex(a)
+		top, err = c.o.indexSpec(idx, wo.sources)
 	}
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("push %s: %w", refs[0], err)
 	}
-	if a.Seen != nil {
+	if wo.seen != nil {
 		var mu sync.Mutex
 		top.seen = func(h v1.Hash, repo string) {
 			mu.Lock()
 			defer mu.Unlock()
-			a.Seen(h, repo)
+			wo.seen(h, repo)
 		}
 	}
 	return c.writeSpec(ctx, top, refs, progress.OpPush)
@@ -115,7 +128,7 @@ type manifestSpec struct {
 	digest    v1.Hash
 	blobs     []*blobSpec
 	children  []childSpec
-	// seen is Artifact.Seen (set on the top manifest only).
+	// seen is WithSeen (set on the top manifest only).
 	seen func(h v1.Hash, repo string)
 }
 
@@ -187,7 +200,7 @@ func (o Options) imageSpec(img v1.Image, sources func(v1.Hash) []string) (*manif
 			return io.NopCloser(bytes.NewReader(b)), nil
 		}})
 	if sources != nil {
-		// A config pushed before (Artifact.Seen) is mounted like a layer.
+		// A config pushed before (WithSeen) is mounted like a layer.
 		spec.blobs[0].sources = o.sourceRepos(sources(cfgDesc.Digest))
 	}
 	for _, ld := range m.Layers {
@@ -349,7 +362,7 @@ type repoWriter struct {
 	extra  []name.Repository
 	// noMount: the token covers no mount source.
 	noMount bool
-	// seen is told of every blob the repository holds (Artifact.Seen).
+	// seen is told of every blob the repository holds (WithSeen).
 	seen func(h v1.Hash, repo string)
 }
 

@@ -143,7 +143,7 @@ func TestWriteMountsSourcedLayers(t *testing.T) {
 	stats := &Stats{}
 	o := fastOpts()
 	o.Stats, o.Progress = stats, rec
-	desc, err := New(o).Write(context.Background(), Artifact{Image: img, Sources: sources}, refs(t, o, host+"/team/app:1", host+"/team/app:latest"))
+	desc, err := New(o).Write(context.Background(), img, refs(t, o, host+"/team/app:1", host+"/team/app:latest"), WithSources(sources))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestWriteMountsSourcedLayers(t *testing.T) {
 	// Pushing again uploads no blob byte: only the manifest goes.
 	before := stats.BlobBytesUploaded()
 	rec.reset()
-	if _, err := New(o).Write(context.Background(), Artifact{Image: img, Sources: sources}, refs(t, o, host+"/team/app:2")); err != nil {
+	if _, err := New(o).Write(context.Background(), img, refs(t, o, host+"/team/app:2"), WithSources(sources)); err != nil {
 		t.Fatal(err)
 	}
 	if d := stats.BlobBytesUploaded() - before; d != 0 {
@@ -208,7 +208,7 @@ func TestWriteSecondRepositoryMountsFromFirst(t *testing.T) {
 	stats := &Stats{}
 	o := fastOpts()
 	o.Stats = stats
-	if _, err := New(o).Write(context.Background(), Artifact{Image: img}, refs(t, o, host+"/one:1", host+"/two:1", host+"/three:1")); err != nil {
+	if _, err := New(o).Write(context.Background(), img, refs(t, o, host+"/one:1", host+"/two:1", host+"/three:1")); err != nil {
 		t.Fatal(err)
 	}
 	// 3 layers and the config uploaded once, mounted into the other two.
@@ -234,8 +234,8 @@ func TestWriteUnreadableBlobElsewhere(t *testing.T) {
 	base := seedImage(t, hostA+"/base:1", nil, 1024, 1)
 	hide := map[v1.Hash]bool{layerDigests(t, base)[0]: true}
 	o := fastOpts()
-	_, err := New(o).Write(context.Background(), Artifact{Image: &storeLike{Image: base, hide: hide},
-		Sources: func(v1.Hash) []string { return []string{hostA + "/base"} }}, refs(t, o, hostB+"/app:1"))
+	_, err := New(o).Write(context.Background(), &storeLike{Image: base, hide: hide}, refs(t, o, hostB+"/app:1"),
+		WithSources(func(v1.Hash) []string { return []string{hostA + "/base"} }))
 	if err == nil || !errors.Is(err, ErrBlobUnknown) || !strings.Contains(err.Error(), "not in the local store") ||
 		!strings.Contains(err.Error(), hostB+"/app:1") {
 		t.Fatalf("error %v", err)
@@ -494,8 +494,8 @@ func TestWriteTokenRefusingMountScope(t *testing.T) {
 	}
 	rec := &recorder{}
 	o.Progress = rec
-	_, err = New(o).Write(context.Background(), Artifact{Image: img, Sources: func(v1.Hash) []string { return []string{host + "/secret/base"} }},
-		refs(t, o, host+"/team/app:1"))
+	_, err = New(o).Write(context.Background(), img, refs(t, o, host+"/team/app:1"),
+		WithSources(func(v1.Hash) []string { return []string{host + "/secret/base"} }))
 	if err != nil {
 		t.Fatal(err)
 	}

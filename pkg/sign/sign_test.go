@@ -73,7 +73,7 @@ func TestSignVerify(t *testing.T) {
 	}
 	ref, _ := name.ParseReference(addr + "/team/app:1")
 	c := registry.New(registry.Options{})
-	if _, err := c.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}); err != nil {
+	if _, err := c.Write(ctx, img, []name.Reference{ref}); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := img.Digest()
@@ -157,7 +157,7 @@ func TestSignReferrers(t *testing.T) {
 			}
 			ref, _ := name.ParseReference(addr + "/team/app:1")
 			c := registry.New(registry.Options{})
-			desc, err := c.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref})
+			desc, err := c.Write(ctx, img, []name.Reference{ref})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -134,7 +134,7 @@ func Sign(ctx context.Context, repo name.Repository, subject v1.Descriptor, key 
 		}
 		ref = repo.Digest(d.String())
 	}
-	if _, err := c.Write(ctx, registry.Artifact{Image: img}, []name.Reference{ref}); err != nil {
+	if _, err := c.Write(ctx, img, []name.Reference{ref}); err != nil {
 		return ref, fmt.Errorf("pushing the signature %s: %w", ref, err)
 	}
 	return ref, nil
