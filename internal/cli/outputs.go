@@ -33,13 +33,13 @@ func parseOutputs(f *buildFlags, stdout io.Writer) (buildOutputs, error) {
 			return b, err
 		}
 		if o.Exporter != nil {
-			if b.stdout && strings.Contains(o.Exporter.String(), "stdout") {
+			if b.stdout && o.Stdout {
 				return b, fmt.Errorf("--output %q: only one output can go to stdout", s)
 			}
-			b.stdout = b.stdout || strings.Contains(o.Exporter.String(), "stdout")
+			b.stdout = b.stdout || o.Stdout
 			b.exporters = append(b.exporters, o.Exporter)
 		}
-		if o.Type == "image" || o.Type == "registry" {
+		if o.Type == export.TypeImage || o.Type == export.TypeRegistry {
 			b.names = append(b.names, o.Names...)
 		}
 		b.push = b.push || o.Push
@@ -56,12 +56,9 @@ func parseOutputs(f *buildFlags, stdout io.Writer) (buildOutputs, error) {
 
 // exportBuilt writes the build's result to every --output destination.
 func exportBuilt(ctx context.Context, exps export.Multi, res *build.Result, tags []string, logw io.Writer) error {
+	items := resultItems(res, tags)
 	for _, e := range exps {
-		docker := false
-		if _, ok := e.(export.Docker); ok {
-			docker = true
-		}
-		if err := e.Export(ctx, resultItems(res, tags, docker)); err != nil {
+		if err := e.Export(ctx, items); err != nil {
 			return err
 		}
 		fmt.Fprintf(logw, "Wrote %s\n", e)
@@ -70,17 +67,14 @@ func exportBuilt(ctx context.Context, exps export.Multi, res *build.Result, tags
 }
 
 // resultItems lists the build's result once per tag (once, unnamed,
-// without tags); docker archives carry docker's short names.
-func resultItems(res *build.Result, tags []string, dockerNames bool) []store.Item {
+// without tags).
+func resultItems(res *build.Result, tags []string) []store.Item {
 	refs := tags
 	if len(refs) == 0 {
 		refs = []string{""}
 	}
 	items := make([]store.Item, 0, len(refs))
 	for _, t := range refs {
-		if dockerNames {
-			t = displayRepo(t)
-		}
 		items = append(items, store.Item{Ref: t, Image: res.Image, Index: res.Index})
 	}
 	return items

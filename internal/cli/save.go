@@ -1,10 +1,6 @@
 package cli
 
 import (
-	"fmt"
-	"io"
-	"strings"
-
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
@@ -23,8 +19,17 @@ func newSaveCommand(g *globals) *cobra.Command {
 		Short: "Write local images to a docker or OCI archive",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "docker-archive" && format != "oci-archive" {
-				return fmt.Errorf("--format %q: want docker-archive or oci-archive", format)
+			typ, err := export.ParseFormat(format)
+			if err != nil {
+				return err
+			}
+			dest := output
+			if dest == "" {
+				dest = export.Stdout
+			}
+			e, err := export.NewArchive(typ, dest, g.stdout)
+			if err != nil {
+				return err
 			}
 			st, err := g.openStore(cmd.Context(), cmd)
 			if err != nil {
@@ -36,9 +41,6 @@ func newSaveCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if format == "docker-archive" {
-					ref = displayRepo(ref) // docker's short names
-				}
 				it := store.Item{Ref: ref}
 				if isIndex(d.MediaType) {
 					if it.Index, err = st.Index(d.Digest); err != nil {
@@ -49,28 +51,10 @@ func newSaveCommand(g *globals) *cobra.Command {
 				}
 				items = append(items, it)
 			}
-			dest := output
-			if dest == "" {
-				dest = export.Stdout
-			}
-			var e export.Exporter = export.Docker{Dest: dest, Stdout: g.stdout}
-			if format == "oci-archive" {
-				e = export.OCI{Dest: dest, Stdout: g.stdout}
-				if dest != export.Stdout && !strings.HasSuffix(dest, ".tar") {
-					// An OCI archive is always a tar, whatever its name.
-					return writeOCIArchiveFile(dest, items)
-				}
-			}
 			return e.Export(cmd.Context(), items)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to this file instead of stdout")
 	cmd.Flags().StringVar(&format, "format", "docker-archive", "docker-archive or oci-archive")
 	return cmd
-}
-
-// writeOCIArchiveFile writes an OCI archive to a path whose name does not
-// end in .tar (export.OCI would write a layout directory there).
-func writeOCIArchiveFile(path string, items []store.Item) error {
-	return export.WriteFile(path, func(w io.Writer) error { return store.WriteOCIArchive(w, items) })
 }

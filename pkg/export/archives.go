@@ -7,19 +7,37 @@ import (
 	"io"
 	"strings"
 
+	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
+func init() {
+	register(TypeOCI, kind{
+		new: func(dest string, stdout io.Writer, archive bool) (Exporter, error) {
+			return OCI{Dest: dest, Stdout: stdout, Archive: archive}, nil
+		},
+		names: true, layers: true, artifacts: true, archive: true,
+	})
+	register(TypeDocker, kind{
+		new: func(dest string, stdout io.Writer, _ bool) (Exporter, error) {
+			return Docker{Dest: dest, Stdout: stdout}, nil
+		},
+		loads: true, names: true, layers: true, archive: true,
+	})
+}
+
 // OCI writes an OCI image layout: a directory, or a tar of one when Dest
-// ends in .tar (or is "-").
+// ends in .tar (or is "-") or Archive is set.
 type OCI struct {
 	Dest   string
 	Stdout io.Writer
+	// Archive: always a tar, whatever Dest's name (kiln save).
+	Archive bool
 }
 
 // Export implements Exporter.
 func (o OCI) Export(_ context.Context, items []store.Item) error {
-	if o.Dest != Stdout && !strings.HasSuffix(o.Dest, ".tar") {
+	if !o.Archive && o.Dest != Stdout && !strings.HasSuffix(o.Dest, ".tar") {
 		if err := store.WriteOCILayout(o.Dest, items); err != nil {
 			return fmt.Errorf("%s: %w", o, err)
 		}
@@ -34,7 +52,8 @@ func (o OCI) Export(_ context.Context, items []store.Item) error {
 func (o OCI) String() string { return describe("oci", o.Dest) }
 
 // Docker writes a docker archive (`docker load`'s format), one platform
-// per image; references are given docker's short names by the caller.
+// per image; references are written with docker's short names
+// ("busybox:1" for "index.docker.io/library/busybox:1").
 type Docker struct {
 	Dest   string
 	Stdout io.Writer
@@ -50,7 +69,12 @@ func (d Docker) Export(_ context.Context, items []store.Item) error {
 	if d.Dest == "" {
 		return errors.New("docker output: dest is required")
 	}
-	if err := writeDest(d.Dest, d.Stdout, func(w io.Writer) error { return store.WriteDockerArchive(w, items) }); err != nil {
+	named := make([]store.Item, len(items))
+	for i, it := range items {
+		it.Ref = registry.FamiliarString(it.Ref)
+		named[i] = it
+	}
+	if err := writeDest(d.Dest, d.Stdout, func(w io.Writer) error { return store.WriteDockerArchive(w, named) }); err != nil {
 		return fmt.Errorf("%s: %w", d, err)
 	}
 	return nil

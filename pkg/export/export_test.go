@@ -222,9 +222,10 @@ func TestLocalMultiPlatform(t *testing.T) {
 
 func TestParse(t *testing.T) {
 	for _, c := range []struct {
-		in, typ, desc, err string
-		names              []string
-		push               bool
+		in, desc, err string
+		typ           Type
+		names         []string
+		push          bool
 	}{
 		{in: "type=oci,dest=/o/img.tar", typ: "oci", desc: "oci output to /o/img.tar"},
 		{in: "type=docker,dest=d.tar", typ: "docker", desc: "docker output to d.tar"},
@@ -265,5 +266,48 @@ func TestParse(t *testing.T) {
 		if o.Type != c.typ || desc != c.desc || strings.Join(o.Names, " ") != strings.Join(c.names, " ") || o.Push != c.push {
 			t.Errorf("%q = %+v (%q), want type %s desc %q names %v push %v", c.in, o, desc, c.typ, c.desc, c.names, c.push)
 		}
+	}
+}
+
+func TestSaveFormats(t *testing.T) {
+	for in, want := range map[string]Type{"docker-archive": TypeDocker, "oci-archive": TypeOCI} {
+		if got, err := ParseFormat(in); err != nil || got != want {
+			t.Errorf("ParseFormat(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"tar-archive", "local-archive", "docker", "oci", ""} {
+		if _, err := ParseFormat(in); err == nil || !strings.Contains(err.Error(), "want docker-archive or oci-archive") {
+			t.Errorf("ParseFormat(%q): %v", in, err)
+		}
+	}
+	dir := t.TempDir()
+	items := []store.Item{{Ref: "index.docker.io/library/app:1", Image: testImage(t)}}
+	for typ, file := range map[Type]string{TypeOCI: "app.oci", TypeDocker: "app.docker"} {
+		e, err := NewArchive(typ, filepath.Join(dir, file), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Export(context.Background(), items); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatalf("%s: %v", typ, err) // a directory for an OCI layout
+		}
+		got := readTar(t, f)
+		f.Close()
+		switch typ {
+		case TypeOCI:
+			if !strings.Contains(got["index.json"], `"index.docker.io/library/app:1"`) {
+				t.Errorf("oci archive's index.json: %q", got["index.json"])
+			}
+		case TypeDocker:
+			if !strings.Contains(got["manifest.json"], `"app:1"`) {
+				t.Errorf("docker archive's manifest.json has no short name: %q", got["manifest.json"])
+			}
+		}
+	}
+	if _, err := NewArchive(TypeTar, filepath.Join(dir, "x"), nil); err == nil {
+		t.Errorf("tar writes no archive")
 	}
 }

@@ -15,9 +15,10 @@ type Output struct {
 	// and for type=docker without dest (the image goes to kiln's store,
 	// which every build writes: buildx's "load").
 	Exporter Exporter
-	// Type is the output type as given (oci, docker, tar, local, image,
-	// registry).
-	Type string
+	// Type is the output type.
+	Type Type
+	// Stdout: the Exporter writes to standard output.
+	Stdout bool
 	// Names are image names to tag (type=image/registry name=...).
 	Names []string
 	// Push asks for Names to be pushed (type=registry, or push=true).
@@ -35,13 +36,13 @@ type Output struct {
 // and values are errors naming them.
 func Parse(s string, stdout io.Writer) (Output, error) {
 	if s == Stdout {
-		return Output{Type: "tar", Exporter: Tar{Dest: Stdout, Stdout: stdout}}, nil
+		return Output{Type: TypeTar, Stdout: true, Exporter: Tar{Dest: Stdout, Stdout: stdout}}, nil
 	}
 	if !strings.Contains(s, "=") {
 		if s == "" {
 			return Output{}, fmt.Errorf("--output: empty value")
 		}
-		return Output{Type: "local", Exporter: Local{Dest: s}}, nil
+		return Output{Type: TypeLocal, Exporter: Local{Dest: s}}, nil
 	}
 	fields, err := csvvalue.Fields(s, nil)
 	if err != nil {
@@ -59,96 +60,90 @@ func Parse(s string, stdout io.Writer) (Output, error) {
 		k = strings.ToLower(strings.TrimSpace(k))
 		switch k {
 		case "type":
-			o.Type = v
+			o.Type = Type(v)
 		case "dest":
 			dest, destSet = v, true
 		default:
 			opts[k] = v
 		}
 	}
-	switch o.Type {
-	case "oci", "docker", "tar", "local":
-		if err := fileOutput(&o, dest, destSet, stdout); err != nil {
+	k, file := kinds[o.Type]
+	switch {
+	case file:
+		if err := o.fileOutput(k, dest, destSet, stdout); err != nil {
 			return o, fmt.Errorf("--output %q: %w", s, err)
 		}
-	case "image", "registry":
+	case o.Type == TypeImage || o.Type == TypeRegistry:
 		if destSet {
 			return o, fmt.Errorf("--output %q: type=%s takes name=, not dest=", s, o.Type)
 		}
-		o.Push = o.Type == "registry"
-	case "":
-		return o, fmt.Errorf("--output %q: missing type= (oci, docker, tar, local, image or registry)", s)
+		o.Push = o.Type == TypeRegistry
+	case o.Type == "":
+		return o, fmt.Errorf("--output %q: missing type= (%s)", s, orList(typeNames()))
 	default:
-		return o, fmt.Errorf("--output %q: unknown type %q (kiln writes oci, docker, tar, local, image and registry)", s, o.Type)
+		return o, fmt.Errorf("--output %q: unknown type %q (kiln writes %s)", s, o.Type, strings.Join(typeNames(), ", "))
 	}
-	if err := o.options(opts); err != nil {
+	if err := o.options(k, opts); err != nil {
 		return o, fmt.Errorf("--output %q: %w", s, err)
 	}
-	if (o.Type == "image" || o.Type == "registry") && len(o.Names) == 0 {
+	if (o.Type == TypeImage || o.Type == TypeRegistry) && len(o.Names) == 0 {
 		return o, fmt.Errorf("--output %q: type=%s needs name=NAME[:TAG] (or -t)", s, o.Type)
 	}
 	return o, nil
 }
 
-func fileOutput(o *Output, dest string, destSet bool, stdout io.Writer) error {
+func (o *Output) fileOutput(k kind, dest string, destSet bool, stdout io.Writer) error {
 	if !destSet || dest == "" {
-		if o.Type == "docker" {
+		if k.loads {
 			return nil // buildx loads it; kiln's store always has it
 		}
 		return fmt.Errorf("dest= is required for type=%s", o.Type)
 	}
-	switch o.Type {
-	case "oci":
-		o.Exporter = OCI{Dest: dest, Stdout: stdout}
-	case "docker":
-		o.Exporter = Docker{Dest: dest, Stdout: stdout}
-	case "tar":
-		o.Exporter = Tar{Dest: dest, Stdout: stdout}
-	case "local":
-		if dest == Stdout {
-			return fmt.Errorf("type=local writes a directory: use type=tar,dest=- for stdout")
-		}
-		o.Exporter = Local{Dest: dest}
+	e, err := k.new(dest, stdout, false)
+	if err != nil {
+		return err
 	}
+	o.Exporter, o.Stdout = e, dest == Stdout
 	return nil
 }
 
-// options applies the keys other than type and dest.
-func (o *Output) options(opts map[string]string) error {
-	image := o.Type == "image" || o.Type == "registry"
-	for k, v := range opts {
+// options applies the keys other than type and dest (k: the file type's
+// kind, zero for image and registry).
+func (o *Output) options(k kind, opts map[string]string) error {
+	image := o.Type == TypeImage || o.Type == TypeRegistry
+	for key, v := range opts {
 		switch {
-		case k == "name" && (image || o.Type == "docker" || o.Type == "oci"):
+		case key == "name" && (image || k.names):
 			for _, n := range strings.Split(v, ",") {
 				if n = strings.TrimSpace(n); n != "" {
 					o.Names = append(o.Names, n)
 				}
 			}
-		case k == "push" && image:
+		case key == "push" && image:
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				return fmt.Errorf("push=%s: want true or false", v)
 			}
 			o.Push = o.Push || b
-		case k == "compression" && o.Type != "tar" && o.Type != "local":
+		case key == "compression" && (image || k.layers):
 			if v != "gzip" && v != "zstd" {
 				return fmt.Errorf("compression=%s: kiln writes gzip or zstd", v)
 			}
 			o.Compression = v
-		case k == "oci-artifact" && (image || o.Type == "oci"):
+		case key == "oci-artifact" && (image || k.artifacts):
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				return fmt.Errorf("oci-artifact=%s: want true or false", v)
 			}
 			o.OCIArtifact = b
-		case k == "oci-mediatypes":
+		case key == "oci-mediatypes":
 			// kiln's images are OCI unless --format docker; an OCI output
 			// is a directory or, for a dest ending in .tar, a tar.
-			if b, err := strconv.ParseBool(v); err != nil || (k == "oci-mediatypes" && !b) {
-				return fmt.Errorf("%s=%s is not supported (use --format docker for docker media types)", k, v)
+			if b, err := strconv.ParseBool(v); err != nil || !b {
+				return fmt.Errorf("%s=%s is not supported (use --format docker for docker media types)", key, v)
 			}
 		default:
-			return fmt.Errorf("unknown key %q for type=%s", k, o.Type)
+			return fmt.Errorf("unknown key %q for type=%s", key, o.Type)
 		}
 	}
 	return nil

@@ -15,6 +15,18 @@ import (
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
+func init() {
+	register(TypeTar, kind{new: func(dest string, stdout io.Writer, _ bool) (Exporter, error) {
+		return Tar{Dest: dest, Stdout: stdout}, nil
+	}})
+	register(TypeLocal, kind{new: func(dest string, _ io.Writer, _ bool) (Exporter, error) {
+		if dest == Stdout {
+			return nil, fmt.Errorf("type=local writes a directory: use type=tar,dest=- for stdout")
+		}
+		return Local{Dest: dest}, nil
+	}})
+}
+
 // Tar writes the image's flattened root filesystem (layers applied in
 // order, whiteouts honoured) as one tar stream, as buildx's type=tar does;
 // a multi-platform build puts each platform under OS_ARCH[_VARIANT]/.
