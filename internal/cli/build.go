@@ -312,7 +312,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		Store:          st,
 		Registry:       g.registryClient(cmd),
 		Progress:       steps,
-		Isolation:      isolation,
+		Isolation:      build.Detect(isolation),
 		Cache:          stepCache,
 		Secrets:        secrets,
 		SSH:            sshSockets,

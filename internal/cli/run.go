@@ -105,7 +105,7 @@ func runContainer(ctx context.Context, cmd *cobra.Command, g *globals, f *runFla
 		return err
 	}
 	o := build.ContainerOptions{
-		Store: st, Image: img, Isolation: isolation, Cmd: args, Env: env, Workdir: f.workdir, User: f.user,
+		Store: st, Image: img, Isolation: build.Detect(isolation), Cmd: args, Env: env, Workdir: f.workdir, User: f.user,
 		Network: f.network, Volumes: vols, Stdout: g.stdout, Stderr: g.stderr, Log: g.stderr,
 	}
 	if f.quiet {

@@ -66,10 +66,10 @@ type Options struct {
 	// Log receives plain progress lines when Progress is nil; nil discards
 	// them.
 	Log io.Writer
-	// Isolation is the sandbox mode of RUN steps ("" = the best that
-	// works); Sandbox, when set, is used instead (the CLI detects it once).
-	Isolation sandbox.Mode
-	Sandbox   *sandbox.Sandbox
+	// Isolation is how RUN steps are isolated: a mode detected when a
+	// step first needs a sandbox (Detect; zero: the best that works), or
+	// a sandbox already detected (Use).
+	Isolation Isolation
 	// CacheCopies also caches COPY and ADD layers by their content (set
 	// when the step cache is shared through a registry: a fresh checkout
 	// then reuses the layers, old mtimes included, and pushes skip them).

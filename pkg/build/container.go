@@ -28,8 +28,8 @@ type ContainerOptions struct {
 	// Store holds the image's layers (and the unpacked-layer store).
 	Store *store.Store
 	Image v1.Image
-	// Isolation is the sandbox mode ("" = the best that works).
-	Isolation sandbox.Mode
+	// Isolation is how the container is isolated (Detect, Use).
+	Isolation Isolation
 	// Entrypoint, when not nil, replaces the image's (docker run
 	// --entrypoint: the image's CMD is then dropped too); Cmd, when not
 	// empty, replaces the image's CMD.
@@ -66,7 +66,7 @@ func RunContainer(ctx context.Context, o ContainerOptions) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	sb, _, err := sandbox.New(ctx, sandbox.Options{Mode: o.Isolation, ScratchDir: filepath.Join(o.Store.Root(), "rootfs")})
+	sb, _, err := o.Isolation.sandbox(ctx, filepath.Join(o.Store.Root(), "rootfs"))
 	if err != nil {
 		return 0, err
 	}

@@ -58,15 +58,13 @@ func (b *builder) runEnv(ctx context.Context) (*runEnv, error) {
 			jobs = 4
 		}
 		r.slots = make(chan struct{}, jobs)
-		r.sb = b.opts.Sandbox
-		if r.sb == nil {
-			// Overlay is probed where the layers will be unpacked.
-			sb, _, err := sandbox.New(ctx, sandbox.Options{Mode: b.opts.Isolation, ScratchDir: filepath.Join(b.opts.Store.Root(), "rootfs")})
-			if err != nil {
-				r.err = err
-				return
-			}
-			r.sb = sb
+		sb, detected, err := b.opts.Isolation.sandbox(ctx, filepath.Join(b.opts.Store.Root(), "rootfs"))
+		if err != nil {
+			r.err = err
+			return
+		}
+		r.sb = sb
+		if detected {
 			b.opts.Progress.Notef("", "%s", sb.Summary())
 		}
 		if w := r.sb.Warning(); w != "" {

@@ -56,7 +56,7 @@ func runEnv(t *testing.T) (*env, *sandbox.Sandbox) {
 
 func withSandbox(sb *sandbox.Sandbox, log *bytes.Buffer) func(*build.Options) {
 	return func(o *build.Options) {
-		o.Sandbox = sb
+		o.Isolation = build.Use(sb)
 		if log != nil {
 			o.Log = log
 		}
