@@ -25,9 +25,15 @@ import (
 //     walk of 50,000 entries every 5 s or more: about 2% of one core);
 //     with no --disk-limit, no periodic walk runs at all;
 //   - a step over its limit, or writing while the filesystem is below the
-//     reserve, has its whole process tree killed; a last walk when the
-//     command exits catches a step that wrote past the limit between two
-//     walks.
+//     reserve, has its whole process tree killed; when the command exits,
+//     a last walk (if the filesystem grew by half of what the step may
+//     still write since the last one) catches a step that wrote past the
+//     limit between two ticks.
+//
+// The walks are bounded, not exact: a step may overshoot by what it
+// writes in one tick plus one walk, and space freed meanwhile by others
+// on the same filesystem can hide a step's growth from the trigger until
+// the next periodic walk. The reserve is checked every tick.
 //
 // The walk runs where the step's owners are visible: in the helper (root,
 // userns: the namespace's root reads every file; chroot) and in kiln for
@@ -50,6 +56,10 @@ type diskWatch struct {
 	base    int64 // the tree's size before the step (-1: not measured)
 	avail0  int64 // available bytes when the step started
 	openUp  bool
+
+	// The last walk's measure and the available bytes then (the loop's,
+	// read by the final check once the loop is done).
+	size, availAtWalk int64
 }
 
 // openDiskWatch opens the tree spec measures (before the step's root is
@@ -82,6 +92,7 @@ func openDiskWatch(spec *diskSpec, openUp bool) (*diskWatch, error) {
 	if !spec.WorkCopy || spec.Limit > 0 {
 		w.base = w.measure()
 	}
+	w.size, w.availAtWalk = w.base, w.avail0
 	return w, nil
 }
 
@@ -112,10 +123,14 @@ func (w *diskWatch) start(kill func()) func() *DiskError {
 		if e := <-verdict; e != nil {
 			return e
 		}
-		// What the step wrote since the last walk.
-		if w.spec.Limit > 0 {
-			if wrote := w.measure() - w.base; wrote > w.spec.Limit {
-				return &DiskError{Limit: w.spec.Limit, Wrote: wrote}
+		// What the step wrote since the last walk, when the filesystem
+		// grew enough for it to matter.
+		if lim := w.spec.Limit; lim > 0 {
+			avail, ok := w.avail()
+			if !ok || w.availAtWalk-avail >= (lim-(w.size-w.base))/2 {
+				if wrote := w.measure() - w.base; wrote > lim {
+					return &DiskError{Limit: lim, Wrote: wrote}
+				}
 			}
 		}
 		return nil
@@ -126,16 +141,14 @@ func (w *diskWatch) start(kill func()) func() *DiskError {
 func (w *diskWatch) loop(done <-chan struct{}, kill func()) *DiskError {
 	t := time.NewTicker(diskTick)
 	defer t.Stop()
-	size := w.base
-	availAtWalk := w.avail0
 	var cost time.Duration
 	last := time.Now()
 	walk := func(avail int64) {
 		start := time.Now()
-		size = w.measure()
+		w.size = w.measure()
 		last = time.Now()
 		cost = last.Sub(start)
-		availAtWalk = avail
+		w.availAtWalk = avail
 	}
 	for {
 		select {
@@ -149,11 +162,11 @@ func (w *diskWatch) loop(done <-chan struct{}, kill func()) *DiskError {
 		}
 		since := time.Since(last)
 		if lim := w.spec.Limit; lim > 0 {
-			headroom := lim - (size - w.base)
-			grown := availAtWalk - avail
+			headroom := lim - (w.size - w.base)
+			grown := w.availAtWalk - avail
 			if since >= max(diskWalkMin, diskWalkCostMul*cost) || (grown >= headroom/2 && since >= 2*cost) {
 				walk(avail)
-				if wrote := size - w.base; wrote > lim {
+				if wrote := w.size - w.base; wrote > lim {
 					kill()
 					return &DiskError{Limit: lim, Wrote: wrote}
 				}
@@ -175,7 +188,7 @@ func (w *diskWatch) loop(done <-chan struct{}, kill func()) *DiskError {
 		if time.Since(last) >= max(250*time.Millisecond, 10*cost) {
 			walk(avail)
 		}
-		if wrote := size - w.base; wrote > ReserveGrace {
+		if wrote := w.size - w.base; wrote > ReserveGrace {
 			kill()
 			e.Wrote = wrote
 			return e
