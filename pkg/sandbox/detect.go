@@ -112,6 +112,7 @@ func New(ctx context.Context, opts Options) (*Sandbox, *Report, error) {
 		rep.Mode, rep.Reason = s.Mode(), s.reason
 		reportNetwork(rep, s)
 		reportPidsLimit(rep, s)
+		reportDisk(rep, opts.ScratchDir)
 		return s, rep, nil
 	}
 	if opts.Mode != "" {

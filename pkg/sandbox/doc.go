@@ -53,7 +53,11 @@
 // and the mount namespace goes with every mount in it.
 //
 // Every step's processes are bounded by the pids limit (limits_linux.go:
-// a pids cgroup per step as root, RLIMIT_NPROC in a user namespace).
+// a pids cgroup per step as root, RLIMIT_NPROC in a user namespace), and
+// what it writes by the disk quota (quota.go, quota_linux.go: --disk-limit
+// and --disk-reserve, a watcher of the step's writable tree that kills the
+// step's tree and makes Run return a DiskError; RLIMIT_FSIZE for single
+// files), in every mode.
 // VerifyUnpacked compares an unpacked layer directory with its layer's tar
 // (kiln prune --verify), inside the helper where the owners are visible.
 //

@@ -1,12 +1,14 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
 
+	units "github.com/docker/go-units"
 	"golang.org/x/sys/unix"
 )
 
@@ -316,3 +318,32 @@ func setFsizeRlimit(limit int64, us []Ulimit) error {
 // ignoreSIGXFSZ makes the helper, and so the command it starts (an
 // ignored signal stays ignored across fork and exec), ignore SIGXFSZ.
 func ignoreSIGXFSZ() { signal.Ignore(unix.SIGXFSZ) }
+
+// reportDisk tells doctor how a step's disk use is bounded (dir: where
+// the store unpacks layers, "" for TMPDIR).
+func reportDisk(rep *Report, dir string) {
+	limit, res := DiskLimit(), DiskReserve()
+	if limit == 0 && res == (Reserve{}) {
+		rep.add("disk quota", false, "no limit on what a RUN step writes (--disk-limit 0, --disk-reserve 0)", "--disk-limit SIZE, or --disk-reserve auto (the default)")
+		return
+	}
+	what := "no --disk-limit"
+	if limit > 0 {
+		what = "at most " + units.BytesSize(float64(limit)) + " written per RUN step (--disk-limit)"
+	}
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	for ; dir != "/"; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+	}
+	var sf unix.Statfs_t
+	if res != (Reserve{}) && unix.Statfs(dir, &sf) == nil {
+		total, avail := int64(sf.Blocks)*sf.Bsize, int64(sf.Bavail)*sf.Bsize
+		what += fmt.Sprintf("; steps stop when %s has less than %s available (--disk-reserve %s; %s available now)",
+			dir, units.BytesSize(float64(res.For(total))), res, units.BytesSize(float64(avail)))
+	}
+	rep.add("disk quota", true, what, "")
+}
