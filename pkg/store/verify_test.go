@@ -20,8 +20,8 @@ type remoteLayer struct {
 	size   int64
 }
 
-func (l remoteLayer) Digest() (v1.Hash, error)           { return l.digest, nil }
-func (l remoteLayer) Size() (int64, error)               { return l.size, nil }
+func (l remoteLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
+func (l remoteLayer) Size() (int64, error)                { return l.size, nil }
 func (l remoteLayer) MediaType() (types.MediaType, error) { return types.DockerLayer, nil }
 func (l remoteLayer) Compressed() (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(l.blob)), nil
