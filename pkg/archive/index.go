@@ -145,8 +145,10 @@ func IndexVerifiedTar(r io.Reader, diffID v1.Hash) (*LayerIndex, error) {
 
 // Indexer indexes a layer tar that is written to it while something else
 // reads it (a tee): Write never fails, and Finish returns the index once
-// the whole layer went through, or an error when it did not (the reader
-// stopped early, or the content is not the layer's).
+// the whole tar went through, or an error when it did not (the reader
+// stopped early, a broken tar). It does not hash the layer: the reader
+// checks the diff ID (the bytes are hashed once), and the index is good
+// only when that check passed.
 type Indexer struct {
 	pw   *io.PipeWriter
 	done chan struct{}
@@ -161,7 +163,14 @@ func NewIndexer(diffID v1.Hash) *Indexer {
 	ix := &Indexer{pw: pw, done: make(chan struct{})}
 	go func() {
 		defer close(ix.done)
-		ix.x, ix.err = IndexLayer(pr, diffID)
+		ix.x, ix.err = IndexVerifiedTar(pr, diffID)
+		if ix.err == nil {
+			// The rest (the tar's padding) must arrive too: a stream cut
+			// after the trailer is not the whole layer.
+			if _, err := io.Copy(io.Discard, pr); err != nil {
+				ix.x, ix.err = nil, fmt.Errorf("indexing layer %s: %w", diffID, err)
+			}
+		}
 		pr.CloseWithError(errIndexDone) // unblock a writer after a failure
 	}()
 	return ix

@@ -224,7 +224,7 @@ func containerLayers(st *store.Store, img v1.Image) ([]rootfs.Layer, error) {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
 		l := l
-		out[i] = rootfs.Layer{DiffID: d, Name: d.String()[:19], Open: func() (io.ReadCloser, error) {
+		out[i] = rootfs.Layer{DiffID: d, Name: d.String()[:19], Verified: true, Open: func() (io.ReadCloser, error) {
 			return st.OpenVerifiedLayer(l, d)
 		}}
 	}

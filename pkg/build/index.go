@@ -2,7 +2,10 @@ package build
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"sync"
 
@@ -204,16 +207,21 @@ func (b *builder) hasIndex(ctx context.Context, diffID v1.Hash) bool {
 }
 
 // indexingOpener opens layer l uncompressed for a reader that reads all of
-// it (the unpacking of RUN layers) and, when its index is not at hand yet,
-// makes the index from the same bytes and keeps it once the whole layer
-// went through and matched its diff ID.
+// it (the unpacking of RUN layers), checked against its diff ID as it
+// streams (rootfs.Layer.Verified: the bytes are hashed once), and, when
+// its index is not at hand yet, makes the index from the same bytes and
+// keeps it once the whole layer went through and matched.
 func (b *builder) indexingOpener(ctx context.Context, l v1.Layer, diffID v1.Hash, tag string) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
 		rc, err := b.uncompressed(l)
-		if err != nil || b.hasIndex(ctx, diffID) {
-			return rc, err
+		if err != nil {
+			return nil, err
 		}
-		return &indexingReader{rc: rc, ix: archive.NewIndexer(diffID), b: b, ctx: ctx, tag: tag}, nil
+		r := &indexingReader{rc: rc, diffID: diffID, h: sha256.New(), b: b, ctx: ctx, tag: tag}
+		if diffID.Algorithm == "sha256" && !b.hasIndex(ctx, diffID) {
+			r.ix = archive.NewIndexer(diffID)
+		}
+		return r, nil
 	}
 }
 
@@ -242,19 +250,35 @@ func (b *builder) uncompressed(l v1.Layer) (io.ReadCloser, error) {
 	return store.Decompress(rc, mt)
 }
 
+// indexingReader reads a layer, hashing it: at its end, Read returns an
+// error instead of io.EOF when the content is not diffID's. With ix, the
+// bytes are indexed too, and the index kept when they matched.
 type indexingReader struct {
-	rc  io.ReadCloser
-	ix  *archive.Indexer
-	b   *builder
-	ctx context.Context
-	tag string
-	eof bool
+	rc     io.ReadCloser
+	diffID v1.Hash
+	h      hash.Hash
+	ix     *archive.Indexer // nil: not indexing
+	b      *builder
+	ctx    context.Context
+	tag    string
+	eof    bool  // the whole layer was read and matched its diff ID
+	err    error // sticky: it did not match
 }
 
 func (r *indexingReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
 	n, err := r.rc.Read(p)
-	r.ix.Write(p[:n])
+	r.h.Write(p[:n])
+	if r.ix != nil {
+		r.ix.Write(p[:n])
+	}
 	if err == io.EOF {
+		if got := hex.EncodeToString(r.h.Sum(nil)); r.diffID.Algorithm == "sha256" && got != r.diffID.Hex {
+			r.err = fmt.Errorf("its content is sha256:%s, not its diff ID %s", got, r.diffID)
+			return n, r.err
+		}
 		r.eof = true
 	}
 	return n, err
@@ -262,6 +286,9 @@ func (r *indexingReader) Read(p []byte) (int, error) {
 
 func (r *indexingReader) Close() error {
 	err := r.rc.Close()
+	if r.ix == nil {
+		return err
+	}
 	if !r.eof {
 		r.ix.Abort()
 		return err

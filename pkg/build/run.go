@@ -409,7 +409,7 @@ func (s *stageState) rootfsLayers(layers []v1.Layer) ([]rootfs.Layer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
-		out[i] = rootfs.Layer{DiffID: d, Open: s.b.indexingOpener(s.b.ctx, l, d, s.stageTag()), Name: d.String()[:19]}
+		out[i] = rootfs.Layer{DiffID: d, Open: s.b.indexingOpener(s.b.ctx, l, d, s.stageTag()), Name: d.String()[:19], Verified: true}
 	}
 	return out, nil
 }
