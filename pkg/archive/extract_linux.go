@@ -83,6 +83,8 @@ type extractor struct {
 	rootInfo  *dirInfo
 	cacheInfo dirInfo
 	cur       *dirInfo // the parent of the entry being extracted
+
+	up *upperState // ExtractOptions.Upper; nil otherwise
 }
 
 // dirInfo is what decides the owner and mode of a file created in a
@@ -101,7 +103,15 @@ func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("extract to %s: open: %w", dir, err)
 	}
+	var up *upperState
+	if opts.Upper != nil {
+		if up, err = newUpperState(opts.Upper); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("extract to %s: %w", dir, err)
+		}
+	}
 	return &extractor{
+		up:         up,
 		opts:       opts,
 		rootPath:   abs,
 		root:       fd,
@@ -119,6 +129,9 @@ func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
 
 func (x *extractor) close() {
 	x.dropCache()
+	if x.up != nil {
+		x.up.close()
+	}
 	if x.root >= 0 {
 		unix.Close(x.root)
 		x.root = -1
@@ -162,8 +175,14 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	case metaWhiteout:
 		return nil
 	case plainWhiteout:
+		if x.up != nil {
+			return x.upperWhiteout(target, hdr.Name)
+		}
 		return x.whiteout(target, hdr.Name)
 	case opaqueMarker:
+		if x.up != nil {
+			return x.upperOpaque(target, hdr.Name)
+		}
 		return x.opaque(target, hdr.Name)
 	}
 
@@ -267,6 +286,14 @@ func (e *entryCtx) mkdir() error {
 	if !exists {
 		if err := e.retry(func() error { return unix.Mkdirat(e.pfd, e.base, 0o700) }); err != nil {
 			return fmt.Errorf("mkdir: %w", err)
+		}
+		if up := e.x.up; up != nil && up.whited[e.path] {
+			// In place of a whiteout of this layer: the lower
+			// directory is gone.
+			delete(up.whited, e.path)
+			if err := e.x.setOpaque(e.pfd, e.base, e.path); err != nil {
+				return err
+			}
 		}
 	}
 	if e.x.opts.Chown || hasXattrs(e.hdr) {
@@ -455,6 +482,11 @@ func (e *entryCtx) hardlink() error {
 			return fmt.Errorf("hardlink to itself: %w", err)
 		}
 		return nil
+	}
+	if e.x.up != nil {
+		if err := e.copyUpTarget(target); err != nil {
+			return err
+		}
 	}
 	tfd, err := e.x.openDir(parentPath(target), false)
 	if errors.Is(err, unix.ENOENT) {
@@ -883,18 +915,33 @@ func (x *extractor) walkDir(p string, create bool) (int, error) {
 		parent := done
 		done = joinPath(done, c)
 		fd, err := unix.Openat(cur, c, dirOpenFlags, 0)
-		if errors.Is(err, unix.ENOENT) && create {
-			err = unix.Mkdirat(cur, c, 0o755)
-			if errors.Is(err, unix.EACCES) && x.makeWritable(parent) {
-				err = unix.Mkdirat(cur, c, 0o755)
+		if x.up != nil && create && errors.Is(err, unix.ENOTDIR) && x.up.whited[done] {
+			// A whiteout of this layer: a directory in its place
+			// hides the lower one.
+			if err = unix.Unlinkat(cur, c, 0); err == nil {
+				delete(x.up.whited, done)
+				if err = x.plainMkdir(cur, c, parent); err == nil {
+					err = x.setOpaque(cur, c, done)
+				}
 			}
-			if err != nil && !errors.Is(err, unix.EEXIST) {
+			if err != nil {
 				closeCur()
 				return -1, fmt.Errorf("create directory %q: %w", done, err)
 			}
-			// Explicit: the umask may have taken bits away.
-			if err == nil {
-				_ = unix.Fchmodat(cur, c, 0o755, 0)
+			fd, err = unix.Openat(cur, c, dirOpenFlags, 0)
+		}
+		if errors.Is(err, unix.ENOENT) && create {
+			if x.up != nil {
+				err = x.upperMkdir(cur, c, done)
+			} else {
+				err = x.plainMkdir(cur, c, parent)
+			}
+			if err != nil && !errors.Is(err, unix.EEXIST) {
+				closeCur()
+				if errors.Is(err, errSymlinkParent) || errors.Is(err, unix.ENOTDIR) {
+					return -1, err
+				}
+				return -1, fmt.Errorf("create directory %q: %w", done, err)
 			}
 			fd, err = unix.Openat(cur, c, dirOpenFlags, 0)
 		}
@@ -925,6 +972,11 @@ func (x *extractor) walkDir(p string, create bool) (int, error) {
 // directories made writable their modes back.
 func (x *extractor) finish() error {
 	x.dropCache()
+	if x.up != nil {
+		if err := x.finishUpperRoot(); err != nil {
+			return err
+		}
+	}
 	paths := make([]string, 0, len(x.dirMeta)+len(x.restore))
 	for p := range x.dirMeta {
 		paths = append(paths, p)

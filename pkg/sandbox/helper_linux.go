@@ -163,32 +163,52 @@ func unpackJob(j *job) (*result, error) {
 	if err := os.MkdirAll(j.Dest, 0o755); err != nil {
 		return nil, err
 	}
+	var notes []string
+	opts := archive.ExtractOptions{
+		Chown:  j.Chown,
+		OnSkip: func(name, reason string) { notes = appendNote(notes, name+": "+reason) },
+	}
 	target := j.Dest
 	if len(j.Lowers) > 0 {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return nil, fmt.Errorf("private mounts: %w", err)
 		}
 		base := filepath.Dir(j.Dest)
-		target = filepath.Join(base, "merged")
+		merged := filepath.Join(base, "merged")
 		scratch := filepath.Join(base, "scratch")
-		for _, d := range []string{target, scratch, j.Work} {
+		for _, d := range []string{merged, scratch, j.Work} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return nil, err
 			}
 		}
-		if err := rootfs.MountOverlay(target, scratch, rootfs.OverlayOptions{Lowers: j.Lowers, Upper: j.Dest, Work: j.Work, UserXattr: j.UserXattr}); err != nil {
+		// Straight into the upper directory, with the layers below
+		// mounted read-only for what the layer takes from them, where
+		// this kernel lets the caller make whiteouts; else through an
+		// overlay, which makes them itself.
+		o := rootfs.OverlayOptions{Lowers: j.Lowers, UserXattr: j.UserXattr, ReadOnly: true}
+		if canWhiteout(j.Work) {
+			opts.Upper = &archive.UpperOptions{Lower: merged, UserXattr: j.UserXattr}
+		} else {
+			o.Upper, o.Work, o.ReadOnly = j.Dest, j.Work, false
+			target = merged
+		}
+		if err := rootfs.MountOverlay(merged, scratch, o); err != nil {
 			return nil, err
 		}
+		defer unix.Unmount(merged, unix.MNT_DETACH)
 	}
-	var notes []string
-	err := archive.Extract(stdinTar(), target, archive.ExtractOptions{
-		Chown:  j.Chown,
-		OnSkip: func(name, reason string) { notes = appendNote(notes, name+": "+reason) },
-	})
-	if len(j.Lowers) > 0 {
-		_ = unix.Unmount(target, unix.MNT_DETACH)
-	}
+	err := archive.Extract(stdinTar(), target, opts)
 	return &result{Notes: notes}, err
+}
+
+// canWhiteout reports whether the caller may make an overlay whiteout (a
+// 0:0 character device; Linux 5.8 lets anyone) in dir.
+func canWhiteout(dir string) bool {
+	p := filepath.Join(dir, ".kiln-whiteout-probe")
+	if err := unix.Mknod(p, unix.S_IFCHR, 0); err != nil {
+		return false
+	}
+	return os.Remove(p) == nil
 }
 
 func applyJob(j *job) (*result, error) {
