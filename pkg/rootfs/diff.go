@@ -281,9 +281,8 @@ func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]stri
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}
-	f := os.NewFile(uintptr(fd), full)
-	defer f.Close()
-	n, err := io.CopyBuffer(onlyWriter{d.tw}, io.LimitReader(f, h.Size), d.buf)
+	n, err := copyFromFd(d.tw, fd, h.Size, d.buf)
+	unix.Close(fd)
 	if err != nil {
 		return fmt.Errorf("%s: %w", rel, err)
 	}
@@ -294,7 +293,33 @@ func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]stri
 	return nil
 }
 
-type onlyWriter struct{ io.Writer }
+// copyFromFd copies up to size bytes of the file fd to w with plain reads
+// (an *os.File costs system calls of its own per file: 50,000 new files
+// are 50,000 of them).
+func copyFromFd(w io.Writer, fd int, size int64, buf []byte) (int64, error) {
+	var n int64
+	for n < size {
+		b := buf
+		if rest := size - n; rest < int64(len(b)) {
+			b = b[:rest]
+		}
+		m, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			return n, nil // shorter than its stat said
+		}
+		if _, err := w.Write(b[:m]); err != nil {
+			return n, err
+		}
+		n += int64(m)
+	}
+	return n, nil
+}
 
 func readNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
