@@ -114,7 +114,8 @@ func (k *knownTree) makeOpaque(d string) {
 
 // applyLayer records the tar headers of a layer (a RUN step's diff):
 // whiteouts and opaque markers first (they hide only lower layers), then
-// the entries.
+// the entries. The headers become the tree's (their names are made
+// absolute): 50,000 of a RUN step are not held twice.
 func (k *knownTree) applyLayer(hdrs []*tar.Header) {
 	for _, h := range hdrs {
 		p := path.Clean("/" + h.Name)
@@ -132,9 +133,8 @@ func (k *knownTree) applyLayer(hdrs []*tar.Header) {
 		if p == "/" || strings.HasPrefix(path.Base(p), archive.WhiteoutPrefix) {
 			continue
 		}
-		c := cloneHeader(h)
-		c.Name = p
-		k.add(p, c)
+		h.Name = p
+		k.add(p, h)
 	}
 }
 

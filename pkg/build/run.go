@@ -172,15 +172,17 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 	}
 	s.layers = append(s.layers, res.layer)
 	s.b.opts.Progress.Notef(s.stageTag()+" "+st.label, "RUN done in %s (command %s, diff and layer %s, %d entries)", fmtMS(time.Since(stepStart)), fmtMS(res.command), fmtMS(res.diff), len(res.hdrs))
-	s.noteRunEntries(res.hdrs)
-	s.users = nil
-	s.history(st.createdBy, false)
 	if key != "" {
 		s.links = append(s.links, chainLink{key: "run " + key})
 		if err := s.b.opts.Cache.Put(ctx, key, cache.Entry{Layer: res.layer, Headers: res.hdrs, CreatedBy: st.createdBy}); err != nil {
 			s.b.opts.Progress.Warnf(s.stageTag()+" "+st.label, "step cache: %v", err)
 		}
 	}
+	// After the cache took the entries with their names: the known tree
+	// takes the headers over.
+	s.noteRunEntries(res.hdrs)
+	s.users = nil
+	s.history(st.createdBy, false)
 	return nil
 }
 
@@ -546,7 +548,7 @@ func (s *stageState) writeTarLayer(ctx context.Context, spec layerSpec, fill fun
 
 // noteRunEntries records what a RUN layer holds in the known tree, so
 // that later COPY steps see directories and symlinks RUN made (and what it
-// removed).
+// removed). The tree takes the headers over.
 func (s *stageState) noteRunEntries(hdrs []*tar.Header) {
 	s.known.applyLayer(hdrs)
 }
