@@ -37,4 +37,8 @@
 // treating the layer as hostile: nothing is written outside the directory,
 // no symlink is followed, and what an unprivileged caller cannot do (device
 // nodes, privileged xattrs) is skipped and reported rather than fatal.
+// With ExtractOptions.Upper it writes the directory as an overlay's upper
+// directory over the layers below (whiteouts, opaque xattrs, copy-up from a
+// read-only view of them) instead of removing from them: the overlay then
+// shows the tree that applying the layer would give.
 package archive
