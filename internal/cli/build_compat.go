@@ -29,7 +29,7 @@ func addCompatFlags(fl *pflag.FlagSet, f *buildFlags) {
 	fl.StringArrayVar(&f.addHosts, "add-host", nil, "NAME:IP added to /etc/hosts of every RUN step; NAME:host-gateway is where the step reaches the host's services (127.0.0.1 on the host's network, 10.0.2.2 on the private one) (repeatable; part of the steps' cache keys)")
 	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "NAME=SOFT[:HARD] resource limit of every RUN step (nofile=1024:2048; repeatable)")
 	fl.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm in RUN steps (64m, 1g; default 64m)")
-	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "buildx's NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG|@DIGEST]: what FROM NAME, COPY --from=NAME and RUN --mount from=NAME read (repeatable)")
+	fl.StringArrayVar(&f.buildContexts, "build-context", nil, "buildx's NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG|@DIGEST]: what FROM NAME, COPY --from=NAME and RUN --mount from=NAME read; a stage of that name is replaced by it, as in BuildKit (repeatable)")
 	fl.BoolVar(&f.squash, "squash", false, "podman's --squash: the layers the build added become one, on top of the base image's layers (history kept, all but the last entry empty; every step is still cached). docker's classic builder had it; BuildKit's docker build does not")
 	fl.BoolVar(&f.squashAll, "squash-all", false, "podman's --squash-all: the whole image is one layer (the base's history entries dropped, as podman)")
 	fl.StringVar(&f.creds, "creds", "", "podman's USERNAME[:PASSWORD] for every registry of the build (base images, cache, push) instead of the auth files")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -231,7 +232,7 @@ func TestBuildContexts(t *testing.T) {
 		{"FROM scratch\n", []string{"--build-context", "src=" + filepath.Join(extra, "hello.txt")}, "is not a directory"},
 		{"FROM scratch\n", []string{"--build-context", "src=oci-layout://" + extra}, "is not an OCI layout"},
 		{"FROM scratch\n", []string{"--build-context", "a=" + extra, "--build-context", "a=" + extra}, "--build-context a: given twice"},
-		{"FROM scratch AS base\nFROM base\n", []string{"--build-context", "base=" + extra}, "a stage of"},
+		{"FROM scratch AS base\nFROM base\n", []string{"--build-context", "base=" + extra}, "--build-context base is a directory: COPY --from=base reads it"},
 		{"FROM alpine\n", []string{"--build-context", "alpine=oci-layout://" + layoutDir + ":absent"}, "no image absent in the layout"},
 		{"FROM scratch\n", []string{"--build-contexts", "a=" + extra}, "unknown flag: --build-contexts"},
 	} {
@@ -239,5 +240,64 @@ func TestBuildContexts(t *testing.T) {
 		if _, _, err := run(t, root, "", append(append([]string{"build"}, c.args...), dir)...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want %q", c.args, err, c.want)
 		}
+	}
+}
+
+// A --build-context named like a stage replaces the stage, as in
+// BuildKit's dockerfile frontend (dockerfile2llb: a stage whose name has
+// a named context becomes that context; its FROM is not resolved and its
+// instructions are not run): FROM NAME, COPY --from=NAME (by name or by
+// the stage's index) and --target NAME get the context. A directory
+// context answers COPY --from=NAME.
+func TestBuildContextReplacesStage(t *testing.T) {
+	isolateAuth(t)
+	reg := startRegistry(t)
+	pushVersion(t, reg.host+"/library/ctx:1", "ctx")
+	root := t.TempDir()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "stage.txt"), []byte("from the stage\n"), 0o644)
+	extra := t.TempDir()
+	os.WriteFile(filepath.Join(extra, "stage.txt"), []byte("from the directory\n"), 0o644)
+	// The stage's own FROM names an image no registry has, and its COPY a
+	// file the context lacks: replaced, neither is looked at.
+	const df = "FROM %s AS base\nLABEL v=stage\nCOPY %s /stage.txt\n" +
+		"FROM scratch AS files\nCOPY --from=base /stage.txt /by-name.txt\nCOPY --from=0 /stage.txt /by-index.txt\n" +
+		"FROM base AS final\nLABEL built=yes\n"
+	write := func(from, file string) {
+		os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(fmt.Sprintf(df, from, file)), 0o644)
+	}
+
+	// Without a context: the stage.
+	write("scratch", "stage.txt")
+	out := t.TempDir()
+	if _, errOut, err := run(t, root, "", "build", "--target", "files", "-o", "type=local,dest="+out, dir); err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	for _, f := range []string{"by-name.txt", "by-index.txt"} {
+		if b, _ := os.ReadFile(filepath.Join(out, f)); string(b) != "from the stage\n" {
+			t.Errorf("no context: %s is %q", f, b)
+		}
+	}
+
+	// An image context: FROM base is the image (its label, not the
+	// stage's), and so is --target base.
+	write(reg.host+"/absent/image:1", "absent.txt")
+	ctx := "base=docker-image://" + reg.host + "/library/ctx:1"
+	for _, target := range []string{"final", "base"} {
+		if _, errOut, err := run(t, root, "", "build", "-t", "out:"+target, "--target", target, "--build-context", ctx, dir); err != nil {
+			t.Fatalf("--target %s, %s: %v\n%s", target, ctx, err, errOut)
+		}
+		if v := builtLabel(t, root, "out:"+target); v != "ctx" {
+			t.Errorf("--target %s with %s: label v=%q, want the image's", target, ctx, v)
+		}
+	}
+
+	// A directory context: COPY --from=base and --from=0 read it.
+	out = t.TempDir()
+	if _, errOut, err := run(t, root, "", "build", "--target", "files", "--build-context", "base="+extra, "-o", "type=local,dest="+out, dir); err != nil {
+		t.Fatalf("base=DIR: %v\n%s", err, errOut)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "by-name.txt")); string(b) != "from the directory\n" {
+		t.Errorf("base=DIR: COPY --from=base read %q", b)
 	}
 }

@@ -193,11 +193,6 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, st := range f.Stages {
-		if _, ok := opts.NamedContexts[st.Name]; ok && st.Name != "" {
-			return nil, fmt.Errorf("--build-context %s: a stage of %s has that name (kiln does not replace stages)", st.Name, opts.DockerfileName)
-		}
-	}
 	for _, w := range f.Warnings {
 		opts.Progress.Warnf("", "%s", w)
 	}
@@ -216,6 +211,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		platforms = []v1.Platform{plat.Default()}
 	}
 	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, layerSem: make(chan struct{}, maxLayerWriters), start: time.Now().UTC(), images: map[string]*imageSource{}}
+	b.replaced = b.replacedStages(f)
 	defer b.run.close()
 	defer b.saveSums()
 	defer b.saveAnswers()
@@ -303,6 +299,8 @@ type builder struct {
 	// keyed: stages keep chain keys (chain.go) for the step cache; set
 	// per platform when there is a cache and a RUN step.
 	keyed bool
+	// replaced are the stages named contexts replace (named_context.go).
+	replaced map[string]bool
 }
 
 // entryTime dates the entries a build makes up itself (WORKDIR
@@ -328,6 +326,7 @@ func (b *builder) plan(platform v1.Platform) (*dockerfile.File, *dockerfile.Plan
 		Target:         b.opts.Target,
 		TargetPlatform: platform,
 		BuildPlatform:  plat.Default(),
+		Replaced:       b.replaced,
 	})
 	return f, plan, err
 }

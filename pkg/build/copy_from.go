@@ -56,16 +56,29 @@ func (s *stageState) spoolDir() (string, error) {
 	return dir, nil
 }
 
+// stageRef finds the earlier stage from names (by name or index), or nil
+// and the name to look up as a named context or image: from itself, or
+// the name of a stage a directory context replaced.
+func (s *stageState) stageRef(from string) (*dockerfile.Stage, string) {
+	dep := s.plan.StageByRef(from, s.run.stage)
+	if dep != nil && dep.ByDir {
+		return nil, dep.Name
+	}
+	return dep, from
+}
+
 // fromSource opens what COPY --from names: an earlier stage (by name or
 // index) or an image.
 func (s *stageState) fromSource(ctx context.Context, from string) (sourceFS, error) {
 	st := s.run.stage
-	if dep := s.plan.StageByRef(from, st); dep != nil {
+	if dep, name := s.stageRef(from); dep != nil {
 		run := s.states[dep]
 		if run == nil || run.result == nil {
 			return nil, fmt.Errorf("COPY --from=%s: stage not built", from)
 		}
 		return &treeFS{s: s, src: run.result.source, name: fmt.Sprintf("stage %q", from)}, nil
+	} else {
+		from = name
 	}
 	if strings.EqualFold(from, st.Name) && st.Name != "" {
 		return nil, fmt.Errorf("COPY --from=%s: a stage cannot copy from itself", from)

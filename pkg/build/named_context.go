@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
+	"github.com/kiln-build/kiln/pkg/dockerfile"
 	plat "github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/registry"
 )
@@ -210,4 +211,25 @@ func layoutImage(dir, ref string, platform v1.Platform) (v1.Image, bool, error) 
 		}
 	}
 	return nil, false, fmt.Errorf("no image for platform %s (available: %s)", plat.Format(platform), strings.Join(avail, ", "))
+}
+
+// replacedStages are the stages of f that a --build-context of the same
+// name replaces, as BuildKit's frontend does (the context wins over the
+// stage): true where the context is an image, false a directory (see
+// dockerfile.PlanOptions.Replaced).
+func (b *builder) replacedStages(f *dockerfile.File) map[string]bool {
+	var m map[string]bool
+	for _, st := range f.Stages {
+		name := strings.ToLower(st.Name)
+		if name == "" {
+			continue
+		}
+		if nc, ok := b.namedContext(name); ok {
+			if m == nil {
+				m = map[string]bool{}
+			}
+			m[name] = nc.Dir == ""
+		}
+	}
+	return m
 }

@@ -202,7 +202,8 @@ func (s *stageState) mountLowers(ctx context.Context, r *runEnv, from string, no
 
 // mountLayers are the layers of a stage or image named by --mount from=.
 func (s *stageState) mountLayers(ctx context.Context, from string) ([]v1.Layer, error) {
-	if dep := s.plan.StageByRef(from, s.run.stage); dep != nil {
+	dep, from := s.stageRef(from)
+	if dep != nil {
 		run := s.states[dep]
 		if run == nil {
 			return nil, fmt.Errorf("--mount from=%s: stage not built", from)
@@ -230,7 +231,8 @@ func (s *stageState) mountLayers(ctx context.Context, from string) ([]v1.Layer, 
 // mountChain is the chain key of what --mount from= names: a stage's, or
 // an image's (by its diff IDs).
 func (s *stageState) mountChain(ctx context.Context, from string) (string, error) {
-	if dep := s.plan.StageByRef(from, s.run.stage); dep != nil {
+	dep, from := s.stageRef(from)
+	if dep != nil {
 		run := s.states[dep]
 		if run == nil {
 			return "", fmt.Errorf("--mount from=%s: stage not built", from)

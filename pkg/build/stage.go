@@ -80,8 +80,13 @@ func (s *stageState) execute(ctx context.Context) (_ *stageResult, err error) {
 	s.endStep(nil)
 
 	// A base image's ONBUILD triggers run first, then are dropped.
+	// A stage a named context replaces is that image as it is.
 	triggers := s.cfg.Config.OnBuild
-	s.cfg.Config.OnBuild = nil
+	if st.Replaced {
+		triggers = nil
+	} else {
+		s.cfg.Config.OnBuild = nil
+	}
 	if len(triggers) > 0 {
 		cmds, err := dockerfile.ParseTriggers(s.file.Name, triggers)
 		if err != nil {

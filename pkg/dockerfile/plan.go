@@ -25,6 +25,15 @@ type PlanOptions struct {
 	// the one kiln runs on.
 	TargetPlatform v1.Platform
 	BuildPlatform  v1.Platform
+	// Replaced are the (lower-case) names of stages that buildx's
+	// --build-context NAME=… replaces, as BuildKit's frontend does: the
+	// context wins over the stage, whose FROM and instructions are not
+	// built. true: the context is an image, and the stage becomes FROM
+	// NAME (resolved through the context) without instructions; false:
+	// a directory, and the stage is dropped, so that COPY --from=NAME
+	// reads the directory (FROM NAME and RUN --mount from=NAME then ask
+	// the context for an image).
+	Replaced map[string]bool
 }
 
 // Plan is what a build of one platform must do: the stages it needs, in an
@@ -63,6 +72,11 @@ type Stage struct {
 	Deps []*Stage
 	// Source is the instruction block, for errors.
 	Source *instructions.Stage
+	// Replaced: a named context replaces the stage (PlanOptions.Replaced);
+	// Base is then the stage's own name and Commands is empty. ByDir: the
+	// context is a directory; the stage is never built (no stage depends
+	// on it), and COPY --from it reads the directory.
+	Replaced, ByDir bool
 }
 
 // PlatformArgs returns the predefined platform ARGs (TARGETPLATFORM,
@@ -169,7 +183,9 @@ func (pl *planner) stage(i int) (*Stage, error) {
 		return nil, f.Errorf(src.Location, "FROM %q: the base name expands to an empty string", src.BaseName)
 	}
 	st.Base = base
-	if prev, ok := pl.byName[strings.ToLower(base)]; ok {
+	if isImage, ok := pl.opts.Replaced[st.Name]; ok && st.Name != "" {
+		st.Base, st.Commands, st.Replaced, st.ByDir = st.Name, nil, true, !isImage
+	} else if prev, ok := pl.byName[strings.ToLower(base)]; ok && !prev.ByDir {
 		st.BaseStage = prev
 		st.Deps = append(st.Deps, prev)
 	}
@@ -185,6 +201,9 @@ func (pl *planner) stage(i int) (*Stage, error) {
 		if _, err := strconv.Atoi(st.Name); err == nil {
 			return nil, f.Errorf(src.Location, "stage name %q cannot be a number", src.Name)
 		}
+	}
+	if st.Replaced {
+		return st, nil
 	}
 	if err := pl.deps(st); err != nil {
 		return nil, err
@@ -257,7 +276,9 @@ func (pl *planner) copyDep(st *Stage, c *instructions.CopyCommand, env map[strin
 		return pl.f.Errorf(c.Location(), "COPY --from=%s: %v", c.From, err)
 	}
 	if dep := lookupStage(pl.byName, pl.p.Stages, from); dep != nil {
-		st.Deps = appendStage(st.Deps, dep)
+		if !dep.ByDir {
+			st.Deps = appendStage(st.Deps, dep)
+		}
 	} else if n, err := strconv.Atoi(from); err == nil {
 		return pl.f.Errorf(c.Location(), "COPY --from=%d: there is no earlier stage with index %d (stages are numbered from 0)", n, n)
 	} else if from == st.Name && st.Name != "" {
@@ -276,7 +297,7 @@ func (pl *planner) mountDeps(st *Stage, c *instructions.RunCommand, env map[stri
 		if err != nil {
 			return pl.f.Errorf(c.Location(), "RUN --mount from=%s: %v", m.From, err)
 		}
-		if dep := lookupStage(pl.byName, pl.p.Stages, from); dep != nil {
+		if dep := lookupStage(pl.byName, pl.p.Stages, from); dep != nil && !dep.ByDir {
 			st.Deps = appendStage(st.Deps, dep)
 		}
 	}
@@ -325,7 +346,8 @@ func (pl *planner) order() {
 
 // StageByRef finds the stage a COPY --from value names: a stage name or an
 // index of an earlier stage. It returns nil when the value is an image
-// reference.
+// reference. A stage a directory context replaced (ByDir) is returned
+// too: the caller reads the directory.
 func (p *Plan) StageByRef(ref string, before *Stage) *Stage {
 	byName := map[string]*Stage{}
 	for _, s := range p.Stages {
