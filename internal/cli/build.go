@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/sandbox"
+	"github.com/kiln-build/kiln/pkg/sign"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -116,144 +118,30 @@ func newBuildCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
+// buildRequest is kiln build's flags, parsed and checked: what to build
+// (opts, without the context, store, progress and cache that runBuild
+// sets up) and where the result goes.
+type buildRequest struct {
+	opts     build.Options
+	outs     buildOutputs
+	tags     []string // -t and output names, fully qualified
+	push     bool
+	signKey  crypto.Signer
+	signMode sign.Mode
+}
+
+// runBuild is kiln build: flags, one build, its outputs.
 func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags, contextArg string) error {
 	// Flags first: nothing is read or written before they all make sense.
-	format, err := build.ParseFormat(f.format)
+	req, err := parseBuild(cmd, g, f)
 	if err != nil {
 		return err
 	}
-	comp, err := archive.ParseCompression(f.compression)
+	cleanup, err := req.readContext(ctx, cmd, g, f, contextArg)
+	defer cleanup()
 	if err != nil {
 		return err
 	}
-	outs, err := parseOutputs(f, g.stdout)
-	if err != nil {
-		return err
-	}
-	if outs.compression != "" {
-		if cmd.Flags().Changed("compression") && outs.compression != f.compression {
-			return fmt.Errorf("--output compression=%s and --compression %s disagree", outs.compression, f.compression)
-		}
-		if comp, err = archive.ParseCompression(outs.compression); err != nil {
-			return err
-		}
-	}
-	push := f.push || outs.push
-	if push {
-		if len(f.tags)+len(outs.names) == 0 {
-			return errors.New("--push needs at least one -t NAME:TAG to push to")
-		}
-		if err := g.checkRegistryFlags(cmd); err != nil {
-			return err
-		}
-	}
-	var tags []string
-	for _, t := range append(append([]string(nil), f.tags...), outs.names...) {
-		r, err := tagRef(t, g)
-		if err != nil {
-			return fmt.Errorf("-t %s: %w", t, err)
-		}
-		tags = append(tags, r.Name())
-	}
-	if push {
-		if err := g.checkPushPolicy(tags); err != nil {
-			return err
-		}
-	}
-	signKey, signMode, err := f.loadSignKey(push)
-	if err != nil {
-		return err
-	}
-	pull, err := f.checkCompat(cmd, g)
-	if err != nil {
-		return err
-	}
-	buildArgs := map[string]string{}
-	for _, a := range f.buildArgs {
-		k, v, ok := strings.Cut(a, "=")
-		if k == "" {
-			return fmt.Errorf("--build-arg %q: missing name", a)
-		}
-		if !ok {
-			ev, set := os.LookupEnv(k)
-			if !set {
-				continue // docker ignores a name-only build arg that is not set
-			}
-			v = ev
-		}
-		buildArgs[k] = v
-	}
-	labels := map[string]string{}
-	for _, l := range f.labels {
-		k, v, _ := strings.Cut(l, "=")
-		if k == "" {
-			return fmt.Errorf("--label %q: missing name", l)
-		}
-		labels[k] = v
-	}
-	var platforms []v1.Platform
-	if f.platform != "" {
-		for _, p := range strings.Split(f.platform, ",") {
-			pl, err := platform.Parse(strings.TrimSpace(p))
-			if err != nil {
-				return fmt.Errorf("--platform: %w", err)
-			}
-			platforms = append(platforms, *pl)
-		}
-	}
-	ts, err := timestamp(f.timestamp)
-	if err != nil {
-		return err
-	}
-	sshSockets := map[string]string{}
-	for _, v := range f.ssh {
-		id, sock, err := parseSSH(v)
-		if err != nil {
-			return err
-		}
-		sshSockets[id] = sock
-	}
-	secrets := map[string]build.Secret{}
-	for _, v := range f.secrets {
-		id, sec, err := parseSecret(v)
-		if err != nil {
-			return err
-		}
-		secrets[id] = sec
-	}
-
-	// Context and Dockerfile.
-	var stdinUsed bool
-	contextDir := contextArg
-	var dockerfileFromStdin []byte
-	if gc, ok, err := build.ParseGitContext(contextArg); ok {
-		if err != nil {
-			return err
-		}
-		dir, cleanup, err := fetchGitContext(ctx, cmd, g, gc)
-		if err != nil {
-			return err
-		}
-		defer cleanup()
-		contextDir = dir
-		if f.file != "" && f.file != "-" && !filepath.IsAbs(f.file) {
-			f.file = filepath.Join(dir, f.file) // -f names a file of the repository
-		}
-	}
-	if contextArg == "-" {
-		stdinUsed = true
-		dir, df, cleanup, err := contextFromStdin(g.stdin)
-		if err != nil {
-			return err
-		}
-		defer cleanup()
-		contextDir, dockerfileFromStdin = dir, df
-	}
-	dfName, dfPath, dfData, err := readDockerfile(f.file, contextDir, g, stdinUsed, dockerfileFromStdin)
-	if err != nil {
-		return err
-	}
-
 	st, err := g.openStore(ctx, cmd)
 	if err != nil {
 		return err
@@ -266,72 +154,21 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	}
 	defer rep.Close()
 	steps := progress.NewSteps(rep)
-	logw := steps.Notes()
-	// The sandbox is detected by the build, only when a step needs it.
-	isolation := g.isolation
-	var stepCache build.StepCache
-	var tiered *cache.Tiered
-	if !f.noCache {
-		local := cache.NewLocal(st)
-		stepCache = local
-		if len(f.cacheFrom)+len(f.cacheTo) > 0 {
-			ro := g.registryClient(cmd)
-			tiered = &cache.Tiered{Local: local, Log: func(format string, args ...any) {
-				fmt.Fprintf(logw, "warning: "+format+"\n", args...)
-			}}
-			for _, s := range f.cacheFrom {
-				r, err := parseCacheRepo("--cache-from", s, ro, st)
-				if err != nil {
-					return err
-				}
-				tiered.From = append(tiered.From, r)
-			}
-			for _, s := range f.cacheTo {
-				r, err := parseCacheRepo("--cache-to", s, ro, st)
-				if err != nil {
-					return err
-				}
-				tiered.To = append(tiered.To, r)
-			}
-			stepCache = tiered
-		}
-	}
-	started := time.Now()
-	res, err := build.Build(ctx, build.Options{
-		ContextDir:     contextDir,
-		Dockerfile:     dfData,
-		DockerfileName: dfName,
-		DockerfilePath: dfPath,
-		BuildArgs:      buildArgs,
-		Target:         f.target,
-		Platforms:      platforms,
-		Labels:         labels,
-		Format:         format,
-		Compression:    comp,
-		Timestamp:      ts,
-		Store:          st,
-		Registry:       g.registryClient(cmd),
-		Progress:       steps,
-		Isolation:      build.Detect(isolation),
-		Cache:          stepCache,
-		Secrets:        secrets,
-		SSH:            sshSockets,
-		CacheCopies:    tiered != nil,
-		Pull:           pull,
-		Network:        f.network,
-		Annotations:    f.parsedAnnotations,
-		RunExtras:      f.runExtras,
-		NamedContexts:  f.namedContexts,
-		Squash:         f.squashMode(),
-	})
+	req.opts.Store, req.opts.Progress = st, steps
+	tiered, err := req.stepCache(cmd, g, f)
 	if err != nil {
 		return err
 	}
-	if err := f.attach(res, attestInputs{dockerfileName: dfName, dockerfile: dfData, buildArgs: buildArgs, labels: labels,
-		secrets: secrets, tags: tags, timestamp: ts, started: started, ociArtifact: outs.ociArtifact}); err != nil {
+	started := time.Now()
+	res, err := build.Build(ctx, req.opts)
+	if err != nil {
 		return err
 	}
-
+	o := req.opts
+	if err := f.attach(res, attestInputs{dockerfileName: o.DockerfileName, dockerfile: o.Dockerfile, buildArgs: o.BuildArgs, labels: o.Labels,
+		secrets: o.Secrets, tags: req.tags, timestamp: o.Timestamp, started: started, ociArtifact: req.outs.ociArtifact}); err != nil {
+		return err
+	}
 	var desc v1.Descriptor
 	if res.Index != nil {
 		desc, err = st.WriteIndex(ctx, res.Index, store.WithSources(res.Sources))
@@ -341,23 +178,283 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return fmt.Errorf("saving the image: %w", err)
 	}
-	if tiered != nil && len(tiered.To) > 0 {
-		n, err := tiered.Export(ctx)
-		if err != nil {
-			if strictCacheTo(tiered) {
-				return fmt.Errorf("exporting the step cache (ignore-error=true makes this a warning): %w", err)
-			}
-			fmt.Fprintf(logw, "warning: the step cache was not exported in full: %v\n", err)
-		}
-		fmt.Fprintf(logw, "Exported %d step-cache entries to %s\n", n, strings.Join(f.cacheTo, ", "))
+	if err := exportCache(ctx, tiered, f.cacheTo, steps.Notes()); err != nil {
+		return err
 	}
-	for _, t := range tags {
+	if err := req.deliver(ctx, cmd, g, f, res, desc); err != nil {
+		return err
+	}
+	fmt.Fprintf(steps.Notes(), "Digest: %s\n", res.Digest)
+	names := make([]string, len(req.tags))
+	for i, t := range req.tags {
+		names[i] = displayRepo(t)
+	}
+	steps.Result(res.ID.String(), res.Digest.String(), names)
+	if !req.outs.stdout {
+		fmt.Fprintln(g.stdout, res.ID.String())
+	}
+	return nil
+}
+
+// parseBuild parses and checks build's flags.
+func parseBuild(cmd *cobra.Command, g *globals, f *buildFlags) (*buildRequest, error) {
+	format, err := build.ParseFormat(f.format)
+	if err != nil {
+		return nil, err
+	}
+	comp, err := archive.ParseCompression(f.compression)
+	if err != nil {
+		return nil, err
+	}
+	req := &buildRequest{}
+	if req.outs, err = parseOutputs(f, g.stdout); err != nil {
+		return nil, err
+	}
+	if c := req.outs.compression; c != "" {
+		if cmd.Flags().Changed("compression") && c != f.compression {
+			return nil, fmt.Errorf("--output compression=%s and --compression %s disagree", c, f.compression)
+		}
+		if comp, err = archive.ParseCompression(c); err != nil {
+			return nil, err
+		}
+	}
+	if err := req.parseDestinations(cmd, g, f); err != nil {
+		return nil, err
+	}
+	pull, err := f.checkCompat(cmd, g)
+	if err != nil {
+		return nil, err
+	}
+	buildArgs, labels, err := parseArgsAndLabels(f)
+	if err != nil {
+		return nil, err
+	}
+	var platforms []v1.Platform
+	if f.platform != "" {
+		for _, p := range strings.Split(f.platform, ",") {
+			pl, err := platform.Parse(strings.TrimSpace(p))
+			if err != nil {
+				return nil, fmt.Errorf("--platform: %w", err)
+			}
+			platforms = append(platforms, *pl)
+		}
+	}
+	ts, err := timestamp(f.timestamp)
+	if err != nil {
+		return nil, err
+	}
+	sshSockets, secrets, err := parseMountFlags(f)
+	if err != nil {
+		return nil, err
+	}
+	req.opts = build.Options{
+		BuildArgs:     buildArgs,
+		Target:        f.target,
+		Platforms:     platforms,
+		Labels:        labels,
+		Format:        format,
+		Compression:   comp,
+		Timestamp:     ts,
+		Registry:      g.registryClient(cmd),
+		Isolation:     build.Detect(g.isolation), // detected when a step needs it
+		Secrets:       secrets,
+		SSH:           sshSockets,
+		Pull:          pull,
+		Network:       f.network,
+		Annotations:   f.parsedAnnotations,
+		RunExtras:     f.runExtras,
+		NamedContexts: f.namedContexts,
+		Squash:        f.squashMode(),
+	}
+	return req, nil
+}
+
+// parseDestinations reads where the image goes: -t and output names,
+// --push (checked against the registry flags and the policy) and
+// --sign-key.
+func (req *buildRequest) parseDestinations(cmd *cobra.Command, g *globals, f *buildFlags) error {
+	req.push = f.push || req.outs.push
+	if req.push {
+		if len(f.tags)+len(req.outs.names) == 0 {
+			return errors.New("--push needs at least one -t NAME:TAG to push to")
+		}
+		if err := g.checkRegistryFlags(cmd); err != nil {
+			return err
+		}
+	}
+	for _, t := range append(append([]string(nil), f.tags...), req.outs.names...) {
+		r, err := tagRef(t, g)
+		if err != nil {
+			return fmt.Errorf("-t %s: %w", t, err)
+		}
+		req.tags = append(req.tags, r.Name())
+	}
+	if req.push {
+		if err := g.checkPushPolicy(req.tags); err != nil {
+			return err
+		}
+	}
+	var err error
+	req.signKey, req.signMode, err = f.loadSignKey(req.push)
+	return err
+}
+
+// parseArgsAndLabels reads --build-arg (a name alone takes its value from
+// the environment, and is left out when it is not set there, as docker
+// does) and --label.
+func parseArgsAndLabels(f *buildFlags) (buildArgs, labels map[string]string, err error) {
+	buildArgs = map[string]string{}
+	for _, a := range f.buildArgs {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, nil, fmt.Errorf("--build-arg %q: missing name", a)
+		}
+		if !ok {
+			ev, set := os.LookupEnv(k)
+			if !set {
+				continue // docker ignores a name-only build arg that is not set
+			}
+			v = ev
+		}
+		buildArgs[k] = v
+	}
+	labels = map[string]string{}
+	for _, l := range f.labels {
+		k, v, _ := strings.Cut(l, "=")
+		if k == "" {
+			return nil, nil, fmt.Errorf("--label %q: missing name", l)
+		}
+		labels[k] = v
+	}
+	return buildArgs, labels, nil
+}
+
+// parseMountFlags reads --ssh and --secret.
+func parseMountFlags(f *buildFlags) (map[string]string, map[string]build.Secret, error) {
+	sshSockets := map[string]string{}
+	for _, v := range f.ssh {
+		id, sock, err := parseSSH(v)
+		if err != nil {
+			return nil, nil, err
+		}
+		sshSockets[id] = sock
+	}
+	secrets := map[string]build.Secret{}
+	for _, v := range f.secrets {
+		id, sec, err := parseSecret(v)
+		if err != nil {
+			return nil, nil, err
+		}
+		secrets[id] = sec
+	}
+	return sshSockets, secrets, nil
+}
+
+// readContext sets the build's context directory and Dockerfile: a
+// directory, a git repository (fetched) or - (stdin). cleanup removes what
+// it fetched or extracted.
+func (req *buildRequest) readContext(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags, contextArg string) (cleanup func(), err error) {
+	var cleanups []func()
+	cleanup = func() {
+		for _, c := range cleanups {
+			c()
+		}
+	}
+	var stdinUsed bool
+	contextDir := contextArg
+	var dockerfileFromStdin []byte
+	if gc, ok, err := build.ParseGitContext(contextArg); ok {
+		if err != nil {
+			return cleanup, err
+		}
+		dir, c, err := fetchGitContext(ctx, cmd, g, gc)
+		if err != nil {
+			return cleanup, err
+		}
+		cleanups = append(cleanups, c)
+		contextDir = dir
+		if f.file != "" && f.file != "-" && !filepath.IsAbs(f.file) {
+			f.file = filepath.Join(dir, f.file) // -f names a file of the repository
+		}
+	}
+	if contextArg == "-" {
+		stdinUsed = true
+		dir, df, c, err := contextFromStdin(g.stdin)
+		if err != nil {
+			return cleanup, err
+		}
+		cleanups = append(cleanups, c)
+		contextDir, dockerfileFromStdin = dir, df
+	}
+	o := &req.opts
+	o.ContextDir = contextDir
+	o.DockerfileName, o.DockerfilePath, o.Dockerfile, err = readDockerfile(f.file, contextDir, g, stdinUsed, dockerfileFromStdin)
+	return cleanup, err
+}
+
+// stepCache sets the build's step cache (none with --no-cache): the
+// store's, in front of the --cache-from and --cache-to repositories when
+// there are any (returned, for exportCache).
+func (req *buildRequest) stepCache(cmd *cobra.Command, g *globals, f *buildFlags) (*cache.Tiered, error) {
+	if f.noCache {
+		return nil, nil
+	}
+	local := cache.NewLocal(req.opts.Store)
+	req.opts.Cache = local
+	if len(f.cacheFrom)+len(f.cacheTo) == 0 {
+		return nil, nil
+	}
+	rc, logw := g.registryClient(cmd), req.opts.Progress.Notes()
+	tiered := &cache.Tiered{Local: local, Log: func(format string, args ...any) {
+		fmt.Fprintf(logw, "warning: "+format+"\n", args...)
+	}}
+	for _, s := range f.cacheFrom {
+		r, err := cache.ParseRegistry("--cache-from", s, false, rc, req.opts.Store)
+		if err != nil {
+			return nil, err
+		}
+		tiered.From = append(tiered.From, r)
+	}
+	for _, s := range f.cacheTo {
+		r, err := cache.ParseRegistry("--cache-to", s, true, rc, req.opts.Store)
+		if err != nil {
+			return nil, err
+		}
+		tiered.To = append(tiered.To, r)
+	}
+	req.opts.Cache, req.opts.CacheCopies = tiered, true
+	return tiered, nil
+}
+
+// exportCache pushes the step cache entries the build used or made to
+// every --cache-to repository.
+func exportCache(ctx context.Context, tiered *cache.Tiered, to []string, logw io.Writer) error {
+	if tiered == nil || len(tiered.To) == 0 {
+		return nil
+	}
+	n, err := tiered.Export(ctx)
+	if err != nil {
+		if tiered.Strict() {
+			return fmt.Errorf("exporting the step cache (ignore-error=true makes this a warning): %w", err)
+		}
+		fmt.Fprintf(logw, "warning: the step cache was not exported in full: %v\n", err)
+	}
+	fmt.Fprintf(logw, "Exported %d step-cache entries to %s\n", n, strings.Join(to, ", "))
+	return nil
+}
+
+// deliver gives the stored image its names and sends it everywhere the
+// flags asked: tags, --output, --iidfile, --push (and --sign-key),
+// --digestfile, --metadata-file.
+func (req *buildRequest) deliver(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags, res *build.Result, desc v1.Descriptor) error {
+	st, logw := req.opts.Store, req.opts.Progress.Notes()
+	for _, t := range req.tags {
 		if err := st.Tag(t, desc); err != nil {
 			return err
 		}
 		fmt.Fprintf(logw, "Tagged %s\n", displayRepo(t))
 	}
-	if err := exportBuilt(ctx, outs.exporters, res, tags, logw); err != nil {
+	if err := exportBuilt(ctx, req.outs.exporters, res, req.tags, logw); err != nil {
 		return err
 	}
 	if f.iidfile != "" {
@@ -365,11 +462,11 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 			return fmt.Errorf("--iidfile: %w", err)
 		}
 	}
-	if push {
-		if err := pushBuilt(ctx, cmd, g, st, desc, tags, f.quiet); err != nil {
+	if req.push {
+		if err := pushBuilt(ctx, cmd, g, st, desc, req.tags, f.quiet); err != nil {
 			return err
 		}
-		if err := g.signPushed(cmd, signKey, signMode, desc, tags); err != nil {
+		if err := g.signPushed(cmd, req.signKey, req.signMode, desc, req.tags); err != nil {
 			return err
 		}
 	}
@@ -379,23 +476,12 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		}
 	}
 	if f.metadataFile != "" {
-		if err := writeMetadata(f.metadataFile, res, desc, tags); err != nil {
+		if err := writeMetadata(f.metadataFile, res, desc, req.tags); err != nil {
 			return err
 		}
 	}
 	if f.done != nil {
-		if err := f.done(desc, tags); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(logw, "Digest: %s\n", res.Digest)
-	names := make([]string, len(tags))
-	for i, t := range tags {
-		names[i] = displayRepo(t)
-	}
-	steps.Result(res.ID.String(), res.Digest.String(), names)
-	if !outs.stdout {
-		fmt.Fprintln(g.stdout, res.ID.String())
+		return f.done(desc, req.tags)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/policy"
@@ -107,23 +106,6 @@ func (g *globals) checkPushPolicy(tags []string) error {
 		if err := p.CheckWrite(r); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// checkCachePolicy refuses a --cache-from repository the policy does not
-// let kiln read, or a --cache-to it does not let kiln write, before the
-// build starts (a failed cache read would only be a warning).
-func checkCachePolicy(flag string, repo name.Repository, pol *policy.Policy) error {
-	probe := repo.Tag("latest")
-	var err error
-	if flag == "--cache-to" {
-		err = pol.CheckWrite(probe)
-	} else {
-		_, err = pol.CheckRead(probe)
-	}
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", flag, repo, err)
 	}
 	return nil
 }

@@ -18,6 +18,10 @@
 // Layer path indexes (index.go) are kept the same way, under a key made
 // from the layer's diff ID, and travel with --cache-to/--cache-from.
 //
+// Tiered (remote.go) puts the local cache in front of registry
+// repositories; Registry (registry.go) is such a repository, parsed from
+// --cache-from and --cache-to.
+//
 // FileSums (sums.go) is the store's table of build-context file digests,
 // keyed by path and stat, so that an unchanged file is never read again;
 // kiln prune drops the digests of files gone or changed (PruneFileSums),

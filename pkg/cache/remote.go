@@ -14,8 +14,8 @@ import (
 
 // Remote is a registry repository that holds cache entries, each under the
 // tag that is its key (buildah's --cache-from/--cache-to and kaniko's
-// --cache-repo keep them the same way). pkg/registry provides one (the CLI
-// wires it); tests use an in-process registry.
+// --cache-repo keep them the same way). Registry (registry.go) is the one
+// kiln build uses, over a registry.Client; tests use an in-process registry.
 type Remote interface {
 	// Name is the repository, as recorded for blobs fetched on demand
 	// (store sources).
@@ -179,4 +179,15 @@ func (t *Tiered) Export(ctx context.Context) (int, error) {
 		}
 	}
 	return n, first
+}
+
+// Strict reports whether a failed Export must fail the build: one of To
+// asks for it (Registry.Strict: buildx's form without ignore-error=true).
+func (t *Tiered) Strict() bool {
+	for _, to := range t.To {
+		if s, ok := to.(interface{ Strict() bool }); ok && s.Strict() {
+			return true
+		}
+	}
+	return false
 }

@@ -1,4 +1,4 @@
-package cli
+package cache
 
 import (
 	"context"
@@ -12,14 +12,14 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/tonistiigi/go-csvvalue"
 
-	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
-// registryCache is a step-cache repository (--cache-from, --cache-to):
-// entries are tagged with their keys.
-type registryCache struct {
+// Registry is a step-cache repository in a registry (--cache-from,
+// --cache-to): entries are tagged with their keys. It is the Remote that
+// kiln build uses.
+type Registry struct {
 	repo name.Repository
 	rc   *registry.Client
 	st   *store.Store
@@ -27,14 +27,17 @@ type registryCache struct {
 	ignoreErr bool
 }
 
-// parseCacheRepo parses a --cache-from/--cache-to value: a repository
-// without tag or digest (buildah's and kaniko's form), or buildx's
-// comma-separated form "type=registry,ref=REPO[,mode=min|max]
-// [,ignore-error=BOOL][,image-manifest=BOOL][,oci-mediatypes=BOOL]".
-// Anything kiln cannot honour is an error, never silently read as a
-// repository name.
-func parseCacheRepo(flag, s string, rc *registry.Client, st *store.Store) (*registryCache, error) {
-	repo, ignoreErr, err := parseCacheSpec(flag, s)
+// ParseRegistry parses a --cache-from (write false) or --cache-to (write
+// true) value, flag naming it in errors: a repository without tag or
+// digest (buildah's and kaniko's form), or buildx's comma-separated form
+// "type=registry,ref=REPO[,mode=min|max][,ignore-error=BOOL]
+// [,image-manifest=BOOL][,oci-mediatypes=BOOL]". Anything kiln cannot
+// honour is an error, never silently read as a repository name, and so is
+// a repository the registry client's policy does not let kiln read (or
+// write): refused before the build starts, where a failed cache read would
+// only be a warning. Entries are pushed from st.
+func ParseRegistry(flag, s string, write bool, rc *registry.Client, st *store.Store) (*Registry, error) {
+	repo, ignoreErr, err := parseSpec(flag, s)
 	if err != nil {
 		return nil, err
 	}
@@ -45,16 +48,22 @@ func parseCacheRepo(flag, s string, rc *registry.Client, st *store.Store) (*regi
 	if hasTagOrDigest(repo) {
 		return nil, fmt.Errorf("%s %s: want a repository (the cache's tags are its keys), not a tag or digest", flag, s)
 	}
-	if err := checkCachePolicy(flag, ref.Context(), rc.Options().Policy); err != nil {
-		return nil, err
+	probe := ref.Context().Tag("latest")
+	if pol := rc.Options().Policy; write {
+		err = pol.CheckWrite(probe)
+	} else {
+		_, err = pol.CheckRead(probe)
 	}
-	return &registryCache{repo: ref.Context(), rc: rc, st: st, ignoreErr: ignoreErr}, nil
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", flag, ref.Context(), err)
+	}
+	return &Registry{repo: ref.Context(), rc: rc, st: st, ignoreErr: ignoreErr}, nil
 }
 
-// parseCacheSpec returns the repository of a cache flag's value and
+// parseSpec returns the repository of a cache flag's value and
 // whether export errors are to be ignored (buildx's ignore-error; kiln's
 // plain form has always only warned).
-func parseCacheSpec(flag, s string) (repo string, ignoreErr bool, err error) {
+func parseSpec(flag, s string) (repo string, ignoreErr bool, err error) {
 	first, _, _ := strings.Cut(s, ",")
 	if !strings.Contains(first, "=") {
 		if strings.Contains(s, ",") {
@@ -126,9 +135,9 @@ func hasTagOrDigest(s string) bool {
 	return strings.Contains(s, "@") || strings.Contains(s[strings.LastIndexByte(s, '/')+1:], ":")
 }
 
-func (r *registryCache) Name() string { return r.repo.Name() }
+func (r *Registry) Name() string { return r.repo.Name() }
 
-func (r *registryCache) Manifest(ctx context.Context, tag string) ([]byte, error) {
+func (r *Registry) Manifest(ctx context.Context, tag string) ([]byte, error) {
 	d, err := r.rc.Fetch(ctx, r.repo.Tag(tag))
 	if errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown) {
 		return nil, nil
@@ -139,22 +148,15 @@ func (r *registryCache) Manifest(ctx context.Context, tag string) ([]byte, error
 	return d.Manifest, nil
 }
 
-func (r *registryCache) Blob(ctx context.Context, h v1.Hash) (io.ReadCloser, error) {
+func (r *Registry) Blob(ctx context.Context, h v1.Hash) (io.ReadCloser, error) {
 	return r.rc.OpenBlob(ctx, r.repo.Name(), h)
 }
 
-func (r *registryCache) Push(ctx context.Context, tag string, d v1.Descriptor) error {
+func (r *Registry) Push(ctx context.Context, tag string, d v1.Descriptor) error {
 	_, err := r.rc.PushStored(ctx, r.st, d, []name.Reference{r.repo.Tag(tag)})
 	return err
 }
 
-// strictCacheTo reports whether a --cache-to destination asked (buildx's
-// form without ignore-error=true) for a failed export to fail the build.
-func strictCacheTo(t *cache.Tiered) bool {
-	for _, to := range t.To {
-		if r, ok := to.(*registryCache); ok && !r.ignoreErr {
-			return true
-		}
-	}
-	return false
-}
+// Strict reports whether a failed export to r must fail the build
+// (buildx's form without ignore-error=true); else it is a warning.
+func (r *Registry) Strict() bool { return !r.ignoreErr }
