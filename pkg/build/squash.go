@@ -63,6 +63,9 @@ func (b *builder) squash(ctx context.Context, res *stageResult) (v1.Image, error
 		if layer, err = b.squashLayers(ctx, squashed, mode == SquashNew); err != nil {
 			return nil, err
 		}
+		if d, err := layer.Digest(); err == nil {
+			b.opts.Progress.Notef("", "squashed %d layers into %s", len(squashed), shortDigest(d))
+		}
 	}
 	layers := append(res.layers[:keep:keep], layer)
 	diffID, err := layer.DiffID()
