@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/policy"
@@ -22,15 +23,64 @@ var errKeyless = errors.New("keyless signing and verification (Fulcio certificat
 // loadSignKey opens a cosign private key file with $COSIGN_PASSWORD (an
 // empty password when it is not set, as cosign's keys may have).
 func loadSignKey(flag, path string) (crypto.Signer, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	k, err := sign.ParsePrivateKey(data, []byte(os.Getenv("COSIGN_PASSWORD")))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", flag, path, err)
+	var k crypto.Signer
+	if err := readKey(flag, path, signKeyParser(&k)); err != nil {
+		return nil, err
 	}
 	return k, nil
+}
+
+// signKeyParser parses a cosign private key into *k, with
+// $COSIGN_PASSWORD.
+func signKeyParser(k *crypto.Signer) func(data []byte) error {
+	return func(data []byte) (err error) {
+		*k, err = sign.ParsePrivateKey(data, []byte(os.Getenv("COSIGN_PASSWORD")))
+		return err
+	}
+}
+
+// readKey reads the key file path that flag names and parses it; errors
+// name the flag (and the file, when it does not parse).
+func readKey(flag, path string, parse func(data []byte) error) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	if err := parse(data); err != nil {
+		return fmt.Errorf("%s %s: %w", flag, path, err)
+	}
+	return nil
+}
+
+// keyedImages is what sign and verify share: --key is required (kiln has
+// no keyless mode), the registry flags are checked, the key file is read
+// by parse, and each IMAGE is resolved to its manifest and handed to each.
+func (g *globals) keyedImages(cmd *cobra.Command, keyPath string, args []string, parse func(data []byte) error,
+	each func(rc *registry.Client, arg string, ref name.Reference, d *remote.Descriptor) error) error {
+	if keyPath == "" {
+		return errKeyless
+	}
+	if err := g.checkRegistryFlags(cmd); err != nil {
+		return err
+	}
+	if err := readKey("--key", keyPath, parse); err != nil {
+		return err
+	}
+	rc := g.registryClient(cmd)
+	for _, a := range args {
+		ref, err := rc.ParseReference(a)
+		if err != nil {
+			return err
+		}
+		d, err := rc.Fetch(cmd.Context(), ref)
+		if err != nil {
+			return err
+		}
+		if err := each(rc, a, ref, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // signDigest signs the manifest desc describes in repo and says where the
@@ -63,35 +113,14 @@ func newSignCommand(g *globals) *cobra.Command {
 			"instead (cosign's OCI 1.1 form: cosign verify --experimental-oci11 finds it).",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if keyPath == "" {
-				return errKeyless
-			}
 			mode, err := sign.ParseMode(modeFlag)
 			if err != nil {
 				return fmt.Errorf("--registry-referrers-mode %w", err)
 			}
-			if err := g.checkRegistryFlags(cmd); err != nil {
-				return err
-			}
-			key, err := loadSignKey("--key", keyPath)
-			if err != nil {
-				return err
-			}
-			rc := g.registryClient(cmd)
-			for _, a := range args {
-				ref, err := rc.ParseReference(a)
-				if err != nil {
-					return err
-				}
-				d, err := rc.Fetch(cmd.Context(), ref)
-				if err != nil {
-					return err
-				}
-				if err := g.signDigest(cmd, key, ref.Context(), d.Descriptor, mode, rc); err != nil {
-					return err
-				}
-			}
-			return nil
+			var key crypto.Signer
+			return g.keyedImages(cmd, keyPath, args, signKeyParser(&key), func(rc *registry.Client, _ string, ref name.Reference, d *remote.Descriptor) error {
+				return g.signDigest(cmd, key, ref.Context(), d.Descriptor, mode, rc)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&keyPath, "key", "", "cosign private key file (ENCRYPTED SIGSTORE PRIVATE KEY PEM; password from COSIGN_PASSWORD)")
@@ -110,31 +139,13 @@ func newVerifyCommand(g *globals) *cobra.Command {
 			"payloads as a JSON array on stdout, as cosign does; exits 1 when an image has none.",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if keyPath == "" {
-				return errKeyless
-			}
-			if err := g.checkRegistryFlags(cmd); err != nil {
+			var pub crypto.PublicKey
+			parse := func(data []byte) (err error) {
+				pub, err = sign.ParsePublicKey(data)
 				return err
 			}
-			data, err := os.ReadFile(keyPath)
-			if err != nil {
-				return fmt.Errorf("--key: %w", err)
-			}
-			pub, err := sign.ParsePublicKey(data)
-			if err != nil {
-				return fmt.Errorf("--key %s: %w", keyPath, err)
-			}
-			rc := g.registryClient(cmd)
 			var payloads []json.RawMessage
-			for _, a := range args {
-				ref, err := rc.ParseReference(a)
-				if err != nil {
-					return err
-				}
-				d, err := rc.Fetch(cmd.Context(), ref)
-				if err != nil {
-					return err
-				}
+			err := g.keyedImages(cmd, keyPath, args, parse, func(rc *registry.Client, a string, ref name.Reference, d *remote.Descriptor) error {
 				vs, err := sign.Verify(cmd.Context(), ref.Context(), d.Digest, []crypto.PublicKey{pub}, sign.IdentityMatcher(ref, repositoryIdentity), rc)
 				if err != nil {
 					return fmt.Errorf("%s: %w", a, err)
@@ -143,6 +154,10 @@ func newVerifyCommand(g *globals) *cobra.Command {
 				for _, v := range vs {
 					payloads = append(payloads, v.Payload)
 				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 			out, err := json.Marshal(payloads)
 			if err != nil {
