@@ -24,21 +24,6 @@ import (
 // from Close. Nothing read from a layer that fails is ever committed.
 // Decompression is bounded by archive.CheckExpansion.
 func (s *Store) OpenVerifiedLayer(l v1.Layer, diffID v1.Hash) (io.ReadCloser, error) {
-	return s.openVerified(l, diffID, true)
-}
-
-// OpenLayerContent opens layer l uncompressed for a reader that needs only
-// its content (a path index), checked against diffID as it streams (and
-// its compressed size against the manifest's), as OpenVerifiedLayer does.
-// A layer the store does not hold is read through l.Compressed and not
-// kept: neither written to the store nor hashed compressed, which is a
-// sixth of the cost of reading a gzip layer (the content, which is all
-// the caller uses, is verified by its diff ID alone).
-func (s *Store) OpenLayerContent(l v1.Layer, diffID v1.Hash) (io.ReadCloser, error) {
-	return s.openVerified(l, diffID, false)
-}
-
-func (s *Store) openVerified(l v1.Layer, diffID v1.Hash, keep bool) (io.ReadCloser, error) {
 	digest, err := l.Digest()
 	if err != nil {
 		return nil, err
@@ -69,18 +54,14 @@ func (s *Store) openVerified(l v1.Layer, diffID v1.Hash, keep bool) (io.ReadClos
 		if err != nil {
 			return nil, err
 		}
-		v.body = body
-		// One byte more than the manifest says, to see a longer blob.
-		v.counted = &countingReader{r: io.LimitReader(body, size+1)}
-		if keep {
-			w, err := s.NewBlobWriter()
-			if err != nil {
-				body.Close()
-				return nil, err
-			}
-			v.w = w
-			v.counted.r = io.TeeReader(v.counted.r, w)
+		w, err := s.NewBlobWriter()
+		if err != nil {
+			body.Close()
+			return nil, err
 		}
+		v.body, v.w = body, w
+		// One byte more than the manifest says, to see a longer blob.
+		v.counted = &countingReader{r: io.TeeReader(io.LimitReader(body, size+1), w)}
 	}
 	dec, err := decompress(io.NopCloser(v.counted), mt)
 	if err != nil {

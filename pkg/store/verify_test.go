@@ -51,19 +51,16 @@ func gzipTar(t *testing.T) (blob, content []byte) {
 	return gb.Bytes(), tb.Bytes()
 }
 
-// TestOpenLayerContent: a layer read for its content alone is verified
-// against its diff ID (and its size against the manifest's) and is not
-// kept; OpenVerifiedLayer keeps it, once its digest matched.
-func TestOpenLayerContent(t *testing.T) {
+// TestOpenVerifiedLayer: a layer the store does not hold is read
+// verified (content against its diff ID, size and digest against the
+// manifest's) and kept once all matched; a stored one is read from the
+// store.
+func TestOpenVerifiedLayer(t *testing.T) {
 	blob, content := gzipTar(t)
 	l := remoteLayer{blob: blob, digest: sha256Hash(blob), size: int64(len(blob))}
 	diffID := sha256Hash(content)
-	read := func(s *Store, l v1.Layer, diffID v1.Hash, keep bool) ([]byte, error) {
-		open := s.OpenLayerContent
-		if keep {
-			open = s.OpenVerifiedLayer
-		}
-		rc, err := open(l, diffID)
+	read := func(s *Store, l v1.Layer, diffID v1.Hash) ([]byte, error) {
+		rc, err := s.OpenVerifiedLayer(l, diffID)
 		if err != nil {
 			return nil, err
 		}
@@ -75,35 +72,32 @@ func TestOpenLayerContent(t *testing.T) {
 	}
 
 	s := newStore(t)
-	got, err := read(s, l, diffID, false)
-	if err != nil || !bytes.Equal(got, content) {
-		t.Fatalf("OpenLayerContent: %d bytes, %v", len(got), err)
-	}
-	if s.HasBlob(l.digest) {
-		t.Error("OpenLayerContent kept the layer in the store")
-	}
-	if _, err := read(s, l, sha256Hash([]byte("other")), false); err == nil || !strings.Contains(err.Error(), "diff ID") {
-		t.Errorf("OpenLayerContent with a wrong diff ID: %v", err)
-	}
 	short := l
 	short.size--
-	if _, err := read(s, short, diffID, false); err == nil || !strings.Contains(err.Error(), "size mismatch") {
-		t.Errorf("OpenLayerContent of a longer blob than the manifest says: %v", err)
-	}
-
-	if got, err := read(s, l, diffID, true); err != nil || !bytes.Equal(got, content) {
-		t.Fatalf("OpenVerifiedLayer: %d bytes, %v", len(got), err)
-	}
-	if !s.HasBlob(l.digest) {
-		t.Error("OpenVerifiedLayer did not keep the layer")
+	if _, err := read(s, short, diffID); err == nil || !strings.Contains(err.Error(), "size mismatch") {
+		t.Errorf("a longer blob than the manifest says: %v", err)
 	}
 	wrong := l
 	wrong.digest = sha256Hash([]byte("not the blob"))
-	if _, err := read(newStore(t), wrong, diffID, true); err == nil || !strings.Contains(err.Error(), "digest") {
-		t.Errorf("OpenVerifiedLayer with a wrong digest: %v", err)
+	if _, err := read(s, wrong, diffID); err == nil || !strings.Contains(err.Error(), "digest") {
+		t.Errorf("a wrong digest: %v", err)
+	}
+	if s.HasBlob(l.digest) || s.HasBlob(wrong.digest) {
+		t.Fatal("a blob that failed verification was kept")
+	}
+	// The blob matches its digest (and may be kept as such); the content
+	// read is still refused.
+	if _, err := read(s, l, sha256Hash([]byte("other"))); err == nil || !strings.Contains(err.Error(), "diff ID") {
+		t.Errorf("a wrong diff ID: %v", err)
+	}
+	if got, err := read(s, l, diffID); err != nil || !bytes.Equal(got, content) {
+		t.Fatalf("read: %d bytes, %v", len(got), err)
+	}
+	if !s.HasBlob(l.digest) {
+		t.Error("the verified layer is not in the store")
 	}
 	// A layer the store holds is read from it.
-	if got, err := read(s, remoteLayer{digest: l.digest, size: l.size}, diffID, false); err != nil || !bytes.Equal(got, content) {
-		t.Errorf("OpenLayerContent of a stored layer: %d bytes, %v", len(got), err)
+	if got, err := read(s, remoteLayer{digest: l.digest, size: l.size}, diffID); err != nil || !bytes.Equal(got, content) {
+		t.Errorf("a stored layer: %d bytes, %v", len(got), err)
 	}
 }
