@@ -225,14 +225,12 @@ func TestBuildContexts(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"FROM extra\n", []string{"--build-context", "extra=" + extra}, "--build-context extra is a directory: COPY --from=extra reads it"},
 		{"FROM scratch\n", []string{"--build-context", "extra"}, "want NAME=DIR"},
 		{"FROM scratch\n", []string{"--build-context", "src=https://example.com/repo.git"}, "not git or HTTP contexts"},
 		{"FROM scratch\n", []string{"--build-context", "src=" + filepath.Join(extra, "absent")}, "no such file or directory"},
 		{"FROM scratch\n", []string{"--build-context", "src=" + filepath.Join(extra, "hello.txt")}, "is not a directory"},
 		{"FROM scratch\n", []string{"--build-context", "src=oci-layout://" + extra}, "is not an OCI layout"},
 		{"FROM scratch\n", []string{"--build-context", "a=" + extra, "--build-context", "a=" + extra}, "--build-context a: given twice"},
-		{"FROM scratch AS base\nFROM base\n", []string{"--build-context", "base=" + extra}, "--build-context base is a directory: COPY --from=base reads it"},
 		{"FROM alpine\n", []string{"--build-context", "alpine=oci-layout://" + layoutDir + ":absent"}, "no image absent in the layout"},
 		{"FROM scratch\n", []string{"--build-contexts", "a=" + extra}, "unknown flag: --build-contexts"},
 	} {
@@ -297,7 +295,23 @@ func TestBuildContextReplacesStage(t *testing.T) {
 	if _, errOut, err := run(t, root, "", "build", "--target", "files", "--build-context", "base="+extra, "-o", "type=local,dest="+out, dir); err != nil {
 		t.Fatalf("base=DIR: %v\n%s", err, errOut)
 	}
-	if b, _ := os.ReadFile(filepath.Join(out, "by-name.txt")); string(b) != "from the directory\n" {
-		t.Errorf("base=DIR: COPY --from=base read %q", b)
+	for _, f := range []string{"by-name.txt", "by-index.txt"} {
+		if b, _ := os.ReadFile(filepath.Join(out, f)); string(b) != "from the directory\n" {
+			t.Errorf("base=DIR: COPY --from=base gave %s %q", f, b)
+		}
+	}
+	// FROM base: the directory is the stage's filesystem (BuildKit's
+	// empty image with the directory's files), its .dockerignore applied.
+	os.WriteFile(filepath.Join(extra, ".dockerignore"), []byte("secret.txt\n"), 0o644)
+	os.WriteFile(filepath.Join(extra, "secret.txt"), []byte("no\n"), 0o644)
+	out = t.TempDir()
+	if _, errOut, err := run(t, root, "", "build", "--target", "final", "--build-context", "base="+extra, "-o", "type=local,dest="+out, dir); err != nil {
+		t.Fatalf("FROM base, base=DIR: %v\n%s", err, errOut)
+	}
+	if b, _ := os.ReadFile(filepath.Join(out, "stage.txt")); string(b) != "from the directory\n" {
+		t.Errorf("FROM base, base=DIR: /stage.txt is %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(out, "secret.txt")); err == nil {
+		t.Error("FROM base, base=DIR: the directory's .dockerignore was not applied")
 	}
 }

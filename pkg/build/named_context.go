@@ -111,8 +111,8 @@ func (f *namedDirFS) describe() string     { return "build context " + f.name }
 func (f *namedDirFS) notFoundHint() string { return "" }
 
 // namedImage resolves ref through a --build-context: the image it names
-// instead (newRef, ok), or the image of an OCI layout (src). A directory
-// is not an image: an error.
+// instead (newRef, ok), or the image of an OCI layout or of a directory
+// (src; dir_image.go).
 func (b *builder) namedImage(ctx context.Context, ref string, platform v1.Platform) (src *imageSource, newRef string, err error) {
 	nc, ok := b.namedContext(ref)
 	switch {
@@ -121,7 +121,8 @@ func (b *builder) namedImage(ctx context.Context, ref string, platform v1.Platfo
 	case nc.Image != "":
 		return nil, nc.Image, nil
 	case nc.Dir != "":
-		return nil, "", fmt.Errorf("--build-context %s is a directory: COPY --from=%s reads it; FROM and RUN --mount from= need an image (docker-image:// or oci-layout://)", ref, ref)
+		src, err := b.dirImage(ref, nc, platform)
+		return src, "", err
 	}
 	key := "oci-layout://" + nc.Layout + "|" + nc.LayoutRef + "|" + plat.Format(platform)
 	b.mu.Lock()
