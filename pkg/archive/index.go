@@ -144,15 +144,17 @@ func IndexVerifiedTar(r io.Reader, diffID v1.Hash) (*LayerIndex, error) {
 }
 
 // Indexer indexes a layer tar that is written to it while something else
-// reads it (a tee): Write never fails, and Finish returns the index once
-// the whole tar went through, or an error when it did not (the reader
-// stopped early, a broken tar). It does not hash the layer: the reader
-// checks the diff ID (the bytes are hashed once), and the index is good
-// only when that check passed.
+// reads it (a tee): Write never fails, and Finish returns the index,
+// encoded (Encode's format), once the whole tar went through, or an error
+// when it did not (the reader stopped early, a broken tar). The entries
+// are encoded as they are read, never held: the index of a layer of
+// 100,000 files is tens of megabytes in memory, a few once encoded. It
+// does not hash the layer: the reader checks the diff ID (the bytes are
+// hashed once), and the index is good only when that check passed.
 type Indexer struct {
 	pw   *io.PipeWriter
 	done chan struct{}
-	x    *LayerIndex
+	data []byte
 	err  error
 	dead bool
 }
@@ -163,17 +165,55 @@ func NewIndexer(diffID v1.Hash) *Indexer {
 	ix := &Indexer{pw: pw, done: make(chan struct{})}
 	go func() {
 		defer close(ix.done)
-		ix.x, ix.err = IndexVerifiedTar(pr, diffID)
+		ix.data, ix.err = encodeTarIndex(pr, diffID)
 		if ix.err == nil {
 			// The rest (the tar's padding) must arrive too: a stream cut
 			// after the trailer is not the whole layer.
 			if _, err := io.Copy(io.Discard, pr); err != nil {
-				ix.x, ix.err = nil, fmt.Errorf("indexing layer %s: %w", diffID, err)
+				ix.data, ix.err = nil, fmt.Errorf("indexing layer %s: %w", diffID, err)
 			}
 		}
 		pr.CloseWithError(errIndexDone) // unblock a writer after a failure
 	}()
 	return ix
+}
+
+// encodeTarIndex reads the tar r up to its trailer and encodes its index
+// entry by entry, as Encode encodes a LayerIndex.
+func encodeTarIndex(r io.Reader, diffID v1.Hash) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriter(zw)
+	id, _ := json.Marshal(diffID.String())
+	fmt.Fprintf(bw, `{"v":%d,"diffID":%s,"entries":[`, indexVersion, id)
+	tr := tar.NewReader(r)
+	enc := json.NewEncoder(bw)
+	for n := 0; ; n++ {
+		hdr, err := nextHeader(tr)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("indexing layer %s: read tar: %w", diffID, err)
+		}
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		if err := enc.Encode(entryOf(hdr)); err != nil {
+			return nil, err
+		}
+	}
+	bw.WriteString("]}\n")
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 var errIndexDone = errors.New("indexer finished")
@@ -189,11 +229,11 @@ func (ix *Indexer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Finish ends the stream and returns the index.
-func (ix *Indexer) Finish() (*LayerIndex, error) {
+// Finish ends the stream and returns the encoded index.
+func (ix *Indexer) Finish() ([]byte, error) {
 	ix.pw.Close()
 	<-ix.done
-	return ix.x, ix.err
+	return ix.data, ix.err
 }
 
 // Abort ends the stream without an index.

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -109,9 +110,21 @@ func TestIndexerTee(t *testing.T) {
 	l := mkTar(t, dir("d"), file("d/f", strings.Repeat("x", 100000)))
 	ix := NewIndexer(diffIDOf(l))
 	io.Copy(ix, bytes.NewReader(l))
-	x, err := ix.Finish()
+	data, err := ix.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := DecodeIndex(data, diffIDOf(l))
 	if err != nil || len(x.Entries) != 2 || x.Entries[1].Name != "d/f" || x.Entries[1].Size != 100000 {
 		t.Fatalf("index %+v, %v", x, err)
+	}
+	// The same index as IndexLayer's.
+	want, err := IndexLayer(bytes.NewReader(l), diffIDOf(l))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(x, want) {
+		t.Errorf("tee index %+v\nIndexLayer's %+v", x, want)
 	}
 	ix = NewIndexer(diffIDOf(l))
 	ix.Write(l[:1000])

@@ -46,12 +46,7 @@ func TestPrunePathAnswers(t *testing.T) {
 	stored := cfg.RootFS.DiffIDs
 	gone := v1.Hash{Algorithm: "sha256", Hex: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
 	indexed := v1.Hash{Algorithm: "sha256", Hex: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"} // of no bytes
-	x := archive.NewIndexer(indexed)
-	ix, err := x.Finish()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := ix.Encode()
+	data, err := archive.NewIndexer(indexed).Finish()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -294,8 +294,10 @@ func (r *indexingReader) Close() error {
 		r.ix.Abort()
 		return err
 	}
-	if x, ierr := r.ix.Finish(); ierr == nil {
-		r.b.keepIndex(r.ctx, x, r.tag)
+	if data, ierr := r.ix.Finish(); ierr == nil {
+		if perr := r.b.indexCache().PutIndex(r.ctx, r.diffID, data); perr != nil {
+			r.b.opts.Progress.Warnf(r.tag, "keeping the layer index of %s: %v", r.diffID, perr)
+		}
 	}
 	return err
 }
