@@ -22,10 +22,11 @@ import (
 //     only;
 //   - the filesystem's available space is read (fstatfs) every tick, which
 //     costs nothing: a walk runs when the filesystem has grown by half of
-//     what the step may still write since the last walk, and otherwise at
-//     most every few seconds, spaced at 50 times the last walk's cost (a
-//     walk of 50,000 entries every 5 s or more: about 2% of one core);
-//     with no --disk-limit, no periodic walk runs at all;
+//     what the step may still write since the last walk; otherwise only a
+//     periodic walk, every 10 s or 100 times the last walk's cost, whichever
+//     is longer (at most 1% of the step's time), stands guard against
+//     growth that space freed by others on the same filesystem hid from
+//     the trigger; with no --disk-limit, no periodic walk runs at all;
 //   - a step over its limit, or writing while the filesystem is below the
 //     reserve, has its whole process tree killed; when the command exits,
 //     a last walk (if the filesystem grew by half of what the step may
@@ -44,8 +45,8 @@ import (
 
 const (
 	diskTick        = 100 * time.Millisecond
-	diskWalkMin     = 2 * time.Second
-	diskWalkCostMul = 50
+	diskWalkMin     = 10 * time.Second
+	diskWalkCostMul = 100
 )
 
 // diskWatch watches one step's writes.
