@@ -19,6 +19,10 @@ type copyFlags struct {
 	digestfile string
 	srcCreds   string
 	destCreds  string
+	// removeSignatures and attachments say what travels with the image
+	// (--remove-signatures, --attachments).
+	removeSignatures bool
+	attachments      bool
 }
 
 // localPrefix marks a copy source in the local store.
@@ -36,7 +40,13 @@ func newCopyCommand(g *globals) *cobra.Command {
 			"through, verified, never stored. A DESTINATION without a tag takes SOURCE's tag (or\n" +
 			"digest). --all-tags copies every tag of repository SOURCE to repository DESTINATION.\n" +
 			"SOURCE may be local:IMAGE for an image of the local store. docker:// prefixes are\n" +
-			"accepted. Prints \"NAME:TAG: digest: sha256:... size: N\" per destination.",
+			"accepted. Prints \"NAME:TAG: digest: sha256:... size: N\" per destination.\n\n" +
+			"What is attached to the image travels with it, as skopeo copies signatures and cosign\n" +
+			"copy attachments: cosign's sha256-<digest>.sig, .att and .sbom tags and OCI 1.1\n" +
+			"referrers (signatures, attestations, SBOMs whose subject is the image or one of its\n" +
+			"manifests), which the destination then lists through its referrers API or the\n" +
+			"sha256-<digest> referrers tag. --remove-signatures leaves signatures out;\n" +
+			"--attachments=false copies the image alone.",
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCopy(cmd.Context(), cmd, g, &f, args[0], args[1:])
@@ -48,6 +58,8 @@ func newCopyCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.digestfile, "digestfile", "", "write the digest of the copied manifest to this file")
 	fl.StringVar(&f.srcCreds, "src-creds", "", "USERNAME[:PASSWORD] for the source registry")
 	fl.StringVar(&f.destCreds, "dest-creds", "", "USERNAME[:PASSWORD] for the destination registry")
+	fl.BoolVar(&f.removeSignatures, "remove-signatures", false, "do not copy signatures (cosign's .sig tags and signature referrers), as skopeo's flag")
+	fl.BoolVar(&f.attachments, "attachments", true, "copy what is attached to the image: cosign's .sig/.att/.sbom tags and OCI 1.1 referrers")
 	return cmd
 }
 
@@ -135,7 +147,7 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 		}
 		var last v1.Hash
 		var failed int
-		err := rc.CopyAllTags(ctx, src.Context(), dsts[0].Context(), func(tc registry.TagCopy) {
+		err := rc.CopyAllTags(ctx, src.Context(), dsts[0].Context(), f.attachedOptions(), func(tc registry.TagCopy) {
 			if tc.Err != nil {
 				failed++
 				fmt.Fprintf(g.stderr, "%s: %v\n", displayRepo(tc.Dst.Name()), tc.Err)
@@ -178,10 +190,47 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 	if err != nil {
 		return err
 	}
+	if err := f.copyAttached(ctx, g, rc, src.Context(), dsts, desc.Digest); err != nil {
+		return err
+	}
 	rep.Close()
 	printPushed(g.stdout, f.quiet, dsts, desc)
 	if f.digestfile != "" {
 		return writeDigestFile(f.digestfile, desc.Digest)
+	}
+	return nil
+}
+
+// attachedOptions is what --remove-signatures and --attachments ask for.
+func (f *copyFlags) attachedOptions() *registry.AttachedOptions {
+	if !f.attachments {
+		return nil
+	}
+	return &registry.AttachedOptions{NoSignatures: f.removeSignatures}
+}
+
+// copyAttached carries what is attached to digest in src to every
+// destination repository.
+func (f *copyFlags) copyAttached(ctx context.Context, g *globals, rc *registry.Client, src name.Repository, dsts []name.Reference, digest v1.Hash) error {
+	ao := f.attachedOptions()
+	if ao == nil {
+		return nil
+	}
+	done := map[string]bool{}
+	for _, d := range dsts {
+		repo := d.Context()
+		if done[repo.Name()] {
+			continue
+		}
+		done[repo.Name()] = true
+		err := rc.CopyAttached(ctx, src, repo, digest, *ao, func(a registry.Attached) {
+			if !f.quiet {
+				fmt.Fprintf(g.stderr, "Copied %s %s to %s\n", a.Kind, displayRepo(a.Src.Name()), displayRepo(a.Dst.Name()))
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("copying what is attached to %s: %w", displayRepo(src.Digest(digest.String()).Name()), err)
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -147,8 +148,11 @@ type TagCopy struct {
 
 // CopyAllTags copies every tag of src to the same tag in dst, one tag after
 // the other (each with Copy's parallel blobs), and reports each. The error
-// joins the failed tags' errors.
-func (c *Client) CopyAllTags(ctx context.Context, src, dst name.Repository, each func(TagCopy)) error {
+// joins the failed tags' errors. With ao, each image's OCI 1.1 referrers
+// are carried too (CopyAttached; cosign's attachment tags are tags and
+// copied as such), and ao.NoSignatures leaves out cosign's .sig tags and
+// the referrers tags, whose lists the referrers copied rebuild.
+func (c *Client) CopyAllTags(ctx context.Context, src, dst name.Repository, ao *AttachedOptions, each func(TagCopy)) error {
 	if err := c.o.allowWrite([]name.Reference{dst.Tag("latest")}); err != nil {
 		return err
 	}
@@ -164,8 +168,17 @@ func (c *Client) CopyAllTags(ctx context.Context, src, dst name.Repository, each
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		attachment, _ := IsAttachmentTag(t)
+		if attachment && ao != nil && ao.NoSignatures && !strings.HasSuffix(t, ".att") && !strings.HasSuffix(t, ".sbom") {
+			continue
+		}
 		tc := TagCopy{Src: src.Tag(t), Dst: dst.Tag(t)}
 		tc.Descriptor, tc.Err = c.Copy(ctx, tc.Src, []name.Reference{tc.Dst})
+		if tc.Err == nil && ao != nil && !attachment {
+			na := *ao
+			na.NoTags = true
+			tc.Err = c.CopyAttached(ctx, src, dst, tc.Descriptor.Digest, na, nil)
+		}
 		if tc.Err != nil {
 			errs = append(errs, tc.Err)
 		}

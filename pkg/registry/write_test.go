@@ -440,7 +440,7 @@ func TestCopyAllTags(t *testing.T) {
 	}
 	o := fastOpts()
 	var seen []string
-	err := New(o).CopyAllTags(context.Background(), mustRef(t, host+"/src/app", o).Context(), mustRef(t, host+"/dst/app", o).Context(), func(tc TagCopy) {
+	err := New(o).CopyAllTags(context.Background(), mustRef(t, host+"/src/app", o).Context(), mustRef(t, host+"/dst/app", o).Context(), nil, func(tc TagCopy) {
 		if tc.Err != nil {
 			t.Errorf("%s: %v", tc.Src, tc.Err)
 		}
@@ -456,7 +456,7 @@ func TestCopyAllTags(t *testing.T) {
 	if err != nil || strings.Join(tags, ",") != "1.0,1.1,latest" || strings.Join(seen, ",") != "1.0,1.1,latest" {
 		t.Errorf("dst tags %v (%v), reported %v", tags, err, seen)
 	}
-	err = New(o).CopyAllTags(context.Background(), mustRef(t, host+"/empty/none", o).Context(), mustRef(t, host+"/x/y", o).Context(), nil)
+	err = New(o).CopyAllTags(context.Background(), mustRef(t, host+"/empty/none", o).Context(), mustRef(t, host+"/x/y", o).Context(), nil, nil)
 	if err == nil {
 		t.Error("copying the tags of a repository without tags succeeded")
 	}

@@ -35,7 +35,7 @@ const (
 // SignatureArtifactType is the config media type (so the artifact type)
 // of cosign's signatures in the OCI 1.1 referrers form (cosign sign
 // --registry-referrers-mode=oci-1-1).
-const SignatureArtifactType types.MediaType = "application/vnd.dev.cosign.artifact.sig.v1+json"
+const SignatureArtifactType types.MediaType = registry.CosignSignatureArtifactType
 
 // Mode is where signatures go: cosign's sha256-<hex>.sig tag (Legacy) or
 // an OCI 1.1 referrer of the image (Referrers).

@@ -157,3 +157,118 @@ func mustRepo(t *testing.T, s string) name.Repository {
 	testutil.Require(t, err)
 	return r
 }
+
+// TestCopyCarriesAttachments: kiln copy between two registries carries the
+// legacy .sig tag, signature referrers and attestation referrers (the
+// destination's referrers tags list them), as cosign copy does;
+// --remove-signatures leaves the signatures behind, --attachments=false
+// everything but the image, and --all-tags carries the referrers of each
+// tag.
+func TestCopyCarriesAttachments(t *testing.T) {
+	testutil.SkipIfShort(t)
+	t.Parallel()
+	reg1, reg2 := testutil.StartRegistry(t), testutil.StartRegistry(t)
+	testutil.PushImage(t, reg1+"/base/busybox:1", testutil.BusyboxImage(t))
+	dir := t.TempDir()
+	priv, pub := signKeys(t, dir, "kiln")
+	u := newKilnUser(t)
+	u.setenv("COSIGN_PASSWORD", "pw")
+	src := reg1 + "/team/app:1"
+	u.ok(t, "build", "--provenance=true", "--sign-key", priv, "--output", "type=registry,name="+src+",oci-artifact=true",
+		policyContext(t, "FROM "+reg1+"/base/busybox:1\nCOPY a.txt /\n"))
+	u.ok(t, "sign", "--key", priv, "--registry-referrers-mode=oci-1-1", src)
+	idx, err := remote.Index(mustRef(t, src))
+	testutil.Require(t, err)
+	top, err := idx.Digest()
+	testutil.Require(t, err)
+	im, err := idx.IndexManifest()
+	testutil.Require(t, err)
+	image, att := im.Manifests[0].Digest, im.Manifests[1].Digest
+	sigTag := "sha256-" + top.Hex + ".sig"
+
+	hasTag := func(repo, tag string) bool {
+		_, err := remote.Head(mustRef(t, repo+":"+tag))
+		return err == nil
+	}
+	referrers := func(repo string, d v1.Hash) map[string]string {
+		out := map[string]string{}
+		if !hasTag(repo, d.Algorithm+"-"+d.Hex) {
+			return out
+		}
+		for _, m := range referrersTag(t, repo, d).Manifests {
+			out[m.Digest.String()] = m.ArtifactType
+		}
+		return out
+	}
+	countType := func(m map[string]string, typ string) int {
+		n := 0
+		for _, v := range m {
+			if v == typ {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Everything travels by default.
+	dst := reg2 + "/prod/app"
+	r := u.ok(t, "copy", src, dst+":1")
+	if !strings.Contains(r.stderr, "Copied signature") {
+		t.Errorf("copy does not say it copied the signatures:\n%s", r)
+	}
+	if !hasTag(dst, sigTag) {
+		t.Errorf("the .sig tag did not travel")
+	}
+	if got := referrers(dst, top); countType(got, string(sign.SignatureArtifactType)) != 1 {
+		t.Errorf("the signature referrer did not travel: %v", got)
+	}
+	if got := referrers(dst, image); got[att.String()] != attest.AttestationArtifactType {
+		t.Errorf("the attestation referrer did not travel: %v", got)
+	}
+	// Signatures name the source repository: a policy for promoted images
+	// says so with exactRepository, and accepts both forms there.
+	pol := filepath.Join(dir, "policy.json")
+	testutil.Require(t, os.WriteFile(pol, []byte(`{"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": {"`+dst+`": [
+  {"type": "sigstoreSigned", "keyPath": "`+pub+`", "signedIdentity": {"type": "exactRepository", "dockerRepository": "`+reg1+`/team/app"}}]}}}`), 0o644))
+	u.ok(t, "--signature-policy", pol, "pull", dst+":1")
+	if cosign := cosignBinary(); cosign != "" {
+		for _, extra := range [][]string{nil, {"--experimental-oci11"}} {
+			args := append([]string{"verify", "--key", pub, "--insecure-ignore-tlog=true", "--allow-http-registry"}, extra...)
+			cmd := exec.Command(cosign, append(args, dst+":1")...)
+			cmd.Env = append(os.Environ(), "COSIGN_EXPERIMENTAL=1", "HOME="+dir, "SIGSTORE_NO_CACHE=1", "TUF_ROOT="+filepath.Join(dir, "tuf"))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("cosign %v at the destination: %v\n%s", extra, err, out)
+			}
+		}
+	}
+
+	// --remove-signatures: the attestation, no signature.
+	clean := reg2 + "/clean/app"
+	u.ok(t, "copy", "--remove-signatures", src, clean+":1")
+	if hasTag(clean, sigTag) || countType(referrers(clean, top), string(sign.SignatureArtifactType)) != 0 {
+		t.Errorf("--remove-signatures copied a signature: %v", referrers(clean, top))
+	}
+	if got := referrers(clean, image); got[att.String()] != attest.AttestationArtifactType {
+		t.Errorf("--remove-signatures lost the attestation referrer: %v", got)
+	}
+	r = u.fails(t, "verify", "--key", pub, clean+":1")
+	if !strings.Contains(r.stderr, "no signatures") {
+		t.Errorf("verify after --remove-signatures:\n%s", r)
+	}
+	// --attachments=false: the image alone.
+	bare := reg2 + "/bare/app"
+	u.ok(t, "copy", "--attachments=false", src, bare+":1")
+	if hasTag(bare, sigTag) || len(referrers(bare, top)) != 0 {
+		t.Errorf("--attachments=false copied attachments")
+	}
+	// --all-tags --remove-signatures: the tags, the attestation, no
+	// signature tag and no signature referrer.
+	all := reg2 + "/all/app"
+	u.ok(t, "copy", "--all-tags", "--remove-signatures", reg1+"/team/app", all)
+	if !hasTag(all, "1") || hasTag(all, sigTag) || countType(referrers(all, top), string(sign.SignatureArtifactType)) != 0 {
+		t.Errorf("--all-tags --remove-signatures: tag 1 %v, .sig %v, referrers %v", hasTag(all, "1"), hasTag(all, sigTag), referrers(all, top))
+	}
+	if got := referrers(all, image); got[att.String()] != attest.AttestationArtifactType {
+		t.Errorf("--all-tags lost the attestation referrer: %v", got)
+	}
+}
