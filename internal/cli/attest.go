@@ -91,7 +91,7 @@ func (f *buildFlags) attach(res *build.Result, in attestInputs) error {
 			}
 			pred := attest.Provenance(attest.ProvenanceOptions{Max: req.ProvenanceMax, BuilderID: "kiln-" + versionInfo().Version,
 				DockerfileName: in.dockerfileName, Dockerfile: in.dockerfile, BuildArgs: in.buildArgs, Labels: in.labels,
-				Target: f.target, Secrets: secretValues, Materials: ms, Platform: c.Platform, Started: started, Finished: finished})
+				Target: f.target, Secrets: secretValues, Materials: ms, ConfigSource: f.gitSource, Platform: c.Platform, Started: started, Finished: finished})
 			children[i].Statements = append(children[i].Statements, attest.NewStatement(attest.SLSAProvenancePredicate, pred, name, d, c.Platform))
 		}
 	}

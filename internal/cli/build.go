@@ -71,6 +71,9 @@ type buildFlags struct {
 	signKey string
 	// signMode is --sign-referrers-mode: where --sign-key's signature goes.
 	signMode string
+	// gitSource is the git context fetched (URL#ref and commit), for
+	// provenance.
+	gitSource *attest.Material
 	// attests are --attest values; attestReq what --sbom, --provenance and
 	// --attest ask for (attest.go).
 	attests   []string
@@ -165,7 +168,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		return err
 	}
 	o := req.opts
-	if err := f.attach(res, attestInputs{dockerfileName: o.DockerfileName, dockerfile: o.Dockerfile, buildArgs: o.BuildArgs, labels: o.Labels,
+	if err := f.attach(res, attestInputs{dockerfileName: frontendFilename(o.DockerfileName, o.ContextDir), dockerfile: o.Dockerfile, buildArgs: o.BuildArgs, labels: o.Labels,
 		secrets: o.Secrets, tags: req.tags, timestamp: o.Timestamp, started: started, ociArtifact: req.outs.ociArtifact}); err != nil {
 		return err
 	}
@@ -367,11 +370,12 @@ func (req *buildRequest) readContext(ctx context.Context, cmd *cobra.Command, g 
 		if err != nil {
 			return cleanup, err
 		}
-		dir, c, err := fetchGitContext(ctx, cmd, g, gc)
+		dir, c, src, err := fetchGitContext(ctx, cmd, g, gc)
 		if err != nil {
 			return cleanup, err
 		}
 		cleanups = append(cleanups, c)
+		f.gitSource = src
 		contextDir = dir
 		if f.file != "" && f.file != "-" && !filepath.IsAbs(f.file) {
 			f.file = filepath.Join(dir, f.file) // -f names a file of the repository
@@ -691,4 +695,24 @@ func parseSSH(v string) (string, string, error) {
 		return "", "", fmt.Errorf("--ssh %s: %s is not a socket: kiln forwards ssh-agent sockets (ssh-add the key to an agent and pass its socket)", id, sock)
 	}
 	return id, sock, nil
+}
+
+// frontendFilename is the Dockerfile's name as BuildKit's provenance
+// records it (its filename option): relative to the context when it is
+// inside it, else its base name; never a local absolute path.
+func frontendFilename(path, contextDir string) string {
+	if path == "" {
+		return "Dockerfile"
+	}
+	if !filepath.IsAbs(path) {
+		return filepath.ToSlash(filepath.Clean(path))
+	}
+	if contextDir != "" {
+		if ctx, err := filepath.Abs(contextDir); err == nil {
+			if r, err := filepath.Rel(ctx, path); err == nil && r != ".." && !strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+				return filepath.ToSlash(r)
+			}
+		}
+	}
+	return filepath.Base(path)
 }

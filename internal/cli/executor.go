@@ -12,11 +12,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/attest"
 	"github.com/kiln-build/kiln/pkg/build"
 )
 
 // kanikoFlags are kaniko executor's flags that kiln maps onto a build.
 type kanikoFlags struct {
+	// gitSource is the git context fetched, for provenance.
+	gitSource *attest.Material
 	context, contextSubPath, dockerfile string
 	destinations, buildArgs, labels     []string
 	noPush, noPushCache                 bool
@@ -157,6 +160,7 @@ func runExecutor(cmd *cobra.Command, g *globals, k *kanikoFlags) error {
 			f.tags = k.destinations // names inside the archive
 		}
 	}
+	f.gitSource = k.gitSource
 	return runBuild(cmd.Context(), cmd, g, f, contextDir)
 }
 
@@ -240,10 +244,11 @@ func (k *kanikoFlags) contextDir(ctx context.Context, cmd *cobra.Command, g *glo
 		if err != nil {
 			return "", cleanup, err
 		}
-		dir, done, err := fetchGitContext(ctx, cmd, g, gc)
+		dir, done, src, err := fetchGitContext(ctx, cmd, g, gc)
 		if err != nil {
 			return "", cleanup, err
 		}
+		k.gitSource = src
 		c, cleanup = dir, done
 	default:
 		return "", cleanup, fmt.Errorf("--context %s: kiln reads directories (dir://), local tar files (tar://) and git repositories (git://), not %s://", k.context, scheme)

@@ -9,28 +9,30 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/attest"
 	"github.com/kiln-build/kiln/pkg/build"
 )
 
 // fetchGitContext checks a git build context out into a temp directory
-// and returns the context directory and what removes it.
-func fetchGitContext(ctx context.Context, cmd *cobra.Command, g *globals, gc build.GitContext) (string, func(), error) {
+// and returns the context directory, what removes it and the source as
+// provenance records it (the URL and ref, the commit).
+func fetchGitContext(ctx context.Context, cmd *cobra.Command, g *globals, gc build.GitContext) (string, func(), *attest.Material, error) {
 	tmp, err := os.MkdirTemp("", "kiln-git-context-")
 	if err != nil {
-		return "", func() {}, err
+		return "", func() {}, nil, err
 	}
 	cleanup := func() { os.RemoveAll(tmp) }
 	auth, err := gitAuth(ctx, cmd, g, gc)
 	if err != nil {
 		cleanup()
-		return "", func() {}, err
+		return "", func() {}, nil, err
 	}
-	dir, err := gc.Fetch(ctx, tmp, auth)
+	dir, commit, err := gc.Fetch(ctx, tmp, auth)
 	if err != nil {
 		cleanup()
-		return "", func() {}, err
+		return "", func() {}, nil, err
 	}
-	return dir, cleanup, nil
+	return dir, cleanup, attest.GitMaterial(gc.URL, gc.Ref, commit), nil
 }
 
 // gitAuth finds the credentials for a git context's HTTP(S) host:

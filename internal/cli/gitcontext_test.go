@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -10,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
 const gitSecret = "s3cret-git-tok-91"
@@ -143,4 +147,116 @@ func TestBuildGitContext(t *testing.T) {
 			t.Errorf("%s: %v, want %q", ctx, err, want)
 		}
 	}
+}
+
+// TestProvenanceGitContext: a git context is recorded as BuildKit records
+// it: invocation.configSource's uri (URL#ref) and sha1 digest (the commit
+// built), and a material; the git token appears nowhere.
+func TestProvenanceGitContext(t *testing.T) {
+	isolateAuth(t)
+	host, _, featureCommit := gitServer(t)
+	repo := "http://" + host + "/app.git"
+	root := t.TempDir()
+	t.Setenv("GIT_AUTH_TOKEN", gitSecret)
+	dest := filepath.Join(t.TempDir(), "oci")
+	if _, errOut, err := run(t, root, "", "build", "--provenance=true", "--output", "type=oci,dest="+dest, repo+"#feature:sub"); err != nil {
+		t.Fatalf("build: %v\n%s", err, errOut)
+	}
+	var pred struct {
+		Materials []struct {
+			URI    string            `json:"uri"`
+			Digest map[string]string `json:"digest"`
+		} `json:"materials"`
+		Invocation struct {
+			ConfigSource struct {
+				URI        string            `json:"uri"`
+				Digest     map[string]string `json:"digest"`
+				EntryPoint string            `json:"entryPoint"`
+			} `json:"configSource"`
+		} `json:"invocation"`
+	}
+	raw := ociStatement(t, dest, "https://slsa.dev/provenance/v0.2")
+	if strings.Contains(raw, gitSecret) {
+		t.Errorf("the git token is in the provenance")
+	}
+	var st struct {
+		Predicate json.RawMessage `json:"predicate"`
+	}
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(st.Predicate, &pred); err != nil {
+		t.Fatal(err)
+	}
+	cs := pred.Invocation.ConfigSource
+	if cs.URI != repo+"#feature" || cs.Digest["sha1"] != featureCommit || cs.EntryPoint != "Dockerfile" {
+		t.Errorf("configSource: %+v, want %s#feature at %s", cs, repo, featureCommit)
+	}
+	found := false
+	for _, m := range pred.Materials {
+		found = found || (m.URI == repo+"#feature" && m.Digest["sha1"] == featureCommit)
+	}
+	if !found {
+		t.Errorf("materials do not name the commit: %+v", pred.Materials)
+	}
+}
+
+// ociStatement is the in-toto statement of predicateType in the OCI
+// layout dir's attestation manifest.
+func ociStatement(t *testing.T, dir, predicateType string) string {
+	t.Helper()
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil || len(im.Manifests) != 1 {
+		t.Fatalf("layout index: %v %v", im, err)
+	}
+	inner, err := idx.ImageIndex(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iim, err := inner.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range iim.Manifests {
+		if d.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
+			continue
+		}
+		img, err := inner.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range m.Layers {
+			if l.Annotations["in-toto.io/predicate-type"] != predicateType {
+				continue
+			}
+			layer, err := img.LayerByDigest(l.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc, err := layer.Compressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
+	t.Fatalf("no %s statement in %s", predicateType, dir)
+	return ""
 }

@@ -30,6 +30,11 @@ type ProvenanceOptions struct {
 	Secrets []string
 	// Materials are the images the build read.
 	Materials []Material
+	// ConfigSource, for a git context, is the repository (URL#ref) and
+	// the commit built: BuildKit's invocation.configSource uri and digest,
+	// and a material. A local context is recorded as BuildKit records it:
+	// not as a material, and as the "context" local in mode=max.
+	ConfigSource *Material
 	// Platform is the image's platform.
 	Platform *v1.Platform
 	// Started and Finished bound the build.
@@ -46,6 +51,15 @@ type Material struct {
 // buildx writes it (pkg:docker/NAME@TAG?platform=…).
 func MaterialOf(ref string, d v1.Hash, p *v1.Platform) Material {
 	return Material{URI: subjectName(ref, p), Digest: map[string]string{d.Algorithm: d.Hex}}
+}
+
+// GitMaterial is a git context as BuildKit's provenance names it: the
+// repository URL with #ref when one was asked for, and the commit (sha1).
+func GitMaterial(url, ref, commit string) *Material {
+	if ref != "" {
+		url += "#" + ref
+	}
+	return &Material{URI: url, Digest: map[string]string{"sha1": commit}}
 }
 
 // secretName matches build arguments whose names say they carry secrets;
@@ -86,6 +100,11 @@ func Provenance(o ProvenanceOptions) map[string]any {
 		env["platform"] = o.Platform.OS + "/" + o.Platform.Architecture + suffix(o.Platform.Variant)
 	}
 	mats := append([]Material{}, o.Materials...)
+	configSource := map[string]any{"entryPoint": o.DockerfileName}
+	if o.ConfigSource != nil {
+		mats = append(mats, *o.ConfigSource)
+		configSource["uri"], configSource["digest"] = o.ConfigSource.URI, o.ConfigSource.Digest
+	}
 	sort.Slice(mats, func(i, j int) bool { return mats[i].URI < mats[j].URI })
 	meta := map[string]any{
 		"buildStartedOn":  o.Started.UTC().Format(time.RFC3339Nano),
@@ -105,7 +124,7 @@ func Provenance(o ProvenanceOptions) map[string]any {
 		"buildType": "https://mobyproject.org/buildkit@v1",
 		"materials": mats,
 		"invocation": map[string]any{
-			"configSource": map[string]string{"entryPoint": o.DockerfileName},
+			"configSource": configSource,
 			"parameters":   params,
 			"environment":  env,
 		},

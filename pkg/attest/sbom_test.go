@@ -227,3 +227,20 @@ func TestSBOMDebianMatchesDpkg(t *testing.T) {
 		t.Errorf("only %d files owned by packages", len(doc.Files))
 	}
 }
+
+func TestProvenanceConfigSource(t *testing.T) {
+	t.Parallel()
+	git := GitMaterial("https://example.com/org/app.git", "refs/tags/v1", "4b220de5058abfd01ff619c9d2ff6b09a049bea0")
+	p := Provenance(ProvenanceOptions{DockerfileName: "Dockerfile", ConfigSource: git})
+	cs := p["invocation"].(map[string]any)["configSource"].(map[string]any)
+	if cs["uri"] != "https://example.com/org/app.git#refs/tags/v1" || cs["digest"].(map[string]string)["sha1"] != "4b220de5058abfd01ff619c9d2ff6b09a049bea0" || cs["entryPoint"] != "Dockerfile" {
+		t.Errorf("configSource: %v", cs)
+	}
+	if mats := p["materials"].([]Material); len(mats) != 1 || mats[0].URI != git.URI {
+		t.Errorf("materials: %v", mats)
+	}
+	local := Provenance(ProvenanceOptions{DockerfileName: "Dockerfile"})
+	if cs := local["invocation"].(map[string]any)["configSource"].(map[string]any); len(cs) != 1 {
+		t.Errorf("a local context's configSource: %v", cs)
+	}
+}

@@ -107,12 +107,13 @@ func (g GitContext) Host() string {
 }
 
 // Fetch checks the context out into dest (a new directory) and returns
-// the context directory (dest, or its Dir inside it). The repository's
-// .git is removed, as BuildKit does.
-func (g GitContext) Fetch(ctx context.Context, dest string, auth *GitAuth) (string, error) {
+// the context directory (dest, or its Dir inside it) and the commit
+// checked out (for provenance). The repository's .git is removed, as
+// BuildKit does.
+func (g GitContext) Fetch(ctx context.Context, dest string, auth *GitAuth) (dir, commit string, err error) {
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
-		return "", fmt.Errorf("git context %s: kiln needs the git program to fetch it: %v", g.URL, err)
+		return "", "", fmt.Errorf("git context %s: kiln needs the git program to fetch it: %v", g.URL, err)
 	}
 	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=true", "GIT_CONFIG_NOSYSTEM=1")
 	if auth != nil && g.Host() != "" {
@@ -135,7 +136,7 @@ func (g GitContext) Fetch(ctx context.Context, dest string, auth *GitAuth) (stri
 		return nil
 	}
 	if err := os.MkdirAll(dest, 0o700); err != nil {
-		return "", err
+		return "", "", err
 	}
 	ref := g.Ref
 	if ref == "" {
@@ -144,41 +145,48 @@ func (g GitContext) Fetch(ctx context.Context, dest string, auth *GitAuth) (stri
 	steps := [][]string{{"init", "-q"}, {"remote", "add", "origin", g.URL}}
 	for _, s := range steps {
 		if err := git(s...); err != nil {
-			return "", fmt.Errorf("git context %s: %w", g.URL, err)
+			return "", "", fmt.Errorf("git context %s: %w", g.URL, err)
 		}
 	}
 	if err := git("fetch", "-q", "--depth=1", "--no-tags", "origin", "--", ref); err != nil {
 		// A commit the server will not serve by itself: the whole history.
 		if !isCommitID(ref) || git("fetch", "-q", "--tags", "origin") != nil {
-			return "", fmt.Errorf("git context %s#%s: %w", g.URL, g.Ref, err)
+			return "", "", fmt.Errorf("git context %s#%s: %w", g.URL, g.Ref, err)
 		}
 		if err := git("checkout", "-q", ref); err != nil {
-			return "", fmt.Errorf("git context %s#%s: %w", g.URL, g.Ref, err)
+			return "", "", fmt.Errorf("git context %s#%s: %w", g.URL, g.Ref, err)
 		}
 	} else if err := git("checkout", "-q", "FETCH_HEAD"); err != nil {
-		return "", fmt.Errorf("git context %s#%s: %w", g.URL, g.Ref, err)
+		return "", "", fmt.Errorf("git context %s#%s: %w", g.URL, g.Ref, err)
 	}
 	if _, err := os.Stat(filepath.Join(dest, ".gitmodules")); err == nil {
 		if err := git("submodule", "update", "-q", "--init", "--recursive", "--depth=1"); err != nil {
-			return "", fmt.Errorf("git context %s: submodules: %w", g.URL, err)
+			return "", "", fmt.Errorf("git context %s: submodules: %w", g.URL, err)
 		}
 	}
-	if err := os.RemoveAll(filepath.Join(dest, ".git")); err != nil {
-		return "", err
+	var head bytes.Buffer
+	rev := exec.CommandContext(ctx, gitBin, "rev-parse", "HEAD")
+	rev.Dir, rev.Env, rev.Stdout = dest, env, &head
+	if err := rev.Run(); err != nil {
+		return "", "", fmt.Errorf("git context %s: the commit checked out: %v", g.URL, err)
 	}
-	dir := filepath.Join(dest, filepath.FromSlash(g.Dir))
+	commit = strings.TrimSpace(head.String())
+	if err := os.RemoveAll(filepath.Join(dest, ".git")); err != nil {
+		return "", "", err
+	}
+	dir = filepath.Join(dest, filepath.FromSlash(g.Dir))
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		return "", fmt.Errorf("git context %s: directory %s: %w", g.URL, g.Dir, err)
+		return "", "", fmt.Errorf("git context %s: directory %s: %w", g.URL, g.Dir, err)
 	}
 	root, _ := filepath.EvalSymlinks(dest)
 	if rel, err := filepath.Rel(root, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", fmt.Errorf("git context %s: directory %s leaves the repository", g.URL, g.Dir)
+		return "", "", fmt.Errorf("git context %s: directory %s leaves the repository", g.URL, g.Dir)
 	}
 	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("git context %s: %s is not a directory in the repository", g.URL, g.Dir)
+		return "", "", fmt.Errorf("git context %s: %s is not a directory in the repository", g.URL, g.Dir)
 	}
-	return real, nil
+	return real, commit, nil
 }
 
 func isCommitID(s string) bool {
