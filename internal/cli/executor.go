@@ -18,8 +18,6 @@ import (
 
 // kanikoFlags are kaniko executor's flags that kiln maps onto a build.
 type kanikoFlags struct {
-	// gitSource is the git context fetched, for provenance.
-	gitSource *attest.Material
 	context, contextSubPath, dockerfile string
 	destinations, buildArgs, labels     []string
 	noPush, noPushCache                 bool
@@ -34,6 +32,8 @@ type kanikoFlags struct {
 	reproducible                        bool
 	pushRetry                           int
 	verbosity, logFormat                string
+	// gitSource is the git context fetched, for provenance.
+	gitSource *attest.Material
 }
 
 // kanikoNoOps are kaniko flags about its own snapshotting, cleanup and
