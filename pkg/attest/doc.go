@@ -3,7 +3,8 @@
 //
 //   - SBOM reads the image's flattened files (never running anything in
 //     it) into an SPDX 2.3 JSON document: dpkg's status database (and the
-//     files each package's .list names), apk's installed database, Go
+//     files each package's .list names), apk's installed database, rpm's
+//     SQLite or Berkeley DB database (read by pkg/attest/rpmdb), Go
 //     binaries' build info (debug/buildinfo), Java jars' pom.properties,
 //     npm package.json files under node_modules and Python *.dist-info
 //     METADATA, each with its package URL, plus the base image as a

@@ -112,7 +112,7 @@ func (s *scan) owned(f found) []string {
 			return l
 		}
 		return s.dpkgList[f.name]
-	case "apk":
+	case "apk", "rpm":
 		return f.files
 	}
 	return nil
@@ -122,6 +122,9 @@ func (s *scan) owned(f found) []string {
 func (s *scan) purl(f found, distro string) string {
 	if f.purl != "" {
 		return f.purl
+	}
+	if f.kind == "rpm" {
+		return s.rpmPurl(f, distro)
 	}
 	ns := s.osID
 	if ns == "" {

@@ -20,9 +20,10 @@ import (
 
 // found is a package found in the image's files.
 type found struct {
-	kind          string // deb, apk, golang, maven, npm, pypi
+	kind          string // deb, apk, rpm, golang, maven, npm, pypi
 	name, version string
 	arch          string
+	epoch, vendor string // rpm's
 	purl          string
 	source        string   // the file it was read from
 	files         []string // files the package owns, when the database says
@@ -38,6 +39,7 @@ type scan struct {
 	sha1s    map[string]string   // regular file -> SHA-1 (for owned files)
 	osID     string
 	osVer    string
+	rpm      map[string]*rpmFiles // rpm database directory -> its files
 	errs     []string
 }
 
@@ -63,6 +65,7 @@ func scanImage(img v1.Image) (*scan, error) {
 			s.errs = append(s.errs, fmt.Sprintf("/%s: %v", p, err))
 		}
 	}
+	s.rpmPackages()
 	return s, nil
 }
 
@@ -82,6 +85,8 @@ func (s *scan) file(p string, h *tar.Header, r io.Reader) error {
 		return s.dpkgFiles(strings.TrimSuffix(base, ".list"), r)
 	case p == "lib/apk/db/installed":
 		return s.apk(p, r)
+	case isRPMDB(p):
+		return s.rpmFile(p, h.Size, r)
 	case p == "etc/os-release" || p == "usr/lib/os-release" && s.osID == "":
 		s.osRelease(r)
 	case strings.HasSuffix(base, ".jar") || strings.HasSuffix(base, ".war"):
