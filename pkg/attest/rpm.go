@@ -16,8 +16,7 @@ var rpmDirs = []string{"var/lib/rpm", "usr/lib/sysimage/rpm"}
 // rpmFiles are the database files of one rpm directory, kept until the
 // scan has seen them all (the write-ahead log may come first).
 type rpmFiles struct {
-	sqlite, wal, bdb []byte
-	ndb              bool
+	sqlite, wal, bdb, ndb []byte
 }
 
 // isRPMDB reports whether p is a file of an rpm database.
@@ -46,10 +45,6 @@ func (s *scan) rpmFile(p string, size int64, r io.Reader) error {
 		f = &rpmFiles{}
 		s.rpm[dir] = f
 	}
-	if base == "Packages.db" {
-		f.ndb = true
-		return nil
-	}
 	if size > scanLimit {
 		return fmt.Errorf("%d bytes is more than the %d read", size, scanLimit)
 	}
@@ -64,13 +59,15 @@ func (s *scan) rpmFile(p string, size int64, r io.Reader) error {
 		f.wal = b
 	case "Packages":
 		f.bdb = b
+	case "Packages.db":
+		f.ndb = b
 	}
 	return nil
 }
 
 // rpmPackages reads the rpm databases the scan kept: SQLite where there
 // is one (rpm 4.16+ leaves an old Packages behind when it converts),
-// else Berkeley DB.
+// else Berkeley DB, else ndb.
 func (s *scan) rpmPackages() {
 	for dir, f := range s.rpm {
 		var pkgs []*rpmdb.Package
@@ -82,9 +79,9 @@ func (s *scan) rpmPackages() {
 		case f.bdb != nil:
 			src = dir + "Packages"
 			pkgs, err = rpmdb.BDBPackages(f.bdb)
-		case f.ndb:
-			s.errs = append(s.errs, "/"+dir+"Packages.db: rpm's ndb database is not read")
-			continue
+		case f.ndb != nil:
+			src = dir + "Packages.db"
+			pkgs, err = rpmdb.NDBPackages(f.ndb)
 		default:
 			continue
 		}

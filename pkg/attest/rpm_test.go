@@ -65,7 +65,7 @@ func TestSBOMRPM(t *testing.T) {
 		"etc/os-release":                          []byte("ID=fedora\nVERSION_ID=39\n"),
 		"usr/lib/sysimage/rpm/rpmdb.sqlite":       db,
 		"usr/share/kiln-hello/hello.txt":          []byte("hello\n"),
-		"var/lib/rpm/Packages.db":                 []byte("not read"),
+		"var/lib/rpm/Packages.db":                 []byte("damaged: an error, not a package"),
 		"usr/lib/sysimage/rpm/rpmdb.sqlite-shm":   make([]byte, 32768),
 		"usr/lib/sysimage/rpm/rpmdb.sqlite-wal":   nil,
 		"usr/lib/sysimage/rpm/not-rpmdb.sqlite":   []byte("x"),

@@ -1,6 +1,7 @@
 package rpmdb
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -323,4 +324,65 @@ func TestBDB(t *testing.T) {
 		t.Error("a Berkeley DB file read as SQLite")
 	}
 	corrupt(t, data, func(b []byte) { _, _ = BDBPackages(b) })
+}
+
+// TestNDB: the same headers in rpm's ndb layout (Packages.db). Debian's
+// rpm is built without ndb, so the file is laid out here as rpm's
+// lib/backend/ndb/rpmpkg.c writes it: the header, one slot page (with
+// free slots), and each blob in 16-byte blocks.
+func TestNDB(t *testing.T) {
+	t.Parallel()
+	f := rpmFixture(t)
+	db, err := os.ReadFile(filepath.Join(f.dbDir, "rpmdb.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := openSQLite(db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := d.tableRoot("Packages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blobs [][]byte
+	err = d.walk(root, 0, map[uint32]bool{}, func(_ uint64, payload []byte) error {
+		cols, err := columns(payload, 2)
+		blobs = append(blobs, cols[1])
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	out := make([]byte, 4096)
+	le.PutUint32(out, ndbMagic)
+	le.PutUint32(out[8:], 7) // generation
+	le.PutUint32(out[12:], 1)
+	for i := 2; i < 256; i++ {
+		le.PutUint32(out[i*16:], ndbSlotMagic) // free unless filled below
+	}
+	for i, b := range blobs {
+		slot := out[(2+2*i)*16:] // every other slot stays free
+		off := len(out)
+		le.PutUint32(slot[4:], uint32(i+1))
+		le.PutUint32(slot[8:], uint32(off/16))
+		blob := make([]byte, 16, 16+len(b)+32)
+		le.PutUint32(blob, ndbBlobMagic)
+		le.PutUint32(blob[4:], uint32(i+1))
+		le.PutUint32(blob[12:], uint32(len(b)))
+		blob = append(blob, b...)
+		blob = append(blob, make([]byte, 16+(16-len(blob)%16)%16)...) // tail, block padding
+		le.PutUint32(slot[12:], uint32(len(blob)/16))
+		out = append(out, blob...)
+	}
+	pkgs, err := NDBPackages(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.check(t, pkgs)
+	if _, err := NDBPackages(db); err == nil {
+		t.Error("a SQLite file read as ndb")
+	}
+	corrupt(t, out, func(b []byte) { _, _ = NDBPackages(b) })
 }
