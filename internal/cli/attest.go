@@ -9,6 +9,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/attest"
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // attestInputs is what the attestations of a build are made of.
@@ -34,25 +35,9 @@ func (f *buildFlags) attach(res *build.Result, in attestInputs) error {
 	if !req.Any() {
 		return nil
 	}
-	var children []attest.Child
-	if res.Image != nil {
-		cf, err := res.Image.ConfigFile()
-		if err != nil {
-			return err
-		}
-		children = append(children, attest.Child{Image: res.Image, Platform: &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}})
-	} else {
-		im, err := res.Index.IndexManifest()
-		if err != nil {
-			return err
-		}
-		for _, d := range im.Manifests {
-			img, err := res.Index.Image(d.Digest)
-			if err != nil {
-				return err
-			}
-			children = append(children, attest.Child{Image: img, Platform: d.Platform})
-		}
+	children, annotations, err := attestChildren(res.Artifact)
+	if err != nil {
+		return err
 	}
 	name := ""
 	if len(in.tags) > 0 {
@@ -95,14 +80,6 @@ func (f *buildFlags) attach(res *build.Result, in attestInputs) error {
 			children[i].Statements = append(children[i].Statements, attest.NewStatement(attest.SLSAProvenancePredicate, pred, name, d, c.Platform))
 		}
 	}
-	var annotations map[string]string
-	if res.Index != nil {
-		im, err := res.Index.IndexManifest()
-		if err != nil {
-			return err
-		}
-		annotations = im.Annotations
-	}
 	idx, err := attest.Attach(children, annotations, in.ociArtifact)
 	if err != nil {
 		return err
@@ -111,8 +88,37 @@ func (f *buildFlags) attach(res *build.Result, in attestInputs) error {
 	if err != nil {
 		return err
 	}
-	res.Index, res.Image, res.Digest = idx, nil, d
+	res.Artifact, res.Digest = idx, d
 	return nil
+}
+
+// attestChildren lists the images of a build's result to attest, with
+// their platforms, and the annotations of its index (none for an image).
+func attestChildren(a oci.Artifact) ([]attest.Child, map[string]string, error) {
+	if img, ok := oci.AsImage(a); ok {
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, nil, err
+		}
+		return []attest.Child{{Image: img, Platform: &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}}}, nil, nil
+	}
+	idx, ok := oci.AsIndex(a)
+	if !ok {
+		return nil, nil, oci.ErrNotImageOrIndex
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	var children []attest.Child
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return nil, nil, err
+		}
+		children = append(children, attest.Child{Image: img, Platform: d.Platform})
+	}
+	return children, im.Annotations, nil
 }
 
 // secretValues are the contents of the build's secrets (files and

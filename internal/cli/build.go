@@ -172,12 +172,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 		secrets: o.Secrets, tags: req.tags, timestamp: o.Timestamp, started: started, ociArtifact: req.outs.ociArtifact}); err != nil {
 		return err
 	}
-	var desc v1.Descriptor
-	if res.Index != nil {
-		desc, err = st.WriteIndex(ctx, res.Index, store.WithSources(res.Sources))
-	} else {
-		desc, err = st.WriteImage(ctx, res.Image, store.WithSources(res.Sources))
-	}
+	desc, err := st.WriteArtifact(ctx, res.Artifact, store.WithSources(res.Sources))
 	if err != nil {
 		return fmt.Errorf("saving the image: %w", err)
 	}

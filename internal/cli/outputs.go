@@ -12,6 +12,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/export"
+	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -75,7 +76,7 @@ func resultItems(res *build.Result, tags []string) []store.Item {
 	}
 	items := make([]store.Item, 0, len(refs))
 	for _, t := range refs {
-		items = append(items, store.Item{Ref: t, Image: res.Image, Index: res.Index})
+		items = append(items, store.ItemOf(t, res.Artifact))
 	}
 	return items
 }
@@ -88,7 +89,7 @@ func writeMetadata(path string, res *build.Result, desc v1.Descriptor, tags []st
 		"containerimage.digest":     desc.Digest.String(),
 		"containerimage.descriptor": desc,
 	}
-	if res.Image != nil {
+	if !oci.IsIndex(res.Artifact) {
 		m["containerimage.config.digest"] = res.ID.String()
 	}
 	if len(tags) > 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/dockerfile"
+	"github.com/kiln-build/kiln/pkg/oci"
 	plat "github.com/kiln-build/kiln/pkg/platform"
 	"github.com/kiln-build/kiln/pkg/progress"
 	"github.com/kiln-build/kiln/pkg/registry"
@@ -142,10 +143,9 @@ type StepCache interface {
 
 // Result is what a build produced.
 type Result struct {
-	// Image is the built image for a single-platform build.
-	Image v1.Image
-	// Index is the image index of a multi-platform build.
-	Index v1.ImageIndex
+	// Artifact is the built image (a single-platform build) or image
+	// index (a multi-platform one).
+	Artifact oci.Artifact
 	// Digest is the manifest (or index) digest.
 	Digest v1.Hash
 	// ID is the image ID (config digest, as docker and podman show it; the
@@ -251,7 +251,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Result{Image: images[0], Digest: d, ID: id, Sources: b.sources, Materials: b.materials()}, nil
+		return &Result{Artifact: images[0], Digest: d, ID: id, Sources: b.sources, Materials: b.materials()}, nil
 	}
 	idx, err := newIndex(images, platforms, opts.Format)
 	if err != nil {
@@ -264,7 +264,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Result{Index: idx, Digest: d, ID: d, Sources: b.sources, Materials: b.materials()}, nil
+	return &Result{Artifact: idx, Digest: d, ID: d, Sources: b.sources, Materials: b.materials()}, nil
 }
 
 type builder struct {

@@ -210,7 +210,7 @@ func TestTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ImageTree(t, res.Image); len(got) != 1 || !strings.HasPrefix(got[0], "/a file 0644 0:0 4 ") {
+	if got := testutil.ImageTree(t, resImage(t, res)); len(got) != 1 || !strings.HasPrefix(got[0], "/a file 0644 0:0 4 ") {
 		t.Errorf("tree = %v", got)
 	}
 }
@@ -362,7 +362,7 @@ func TestReproducible(t *testing.T) {
 	if c.Digest == a.Digest {
 		t.Errorf("zstd gave the gzip digest")
 	}
-	m, _ := c.Image.Manifest()
+	m, _ := resImage(t, c).Manifest()
 	if m.Layers[1].MediaType != types.OCILayerZStd {
 		t.Errorf("zstd layer media type %s", m.Layers[1].MediaType)
 	}
@@ -393,10 +393,8 @@ func TestMultiPlatform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Index == nil {
-		t.Fatal("no index")
-	}
-	im, err := res.Index.IndexManifest()
+	idx := resIndex(t, res)
+	im, err := idx.IndexManifest()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +406,7 @@ func TestMultiPlatform(t *testing.T) {
 		if d.Platform == nil || d.Platform.Architecture != arch {
 			t.Errorf("manifest %d platform %v", i, d.Platform)
 		}
-		img, err := res.Index.Image(d.Digest)
+		img, err := idx.Image(d.Digest)
 		if err != nil {
 			t.Fatal(err)
 		}

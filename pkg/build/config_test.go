@@ -263,7 +263,7 @@ func TestUnknownNameInPasswdIsRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tree := strings.Join(testutil.ImageTree(t, res.Image), "\n")
+	tree := strings.Join(testutil.ImageTree(t, resImage(t, res)), "\n")
 	for _, want := range []string{"/x file 0644 0:0 ", "/y file 0644 1234:1234 "} {
 		if !strings.Contains(tree, want) {
 			t.Errorf("tree lacks %q:\n%s", want, tree)

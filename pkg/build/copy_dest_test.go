@@ -201,7 +201,7 @@ func TestCopyFromScratchAndStages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tree := testutil.ImageTree(t, res.Image)
+			tree := testutil.ImageTree(t, resImage(t, res))
 			for _, w := range c.want {
 				if !hasLine(tree, w) {
 					t.Errorf("no %q in\n%s", w, strings.Join(tree, "\n"))

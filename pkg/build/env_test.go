@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -121,10 +122,27 @@ func (e *env) mustBuild(t *testing.T, dockerfile string, files map[string]file, 
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	if res.Image == nil {
+	return resImage(t, res)
+}
+
+// resImage is the image a single-platform build gave.
+func resImage(t *testing.T, res *build.Result) v1.Image {
+	t.Helper()
+	img, ok := oci.AsImage(res.Artifact)
+	if !ok {
 		t.Fatal("build gave no image")
 	}
-	return res.Image
+	return img
+}
+
+// resIndex is the index a multi-platform build gave.
+func resIndex(t *testing.T, res *build.Result) v1.ImageIndex {
+	t.Helper()
+	idx, ok := oci.AsIndex(res.Artifact)
+	if !ok {
+		t.Fatal("no index")
+	}
+	return idx
 }
 
 // newLayers lists the entries of the layers above the first skip layers,

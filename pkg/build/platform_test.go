@@ -92,12 +92,13 @@ COPY --from=tools /bin/busybox /tools/busybox
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := res.Index.IndexManifest()
+	idx := resIndex(t, res)
+	im, err := idx.IndexManifest()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, arch := range []string{"amd64", "arm64"} {
-		img, err := res.Index.Image(im.Manifests[i].Digest)
+		img, err := idx.Image(im.Manifests[i].Digest)
 		if err != nil {
 			t.Fatal(err)
 		}
