@@ -5,9 +5,9 @@ import (
 	"io"
 	"os"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -47,12 +47,7 @@ func newLoadCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("%s holds no image", input)
 			}
 			for _, it := range items {
-				var d v1.Descriptor
-				if it.Index != nil {
-					d, err = st.WriteIndex(cmd.Context(), it.Index)
-				} else {
-					d, err = st.WriteImage(cmd.Context(), it.Image)
-				}
+				d, err := st.WriteArtifact(cmd.Context(), it.Artifact)
 				if err != nil {
 					return fmt.Errorf("loading %s: %w", input, err)
 				}
@@ -69,8 +64,8 @@ func newLoadCommand(g *globals) *cobra.Command {
 					}
 				}
 				id := d.Digest
-				if it.Image != nil {
-					if c, err := it.Image.ConfigName(); err == nil {
+				if img, ok := oci.AsImage(it.Artifact); ok {
+					if c, err := img.ConfigName(); err == nil {
 						id = c
 					}
 				}

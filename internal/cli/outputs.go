@@ -76,7 +76,7 @@ func resultItems(res *build.Result, tags []string) []store.Item {
 	}
 	items := make([]store.Item, 0, len(refs))
 	for _, t := range refs {
-		items = append(items, store.ItemOf(t, res.Artifact))
+		items = append(items, store.Item{Ref: t, Artifact: res.Artifact})
 	}
 	return items
 }

@@ -41,15 +41,11 @@ func newSaveCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				it := store.Item{Ref: ref}
-				if isIndex(d.MediaType) {
-					if it.Index, err = st.Index(d.Digest); err != nil {
-						return err
-					}
-				} else if it.Image, err = st.Image(d.Digest); err != nil {
+				a, err := st.Artifact(d)
+				if err != nil {
 					return err
 				}
-				items = append(items, it)
+				items = append(items, store.Item{Ref: ref, Artifact: a})
 			}
 			return e.Export(cmd.Context(), items)
 		},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -62,7 +63,7 @@ type Docker struct {
 // Export implements Exporter.
 func (d Docker) Export(_ context.Context, items []store.Item) error {
 	for _, it := range items {
-		if it.Index != nil {
+		if oci.IsIndex(it.Artifact) {
 			return fmt.Errorf("%s: a docker archive holds one platform per image; build with one --platform or use type=oci", d)
 		}
 	}

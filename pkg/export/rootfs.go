@@ -12,6 +12,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -113,16 +114,20 @@ func rootfsImages(items []store.Item) ([]prefixedImage, error) {
 		return nil, fmt.Errorf("nothing to export")
 	}
 	it := items[0]
-	if it.Image != nil {
-		return []prefixedImage{{img: it.Image}}, nil
+	if img, ok := oci.AsImage(it.Artifact); ok {
+		return []prefixedImage{{img: img}}, nil
 	}
-	im, err := it.Index.IndexManifest()
+	idx, ok := oci.AsIndex(it.Artifact)
+	if !ok {
+		return nil, oci.ErrNotImageOrIndex
+	}
+	im, err := idx.IndexManifest()
 	if err != nil {
 		return nil, err
 	}
 	var out []prefixedImage
 	for _, d := range im.Manifests {
-		img, err := it.Index.Image(d.Digest)
+		img, err := idx.Image(d.Digest)
 		if err != nil {
 			return nil, fmt.Errorf("index entry %s: %w", d.Digest, err)
 		}

@@ -297,13 +297,13 @@ func readOCI(afs archiveFS) ([]Item, error) {
 			if err != nil {
 				return nil, fmt.Errorf("ref %q: %w", ref, err)
 			}
-			items = append(items, Item{Ref: ref, Index: idx})
+			items = append(items, Item{Ref: ref, Artifact: idx})
 		case d.MediaType.IsImage():
 			img, err := loadImage(src, d.Digest, d.MediaType)
 			if err != nil {
 				return nil, fmt.Errorf("ref %q: %w", ref, err)
 			}
-			items = append(items, Item{Ref: ref, Image: img})
+			items = append(items, Item{Ref: ref, Artifact: img})
 		default:
 			return nil, fmt.Errorf("ref %q: manifest %s has media type %q, which kiln cannot load", ref, d.Digest, d.MediaType)
 		}
@@ -337,10 +337,10 @@ func readDocker(afs archiveFS) ([]Item, error) {
 			return nil, fmt.Errorf("manifest.json entry %d (%v): %w", n, e.RepoTags, err)
 		}
 		if len(e.RepoTags) == 0 {
-			items = append(items, Item{Image: img})
+			items = append(items, Item{Artifact: img})
 		}
 		for _, t := range e.RepoTags {
-			items = append(items, Item{Ref: t, Image: img})
+			items = append(items, Item{Ref: t, Artifact: img})
 		}
 	}
 	return items, nil

@@ -19,13 +19,6 @@ func (s *Store) Artifact(d v1.Descriptor) (oci.Artifact, error) {
 	return s.Image(d.Digest)
 }
 
-// ItemOf is the Item of a under ref.
-func ItemOf(ref string, a oci.Artifact) Item {
-	img, _ := oci.AsImage(a)
-	idx, _ := oci.AsIndex(a)
-	return Item{Ref: ref, Image: img, Index: idx}
-}
-
 // WriteArtifact stores a (WriteImage or WriteIndex).
 func (s *Store) WriteArtifact(ctx context.Context, a oci.Artifact, opts ...WriteOption) (v1.Descriptor, error) {
 	if img, ok := oci.AsImage(a); ok {

@@ -15,23 +15,24 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // Item is one image or index to export or that was read from an archive.
-// Exactly one of Image and Index is set. Ref may be empty.
+// Ref may be empty.
 type Item struct {
-	Ref   string
-	Image v1.Image
-	Index v1.ImageIndex
+	Ref      string
+	Artifact oci.Artifact
 }
 
-// checkItems validates items: one of Image/Index each, refs well formed and
-// not repeated.
+// checkItems validates items: an image or an index each, refs well formed
+// and not repeated.
 func checkItems(items []Item) error {
 	refs := map[string]bool{}
 	for n, it := range items {
-		if (it.Image == nil) == (it.Index == nil) {
-			return fmt.Errorf("item %d (ref %q): exactly one of Image and Index must be set", n, it.Ref)
+		if err := oci.Check(it.Artifact); err != nil {
+			return fmt.Errorf("item %d (ref %q): %w", n, it.Ref, err)
 		}
 		if it.Ref == "" {
 			continue
@@ -65,12 +66,7 @@ func WriteOCILayout(dir string, items []Item) error {
 	ctx := context.Background()
 	var updates []refUpdate
 	for _, it := range items {
-		var d v1.Descriptor
-		if it.Image != nil {
-			d, err = l.WriteImage(ctx, it.Image)
-		} else {
-			d, err = l.WriteIndex(ctx, it.Index)
-		}
+		d, err := l.WriteArtifact(ctx, it.Artifact)
 		if err != nil {
 			return fmt.Errorf("writing OCI layout %s: ref %q: %w", dir, it.Ref, err)
 		}
@@ -255,10 +251,11 @@ func WriteOCIArchive(w io.Writer, items []Item) error {
 			d   v1.Descriptor
 			err error
 		)
-		if it.Image != nil {
-			d, err = p.addOCIImage(it.Image)
+		if img, ok := oci.AsImage(it.Artifact); ok {
+			d, err = p.addOCIImage(img)
 		} else {
-			d, err = p.addOCIIndex(it.Index)
+			idx, _ := oci.AsIndex(it.Artifact)
+			d, err = p.addOCIIndex(idx)
 		}
 		if err != nil {
 			return fmt.Errorf("writing OCI archive: ref %q: %w", it.Ref, err)
@@ -340,10 +337,11 @@ func WriteDockerArchive(w io.Writer, items []Item) error {
 		repos   = map[string]map[string]string{}
 	)
 	for _, it := range items {
-		if it.Index != nil {
+		img, ok := oci.AsImage(it.Artifact)
+		if !ok {
 			return fmt.Errorf("writing docker archive: ref %q is an image index; a docker archive holds single images, choose a platform", it.Ref)
 		}
-		parts, err := imagePartsOf(it.Image)
+		parts, err := imagePartsOf(img)
 		if err != nil {
 			return fmt.Errorf("writing docker archive: ref %q: %w", it.Ref, err)
 		}
@@ -353,7 +351,7 @@ func WriteDockerArchive(w io.Writer, items []Item) error {
 			p.addData(e.Config, parts.m.Config.Digest, parts.rawCfg)
 			for _, l := range parts.m.Layers {
 				fn := l.Digest.Hex + layerFileExt(l.MediaType)
-				p.addLazy(fn, l, layerOpener(it.Image, l.Digest))
+				p.addLazy(fn, l, layerOpener(img, l.Digest))
 				e.Layers = append(e.Layers, fn)
 			}
 			if e.Layers == nil {

@@ -24,9 +24,44 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // sameImage checks that got has img's manifest bytes, config and layers.
+// manifestOnly has a manifest but is neither an image nor an index.
+type manifestOnly struct{}
+
+func (manifestOnly) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+func (manifestOnly) Digest() (v1.Hash, error)            { return v1.Hash{}, nil }
+func (manifestOnly) Size() (int64, error)                { return 0, nil }
+func (manifestOnly) RawManifest() ([]byte, error)        { return nil, nil }
+
+func isImage(it Item) bool {
+	_, ok := oci.AsImage(it.Artifact)
+	return ok
+}
+
+// itemImage is the image it holds.
+func itemImage(t *testing.T, it Item) v1.Image {
+	t.Helper()
+	img, ok := oci.AsImage(it.Artifact)
+	if !ok {
+		t.Fatalf("item %q is not an image", it.Ref)
+	}
+	return img
+}
+
+// itemIndex is the index it holds.
+func itemIndex(t *testing.T, it Item) v1.ImageIndex {
+	t.Helper()
+	idx, ok := oci.AsIndex(it.Artifact)
+	if !ok {
+		t.Fatalf("item %q is not an index", it.Ref)
+	}
+	return idx
+}
+
 func sameImage(t *testing.T, got, img v1.Image) {
 	t.Helper()
 	wantRaw, _ := img.RawManifest()
@@ -81,7 +116,7 @@ func TestWriteOCILayout(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	a, b := randomImage(t, 2), randomOCIImage(t, 1)
 	idx, _ := random.Index(64, 1, 2)
-	items := []Item{{Ref: "localhost/app:1.0", Image: a}, {Ref: "localhost/multi:1", Index: idx}, {Image: b}}
+	items := []Item{{Ref: "localhost/app:1.0", Artifact: a}, {Ref: "localhost/multi:1", Artifact: idx}, {Artifact: b}}
 	if err := WriteOCILayout(dir, items); err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +158,9 @@ func TestWriteOCILayout(t *testing.T) {
 	if len(got) != 3 || got[0].Ref != "localhost/app:1.0" || got[1].Ref != "localhost/multi:1" || got[2].Ref != "" {
 		t.Fatalf("read back %+v", got)
 	}
-	sameImage(t, got[0].Image, a)
-	sameImage(t, got[2].Image, b)
-	if mustDigest(t, got[1].Index) != mustDigest(t, idx) {
+	sameImage(t, itemImage(t, got[0]), a)
+	sameImage(t, itemImage(t, got[2]), b)
+	if mustDigest(t, itemIndex(t, got[1])) != mustDigest(t, idx) {
 		t.Fatal("index digest differs")
 	}
 
@@ -136,13 +171,13 @@ func TestWriteOCILayout(t *testing.T) {
 		t.Fatalf("test setup: no docker media type in %s", raw)
 	}
 	os.WriteFile(filepath.Join(dir, "index.json"), []byte(noMT), 0o644)
-	if got, err = ReadArchive(dir); err != nil || got[0].Image == nil {
+	if got, err = ReadArchive(dir); err != nil || !isImage(got[0]) {
 		t.Fatalf("reading an entry without media type: %+v, %v", got, err)
 	}
 	os.WriteFile(filepath.Join(dir, "index.json"), raw, 0o644)
 
 	// Adding to it: move the ref, add nothing twice.
-	if err := WriteOCILayout(dir, []Item{{Ref: "localhost/app:1.0", Image: b}, {Image: b}}); err != nil {
+	if err := WriteOCILayout(dir, []Item{{Ref: "localhost/app:1.0", Artifact: b}, {Artifact: b}}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = ReadArchive(dir)
@@ -152,7 +187,7 @@ func TestWriteOCILayout(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("after adding: %d items", len(got))
 	}
-	if got[0].Ref != "localhost/app:1.0" || mustDigest(t, got[0].Image) != mustDigest(t, b) {
+	if got[0].Ref != "localhost/app:1.0" || mustDigest(t, itemImage(t, got[0])) != mustDigest(t, b) {
 		t.Fatalf("ref not moved: %+v", got[0])
 	}
 
@@ -167,12 +202,11 @@ func TestWriteOCILayout(t *testing.T) {
 
 func TestWriteOCILayoutErrors(t *testing.T) {
 	img := randomImage(t, 0)
-	idx, _ := random.Index(1, 1, 1)
 	for _, items := range [][]Item{
 		{{Ref: "localhost/x:1"}},
-		{{Ref: "localhost/x:1", Image: img, Index: idx}},
-		{{Ref: "localhost/x:1", Image: img}, {Ref: "localhost/x:1", Image: img}},
-		{{Ref: "bad ref", Image: img}},
+		{{Ref: "localhost/x:1", Artifact: manifestOnly{}}},
+		{{Ref: "localhost/x:1", Artifact: img}, {Ref: "localhost/x:1", Artifact: img}},
+		{{Ref: "bad ref", Artifact: img}},
 	} {
 		if err := WriteOCILayout(t.TempDir(), items); err == nil {
 			t.Errorf("WriteOCILayout(%+v) succeeded", items)
@@ -217,7 +251,7 @@ func writeFile(t *testing.T, data []byte) string {
 func TestWriteOCIArchive(t *testing.T) {
 	a := randomOCIImage(t, 3)
 	idx, _ := random.Index(64, 1, 2)
-	items := []Item{{Ref: "localhost/app:1.0", Image: a}, {Ref: "localhost/multi:1", Index: idx}}
+	items := []Item{{Ref: "localhost/app:1.0", Artifact: a}, {Ref: "localhost/multi:1", Artifact: idx}}
 	var one, two bytes.Buffer
 	if err := WriteOCIArchive(&one, items); err != nil {
 		t.Fatal(err)
@@ -237,22 +271,22 @@ func TestWriteOCIArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Ref != "localhost/app:1.0" || got[1].Index == nil {
+	if len(got) != 2 || got[0].Ref != "localhost/app:1.0" || !oci.IsIndex(got[1].Artifact) {
 		t.Fatalf("read back %+v", got)
 	}
-	sameImage(t, got[0].Image, a)
-	if err := validate.Index(got[1].Index); err != nil {
+	sameImage(t, itemImage(t, got[0]), a)
+	if err := validate.Index(itemIndex(t, got[1])); err != nil {
 		t.Fatal(err)
 	}
 	// Loading into a store: a lazily read archive image stores cleanly.
 	s := newStore(t)
-	d, err := s.WriteImage(context.Background(), got[0].Image)
+	d, err := s.WriteImage(context.Background(), itemImage(t, got[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	stored, _ := s.Image(d.Digest)
 	sameImage(t, stored, a)
-	if _, err := s.WriteIndex(context.Background(), got[1].Index); err != nil {
+	if _, err := s.WriteIndex(context.Background(), itemIndex(t, got[1])); err != nil {
 		t.Fatal(err)
 	}
 
@@ -265,7 +299,7 @@ func TestWriteOCIArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameImage(t, got[0].Image, a)
+	sameImage(t, itemImage(t, got[0]), a)
 
 	if _, err := exec.LookPath("skopeo"); err == nil {
 		var out skopeoInspect
@@ -274,7 +308,7 @@ func TestWriteOCIArchive(t *testing.T) {
 			t.Fatalf("skopeo sees digest %s, want %s", out.Digest, mustDigest(t, a))
 		}
 		var single bytes.Buffer
-		if err := WriteOCIArchive(&single, []Item{{Image: a}}); err != nil {
+		if err := WriteOCIArchive(&single, []Item{{Artifact: a}}); err != nil {
 			t.Fatal(err)
 		}
 		json.Unmarshal(skopeo(t, "inspect", "oci-archive:"+writeFile(t, single.Bytes())), &out)
@@ -287,9 +321,9 @@ func TestWriteOCIArchive(t *testing.T) {
 func TestWriteDockerArchive(t *testing.T) {
 	a, b := randomImage(t, 2), randomImage(t, 1)
 	items := []Item{
-		{Ref: "localhost/app:1.0", Image: a},
-		{Ref: "registry.example.com/team/app:build_1", Image: b},
-		{Ref: "localhost/app", Image: a},
+		{Ref: "localhost/app:1.0", Artifact: a},
+		{Ref: "registry.example.com/team/app:build_1", Artifact: b},
+		{Ref: "localhost/app", Artifact: a},
 	}
 	var one, two bytes.Buffer
 	if err := WriteDockerArchive(&one, items); err != nil {
@@ -357,15 +391,15 @@ func TestWriteDockerArchive(t *testing.T) {
 		if strings.HasPrefix(it.Ref, "registry") {
 			want = b
 		}
-		if err := validate.Image(it.Image); err != nil {
+		if err := validate.Image(itemImage(t, it)); err != nil {
 			t.Fatalf("%s: %v", it.Ref, err)
 		}
 		wc, _ := want.ConfigName()
-		gc, _ := it.Image.ConfigName()
+		gc, _ := itemImage(t, it).ConfigName()
 		if wc != gc {
 			t.Fatalf("%s: config %s, want %s", it.Ref, gc, wc)
 		}
-		d, err := s.WriteImage(context.Background(), it.Image)
+		d, err := s.WriteImage(context.Background(), itemImage(t, it))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -389,7 +423,7 @@ func TestWriteDockerArchive(t *testing.T) {
 		// One image with two tags is one manifest.json entry, so skopeo
 		// needs no ref to pick it.
 		var single bytes.Buffer
-		if err := WriteDockerArchive(&single, []Item{{Ref: "localhost/one:1", Image: b}, {Ref: "localhost/one:2", Image: b}}); err != nil {
+		if err := WriteDockerArchive(&single, []Item{{Ref: "localhost/one:1", Artifact: b}, {Ref: "localhost/one:2", Artifact: b}}); err != nil {
 			t.Fatal(err)
 		}
 		sp := writeFile(t, single.Bytes())
@@ -412,11 +446,11 @@ func TestWriteDockerArchive(t *testing.T) {
 		if len(copied) != 1 || copied[0].Ref != "copied" {
 			t.Fatalf("skopeo's layout: %+v", copied)
 		}
-		if err := validate.Image(copied[0].Image); err != nil {
+		if err := validate.Image(itemImage(t, copied[0])); err != nil {
 			t.Fatal(err)
 		}
 		wantCfg, _ := b.ConfigFile()
-		gotCfg, _ := copied[0].Image.ConfigFile()
+		gotCfg, _ := itemImage(t, copied[0]).ConfigFile()
 		if len(gotCfg.RootFS.DiffIDs) != 1 || gotCfg.RootFS.DiffIDs[0] != wantCfg.RootFS.DiffIDs[0] {
 			t.Fatalf("skopeo copy changed the diff IDs: %v", gotCfg.RootFS.DiffIDs)
 		}
@@ -440,13 +474,13 @@ func readTarFile(t *testing.T, data []byte, name string) []byte {
 
 func TestWriteDockerArchiveRejects(t *testing.T) {
 	idx, _ := random.Index(64, 1, 2)
-	err := WriteDockerArchive(io.Discard, []Item{{Ref: "localhost/multi:1", Index: idx}})
+	err := WriteDockerArchive(io.Discard, []Item{{Ref: "localhost/multi:1", Artifact: idx}})
 	if err == nil || !strings.Contains(err.Error(), "localhost/multi:1") {
 		t.Fatalf("index item: %v", err)
 	}
 	img := randomImage(t, 1)
 	ref := "localhost/app@" + mustDigest(t, img).String()
-	err = WriteDockerArchive(io.Discard, []Item{{Ref: ref, Image: img}})
+	err = WriteDockerArchive(io.Discard, []Item{{Ref: ref, Artifact: img}})
 	if err == nil || !strings.Contains(err.Error(), ref) {
 		t.Fatalf("digest ref: %v", err)
 	}
@@ -495,7 +529,7 @@ func TestReadClassicDockerSave(t *testing.T) {
 	if len(items) != 1 || items[0].Ref != "busybox:latest" {
 		t.Fatalf("items %+v", items)
 	}
-	got := items[0].Image
+	got := itemImage(t, items[0])
 	checkLayers(t, got)
 	m, _ := got.Manifest()
 	if len(m.Layers) != 2 || m.Layers[0].Digest != diffID || m.Layers[0].MediaType != "application/vnd.oci.image.layer.v1.tar" {
@@ -640,7 +674,7 @@ func imageWithLayers(t *testing.T, mts ...types.MediaType) (v1.Image, [][]byte) 
 func TestDockerArchiveCompressions(t *testing.T) {
 	img, tars := imageWithLayers(t, types.OCILayerZStd, types.OCIUncompressedLayer, types.OCILayer)
 	var buf bytes.Buffer
-	if err := WriteDockerArchive(&buf, []Item{{Ref: "localhost/mixed:1", Image: img}}); err != nil {
+	if err := WriteDockerArchive(&buf, []Item{{Ref: "localhost/mixed:1", Artifact: img}}); err != nil {
 		t.Fatal(err)
 	}
 	names := tarNames(t, buf.Bytes())
@@ -662,7 +696,7 @@ func TestDockerArchiveCompressions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := items[0].Image
+	got := itemImage(t, items[0])
 	checkLayers(t, got)
 	m, _ := got.Manifest()
 	wantMT := []types.MediaType{types.OCILayerZStd, types.OCIUncompressedLayer, types.OCILayer}
@@ -731,17 +765,17 @@ func TestNestedIndex(t *testing.T) {
 		t.Fatal("ImageIndex of an image child succeeded")
 	}
 	var buf bytes.Buffer
-	if err := WriteOCIArchive(&buf, []Item{{Ref: "localhost/nested:1", Index: got}}); err != nil {
+	if err := WriteOCIArchive(&buf, []Item{{Ref: "localhost/nested:1", Artifact: got}}); err != nil {
 		t.Fatal(err)
 	}
 	items, err := ReadArchive(writeFile(t, buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validate.Index(items[0].Index); err != nil {
+	if err := validate.Index(itemIndex(t, items[0])); err != nil {
 		t.Fatal(err)
 	}
-	if mustDigest(t, items[0].Index) != d.Digest {
+	if mustDigest(t, itemIndex(t, items[0])) != d.Digest {
 		t.Fatal("archive index digest differs")
 	}
 }

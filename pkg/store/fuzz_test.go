@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // fuzzSeedArchives are a docker archive, an OCI archive and a gzipped
@@ -25,7 +27,7 @@ func fuzzSeedArchives(f *testing.F) [][]byte {
 	var out [][]byte
 	for _, write := range []func(io.Writer, []Item) error{WriteDockerArchive, WriteOCIArchive} {
 		var buf bytes.Buffer
-		if err := write(&buf, []Item{{Ref: "localhost/app:1", Image: img}}); err != nil {
+		if err := write(&buf, []Item{{Ref: "localhost/app:1", Artifact: img}}); err != nil {
 			f.Fatal(err)
 		}
 		out = append(out, buf.Bytes())
@@ -57,13 +59,13 @@ func FuzzReadArchive(f *testing.F) {
 			return
 		}
 		for _, it := range items {
-			if it.Image != nil {
-				readImage(it.Image)
+			if img, ok := oci.AsImage(it.Artifact); ok {
+				readImage(img)
 			}
-			if it.Index != nil {
-				if im, err := it.Index.IndexManifest(); err == nil {
+			if idx, ok := oci.AsIndex(it.Artifact); ok {
+				if im, err := idx.IndexManifest(); err == nil {
 					for _, d := range im.Manifests {
-						if img, err := it.Index.Image(d.Digest); err == nil {
+						if img, err := idx.Image(d.Digest); err == nil {
 							readImage(img)
 						}
 					}
