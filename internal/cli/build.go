@@ -40,6 +40,7 @@ type buildFlags struct {
 	iidfile     string
 	quiet       bool
 	noCache     bool
+	cacheTTL    time.Duration
 	cacheFrom   []string
 	cacheTo     []string
 	secrets     []string
@@ -102,6 +103,7 @@ func newBuildCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.iidfile, "iidfile", "", "write the image ID to this file")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID")
 	fl.BoolVar(&f.noCache, "no-cache", false, "run every RUN step, neither using nor filling the step cache")
+	fl.DurationVar(&f.cacheTTL, "cache-ttl", 0, "use only cached RUN results made less than this long ago (buildah's; e.g. 24h; 0: any age)")
 	fl.StringArrayVar(&f.cacheFrom, "cache-from", nil, "also look RUN steps up in this registry repository's step cache (repeatable)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "id=ID,src=FILE or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable)")
 	fl.StringArrayVar(&f.ssh, "ssh", nil, "default|ID[=SOCKET]: an ssh-agent socket for RUN --mount=type=ssh (default: $SSH_AUTH_SOCK; repeatable)")
@@ -399,6 +401,7 @@ func (req *buildRequest) stepCache(cmd *cobra.Command, g *globals, f *buildFlags
 		return nil, nil
 	}
 	local := cache.NewLocal(req.opts.Store)
+	local.TTL = f.cacheTTL
 	req.opts.Cache = local
 	if len(f.cacheFrom)+len(f.cacheTo) == 0 {
 		return nil, nil

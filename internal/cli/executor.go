@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -26,6 +27,7 @@ type kanikoFlags struct {
 	target, platform, compression       string
 	cache                               bool
 	cacheRepo                           string
+	cacheTTL                            time.Duration
 	insecure, insecurePull              bool
 	skipTLS, skipTLSPull                bool
 	insecureRegs, skipTLSRegs, mirrors  []string
@@ -42,7 +44,7 @@ type kanikoFlags struct {
 var kanikoNoOps = map[string]string{
 	"snapshot-mode": "string", "single-snapshot": "bool", "use-new-run": "bool", "cleanup": "bool",
 	"ignore-path": "array", "ignore-var-run": "bool", "kaniko-dir": "string", "force": "bool",
-	"skip-unused-stages": "bool", "cache-dir": "string", "cache-ttl": "string", "cache-copy-layers": "bool",
+	"skip-unused-stages": "bool", "cache-dir": "string", "cache-copy-layers": "bool",
 	"cache-run-layers": "bool", "compressed-caching": "bool", "compression-level": "string",
 	"image-fs-extract-retry": "string", "skip-push-permission-check": "bool", "force-build-metadata": "bool",
 	"log-timestamp": "bool", "image-download-retry": "string", "preserve-context": "bool",
@@ -80,6 +82,7 @@ func newExecutorCommand(g *globals) *cobra.Command {
 	fl.StringVar(&k.compression, "compression", "gzip", "layer compression: gzip or zstd")
 	fl.BoolVar(&k.cache, "cache", false, "use the registry step cache (--cache-repo, else DESTINATION-REPO/cache)")
 	fl.StringVar(&k.cacheRepo, "cache-repo", "", "registry repository of the step cache")
+	fl.DurationVar(&k.cacheTTL, "cache-ttl", 336*time.Hour, "use only cached RUN results made less than this long ago")
 	fl.BoolVar(&k.insecure, "insecure", false, "push to the destinations' registries over plain HTTP")
 	fl.BoolVar(&k.insecurePull, "insecure-pull", false, "pull over plain HTTP or without TLS verification")
 	fl.BoolVar(&k.skipTLS, "skip-tls-verify", false, "push without TLS verification")
@@ -129,7 +132,7 @@ func runExecutor(cmd *cobra.Command, g *globals, k *kanikoFlags) error {
 	f := &buildFlags{
 		tags: k.destinations, buildArgs: k.buildArgs, labels: k.labels, target: k.target,
 		platform: k.platform, format: "oci", compression: k.compression, push: !k.noPush,
-		digestfile: k.digestFile, quiet: k.verbosity == "panic" || k.verbosity == "fatal" || k.verbosity == "error",
+		digestfile: k.digestFile, cacheTTL: k.cacheTTL, quiet: k.verbosity == "panic" || k.verbosity == "fatal" || k.verbosity == "error",
 	}
 	if f.file, err = k.dockerfilePath(contextDir); err != nil {
 		return err

@@ -70,11 +70,12 @@ func TestExecutorFlagErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\n"), 0o644)
 	for want, args := range map[string][]string{
 		"you must provide --destination, or use --no-push": {"executor", "--context", ctx},
-		"not s3://":                                {"executor", "--context", "s3://bucket/ctx.tar.gz", "--no-push"},
-		"--dockerfile nope: not found":             {"executor", "--context", ctx, "--dockerfile", "nope", "--no-push"},
-		`--verbosity "loud"`:                       {"executor", "--context", ctx, "--no-push", "--verbosity", "loud"},
-		"unknown flag: --snapshot-modes":           {"executor", "--context", ctx, "--no-push", "--snapshot-modes=full"},
-		"--context " + ctx + "/x: not a directory": {"executor", "--context", ctx + "/x", "--no-push"},
+		"not s3://":                                 {"executor", "--context", "s3://bucket/ctx.tar.gz", "--no-push"},
+		"--dockerfile nope: not found":              {"executor", "--context", ctx, "--dockerfile", "nope", "--no-push"},
+		`--verbosity "loud"`:                        {"executor", "--context", ctx, "--no-push", "--verbosity", "loud"},
+		"unknown flag: --snapshot-modes":            {"executor", "--context", ctx, "--no-push", "--snapshot-modes=full"},
+		`invalid argument "soon" for "--cache-ttl"`: {"executor", "--context", ctx, "--no-push", "--cache-ttl=soon"},
+		"--context " + ctx + "/x: not a directory":  {"executor", "--context", ctx + "/x", "--no-push"},
 	} {
 		if _, _, err := run(t, root, "", args...); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: %v, want %q", args, err, want)

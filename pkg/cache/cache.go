@@ -105,6 +105,10 @@ func fromEntryHeaders(es []entryHeader) []*tar.Header {
 // Local is the step cache in a kiln store.
 type Local struct {
 	st *store.Store
+	// TTL, when positive, makes entries created longer ago than TTL
+	// misses (buildah's and kaniko's --cache-ttl): a step whose cached
+	// result is that old runs again, and its new result replaces it.
+	TTL time.Duration
 }
 
 // NewLocal returns the cache kept in st.
@@ -136,6 +140,9 @@ func (l *Local) Get(ctx context.Context, key string) (*Entry, error) {
 	cfg, err := parseConfig(rawCfg, key)
 	if err != nil {
 		return nil, err
+	}
+	if l.TTL > 0 && time.Since(cfg.Created) > l.TTL {
+		return nil, nil // too old for --cache-ttl
 	}
 	ld := m.Layers[0]
 	if !l.st.HasBlob(ld.Digest) && len(l.st.Sources(ld.Digest)) == 0 {

@@ -116,6 +116,17 @@ func TestLocalPutGet(t *testing.T) {
 	}
 	rc.Close()
 
+	// --cache-ttl: an entry older than the TTL is a miss, a younger one a
+	// hit; the entry stays for a build without a TTL.
+	time.Sleep(20 * time.Millisecond)
+	for ttl, hit := range map[time.Duration]bool{10 * time.Millisecond: false, time.Hour: true, 0: true} {
+		aged := cache.NewLocal(st)
+		aged.TTL = ttl
+		if e, err := aged.Get(ctx, key); err != nil || (e != nil) != hit {
+			t.Errorf("TTL %v: entry %v (%v), want hit %v", ttl, e != nil, err, hit)
+		}
+	}
+
 	// A cache ref file that is not JSON is an error naming the key.
 	other, _ := cache.Key("run", "other")
 	if err := os.WriteFile(filepath.Join(root, "cache", other), []byte("junk"), 0o644); err != nil {

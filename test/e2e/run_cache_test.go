@@ -75,6 +75,17 @@ func TestRunStepCacheRegistry(t *testing.T) {
 		t.Errorf("changed step:\n%s", third)
 	}
 
+	// --cache-ttl (buildah's, kaniko's): results younger than the TTL are
+	// taken, older ones run again.
+	fresh := kiln(t, "--root", rootB, "build", "--cache-ttl", "1h", "--cache-from", repo, "-t", "app:2", dir)
+	if strings.Count(fresh.stderr, "RUN done") != 0 {
+		t.Errorf("--cache-ttl 1h ran a step cached moments ago:\n%s", fresh)
+	}
+	aged := kiln(t, "--root", rootB, "build", "--cache-ttl", "1ms", "--cache-from", repo, "-t", "app:2", dir)
+	if strings.Count(aged.stderr, "RUN done") != 2 {
+		t.Errorf("--cache-ttl 1ms took a RUN step from the cache:\n%s", aged)
+	}
+
 	// A tag is not a cache repository.
 	bad := kilnRun(t, nil, "--root", rootB, "build", "--cache-to", repo+":v1", dir)
 	if bad.err == nil || !strings.Contains(bad.stderr, "--cache-to "+repo+":v1") {
