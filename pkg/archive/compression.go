@@ -166,35 +166,92 @@ type limitedReadCloser struct {
 
 func (l *limitedReadCloser) Close() error { return l.c.Close() }
 
+// SniffLen is how many first bytes of a stream Sniff needs at most.
+const SniffLen = 6
+
+// Sniff names the compression whose magic number head (a stream's first
+// SniffLen bytes, or all of a shorter one) starts with: "gzip", "bzip2",
+// "xz", "zstd", or "" for none of them.
+func Sniff(head []byte) string {
+	switch {
+	case bytes.HasPrefix(head, magicGzip):
+		return "gzip"
+	case bytes.HasPrefix(head, magicBzip2) && len(head) >= 4 && head[3] >= '1' && head[3] <= '9':
+		return "bzip2"
+	case bytes.HasPrefix(head, magicXz):
+		return "xz"
+	case bytes.HasPrefix(head, magicZstd):
+		return "zstd"
+	}
+	return ""
+}
+
 func decompress(r io.Reader) (io.ReadCloser, string, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
-	head, err := br.Peek(len(magicXz))
+	head, err := br.Peek(SniffLen)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, "", fmt.Errorf("sniff compression: %w", err)
 	}
-	switch {
-	case bytes.HasPrefix(head, magicGzip):
-		zr, err := gzip.NewReader(br)
+	format := Sniff(head)
+	switch format {
+	case "gzip", "zstd":
+		rc, err := NewReader(br, Compression(format))
 		if err != nil {
-			return nil, "gzip", fmt.Errorf("gzip stream: %w", err)
+			return nil, format, fmt.Errorf("%s stream: %w", format, err)
 		}
-		return zr, "gzip", nil
-	case bytes.HasPrefix(head, magicBzip2) && len(head) >= 4 && head[3] >= '1' && head[3] <= '9':
-		return io.NopCloser(bzip2.NewReader(br)), "bzip2", nil
-	case bytes.HasPrefix(head, magicXz):
+		return rc, format, nil
+	case "bzip2":
+		return io.NopCloser(bzip2.NewReader(br)), format, nil
+	case "xz":
 		xr, err := xz.NewReader(br)
 		if err != nil {
-			return nil, "xz", fmt.Errorf("xz stream: %w", err)
+			return nil, format, fmt.Errorf("xz stream: %w", err)
 		}
-		return io.NopCloser(xr), "xz", nil
-	case bytes.HasPrefix(head, magicZstd):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, "zstd", fmt.Errorf("zstd stream: %w", err)
-		}
-		return zstdReadCloser{zr}, "zstd", nil
+		return io.NopCloser(xr), format, nil
 	}
 	return io.NopCloser(br), "", nil
+}
+
+// NewReader returns a reader of r decompressed as c (None: r as it is),
+// without sniffing: for layers, whose media type says their compression.
+// Closing it releases the decompressor; it does not close r.
+func NewReader(r io.Reader, c Compression) (io.ReadCloser, error) {
+	switch c {
+	case Gzip:
+		return gzip.NewReader(r)
+	case Zstd:
+		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, err
+		}
+		return zstdReadCloser{zr}, nil
+	case None:
+		return io.NopCloser(r), nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", c)
+}
+
+// CompressionOf is the compression a layer media type names; ok is false
+// for a media type that does not say (then Decompress sniffs it).
+func CompressionOf(mt types.MediaType) (c Compression, ok bool) {
+	switch mt {
+	case types.OCILayer, types.OCIRestrictedLayer, types.DockerLayer, types.DockerForeignLayer:
+		return Gzip, true
+	case types.OCILayerZStd:
+		return Zstd, true
+	case types.OCIUncompressedLayer, types.OCIUncompressedRestrictedLayer, types.DockerUncompressedLayer:
+		return None, true
+	}
+	m := string(mt)
+	switch {
+	case strings.HasSuffix(m, "+gzip") || strings.HasSuffix(m, ".gzip"):
+		return Gzip, true
+	case strings.HasSuffix(m, "+zstd"):
+		return Zstd, true
+	case strings.HasSuffix(m, ".tar"):
+		return None, true
+	}
+	return "", false
 }
 
 type zstdReadCloser struct{ d *zstd.Decoder }

@@ -290,3 +290,41 @@ func octal6(n int) string {
 	}
 	return string(s)
 }
+
+// A layer's media type picks its decompressor; a stream's magic number
+// names its compression.
+func TestCompressionOfAndNewReader(t *testing.T) {
+	for mt, want := range map[types.MediaType]Compression{
+		types.OCILayer: Gzip, types.DockerLayer: Gzip, types.OCILayerZStd: Zstd,
+		types.OCIUncompressedLayer: None, "application/vnd.example.layer.v1.tar+gzip": Gzip,
+	} {
+		if got, ok := CompressionOf(mt); !ok || got != want {
+			t.Errorf("CompressionOf(%s) = %q, %v; want %q", mt, got, ok, want)
+		}
+	}
+	if _, ok := CompressionOf("application/octet-stream"); ok {
+		t.Errorf("CompressionOf of a media type that says nothing: ok")
+	}
+	plain := bytes.Repeat([]byte("kiln layer "), 1000)
+	for _, c := range []Compression{Gzip, Zstd, None} {
+		var blob bytes.Buffer
+		w, err := Compress(&blob, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(plain)
+		w.Close()
+		if got, want := Sniff(blob.Bytes()[:SniffLen]), map[Compression]string{Gzip: "gzip", Zstd: "zstd", None: ""}[c]; got != want {
+			t.Errorf("Sniff of a %s stream = %q", c, got)
+		}
+		r, err := NewReader(&blob, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("%s: read back %d bytes, %v", c, len(got), err)
+		}
+	}
+}

@@ -4,6 +4,11 @@
 // while streaming, merged views over a stack of layers, and safe extraction
 // of untrusted archives.
 //
+// Decompression is here for every reader in kiln: Decompress sniffs a
+// stream (gzip, bzip2, xz, zstd; build -, ADD, kiln load), NewReader
+// decodes a layer whose media type names its compression (CompressionOf),
+// and Sniff names a stream's compression from its first bytes.
+//
 // Writing: WriteLayer streams entries written to a TarWriter through the
 // DiffID digest, Compress and the blob digest into any io.Writer in one
 // pass. TarWriter normalises every header (clean relative names, PAX

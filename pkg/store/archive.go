@@ -449,7 +449,7 @@ type dockerLayer struct {
 	name   string
 	size   int64
 	diffID v1.Hash
-	kind   compressionKind
+	kind   archive.Compression
 	mt     types.MediaType
 
 	once   sync.Once
@@ -464,16 +464,17 @@ func (l *dockerLayer) sniff() error {
 		return fmt.Errorf("layer %s: %w", l.name, err)
 	}
 	defer rc.Close()
-	var head [4]byte
+	var head [archive.SniffLen]byte
 	n, _ := io.ReadFull(rc, head[:])
-	l.kind = sniffCompression(head[:n])
-	switch l.kind {
-	case compressionGzip:
-		l.mt = types.OCILayer
-	case compressionZstd:
-		l.mt = types.OCILayerZStd
+	switch format := archive.Sniff(head[:n]); format {
+	case "gzip":
+		l.kind, l.mt = archive.Gzip, types.OCILayer
+	case "zstd":
+		l.kind, l.mt = archive.Zstd, types.OCILayerZStd
+	case "":
+		l.kind, l.mt = archive.None, types.OCIUncompressedLayer
 	default:
-		l.mt = types.OCIUncompressedLayer
+		return fmt.Errorf("layer %s: %s-compressed: a layer is gzip, zstd or a plain tar", l.name, format)
 	}
 	return nil
 }
@@ -481,7 +482,7 @@ func (l *dockerLayer) sniff() error {
 // Digest implements v1.Layer: the diff ID for a plain tar, else the hash
 // of the file (computed once).
 func (l *dockerLayer) Digest() (v1.Hash, error) {
-	if l.kind == compressionNone {
+	if l.kind == archive.None {
 		return l.diffID, nil
 	}
 	l.once.Do(func() {

@@ -3,7 +3,9 @@
 // locks and atomic renames. Blobs are verified against their digest before
 // they become visible; a killed writer leaves only temporary files that the
 // next open removes. It also writes images out as OCI layouts, OCI archives
-// and docker archives, and reads them back.
+// and docker archives, and reads them back. Its layers and archives are
+// decompressed by package archive (NewReader by media type, Decompress
+// when the media type does not say).
 //
 // # Layout
 //

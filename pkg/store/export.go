@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/oci"
 )
 
@@ -309,10 +310,10 @@ func dockerRepoTag(ref string) (repo, tag string, err error) {
 
 // layerFileExt is the file name extension of a layer in a docker archive.
 func layerFileExt(mt types.MediaType) string {
-	switch compressionOf(mt) {
-	case compressionGzip:
+	switch c, _ := archive.CompressionOf(mt); c {
+	case archive.Gzip:
 		return ".tar.gz"
-	case compressionZstd:
+	case archive.Zstd:
 		return ".tar.zst"
 	}
 	return ".tar"

@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/oci"
 )
 
@@ -649,12 +650,12 @@ func imageWithLayers(t *testing.T, mts ...types.MediaType) (v1.Image, [][]byte) 
 		plain := readAll(t, rl.Uncompressed)
 		tars = append(tars, plain)
 		var blob bytes.Buffer
-		switch compressionOf(mt) {
-		case compressionGzip:
+		switch c, _ := archive.CompressionOf(mt); c {
+		case archive.Gzip:
 			w, _ := gzipWriter(&blob)
 			w.Write(plain)
 			w.Close()
-		case compressionZstd:
+		case archive.Zstd:
 			w, _ := zstdWriter(&blob)
 			w.Write(plain)
 			w.Close()

@@ -1,18 +1,14 @@
 package store
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
+
+	"github.com/kiln-build/kiln/pkg/archive"
 )
 
 // blobSource is anything that can open blobs by digest: the store, an
@@ -111,87 +107,23 @@ func Decompress(rc io.ReadCloser, mt types.MediaType) (io.ReadCloser, error) {
 	return u, nil
 }
 
-type compressionKind int
-
-const (
-	compressionUnknown compressionKind = iota
-	compressionNone
-	compressionGzip
-	compressionZstd
-)
-
-// compressionOf maps a layer media type to its compression.
-func compressionOf(mt types.MediaType) compressionKind {
-	switch mt {
-	case types.OCILayer, types.OCIRestrictedLayer, types.DockerLayer, types.DockerForeignLayer:
-		return compressionGzip
-	case types.OCILayerZStd:
-		return compressionZstd
-	case types.OCIUncompressedLayer, types.OCIUncompressedRestrictedLayer, types.DockerUncompressedLayer:
-		return compressionNone
-	}
-	m := string(mt)
-	switch {
-	case strings.HasSuffix(m, "+gzip") || strings.HasSuffix(m, ".gzip"):
-		return compressionGzip
-	case strings.HasSuffix(m, "+zstd"):
-		return compressionZstd
-	case strings.HasSuffix(m, ".tar"):
-		return compressionNone
-	}
-	return compressionUnknown
-}
-
-var (
-	gzipMagic = []byte{0x1f, 0x8b}
-	zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
-)
-
-// sniffCompression looks at the first bytes of a stream.
-func sniffCompression(head []byte) compressionKind {
-	switch {
-	case bytes.HasPrefix(head, gzipMagic):
-		return compressionGzip
-	case bytes.HasPrefix(head, zstdMagic):
-		return compressionZstd
-	}
-	return compressionNone
-}
-
-// decompress wraps rc in a decompressor chosen by media type (or, for media
-// types that do not say, by the magic bytes). Closing the result closes rc.
+// decompress wraps rc in pkg/archive's decompressor for the compression
+// the media type names (or, for media types that do not say, the one its
+// magic number shows). Closing the result closes rc.
 func decompress(rc io.ReadCloser, mt types.MediaType) (io.ReadCloser, error) {
-	kind := compressionOf(mt)
-	var r io.Reader = rc
-	if kind == compressionUnknown {
-		br := bufio.NewReader(rc)
-		head, err := br.Peek(4)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		kind = sniffCompression(head)
-		r = br
+	var (
+		u   io.ReadCloser
+		err error
+	)
+	if c, ok := archive.CompressionOf(mt); ok {
+		u, err = archive.NewReader(rc, c)
+	} else {
+		u, _, err = archive.Decompress(rc)
 	}
-	return decompressKind(r, rc, kind)
-}
-
-func decompressKind(r io.Reader, closer io.Closer, kind compressionKind) (io.ReadCloser, error) {
-	switch kind {
-	case compressionGzip:
-		zr, err := gzip.NewReader(r)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		return &readCloser{Reader: zr, close: func() error { zr.Close(); return closer.Close() }}, nil
-	case compressionZstd:
-		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		return &readCloser{Reader: zr, close: func() error { zr.Close(); return closer.Close() }}, nil
-	default:
-		return &readCloser{Reader: r, close: closer.Close}, nil
+	if err != nil {
+		return nil, err
 	}
+	return &readCloser{Reader: u, close: func() error { u.Close(); return rc.Close() }}, nil
 }
 
 // readCloser pairs a reader with a close function.
