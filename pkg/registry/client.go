@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"net/http"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -33,7 +34,20 @@ func New(o Options) *Client {
 	o.Credentials = append([]Credential(nil), o.Credentials...)
 	o.Insecure = append([]string(nil), o.Insecure...)
 	o.Mirrors = append([]string(nil), o.Mirrors...)
-	return &Client{o: o, keychain: newKeychain(o), rt: o.roundTripper()}
+	return &Client{o: o, keychain: newKeychain(o), rt: &lazyTransport{o: o}}
+}
+
+// lazyTransport builds the client's transport stack on its first request,
+// so that a client made only to parse names costs nothing.
+type lazyTransport struct {
+	o    Options
+	once sync.Once
+	rt   http.RoundTripper
+}
+
+func (l *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	l.once.Do(func() { l.rt = l.o.roundTripper() })
+	return l.rt.RoundTrip(req)
 }
 
 // Options returns a copy of the options c was made from.
