@@ -145,6 +145,7 @@ func checkSPDX(t *testing.T, doc *Document) {
 	testutil.Require(t, err)
 	var m map[string]any
 	testutil.Require(t, json.Unmarshal(b, &m))
+	validateWithSPDXTools(t, b, doc)
 	for _, k := range []string{"spdxVersion", "dataLicense", "SPDXID", "name", "documentNamespace", "creationInfo"} {
 		if m[k] == nil || m[k] == "" {
 			t.Errorf("document lacks %s", k)
