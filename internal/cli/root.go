@@ -183,15 +183,10 @@ func (g *globals) openStore(ctx context.Context, cmd *cobra.Command) (*store.Sto
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(loc.Root)
-	if err != nil {
-		return nil, err
-	}
 	rc := g.registryClient(cmd)
-	st.SetFetcher(func(_ context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
+	return store.Open(loc.Root, store.WithFetcher(func(_ context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
 		return rc.OpenBlob(ctx, repo, h)
-	})
-	return st, nil
+	}))
 }
 
 // registryClient is the command's registry client, made once from the

@@ -82,15 +82,14 @@ func TestTieredRemote(t *testing.T) {
 		t.Fatalf("export: %d, %v (%d pushes)", n, err, repo.pushes)
 	}
 
-	stB, _ := store.Open(t.TempDir())
 	var fetched []v1.Hash
-	stB.SetFetcher(func(ctx context.Context, r string, h v1.Hash) (io.ReadCloser, error) {
+	stB, _ := store.Open(t.TempDir(), store.WithFetcher(func(ctx context.Context, r string, h v1.Hash) (io.ReadCloser, error) {
 		if r != repo.name {
 			return nil, fmt.Errorf("asked %s", r)
 		}
 		fetched = append(fetched, h)
 		return repo.Blob(ctx, h)
-	})
+	}))
 	var logs []string
 	b := &cache.Tiered{Local: cache.NewLocal(stB), From: []cache.Remote{repo}, Log: func(f string, args ...any) { logs = append(logs, fmt.Sprintf(f, args...)) }}
 	e, err := b.Get(ctx, key)

@@ -25,12 +25,12 @@ import (
 // Fetcher opens blob h of repository repo (e.g. "registry.example.com/team/base").
 type Fetcher func(ctx context.Context, repo string, h v1.Hash) (io.ReadCloser, error)
 
-// SetFetcher sets how layers the store only knows the source of are read.
-func (s *Store) SetFetcher(f Fetcher) {
-	s.fetchMu.Lock()
-	defer s.fetchMu.Unlock()
-	s.fetcher = f
-}
+// An Option configures Open.
+type Option func(*Store)
+
+// WithFetcher is how layers the store only knows the source of are read
+// (without one, reading such a layer is an error).
+func WithFetcher(f Fetcher) Option { return func(s *Store) { s.fetcher = f } }
 
 func (s *Store) sourcePath(h v1.Hash) string {
 	return filepath.Join(s.root, "sources", h.Algorithm, h.Hex)
@@ -89,9 +89,7 @@ func (s *Store) openBlob(h v1.Hash) (io.ReadCloser, error) {
 	if len(repos) == 0 {
 		return nil, err
 	}
-	s.fetchMu.Lock()
 	fetch := s.fetcher
-	s.fetchMu.Unlock()
 	if fetch == nil {
 		return nil, fmt.Errorf("blob %s is not in store %s; it comes from %s, and this store has no way to fetch it", h, s.root, repos[0])
 	}

@@ -14,7 +14,6 @@ import (
 // A layer left in its registry is recorded, not read; the image can be
 // tagged; reading the layer fetches it once, verified, into the store.
 func TestWriteImageWithSources(t *testing.T) {
-	s := newStore(t)
 	img, err := random.Image(2048, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -29,13 +28,13 @@ func TestWriteImageWithSources(t *testing.T) {
 		rc.Close()
 	}
 	fetches := 0
-	s.SetFetcher(func(_ context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
+	s := newStore(t, WithFetcher(func(_ context.Context, repo string, h v1.Hash) (io.ReadCloser, error) {
 		if repo != "reg.example/base" {
 			return nil, errors.New("wrong repo " + repo)
 		}
 		fetches++
 		return io.NopCloser(bytes.NewReader(content[h])), nil
-	})
+	}))
 	d, err := s.WriteImage(t.Context(), img, WithSources(map[v1.Hash]string{base: "reg.example/base"}))
 	if err != nil {
 		t.Fatal(err)
@@ -72,13 +71,12 @@ func TestWriteImageWithSources(t *testing.T) {
 }
 
 func TestSourcedLayerCorruptedIsRefused(t *testing.T) {
-	s := newStore(t)
+	s := newStore(t, WithFetcher(func(context.Context, string, v1.Hash) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader([]byte("not the layer"))), nil
+	}))
 	img, _ := random.Image(1024, 1)
 	layers, _ := img.Layers()
 	d0, _ := layers[0].Digest()
-	s.SetFetcher(func(context.Context, string, v1.Hash) (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader([]byte("not the layer"))), nil
-	})
 	d, err := s.WriteImage(t.Context(), img, WithSources(map[v1.Hash]string{d0: "reg.example/base"}))
 	if err != nil {
 		t.Fatal(err)

@@ -69,15 +69,14 @@ type Store struct {
 
 	ids sync.Map // manifest digest -> config digest (content never changes)
 
-	fetchMu sync.Mutex
-	fetcher Fetcher // reads layers known only by their source (source.go)
+	fetcher Fetcher // reads layers known only by their source (source.go); set by Open
 }
 
 // Open opens the store at root, creating the OCI image layout (oci-layout,
 // index.json, blobs/sha256), tmp/ and the lock file when missing. It removes
 // temp files left by writers that are no longer running; files of live
 // writers (which hold an flock on them) are left alone.
-func Open(root string) (*Store, error) {
+func Open(root string, opts ...Option) (*Store, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("store root %s: %w", root, err)
@@ -88,6 +87,9 @@ func Open(root string) (*Store, error) {
 		tmpDir:    filepath.Join(abs, tmpDirName),
 		tmpPrefix: tempPrefix,
 		lockPath:  filepath.Join(abs, lockFileName),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	if err := privateRoot(abs); err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", abs, err)

@@ -93,9 +93,9 @@ func helperCmd(t *testing.T, mode string, env ...string) *exec.Cmd {
 	return cmd
 }
 
-func newStore(t *testing.T) *Store {
+func newStore(t *testing.T, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open(t.TempDir())
+	s, err := Open(t.TempDir(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
