@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// The media type, annotations and statement type buildx writes.
+// InTotoMediaType is the media type of buildx's attestation layers.
 const InTotoMediaType types.MediaType = "application/vnd.in-toto+json"
 
 // The annotations and types of buildx's attestations.

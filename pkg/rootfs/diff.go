@@ -41,7 +41,7 @@ type differ struct {
 	fix     StatFix
 }
 
-// StatFix, when given to the walk functions, rewrites each entry's stat
+// StatFix is given to the walk functions to rewrite each entry's stat
 // before it is compared or written: a mode that emulates owners (ptrace)
 // supplies the recorded owner and device type of a placeholder.
 type StatFix func(st *unix.Stat_t)

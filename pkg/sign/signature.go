@@ -24,9 +24,10 @@ import (
 	"github.com/kiln-build/kiln/pkg/registry"
 )
 
-// cosign's media type, annotation and payload type.
+// SimpleSigningMediaType is cosign's media type of its payloads.
 const SimpleSigningMediaType types.MediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
 
+// cosign's annotation of a signature and its payload type.
 const (
 	SignatureAnnotation = "dev.cosignproject.cosign/signature"
 	PayloadType         = "cosign container image signature"

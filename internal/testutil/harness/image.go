@@ -39,7 +39,8 @@ type File struct {
 	Link string
 }
 
-// Dir, Reg and Symlink make Files owned by root.
+// Dir makes a directory File owned by root (as Reg and Symlink make
+// files and links).
 func Dir(p string, mode int64) File { return File{Path: p, Type: tar.TypeDir, Mode: mode} }
 
 // Reg makes a regular file owned by root.
