@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
-	"github.com/kiln-build/kiln/pkg/policy"
 	"github.com/kiln-build/kiln/pkg/registry"
 	"github.com/kiln-build/kiln/pkg/sign"
 )
@@ -146,7 +145,7 @@ func newVerifyCommand(g *globals) *cobra.Command {
 			}
 			var payloads []json.RawMessage
 			err := g.keyedImages(cmd, keyPath, args, parse, func(rc *registry.Client, a string, ref name.Reference, d *remote.Descriptor) error {
-				vs, err := sign.Verify(cmd.Context(), ref.Context(), d.Digest, []crypto.PublicKey{pub}, sign.IdentityMatcher(ref, repositoryIdentity), rc)
+				vs, err := sign.Verify(cmd.Context(), ref.Context(), d.Digest, []crypto.PublicKey{pub}, nil, rc)
 				if err != nil {
 					return fmt.Errorf("%s: %w", a, err)
 				}
@@ -170,10 +169,6 @@ func newVerifyCommand(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&keyPath, "key", "", "cosign public key file (PUBLIC KEY PEM)")
 	return cmd
 }
-
-// repositoryIdentity is cosign verify's identity rule: the signature names
-// the image's repository.
-var repositoryIdentity = &policy.SignedIdentity{Type: "matchRepository"}
 
 // loadSignKey opens --sign-key before the build starts and reads
 // --sign-referrers-mode.

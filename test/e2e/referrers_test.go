@@ -231,6 +231,9 @@ func TestCopyCarriesAttachments(t *testing.T) {
 	testutil.Require(t, os.WriteFile(pol, []byte(`{"default": [{"type": "insecureAcceptAnything"}], "transports": {"docker": {"`+dst+`": [
   {"type": "sigstoreSigned", "keyPath": "`+pub+`", "signedIdentity": {"type": "exactRepository", "dockerRepository": "`+reg1+`/team/app"}}]}}}`), 0o644))
 	u.ok(t, "--signature-policy", pol, "pull", dst+":1")
+	// kiln verify, as cosign verify, checks the key and the digest, not the
+	// repository the signature names: a promoted image verifies.
+	u.ok(t, "verify", "--key", pub, dst+":1")
 	if cosign := cosignBinary(); cosign != "" {
 		for _, extra := range [][]string{nil, {"--experimental-oci11"}} {
 			args := append([]string{"verify", "--key", pub, "--insecure-ignore-tlog=true", "--allow-http-registry"}, extra...)
