@@ -170,7 +170,12 @@ func (tr *tracer) event(pid int, ws unix.WaitStatus) {
 		}
 		t.scratch = 0
 		t.post = nil
-		if pid == tr.mainPid {
+		if pid == tr.mainPid && t.newExe != "" {
+			// The command's execve, which the tracer saw enter. The
+			// stub's own exec may report here too: it can still be in
+			// execve when the tracer seizes it (os.StartProcess returns
+			// once close-on-exec files are closed, before the exec
+			// event).
 			tr.execd = true
 		}
 		if t.newExe != "" {
