@@ -360,12 +360,23 @@ func TestRunChangesLandInUpper(t *testing.T) {
 	}
 }
 
+// modeNumber numbers a mode (a marker per mode: "userns", "chroot" and
+// "ptrace" have the same length).
+func modeNumber(m sandbox.Mode) int {
+	for i, x := range sandbox.Modes() {
+		if x == m {
+			return i
+		}
+	}
+	return 9
+}
+
 // TestRunKilledWithItsTree: cancelling a step kills the command and what
 // it started (in the background, in a session of its own), and leaves no
 // mount behind.
 func TestRunKilledWithItsTree(t *testing.T) {
 	eachMode(t, func(t *testing.T, fx *fixture) {
-		marker := "31" + strconv.Itoa(os.Getpid()%100000) + strconv.Itoa(len(fx.sb.Mode()))
+		marker := "31" + strconv.Itoa(os.Getpid()%100000) + strconv.Itoa(modeNumber(fx.sb.Mode()))
 		step := sandbox.Step{Env: []string{"PATH=/bin:/usr/bin"},
 			Args: []string{"/bin/sh", "-c", "sleep " + marker + " & (sleep " + marker + " &) ; setsid sleep " + marker + " & sleep " + marker}}
 		fx.prepare(t, &step)

@@ -25,7 +25,10 @@ func TestSandboxStepTreeDiesWithKiln(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
 			eachSandboxMode(t, func(t *testing.T, sb *sandbox.Sandbox, flags []string) {
-				marker := strconv.Itoa(700000 + int(sig)*1000 + os.Getpid()%1000 + len(sb.Mode()))
+				// The marker is unique per signal, mode and test process:
+				// modes run in parallel, and a marker two of them shared
+				// let one count the other's sleeps.
+				marker := strconv.Itoa(7000000 + int(sig)*100000 + modeIndex(sb.Mode())*1000 + os.Getpid()%1000)
 				ctx := t.TempDir()
 				writeFiles(t, ctx, map[string]string{"Dockerfile": "FROM " + busyboxRef(t) + "\n" +
 					"RUN setsid sleep " + marker + " & (sleep " + marker + " &) ; sleep " + marker + "\n"})
@@ -65,6 +68,16 @@ func TestSandboxStepTreeDiesWithKiln(t *testing.T) {
 			})
 		})
 	}
+}
+
+// modeIndex numbers the isolation modes for markers.
+func modeIndex(m sandbox.Mode) int {
+	for i, name := range []sandbox.Mode{sandbox.ModeRoot, sandbox.ModeUserns, sandbox.ModeChroot, sandbox.ModePtrace} {
+		if m == name {
+			return i + 1
+		}
+	}
+	return 9
 }
 
 // sleeps counts the processes running "sleep MARKER".
