@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kiln-build/kiln/pkg/imagearchive"
 	"github.com/kiln-build/kiln/pkg/oci"
-	"github.com/kiln-build/kiln/pkg/store"
 )
 
 func newLoadCommand(g *globals) *cobra.Command {
@@ -39,7 +39,7 @@ func newLoadCommand(g *globals) *cobra.Command {
 				}
 				path = tmp.Name()
 			}
-			items, err := store.ReadArchive(path)
+			items, err := imagearchive.Read(path)
 			if err != nil {
 				return err
 			}

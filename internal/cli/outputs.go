@@ -12,8 +12,8 @@ import (
 	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/export"
+	"github.com/kiln-build/kiln/pkg/imagearchive"
 	"github.com/kiln-build/kiln/pkg/oci"
-	"github.com/kiln-build/kiln/pkg/store"
 )
 
 // buildOutputs is what build's --output values ask for.
@@ -69,14 +69,14 @@ func exportBuilt(ctx context.Context, exps export.Multi, res *build.Result, tags
 
 // resultItems lists the build's result once per tag (once, unnamed,
 // without tags).
-func resultItems(res *build.Result, tags []string) []store.Item {
+func resultItems(res *build.Result, tags []string) []imagearchive.Item {
 	refs := tags
 	if len(refs) == 0 {
 		refs = []string{""}
 	}
-	items := make([]store.Item, 0, len(refs))
+	items := make([]imagearchive.Item, 0, len(refs))
 	for _, t := range refs {
-		items = append(items, store.Item{Ref: t, Artifact: res.Artifact})
+		items = append(items, imagearchive.Item{Ref: t, Artifact: res.Artifact})
 	}
 	return items
 }

@@ -5,7 +5,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/export"
-	"github.com/kiln-build/kiln/pkg/store"
+	"github.com/kiln-build/kiln/pkg/imagearchive"
 )
 
 func isIndex(mt types.MediaType) bool {
@@ -35,7 +35,7 @@ func newSaveCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var items []store.Item
+			var items []imagearchive.Item
 			for _, a := range args {
 				d, ref, err := resolveLocal(st, g, a)
 				if err != nil {
@@ -45,7 +45,7 @@ func newSaveCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				items = append(items, store.Item{Ref: ref, Artifact: a})
+				items = append(items, imagearchive.Item{Ref: ref, Artifact: a})
 			}
 			return e.Export(cmd.Context(), items)
 		},

@@ -14,8 +14,8 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/cache"
+	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/progress"
-	"github.com/kiln-build/kiln/pkg/store"
 )
 
 // Layer path indexes (archive.LayerIndex) answer questions about an
@@ -248,7 +248,7 @@ func (b *builder) uncompressed(l v1.Layer) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return store.Decompress(rc, mt)
+	return oci.Decompress(rc, mt)
 }
 
 // indexingReader reads a layer, hashing it: at its end, Read returns an

@@ -7,9 +7,9 @@ import (
 	"io"
 	"strings"
 
+	"github.com/kiln-build/kiln/pkg/imagearchive"
 	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/registry"
-	"github.com/kiln-build/kiln/pkg/store"
 )
 
 func init() {
@@ -37,14 +37,14 @@ type OCI struct {
 }
 
 // Export implements Exporter.
-func (o OCI) Export(_ context.Context, items []store.Item) error {
+func (o OCI) Export(_ context.Context, items []imagearchive.Item) error {
 	if !o.Archive && o.Dest != Stdout && !strings.HasSuffix(o.Dest, ".tar") {
-		if err := store.WriteOCILayout(o.Dest, items); err != nil {
+		if err := imagearchive.WriteLayout(o.Dest, items); err != nil {
 			return fmt.Errorf("%s: %w", o, err)
 		}
 		return nil
 	}
-	if err := writeDest(o.Dest, o.Stdout, func(w io.Writer) error { return store.WriteOCIArchive(w, items) }); err != nil {
+	if err := writeDest(o.Dest, o.Stdout, func(w io.Writer) error { return imagearchive.WriteOCIArchive(w, items) }); err != nil {
 		return fmt.Errorf("%s: %w", o, err)
 	}
 	return nil
@@ -61,7 +61,7 @@ type Docker struct {
 }
 
 // Export implements Exporter.
-func (d Docker) Export(_ context.Context, items []store.Item) error {
+func (d Docker) Export(_ context.Context, items []imagearchive.Item) error {
 	for _, it := range items {
 		if oci.IsIndex(it.Artifact) {
 			return fmt.Errorf("%s: a docker archive holds one platform per image; build with one --platform or use type=oci", d)
@@ -70,12 +70,12 @@ func (d Docker) Export(_ context.Context, items []store.Item) error {
 	if d.Dest == "" {
 		return errors.New("docker output: dest is required")
 	}
-	named := make([]store.Item, len(items))
+	named := make([]imagearchive.Item, len(items))
 	for i, it := range items {
 		it.Ref = registry.FamiliarString(it.Ref)
 		named[i] = it
 	}
-	if err := writeDest(d.Dest, d.Stdout, func(w io.Writer) error { return store.WriteDockerArchive(w, named) }); err != nil {
+	if err := writeDest(d.Dest, d.Stdout, func(w io.Writer) error { return imagearchive.WriteDockerArchive(w, named) }); err != nil {
 		return fmt.Errorf("%s: %w", d, err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 // Package export writes built or stored images to destinations outside
-// the store: an OCI image layout (directory or tar), a docker archive, the
-// flattened root filesystem as a tar stream or into a local directory.
+// the store: an OCI image layout (directory or tar), a docker archive
+// (both written by package imagearchive), the flattened root filesystem as
+// a tar stream or into a local directory.
 //
 // Each destination is one Exporter; Multi composes several, as
 // `kiln build --output` may name more than one, and `kiln save` uses the

@@ -10,15 +10,15 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/imagearchive"
 	"github.com/kiln-build/kiln/pkg/progress"
-	"github.com/kiln-build/kiln/pkg/store"
 )
 
 // Exporter writes images somewhere outside the store.
 type Exporter interface {
 	// Export writes the items (each an image or an index, with an optional
 	// reference name).
-	Export(ctx context.Context, items []store.Item) error
+	Export(ctx context.Context, items []imagearchive.Item) error
 	// String describes the destination for logs ("oci output to DIR").
 	String() string
 }
@@ -27,7 +27,7 @@ type Exporter interface {
 type Multi []Exporter
 
 // Export implements Exporter.
-func (m Multi) Export(ctx context.Context, items []store.Item) error {
+func (m Multi) Export(ctx context.Context, items []imagearchive.Item) error {
 	for _, e := range m {
 		if err := ctx.Err(); err != nil {
 			return err

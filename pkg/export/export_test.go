@@ -16,8 +16,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-
-	"github.com/kiln-build/kiln/pkg/store"
+	"github.com/kiln-build/kiln/pkg/imagearchive"
 )
 
 type ent struct {
@@ -155,7 +154,7 @@ func TestWriteRootfsFlattens(t *testing.T) {
 
 func TestTarAndLocalExporters(t *testing.T) {
 	dir := t.TempDir()
-	items := []store.Item{{Ref: "example.com/a:1", Artifact: testImage(t)}, {Ref: "example.com/a:2", Artifact: testImage(t)}}
+	items := []imagearchive.Item{{Ref: "example.com/a:1", Artifact: testImage(t)}, {Ref: "example.com/a:2", Artifact: testImage(t)}}
 	out := filepath.Join(dir, "rootfs.tar")
 	if err := (Tar{Dest: out}).Export(context.Background(), items); err != nil {
 		t.Fatal(err)
@@ -204,7 +203,7 @@ func TestLocalMultiPlatform(t *testing.T) {
 		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},
 	)
 	dir := t.TempDir()
-	if err := (Local{Dest: dir}).Export(context.Background(), []store.Item{{Artifact: idx}}); err != nil {
+	if err := (Local{Dest: dir}).Export(context.Background(), []imagearchive.Item{{Artifact: idx}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"linux_amd64/bin/busybox", "linux_arm64_v8/bin/busybox"} {
@@ -212,7 +211,7 @@ func TestLocalMultiPlatform(t *testing.T) {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
-	if err := (Docker{Dest: filepath.Join(dir, "x.tar")}).Export(context.Background(), []store.Item{{Artifact: idx}}); err == nil || !strings.Contains(err.Error(), "one platform") {
+	if err := (Docker{Dest: filepath.Join(dir, "x.tar")}).Export(context.Background(), []imagearchive.Item{{Artifact: idx}}); err == nil || !strings.Contains(err.Error(), "one platform") {
 		t.Errorf("docker archive of an index: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x.tar")); !os.IsNotExist(err) {
@@ -281,7 +280,7 @@ func TestSaveFormats(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	items := []store.Item{{Ref: "index.docker.io/library/app:1", Artifact: testImage(t)}}
+	items := []imagearchive.Item{{Ref: "index.docker.io/library/app:1", Artifact: testImage(t)}}
 	for typ, file := range map[Type]string{TypeOCI: "app.oci", TypeDocker: "app.docker"} {
 		e, err := NewArchive(typ, filepath.Join(dir, file), nil)
 		if err != nil {

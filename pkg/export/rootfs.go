@@ -12,8 +12,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/imagearchive"
 	"github.com/kiln-build/kiln/pkg/oci"
-	"github.com/kiln-build/kiln/pkg/store"
 )
 
 func init() {
@@ -37,7 +37,7 @@ type Tar struct {
 }
 
 // Export implements Exporter.
-func (t Tar) Export(_ context.Context, items []store.Item) error {
+func (t Tar) Export(_ context.Context, items []imagearchive.Item) error {
 	imgs, err := rootfsImages(items)
 	if err != nil {
 		return fmt.Errorf("%s: %w", t, err)
@@ -68,7 +68,7 @@ type Local struct {
 }
 
 // Export implements Exporter.
-func (l Local) Export(_ context.Context, items []store.Item) error {
+func (l Local) Export(_ context.Context, items []imagearchive.Item) error {
 	imgs, err := rootfsImages(items)
 	if err != nil {
 		return fmt.Errorf("%s: %w", l, err)
@@ -109,7 +109,7 @@ type prefixedImage struct {
 // rootfsImages picks what a filesystem export writes: the one image, or
 // every platform of an index under its own directory. Items that name the
 // same image (several tags) are written once.
-func rootfsImages(items []store.Item) ([]prefixedImage, error) {
+func rootfsImages(items []imagearchive.Item) ([]prefixedImage, error) {
 	if len(items) == 0 {
 		return nil, fmt.Errorf("nothing to export")
 	}

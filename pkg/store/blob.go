@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // ErrDigestMismatch is wrapped by the error of a blob whose content does
@@ -25,20 +26,7 @@ var ErrDigestMismatch = errors.New("digest mismatch")
 
 // checkHash reports whether h is a digest the store can hold: sha256 with 64
 // lowercase hex digits. It keeps malformed digests from becoming paths.
-func checkHash(h v1.Hash) error {
-	if h.Algorithm != "sha256" {
-		return fmt.Errorf("unsupported digest %q: only sha256 is supported", h.String())
-	}
-	if len(h.Hex) != 64 {
-		return fmt.Errorf("malformed digest %q", h.String())
-	}
-	for _, c := range h.Hex {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return fmt.Errorf("malformed digest %q", h.String())
-		}
-	}
-	return nil
-}
+func checkHash(h v1.Hash) error { return oci.CheckDigest(h) }
 
 // BlobWriter streams one blob into a temp file under the store's tmp/
 // directory, hashing it with sha256 as it goes. Nothing is visible in
@@ -93,7 +81,7 @@ func CallerHashes() BlobOption { return func(o *blobOptions) { o.callerHashes = 
 // may have locked and removed it between create and flock).
 func (s *Store) createTemp() (*os.File, error) {
 	for range 16 {
-		f, err := os.CreateTemp(s.tmpDir, s.tmpPrefix+"blob-*")
+		f, err := os.CreateTemp(s.tmpDir, tempPrefix+"blob-*")
 		if err != nil {
 			return nil, fmt.Errorf("creating temp file in %s: %w", s.tmpDir, err)
 		}
@@ -224,11 +212,8 @@ func (w *BlobWriter) Abort() error {
 
 // withCommitLock runs fn while holding the store lock shared, which
 // excludes a concurrent GC (that holds it exclusively) but not other
-// writers. Exported layouts have no GC and need no lock.
+// writers.
 func (s *Store) withCommitLock(fn func() error) error {
-	if s.exported {
-		return fn()
-	}
 	lk, err := lockFile(s.lockPath, unix.LOCK_SH)
 	if err != nil {
 		return err
@@ -324,7 +309,4 @@ func (s *Store) writeBytes(h v1.Hash, data []byte) error {
 	return s.WriteBlob(h, bytes.NewReader(data))
 }
 
-func sha256Hash(data []byte) v1.Hash {
-	sum := sha256.Sum256(data)
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
-}
+func sha256Hash(data []byte) v1.Hash { return oci.SHA256(data) }

@@ -2,10 +2,11 @@
 // digest, refs in index.json) shared safely by concurrent builds through file
 // locks and atomic renames. Blobs are verified against their digest before
 // they become visible; a killed writer leaves only temporary files that the
-// next open removes. It also writes images out as OCI layouts, OCI archives
-// and docker archives, and reads them back. Its layers and archives are
-// decompressed by package archive (NewReader by media type, Decompress
-// when the media type does not say).
+// next open removes. Its images, indexes and layers are read lazily from
+// its blobs through package oci (which decompresses layers through package
+// archive). It knows nothing about archive formats: docker and OCI
+// archives and OCI layouts for others to read are package imagearchive's,
+// which `kiln load` reads from and `kiln save` writes to.
 //
 // # Layout
 //

@@ -1,9 +1,7 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // DefaultGCGrace is how old an unreachable blob must be before GC removes
@@ -40,9 +39,6 @@ func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 // create a ref to a partial image: its Tag fails instead. Temp files of
 // live writers are flocked by them and are never touched.
 func (s *Store) GCWithGrace(ctx context.Context, grace time.Duration) (removed int, freed int64, err error) {
-	if s.exported {
-		return 0, 0, fmt.Errorf("GC of %s: not a kiln store", s.root)
-	}
 	lk, err := lockFileContext(ctx, s.lockPath, unix.LOCK_EX)
 	if err != nil {
 		return 0, 0, fmt.Errorf("GC of %s: %w", s.root, err)
@@ -142,15 +138,15 @@ func (w *walker) manifest(d v1.Descriptor, optional bool) error {
 		return nil
 	}
 	w.seen[d.Digest] = true
-	known := d.MediaType.IsImage() || isIndexType(d.MediaType)
+	known := d.MediaType.IsImage() || d.MediaType.IsIndex()
 	if !known && fi.Size() > maxManifestSize {
 		return nil // some other kind of blob
 	}
-	raw, err := readBlobBytes(w.s, d.Digest, maxManifestSize)
+	raw, err := oci.ReadBlob(w.s.blobs(), d.Digest, maxManifestSize)
 	if err != nil {
 		return err
 	}
-	_, m, err := parseAnyManifest(raw, d.MediaType)
+	_, m, err := oci.ParseManifest(raw, d.MediaType)
 	if err != nil {
 		if known {
 			return fmt.Errorf("manifest %s: %w", d.Digest, err)
@@ -205,12 +201,4 @@ func (s *Store) checkComplete(d v1.Descriptor) error {
 
 // jsonMarshal encodes v without HTML escaping and without a trailing
 // newline.
-func jsonMarshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
+func jsonMarshal(v any) ([]byte, error) { return oci.MarshalJSON(v) }

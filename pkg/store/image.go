@@ -3,273 +3,32 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 const (
-	// maxManifestSize bounds manifests and indexes read into memory (the
-	// limit registries apply too).
-	maxManifestSize = 4 << 20
-	// maxConfigSize bounds image configs read into memory.
-	maxConfigSize = 64 << 20
+	maxManifestSize = oci.MaxManifestSize
+	maxConfigSize   = oci.MaxConfigSize
 	// layerWorkers is how many layers WriteImage copies at once.
 	layerWorkers = 3
 )
 
-// anyManifest has the fields of every manifest kind kiln walks: image
-// manifests, indexes and artifact manifests.
-type anyManifest struct {
-	SchemaVersion int64           `json:"schemaVersion"`
-	MediaType     types.MediaType `json:"mediaType,omitempty"`
-	Config        *v1.Descriptor  `json:"config,omitempty"`
-	Layers        []v1.Descriptor `json:"layers,omitempty"`
-	Manifests     []v1.Descriptor `json:"manifests,omitempty"`
-	Subject       *v1.Descriptor  `json:"subject,omitempty"`
-}
+// blobSource is the store as an oci.BlobSource: a held blob, or one
+// fetched from its recorded source (openBlob, source.go).
+type blobSource struct{ s *Store }
 
-// parseAnyManifest parses raw and works out its media type: the mediaType
-// field, else hint, else from the shape (manifests → index, config → image).
-func parseAnyManifest(raw []byte, hint types.MediaType) (types.MediaType, *anyManifest, error) {
-	var m anyManifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return "", nil, fmt.Errorf("not a manifest: %w", err)
-	}
-	if m.SchemaVersion != 2 {
-		return "", nil, fmt.Errorf("not a manifest: schemaVersion %d, want 2", m.SchemaVersion)
-	}
-	switch {
-	case m.MediaType != "":
-		return m.MediaType, &m, nil
-	case hint != "":
-		return hint, &m, nil
-	case m.Manifests != nil:
-		return types.OCIImageIndex, &m, nil
-	case m.Config != nil:
-		return types.OCIManifestSchema1, &m, nil
-	}
-	return "", nil, fmt.Errorf("not a manifest: no mediaType, config or manifests")
-}
+// OpenBlob implements oci.BlobSource.
+func (b blobSource) OpenBlob(h v1.Hash) (io.ReadCloser, error) { return b.s.openBlob(h) }
 
-// isIndexType reports whether mt is an index (OCI or Docker list).
-func isIndexType(mt types.MediaType) bool { return mt.IsIndex() }
-
-// readBlobBytes reads a small blob and verifies its digest.
-func readBlobBytes(src blobSource, h v1.Hash, limit int64) ([]byte, error) {
-	rc, err := src.openBlob(h)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading blob %s: %w", h, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("blob %s is larger than %d bytes", h, limit)
-	}
-	if got := sha256Hash(data); h.Algorithm == "sha256" && got != h {
-		return nil, fmt.Errorf("blob %s is corrupt: its content has digest %s", h, got)
-	}
-	return data, nil
-}
-
-// lazyImage is a v1.Image whose manifest and config are in memory and whose
-// layers are read from a blobSource only when asked.
-type lazyImage struct {
-	src     blobSource
-	digest  v1.Hash
-	mt      types.MediaType
-	raw     []byte
-	m       *v1.Manifest
-	rawCfg  []byte
-	diffIDs []v1.Hash
-}
-
-var _ v1.Image = (*lazyImage)(nil)
-
-// loadImage reads manifest h and its config from src.
-func loadImage(src blobSource, h v1.Hash, hint types.MediaType) (*lazyImage, error) {
-	raw, err := readBlobBytes(src, h, maxManifestSize)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", h, err)
-	}
-	mt, _, err := parseAnyManifest(raw, hint)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", h, err)
-	}
-	if isIndexType(mt) {
-		return nil, fmt.Errorf("%s is an image index (%s), not an image", h, mt)
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("image %s: parsing manifest: %w", h, err)
-	}
-	rawCfg, err := readBlobBytes(src, m.Config.Digest, maxConfigSize)
-	if err != nil {
-		return nil, fmt.Errorf("image %s: config: %w", h, err)
-	}
-	img := &lazyImage{src: src, digest: h, mt: mt, raw: raw, m: m, rawCfg: rawCfg}
-	var cfg struct {
-		RootFS struct {
-			DiffIDs []v1.Hash `json:"diff_ids"`
-		} `json:"rootfs"`
-	}
-	if json.Unmarshal(rawCfg, &cfg) == nil { // artifacts may have other configs
-		img.diffIDs = cfg.RootFS.DiffIDs
-	}
-	return img, nil
-}
-
-func (i *lazyImage) layer(idx int) v1.Layer {
-	var diffID v1.Hash
-	if idx < len(i.diffIDs) {
-		diffID = i.diffIDs[idx]
-	}
-	return newBlobLayer(i.src, i.m.Layers[idx], diffID)
-}
-
-// Layers implements v1.Image.
-func (i *lazyImage) Layers() ([]v1.Layer, error) {
-	ls := make([]v1.Layer, len(i.m.Layers))
-	for n := range i.m.Layers {
-		ls[n] = i.layer(n)
-	}
-	return ls, nil
-}
-
-// MediaType implements v1.Image.
-func (i *lazyImage) MediaType() (types.MediaType, error) { return i.mt, nil }
-
-// Size implements v1.Image.
-func (i *lazyImage) Size() (int64, error) { return int64(len(i.raw)), nil }
-
-// ConfigName implements v1.Image.
-func (i *lazyImage) ConfigName() (v1.Hash, error) { return i.m.Config.Digest, nil }
-
-// ConfigFile implements v1.Image.
-func (i *lazyImage) ConfigFile() (*v1.ConfigFile, error) {
-	cf, err := v1.ParseConfigFile(bytes.NewReader(i.rawCfg))
-	if err != nil {
-		return nil, fmt.Errorf("image %s: config %s: %w", i.digest, i.m.Config.Digest, err)
-	}
-	return cf, nil
-}
-
-// RawConfigFile implements v1.Image.
-func (i *lazyImage) RawConfigFile() ([]byte, error) { return bytes.Clone(i.rawCfg), nil }
-
-// Digest implements v1.Image.
-func (i *lazyImage) Digest() (v1.Hash, error) { return i.digest, nil }
-
-// Manifest implements v1.Image.
-func (i *lazyImage) Manifest() (*v1.Manifest, error) { return i.m.DeepCopy(), nil }
-
-// RawManifest implements v1.Image: the stored bytes, unchanged.
-func (i *lazyImage) RawManifest() ([]byte, error) { return bytes.Clone(i.raw), nil }
-
-// LayerByDigest implements v1.Image.
-func (i *lazyImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
-	if h == i.m.Config.Digest {
-		return partial.ConfigLayer(i)
-	}
-	for n, d := range i.m.Layers {
-		if d.Digest == h {
-			return i.layer(n), nil
-		}
-	}
-	return nil, fmt.Errorf("image %s has no layer %s", i.digest, h)
-}
-
-// LayerByDiffID implements v1.Image.
-func (i *lazyImage) LayerByDiffID(h v1.Hash) (v1.Layer, error) {
-	for n, d := range i.diffIDs {
-		if d == h && n < len(i.m.Layers) {
-			return i.layer(n), nil
-		}
-	}
-	return nil, fmt.Errorf("image %s has no layer with diff ID %s", i.digest, h)
-}
-
-// lazyIndex is a v1.ImageIndex read from a blobSource.
-type lazyIndex struct {
-	src    blobSource
-	digest v1.Hash
-	mt     types.MediaType
-	raw    []byte
-	im     *v1.IndexManifest
-}
-
-var _ v1.ImageIndex = (*lazyIndex)(nil)
-
-// loadIndex reads index h from src.
-func loadIndex(src blobSource, h v1.Hash, hint types.MediaType) (*lazyIndex, error) {
-	raw, err := readBlobBytes(src, h, maxManifestSize)
-	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", h, err)
-	}
-	mt, _, err := parseAnyManifest(raw, hint)
-	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", h, err)
-	}
-	if !isIndexType(mt) {
-		return nil, fmt.Errorf("%s is not an image index but %s", h, mt)
-	}
-	im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", h, err)
-	}
-	return &lazyIndex{src: src, digest: h, mt: mt, raw: raw, im: im}, nil
-}
-
-// MediaType implements v1.ImageIndex.
-func (x *lazyIndex) MediaType() (types.MediaType, error) { return x.mt, nil }
-
-// Digest implements v1.ImageIndex.
-func (x *lazyIndex) Digest() (v1.Hash, error) { return x.digest, nil }
-
-// Size implements v1.ImageIndex.
-func (x *lazyIndex) Size() (int64, error) { return int64(len(x.raw)), nil }
-
-// IndexManifest implements v1.ImageIndex.
-func (x *lazyIndex) IndexManifest() (*v1.IndexManifest, error) { return x.im.DeepCopy(), nil }
-
-// RawManifest implements v1.ImageIndex.
-func (x *lazyIndex) RawManifest() ([]byte, error) { return bytes.Clone(x.raw), nil }
-
-func (x *lazyIndex) child(h v1.Hash) (v1.Descriptor, error) {
-	for _, d := range x.im.Manifests {
-		if d.Digest == h {
-			return d, nil
-		}
-	}
-	return v1.Descriptor{}, fmt.Errorf("index %s has no manifest %s", x.digest, h)
-}
-
-// Image implements v1.ImageIndex.
-func (x *lazyIndex) Image(h v1.Hash) (v1.Image, error) {
-	d, err := x.child(h)
-	if err != nil {
-		return nil, err
-	}
-	return loadImage(x.src, h, d.MediaType)
-}
-
-// ImageIndex implements v1.ImageIndex.
-func (x *lazyIndex) ImageIndex(h v1.Hash) (v1.ImageIndex, error) {
-	d, err := x.child(h)
-	if err != nil {
-		return nil, err
-	}
-	return loadIndex(x.src, h, d.MediaType)
-}
+// blobs is the store as an oci.BlobSource.
+func (s *Store) blobs() oci.BlobSource { return blobSource{s} }
 
 // Image returns the stored image with manifest digest h. Its manifest and
 // config are read now; its layers are Store.Layer values read on demand.
@@ -277,7 +36,7 @@ func (s *Store) Image(h v1.Hash) (v1.Image, error) {
 	if err := checkHash(h); err != nil {
 		return nil, fmt.Errorf("image: %w", err)
 	}
-	return loadImage(s, h, "")
+	return oci.LoadImage(s.blobs(), h, "")
 }
 
 // Index returns the stored image index with digest h.
@@ -285,7 +44,7 @@ func (s *Store) Index(h v1.Hash) (v1.ImageIndex, error) {
 	if err := checkHash(h); err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
-	return loadIndex(s, h, "")
+	return oci.LoadIndex(s.blobs(), h, "")
 }
 
 // Descriptor describes the stored manifest or index h: media type from the
@@ -301,17 +60,17 @@ func (s *Store) Descriptor(h v1.Hash) (v1.Descriptor, error) {
 	if fi.Size() > maxManifestSize {
 		return v1.Descriptor{}, fmt.Errorf("blob %s is not a manifest (%d bytes)", h, fi.Size())
 	}
-	raw, err := readBlobBytes(s, h, maxManifestSize)
+	raw, err := oci.ReadBlob(s.blobs(), h, maxManifestSize)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
-	mt, m, err := parseAnyManifest(raw, "")
+	mt, m, err := oci.ParseManifest(raw, "")
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("blob %s: %w", h, err)
 	}
 	d := v1.Descriptor{MediaType: mt, Digest: h, Size: int64(len(raw))}
-	if !isIndexType(mt) && m.Config != nil {
-		if rawCfg, err := readBlobBytes(s, m.Config.Digest, maxConfigSize); err == nil {
+	if !mt.IsIndex() && m.Config != nil {
+		if rawCfg, err := oci.ReadBlob(s.blobs(), m.Config.Digest, maxConfigSize); err == nil {
 			d.Platform = platformOf(rawCfg)
 		}
 	}
@@ -319,13 +78,7 @@ func (s *Store) Descriptor(h v1.Hash) (v1.Descriptor, error) {
 }
 
 // platformOf returns the platform recorded in an image config, if any.
-func platformOf(rawCfg []byte) *v1.Platform {
-	cf, err := v1.ParseConfigFile(bytes.NewReader(rawCfg))
-	if err != nil {
-		return nil
-	}
-	return cf.Platform()
-}
+func platformOf(rawCfg []byte) *v1.Platform { return oci.ConfigPlatform(rawCfg) }
 
 // WriteImage stores img: first the layers the store lacks (streamed through
 // a BlobWriter and verified against the manifest; layers already present are
@@ -346,14 +99,14 @@ func (s *Store) WriteImage(ctx context.Context, img v1.Image, opts ...WriteOptio
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: media type: %w", digest, err)
 	}
-	pmt, _, err := parseAnyManifest(raw, mt)
+	pmt, _, err := oci.ParseManifest(raw, mt)
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: %w", digest, err)
 	}
 	if mt == "" {
 		mt = pmt
 	}
-	if isIndexType(mt) {
+	if mt.IsIndex() {
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: it is an index (%s); use WriteIndex", digest, mt)
 	}
 	m, err := v1.ParseManifest(bytes.NewReader(raw))
@@ -486,14 +239,14 @@ func (s *Store) WriteIndex(ctx context.Context, idx v1.ImageIndex, opts ...Write
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing index %s: media type: %w", digest, err)
 	}
-	pmt, _, err := parseAnyManifest(raw, mt)
+	pmt, _, err := oci.ParseManifest(raw, mt)
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing index %s: %w", digest, err)
 	}
 	if mt == "" {
 		mt = pmt
 	}
-	if !isIndexType(mt) {
+	if !mt.IsIndex() {
 		return v1.Descriptor{}, fmt.Errorf("writing index %s: it is not an index but %s", digest, mt)
 	}
 	im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
@@ -509,7 +262,7 @@ func (s *Store) WriteIndex(ctx context.Context, idx v1.ImageIndex, opts ...Write
 		}
 		var got v1.Descriptor
 		switch {
-		case isIndexType(c.MediaType):
+		case c.MediaType.IsIndex():
 			child, err := idx.ImageIndex(c.Digest)
 			if err != nil {
 				return v1.Descriptor{}, fmt.Errorf("writing index %s: child %s: %w", digest, c.Digest, err)

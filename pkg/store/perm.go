@@ -11,24 +11,13 @@ import (
 // root's: its root directory is 0700 and what kiln writes in it 0700
 // (directories) and 0600 (files), because base layers, build secrets'
 // traces in RUN layers and registry sources may be anyone's business but
-// the other users'. An OCI layout written for export keeps 0755 and 0644:
-// it is meant to be read by others.
+// the other users'.
 
 // dirMode is the mode of directories kiln makes in the store.
-func (s *Store) dirMode() os.FileMode {
-	if s.exported {
-		return 0o755
-	}
-	return 0o700
-}
+func (s *Store) dirMode() os.FileMode { return 0o700 }
 
 // fileMode is the mode of files kiln writes in the store.
-func (s *Store) fileMode() os.FileMode {
-	if s.exported {
-		return 0o644
-	}
-	return 0o600
-}
+func (s *Store) fileMode() os.FileMode { return 0o600 }
 
 // privateRoot makes the store's root directory (0700 when it is new) and
 // takes group and other permissions away from an existing one of this

@@ -9,14 +9,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // Entry is one ref in the store.
@@ -26,20 +25,7 @@ type Entry struct {
 }
 
 // checkRef rejects refs that cannot be stored or printed sensibly.
-func checkRef(ref string) error {
-	if ref == "" {
-		return errors.New("empty ref")
-	}
-	if len(ref) > 4096 || !utf8.ValidString(ref) {
-		return fmt.Errorf("invalid ref %q", ref)
-	}
-	for _, r := range ref {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("invalid ref %q: contains white space or control characters", ref)
-		}
-	}
-	return nil
-}
+func checkRef(ref string) error { return oci.CheckRef(ref) }
 
 // readIndex reads and parses index.json. It is replaced atomically, so it
 // needs no lock to read.
@@ -85,17 +71,17 @@ func (s *Store) writeIndexLocked(im *v1.IndexManifest) error {
 
 // refOf returns the ref an index.json entry carries, if any.
 func refOf(d v1.Descriptor) string {
-	if r := d.Annotations[AnnotationRefName]; r != "" {
+	if r := d.Annotations[oci.AnnotationRefName]; r != "" {
 		return r
 	}
-	return d.Annotations[AnnotationContainerdName]
+	return d.Annotations[oci.AnnotationContainerdName]
 }
 
 // withoutRefAnnotations returns d without the ref annotations.
 func withoutRefAnnotations(d v1.Descriptor) v1.Descriptor {
 	d = *d.DeepCopy()
-	delete(d.Annotations, AnnotationRefName)
-	delete(d.Annotations, AnnotationContainerdName)
+	delete(d.Annotations, oci.AnnotationRefName)
+	delete(d.Annotations, oci.AnnotationContainerdName)
 	if len(d.Annotations) == 0 {
 		d.Annotations = nil
 	}
@@ -154,10 +140,7 @@ func (s *Store) updateRefs(updates []refUpdate, check func() error) error {
 			if d.Annotations == nil {
 				d.Annotations = map[string]string{}
 			}
-			d.Annotations[AnnotationRefName] = u.ref
-			if s.exported {
-				d.Annotations[AnnotationContainerdName] = u.ref
-			}
+			d.Annotations[oci.AnnotationRefName] = u.ref
 		}
 		im.Manifests = append(im.Manifests, d)
 	}
@@ -319,25 +302,25 @@ func (s *Store) ImageID(d v1.Descriptor) (v1.Hash, error) {
 	if err := checkHash(d.Digest); err != nil {
 		return v1.Hash{}, fmt.Errorf("image ID: %w", err)
 	}
-	if isIndexType(d.MediaType) {
+	if d.MediaType.IsIndex() {
 		return d.Digest, nil
 	}
 	if id, ok := s.ids.Load(d.Digest); ok {
 		return id.(v1.Hash), nil
 	}
-	raw, err := readBlobBytes(s, d.Digest, maxManifestSize)
+	raw, err := oci.ReadBlob(s.blobs(), d.Digest, maxManifestSize)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return v1.Hash{}, fmt.Errorf("image ID of %s: manifest not in store %s", d.Digest, s.root)
 		}
 		return v1.Hash{}, fmt.Errorf("image ID of %s: %w", d.Digest, err)
 	}
-	mt, m, err := parseAnyManifest(raw, d.MediaType)
+	mt, m, err := oci.ParseManifest(raw, d.MediaType)
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("image ID of %s: %w", d.Digest, err)
 	}
 	id := d.Digest
-	if !isIndexType(mt) {
+	if !mt.IsIndex() {
 		if m.Config == nil {
 			return v1.Hash{}, fmt.Errorf("image ID of %s: manifest has no config", d.Digest)
 		}

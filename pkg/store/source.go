@@ -78,8 +78,8 @@ func (s *Store) RecordSource(h v1.Hash, repo string) error {
 	return atomicfile.WriteFile(p, []byte(strings.Join(repos, "\n")+"\n"), s.fileMode())
 }
 
-// openBlob implements blobSource: a held blob, or one fetched from a
-// recorded source and stored while it is read.
+// openBlob serves the store's blobs (blobSource): a held blob, or one
+// fetched from a recorded source and stored while it is read.
 func (s *Store) openBlob(h v1.Hash) (io.ReadCloser, error) {
 	rc, err := s.OpenBlob(h)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {

@@ -27,15 +27,6 @@ const (
 	tmpDirName    = "tmp"
 	blobsDirName  = "blobs"
 	tempPrefix    = "kiln-"
-	// exportTempPrefix names temp files inside an exported layout, which
-	// has no tmp/ directory of its own.
-	exportTempPrefix = ".kiln-tmp-"
-
-	// AnnotationRefName is the OCI annotation that names a ref in index.json.
-	AnnotationRefName = "org.opencontainers.image.ref.name"
-	// AnnotationContainerdName is containerd's annotation for the full image
-	// name; exported layouts carry it next to AnnotationRefName.
-	AnnotationContainerdName = "io.containerd.image.name"
 
 	layoutVersion = "1.0.0"
 )
@@ -48,7 +39,7 @@ type imageLayout struct {
 // Store is a local content store laid out as an OCI image layout:
 //
 //	root/oci-layout          {"imageLayoutVersion":"1.0.0"}
-//	root/index.json          refs: manifests annotated with AnnotationRefName
+//	root/index.json          refs: manifests annotated with oci.AnnotationRefName
 //	root/blobs/sha256/<hex>  verified, immutable blobs
 //	root/tmp/                temp files of writers in progress
 //	root/lock                flock target for index.json updates and GC
@@ -56,16 +47,10 @@ type imageLayout struct {
 // A Store is safe for concurrent use by many goroutines and by many
 // processes sharing the same root.
 type Store struct {
-	root      string
-	blobDir   string // root/blobs/sha256
-	tmpDir    string // where BlobWriter temp files live
-	tmpPrefix string // prefix of those temp files
-	lockPath  string // flock target for refs and GC
-	// exported is set for a layout written by WriteOCILayout: no tmp/ or
-	// lock file is added to the user's directory (temp files go to
-	// blobs/sha256/.kiln-tmp-*, the directory itself is the lock) and refs
-	// also carry AnnotationContainerdName.
-	exported bool
+	root     string
+	blobDir  string // root/blobs/sha256
+	tmpDir   string // root/tmp: where BlobWriter temp files live
+	lockPath string // root/lock: flock target for refs and GC
 
 	ids sync.Map // manifest digest -> config digest (content never changes)
 
@@ -82,11 +67,10 @@ func Open(root string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("store root %s: %w", root, err)
 	}
 	s := &Store{
-		root:      abs,
-		blobDir:   filepath.Join(abs, blobsDirName, "sha256"),
-		tmpDir:    filepath.Join(abs, tmpDirName),
-		tmpPrefix: tempPrefix,
-		lockPath:  filepath.Join(abs, lockFileName),
+		root:     abs,
+		blobDir:  filepath.Join(abs, blobsDirName, "sha256"),
+		tmpDir:   filepath.Join(abs, tmpDirName),
+		lockPath: filepath.Join(abs, lockFileName),
 	}
 	for _, o := range opts {
 		o(s)
@@ -104,33 +88,6 @@ func Open(root string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("opening store %s: creating lock file: %w", abs, err)
 	}
 	f.Close()
-	if err := s.initLayout(); err != nil {
-		return nil, err
-	}
-	if err := s.cleanStaleTemps(); err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// openExportLayout opens (creating if needed) a plain OCI image layout in
-// dir for WriteOCILayout.
-func openExportLayout(dir string) (*Store, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, fmt.Errorf("OCI layout %s: %w", dir, err)
-	}
-	s := &Store{
-		root:      abs,
-		blobDir:   filepath.Join(abs, blobsDirName, "sha256"),
-		tmpPrefix: exportTempPrefix,
-		lockPath:  abs,
-		exported:  true,
-	}
-	s.tmpDir = s.blobDir
-	if err := os.MkdirAll(s.blobDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating OCI layout %s: %w", abs, err)
-	}
 	if err := s.initLayout(); err != nil {
 		return nil, err
 	}
@@ -225,7 +182,7 @@ func (s *Store) cleanStaleTemps() error {
 	}
 	cutoff := time.Now().Add(-staleTempAge)
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), s.tmpPrefix) || strings.HasPrefix(e.Name(), s.tmpPrefix+shortLivedPrefix) || !e.Type().IsRegular() {
+		if !strings.HasPrefix(e.Name(), tempPrefix) || strings.HasPrefix(e.Name(), tempPrefix+shortLivedPrefix) || !e.Type().IsRegular() {
 			continue
 		}
 		if fi, err := e.Info(); err != nil || fi.ModTime().After(cutoff) {
@@ -268,7 +225,7 @@ func removeIfStale(path string) bool {
 	return os.Remove(path) == nil
 }
 
-// shortLivedPrefix names ShortLivedDir's directories (after tmpPrefix).
+// shortLivedPrefix names ShortLivedDir's directories (after tempPrefix).
 const shortLivedPrefix = "short-"
 
 // shortLivedLock is the file in a ShortLivedDir whose flock says its
@@ -282,7 +239,7 @@ const shortLivedLock = ".lock"
 // unlocked directory belongs to nobody), so nothing written there
 // outlives a crash for long.
 func (s *Store) ShortLivedDir() (dir string, release func(), err error) {
-	d, err := os.MkdirTemp(s.tmpDir, s.tmpPrefix+shortLivedPrefix)
+	d, err := os.MkdirTemp(s.tmpDir, tempPrefix+shortLivedPrefix)
 	if err != nil {
 		return "", nil, fmt.Errorf("creating a temp directory in %s: %w", s.tmpDir, err)
 	}
@@ -312,7 +269,7 @@ func (s *Store) ShortLivedDir() (dir string, release func(), err error) {
 func (s *Store) cleanShortLivedDirs(entries []os.DirEntry) {
 	cutoff := time.Now().Add(-staleTempAge)
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), s.tmpPrefix+shortLivedPrefix) {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempPrefix+shortLivedPrefix) {
 			continue
 		}
 		fi, err := e.Info()

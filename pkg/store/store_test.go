@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // Helper-process modes, selected by environment variable, for tests that
@@ -539,7 +540,7 @@ func TestWriteImageRoundTrip(t *testing.T) {
 			t.Fatalf("%d layers, want %d", len(gotLayers), len(wantLayers))
 		}
 		for i := range wantLayers {
-			if _, ok := gotLayers[i].(*blobLayer); !ok {
+			if _, ok := gotLayers[i].(*oci.BlobLayer); !ok {
 				t.Fatalf("layer %d is a %T, not a store layer", i, gotLayers[i])
 			}
 			if !bytes.Equal(readAll(t, wantLayers[i].Compressed), readAll(t, gotLayers[i].Compressed)) {
@@ -727,7 +728,7 @@ func TestTagListUntag(t *testing.T) {
 		if e.Descriptor.Digest != b.Digest || e.Descriptor.MediaType != b.MediaType || e.Descriptor.Size != b.Size {
 			t.Fatalf("entry %+v, want digest %s", e, b.Digest)
 		}
-		if _, ok := e.Descriptor.Annotations[AnnotationRefName]; ok {
+		if _, ok := e.Descriptor.Annotations[oci.AnnotationRefName]; ok {
 			t.Fatal("List leaks the ref annotation")
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // OpenVerifiedLayer opens layer l uncompressed for reading, checking what
@@ -63,7 +64,7 @@ func (s *Store) OpenVerifiedLayer(l v1.Layer, diffID v1.Hash) (io.ReadCloser, er
 		// One byte more than the manifest says, to see a longer blob.
 		v.counted = &countingReader{r: io.TeeReader(io.LimitReader(body, size+1), w)}
 	}
-	dec, err := decompress(io.NopCloser(v.counted), mt)
+	dec, err := oci.Decompress(io.NopCloser(v.counted), mt)
 	if err != nil {
 		v.abort()
 		v.body.Close()

@@ -1,9 +1,8 @@
-package store
+package imagearchive
 
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -20,8 +19,8 @@ import (
 	"github.com/kiln-build/kiln/pkg/oci"
 )
 
-// Item is one image or index to export or that was read from an archive.
-// Ref may be empty.
+// Item is one image or index to write to an archive or that was read from
+// one. Ref may be empty.
 type Item struct {
 	Ref      string
 	Artifact oci.Artifact
@@ -38,43 +37,13 @@ func checkItems(items []Item) error {
 		if it.Ref == "" {
 			continue
 		}
-		if err := checkRef(it.Ref); err != nil {
+		if err := oci.CheckRef(it.Ref); err != nil {
 			return fmt.Errorf("item %d: %w", n, err)
 		}
 		if refs[it.Ref] {
 			return fmt.Errorf("ref %q appears more than once", it.Ref)
 		}
 		refs[it.Ref] = true
-	}
-	return nil
-}
-
-// WriteOCILayout writes items into the OCI image layout directory dir,
-// creating it or adding to it. Each item with a ref gets an index.json
-// entry annotated with both AnnotationRefName and AnnotationContainerdName
-// set to the ref (an existing entry for that ref is replaced); an item
-// without a ref gets an unnamed entry. Blobs are written and renamed into
-// place only once verified, and index.json is replaced atomically, so the
-// directory is a valid layout at every moment.
-func WriteOCILayout(dir string, items []Item) error {
-	if err := checkItems(items); err != nil {
-		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
-	}
-	l, err := openExportLayout(dir)
-	if err != nil {
-		return err
-	}
-	ctx := context.Background()
-	var updates []refUpdate
-	for _, it := range items {
-		d, err := l.WriteArtifact(ctx, it.Artifact)
-		if err != nil {
-			return fmt.Errorf("writing OCI layout %s: ref %q: %w", dir, it.Ref, err)
-		}
-		updates = append(updates, refUpdate{ref: it.Ref, desc: d})
-	}
-	if err := l.updateRefs(updates, nil); err != nil {
-		return fmt.Errorf("writing OCI layout %s: %w", dir, err)
 	}
 	return nil
 }
@@ -121,12 +90,12 @@ func imagePartsOf(img v1.Image) (*imageParts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	digest := sha256Hash(raw)
+	digest := oci.SHA256(raw)
 	mt, err := img.MediaType()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: media type: %w", digest, err)
 	}
-	pmt, _, err := parseAnyManifest(raw, mt)
+	pmt, _, err := oci.ParseManifest(raw, mt)
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", digest, err)
 	}
@@ -137,23 +106,23 @@ func imagePartsOf(img v1.Image) (*imageParts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %s: parsing manifest: %w", digest, err)
 	}
-	if err := checkHash(m.Config.Digest); err != nil {
+	if err := oci.CheckDigest(m.Config.Digest); err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", digest, err)
 	}
 	rawCfg, err := img.RawConfigFile()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: config: %w", digest, err)
 	}
-	if got := sha256Hash(rawCfg); got != m.Config.Digest {
+	if got := oci.SHA256(rawCfg); got != m.Config.Digest {
 		return nil, fmt.Errorf("image %s: config has digest %s, manifest says %s", digest, got, m.Config.Digest)
 	}
 	for _, l := range m.Layers {
-		if err := checkHash(l.Digest); err != nil {
+		if err := oci.CheckDigest(l.Digest); err != nil {
 			return nil, fmt.Errorf("image %s: layer: %w", digest, err)
 		}
 	}
 	return &imageParts{
-		desc:   v1.Descriptor{MediaType: mt, Digest: digest, Size: int64(len(raw)), Platform: platformOf(rawCfg)},
+		desc:   v1.Descriptor{MediaType: mt, Digest: digest, Size: int64(len(raw)), Platform: oci.ConfigPlatform(rawCfg)},
 		raw:    raw,
 		m:      m,
 		rawCfg: rawCfg,
@@ -192,7 +161,7 @@ func (p *archivePlan) addOCIIndex(idx v1.ImageIndex) (v1.Descriptor, error) {
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("index manifest: %w", err)
 	}
-	digest := sha256Hash(raw)
+	digest := oci.SHA256(raw)
 	mt, err := idx.MediaType()
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("index %s: media type: %w", digest, err)
@@ -207,7 +176,7 @@ func (p *archivePlan) addOCIIndex(idx v1.ImageIndex) (v1.Descriptor, error) {
 	for _, c := range im.Manifests {
 		var got v1.Descriptor
 		switch {
-		case isIndexType(c.MediaType):
+		case c.MediaType.IsIndex():
 			child, err := idx.ImageIndex(c.Digest)
 			if err != nil {
 				return v1.Descriptor{}, fmt.Errorf("index %s: child %s: %w", digest, c.Digest, err)
@@ -234,18 +203,18 @@ func (p *archivePlan) addOCIIndex(idx v1.ImageIndex) (v1.Descriptor, error) {
 	return v1.Descriptor{MediaType: mt, Digest: digest, Size: int64(len(raw))}, nil
 }
 
-// WriteOCIArchive writes items as an OCI image layout in a tar stream (what
-// `skopeo copy oci-archive:` and `podman load` read), with the same index
-// annotations as WriteOCILayout. The stream is deterministic: entries are
-// sorted, owners are 0 and times fixed, so the same items give the same
-// bytes. Layers are streamed and verified against their digests; on a
-// mismatch an error is returned and the output must be discarded.
-func WriteOCIArchive(w io.Writer, items []Item) error {
-	if err := checkItems(items); err != nil {
-		return fmt.Errorf("writing OCI archive: %w", err)
-	}
+// refAnnotations name ref in an index.json entry, as containerd and the
+// OCI layout spec both read it.
+func refAnnotations(ref string) map[string]string {
+	return map[string]string{oci.AnnotationRefName: ref, oci.AnnotationContainerdName: ref}
+}
+
+// ociPlan plans the blobs of items in OCI layout naming and gives their
+// index.json entries in order: named ones annotated with their ref,
+// unnamed ones once per digest.
+func ociPlan(items []Item) (*archivePlan, []v1.Descriptor, error) {
 	p := newArchivePlan()
-	index := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
+	entries := []v1.Descriptor{}
 	seenUnnamed := map[v1.Hash]bool{}
 	for _, it := range items {
 		var (
@@ -259,7 +228,7 @@ func WriteOCIArchive(w io.Writer, items []Item) error {
 			d, err = p.addOCIIndex(idx)
 		}
 		if err != nil {
-			return fmt.Errorf("writing OCI archive: ref %q: %w", it.Ref, err)
+			return nil, nil, fmt.Errorf("ref %q: %w", it.Ref, err)
 		}
 		if it.Ref == "" {
 			if seenUnnamed[d.Digest] {
@@ -267,15 +236,33 @@ func WriteOCIArchive(w io.Writer, items []Item) error {
 			}
 			seenUnnamed[d.Digest] = true
 		} else {
-			d.Annotations = map[string]string{AnnotationRefName: it.Ref, AnnotationContainerdName: it.Ref}
+			d.Annotations = refAnnotations(it.Ref)
 		}
-		index.Manifests = append(index.Manifests, d)
+		entries = append(entries, d)
 	}
-	idxJSON, err := jsonMarshal(index)
+	return p, entries, nil
+}
+
+// WriteOCIArchive writes items as an OCI image layout in a tar stream (what
+// `skopeo copy oci-archive:` and `podman load` read), with the same index
+// annotations as WriteLayout. The stream is deterministic: entries are
+// sorted, owners are 0 and times fixed, so the same items give the same
+// bytes. Layers are streamed and verified against their digests; on a
+// mismatch an error is returned and the output must be discarded.
+func WriteOCIArchive(w io.Writer, items []Item) error {
+	if err := checkItems(items); err != nil {
+		return fmt.Errorf("writing OCI archive: %w", err)
+	}
+	p, entries, err := ociPlan(items)
+	if err != nil {
+		return fmt.Errorf("writing OCI archive: %w", err)
+	}
+	index := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: entries}
+	idxJSON, err := oci.MarshalJSON(index)
 	if err != nil {
 		return fmt.Errorf("writing OCI archive: encoding index.json: %w", err)
 	}
-	layoutJSON, _ := jsonMarshal(imageLayout{Version: layoutVersion})
+	layoutJSON, _ := oci.MarshalJSON(imageLayout{Version: layoutVersion})
 	p.addData("index.json", v1.Hash{}, idxJSON)
 	p.addData("oci-layout", v1.Hash{}, layoutJSON)
 	if err := p.writeTar(w, []string{"blobs/", "blobs/sha256/"}); err != nil {
@@ -376,11 +363,11 @@ func WriteDockerArchive(w io.Writer, items []Item) error {
 			repos[repo][tag] = parts.m.Layers[n-1].Digest.Hex
 		}
 	}
-	mj, err := jsonMarshal(entries)
+	mj, err := oci.MarshalJSON(entries)
 	if err != nil {
 		return fmt.Errorf("writing docker archive: encoding manifest.json: %w", err)
 	}
-	rj, err := jsonMarshal(repos)
+	rj, err := oci.MarshalJSON(repos)
 	if err != nil {
 		return fmt.Errorf("writing docker archive: encoding repositories: %w", err)
 	}
@@ -434,15 +421,15 @@ func (p *archivePlan) writeTar(w io.Writer, dirs []string) error {
 	return tw.Close()
 }
 
-// copyVerified streams a lazy blob into the tar, checking size and digest.
-func copyVerified(tw *tar.Writer, b *archiveBlob) error {
+// copyVerified streams a lazy blob to w, checking size and digest.
+func copyVerified(w io.Writer, b *archiveBlob) error {
 	rc, err := b.open()
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", b.digest, err)
 	}
 	defer rc.Close()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tw, h), io.LimitReader(rc, b.size))
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(rc, b.size))
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", b.digest, err)
 	}

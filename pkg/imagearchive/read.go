@@ -1,4 +1,4 @@
-package store
+package imagearchive
 
 import (
 	"archive/tar"
@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // archiveFS is read access to the files of an archive: a tar file or a
@@ -28,7 +29,7 @@ type archiveFS interface {
 	describe() string
 }
 
-// ReadArchive reads what `kiln load` accepts: a docker archive (`docker
+// Read reads what `kiln load` accepts: a docker archive (`docker
 // save` format, manifest.json) or an OCI image layout, as a tar file (plain
 // or compressed with gzip, bzip2, xz or zstd: pkg/archive decompresses it)
 // or as a directory. An archive with
@@ -46,7 +47,7 @@ type archiveFS interface {
 // (one untagged item for an image without tags); its images get an OCI
 // manifest whose layers keep the archive's compression (plain tar layers
 // stay uncompressed, with the diff ID as digest).
-func ReadArchive(p string) ([]Item, error) {
+func Read(p string) ([]Item, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, fmt.Errorf("reading archive: %w", err)
@@ -253,8 +254,9 @@ func (t *tarFS) describe() string { return t.path }
 // layoutSource serves blobs of an OCI layout inside an archiveFS.
 type layoutSource struct{ fs archiveFS }
 
-func (l layoutSource) openBlob(h v1.Hash) (io.ReadCloser, error) {
-	if err := checkHash(h); err != nil {
+// OpenBlob implements oci.BlobSource.
+func (l layoutSource) OpenBlob(h v1.Hash) (io.ReadCloser, error) {
+	if err := oci.CheckDigest(h); err != nil {
 		return nil, err
 	}
 	return l.fs.open(ociBlobName(h))
@@ -266,7 +268,7 @@ func readOCI(afs archiveFS) ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
+	data, err := io.ReadAll(io.LimitReader(rc, oci.MaxManifestSize+1))
 	rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("index.json: %w", err)
@@ -278,28 +280,28 @@ func readOCI(afs archiveFS) ([]Item, error) {
 	src := layoutSource{afs}
 	var items []Item
 	for _, d := range im.Manifests {
-		ref := d.Annotations[AnnotationContainerdName]
+		ref := d.Annotations[oci.AnnotationContainerdName]
 		if ref == "" {
-			ref = d.Annotations[AnnotationRefName]
+			ref = d.Annotations[oci.AnnotationRefName]
 		}
 		if d.MediaType == "" { // not allowed by the spec, but seen: sniff
-			raw, err := readBlobBytes(src, d.Digest, maxManifestSize)
+			raw, err := oci.ReadBlob(src, d.Digest, oci.MaxManifestSize)
 			if err != nil {
 				return nil, fmt.Errorf("ref %q: %w", ref, err)
 			}
-			if d.MediaType, _, err = parseAnyManifest(raw, ""); err != nil {
+			if d.MediaType, _, err = oci.ParseManifest(raw, ""); err != nil {
 				return nil, fmt.Errorf("ref %q: manifest %s: %w", ref, d.Digest, err)
 			}
 		}
 		switch {
-		case isIndexType(d.MediaType):
-			idx, err := loadIndex(src, d.Digest, d.MediaType)
+		case d.MediaType.IsIndex():
+			idx, err := oci.LoadIndex(src, d.Digest, d.MediaType)
 			if err != nil {
 				return nil, fmt.Errorf("ref %q: %w", ref, err)
 			}
 			items = append(items, Item{Ref: ref, Artifact: idx})
 		case d.MediaType.IsImage():
-			img, err := loadImage(src, d.Digest, d.MediaType)
+			img, err := oci.LoadImage(src, d.Digest, d.MediaType)
 			if err != nil {
 				return nil, fmt.Errorf("ref %q: %w", ref, err)
 			}
@@ -317,7 +319,7 @@ func readDocker(afs archiveFS) ([]Item, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := io.ReadAll(io.LimitReader(rc, maxManifestSize+1))
+	data, err := io.ReadAll(io.LimitReader(rc, oci.MaxManifestSize+1))
 	rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("manifest.json: %w", err)
@@ -364,13 +366,13 @@ func newDockerImage(afs archiveFS, e dockerManifestEntry) (*dockerImage, error) 
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	rawCfg, err := io.ReadAll(io.LimitReader(rc, maxConfigSize+1))
+	rawCfg, err := io.ReadAll(io.LimitReader(rc, oci.MaxConfigSize+1))
 	rc.Close()
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", e.Config, err)
 	}
-	if len(rawCfg) > maxConfigSize {
-		return nil, fmt.Errorf("config %s is larger than %d bytes", e.Config, maxConfigSize)
+	if len(rawCfg) > oci.MaxConfigSize {
+		return nil, fmt.Errorf("config %s is larger than %d bytes", e.Config, oci.MaxConfigSize)
 	}
 	cf, err := v1.ParseConfigFile(bytes.NewReader(rawCfg))
 	if err != nil {
@@ -379,7 +381,7 @@ func newDockerImage(afs archiveFS, e dockerManifestEntry) (*dockerImage, error) 
 	if len(cf.RootFS.DiffIDs) != len(e.Layers) {
 		return nil, fmt.Errorf("config %s lists %d diff IDs for %d layers", e.Config, len(cf.RootFS.DiffIDs), len(e.Layers))
 	}
-	img := &dockerImage{rawCfg: rawCfg, cfgDig: sha256Hash(rawCfg)}
+	img := &dockerImage{rawCfg: rawCfg, cfgDig: oci.SHA256(rawCfg)}
 	for i, name := range e.Layers {
 		size, err := afs.size(name)
 		if err != nil {
@@ -411,7 +413,7 @@ func (i *dockerImage) build() ([]byte, error) {
 			}
 			m.Layers = append(m.Layers, v1.Descriptor{MediaType: l.mt, Size: l.size, Digest: d})
 		}
-		i.raw, i.err = jsonMarshal(m)
+		i.raw, i.err = oci.MarshalJSON(m)
 	})
 	return i.raw, i.err
 }

@@ -1,4 +1,4 @@
-package store
+package imagearchive
 
 import (
 	"archive/tar"
@@ -24,9 +24,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/oci"
+	"github.com/kiln-build/kiln/pkg/store"
 )
 
 // sameImage checks that got has img's manifest bytes, config and layers.
@@ -113,12 +115,12 @@ type skopeoInspect struct {
 	Layers []string
 }
 
-func TestWriteOCILayout(t *testing.T) {
+func TestWriteLayout(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	a, b := randomImage(t, 2), randomOCIImage(t, 1)
 	idx, _ := random.Index(64, 1, 2)
 	items := []Item{{Ref: "localhost/app:1.0", Artifact: a}, {Ref: "localhost/multi:1", Artifact: idx}, {Artifact: b}}
-	if err := WriteOCILayout(dir, items); err != nil {
+	if err := WriteLayout(dir, items); err != nil {
 		t.Fatal(err)
 	}
 	if got := dirNames(t, dir); strings.Join(got, " ") != "blobs index.json oci-layout" {
@@ -138,7 +140,7 @@ func TestWriteOCILayout(t *testing.T) {
 		t.Fatalf("index.json has %d entries: %s", len(im.Manifests), raw)
 	}
 	for _, d := range im.Manifests {
-		if r := d.Annotations[AnnotationRefName]; r != d.Annotations[AnnotationContainerdName] {
+		if r := d.Annotations[oci.AnnotationRefName]; r != d.Annotations[oci.AnnotationContainerdName] {
 			t.Fatalf("annotations differ: %v", d.Annotations)
 		}
 	}
@@ -152,7 +154,7 @@ func TestWriteOCILayout(t *testing.T) {
 		t.Fatalf("layout does not validate: %v", err)
 	}
 	// And so do we.
-	got, err := ReadArchive(dir)
+	got, err := Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,16 +174,16 @@ func TestWriteOCILayout(t *testing.T) {
 		t.Fatalf("test setup: no docker media type in %s", raw)
 	}
 	os.WriteFile(filepath.Join(dir, "index.json"), []byte(noMT), 0o644)
-	if got, err = ReadArchive(dir); err != nil || !isImage(got[0]) {
+	if got, err = Read(dir); err != nil || !isImage(got[0]) {
 		t.Fatalf("reading an entry without media type: %+v, %v", got, err)
 	}
 	os.WriteFile(filepath.Join(dir, "index.json"), raw, 0o644)
 
 	// Adding to it: move the ref, add nothing twice.
-	if err := WriteOCILayout(dir, []Item{{Ref: "localhost/app:1.0", Artifact: b}, {Artifact: b}}); err != nil {
+	if err := WriteLayout(dir, []Item{{Ref: "localhost/app:1.0", Artifact: b}, {Artifact: b}}); err != nil {
 		t.Fatal(err)
 	}
-	got, err = ReadArchive(dir)
+	got, err = Read(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +203,7 @@ func TestWriteOCILayout(t *testing.T) {
 	}
 }
 
-func TestWriteOCILayoutErrors(t *testing.T) {
+func TestWriteLayoutErrors(t *testing.T) {
 	img := randomImage(t, 0)
 	for _, items := range [][]Item{
 		{{Ref: "localhost/x:1"}},
@@ -209,8 +211,8 @@ func TestWriteOCILayoutErrors(t *testing.T) {
 		{{Ref: "localhost/x:1", Artifact: img}, {Ref: "localhost/x:1", Artifact: img}},
 		{{Ref: "bad ref", Artifact: img}},
 	} {
-		if err := WriteOCILayout(t.TempDir(), items); err == nil {
-			t.Errorf("WriteOCILayout(%+v) succeeded", items)
+		if err := WriteLayout(t.TempDir(), items); err == nil {
+			t.Errorf("WriteLayout(%+v) succeeded", items)
 		}
 		if err := WriteOCIArchive(io.Discard, items); err == nil {
 			t.Errorf("WriteOCIArchive(%+v) succeeded", items)
@@ -268,7 +270,7 @@ func TestWriteOCIArchive(t *testing.T) {
 		t.Fatalf("entries not sorted: %v", names)
 	}
 	p := writeFile(t, one.Bytes())
-	got, err := ReadArchive(p)
+	got, err := Read(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +298,7 @@ func TestWriteOCIArchive(t *testing.T) {
 	zw := gzip.NewWriter(&gz)
 	zw.Write(one.Bytes())
 	zw.Close()
-	got, err = ReadArchive(writeFile(t, gz.Bytes()))
+	got, err = Read(writeFile(t, gz.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +381,7 @@ func TestWriteDockerArchive(t *testing.T) {
 	}
 
 	// Our own reader: one item per tag, images that store and validate.
-	got, err := ReadArchive(p)
+	got, err := Read(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +442,7 @@ func TestWriteDockerArchive(t *testing.T) {
 		}
 		dir := filepath.Join(t.TempDir(), "oci")
 		skopeo(t, "copy", "docker-archive:"+p+":registry.example.com/team/app:build_1", "oci:"+dir+":copied")
-		copied, err := ReadArchive(dir)
+		copied, err := Read(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -499,7 +501,7 @@ func TestReadClassicDockerSave(t *testing.T) {
 	cf = cf.DeepCopy()
 	cf.RootFS.DiffIDs = []v1.Hash{diffID, diffID}
 	rawCfg, _ := json.Marshal(cf)
-	cfgName := sha256Hash(rawCfg).Hex + ".json"
+	cfgName := oci.SHA256(rawCfg).Hex + ".json"
 
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
@@ -523,7 +525,7 @@ func TestReadClassicDockerSave(t *testing.T) {
 	add(&tar.Header{Name: "./manifest.json"}, mj)
 	tw.Close()
 
-	items, err := ReadArchive(writeFile(t, buf.Bytes()))
+	items, err := Read(writeFile(t, buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,10 +569,10 @@ func checkLayers(t *testing.T, img v1.Image) {
 		t.Fatalf("%d layers, %d diff IDs", len(ls), len(cf.RootFS.DiffIDs))
 	}
 	for i, l := range ls {
-		if got := sha256Hash(readAll(t, l.Compressed)); got != mustDigest(t, l) {
+		if got := oci.SHA256(readAll(t, l.Compressed)); got != mustDigest(t, l) {
 			t.Fatalf("layer %d: content %s, digest %s", i, got, mustDigest(t, l))
 		}
-		if got := sha256Hash(readAll(t, l.Uncompressed)); got != cf.RootFS.DiffIDs[i] {
+		if got := oci.SHA256(readAll(t, l.Uncompressed)); got != cf.RootFS.DiffIDs[i] {
 			t.Fatalf("layer %d: uncompressed %s, diff ID %s", i, got, cf.RootFS.DiffIDs[i])
 		}
 	}
@@ -601,11 +603,11 @@ func randomOCIImage(t *testing.T, layers int) v1.Image {
 }
 
 func TestReadArchiveErrors(t *testing.T) {
-	if _, err := ReadArchive(filepath.Join(t.TempDir(), "missing.tar")); err == nil || !strings.Contains(err.Error(), "missing.tar") {
+	if _, err := Read(filepath.Join(t.TempDir(), "missing.tar")); err == nil || !strings.Contains(err.Error(), "missing.tar") {
 		t.Fatalf("missing file: %v", err)
 	}
 	p := writeFile(t, []byte("this is not a tar file at all, not even close................"))
-	if _, err := ReadArchive(p); err == nil || !strings.Contains(err.Error(), p) {
+	if _, err := Read(p); err == nil || !strings.Contains(err.Error(), p) {
 		t.Fatalf("garbage file: %v", err)
 	}
 	var buf bytes.Buffer
@@ -614,21 +616,21 @@ func TestReadArchiveErrors(t *testing.T) {
 	tw.Write([]byte("[{"))
 	tw.Close()
 	p = writeFile(t, buf.Bytes())
-	if _, err := ReadArchive(p); err == nil || !strings.Contains(err.Error(), "manifest.json") {
+	if _, err := Read(p); err == nil || !strings.Contains(err.Error(), "manifest.json") {
 		t.Fatalf("bad manifest.json: %v", err)
 	}
 	// A manifest.json pointing outside the archive directory stays inside.
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "manifest.json"), []byte(`[{"Config":"../../../../etc/passwd","Layers":[]}]`), 0o644)
-	if _, err := ReadArchive(dir); err == nil {
+	if _, err := Read(dir); err == nil {
 		t.Fatal("config path escaping the directory was read")
 	}
 }
 
-// memSource is a blobSource in memory.
+// memSource is an oci.BlobSource in memory.
 type memSource map[v1.Hash][]byte
 
-func (m memSource) openBlob(h v1.Hash) (io.ReadCloser, error) {
+func (m memSource) OpenBlob(h v1.Hash) (io.ReadCloser, error) {
 	b, ok := m[h]
 	if !ok {
 		return nil, os.ErrNotExist
@@ -652,19 +654,19 @@ func imageWithLayers(t *testing.T, mts ...types.MediaType) (v1.Image, [][]byte) 
 		var blob bytes.Buffer
 		switch c, _ := archive.CompressionOf(mt); c {
 		case archive.Gzip:
-			w, _ := gzipWriter(&blob)
+			w := gzip.NewWriter(&blob)
 			w.Write(plain)
 			w.Close()
 		case archive.Zstd:
-			w, _ := zstdWriter(&blob)
+			w, _ := zstd.NewWriter(&blob)
 			w.Write(plain)
 			w.Close()
 		default:
 			blob.Write(plain)
 		}
 		data := blob.Bytes()
-		src := memSource{sha256Hash(data): data}
-		l := newBlobLayer(src, v1.Descriptor{MediaType: mt, Digest: sha256Hash(data), Size: int64(len(data))}, sha256Hash(plain))
+		src := memSource{oci.SHA256(data): data}
+		l := oci.NewBlobLayer(src, v1.Descriptor{MediaType: mt, Digest: oci.SHA256(data), Size: int64(len(data))}, oci.SHA256(plain))
 		if img, err = mutate.AppendLayers(img, l); err != nil {
 			t.Fatal(err)
 		}
@@ -693,7 +695,7 @@ func TestDockerArchiveCompressions(t *testing.T) {
 	if len(exts) != 4 {
 		t.Fatalf("archive names %v", names)
 	}
-	items, err := ReadArchive(writeFile(t, buf.Bytes()))
+	items, err := Read(writeFile(t, buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -769,7 +771,7 @@ func TestNestedIndex(t *testing.T) {
 	if err := WriteOCIArchive(&buf, []Item{{Ref: "localhost/nested:1", Artifact: got}}); err != nil {
 		t.Fatal(err)
 	}
-	items, err := ReadArchive(writeFile(t, buf.Bytes()))
+	items, err := Read(writeFile(t, buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -781,24 +783,65 @@ func TestNestedIndex(t *testing.T) {
 	}
 }
 
-func TestLayerDescriptorKept(t *testing.T) {
-	s := newStore(t)
-	data := []byte("layer with annotations")
-	h := sha256Hash(data)
-	s.WriteBlob(h, bytes.NewReader(data))
-	l, err := s.Layer(v1.Descriptor{MediaType: types.OCIUncompressedLayer, Digest: h, Annotations: map[string]string{"k": "v"}}, h)
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), l)
+	return s
+}
+
+func randomImage(t *testing.T, layers int64) v1.Image {
+	t.Helper()
+	img, err := random.Image(256, layers)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := img.Manifest()
+	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Layers[0].Annotations["k"] != "v" || m.Layers[0].Size != int64(len(data)) {
-		t.Fatalf("layer descriptor in manifest: %+v", m.Layers[0])
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
 	}
+	return img
+}
+
+func mustDigest(t *testing.T, d interface{ Digest() (v1.Hash, error) }) v1.Hash {
+	t.Helper()
+	h, err := d.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func readAll(t *testing.T, open func() (io.ReadCloser, error)) []byte {
+	t.Helper()
+	rc, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package store
+package imagearchive
 
 import (
 	"bytes"
@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/kiln-build/kiln/pkg/oci"
@@ -40,7 +38,7 @@ func fuzzSeedArchives(f *testing.F) [][]byte {
 }
 
 // FuzzReadArchive feeds `kiln load` input (docker and OCI archives, plain
-// or compressed) to ReadArchive and reads what it returns: never a panic,
+// or compressed) to Read and reads what it returns: never a panic,
 // whatever the bytes; errors are fine.
 func FuzzReadArchive(f *testing.F) {
 	for _, a := range fuzzSeedArchives(f) {
@@ -54,7 +52,7 @@ func FuzzReadArchive(f *testing.F) {
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		items, err := ReadArchive(p)
+		items, err := Read(p)
 		if err != nil {
 			return
 		}
@@ -87,48 +85,4 @@ func readImage(img v1.Image) {
 		}
 		_, _ = l.DiffID()
 	}
-}
-
-// FuzzManifest opens arbitrary bytes as a stored image and index (with a
-// config blob), as the store does with what a registry or an archive sent:
-// never a panic.
-func FuzzManifest(f *testing.F) {
-	img, err := random.Image(64, 1)
-	if err != nil {
-		f.Fatal(err)
-	}
-	raw, _ := img.RawManifest()
-	cfg, _ := img.RawConfigFile()
-	f.Add(raw, cfg)
-	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: img})
-	rawIdx, _ := idx.RawManifest()
-	f.Add(rawIdx, cfg)
-	f.Add([]byte(`{"schemaVersion":2,"config":{"digest":"sha256:../../etc","size":-1},"layers":[{"size":-5}]}`), []byte(`{"rootfs":{"diff_ids":["x"]}}`))
-	f.Add([]byte(`{"manifests":[{"digest":"sha256:0000","mediaType":"application/vnd.oci.image.index.v1+json"}]}`), []byte(`{}`))
-	f.Fuzz(func(t *testing.T, manifest, config []byte) {
-		src := memBlobs{sha256Hash(config): config, sha256Hash(manifest): manifest}
-		h := sha256Hash(manifest)
-		if img, err := loadImage(src, h, ""); err == nil {
-			readImage(img)
-		}
-		if x, err := loadIndex(src, h, ""); err == nil {
-			if im, err := x.IndexManifest(); err == nil {
-				for _, d := range im.Manifests {
-					_, _ = x.Image(d.Digest)
-					_, _ = x.ImageIndex(d.Digest)
-				}
-			}
-		}
-	})
-}
-
-// memBlobs is a blobSource in memory.
-type memBlobs map[v1.Hash][]byte
-
-func (m memBlobs) openBlob(h v1.Hash) (io.ReadCloser, error) {
-	b, ok := m[h]
-	if !ok {
-		return nil, os.ErrNotExist
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
 }
