@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,7 +98,7 @@ func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, 
 	if err != nil {
 		return err
 	}
-	targets, err := pushTargets(rc, st, g, f.allTags, image, destRef)
+	targets, err := rc.PushTargets(st, image, destRef, f.allTags)
 	if err != nil {
 		return err
 	}
@@ -126,38 +125,6 @@ func runPush(ctx context.Context, cmd *cobra.Command, g *globals, f *pushFlags, 
 		}
 	}
 	return nil
-}
-
-// pushTargets is what push sends where: image to destRef (or its own
-// name), or with --all-tags every local tag of the repository image names.
-func pushTargets(rc *registry.Client, st *store.Store, g *globals, allTags bool, image string, destRef name.Reference) ([]registry.PushTarget, error) {
-	if allTags {
-		if destRef != nil {
-			return nil, errors.New("--all-tags pushes a repository's tags to their own names: give no DESTINATION")
-		}
-		r, err := storeRef(image, g)
-		if err != nil {
-			return nil, err
-		}
-		if t, ok := r.(name.Tag); !ok || strings.HasSuffix(image, ":"+t.TagStr()) {
-			return nil, fmt.Errorf("--all-tags: %s names a tag or digest; give a repository", image)
-		}
-		return rc.StoredTags(st, r.Context().Name())
-	}
-	d, stored, err := resolveLocal(st, g, image)
-	if err != nil {
-		return nil, err
-	}
-	ref := destRef
-	if ref == nil {
-		if stored == "" || strings.Contains(stored, "@") {
-			return nil, fmt.Errorf("%s is not a name to push to: give a destination (kiln push %s REGISTRY/REPOSITORY:TAG)", image, image)
-		}
-		if ref, err = rc.ParseReference(stored); err != nil {
-			return nil, err
-		}
-	}
-	return []registry.PushTarget{{Desc: d, Refs: []name.Reference{ref}}}, nil
 }
 
 // textLog reports whether the human-readable lines around a transfer
