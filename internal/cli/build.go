@@ -178,7 +178,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return fmt.Errorf("saving the image: %w", err)
 	}
-	if err := exportCache(ctx, tiered, f.cacheTo, steps.Notes()); err != nil {
+	if err := exportCache(ctx, tiered, f.cacheTo, steps); err != nil {
 		return err
 	}
 	if err := req.deliver(ctx, cmd, g, f, res, desc); err != nil {
@@ -406,9 +406,9 @@ func (req *buildRequest) stepCache(cmd *cobra.Command, g *globals, f *buildFlags
 	if len(f.cacheFrom)+len(f.cacheTo) == 0 {
 		return nil, nil
 	}
-	rc, logw := g.registryClient(cmd), req.opts.Progress.Notes()
-	tiered := &cache.Tiered{Local: local, Log: func(format string, args ...any) {
-		fmt.Fprintf(logw, "warning: "+format+"\n", args...)
+	rc, steps := g.registryClient(cmd), req.opts.Progress
+	tiered := &cache.Tiered{Local: local, Warnf: func(format string, args ...any) {
+		steps.Warnf("", format, args...)
 	}}
 	for _, s := range f.cacheFrom {
 		r, err := cache.ParseRegistry("--cache-from", s, false, rc, req.opts.Store)
@@ -430,7 +430,7 @@ func (req *buildRequest) stepCache(cmd *cobra.Command, g *globals, f *buildFlags
 
 // exportCache pushes the step cache entries the build used or made to
 // every --cache-to repository.
-func exportCache(ctx context.Context, tiered *cache.Tiered, to []string, logw io.Writer) error {
+func exportCache(ctx context.Context, tiered *cache.Tiered, to []string, steps *progress.Steps) error {
 	if tiered == nil || len(tiered.To) == 0 {
 		return nil
 	}
@@ -439,9 +439,9 @@ func exportCache(ctx context.Context, tiered *cache.Tiered, to []string, logw io
 		if tiered.Strict() {
 			return fmt.Errorf("exporting the step cache (ignore-error=true makes this a warning): %w", err)
 		}
-		fmt.Fprintf(logw, "warning: the step cache was not exported in full: %v\n", err)
+		steps.Warnf("", "the step cache was not exported in full: %v", err)
 	}
-	fmt.Fprintf(logw, "Exported %d step-cache entries to %s\n", n, strings.Join(to, ", "))
+	steps.Notef("", "Exported %d step-cache entries to %s", n, strings.Join(to, ", "))
 	return nil
 }
 

@@ -119,7 +119,7 @@ func (t *Tiered) GetIndex(ctx context.Context, diffID v1.Hash) ([]byte, error) {
 	for _, r := range t.From {
 		data, err := t.fetchIndex(ctx, r, key, diffID)
 		if err != nil {
-			t.logf("cache %s: layer index of %s: %v", r.Name(), diffID, err)
+			t.warnf("cache %s: layer index of %s: %v", r.Name(), diffID, err)
 			continue
 		}
 		if data != nil {

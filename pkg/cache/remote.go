@@ -40,9 +40,9 @@ type Tiered struct {
 	Local *Local
 	From  []Remote
 	To    []Remote
-	// Log, when set, gets one line per problem with a repository (a cache
-	// that cannot be read or written never fails a build).
-	Log func(format string, args ...any)
+	// Warnf, when set, gets a warning per problem with a repository (a
+	// cache that cannot be read or written never fails a build).
+	Warnf func(format string, args ...any)
 
 	mu   sync.Mutex
 	used []string // keys to export, in first-use order
@@ -61,7 +61,7 @@ func (t *Tiered) Get(ctx context.Context, key string) (*Entry, error) {
 	for _, r := range t.From {
 		ok, err := t.fetch(ctx, r, key)
 		if err != nil {
-			t.logf("cache %s: %v", r.Name(), err)
+			t.warnf("cache %s: %v", r.Name(), err)
 			continue
 		}
 		if !ok {
@@ -102,9 +102,9 @@ func (t *Tiered) use(key string) {
 	}
 }
 
-func (t *Tiered) logf(format string, args ...any) {
-	if t.Log != nil {
-		t.Log(format, args...)
+func (t *Tiered) warnf(format string, args ...any) {
+	if t.Warnf != nil {
+		t.Warnf(format, args...)
 	}
 }
 
@@ -169,7 +169,7 @@ func (t *Tiered) Export(ctx context.Context) (int, error) {
 				err = r.Push(ctx, k, d)
 			}
 			if err != nil {
-				t.logf("cache %s: pushing %s: %v", r.Name(), k, err)
+				t.warnf("cache %s: pushing %s: %v", r.Name(), k, err)
 				if first == nil {
 					first = err
 				}

@@ -91,7 +91,7 @@ func TestTieredRemote(t *testing.T) {
 		return repo.Blob(ctx, h)
 	}))
 	var logs []string
-	b := &cache.Tiered{Local: cache.NewLocal(stB), From: []cache.Remote{repo}, Log: func(f string, args ...any) { logs = append(logs, fmt.Sprintf(f, args...)) }}
+	b := &cache.Tiered{Local: cache.NewLocal(stB), From: []cache.Remote{repo}, Warnf: func(f string, args ...any) { logs = append(logs, fmt.Sprintf(f, args...)) }}
 	e, err := b.Get(ctx, key)
 	if err != nil || e == nil || e.From != repo.name || e.CreatedBy != "RUN make" {
 		t.Fatalf("remote get: %+v, %v", e, err)
@@ -130,7 +130,7 @@ func TestTieredRemote(t *testing.T) {
 	}
 	// Export failures are reported, not fatal.
 	failing := &failRemote{}
-	c := &cache.Tiered{Local: cache.NewLocal(stA), To: []cache.Remote{failing}, Log: func(string, ...any) {}}
+	c := &cache.Tiered{Local: cache.NewLocal(stA), To: []cache.Remote{failing}, Warnf: func(string, ...any) {}}
 	if _, err := c.Get(ctx, key); err != nil {
 		t.Fatal(err)
 	}

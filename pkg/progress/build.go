@@ -269,21 +269,17 @@ func (w *LogWriter) emit(line []byte) {
 	w.s.send(Event{Time: now, Action: Log, Step: w.step, Text: string(line), Offset: w.s.elapsed(w.step, now)})
 }
 
-// Notes returns a writer whose lines are reported as build notes (as
-// warnings when they start with "warning: "): for the lines a command
-// prints around a build ("Tagged …"), so that in JSON mode nothing but
-// events reaches the output.
+// Notes returns a writer whose lines are reported as build notes: for
+// the lines a command prints around a build ("Tagged …"), so that in JSON
+// mode nothing but events reaches the output. A line is a note whatever
+// its text; a warning is reported with Warnf.
 func (s *Steps) Notes() io.Writer { return noteWriter{s} }
 
 type noteWriter struct{ s *Steps }
 
 func (w noteWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimSuffix(string(p), "\n"), "\n") {
-		if rest, ok := strings.CutPrefix(line, "warning: "); ok {
-			w.s.Warnf("", "%s", rest)
-		} else {
-			w.s.Notef("", "%s", line)
-		}
+		w.s.Notef("", "%s", line)
 	}
 	return len(p), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"sync"
@@ -208,4 +209,26 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestNotesAreNotesWarningsAreTyped: what a command writes to Notes is a
+// note whatever its text (no "warning: " prefix makes a warning); a
+// warning is a Warning event only through Warnf, and its plain line
+// carries the prefix.
+func TestNotesAreNotesWarningsAreTyped(t *testing.T) {
+	var r recorder
+	s := NewSteps(&r)
+	fmt.Fprintf(s.Notes(), "Tagged app:1\nwarning: in a tag's text\n")
+	s.Warnf("", "the step cache was not exported in full: %s", "boom")
+	var got []string
+	for _, e := range r.events {
+		got = append(got, string(e.Action)+" "+e.Text)
+	}
+	want := []string{"note Tagged app:1", "note warning: in a tag's text", "warning the step cache was not exported in full: boom"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if l := BuildLine(r.events[2]); l != "warning: the step cache was not exported in full: boom" {
+		t.Fatalf("plain line %q", l)
+	}
 }
