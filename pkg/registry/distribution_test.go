@@ -3,25 +3,20 @@ package registry
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-)
 
-const distributionBinary = "/usr/bin/docker-registry"
+	"github.com/kiln-build/kiln/internal/testutil"
+	"github.com/kiln-build/kiln/internal/testutil/harness"
+)
 
 // A bcrypt (cost 4) hash of distributionPassword for the htpasswd backend.
 const (
@@ -32,93 +27,24 @@ const (
 
 // startDistribution runs Debian's docker-registry (CNCF distribution) on a
 // free loopback port with a temporary config and storage, optionally with
-// htpasswd basic auth, and returns host:port. It skips the test when the
-// binary is absent.
+// htpasswd basic auth, and returns host:port. The harness retries when
+// another process takes the port first, and makes sure the registry that
+// answers is this one (another package's test registry could hold the
+// port, and would answer /v2/ too).
 func startDistribution(t *testing.T, withAuth bool) string {
 	t.Helper()
-	if _, err := os.Stat(distributionBinary); err != nil {
-		t.Skipf("%s not installed", distributionBinary)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-
 	dir := t.TempDir()
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), addr)
+	var c harness.ServerConfig
 	if withAuth {
-		htpasswd := filepath.Join(dir, "htpasswd")
-		if err := os.WriteFile(htpasswd, []byte(distributionUser+":"+distributionHash+"\n"), 0o600); err != nil {
+		c.Htpasswd = filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(c.Htpasswd, []byte(distributionUser+":"+distributionHash+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		cfg += fmt.Sprintf("auth:\n  htpasswd:\n    realm: kiln-test\n    path: %s\n", htpasswd)
 	}
-	cfgFile := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(distributionBinary, "serve", cfgFile)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	// distribution reads REGISTRY_* variables as configuration overrides;
-	// REGISTRY_AUTH_FILE (podman's variable) would become auth.file.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REGISTRY_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		logFile.Close()
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return addr
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("docker-registry exited:\n%s", b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logFile.Name())
-			t.Fatalf("docker-registry did not answer on %s:\n%s", addr, b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	r, err := harness.StartRegistryServer(filepath.Join(dir, "registry"), c)
+	testutil.Require(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	return r.Addr
 }
 
 func TestDistribution(t *testing.T) {

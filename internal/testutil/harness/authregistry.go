@@ -142,7 +142,11 @@ func startServerOnce(dir string, c ServerConfig, certFile, keyFile string) (*Reg
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if pingAny(client, scheme+"://"+addr+"/v2/") == nil {
-			return r, nil
+			if listenerIsOurs(cmd.Process.Pid, port) {
+				return r, nil
+			}
+			_ = r.Close()
+			return nil, fmt.Errorf("another process took %s before %s could", addr, RegistryBinary)
 		}
 		select {
 		case <-r.done:

@@ -120,7 +120,11 @@ func startRegistryOnce(dir string) (*Registry, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if Ping(addr) == nil {
-			return r, nil
+			if listenerIsOurs(cmd.Process.Pid, port) {
+				return r, nil
+			}
+			_ = r.Close()
+			return nil, fmt.Errorf("another process took %s before %s could", addr, RegistryBinary)
 		}
 		select {
 		case <-r.done:
