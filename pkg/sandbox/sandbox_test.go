@@ -376,7 +376,10 @@ func modeNumber(m sandbox.Mode) int {
 // mount behind.
 func TestRunKilledWithItsTree(t *testing.T) {
 	eachMode(t, func(t *testing.T, fx *fixture) {
-		marker := "31" + strconv.Itoa(os.Getpid()%100000) + strconv.Itoa(modeNumber(fx.sb.Mode()))
+		// Unique per mode and test process (the whole pid: the RUN
+		// suites of two users may run at once), and small as a number
+		// of seconds to sleep: 31M.PID.
+		marker := "31" + strconv.Itoa(modeNumber(fx.sb.Mode())) + "." + strconv.Itoa(os.Getpid())
 		step := sandbox.Step{Env: []string{"PATH=/bin:/usr/bin"},
 			Args: []string{"/bin/sh", "-c", "sleep " + marker + " & (sleep " + marker + " &) ; setsid sleep " + marker + " & sleep " + marker}}
 		fx.prepare(t, &step)
@@ -412,13 +415,14 @@ func TestRunKilledWithItsTree(t *testing.T) {
 	})
 }
 
-// countSleeps counts the host's processes running "sleep MARKER".
+// countSleeps counts the host's processes running "sleep MARKER" (the
+// whole argument: a marker may be the start of another's).
 func countSleeps(marker string) int {
 	n := 0
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), "sleep\x00"+marker) {
+		if err == nil && strings.Contains(string(b), "sleep\x00"+marker+"\x00") {
 			n++
 		}
 	}
@@ -444,9 +448,16 @@ func TestRunJobNotInHelperEnvironment(t *testing.T) {
 			_, err := fx.sb.Run(context.Background(), step)
 			done <- err
 		}()
+		// Look until the step ends (a fixed window could close before a
+		// loaded machine has started the helper).
 		helpers := 0
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
+		var err error
+		for ended := false; !ended; {
+			select {
+			case err = <-done:
+				ended = true
+			case <-time.After(50 * time.Millisecond):
+			}
 			ents, _ := os.ReadDir("/proc")
 			for _, e := range ents {
 				cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
@@ -458,9 +469,8 @@ func TestRunJobNotInHelperEnvironment(t *testing.T) {
 					t.Errorf("helper %s carries the step's environment in its own", e.Name())
 				}
 			}
-			time.Sleep(50 * time.Millisecond)
 		}
-		if err := <-done; err != nil {
+		if err != nil {
 			t.Fatal(err)
 		}
 		if helpers == 0 && fx.sb.Mode() != sandbox.ModePtrace {
