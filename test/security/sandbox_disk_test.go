@@ -96,8 +96,13 @@ func TestSandboxDiskReserve(t *testing.T) {
 			t.Skipf("only %d bytes available at %s", avail, root)
 		}
 		tag := fmt.Sprintf("6%d.5", time.Now().UnixNano()%100000)
+		// The step writes up to 1 GiB, not just past the 48 MiB: the
+		// filesystem is shared with parallel tests (and, in CI, other
+		// packages' tests), whose cleanups may free space after the
+		// reserve was set; the reserve then needs more than 48 MiB to be
+		// reached.
 		r := buildDockerfile(t, append(flags, "--disk-reserve", fmt.Sprint(reserve)), "reserve:1",
-			"FROM {{BASE}}\nRUN i=0; while [ $i -lt 64 ]; do dd if=/dev/zero of=/kiln-reserve-$i bs=1M count=4 2>/dev/null || exit 9; i=$((i+1)); done; sleep "+tag+"; echo slept-$((1+1))\n")
+			"FROM {{BASE}}\nRUN i=0; while [ $i -lt 256 ]; do dd if=/dev/zero of=/kiln-reserve-$i bs=1M count=4 2>/dev/null || exit 9; i=$((i+1)); done; sleep "+tag+"; echo slept-$((1+1))\n")
 		mustFail(t, r, "Dockerfile:2", "kept free (--disk-reserve): the step was stopped")
 		if strings.Contains(r.stdout+r.stderr, "slept-2") {
 			t.Errorf("the step ran to its end")
