@@ -268,7 +268,9 @@ func TestRunInterrupted(t *testing.T) {
 	testutil.PushImage(t, reg+"/library/busybox:latest", testutil.BusyboxImage(t))
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
-			marker := fmt.Sprintf("4%d%d", os.Getpid()%10000, int(sig))
+			// Unique per signal and test process (the whole pid: the
+			// RUN suites of two users may run at once): 4SS.PID seconds.
+			marker := fmt.Sprintf("4%02d.%d", int(sig), os.Getpid())
 			dir := t.TempDir()
 			os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(fmt.Sprintf(
 				"FROM %s/library/busybox\nRUN sleep %s & (sleep %s &) ; sleep %s\n", reg, marker, marker, marker)), 0o644)
@@ -280,10 +282,10 @@ func TestRunInterrupted(t *testing.T) {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(time.Minute)
-			for countProcs("sleep\x00"+marker) < 3 && time.Now().Before(deadline) {
+			for countProcs("sleep\x00"+marker+"\x00") < 3 && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if n := countProcs("sleep\x00" + marker); n < 3 {
+			if n := countProcs("sleep\x00" + marker + "\x00"); n < 3 {
 				cmd.Process.Kill()
 				cmd.Wait()
 				t.Fatalf("%d of 3 sleeps started\n%s", n, out.String())
@@ -294,10 +296,10 @@ func TestRunInterrupted(t *testing.T) {
 				t.Errorf("kiln exited 0 after %s", sig)
 			}
 			deadline = time.Now().Add(10 * time.Second)
-			for countProcs("sleep\x00"+marker) > 0 && time.Now().Before(deadline) {
+			for countProcs("sleep\x00"+marker+"\x00") > 0 && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if n := countProcs("sleep\x00" + marker); n > 0 {
+			if n := countProcs("sleep\x00" + marker + "\x00"); n > 0 {
 				t.Errorf("%d processes of the step survived %s", n, sig)
 			}
 			mounts, _ := os.ReadFile("/proc/self/mountinfo")

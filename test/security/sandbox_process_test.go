@@ -1,6 +1,7 @@
 package security
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +26,12 @@ func TestSandboxStepTreeDiesWithKiln(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
 			eachSandboxMode(t, func(t *testing.T, sb *sandbox.Sandbox, flags []string) {
-				// The marker is unique per signal, mode and test process:
-				// modes run in parallel, and a marker two of them shared
-				// let one count the other's sleeps.
-				marker := strconv.Itoa(7000000 + int(sig)*100000 + modeIndex(sb.Mode())*1000 + os.Getpid()%1000)
+				// The marker is unique per signal, mode and test process
+				// (the whole pid: the RUN suites of two users may run at
+				// once): modes run in parallel, and a marker two of them
+				// shared let one count the other's sleeps. As seconds to
+				// sleep it stays small: 7SSM.PID.
+				marker := fmt.Sprintf("7%02d%d.%d", int(sig), modeIndex(sb.Mode()), os.Getpid())
 				ctx := t.TempDir()
 				writeFiles(t, ctx, map[string]string{"Dockerfile": "FROM " + busyboxRef(t) + "\n" +
 					"RUN setsid sleep " + marker + " & (sleep " + marker + " &) ; sleep " + marker + "\n"})
@@ -80,7 +83,8 @@ func modeIndex(m sandbox.Mode) int {
 	return 9
 }
 
-// sleeps counts the processes running "sleep MARKER".
+// sleeps counts the processes running "sleep MARKER" (the whole argument:
+// a marker may be the start of another's).
 func sleeps(marker string) int { return len(sleepPIDs(marker)) }
 
 func sleepPIDs(marker string) []int {
@@ -88,7 +92,7 @@ func sleepPIDs(marker string) []int {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), "sleep\x00"+marker) {
+		if err == nil && strings.Contains(string(b), "sleep\x00"+marker+"\x00") {
 			if pid, err := strconv.Atoi(e.Name()); err == nil {
 				out = append(out, pid)
 			}
