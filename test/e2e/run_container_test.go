@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,7 +119,10 @@ func TestRunContainer(t *testing.T) {
 	}
 	// An interrupted run leaves nothing either.
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, testutil.KilnBinary(t), "--root", root, "run", bb, "sh", "-c", "echo started; sleep 600")
+	// A sleep of this test process's own (600.PID seconds), told apart
+	// from any other's.
+	long := "600." + strconv.Itoa(os.Getpid())
+	cmd := exec.CommandContext(ctx, testutil.KilnBinary(t), "--root", root, "run", bb, "sh", "-c", "echo started; sleep "+long)
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	pr, err := cmd.StdoutPipe()
 	if err != nil {
@@ -139,10 +143,10 @@ func TestRunContainer(t *testing.T) {
 	// pid namespace. (pgrep is no Debian package .ci/deps installs: a
 	// missing one read as "nothing runs".)
 	deadline := time.Now().Add(10 * time.Second)
-	for countProcs("sleep\x00600\x00") > 0 && time.Now().Before(deadline) {
+	for countProcs("sleep\x00"+long+"\x00") > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := countProcs("sleep\x00600\x00"); n > 0 {
+	if n := countProcs("sleep\x00" + long + "\x00"); n > 0 {
 		t.Errorf("the interrupted run's command still runs (%d processes)", n)
 	}
 	tmps, _ = filepath.Glob(filepath.Join(root, "rootfs", "*", "tmp", "*"))
