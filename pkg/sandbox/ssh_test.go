@@ -8,8 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -44,50 +42,36 @@ func main() {
 }
 `
 
-var clientOnce struct {
-	sync.Once
-	path string
-	err  string
-}
-
-// buildAgentClient builds agentClient once (static) and returns its path.
+// buildAgentClient builds agentClient (static) in a directory of its own,
+// removed when the test ends, and returns its path. (Not once per
+// process: with -count=2 the second run would get the path the first
+// one removed.)
 func buildAgentClient(t *testing.T) string {
 	t.Helper()
-	clientOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			clientOnce.err = "no go tool to build the agent client with"
-			return
-		}
-		dir, err := os.MkdirTemp("", "kiln-agent-client-")
-		if err != nil {
-			clientOnce.err = err.Error()
-			return
-		}
-		os.WriteFile(filepath.Join(dir, "main.go"), []byte(agentClient), 0o644)
-		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module client\n\ngo 1.21\n"), 0o644)
-		cmd := exec.Command(goTool, "build", "-o", "client", ".")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
-		if c, err := os.UserCacheDir(); err != nil || unix.Access(c, unix.W_OK) != nil {
-			// A user without a writable home (CI's test users).
-			cmd.Env = append(cmd.Env, "GOCACHE="+filepath.Join(dir, "cache"))
-		}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			clientOnce.err = "go build: " + err.Error() + "\n" + string(out)
-			return
-		}
-		os.RemoveAll(filepath.Join(dir, "cache"))
-		os.Chmod(dir, 0o755)
-		clientOnce.path = filepath.Join(dir, "client")
-	})
-	if clientOnce.err != "" {
-		if strings.HasPrefix(clientOnce.err, "no go tool") {
-			t.Skip(clientOnce.err)
-		}
-		t.Fatal(clientOnce.err)
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool to build the agent client with")
 	}
-	return clientOnce.path
+	dir, err := os.MkdirTemp("", "kiln-agent-client-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.WriteFile(filepath.Join(dir, "main.go"), []byte(agentClient), 0o644)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module client\n\ngo 1.21\n"), 0o644)
+	cmd := exec.Command(goTool, "build", "-o", "client", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod", "GOWORK=off")
+	if c, err := os.UserCacheDir(); err != nil || unix.Access(c, unix.W_OK) != nil {
+		// A user without a writable home (CI's test users).
+		cmd.Env = append(cmd.Env, "GOCACHE="+filepath.Join(dir, "cache"))
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	os.RemoveAll(filepath.Join(dir, "cache"))
+	os.Chmod(dir, 0o755)
+	return filepath.Join(dir, "client")
 }
 
 // TestRunSSHEveryMode: RUN --mount=type=ssh reaches the agent in every
@@ -96,7 +80,6 @@ func buildAgentClient(t *testing.T) string {
 // the socket nor the directories made for it are left behind.
 func TestRunSSHEveryMode(t *testing.T) {
 	client := buildAgentClient(t)
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(client)) })
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
