@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
+	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/oci"
 )
 
@@ -58,31 +58,17 @@ func FuzzReadArchive(f *testing.F) {
 		}
 		for _, it := range items {
 			if img, ok := oci.AsImage(it.Artifact); ok {
-				readImage(img)
+				testutil.ReadImage(img)
 			}
 			if idx, ok := oci.AsIndex(it.Artifact); ok {
 				if im, err := idx.IndexManifest(); err == nil {
 					for _, d := range im.Manifests {
 						if img, err := idx.Image(d.Digest); err == nil {
-							readImage(img)
+							testutil.ReadImage(img)
 						}
 					}
 				}
 			}
 		}
 	})
-}
-
-// readImage reads everything of img, ignoring errors.
-func readImage(img v1.Image) {
-	_, _ = img.ConfigFile()
-	_, _ = img.Manifest()
-	layers, _ := img.Layers()
-	for _, l := range layers {
-		if rc, err := l.Uncompressed(); err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(rc, 4<<20))
-			rc.Close()
-		}
-		_, _ = l.DiffID()
-	}
 }

@@ -26,12 +26,12 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/oci"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
-// sameImage checks that got has img's manifest bytes, config and layers.
 // manifestOnly has a manifest but is neither an image nor an index.
 type manifestOnly struct{}
 
@@ -65,31 +65,6 @@ func itemIndex(t *testing.T, it Item) v1.ImageIndex {
 	return idx
 }
 
-func sameImage(t *testing.T, got, img v1.Image) {
-	t.Helper()
-	wantRaw, _ := img.RawManifest()
-	gotRaw, err := got.RawManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(wantRaw, gotRaw) {
-		t.Fatalf("manifest differs:\n got %s\nwant %s", gotRaw, wantRaw)
-	}
-	wl, _ := img.Layers()
-	gl, _ := got.Layers()
-	if len(wl) != len(gl) {
-		t.Fatalf("%d layers, want %d", len(gl), len(wl))
-	}
-	for i := range wl {
-		if !bytes.Equal(readAll(t, wl[i].Compressed), readAll(t, gl[i].Compressed)) {
-			t.Fatalf("layer %d differs", i)
-		}
-	}
-	if err := validate.Image(got); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func skopeo(t *testing.T, args ...string) []byte {
 	t.Helper()
 	path, err := exec.LookPath("skopeo")
@@ -117,16 +92,16 @@ type skopeoInspect struct {
 
 func TestWriteLayout(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
-	a, b := randomImage(t, 2), randomOCIImage(t, 1)
+	a, b := testutil.RandomImage(t, 2), randomOCIImage(t, 1)
 	idx, _ := random.Index(64, 1, 2)
 	items := []Item{{Ref: "localhost/app:1.0", Artifact: a}, {Ref: "localhost/multi:1", Artifact: idx}, {Artifact: b}}
 	if err := WriteLayout(dir, items); err != nil {
 		t.Fatal(err)
 	}
-	if got := dirNames(t, dir); strings.Join(got, " ") != "blobs index.json oci-layout" {
+	if got := testutil.DirNames(t, dir); strings.Join(got, " ") != "blobs index.json oci-layout" {
 		t.Fatalf("layout holds %v", got)
 	}
-	for _, n := range dirNames(t, filepath.Join(dir, "blobs", "sha256")) {
+	for _, n := range testutil.DirNames(t, filepath.Join(dir, "blobs", "sha256")) {
 		if strings.HasPrefix(n, ".") {
 			t.Fatalf("temp file %s left in the layout", n)
 		}
@@ -161,9 +136,9 @@ func TestWriteLayout(t *testing.T) {
 	if len(got) != 3 || got[0].Ref != "localhost/app:1.0" || got[1].Ref != "localhost/multi:1" || got[2].Ref != "" {
 		t.Fatalf("read back %+v", got)
 	}
-	sameImage(t, itemImage(t, got[0]), a)
-	sameImage(t, itemImage(t, got[2]), b)
-	if mustDigest(t, itemIndex(t, got[1])) != mustDigest(t, idx) {
+	testutil.SameImage(t, itemImage(t, got[0]), a)
+	testutil.SameImage(t, itemImage(t, got[2]), b)
+	if testutil.Digest(t, itemIndex(t, got[1])) != testutil.Digest(t, idx) {
 		t.Fatal("index digest differs")
 	}
 
@@ -190,21 +165,21 @@ func TestWriteLayout(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("after adding: %d items", len(got))
 	}
-	if got[0].Ref != "localhost/app:1.0" || mustDigest(t, itemImage(t, got[0])) != mustDigest(t, b) {
+	if got[0].Ref != "localhost/app:1.0" || testutil.Digest(t, itemImage(t, got[0])) != testutil.Digest(t, b) {
 		t.Fatalf("ref not moved: %+v", got[0])
 	}
 
 	if _, err := exec.LookPath("skopeo"); err == nil {
 		var out skopeoInspect
 		json.Unmarshal(skopeo(t, "inspect", "oci:"+dir+":localhost/app:1.0"), &out)
-		if out.Digest != mustDigest(t, b).String() {
-			t.Fatalf("skopeo sees digest %s, want %s", out.Digest, mustDigest(t, b))
+		if out.Digest != testutil.Digest(t, b).String() {
+			t.Fatalf("skopeo sees digest %s, want %s", out.Digest, testutil.Digest(t, b))
 		}
 	}
 }
 
 func TestWriteLayoutErrors(t *testing.T) {
-	img := randomImage(t, 0)
+	img := testutil.RandomImage(t, 0)
 	for _, items := range [][]Item{
 		{{Ref: "localhost/x:1"}},
 		{{Ref: "localhost/x:1", Artifact: manifestOnly{}}},
@@ -277,7 +252,7 @@ func TestWriteOCIArchive(t *testing.T) {
 	if len(got) != 2 || got[0].Ref != "localhost/app:1.0" || !oci.IsIndex(got[1].Artifact) {
 		t.Fatalf("read back %+v", got)
 	}
-	sameImage(t, itemImage(t, got[0]), a)
+	testutil.SameImage(t, itemImage(t, got[0]), a)
 	if err := validate.Index(itemIndex(t, got[1])); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +263,7 @@ func TestWriteOCIArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored, _ := s.Image(d.Digest)
-	sameImage(t, stored, a)
+	testutil.SameImage(t, stored, a)
 	if _, err := s.WriteIndex(context.Background(), itemIndex(t, got[1])); err != nil {
 		t.Fatal(err)
 	}
@@ -302,27 +277,27 @@ func TestWriteOCIArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameImage(t, itemImage(t, got[0]), a)
+	testutil.SameImage(t, itemImage(t, got[0]), a)
 
 	if _, err := exec.LookPath("skopeo"); err == nil {
 		var out skopeoInspect
 		json.Unmarshal(skopeo(t, "inspect", "oci-archive:"+p+":localhost/app:1.0"), &out)
-		if out.Digest != mustDigest(t, a).String() {
-			t.Fatalf("skopeo sees digest %s, want %s", out.Digest, mustDigest(t, a))
+		if out.Digest != testutil.Digest(t, a).String() {
+			t.Fatalf("skopeo sees digest %s, want %s", out.Digest, testutil.Digest(t, a))
 		}
 		var single bytes.Buffer
 		if err := WriteOCIArchive(&single, []Item{{Artifact: a}}); err != nil {
 			t.Fatal(err)
 		}
 		json.Unmarshal(skopeo(t, "inspect", "oci-archive:"+writeFile(t, single.Bytes())), &out)
-		if out.Digest != mustDigest(t, a).String() {
-			t.Fatalf("skopeo sees digest %s, want %s", out.Digest, mustDigest(t, a))
+		if out.Digest != testutil.Digest(t, a).String() {
+			t.Fatalf("skopeo sees digest %s, want %s", out.Digest, testutil.Digest(t, a))
 		}
 	}
 }
 
 func TestWriteDockerArchive(t *testing.T) {
-	a, b := randomImage(t, 2), randomImage(t, 1)
+	a, b := testutil.RandomImage(t, 2), testutil.RandomImage(t, 1)
 	items := []Item{
 		{Ref: "localhost/app:1.0", Artifact: a},
 		{Ref: "registry.example.com/team/app:build_1", Artifact: b},
@@ -369,7 +344,7 @@ func TestWriteDockerArchive(t *testing.T) {
 		wl, _ := img.Layers()
 		gl, _ := ti.Layers()
 		for i := range wl {
-			if mustDigest(t, wl[i]) != mustDigest(t, gl[i]) {
+			if testutil.Digest(t, wl[i]) != testutil.Digest(t, gl[i]) {
 				t.Fatalf("%s: layer %d digest differs", ref, i)
 			}
 		}
@@ -481,8 +456,8 @@ func TestWriteDockerArchiveRejects(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "localhost/multi:1") {
 		t.Fatalf("index item: %v", err)
 	}
-	img := randomImage(t, 1)
-	ref := "localhost/app@" + mustDigest(t, img).String()
+	img := testutil.RandomImage(t, 1)
+	ref := "localhost/app@" + testutil.Digest(t, img).String()
 	err = WriteDockerArchive(io.Discard, []Item{{Ref: ref, Artifact: img}})
 	if err == nil || !strings.Contains(err.Error(), ref) {
 		t.Fatalf("digest ref: %v", err)
@@ -493,9 +468,9 @@ func TestWriteDockerArchiveRejects(t *testing.T) {
 // layout: uncompressed layer.tar files in per-layer directories, a
 // duplicate layer as a symlink, "./"-prefixed names.
 func TestReadClassicDockerSave(t *testing.T) {
-	img := randomImage(t, 1)
+	img := testutil.RandomImage(t, 1)
 	layers, _ := img.Layers()
-	layerTar := readAll(t, layers[0].Uncompressed)
+	layerTar := testutil.ReadAll(t, layers[0].Uncompressed)
 	diffID, _ := layers[0].DiffID()
 	cf, _ := img.ConfigFile()
 	cf = cf.DeepCopy()
@@ -550,7 +525,7 @@ func TestReadClassicDockerSave(t *testing.T) {
 	stored, _ := s.Image(d.Digest)
 	checkLayers(t, stored)
 	sl, _ := stored.Layers()
-	if !bytes.Equal(readAll(t, sl[1].Uncompressed), layerTar) {
+	if !bytes.Equal(testutil.ReadAll(t, sl[1].Uncompressed), layerTar) {
 		t.Fatal("stored layer content differs")
 	}
 }
@@ -569,10 +544,10 @@ func checkLayers(t *testing.T, img v1.Image) {
 		t.Fatalf("%d layers, %d diff IDs", len(ls), len(cf.RootFS.DiffIDs))
 	}
 	for i, l := range ls {
-		if got := oci.SHA256(readAll(t, l.Compressed)); got != mustDigest(t, l) {
-			t.Fatalf("layer %d: content %s, digest %s", i, got, mustDigest(t, l))
+		if got := oci.SHA256(testutil.ReadAll(t, l.Compressed)); got != testutil.Digest(t, l) {
+			t.Fatalf("layer %d: content %s, digest %s", i, got, testutil.Digest(t, l))
 		}
-		if got := oci.SHA256(readAll(t, l.Uncompressed)); got != cf.RootFS.DiffIDs[i] {
+		if got := oci.SHA256(testutil.ReadAll(t, l.Uncompressed)); got != cf.RootFS.DiffIDs[i] {
 			t.Fatalf("layer %d: uncompressed %s, diff ID %s", i, got, cf.RootFS.DiffIDs[i])
 		}
 	}
@@ -649,7 +624,7 @@ func imageWithLayers(t *testing.T, mts ...types.MediaType) (v1.Image, [][]byte) 
 		if err != nil {
 			t.Fatal(err)
 		}
-		plain := readAll(t, rl.Uncompressed)
+		plain := testutil.ReadAll(t, rl.Uncompressed)
 		tars = append(tars, plain)
 		var blob bytes.Buffer
 		switch c, _ := archive.CompressionOf(mt); c {
@@ -708,7 +683,7 @@ func TestDockerArchiveCompressions(t *testing.T) {
 		if l.MediaType != wantMT[i] {
 			t.Fatalf("layer %d media type %s, want %s", i, l.MediaType, wantMT[i])
 		}
-		if !bytes.Equal(readAll(t, ls[i].Uncompressed), tars[i]) {
+		if !bytes.Equal(testutil.ReadAll(t, ls[i].Uncompressed), tars[i]) {
 			t.Fatalf("layer %d content differs", i)
 		}
 	}
@@ -757,14 +732,14 @@ func TestNestedIndex(t *testing.T) {
 	if err := validate.Index(got); err != nil {
 		t.Fatalf("nested index incomplete after GC: %v", err)
 	}
-	child, err := got.ImageIndex(mustDigest(t, inner))
+	child, err := got.ImageIndex(testutil.Digest(t, inner))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mustDigest(t, child) != mustDigest(t, inner) {
+	if testutil.Digest(t, child) != testutil.Digest(t, inner) {
 		t.Fatal("child index digest differs")
 	}
-	if _, err := got.ImageIndex(mustDigest(t, img)); err == nil {
+	if _, err := got.ImageIndex(testutil.Digest(t, img)); err == nil {
 		t.Fatal("ImageIndex of an image child succeeded")
 	}
 	var buf bytes.Buffer
@@ -778,7 +753,7 @@ func TestNestedIndex(t *testing.T) {
 	if err := validate.Index(itemIndex(t, items[0])); err != nil {
 		t.Fatal(err)
 	}
-	if mustDigest(t, itemIndex(t, items[0])) != d.Digest {
+	if testutil.Digest(t, itemIndex(t, items[0])) != d.Digest {
 		t.Fatal("archive index digest differs")
 	}
 }
@@ -790,58 +765,4 @@ func newStore(t *testing.T) *store.Store {
 		t.Fatal(err)
 	}
 	return s
-}
-
-func randomImage(t *testing.T, layers int64) v1.Image {
-	t.Helper()
-	img, err := random.Image(256, layers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
-func mustDigest(t *testing.T, d interface{ Digest() (v1.Hash, error) }) v1.Hash {
-	t.Helper()
-	h, err := d.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-func readAll(t *testing.T, open func() (io.ReadCloser, error)) []byte {
-	t.Helper()
-	rc, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
 }

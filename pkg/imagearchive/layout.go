@@ -182,14 +182,6 @@ func writeData(path string, b *archiveBlob) error {
 	return nil
 }
 
-// refOf returns the ref an index.json entry carries, if any.
-func refOf(d v1.Descriptor) string {
-	if r := d.Annotations[oci.AnnotationRefName]; r != "" {
-		return r
-	}
-	return d.Annotations[oci.AnnotationContainerdName]
-}
-
 // mergeIndex adds entries to dir's index.json: a named entry replaces the
 // one of the same ref, an unnamed one is added unless an unnamed entry for
 // its digest is there. Named entries come first, sorted by ref.
@@ -204,40 +196,25 @@ func mergeIndex(dir string, entries []v1.Descriptor) error {
 		return fmt.Errorf("parsing %s: %w", ip, err)
 	}
 	for _, e := range entries {
-		ref := refOf(e)
-		kept := im.Manifests[:0]
-		found := false
-		for _, d := range im.Manifests {
-			if ref != "" && refOf(d) == ref {
-				continue
-			}
-			if ref == "" && refOf(d) == "" && d.Digest == e.Digest {
-				found = true
-			}
-			kept = append(kept, d)
+		if ref := oci.RefName(e); ref != "" {
+			oci.RemoveRef(im, ref)
+		} else if hasUnnamed(im, e.Digest) {
+			continue
 		}
-		im.Manifests = kept
-		if !found {
-			im.Manifests = append(im.Manifests, e)
-		}
+		im.Manifests = append(im.Manifests, e)
 	}
-	sort.SliceStable(im.Manifests, func(i, j int) bool {
-		ri, rj := refOf(im.Manifests[i]), refOf(im.Manifests[j])
-		if (ri == "") != (rj == "") {
-			return ri != ""
-		}
-		return ri < rj
-	})
-	if im.SchemaVersion == 0 {
-		im.SchemaVersion = 2
-	}
-	if im.MediaType == "" {
-		im.MediaType = types.OCIImageIndex
-	}
-	if im.Manifests == nil {
-		im.Manifests = []v1.Descriptor{}
-	}
+	oci.NormalizeIndex(im)
 	return writeIndex(dir, im)
+}
+
+// hasUnnamed reports whether im has an unnamed entry for digest h.
+func hasUnnamed(im *v1.IndexManifest, h v1.Hash) bool {
+	for _, d := range im.Manifests {
+		if d.Digest == h && oci.RefName(d) == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // writeIndex replaces dir's index.json atomically.

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // TestWriteLayoutConcurrentAndStaleTemps: writers to one layout take
@@ -29,7 +30,7 @@ func TestWriteLayoutConcurrentAndStaleTemps(t *testing.T) {
 	const n = 4
 	imgs := make([]v1.Image, n)
 	for i := range imgs {
-		imgs[i] = randomImage(t, 1)
+		imgs[i] = testutil.RandomImage(t, 1)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -57,7 +58,7 @@ func TestWriteLayoutConcurrentAndStaleTemps(t *testing.T) {
 		if want := fmt.Sprintf("localhost/app:%d", i); it.Ref != want {
 			t.Fatalf("item %d is %q, want %q", i, it.Ref, want)
 		}
-		sameImage(t, itemImage(t, it), imgs[i])
+		testutil.SameImage(t, itemImage(t, it), imgs[i])
 	}
 	for _, p := range stale {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {

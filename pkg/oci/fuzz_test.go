@@ -10,21 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
-
-// readImage reads everything of img, ignoring errors.
-func readImage(img v1.Image) {
-	_, _ = img.ConfigFile()
-	_, _ = img.Manifest()
-	layers, _ := img.Layers()
-	for _, l := range layers {
-		if rc, err := l.Uncompressed(); err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(rc, 4<<20))
-			rc.Close()
-		}
-		_, _ = l.DiffID()
-	}
-}
 
 // FuzzManifest opens arbitrary bytes as a stored image and index (with a
 // config blob), as the store does with what a registry or an archive sent:
@@ -46,7 +33,7 @@ func FuzzManifest(f *testing.F) {
 		src := memBlobs{SHA256(config): config, SHA256(manifest): manifest}
 		h := SHA256(manifest)
 		if img, err := LoadImage(src, h, ""); err == nil {
-			readImage(img)
+			testutil.ReadImage(img)
 		}
 		if x, err := LoadIndex(src, h, ""); err == nil {
 			if im, err := x.IndexManifest(); err == nil {

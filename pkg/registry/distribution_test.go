@@ -69,8 +69,8 @@ func TestDistribution(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
-	if desc.Digest != mustDigest(t, img) {
-		t.Fatalf("digest %s, want %s", desc.Digest, mustDigest(t, img))
+	if desc.Digest != testutil.Digest(t, img) {
+		t.Fatalf("digest %s, want %s", desc.Digest, testutil.Digest(t, img))
 	}
 	if _, err := pulled.ConfigFile(); err != nil {
 		t.Fatal(err)
@@ -120,8 +120,8 @@ func TestDistribution(t *testing.T) {
 		t.Fatalf("PushIndex: %v", err)
 	}
 	_, desc, err = New(o).Image(ctx, iref, &v1.Platform{OS: "linux", Architecture: "arm64"})
-	if err != nil || desc.Digest != mustDigest(t, arm) {
-		t.Fatalf("New(arm64).Image() = %s, %v; want %s", desc.Digest, err, mustDigest(t, arm))
+	if err != nil || desc.Digest != testutil.Digest(t, arm) {
+		t.Fatalf("New(arm64).Image() = %s, %v; want %s", desc.Digest, err, testutil.Digest(t, arm))
 	}
 
 	// Error messages from a real registry.
@@ -166,7 +166,7 @@ func TestDistributionLogin(t *testing.T) {
 	if err := New(o).Push(ctx, ref, img); err != nil {
 		t.Fatalf("Push after login: %v", err)
 	}
-	if _, desc, err := New(o).Image(ctx, ref, nil); err != nil || desc.Digest != mustDigest(t, img) {
+	if _, desc, err := New(o).Image(ctx, ref, nil); err != nil || desc.Digest != testutil.Digest(t, img) {
 		t.Fatalf("Image after login: %v, %v", desc.Digest, err)
 	}
 	if err := New(o).Logout(context.Background(), host); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // faults fails a share of the requests in the ways registries and proxies
@@ -132,14 +133,14 @@ func TestWriteAndCopyUnderFaults(t *testing.T) {
 	if _, err := New(o).Copy(ctx, mustRef(t, hostA+"/app:1", o), []name.Reference{mustRef(t, hostB+"/app:1", o)}); err != nil {
 		t.Fatalf("copy under faults: %v (%s / %s)", err, fa, fb)
 	}
-	want := mustDigest(t, img)
+	want := testutil.Digest(t, img)
 	for _, host := range []string{hostA, hostB} {
 		got, _, err := New(o).Image(ctx, mustRef(t, host+"/app:1", o), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if mustDigest(t, got) != want {
-			t.Fatalf("%s has %s, want %s", host, mustDigest(t, got), want)
+		if testutil.Digest(t, got) != want {
+			t.Fatalf("%s has %s, want %s", host, testutil.Digest(t, got), want)
 		}
 		readAllLayers(t, got)
 	}
@@ -226,7 +227,7 @@ func TestStalledRequestsAreRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAllLayers(t, got)
-	if mustDigest(t, got) != mustDigest(t, img) {
+	if testutil.Digest(t, got) != testutil.Digest(t, img) {
 		t.Error("digest changed")
 	}
 	if st.n.Load() < 5 {

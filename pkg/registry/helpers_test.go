@@ -234,12 +234,3 @@ func mustRef(t *testing.T, s string, o Options) name.Reference {
 	}
 	return r
 }
-
-func mustDigest(t *testing.T, d interface{ Digest() (v1.Hash, error) }) v1.Hash {
-	t.Helper()
-	h, err := d.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 func TestMirrorRefs(t *testing.T) {
@@ -58,7 +59,7 @@ func TestMirrorServesDockerHub(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if desc.Digest != mustDigest(t, img) {
+	if desc.Digest != testutil.Digest(t, img) {
 		t.Fatalf("digest %s", desc.Digest)
 	}
 	readAllLayers(t, got)
@@ -84,7 +85,7 @@ func TestMirrorServesDockerHub(t *testing.T) {
 		t.Error("the mirror saw no request")
 	}
 	r, _, err := New(o).Image(ctx, mustRef(t, dst+"/hub/busybox:1.36", o), nil)
-	if err != nil || mustDigest(t, r) != desc.Digest {
+	if err != nil || testutil.Digest(t, r) != desc.Digest {
 		t.Errorf("copy via mirror: %v", err)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/kiln-build/kiln/internal/testutil"
 	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
@@ -45,7 +46,7 @@ func readAllLayers(t *testing.T, img v1.Image) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := mustDigest(t, l); h != want {
+		if want := testutil.Digest(t, l); h != want {
 			t.Fatalf("layer digest %s, want %s", h, want)
 		}
 	}
@@ -66,8 +67,8 @@ func TestImageBasicAuth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
-	if want := mustDigest(t, seeded); desc.Digest != want || mustDigest(t, img) != want {
-		t.Fatalf("digest %s / %s, want %s", desc.Digest, mustDigest(t, img), want)
+	if want := testutil.Digest(t, seeded); desc.Digest != want || testutil.Digest(t, img) != want {
+		t.Fatalf("digest %s / %s, want %s", desc.Digest, testutil.Digest(t, img), want)
 	}
 	readAllLayers(t, img)
 
@@ -119,8 +120,8 @@ func TestImageBearerAuth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
-	if desc.Digest != mustDigest(t, seeded) {
-		t.Fatalf("digest %s, want %s", desc.Digest, mustDigest(t, seeded))
+	if desc.Digest != testutil.Digest(t, seeded) {
+		t.Fatalf("digest %s, want %s", desc.Digest, testutil.Digest(t, seeded))
 	}
 	readAllLayers(t, img)
 	if ba.tokenReqs.Load() == 0 {
@@ -191,8 +192,8 @@ func TestImageIndexPlatform(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.platform, err)
 		}
-		want := mustDigest(t, c.want)
-		if desc.Digest != want || mustDigest(t, img) != want {
+		want := testutil.Digest(t, c.want)
+		if desc.Digest != want || testutil.Digest(t, img) != want {
 			t.Errorf("%s: got %s, want %s", c.platform, desc.Digest, want)
 		}
 		if desc.Platform == nil || plat.Score(*p, *desc.Platform) != 2 {
@@ -350,8 +351,8 @@ func TestPushFlaky(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Image: %v", err)
 	}
-	if desc.Digest != mustDigest(t, img) {
-		t.Fatalf("pushed %s, registry has %s", mustDigest(t, img), desc.Digest)
+	if desc.Digest != testutil.Digest(t, img) {
+		t.Fatalf("pushed %s, registry has %s", testutil.Digest(t, img), desc.Digest)
 	}
 	readAllLayers(t, got)
 	var total int64

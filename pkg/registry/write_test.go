@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/progress"
 )
 
@@ -147,7 +148,7 @@ func TestWriteMountsSourcedLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := mustDigest(t, derived); desc.Digest != want {
+	if want := testutil.Digest(t, derived); desc.Digest != want {
 		t.Errorf("pushed %s, want %s", desc.Digest, want)
 	}
 	topSize, _ := top.Size()
@@ -258,8 +259,8 @@ func TestCopyWithinRegistryMovesNoBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if desc.Digest != mustDigest(t, src) {
-		t.Errorf("copied %s, want %s", desc.Digest, mustDigest(t, src))
+	if desc.Digest != testutil.Digest(t, src) {
+		t.Errorf("copied %s, want %s", desc.Digest, testutil.Digest(t, src))
 	}
 	if stats.BlobBytesUploaded() != 0 || stats.BlobBytesDownloaded() != 0 {
 		t.Errorf("copy within a registry moved bytes: %s", stats)
@@ -304,7 +305,7 @@ func TestCopyAcrossRegistriesStreamsAndVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mustDigest(t, got) != desc.Digest || desc.Digest != mustDigest(t, src) {
+	if testutil.Digest(t, got) != desc.Digest || desc.Digest != testutil.Digest(t, src) {
 		t.Errorf("digest changed in the copy")
 	}
 	readAllLayers(t, got)
@@ -384,7 +385,7 @@ func TestCopyIndex(t *testing.T) {
 	if err := remote.WriteIndex(mustRef(t, hostA+"/src/multi:1", Options{}), idx); err != nil {
 		t.Fatal(err)
 	}
-	want := mustDigest(t, idx)
+	want := testutil.Digest(t, idx)
 	im, _ := idx.IndexManifest()
 
 	// Same registry: no bytes.
@@ -415,7 +416,7 @@ func TestCopyIndex(t *testing.T) {
 		readAllLayers(t, img)
 	}
 	got, err := remote.Index(mustRef(t, hostB+"/multi:1", o))
-	if err != nil || mustDigest(t, got) != want {
+	if err != nil || testutil.Digest(t, got) != want {
 		t.Fatalf("index at B: %v", err)
 	}
 	// Again: the child manifests exist, so their blobs are not even asked for.
@@ -436,7 +437,7 @@ func TestCopyAllTags(t *testing.T) {
 	host, _ := newScopedRegistry(t, nil)
 	want := map[string]v1.Hash{}
 	for _, tag := range []string{"1.0", "1.1", "latest"} {
-		want[tag] = mustDigest(t, seedImage(t, host+"/src/app:"+tag, nil, 1024, 1))
+		want[tag] = testutil.Digest(t, seedImage(t, host+"/src/app:"+tag, nil, 1024, 1))
 	}
 	o := fastOpts()
 	var seen []string

@@ -55,7 +55,7 @@ func (s *Store) GCWithGrace(ctx context.Context, grace time.Duration) (removed i
 			return 0, 0, fmt.Errorf("GC of %s: %w", s.root, err)
 		}
 		if err := w.manifest(d, false); err != nil {
-			return 0, 0, fmt.Errorf("GC of %s: ref %q: %w (nothing removed)", s.root, refOf(d), err)
+			return 0, 0, fmt.Errorf("GC of %s: ref %q: %w (nothing removed)", s.root, oci.RefName(d), err)
 		}
 	}
 

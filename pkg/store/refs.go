@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
@@ -69,14 +68,6 @@ func (s *Store) writeIndexLocked(im *v1.IndexManifest) error {
 	return nil
 }
 
-// refOf returns the ref an index.json entry carries, if any.
-func refOf(d v1.Descriptor) string {
-	if r := d.Annotations[oci.AnnotationRefName]; r != "" {
-		return r
-	}
-	return d.Annotations[oci.AnnotationContainerdName]
-}
-
 // withoutRefAnnotations returns d without the ref annotations.
 func withoutRefAnnotations(d v1.Descriptor) v1.Descriptor {
 	d = *d.DeepCopy()
@@ -113,53 +104,21 @@ func (s *Store) updateRefs(updates []refUpdate, check func() error) error {
 		return err
 	}
 	for _, u := range updates {
-		kept := im.Manifests[:0]
-		found := false
-		for _, d := range im.Manifests {
-			if u.ref != "" && refOf(d) == u.ref {
-				found = true
-				continue
-			}
-			if u.ref == "" && !u.remove && refOf(d) == "" && d.Digest == u.desc.Digest {
-				found = true // an unnamed entry for this digest already exists
-			}
-			kept = append(kept, d)
-		}
-		im.Manifests = kept
+		found := oci.RemoveRef(im, u.ref)
 		if u.remove {
 			if !found {
 				return fmt.Errorf("ref %q not found in %s", u.ref, s.root)
 			}
 			continue
 		}
-		if u.ref == "" && found {
-			continue
-		}
 		d := *u.desc.DeepCopy()
-		if u.ref != "" {
-			if d.Annotations == nil {
-				d.Annotations = map[string]string{}
-			}
-			d.Annotations[oci.AnnotationRefName] = u.ref
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
 		}
+		d.Annotations[oci.AnnotationRefName] = u.ref
 		im.Manifests = append(im.Manifests, d)
 	}
-	sort.SliceStable(im.Manifests, func(i, j int) bool {
-		ri, rj := refOf(im.Manifests[i]), refOf(im.Manifests[j])
-		if (ri == "") != (rj == "") {
-			return ri != ""
-		}
-		return ri < rj
-	})
-	if im.SchemaVersion == 0 {
-		im.SchemaVersion = 2
-	}
-	if im.MediaType == "" {
-		im.MediaType = types.OCIImageIndex
-	}
-	if im.Manifests == nil {
-		im.Manifests = []v1.Descriptor{} // the spec wants an array, not null
-	}
+	oci.NormalizeIndex(im)
 	return s.writeIndexLocked(im)
 }
 
@@ -217,7 +176,7 @@ func (s *Store) List() ([]Entry, error) {
 	}
 	var out []Entry
 	for _, d := range im.Manifests {
-		if r := refOf(d); r != "" {
+		if r := oci.RefName(d); r != "" {
 			out = append(out, Entry{Ref: r, Descriptor: withoutRefAnnotations(d)})
 		}
 	}
@@ -237,7 +196,7 @@ func (s *Store) Resolve(name string) (v1.Descriptor, error) {
 		return v1.Descriptor{}, err
 	}
 	for _, d := range im.Manifests {
-		if refOf(d) == name && name != "" {
+		if oci.RefName(d) == name && name != "" {
 			return withoutRefAnnotations(d), nil
 		}
 	}

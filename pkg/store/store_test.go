@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/oci"
 )
 
@@ -103,60 +104,6 @@ func newStore(t *testing.T, opts ...Option) *Store {
 	return s
 }
 
-func randomImage(t *testing.T, layers int64) v1.Image {
-	t.Helper()
-	img, err := random.Image(256, layers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
-func mustDigest(t *testing.T, d interface{ Digest() (v1.Hash, error) }) v1.Hash {
-	t.Helper()
-	h, err := d.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-func readAll(t *testing.T, open func() (io.ReadCloser, error)) []byte {
-	t.Helper()
-	rc, err := open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func dirNames(t *testing.T, dir string) []string {
-	t.Helper()
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range es {
-		out = append(out, e.Name())
-	}
-	return out
-}
-
 func TestOpenCreatesLayout(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "nested", "store")
 	s, err := Open(root)
@@ -219,13 +166,13 @@ func TestBlobWriterCommit(t *testing.T) {
 	if !s.HasBlob(want) {
 		t.Fatal("blob missing after Commit")
 	}
-	if got := readAll(t, func() (io.ReadCloser, error) { return s.OpenBlob(want) }); !bytes.Equal(got, data) {
+	if got := testutil.ReadAll(t, func() (io.ReadCloser, error) { return s.OpenBlob(want) }); !bytes.Equal(got, data) {
 		t.Fatalf("blob content = %q", got)
 	}
 	if s.BlobPath(want) != filepath.Join(s.Root(), "blobs", "sha256", want.Hex) {
 		t.Fatalf("BlobPath = %s", s.BlobPath(want))
 	}
-	if n := dirNames(t, filepath.Join(s.Root(), "tmp")); len(n) != 0 {
+	if n := testutil.DirNames(t, filepath.Join(s.Root(), "tmp")); len(n) != 0 {
 		t.Fatalf("tmp not empty after Commit: %v", n)
 	}
 	if err := w.Abort(); err != nil {
@@ -257,10 +204,10 @@ func TestBlobWriterWrongDigest(t *testing.T) {
 	if !strings.Contains(err.Error(), wrong.String()) || !strings.Contains(err.Error(), sha256Hash([]byte("some content")).String()) {
 		t.Fatalf("error does not name both digests: %v", err)
 	}
-	if n := dirNames(t, s.blobDir); len(n) != 0 {
+	if n := testutil.DirNames(t, s.blobDir); len(n) != 0 {
 		t.Fatalf("blobs/sha256 not empty: %v", n)
 	}
-	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 0 {
 		t.Fatalf("tmp not empty: %v", n)
 	}
 }
@@ -272,13 +219,13 @@ func TestBlobWriterAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Write([]byte("abandoned"))
-	if n := dirNames(t, s.tmpDir); len(n) != 1 {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 1 {
 		t.Fatalf("tmp should hold the temp file: %v", n)
 	}
 	if err := w.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 0 {
 		t.Fatalf("tmp not empty after Abort: %v", n)
 	}
 	if err := w.Abort(); err != nil {
@@ -302,10 +249,10 @@ func TestCommitAlreadyPresent(t *testing.T) {
 	if err := w2.Commit(h); err != nil {
 		t.Fatal(err)
 	}
-	if n := dirNames(t, s.blobDir); len(n) != 1 {
+	if n := testutil.DirNames(t, s.blobDir); len(n) != 1 {
 		t.Fatalf("blobs: %v", n)
 	}
-	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 0 {
 		t.Fatalf("tmp not empty: %v", n)
 	}
 	fi, _ := os.Stat(s.BlobPath(h))
@@ -325,7 +272,7 @@ func TestWriteBlob(t *testing.T) {
 	if err := s.WriteBlob(h, bytes.NewReader([]byte("not it"))); err == nil {
 		t.Fatal("WriteBlob with wrong content succeeded")
 	}
-	if s.HasBlob(h) || len(dirNames(t, s.tmpDir)) != 0 {
+	if s.HasBlob(h) || len(testutil.DirNames(t, s.tmpDir)) != 0 {
 		t.Fatal("failed WriteBlob left something behind")
 	}
 	if err := s.WriteBlob(h, bytes.NewReader(data)); err != nil {
@@ -382,7 +329,7 @@ func TestKilledWriter(t *testing.T) {
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 		t.Fatalf("helper did not die by SIGKILL: %v", err)
 	}
-	n := dirNames(t, s.tmpDir)
+	n := testutil.DirNames(t, s.tmpDir)
 	if len(n) != 1 {
 		t.Fatalf("the killed writer should have left one temp file: %v", n)
 	}
@@ -391,7 +338,7 @@ func TestKilledWriter(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(s.tmpDir, n[0]), time.Now().Add(-time.Minute), time.Now().Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if s.HasBlob(sha256Hash([]byte(data))) || len(dirNames(t, s.blobDir)) != 0 {
+	if s.HasBlob(sha256Hash([]byte(data))) || len(testutil.DirNames(t, s.blobDir)) != 0 {
 		t.Fatal("killed writer's data visible as a blob")
 	}
 	// A live writer's temp file must survive the cleaning.
@@ -403,13 +350,13 @@ func TestKilledWriter(t *testing.T) {
 	if _, err := Open(s.Root()); err != nil {
 		t.Fatal(err)
 	}
-	if n := dirNames(t, s.tmpDir); len(n) != 1 || !strings.HasPrefix(n[0], tempPrefix) {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 1 || !strings.HasPrefix(n[0], tempPrefix) {
 		t.Fatalf("after Open, tmp should hold only the live writer's file: %v", n)
 	}
 	if err := live.Commit(sha256Hash([]byte("live"))); err != nil {
 		t.Fatalf("live writer could not commit after a concurrent Open: %v", err)
 	}
-	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 0 {
 		t.Fatalf("tmp not empty: %v", n)
 	}
 	// A stale index.json.tmp (a Tag killed mid-write) goes too, and
@@ -460,10 +407,10 @@ func TestLayerDecompression(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := readAll(t, l.Uncompressed); !bytes.Equal(got, payload) {
+		if got := testutil.ReadAll(t, l.Uncompressed); !bytes.Equal(got, payload) {
 			t.Errorf("%s: Uncompressed differs", tc.mt)
 		}
-		if got := readAll(t, l.Compressed); !bytes.Equal(got, tc.blob) {
+		if got := testutil.ReadAll(t, l.Compressed); !bytes.Equal(got, tc.blob) {
 			t.Errorf("%s: Compressed differs", tc.mt)
 		}
 		if d, _ := l.Digest(); d != h {
@@ -502,9 +449,9 @@ func TestWriteImageRoundTrip(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	for _, img := range []v1.Image{
-		randomImage(t, 3),
-		mutate.MediaType(mutate.ConfigMediaType(randomImage(t, 2), types.OCIConfigJSON), types.OCIManifestSchema1),
-		randomImage(t, 0),
+		testutil.RandomImage(t, 3),
+		mutate.MediaType(mutate.ConfigMediaType(testutil.RandomImage(t, 2), types.OCIConfigJSON), types.OCIManifestSchema1),
+		testutil.RandomImage(t, 0),
 	} {
 		desc, err := s.WriteImage(ctx, img)
 		if err != nil {
@@ -512,7 +459,7 @@ func TestWriteImageRoundTrip(t *testing.T) {
 		}
 		raw, _ := img.RawManifest()
 		mt, _ := img.MediaType()
-		if desc.Digest != mustDigest(t, img) || desc.Size != int64(len(raw)) || desc.MediaType != mt {
+		if desc.Digest != testutil.Digest(t, img) || desc.Size != int64(len(raw)) || desc.MediaType != mt {
 			t.Fatalf("descriptor %+v does not describe the image", desc)
 		}
 		if desc.Platform == nil || desc.Platform.OS != "linux" || desc.Platform.Architecture != "amd64" {
@@ -526,7 +473,7 @@ func TestWriteImageRoundTrip(t *testing.T) {
 		if !bytes.Equal(gotRaw, raw) {
 			t.Fatal("stored manifest bytes differ")
 		}
-		if mustDigest(t, got) != desc.Digest {
+		if testutil.Digest(t, got) != desc.Digest {
 			t.Fatal("digest differs")
 		}
 		wantCfg, _ := img.RawConfigFile()
@@ -543,7 +490,7 @@ func TestWriteImageRoundTrip(t *testing.T) {
 			if _, ok := gotLayers[i].(*oci.BlobLayer); !ok {
 				t.Fatalf("layer %d is a %T, not a store layer", i, gotLayers[i])
 			}
-			if !bytes.Equal(readAll(t, wantLayers[i].Compressed), readAll(t, gotLayers[i].Compressed)) {
+			if !bytes.Equal(testutil.ReadAll(t, wantLayers[i].Compressed), testutil.ReadAll(t, gotLayers[i].Compressed)) {
 				t.Fatalf("layer %d compressed bytes differ", i)
 			}
 			wd, _ := wantLayers[i].DiffID()
@@ -570,7 +517,7 @@ func TestWriteImageRoundTrip(t *testing.T) {
 			t.Fatal("Image of a config blob succeeded")
 		}
 	}
-	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 0 {
 		t.Fatalf("tmp not empty: %v", n)
 	}
 }
@@ -602,16 +549,16 @@ func (i brokenImage) Layers() ([]v1.Layer, error) {
 
 func TestWriteImageSkipsPresentLayers(t *testing.T) {
 	ctx := context.Background()
-	img := randomImage(t, 2)
+	img := testutil.RandomImage(t, 2)
 	fresh := newStore(t)
 	if _, err := fresh.WriteImage(ctx, brokenImage{img}); err == nil || !strings.Contains(err.Error(), "Compressed called") {
 		t.Fatalf("broken image written to an empty store: %v", err)
 	}
-	if n := dirNames(t, fresh.tmpDir); len(n) != 0 {
+	if n := testutil.DirNames(t, fresh.tmpDir); len(n) != 0 {
 		t.Fatalf("failed WriteImage left temp files: %v", n)
 	}
 	m, _ := img.Manifest()
-	if fresh.HasBlob(mustDigest(t, img)) || fresh.HasBlob(m.Config.Digest) {
+	if fresh.HasBlob(testutil.Digest(t, img)) || fresh.HasBlob(m.Config.Digest) {
 		t.Fatal("failed WriteImage stored the manifest or config")
 	}
 
@@ -628,7 +575,7 @@ func TestWriteImageSkipsPresentLayers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("WriteImage read a layer the store has: %v", err)
 	}
-	if desc.Digest != mustDigest(t, img) {
+	if desc.Digest != testutil.Digest(t, img) {
 		t.Fatal("wrong digest")
 	}
 	if err := s.Tag("localhost/skip:1", desc); err != nil {
@@ -640,11 +587,11 @@ func TestWriteImageCancelled(t *testing.T) {
 	s := newStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	img := randomImage(t, 2)
+	img := testutil.RandomImage(t, 2)
 	if _, err := s.WriteImage(ctx, img); !errors.Is(err, context.Canceled) {
 		t.Fatalf("WriteImage with cancelled context: %v", err)
 	}
-	if s.HasBlob(mustDigest(t, img)) {
+	if s.HasBlob(testutil.Digest(t, img)) {
 		t.Fatal("manifest stored despite cancellation")
 	}
 }
@@ -659,7 +606,7 @@ func TestWriteIndexRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if desc.Digest != mustDigest(t, idx) || !desc.MediaType.IsIndex() {
+	if desc.Digest != testutil.Digest(t, idx) || !desc.MediaType.IsIndex() {
 		t.Fatalf("descriptor %+v", desc)
 	}
 	got, err := s.Index(desc.Digest)
@@ -706,8 +653,8 @@ func TestWriteIndexRoundTrip(t *testing.T) {
 func TestTagListUntag(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	a, _ := s.WriteImage(ctx, randomImage(t, 1))
-	b, _ := s.WriteImage(ctx, randomImage(t, 1))
+	a, _ := s.WriteImage(ctx, testutil.RandomImage(t, 1))
+	b, _ := s.WriteImage(ctx, testutil.RandomImage(t, 1))
 	if err := s.Tag("localhost/app:1.0", a); err != nil {
 		t.Fatal(err)
 	}
@@ -761,7 +708,7 @@ func TestTagListUntag(t *testing.T) {
 
 func TestTagRefusesPartialImage(t *testing.T) {
 	s := newStore(t)
-	img := randomImage(t, 2)
+	img := testutil.RandomImage(t, 2)
 	d, err := s.WriteImage(context.Background(), img)
 	if err != nil {
 		t.Fatal(err)
@@ -780,7 +727,7 @@ func TestTagRefusesPartialImage(t *testing.T) {
 func TestConcurrentTagGoroutines(t *testing.T) {
 	root := t.TempDir()
 	s, _ := Open(root)
-	d, err := s.WriteImage(context.Background(), randomImage(t, 1))
+	d, err := s.WriteImage(context.Background(), testutil.RandomImage(t, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -817,7 +764,7 @@ func TestConcurrentTagGoroutines(t *testing.T) {
 
 func TestConcurrentTagProcesses(t *testing.T) {
 	s := newStore(t)
-	d, err := s.WriteImage(context.Background(), randomImage(t, 1))
+	d, err := s.WriteImage(context.Background(), testutil.RandomImage(t, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -856,7 +803,7 @@ func TestConcurrentTagProcesses(t *testing.T) {
 func imagesWithSharedPrefix(t *testing.T) (a, b v1.Image, prefix string) {
 	t.Helper()
 	seen := map[string]v1.Image{}
-	base := randomImage(t, 0)
+	base := testutil.RandomImage(t, 0)
 	for i := 0; i < 100000; i++ {
 		cf, _ := base.ConfigFile()
 		cf = cf.DeepCopy()
@@ -865,7 +812,7 @@ func imagesWithSharedPrefix(t *testing.T) (a, b v1.Image, prefix string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		md := mustDigest(t, img)
+		md := testutil.Digest(t, img)
 		id, _ := img.ConfigName()
 		for _, h := range []string{md.Hex[:4], id.Hex[:4]} {
 			if other, ok := seen[h]; ok && other != img {
@@ -950,7 +897,7 @@ func TestResolve(t *testing.T) {
 func blobSet(t *testing.T, s *Store) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
-	for _, n := range dirNames(t, s.blobDir) {
+	for _, n := range testutil.DirNames(t, s.blobDir) {
 		out[n] = true
 	}
 	return out
@@ -960,7 +907,7 @@ func blobSet(t *testing.T, s *Store) map[string]bool {
 func imageBlobs(t *testing.T, img v1.Image) []string {
 	t.Helper()
 	m, _ := img.Manifest()
-	out := []string{mustDigest(t, img).Hex, m.Config.Digest.Hex}
+	out := []string{testutil.Digest(t, img).Hex, m.Config.Digest.Hex}
 	for _, l := range m.Layers {
 		out = append(out, l.Digest.Hex)
 	}
@@ -970,11 +917,11 @@ func imageBlobs(t *testing.T, img v1.Image) []string {
 func TestGC(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	keep := randomImage(t, 2)
+	keep := testutil.RandomImage(t, 2)
 	// drop shares keep's first layer and has one of its own.
 	keepLayers, _ := keep.Layers()
 	own, _ := random.Layer(300, types.DockerLayer)
-	drop, err := mutate.AppendLayers(randomImage(t, 0), keepLayers[0], own)
+	drop, err := mutate.AppendLayers(testutil.RandomImage(t, 0), keepLayers[0], own)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1086,7 +1033,7 @@ func TestGCGraceAndExclusion(t *testing.T) {
 
 func TestListSorted(t *testing.T) {
 	s := newStore(t)
-	d, _ := s.WriteImage(context.Background(), randomImage(t, 0))
+	d, _ := s.WriteImage(context.Background(), testutil.RandomImage(t, 0))
 	refs := []string{"zz/z:1", "aa/a:1", "localhost/m:2", "localhost/m:10"}
 	for _, r := range refs {
 		if err := s.Tag(r, d); err != nil {
@@ -1106,7 +1053,7 @@ func TestListSorted(t *testing.T) {
 
 func TestConcurrentWriteSameImage(t *testing.T) {
 	root := t.TempDir()
-	img := randomImage(t, 3)
+	img := testutil.RandomImage(t, 3)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for range 4 {
@@ -1130,17 +1077,17 @@ func TestConcurrentWriteSameImage(t *testing.T) {
 		}
 	}
 	s, _ := Open(root)
-	if n := len(dirNames(t, s.blobDir)); n != 5 {
+	if n := len(testutil.DirNames(t, s.blobDir)); n != 5 {
 		t.Fatalf("%d blobs, want 5 (manifest, config, 3 layers)", n)
 	}
-	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 0 {
 		t.Fatalf("tmp not empty: %v", n)
 	}
-	got, err := s.Image(mustDigest(t, img))
+	got, err := s.Image(testutil.Digest(t, img))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameImage(t, got, img)
+	testutil.SameImage(t, got, img)
 }
 
 // TestGCRacingWriters runs GC without a grace period in a loop while images
@@ -1167,7 +1114,7 @@ func TestGCRacingWriters(t *testing.T) {
 		}()
 		failed := 0
 		for i := range 12 {
-			img := randomImage(t, 2)
+			img := testutil.RandomImage(t, 2)
 			d, err := s.WriteImage(context.Background(), img)
 			if err == nil {
 				err = s.Tag(fmt.Sprintf("localhost/race:%d", i), d)
@@ -1261,7 +1208,7 @@ func TestWalkImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := randomImage(t, 3)
+	img := testutil.RandomImage(t, 3)
 	desc, err := s.WriteImage(ctx, img)
 	if err != nil {
 		t.Fatal(err)

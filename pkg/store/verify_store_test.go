@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // TestVerify: a store holding a tagged image verifies; a blob whose bytes
@@ -12,7 +14,7 @@ import (
 func TestVerify(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	img := randomImage(t, 2)
+	img := testutil.RandomImage(t, 2)
 	d, err := s.WriteImage(context.Background(), img)
 	if err != nil {
 		t.Fatal(err)
