@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 func TestCopyWithinRegistry(t *testing.T) {
@@ -107,29 +107,8 @@ func TestCopyAcrossRegistries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readBack(t, got)
+	testutil.CheckLayers(t, got)
 	t.Logf("copy across registries: %d layer bytes streamed (A served %d, B received %d)", lb, a.downBytes.Load()-downA, b.upBytes.Load())
-}
-
-// readBack reads every layer of img and checks it against its digest.
-func readBack(t *testing.T, img v1.Image) {
-	t.Helper()
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, _, err := v1.SHA256(rc)
-		rc.Close()
-		want, _ := l.Digest()
-		if err != nil || h != want {
-			t.Errorf("layer %s reads back as %s (%v)", want, h, err)
-		}
-	}
 }
 
 func TestCopyIndexAllTagsAndLocal(t *testing.T) {
@@ -164,7 +143,7 @@ func TestCopyIndexAllTagsAndLocal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			readBack(t, img)
+			testutil.CheckLayers(t, img)
 		}
 	}
 

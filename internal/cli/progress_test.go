@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,11 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/progress"
 	"golang.org/x/sys/unix"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite the golden files under testdata")
 
 // progressContext is a small context whose build has the step events that
 // need no sandbox: FROM, COPY, metadata. One stage, so that the order of
@@ -51,7 +49,7 @@ func normalize(s string) string {
 func checkGolden(t *testing.T, name, got string) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if *updateGolden {
+	if testutil.Updating() { // go test -update
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -16,15 +16,38 @@ import (
 // layers, its config naming linux/amd64 (as a real image's does).
 func RandomImage(t testing.TB, layers int64) v1.Image {
 	t.Helper()
+	return RandomImageOn(t, layers, v1.Platform{OS: "linux", Architecture: "amd64"})
+}
+
+// RandomImageOn is RandomImage with a config naming platform p.
+func RandomImageOn(t testing.TB, layers int64, p v1.Platform) v1.Image {
+	t.Helper()
 	img, err := random.Image(256, layers)
 	Require(t, err)
 	cf, err := img.ConfigFile()
 	Require(t, err)
 	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
 	img, err = mutate.ConfigFile(img, cf)
 	Require(t, err)
 	return img
+}
+
+// CheckLayers reads every layer of img and checks it against its digest.
+func CheckLayers(t testing.TB, img v1.Image) {
+	t.Helper()
+	layers, err := img.Layers()
+	Require(t, err)
+	for _, l := range layers {
+		rc, err := l.Compressed()
+		Require(t, err)
+		h, _, err := v1.SHA256(rc)
+		rc.Close()
+		want, _ := l.Digest()
+		if err != nil || h != want {
+			t.Fatalf("layer %s reads back as %s (%v)", want, h, err)
+		}
+	}
 }
 
 // Digest is d's digest (an image's, an index's, a layer's).

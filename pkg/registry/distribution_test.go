@@ -78,7 +78,7 @@ func TestDistribution(t *testing.T) {
 	if stats.LayerBlobsDownloaded() != 0 || stats.LayerBytesDownloaded() != 0 {
 		t.Fatalf("Image+ConfigFile fetched layers: %s", stats)
 	}
-	readAllLayers(t, pulled)
+	testutil.CheckLayers(t, pulled)
 	if stats.LayerBlobsDownloaded() != 3 {
 		t.Errorf("reading 3 layers: %s", stats)
 	}
@@ -109,8 +109,8 @@ func TestDistribution(t *testing.T) {
 	}
 
 	// An index; the platform is picked.
-	amd := platformImage(t, v1.Platform{OS: "linux", Architecture: "amd64"})
-	arm := platformImage(t, v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"})
+	amd := testutil.RandomImageOn(t, 1, v1.Platform{OS: "linux", Architecture: "amd64"})
+	arm := testutil.RandomImageOn(t, 1, v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"})
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex),
 		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
 		mutate.IndexAddendum{Add: arm, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}}},

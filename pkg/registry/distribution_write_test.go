@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/kiln-build/kiln/internal/testutil"
 	"github.com/kiln-build/kiln/pkg/progress"
 )
 
@@ -56,7 +57,7 @@ func TestDistributionMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readAllLayers(t, got)
+	testutil.CheckLayers(t, got)
 
 	// Copy to another repository: mounts only.
 	rec.reset()

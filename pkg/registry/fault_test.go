@@ -142,7 +142,7 @@ func TestWriteAndCopyUnderFaults(t *testing.T) {
 		if testutil.Digest(t, got) != want {
 			t.Fatalf("%s has %s, want %s", host, testutil.Digest(t, got), want)
 		}
-		readAllLayers(t, got)
+		testutil.CheckLayers(t, got)
 	}
 	if fa.n.Load() == 0 || len(fa.hit) < 3 {
 		t.Errorf("too few faults injected: %s", fa)
@@ -226,7 +226,7 @@ func TestStalledRequestsAreRetried(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readAllLayers(t, got)
+	testutil.CheckLayers(t, got)
 	if testutil.Digest(t, got) != testutil.Digest(t, img) {
 		t.Error("digest changed")
 	}

@@ -62,7 +62,7 @@ func TestMirrorServesDockerHub(t *testing.T) {
 	if desc.Digest != testutil.Digest(t, img) {
 		t.Fatalf("digest %s", desc.Digest)
 	}
-	readAllLayers(t, got)
+	testutil.CheckLayers(t, got)
 	if _, err := New(o).Fetch(ctx, ref); err != nil {
 		t.Fatal(err)
 	}

@@ -29,29 +29,6 @@ import (
 	plat "github.com/kiln-build/kiln/pkg/platform"
 )
 
-// readAllLayers reads every layer of img and checks it against its digest.
-func readAllLayers(t *testing.T, img v1.Image) {
-	t.Helper()
-	layers, err := img.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range layers {
-		rc, err := l.Compressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, _, err := v1.SHA256(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := testutil.Digest(t, l); h != want {
-			t.Fatalf("layer digest %s, want %s", h, want)
-		}
-	}
-}
-
 func TestImageBasicAuth(t *testing.T) {
 	home := isolateEnv(t)
 	const user, pass = "alice", "correct-horse-battery"
@@ -70,7 +47,7 @@ func TestImageBasicAuth(t *testing.T) {
 	if want := testutil.Digest(t, seeded); desc.Digest != want || testutil.Digest(t, img) != want {
 		t.Fatalf("digest %s / %s, want %s", desc.Digest, testutil.Digest(t, img), want)
 	}
-	readAllLayers(t, img)
+	testutil.CheckLayers(t, img)
 
 	// A wrong password: the error names the registry and the file, not the password.
 	const wrong = "wrong-password-123"
@@ -123,7 +100,7 @@ func TestImageBearerAuth(t *testing.T) {
 	if desc.Digest != testutil.Digest(t, seeded) {
 		t.Fatalf("digest %s, want %s", desc.Digest, testutil.Digest(t, seeded))
 	}
-	readAllLayers(t, img)
+	testutil.CheckLayers(t, img)
 	if ba.tokenReqs.Load() == 0 {
 		t.Fatal("the token endpoint was never used")
 	}
@@ -142,31 +119,11 @@ func TestImageBearerAuth(t *testing.T) {
 	}
 }
 
-// platformImage is a random image whose config says p.
-func platformImage(t *testing.T, p v1.Platform) v1.Image {
-	t.Helper()
-	img, err := random.Image(256, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
 func TestImageIndexPlatform(t *testing.T) {
 	isolateEnv(t)
 	host := newRegistry(t, nil)
-	amd := platformImage(t, v1.Platform{OS: "linux", Architecture: "amd64"})
-	arm := platformImage(t, v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"})
+	amd := testutil.RandomImageOn(t, 1, v1.Platform{OS: "linux", Architecture: "amd64"})
+	arm := testutil.RandomImageOn(t, 1, v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"})
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	idx = mutate.AppendManifests(idx,
 		mutate.IndexAddendum{Add: amd, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
@@ -354,7 +311,7 @@ func TestPushFlaky(t *testing.T) {
 	if desc.Digest != testutil.Digest(t, img) {
 		t.Fatalf("pushed %s, registry has %s", testutil.Digest(t, img), desc.Digest)
 	}
-	readAllLayers(t, got)
+	testutil.CheckLayers(t, got)
 	var total int64
 	layers, _ := img.Layers()
 	for _, l := range layers {
@@ -603,7 +560,7 @@ func TestStatsRedirectedBlob(t *testing.T) {
 	if _, err := img.ConfigFile(); err != nil {
 		t.Fatal(err)
 	}
-	readAllLayers(t, img)
+	testutil.CheckLayers(t, img)
 	if store.Load() != 3 {
 		t.Fatalf("storage served %d blobs, want 3 (config + 2 layers)", store.Load())
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 func newRetryTransport(retries int, delay time.Duration) *retryTransport {
@@ -236,7 +237,7 @@ func TestResumeBrokenBlobDownload(t *testing.T) {
 			if _, err := img.ConfigFile(); err != nil {
 				t.Fatal(err)
 			}
-			readAllLayers(t, img) // verifies every digest
+			testutil.CheckLayers(t, img) // verifies every digest
 			var total int64
 			layers, _ := seeded.Layers()
 			for _, l := range layers {

@@ -308,7 +308,7 @@ func TestCopyAcrossRegistriesStreamsAndVerifies(t *testing.T) {
 	if testutil.Digest(t, got) != desc.Digest || desc.Digest != testutil.Digest(t, src) {
 		t.Errorf("digest changed in the copy")
 	}
-	readAllLayers(t, got)
+	testutil.CheckLayers(t, got)
 }
 
 func TestCopyCorruptBlobIsRefused(t *testing.T) {
@@ -413,7 +413,7 @@ func TestCopyIndex(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		readAllLayers(t, img)
+		testutil.CheckLayers(t, img)
 	}
 	got, err := remote.Index(mustRef(t, hostB+"/multi:1", o))
 	if err != nil || testutil.Digest(t, got) != want {
