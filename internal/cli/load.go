@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -23,33 +22,14 @@ func newLoadCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path := input
-			if path == "" || path == "-" {
-				tmp, err := os.CreateTemp("", "kiln-load-")
-				if err != nil {
-					return err
-				}
-				defer os.Remove(tmp.Name())
-				if _, err := io.Copy(tmp, g.stdin); err != nil {
-					tmp.Close()
-					return fmt.Errorf("reading the archive from stdin: %w", err)
-				}
-				if err := tmp.Close(); err != nil {
-					return err
-				}
-				path = tmp.Name()
-			}
-			items, err := imagearchive.Read(path)
+			items, src, err := readArchive(input, g.stdin)
 			if err != nil {
 				return err
-			}
-			if len(items) == 0 {
-				return fmt.Errorf("%s holds no image", input)
 			}
 			for _, it := range items {
 				d, err := st.WriteArtifact(cmd.Context(), it.Artifact)
 				if err != nil {
-					return fmt.Errorf("loading %s: %w", input, err)
+					return fmt.Errorf("loading %s: %w", src, err)
 				}
 				if it.Ref != "" {
 					r, err := tagRef(it.Ref, g)
@@ -79,4 +59,20 @@ func newLoadCommand(g *globals) *cobra.Command {
 	cmd.Flags().StringVarP(&input, "input", "i", "", "archive to read (default: stdin)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print nothing")
 	return cmd
+}
+
+// readArchive reads the archive load was given: the file or directory
+// input, or stdin when input is "" or "-"; src names it in messages.
+func readArchive(input string, stdin io.Reader) (items []imagearchive.Item, src string, err error) {
+	src = input
+	if input == "" || input == "-" {
+		src = "stdin"
+		items, err = imagearchive.ReadStream(stdin, src)
+	} else {
+		items, err = imagearchive.Read(input)
+	}
+	if err == nil && len(items) == 0 {
+		err = fmt.Errorf("%s holds no image", src)
+	}
+	return items, src, err
 }

@@ -1,9 +1,12 @@
 package imagearchive
 
 import (
+	"bytes"
+	"compress/gzip"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -68,5 +71,34 @@ func TestWriteLayoutConcurrentAndStaleTemps(t *testing.T) {
 	// A layout is for others to read, unlike kiln's private store.
 	if fi, err := os.Stat(filepath.Join(dir, "index.json")); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Fatalf("index.json: %v, %v", fi, err)
+	}
+}
+
+// TestReadStream: an archive that comes as a stream (load from stdin),
+// plain or compressed, reads as the same archive in a file does; a stream
+// that is no archive is an error naming the stream.
+func TestReadStream(t *testing.T) {
+	t.Parallel()
+	img := testutil.RandomImage(t, 2)
+	var plain bytes.Buffer
+	if err := WriteOCIArchive(&plain, []Item{{Ref: "localhost/app:1", Artifact: img}}); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain.Bytes())
+	zw.Close()
+	for _, data := range [][]byte{plain.Bytes(), gz.Bytes()} {
+		items, err := ReadStream(bytes.NewReader(data), "stdin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(items) != 1 || items[0].Ref != "localhost/app:1" {
+			t.Fatalf("read %+v", items)
+		}
+		testutil.SameImage(t, itemImage(t, items[0]), img)
+	}
+	if _, err := ReadStream(strings.NewReader("not an archive"), "stdin"); err == nil || !strings.Contains(err.Error(), "stdin") {
+		t.Fatalf("garbage on stdin: %v", err)
 	}
 }

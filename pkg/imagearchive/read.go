@@ -60,12 +60,46 @@ func Read(p string) ([]Item, error) {
 		}
 		afs = &dirFS{root: root, path: p}
 	} else {
-		tfs, err := openTarFS(p)
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("reading archive: %w", err)
+		}
+		tfs, err := openTarFS(f, p)
 		if err != nil {
 			return nil, err
 		}
 		afs = tfs
 	}
+	return readFS(afs, p)
+}
+
+// ReadStream is Read for a tar archive that comes as a stream (`kiln
+// load` from stdin), called name in errors: it is copied to an anonymous
+// temporary file first (unlinked at once, so nothing is left behind).
+func ReadStream(r io.Reader, name string) ([]Item, error) {
+	tmp, err := os.CreateTemp("", "kiln-archive-*")
+	if err != nil {
+		return nil, fmt.Errorf("reading archive %s: %w", name, err)
+	}
+	os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, r); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("reading archive %s: %w", name, err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("reading archive %s: %w", name, err)
+	}
+	tfs, err := openTarFS(tmp, name)
+	if err != nil {
+		return nil, err
+	}
+	return readFS(tfs, name)
+}
+
+// readFS reads the archive afs (called p in errors): OCI when it has an
+// index.json, docker when it has a manifest.json.
+func readFS(afs archiveFS, p string) ([]Item, error) {
 	switch {
 	case afs.exists("index.json"):
 		items, err := readOCI(afs)
@@ -134,13 +168,9 @@ type tarFS struct {
 	entries map[string]tarEntry
 }
 
-// openTarFS opens a tar file, decompressing it first if needed, and indexes
-// its members.
-func openTarFS(p string) (*tarFS, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, fmt.Errorf("reading archive: %w", err)
-	}
+// openTarFS indexes the members of the tar file f (called p in errors),
+// decompressing it first if needed. It takes f over, closing it on error.
+func openTarFS(f *os.File, p string) (*tarFS, error) {
 	// One sniffer for every compressed input kiln reads (build -, ADD,
 	// load): gzip, bzip2, xz or zstd, bounded by archive.CheckExpansion.
 	dec, format, err := archive.Decompress(f)
