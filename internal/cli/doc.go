@@ -6,8 +6,10 @@
 // is a v1.Platform from pkg/platform; --cache-from and --cache-to are
 // cache.Registry repositories), makes one call into the pkg packages and
 // prints the result: registry work goes through the command's
-// registry.Client (pulling into the store is its Pull, pushing a stored
-// image its PushStored), a retry loop is registry.Retry, an atomic file
+// registry.Client (pulling into the store is its Pull, which stored images
+// a push sends where its PushTargets, pushing them its PushStored, a local
+// name resolved ResolveStored), archives are package imagearchive's (load
+// reads with Read or ReadStream), a retry loop is registry.Retry, an atomic file
 // atomicfile.WriteFile, an image name shown as docker does
 // registry.FamiliarString. runBuild (build.go) reads as the others do:
 // parseBuild, build.Build, deliver.
