@@ -2,6 +2,8 @@ package harness
 
 import (
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"testing"
@@ -27,4 +29,22 @@ func TestListenerIsOurs(t *testing.T) {
 	if listenerIsOurs(os.Getpid(), port) {
 		t.Errorf("a closed listener on %d is still ours", port)
 	}
+}
+
+// TestRegistryNotAnImpostor: when another server (one that answers /v2/
+// as a registry does) holds the port before docker-registry can bind it,
+// the start fails instead of handing out the other server's address.
+func TestRegistryNotAnImpostor(t *testing.T) {
+	if err := NeedExecutable(RegistryBinary, RegistryPackage); err != nil {
+		t.Skip(err)
+	}
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer other.Close()
+	port := other.Listener.Addr().(*net.TCPAddr).Port
+	r, err := startRegistryAt(t.TempDir(), port)
+	if err == nil {
+		_ = r.Close()
+		t.Fatalf("the registry started on %d, which another server holds", port)
+	}
+	t.Logf("%v", err)
 }

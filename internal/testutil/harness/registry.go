@@ -86,6 +86,12 @@ func startRegistryOnce(dir string) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startRegistryAt(dir, port)
+}
+
+// startRegistryAt starts the registry on 127.0.0.1:port and waits until
+// it, and no other process that took the port, answers there.
+func startRegistryAt(dir string, port int) (*Registry, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	conf := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(conf, []byte(RegistryConfig(addr, filepath.Join(dir, "storage"))), 0o644); err != nil {
