@@ -231,6 +231,44 @@ func NewReader(r io.Reader, c Compression) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("unknown compression %q", c)
 }
 
+// Read-ahead of NewReaderAhead: how much decompressed output may be made
+// ahead of its reader, and the input buffer of the decompressor.
+const (
+	aheadChunkSize = 256 << 10
+	aheadChunks    = 8
+	aheadInput     = 64 << 10
+)
+
+// NewReaderAhead is NewReader with the decompression done on a goroutine
+// of its own, up to 2 MiB ahead of the reader: for a layer, whose reader
+// has work of its own (hashing, indexing or extracting what it reads),
+// which then runs beside the decompression instead of in turn with it.
+// The compressed header is read before it returns. Close stops the
+// goroutine and waits for it, so a read of r that may block (a network
+// stream) must be made to return first, by closing r's source; it does
+// not close r.
+func NewReaderAhead(r io.Reader, c Compression) (io.ReadCloser, error) {
+	if c == None {
+		return NewReader(r, c)
+	}
+	// A *bufio.Reader is what klauspost's inflater reads fastest.
+	rc, err := NewReader(bufio.NewReaderSize(r, aheadInput), c)
+	if err != nil {
+		return nil, err
+	}
+	return &aheadReadCloser{AheadReader: ReadAhead(rc, aheadChunkSize, aheadChunks), dec: rc}, nil
+}
+
+type aheadReadCloser struct {
+	*AheadReader
+	dec io.Closer
+}
+
+func (a *aheadReadCloser) Close() error {
+	a.Stop()
+	return a.dec.Close()
+}
+
 // CompressionOf is the compression a layer media type names; ok is false
 // for a media type that does not say (then Decompress sniffs it).
 func CompressionOf(mt types.MediaType) (c Compression, ok bool) {

@@ -7,7 +7,9 @@
 // Decompression is here for every reader in kiln: Decompress sniffs a
 // stream (gzip, bzip2, xz, zstd; build -, ADD, kiln load), NewReader
 // decodes a layer whose media type names its compression (CompressionOf),
-// and Sniff names a stream's compression from its first bytes.
+// NewReaderAhead does so on a goroutine of its own, ahead of a reader that
+// has work of its own (ReadAhead is the same for any reader), and Sniff
+// names a stream's compression from its first bytes.
 //
 // Writing: WriteLayer streams entries written to a TarWriter through the
 // DiffID digest, Compress and the blob digest into any io.Writer in one
