@@ -394,16 +394,19 @@ func (l *BlobLayer) Uncompressed() (io.ReadCloser, error) {
 // Decompress wraps a compressed layer stream rc of media type mt in
 // package archive's decompressor for the compression the media type names
 // (klauspost's gzip and zstd, which decode gzip about a third faster than
-// the standard library's that go-containerregistry's layers use), or for
-// media types that do not say, the one its magic number shows. Closing
-// the result closes rc; on error rc is closed.
+// the standard library's that go-containerregistry's layers use), which
+// decompresses on a goroutine of its own, ahead of the reader
+// (archive.NewReaderAhead), or for media types that do not say, the one
+// its magic number shows. Closing the result closes rc first (a read of
+// it under way returns), then stops the decompressor; on error rc is
+// closed.
 func Decompress(rc io.ReadCloser, mt types.MediaType) (io.ReadCloser, error) {
 	var (
 		u   io.ReadCloser
 		err error
 	)
 	if c, ok := archive.CompressionOf(mt); ok {
-		u, err = archive.NewReader(rc, c)
+		u, err = archive.NewReaderAhead(rc, c)
 	} else {
 		u, _, err = archive.Decompress(rc)
 	}
@@ -411,7 +414,7 @@ func Decompress(rc io.ReadCloser, mt types.MediaType) (io.ReadCloser, error) {
 		rc.Close()
 		return nil, err
 	}
-	return &readCloser{Reader: u, close: func() error { u.Close(); return rc.Close() }}, nil
+	return &readCloser{Reader: u, close: func() error { err := rc.Close(); u.Close(); return err }}, nil
 }
 
 // readCloser pairs a reader with a close function.

@@ -42,6 +42,9 @@ type BlobWriter struct {
 	flushed int64
 	err     error // sticky write error
 	done    bool  // committed or aborted
+	// synced is the digest Verify checked the blob against (nothing was
+	// written since: Write refuses).
+	synced v1.Hash
 }
 
 // writebackChunk is how often a BlobWriter starts the writeback of what
@@ -111,6 +114,9 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
+	if w.synced != (v1.Hash{}) {
+		return 0, errors.New("write to a verified blob writer")
+	}
 	n, err := w.f.Write(p)
 	if w.h != nil {
 		w.h.Write(p[:n])
@@ -155,20 +161,10 @@ func (w *BlobWriter) Commit(want v1.Hash) error {
 		os.Remove(tmp)
 		return err
 	}
-	if w.err != nil {
-		return fail(w.err)
-	}
-	if err := checkHash(want); err != nil {
-		return fail(fmt.Errorf("committing blob: %w", err))
-	}
-	if got := w.Digest(); w.h != nil && got != want {
-		return fail(fmt.Errorf("blob %w: expected %s, wrote %s (%d bytes)", ErrDigestMismatch, want, got, w.n))
-	}
-	if err := w.f.Chmod(w.s.fileMode()); err != nil {
-		return fail(fmt.Errorf("committing blob %s: %w", want, err))
-	}
-	if err := w.f.Sync(); err != nil {
-		return fail(fmt.Errorf("committing blob %s: fsync: %w", want, err))
+	if w.synced != want {
+		if err := w.check(want); err != nil {
+			return fail(err)
+		}
 	}
 	dst := w.s.BlobPath(want)
 	renamed := false
@@ -194,6 +190,46 @@ func (w *BlobWriter) Commit(want v1.Hash) error {
 	if renamed {
 		return atomicfile.SyncDir(w.s.blobDir)
 	}
+	return nil
+}
+
+// check verifies that the written bytes have digest want and makes them
+// durable.
+func (w *BlobWriter) check(want v1.Hash) error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := checkHash(want); err != nil {
+		return fmt.Errorf("committing blob: %w", err)
+	}
+	if got := w.Digest(); w.h != nil && got != want {
+		return fmt.Errorf("blob %w: expected %s, wrote %s (%d bytes)", ErrDigestMismatch, want, got, w.n)
+	}
+	if err := w.f.Chmod(w.s.fileMode()); err != nil {
+		return fmt.Errorf("committing blob %s: %w", want, err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("committing blob %s: fsync: %w", want, err)
+	}
+	return nil
+}
+
+// Verify does what Commit does before the blob becomes visible (the
+// digest check and the fsync) without making it visible, so that the
+// Commit that follows only renames it: for a caller that keeps the blob
+// only once something else checked out (a layer's diff ID), with the slow
+// part done meanwhile. A failure removes the temp file, as Commit's does.
+func (w *BlobWriter) Verify(want v1.Hash) error {
+	if w.done {
+		return errors.New("verify of a finished blob writer")
+	}
+	if err := w.check(want); err != nil {
+		w.done = true
+		w.f.Close()
+		os.Remove(w.f.Name())
+		return err
+	}
+	w.synced = want
 	return nil
 }
 

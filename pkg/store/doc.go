@@ -4,7 +4,10 @@
 // they become visible; a killed writer leaves only temporary files that the
 // next open removes. Its images, indexes and layers are read lazily from
 // its blobs through package oci (which decompresses layers through package
-// archive). It knows nothing about archive formats: docker and OCI
+// archive, ahead of the reader). OpenVerifiedLayer reads a layer verified
+// against its digest and diff ID on three goroutines (fetching and keeping
+// the blob, decompressing, and the caller's), and keeps a fetched blob only
+// once both matched. It knows nothing about archive formats: docker and OCI
 // archives and OCI layouts for others to read are package imagearchive's,
 // which `kiln load` reads from and `kiln save` writes to.
 //

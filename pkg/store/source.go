@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -111,17 +112,27 @@ func (s *Store) openBlob(h v1.Hash) (io.ReadCloser, error) {
 }
 
 // teeBlob streams a fetched blob to its reader and into the store; the blob
-// is committed (verified) only when it was read to the end.
+// is committed (verified) only when it was read to the end. Close may be
+// called while a Read is under way (to end a read-ahead): the blob is then
+// dropped, never committed.
 type teeBlob struct {
 	body io.ReadCloser
 	w    *BlobWriter
 	want v1.Hash
-	done bool
-	err  error
+
+	mu     sync.Mutex // guards w, done, err and closed
+	done   bool
+	err    error
+	closed bool
 }
 
 func (t *teeBlob) Read(p []byte) (int, error) {
 	n, err := t.body.Read(p)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, fmt.Errorf("blob %s: read after close", t.want)
+	}
 	if n > 0 && t.err == nil {
 		if _, werr := t.w.Write(p[:n]); werr != nil {
 			t.err = werr
@@ -133,15 +144,21 @@ func (t *teeBlob) Read(p []byte) (int, error) {
 			if cerr := t.w.Commit(t.want); cerr != nil {
 				return n, cerr // a corrupted blob is never accepted
 			}
+		} else {
+			t.w.Abort()
 		}
 	}
 	return n, err
 }
 
 func (t *teeBlob) Close() error {
+	t.mu.Lock()
+	t.closed = true
 	if !t.done {
+		t.done = true
 		t.w.Abort()
 	}
+	t.mu.Unlock()
 	return t.body.Close()
 }
 
