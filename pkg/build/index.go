@@ -171,6 +171,11 @@ func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref
 	// The store's reader hashes and checks the layer; the index is kept
 	// only when Close (which reads and verifies the rest) says it matched.
 	x, err := archive.IndexVerifiedTar(contextReader{ctx, rc}, diffID)
+	if a, ok := rc.(interface{ Abort() }); ok && ctx.Err() != nil {
+		// Given up: Close would read the rest of the layer first.
+		a.Abort()
+		return nil, fmt.Errorf("reading layer %s of %s: %w", digest, ref, ctx.Err())
+	}
 	if cerr := rc.Close(); cerr != nil {
 		// A digest or diff ID mismatch explains a broken tar better
 		// than the tar error.

@@ -24,7 +24,8 @@ import (
 // hashing run on three goroutines (ReadAhead, NewReaderAhead). A mismatch is an error from Read at the end of the
 // stream; Close reads what the caller left unread, so a caller that stops
 // early (a tar reader stops at the end-of-archive blocks) still gets it
-// from Close. Nothing read from a layer that fails is ever committed.
+// from Close; a caller that gives up instead calls the reader's Abort
+// method. Nothing read from a layer that fails is ever committed.
 // Decompression is bounded by archive.CheckExpansion.
 func (s *Store) OpenVerifiedLayer(l v1.Layer, diffID v1.Hash) (io.ReadCloser, error) {
 	digest, err := l.Digest()
@@ -212,6 +213,19 @@ func (v *verifiedLayer) Close() error {
 	v.stop()
 	v.dec.Close()
 	return v.err
+}
+
+// Abort ends reading without reading the rest: nothing is verified, kept
+// or reported (Close then returns nil). For a reader that gives up (its
+// build was cancelled), which would otherwise wait for Close to download
+// and decompress the rest of the layer.
+func (v *verifiedLayer) Abort() {
+	if v.closed {
+		return
+	}
+	v.closed = true
+	v.stop()
+	v.dec.Close()
 }
 
 // stop ends the read-ahead (closing the body makes a blocked read of it

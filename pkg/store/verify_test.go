@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -19,12 +20,16 @@ type remoteLayer struct {
 	blob   []byte
 	digest v1.Hash
 	size   int64
+	body   io.ReadCloser // when set, what Compressed returns
 }
 
 func (l remoteLayer) Digest() (v1.Hash, error)            { return l.digest, nil }
 func (l remoteLayer) Size() (int64, error)                { return l.size, nil }
 func (l remoteLayer) MediaType() (types.MediaType, error) { return types.DockerLayer, nil }
 func (l remoteLayer) Compressed() (io.ReadCloser, error) {
+	if l.body != nil {
+		return l.body, nil
+	}
 	return io.NopCloser(bytes.NewReader(l.blob)), nil
 }
 
@@ -103,15 +108,16 @@ func TestOpenVerifiedLayer(t *testing.T) {
 	}
 }
 
-// bigGzipTar is a gzip layer of a few MiB (more than the read-ahead
-// holds), with its uncompressed content.
+// bigGzipTar is a gzip layer of 12 MiB (more than the read-ahead holds),
+// with its uncompressed content.
 func bigGzipTar(t *testing.T) (blob, content []byte) {
 	t.Helper()
 	var tb bytes.Buffer
 	tw := tar.NewWriter(&tb)
 	data := make([]byte, 1<<20)
+	rnd := rand.New(rand.NewPCG(1, 2)) // incompressible: the blob is as big
 	for i := range data {
-		data[i] = byte(i * 7 / 3)
+		data[i] = byte(rnd.Uint32())
 	}
 	for i := range 12 {
 		if err := tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("f%d", i), Mode: 0o644, Typeflag: tar.TypeReg, Size: int64(len(data))}); err != nil {
@@ -215,7 +221,37 @@ func TestOpenVerifiedLayerEarlyClose(t *testing.T) {
 	if s.HasBlob(l.digest) || len(dirNames(t, s.tmpDir)) != 0 {
 		t.Error("a layer that failed left its blob or a temp file")
 	}
+
+	// A reader that gives up aborts: the rest is never read (the body
+	// is closed), and nothing is kept.
+	s = newStore(t)
+	body := &closeCounter{Reader: bytes.NewReader(blob)}
+	rc, err = s.OpenVerifiedLayer(remoteLayer{blob: blob, digest: l.digest, size: l.size, body: body}, sha256Hash(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(rc, head); err != nil {
+		t.Fatal(err)
+	}
+	rc.(interface{ Abort() }).Abort()
+	if err := rc.Close(); err != nil {
+		t.Errorf("Close after Abort: %v", err)
+	}
+	if !body.closed || body.Len() == 0 {
+		t.Errorf("after Abort the body is closed: %v, with %d bytes unread (want some)", body.closed, body.Len())
+	}
+	if s.HasBlob(l.digest) || len(dirNames(t, s.tmpDir)) != 0 {
+		t.Error("an aborted layer left its blob or a temp file")
+	}
 }
+
+// closeCounter is a layer body that records its Close.
+type closeCounter struct {
+	*bytes.Reader
+	closed bool
+}
+
+func (c *closeCounter) Close() error { c.closed = true; return nil }
 
 // BlobWriter.Verify checks and syncs a blob without making it visible; the
 // Commit after it only renames. A failed Verify leaves nothing behind.
