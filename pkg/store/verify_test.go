@@ -12,6 +12,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 // remoteLayer is a gzip layer the store does not hold (as a registry's).
@@ -176,7 +178,7 @@ func TestOpenVerifiedLayerFailures(t *testing.T) {
 			if s.HasBlob(tc.l.digest) {
 				t.Error("the blob of a layer that failed was kept")
 			}
-			if n := dirNames(t, s.tmpDir); len(n) != 0 {
+			if n := testutil.DirNames(t, s.tmpDir); len(n) != 0 {
 				t.Errorf("temp files left: %v", n)
 			}
 		})
@@ -218,7 +220,7 @@ func TestOpenVerifiedLayerEarlyClose(t *testing.T) {
 	if err := rc.Close(); err == nil || !strings.Contains(err.Error(), "diff ID") {
 		t.Fatalf("Close of a layer that is not its diff ID's: %v", err)
 	}
-	if s.HasBlob(l.digest) || len(dirNames(t, s.tmpDir)) != 0 {
+	if s.HasBlob(l.digest) || len(testutil.DirNames(t, s.tmpDir)) != 0 {
 		t.Error("a layer that failed left its blob or a temp file")
 	}
 
@@ -240,7 +242,7 @@ func TestOpenVerifiedLayerEarlyClose(t *testing.T) {
 	if !body.closed || body.Len() == 0 {
 		t.Errorf("after Abort the body is closed: %v, with %d bytes unread (want some)", body.closed, body.Len())
 	}
-	if s.HasBlob(l.digest) || len(dirNames(t, s.tmpDir)) != 0 {
+	if s.HasBlob(l.digest) || len(testutil.DirNames(t, s.tmpDir)) != 0 {
 		t.Error("an aborted layer left its blob or a temp file")
 	}
 }
@@ -269,7 +271,7 @@ func TestBlobWriterVerify(t *testing.T) {
 	if err := w.Verify(sha256Hash([]byte("other"))); err == nil || !strings.Contains(err.Error(), "digest mismatch") {
 		t.Fatalf("Verify against another digest: %v", err)
 	}
-	if n := dirNames(t, s.tmpDir); len(n) != 0 {
+	if n := testutil.DirNames(t, s.tmpDir); len(n) != 0 {
 		t.Errorf("a failed Verify left %v", n)
 	}
 	if err := w.Commit(h); err == nil {
