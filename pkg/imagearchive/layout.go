@@ -2,7 +2,6 @@ package imagearchive
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +21,8 @@ import (
 )
 
 const (
-	layoutFile    = "oci-layout"
-	indexFile     = "index.json"
-	layoutVersion = "1.0.0"
+	layoutFile = "oci-layout"
+	indexFile  = "index.json"
 	// layoutWorkers is how many layers WriteLayout copies at once.
 	layoutWorkers = 3
 	// A layout is meant to be read by others: 0755 directories, 0644
@@ -32,11 +30,6 @@ const (
 	layoutFileMode = 0o644
 	layoutDirMode  = 0o755
 )
-
-// imageLayout is the content of the oci-layout file.
-type imageLayout struct {
-	Version string `json:"imageLayoutVersion"`
-}
 
 // WriteLayout writes items into the OCI image layout directory dir,
 // creating it or adding to it. Each item with a ref gets an index.json
@@ -120,19 +113,15 @@ func initLayout(dir string) error {
 	data, err := os.ReadFile(lp)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		b, _ := oci.MarshalJSON(imageLayout{Version: layoutVersion})
+		b, _ := oci.MarshalJSON(oci.ImageLayout{Version: oci.LayoutVersion})
 		if err := atomicfile.WriteFile(lp, b, layoutFileMode); err != nil {
 			return fmt.Errorf("writing %s: %w", lp, err)
 		}
 	case err != nil:
 		return fmt.Errorf("reading %s: %w", lp, err)
 	default:
-		var l imageLayout
-		if err := json.Unmarshal(data, &l); err != nil {
-			return fmt.Errorf("%s is not an OCI layout file: %w", lp, err)
-		}
-		if l.Version != layoutVersion {
-			return fmt.Errorf("%s: unsupported imageLayoutVersion %q", lp, l.Version)
+		if err := oci.CheckLayout(lp, data); err != nil {
+			return err
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, indexFile)); errors.Is(err, fs.ErrNotExist) {

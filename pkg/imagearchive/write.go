@@ -262,7 +262,7 @@ func WriteOCIArchive(w io.Writer, items []Item) error {
 	if err != nil {
 		return fmt.Errorf("writing OCI archive: encoding index.json: %w", err)
 	}
-	layoutJSON, _ := oci.MarshalJSON(imageLayout{Version: layoutVersion})
+	layoutJSON, _ := oci.MarshalJSON(oci.ImageLayout{Version: oci.LayoutVersion})
 	p.addData("index.json", v1.Hash{}, idxJSON)
 	p.addData("oci-layout", v1.Hash{}, layoutJSON)
 	if err := p.writeTar(w, []string{"blobs/", "blobs/sha256/"}); err != nil {

@@ -1,6 +1,8 @@
 package oci
 
 import (
+	"encoding/json"
+	"fmt"
 	"sort"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -54,4 +56,26 @@ func NormalizeIndex(im *v1.IndexManifest) {
 	if im.Manifests == nil {
 		im.Manifests = []v1.Descriptor{} // the spec wants an array, not null
 	}
+}
+
+// LayoutVersion is the imageLayoutVersion of the image layouts kiln
+// writes and reads.
+const LayoutVersion = "1.0.0"
+
+// ImageLayout is the content of an image layout's oci-layout file.
+type ImageLayout struct {
+	Version string `json:"imageLayoutVersion"`
+}
+
+// CheckLayout checks data, the oci-layout file read from path: JSON with
+// the imageLayoutVersion kiln knows.
+func CheckLayout(path string, data []byte) error {
+	var l ImageLayout
+	if err := json.Unmarshal(data, &l); err != nil {
+		return fmt.Errorf("%s is not an OCI layout file: %w", path, err)
+	}
+	if l.Version != LayoutVersion {
+		return fmt.Errorf("%s: unsupported imageLayoutVersion %q", path, l.Version)
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
+	"github.com/kiln-build/kiln/pkg/oci"
 )
 
 // Names inside a store root.
@@ -27,14 +27,7 @@ const (
 	tmpDirName    = "tmp"
 	blobsDirName  = "blobs"
 	tempPrefix    = "kiln-"
-
-	layoutVersion = "1.0.0"
 )
-
-// imageLayout is the content of the oci-layout file.
-type imageLayout struct {
-	Version string `json:"imageLayoutVersion"`
-}
 
 // Store is a local content store laid out as an OCI image layout:
 //
@@ -108,19 +101,15 @@ func (s *Store) initLayout() error {
 	data, err := os.ReadFile(lp)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		b, _ := json.Marshal(imageLayout{Version: layoutVersion})
+		b, _ := oci.MarshalJSON(oci.ImageLayout{Version: oci.LayoutVersion})
 		if err := s.writeFileAtomic(lp, b); err != nil {
 			return err
 		}
 	case err != nil:
 		return fmt.Errorf("reading %s: %w", lp, err)
 	default:
-		var l imageLayout
-		if err := json.Unmarshal(data, &l); err != nil {
-			return fmt.Errorf("%s is not an OCI layout file: %w", lp, err)
-		}
-		if l.Version != layoutVersion {
-			return fmt.Errorf("%s: unsupported imageLayoutVersion %q", lp, l.Version)
+		if err := oci.CheckLayout(lp, data); err != nil {
+			return err
 		}
 	}
 
