@@ -235,12 +235,12 @@ func NewReader(r io.Reader, c Compression) (io.ReadCloser, error) {
 // ahead of its reader, and the input buffer of the decompressor.
 const (
 	aheadChunkSize = 256 << 10
-	aheadChunks    = 8
+	aheadChunks    = 4
 	aheadInput     = 64 << 10
 )
 
 // NewReaderAhead is NewReader with the decompression done on a goroutine
-// of its own, up to 2 MiB ahead of the reader: for a layer, whose reader
+// of its own, up to 1 MiB ahead of the reader: for a layer, whose reader
 // has work of its own (hashing, indexing or extracting what it reads),
 // which then runs beside the decompression instead of in turn with it.
 // The compressed header is read before it returns. Close stops the
