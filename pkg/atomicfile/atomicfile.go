@@ -10,19 +10,36 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WriteFile writes data to path with mode, atomically (see Write).
+// WriteFile writes data to path with mode, atomically (see Write). The
+// data goes to the file in one write, through no buffer: most of what is
+// written this way is a few hundred bytes.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
-	return Write(path, mode, func(w io.Writer) error {
-		_, err := w.Write(data)
+	return write(path, mode, func(f *os.File) error {
+		_, err := f.Write(data)
 		return err
 	})
 }
+
+// bufSize is Write's buffer: large enough that a tar or gob stream makes
+// few write calls, small enough that it costs nothing to allocate (an
+// archive's file content is copied in 32 KiB chunks anyway).
+const bufSize = 64 << 10
 
 // Write creates a temporary file beside path, fills it through write (a
 // buffered writer), gives it mode, fsyncs it, renames it over path and
 // fsyncs the directory. On failure the temporary file is removed and path
 // is untouched. path's directory must exist.
-func Write(path string, mode os.FileMode, write func(io.Writer) error) error {
+func Write(path string, mode os.FileMode, fill func(io.Writer) error) error {
+	return write(path, mode, func(f *os.File) error {
+		bw := bufio.NewWriterSize(f, bufSize)
+		if err := fill(bw); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+}
+
+func write(path string, mode os.FileMode, fill func(*os.File) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
@@ -34,11 +51,7 @@ func Write(path string, mode os.FileMode, write func(io.Writer) error) error {
 			os.Remove(f.Name())
 		}
 	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := write(bw); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
+	if err := fill(f); err != nil {
 		return err
 	}
 	if err := f.Chmod(mode); err != nil {

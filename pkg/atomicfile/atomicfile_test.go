@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -71,5 +72,22 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		if got[i] != names[i] {
 			t.Fatalf("%s holds %v, want %v", dir, got, names)
 		}
+	}
+}
+
+// TestWriteFileSmall: a small file costs no large buffer (not parallel:
+// the allocation count is the process's).
+func TestWriteFileSmall(t *testing.T) {
+	dir := t.TempDir()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 10; i++ {
+		if err := WriteFile(filepath.Join(dir, "f"), []byte("registry.example/team/base\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 10*bufSize {
+		t.Errorf("10 small writes allocated %d bytes", n)
 	}
 }

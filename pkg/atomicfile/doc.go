@@ -9,5 +9,8 @@
 // save and --output archives, auth files, the store's small files and the
 // ptrace owner table. The store's blobs have their own commit (they are
 // verified against their digest and renamed under the store's commit lock),
-// which ends with Commit.
+// which ends with Commit. Records whose loss after a crash costs only work
+// done again (the store's source hints, path answers, context digests)
+// skip the two fsyncs and are written without it. WriteFile writes its
+// bytes at once, through no buffer; Write buffers a stream in 64 KiB.
 package atomicfile
