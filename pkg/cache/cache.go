@@ -16,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -184,13 +185,21 @@ func (l *Local) Put(ctx context.Context, key string, e Entry) error {
 		return fmt.Errorf("cache put %s: %w", key, err)
 	}
 	md := v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: int64(len(raw)), Digest: sha(raw)}
-	if err := l.st.WriteBlob(cfgDesc.Digest, bytes.NewReader(rawCfg)); err != nil {
-		return fmt.Errorf("cache put %s: %w", key, err)
-	}
-	if err := l.st.WriteBlob(md.Digest, bytes.NewReader(raw)); err != nil {
+	if err := writeBlobs(l.st, rawCfg, raw); err != nil {
 		return fmt.Errorf("cache put %s: %w", key, err)
 	}
 	return l.st.SetCacheRef(key, md)
+}
+
+// writeBlobs stores small blobs at once: each is synced before its ref is
+// written, and the file system commits fsyncs that wait together in one
+// go, where one after the other each waits for a commit of its own.
+func writeBlobs(st *store.Store, blobs ...[]byte) error {
+	var g errgroup.Group
+	for _, b := range blobs {
+		g.Go(func() error { return st.WriteBlob(sha(b), bytes.NewReader(b)) })
+	}
+	return g.Wait()
 }
 
 func (l *Local) readBlob(h v1.Hash, limit int64) ([]byte, error) {

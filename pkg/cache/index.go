@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -21,8 +20,12 @@ import (
 // IndexConfigMediaType is the media type of an index entry's config.
 const IndexConfigMediaType types.MediaType = "application/vnd.kiln.layer-index.config.v1+json"
 
-// IndexMediaType is the media type of an encoded layer index.
-const IndexMediaType types.MediaType = "application/vnd.kiln.layer-index.v1+json+gzip"
+// IndexMediaType is the media type of an encoded layer index (format 2,
+// binary).
+const IndexMediaType types.MediaType = "application/vnd.kiln.layer-index.v2+gzip"
+
+// indexMediaTypeV1 is that of format 1 (JSON), which kiln still reads.
+const indexMediaTypeV1 types.MediaType = "application/vnd.kiln.layer-index.v1+json+gzip"
 
 // maxIndexBlob bounds an encoded index read back.
 const maxIndexBlob = 128 << 20
@@ -93,13 +96,8 @@ func (l *Local) PutIndex(ctx context.Context, diffID v1.Hash, data []byte) error
 		return err
 	}
 	md := v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: int64(len(raw)), Digest: sha(raw)}
-	for _, b := range []struct {
-		h    v1.Hash
-		data []byte
-	}{{blob.Digest, data}, {cfgDesc.Digest, rawCfg}, {md.Digest, raw}} {
-		if err := l.st.WriteBlob(b.h, bytes.NewReader(b.data)); err != nil {
-			return fmt.Errorf("layer index of %s: %w", diffID, err)
-		}
+	if err := writeBlobs(l.st, data, rawCfg, raw); err != nil {
+		return fmt.Errorf("layer index of %s: %w", diffID, err)
 	}
 	return l.st.SetCacheRef(key, md)
 }
@@ -169,6 +167,9 @@ func (t *Tiered) fetchIndex(ctx context.Context, r Remote, key string, diffID v1
 	if err := t.Local.PutIndex(ctx, diffID, data); err != nil {
 		return nil, err
 	}
+	if d, ok, err := t.Local.st.CacheRef(key); err == nil && ok && sha(raw) == d.Digest {
+		t.noteFetched(key, r.Name(), d.Digest)
+	}
 	return data, nil
 }
 
@@ -177,7 +178,7 @@ func parseIndexManifest(raw []byte, key string) (*v1.Manifest, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return nil, fmt.Errorf("layer index %s: malformed manifest", key)
 	}
-	if m.Config.MediaType != IndexConfigMediaType || len(m.Layers) != 1 || m.Layers[0].MediaType != IndexMediaType {
+	if m.Config.MediaType != IndexConfigMediaType || len(m.Layers) != 1 || (m.Layers[0].MediaType != IndexMediaType && m.Layers[0].MediaType != indexMediaTypeV1) {
 		return nil, fmt.Errorf("%s is not a kiln layer index", key)
 	}
 	return &m, nil

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,6 +46,33 @@ type Tiered struct {
 	mu   sync.Mutex
 	used []string // keys to export, in first-use order
 	seen map[string]bool
+	// fetched are the entries copied from a repository: key to where,
+	// and the manifest there (Export does not push one back).
+	fetched map[string]fetchedEntry
+}
+
+type fetchedEntry struct {
+	repo     string
+	manifest v1.Hash
+}
+
+// noteFetched records that key's entry, manifest md, came from repo.
+func (t *Tiered) noteFetched(key, repo string, md v1.Hash) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.fetched == nil {
+		t.fetched = map[string]fetchedEntry{}
+	}
+	t.fetched[key] = fetchedEntry{repo: repo, manifest: md}
+}
+
+// there reports whether r has key's entry d already: it was fetched from
+// r, tagged key, this build.
+func (t *Tiered) there(r Remote, key string, d v1.Descriptor) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f, ok := t.fetched[key]
+	return ok && f.repo == r.Name() && f.manifest == d.Digest
 }
 
 // Get implements the build's step cache.
@@ -136,18 +162,19 @@ func (t *Tiered) fetch(ctx context.Context, r Remote, key string) (bool, error) 
 			return false, err
 		}
 	}
-	if err := st.WriteBlob(m.Config.Digest, bytes.NewReader(rawCfg)); err != nil {
+	if err := writeBlobs(st, rawCfg, raw); err != nil {
 		return false, err
 	}
 	md := sha(raw)
-	if err := st.WriteBlob(md, bytes.NewReader(raw)); err != nil {
-		return false, err
-	}
 	mt := m.MediaType
 	if mt == "" {
 		mt = types.OCIManifestSchema1
 	}
-	return true, st.SetCacheRef(key, v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: md})
+	if err := st.SetCacheRef(key, v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: md}); err != nil {
+		return false, err
+	}
+	t.noteFetched(key, r.Name(), md)
+	return true, nil
 }
 
 // Export pushes every entry the build used or made to each of To, and
@@ -164,6 +191,10 @@ func (t *Tiered) Export(ctx context.Context) (int, error) {
 			d, ok, err := t.Local.st.CacheRef(k)
 			if err == nil && !ok {
 				err = errors.New("entry vanished from the local store")
+			}
+			if err == nil && t.there(r, k, d) {
+				n++ // pushing it would change nothing
+				continue
 			}
 			if err == nil {
 				err = r.Push(ctx, k, d)

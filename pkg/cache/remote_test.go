@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -145,3 +147,92 @@ func (failRemote) Name() string                                         { return
 func (failRemote) Manifest(context.Context, string) ([]byte, error)     { return nil, nil }
 func (failRemote) Blob(context.Context, v1.Hash) (io.ReadCloser, error) { return nil, errors.New("no") }
 func (failRemote) Push(context.Context, string, v1.Descriptor) error    { return errors.New("denied") }
+
+// The source of a fetched entry's layer is a hint, not synced: a crash
+// may lose or tear it. The entry is then a miss in the store and is
+// fetched from the repository again, never an error or a layer that
+// cannot be read.
+func TestTieredLostSourceHint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	stA, _ := store.Open(t.TempDir())
+	repo := newMemRemote("reg.example/cache")
+	repo.st = stA
+	a := &cache.Tiered{Local: cache.NewLocal(stA), To: []cache.Remote{repo}}
+	key, _ := cache.Key("copy", "app")
+	layer := writeLayer(t, stA, "app")
+	if err := a.Put(ctx, key, cache.Entry{Layer: layer}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Export(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stB, _ := store.Open(t.TempDir(), store.WithFetcher(func(ctx context.Context, _ string, h v1.Hash) (io.ReadCloser, error) {
+		return repo.Blob(ctx, h)
+	}))
+	b := &cache.Tiered{Local: cache.NewLocal(stB), From: []cache.Remote{repo}, Log: func(f string, args ...any) { t.Errorf(f, args...) }}
+	ld, _ := layer.Digest()
+	hints := filepath.Join(stB.Root(), "sources", ld.Algorithm, ld.Hex+".hints")
+	for _, torn := range []string{"", "reg.exa", "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"} {
+		if e, err := b.Get(ctx, key); err != nil || e == nil {
+			t.Fatalf("get: %+v, %v", e, err)
+		}
+		if got := stB.Sources(ld); len(got) != 1 || got[0] != repo.name {
+			t.Fatalf("sources after a fetch: %v", got)
+		}
+		// The crash: the hint is gone or torn.
+		if err := os.WriteFile(hints, []byte(torn), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if e, err := cache.NewLocal(stB).Get(ctx, key); e != nil || err != nil {
+			t.Fatalf("local entry without its layer's source (%q): %+v, %v; want a miss", torn, e, err)
+		}
+		e, err := b.Get(ctx, key)
+		if err != nil || e == nil || e.From != repo.name {
+			t.Fatalf("get after losing the hint (%q): %+v, %v", torn, e, err)
+		}
+		rc, err := e.Layer.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Contains(data, []byte("app")) {
+			t.Fatalf("layer read after losing the hint: %q", data)
+		}
+		if err := os.Remove(stB.BlobPath(ld)); err != nil { // not held again
+			t.Fatal(err)
+		}
+	}
+}
+
+// An entry fetched from a repository is not pushed back to it: the tag
+// there names that very manifest. One made here is pushed.
+func TestTieredExportSkipsFetched(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	stA, _ := store.Open(t.TempDir())
+	repo := newMemRemote("reg.example/cache")
+	repo.st = stA
+	a := &cache.Tiered{Local: cache.NewLocal(stA), To: []cache.Remote{repo}}
+	key, _ := cache.Key("copy", "lib")
+	if err := a.Put(ctx, key, cache.Entry{Layer: writeLayer(t, stA, "lib")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Export(ctx); err != nil || repo.pushes != 1 {
+		t.Fatalf("export: %v, %d pushes", err, repo.pushes)
+	}
+	stB, _ := store.Open(t.TempDir())
+	repo.st = stB
+	b := &cache.Tiered{Local: cache.NewLocal(stB), From: []cache.Remote{repo}, To: []cache.Remote{repo}}
+	if e, err := b.Get(ctx, key); err != nil || e == nil {
+		t.Fatalf("get: %+v, %v", e, err)
+	}
+	mine, _ := cache.Key("copy", "app")
+	if err := b.Put(ctx, mine, cache.Entry{Layer: writeLayer(t, stB, "app")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Export(ctx); n != 2 || err != nil || repo.pushes != 2 {
+		t.Fatalf("export: %d, %v, %d pushes; want 2 exported, 1 more push", n, err, repo.pushes)
+	}
+}

@@ -16,6 +16,7 @@
 //	root/oci-layout, root/index.json   a standard OCI image layout
 //	root/blobs/sha256/<hex>            immutable, verified blobs
 //	root/tmp/kiln-blob-*               blobs being written
+//	root/sources/sha256/<hex>[.hints]  where a blob not held can be fetched
 //	root/lock                          flock target
 //
 // Refs are index.json entries annotated with
@@ -52,4 +53,8 @@
 //     (DefaultGCGrace, one hour), so the blobs of an image written but not
 //     yet tagged survive. Anything that must outlive the grace period needs a
 //     ref.
+//   - A source an image depends on (its layer is left in its registry) is
+//     synced before the image is written; sources that are hints (where a
+//     push found a blob, where a cache entry's layer is) are appended
+//     unsynced, and a crash that tears one loses only that hint (source.go).
 package store

@@ -131,11 +131,21 @@ func (s *Store) WriteImage(ctx context.Context, img v1.Image, opts ...WriteOptio
 	if err := ctx.Err(); err != nil {
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: %w", digest, err)
 	}
-	if err := s.writeBytes(m.Config.Digest, rawCfg); err != nil {
-		return v1.Descriptor{}, fmt.Errorf("writing image %s: config: %w", digest, err)
-	}
+	// Both at once: their fsyncs then wait for the same commit. Nothing
+	// names the manifest before the caller tags it.
+	var g errgroup.Group
+	g.Go(func() error {
+		if err := s.writeBytes(m.Config.Digest, rawCfg); err != nil {
+			return fmt.Errorf("writing image %s: config: %w", digest, err)
+		}
+		return nil
+	})
 	if err := s.writeBytes(digest, raw); err != nil {
+		g.Wait()
 		return v1.Descriptor{}, fmt.Errorf("writing image %s: manifest: %w", digest, err)
+	}
+	if err := g.Wait(); err != nil {
+		return v1.Descriptor{}, err
 	}
 	return v1.Descriptor{MediaType: mt, Digest: digest, Size: int64(len(raw)), Platform: platformOf(rawCfg)}, nil
 }
@@ -145,6 +155,7 @@ func (s *Store) writeLayers(ctx context.Context, img v1.Image, imgDigest v1.Hash
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(layerWorkers)
 	seen := map[v1.Hash]bool{}
+	kept := map[v1.Hash]string{} // sources the image depends on
 	err := func() error {
 		for _, d := range layers {
 			if seen[d.Digest] {
@@ -161,17 +172,24 @@ func (s *Store) writeLayers(ctx context.Context, img v1.Image, imgDigest v1.Hash
 			if repo, ok := wo.sources[d.Digest]; ok {
 				// Its registry is recorded whether or not the store holds
 				// it (a base layer read for its path index is kept): a
-				// push mounts it from there; one left in its registry is
-				// fetched only if read.
-				if err := s.RecordSource(d.Digest, repo); err != nil {
-					return fmt.Errorf("writing image %s: %w", imgDigest, err)
+				// push mounts it from there (a hint). One left in its
+				// registry is fetched only if read, and the image depends
+				// on that record: it is kept, synced, before the image's
+				// ref is written.
+				if present {
+					if err := s.RecordSource(d.Digest, repo); err != nil {
+						return fmt.Errorf("writing image %s: %w", imgDigest, err)
+					}
+				} else {
+					kept[d.Digest] = repo
 				}
 				continue
 			}
 			if present {
 				continue
 			}
-			if len(s.Sources(d.Digest)) > 0 {
+			if srcs := s.Sources(d.Digest); len(srcs) > 0 {
+				kept[d.Digest] = srcs[0] // a hint until now
 				continue
 			}
 			if gctx.Err() != nil {
@@ -193,6 +211,9 @@ func (s *Store) writeLayers(ctx context.Context, img v1.Image, imgDigest v1.Hash
 		return err
 	}
 	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("writing image %s: %w", imgDigest, err)
+	}
+	if err := s.keepSources(kept); err != nil {
 		return fmt.Errorf("writing image %s: %w", imgDigest, err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,11 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/pkg/atomicfile"
 )
@@ -37,46 +40,186 @@ func (s *Store) sourcePath(h v1.Hash) string {
 	return filepath.Join(s.root, "sources", h.Algorithm, h.Hex)
 }
 
+// hintsPath is where the unsynced records of h are appended.
+func (s *Store) hintsPath(h v1.Hash) string { return s.sourcePath(h) + ".hints" }
+
+// A blob's sources are kept in two records, one repository a line:
+//
+//   - sources/sha256/<hex> holds those an image depends on (its layer is
+//     not in the store, only there): written whole under a temporary name,
+//     synced and renamed, before the image's ref is written.
+//   - sources/sha256/<hex>.hints holds hints whose loss after a crash
+//     costs a fetch or an upload, never more: where a push found or put
+//     the blob, where a cache entry's layer is (a cache entry whose layer
+//     has neither a copy nor a source is a miss, cache.Local.Get, and is
+//     fetched again). They are appended without fsync, so a crash can
+//     leave the file missing, cut short, or holding NUL bytes where its
+//     data never reached the disk: parseSources keeps only whole lines
+//     ('\n'-terminated) of printable characters without spaces, and what a
+//     crash tore reads as never recorded.
+
 // Sources lists the repositories blob h can be fetched from (none when it
-// was never recorded).
+// was never recorded), those an image depends on first.
 func (s *Store) Sources(h v1.Hash) []string {
 	if checkHash(h) != nil {
 		return nil
 	}
-	data, err := os.ReadFile(s.sourcePath(h))
-	if err != nil {
-		return nil
-	}
+	kept, _ := os.ReadFile(s.sourcePath(h))
+	hints, _ := os.ReadFile(s.hintsPath(h))
+	return parseSources(kept, hints)
+}
+
+// parseSources returns the repositories of records, in order, without the
+// lines a crash may have torn, and without duplicates (two processes may
+// append the same repository at once).
+func parseSources(records ...[]byte) []string {
 	var out []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
+	for _, data := range records {
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				break // cut short
+			}
+			l := string(data[:i])
+			data = data[i+1:]
+			if validSourceLine(l) && !slices.Contains(out, l) {
+				out = append(out, l)
+			}
 		}
 	}
 	return out
 }
 
-// RecordSource notes that blob h can be fetched from repo.
-func (s *Store) RecordSource(h v1.Hash, repo string) error {
+func validSourceLine(l string) bool {
+	if l == "" {
+		return false
+	}
+	for i := 0; i < len(l); i++ {
+		if l[i] <= ' ' || l[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func checkSource(h v1.Hash, repo string) error {
 	if err := checkHash(h); err != nil {
 		return fmt.Errorf("recording source: %w", err)
 	}
-	if repo == "" || strings.ContainsAny(repo, "\n\r") {
+	if !validSourceLine(repo) {
 		return fmt.Errorf("recording source of %s: invalid repository %q", h, repo)
 	}
-	have := s.Sources(h)
-	for _, r := range have {
-		if r == repo {
-			return nil
-		}
-	}
-	repos := append(have, repo)
-	sort.Strings(repos)
-	p := s.sourcePath(h)
-	if err := os.MkdirAll(filepath.Dir(p), s.dirMode()); err != nil {
+	return nil
+}
+
+// RecordSource notes that blob h can be fetched from repo: a hint (a push
+// mounts from there, a cache entry's layer is read from there), appended
+// without fsync (see hintsPath).
+func (s *Store) RecordSource(h v1.Hash, repo string) error {
+	if err := checkSource(h, repo); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(p, []byte(strings.Join(repos, "\n")+"\n"), s.fileMode())
+	if slices.Contains(s.Sources(h), repo) {
+		return nil
+	}
+	p := s.hintsPath(h)
+	if err := os.MkdirAll(filepath.Dir(p), s.dirMode()); err != nil {
+		return fmt.Errorf("recording source of %s: %w", h, err)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_APPEND|os.O_CREATE, s.fileMode())
+	if err != nil {
+		return fmt.Errorf("recording source of %s: %w", h, err)
+	}
+	defer f.Close()
+	line := repo + "\n"
+	if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
+		last := make([]byte, 1)
+		if _, err := f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+			// Crash debris (a live append is never seen in part): the
+			// space ends the torn line as an invalid one.
+			line = " \n" + line
+		}
+	}
+	if _, err := f.WriteString(line); err != nil {
+		return fmt.Errorf("recording source of %s: %w", h, err)
+	}
+	return nil
+}
+
+// keepSources records, for each blob, a repository it can be fetched from
+// that an image will depend on: each record is written whole and synced
+// (the fsyncs at once: the file system commits them together), then
+// renamed, and the directory is synced once. A repository kept already
+// costs nothing.
+func (s *Store) keepSources(sources map[v1.Hash]string) error {
+	type rec struct {
+		h    v1.Hash
+		data []byte
+		tmp  *os.File
+	}
+	var recs []*rec
+	for h, repo := range sources {
+		if err := checkSource(h, repo); err != nil {
+			return err
+		}
+		kept, err := os.ReadFile(s.sourcePath(h))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("recording source of %s: %w", h, err)
+		}
+		have := parseSources(kept)
+		if slices.Contains(have, repo) {
+			continue
+		}
+		repos := append(have, repo)
+		sort.Strings(repos)
+		recs = append(recs, &rec{h: h, data: []byte(strings.Join(repos, "\n") + "\n")})
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	dir := filepath.Dir(s.sourcePath(recs[0].h))
+	if err := os.MkdirAll(dir, s.dirMode()); err != nil {
+		return fmt.Errorf("recording sources: %w", err)
+	}
+	defer func() {
+		for _, r := range recs {
+			if r.tmp != nil {
+				r.tmp.Close()
+				os.Remove(r.tmp.Name())
+			}
+		}
+	}()
+	var g errgroup.Group
+	for _, r := range recs {
+		f, err := os.CreateTemp(dir, "."+r.h.Hex+".tmp-*")
+		if err != nil {
+			return fmt.Errorf("recording source of %s: %w", r.h, err)
+		}
+		r.tmp = f
+		g.Go(func() error {
+			if _, err := f.Write(r.data); err != nil {
+				return fmt.Errorf("recording source of %s: %w", r.h, err)
+			}
+			if err := f.Chmod(s.fileMode()); err != nil {
+				return fmt.Errorf("recording source of %s: %w", r.h, err)
+			}
+			if err := f.Sync(); err != nil {
+				return fmt.Errorf("recording source of %s: fsync: %w", r.h, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := os.Rename(r.tmp.Name(), s.sourcePath(r.h)); err != nil {
+			return fmt.Errorf("recording source of %s: %w", r.h, err)
+		}
+		r.tmp.Close()
+		r.tmp = nil
+	}
+	return atomicfile.SyncDir(dir)
 }
 
 // openBlob serves the store's blobs (blobSource): a held blob, or one

@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -104,5 +107,101 @@ func TestSourcedLayerCorruptedIsRefused(t *testing.T) {
 	l, _ = stored.LayerByDigest(d0)
 	if _, err := l.Compressed(); err == nil {
 		t.Fatal("no fetcher: reading a sourced layer must fail with a clear error")
+	}
+}
+
+// Source records that are hints are not synced: after a crash one may be
+// missing, cut short or hold NUL bytes. Whatever a crash tore reads as
+// never recorded (a layer neither held nor sourced is "not in the store",
+// which a cache entry takes as a miss), a later hint is whole again, and
+// a kept source (one an image depends on) is untouched by hints.
+func TestSourceRecordTorn(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	h := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
+	p := s.hintsPath(h)
+	for _, r := range []string{"reg.example/a", "reg.example/b", "reg.example/a"} {
+		if err := s.RecordSource(h, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Sources(h); !slices.Equal(got, []string{"reg.example/a", "reg.example/b"}) {
+		t.Fatalf("sources %v", got)
+	}
+	if _, err := os.Stat(s.sourcePath(h)); err == nil {
+		t.Fatal("a hint was kept as a source an image depends on")
+	}
+	for _, tc := range []struct {
+		name, torn string
+		want       []string
+	}{
+		{"missing", "", nil},
+		{"cut in the first line", "reg.exa", nil},
+		{"cut in the second line", "reg.example/a\nreg.exa", []string{"reg.example/a"}},
+		{"never written (NUL bytes)", "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", nil},
+		{"NULs after a whole line", "reg.example/a\n\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\n", []string{"reg.example/a"}},
+	} {
+		os.Remove(p)
+		if tc.name != "missing" {
+			if err := os.WriteFile(p, []byte(tc.torn), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := s.Sources(h); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: sources %v, want %v", tc.name, got, tc.want)
+		}
+		if len(tc.want) == 0 {
+			if _, err := s.Layer(v1.Descriptor{Digest: h, Size: 10}, h); err == nil {
+				t.Errorf("%s: a layer neither held nor sourced was given", tc.name)
+			}
+		}
+		// A hint after the tear is a line of its own.
+		if err := s.RecordSource(h, "reg.example/c"); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Sources(h); !slices.Equal(got, append(tc.want, "reg.example/c")) {
+			t.Errorf("%s: after a new hint, sources %v", tc.name, got)
+		}
+	}
+	if err := s.keepSources(map[v1.Hash]string{h: "reg.example/kept"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte("\x00\x00\x00"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Sources(h); !slices.Equal(got, []string{"reg.example/kept"}) {
+		t.Errorf("a kept source with torn hints: sources %v", got)
+	}
+	if err := s.RecordSource(h, "two words"); err == nil {
+		t.Error("a repository with a space was recorded")
+	}
+}
+
+// An image whose layer is left in its registry depends on the layer's
+// source: it is kept (not a hint), and so is a hint an image comes to
+// depend on.
+func TestImageKeepsItsSources(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, _ := img.Layers()
+	d0, _ := layers[0].Digest()
+	d1, _ := layers[1].Digest()
+	if err := s.RecordSource(d1, "reg.example/cache"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.WriteImage(t.Context(), img, WithSources(map[v1.Hash]string{d0: "reg.example/base"})); err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[v1.Hash]string{d0: "reg.example/base\n", d1: "reg.example/cache\n"} {
+		if s.HasBlob(d) {
+			t.Fatalf("layer %s was copied", d)
+		}
+		if b, err := os.ReadFile(s.sourcePath(d)); err != nil || string(b) != want {
+			t.Errorf("kept source of %s: %q, %v; want %q", d, b, err, want)
+		}
 	}
 }
