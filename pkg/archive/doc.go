@@ -26,9 +26,12 @@
 //
 // Indexing: a LayerIndex is a layer's tar headers without content
 // (IndexLayer, or Indexer as a tee while something else reads the layer),
-// checked against the layer's diff ID and encoded as gzip'd JSON; a Tree
-// built from indexes (ApplyIndex) is the one BuildTree makes, so a base
-// image's files can be looked up, and read, without reading its layers.
+// checked against the layer's diff ID and encoded in a compact binary
+// form (indexfmt.go; the JSON of format 1 is still read); a Tree built
+// from indexes (ApplyIndex) is the one BuildTree makes, so a base image's
+// files can be looked up, and read, without reading its layers. An
+// IndexStack answers a lookup of one path from the indexes alone, as that
+// Tree would, without making the Tree of every entry.
 //
 // Whiteouts follow the OCI image spec: a ".wh.NAME" entry hides NAME of the
 // layers below, ".wh..wh..opq" hides the lower contents of its directory,

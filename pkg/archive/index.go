@@ -2,11 +2,9 @@ package archive
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +12,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/compress/gzip"
 )
-
-// indexVersion is the format version of an encoded LayerIndex.
-const indexVersion = 1
 
 // maxIndexSize bounds a decoded index (a layer of a million entries
 // encodes to about 100 MB).
@@ -51,7 +45,7 @@ type IndexEntry struct {
 	Xattrs   map[string]string `json:"x,omitempty"` // PAX records of extended attributes
 }
 
-// indexFile is the encoded form.
+// indexFile is the encoded form of format 1 (JSON), still read.
 type indexFile struct {
 	Version int          `json:"v"`
 	DiffID  string       `json:"diffID"`
@@ -182,16 +176,12 @@ func NewIndexer(diffID v1.Hash) *Indexer {
 // entry by entry, as Encode encodes a LayerIndex.
 func encodeTarIndex(r io.Reader, diffID v1.Hash) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	w, err := newIndexWriter(&buf, diffID)
 	if err != nil {
 		return nil, err
 	}
-	bw := bufio.NewWriter(zw)
-	id, _ := json.Marshal(diffID.String())
-	fmt.Fprintf(bw, `{"v":%d,"diffID":%s,"entries":[`, indexVersion, id)
 	tr := tar.NewReader(r)
-	enc := json.NewEncoder(bw)
-	for n := 0; ; n++ {
+	for {
 		hdr, err := nextHeader(tr)
 		if err == io.EOF {
 			break
@@ -199,18 +189,10 @@ func encodeTarIndex(r io.Reader, diffID v1.Hash) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("indexing layer %s: read tar: %w", diffID, err)
 		}
-		if n > 0 {
-			bw.WriteByte(',')
-		}
-		if err := enc.Encode(entryOf(hdr)); err != nil {
-			return nil, err
-		}
+		e := entryOf(hdr)
+		w.add(&e)
 	}
-	bw.WriteString("]}\n")
-	if err := bw.Flush(); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
+	if err := w.finish(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -242,45 +224,33 @@ func (ix *Indexer) Abort() {
 	<-ix.done
 }
 
-// Encode returns the index as gzip-compressed JSON.
+// Encode returns the index encoded (format 2, see indexfmt.go).
 func (x *LayerIndex) Encode() ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	w, err := newIndexWriter(&buf, x.DiffID)
 	if err != nil {
 		return nil, err
 	}
-	bw := bufio.NewWriter(zw)
-	if err := json.NewEncoder(bw).Encode(indexFile{Version: indexVersion, DiffID: x.DiffID.String(), Entries: x.Entries}); err != nil {
-		return nil, err
+	for i := range x.Entries {
+		w.add(&x.Entries[i])
 	}
-	if err := bw.Flush(); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
+	if err := w.finish(); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
-// DecodeIndex parses an encoded index, which must describe diffID.
+// DecodeIndex parses an encoded index (either format), which must
+// describe diffID.
 func DecodeIndex(data []byte, diffID v1.Hash) (*LayerIndex, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(data))
+	d, entries, err := decodeAnyIndex(data)
 	if err != nil {
 		return nil, fmt.Errorf("layer index of %s: %w", diffID, err)
 	}
-	defer zr.Close()
-	var f indexFile
-	dec := json.NewDecoder(io.LimitReader(zr, maxIndexSize))
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("layer index of %s: malformed: %w", diffID, err)
+	if d != diffID.String() {
+		return nil, fmt.Errorf("layer index of %s describes %s", diffID, d)
 	}
-	if f.Version != indexVersion {
-		return nil, fmt.Errorf("layer index of %s: version %d, want %d", diffID, f.Version, indexVersion)
-	}
-	if f.DiffID != diffID.String() {
-		return nil, fmt.Errorf("layer index of %s describes %s", diffID, f.DiffID)
-	}
-	return &LayerIndex{DiffID: diffID, Entries: f.Entries}, nil
+	return &LayerIndex{DiffID: diffID, Entries: entries}, nil
 }
 
 // ApplyIndex applies one more layer, given by its index, on top of the

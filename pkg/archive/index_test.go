@@ -1,9 +1,12 @@
 package archive
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"reflect"
 	"strings"
@@ -131,4 +134,86 @@ func TestIndexerTee(t *testing.T) {
 	if _, err := ix.Finish(); err == nil {
 		t.Error("a partial layer gave an index")
 	}
+}
+
+// Format 2 gives back every field; format 1 (JSON, in stores and caches
+// made before) is still read; a cut or damaged index is an error, never a
+// part of an index.
+func TestIndexFormats(t *testing.T) {
+	t.Parallel()
+	d := diffIDOf([]byte("layer"))
+	x := &LayerIndex{DiffID: d, Entries: []IndexEntry{
+		{Name: "./", Type: tar.TypeDir, Mode: 0o755},
+		{Name: "./usr/bin/", Type: tar.TypeDir, Mode: 0o755, MTime: 1700000000123456789},
+		{Name: "./usr/bin/sh", Type: tar.TypeReg, Mode: 0o4755, UID: 1000, GID: -1, Size: 1 << 40, MTime: -5},
+		{Name: "./usr/bin/ash", Type: tar.TypeLink, Link: "./usr/bin/sh"},
+		{Name: "./usr/b", Type: tar.TypeSymlink, Link: "bin"},
+		{Name: "dev/null", Type: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3},
+		{Name: "a", Type: tar.TypeReg, Xattrs: map[string]string{"SCHILY.xattr.user.b": "2", "SCHILY.xattr.security.capability": "\x01\x00\x00\x02"}},
+		{Name: "", Type: 0},
+		{Name: "a", Type: tar.TypeReg},
+	}}
+	enc, err := x.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeIndex(enc, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, x) {
+		t.Fatalf("decoded %+v\nwant %+v", got, x)
+	}
+	empty, _ := (&LayerIndex{DiffID: d}).Encode()
+	if got, err := DecodeIndex(empty, d); err != nil || len(got.Entries) != 0 {
+		t.Fatalf("empty index: %+v, %v", got, err)
+	}
+	if _, err := DecodeIndex(enc, diffIDOf([]byte("other"))); err == nil || !strings.Contains(err.Error(), "describes") {
+		t.Errorf("index of another layer: %v", err)
+	}
+
+	// Format 1.
+	var v1buf bytes.Buffer
+	zw := gzip.NewWriter(&v1buf)
+	json.NewEncoder(zw).Encode(indexFile{Version: 1, DiffID: d.String(), Entries: x.Entries})
+	zw.Close()
+	if got, err := DecodeIndex(v1buf.Bytes(), d); err != nil || !reflect.DeepEqual(got, x) {
+		t.Fatalf("format 1: %+v, %v", got, err)
+	}
+
+	// Cut short, at every length: the gzip stream or the index is cut.
+	raw := gunzip(t, enc)
+	for n := 0; n < len(raw); n++ {
+		if _, err := DecodeIndex(gzipped(raw[:n]), d); err == nil {
+			t.Fatalf("an index cut at %d of %d bytes decoded", n, len(raw))
+		}
+	}
+	bad := append([]byte{}, raw...)
+	bad[len(indexMagic)+len(d.String())+1] = 7 // the first record's tag
+	if _, err := DecodeIndex(gzipped(bad), d); err == nil {
+		t.Error("an unknown record decoded")
+	}
+	if _, err := DecodeIndex([]byte("not gzip"), d); err == nil {
+		t.Error("garbage decoded")
+	}
+}
+
+func gunzip(t *testing.T, b []byte) []byte {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
 }

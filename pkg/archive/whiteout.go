@@ -25,17 +25,19 @@ const whiteoutMetaPrefix = WhiteoutPrefix + WhiteoutPrefix
 // names are relative to the root); a name that climbs above the root with
 // ".." is refused.
 func cleanReadName(name string) (string, error) {
-	depth := 0
-	for _, c := range strings.Split(name, "/") {
-		switch c {
-		case "", ".":
-		case "..":
-			depth--
-			if depth < 0 {
-				return "", fmt.Errorf("entry %q: path escapes the root", name)
+	if strings.Contains(name, "..") { // else no component is ".."
+		depth := 0
+		for _, c := range strings.Split(name, "/") {
+			switch c {
+			case "", ".":
+			case "..":
+				depth--
+				if depth < 0 {
+					return "", fmt.Errorf("entry %q: path escapes the root", name)
+				}
+			default:
+				depth++
 			}
-		default:
-			depth++
 		}
 	}
 	if strings.IndexByte(name, 0) >= 0 {
@@ -47,6 +49,24 @@ func cleanReadName(name string) (string, error) {
 // cleanPath cleans p lexically as a path inside a root: relative, no
 // leading "/" or "./", ".." never above the root; "" is the root.
 func cleanPath(p string) string {
+	// The forms tars use ("./usr/bin/", "usr/bin", "/usr/bin") need no
+	// copy: the leading "./" or "/" and a trailing "/" are cut off.
+	q := p
+	for {
+		if strings.HasPrefix(q, "./") {
+			q = q[2:]
+		} else if strings.HasPrefix(q, "/") {
+			q = q[1:]
+		} else {
+			break
+		}
+	}
+	q = strings.TrimSuffix(q, "/")
+	if q != "." && q != ".." && !strings.HasSuffix(q, "/") && !strings.HasPrefix(q, "./") && !strings.HasPrefix(q, "../") &&
+		!strings.HasSuffix(q, "/.") && !strings.HasSuffix(q, "/..") &&
+		!strings.Contains(q, "//") && !strings.Contains(q, "/./") && !strings.Contains(q, "/../") {
+		return q
+	}
 	c := path.Clean("/" + p)
 	return c[1:]
 }

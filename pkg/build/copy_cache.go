@@ -9,11 +9,14 @@ import (
 	"hash"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/pkg/cache"
 )
@@ -184,28 +187,57 @@ func (s *stageState) statContext(e *copyEntry) {
 
 // hashEntries computes the keys of the layer sorted would make, reading
 // the files whose digest is not at hand (and keeping their digests).
+// Context files are hashed on every core at once (a fresh checkout of a
+// large context is read whole here); content from elsewhere (an image, an
+// archive) is read in turn.
 func (s *stageState) hashEntries(ctx context.Context, sorted []*copyEntry) (layerKeys, error) {
-	buf := make([]byte, 1<<20)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	var rest []*copyEntry
 	for _, e := range sorted {
-		if err := ctx.Err(); err != nil {
-			return layerKeys{}, err
-		}
-		h := layerHeader(e)
-		if !hasContent(h) || e.digest != "" {
+		if !hasContent(layerHeader(e)) || e.digest != "" {
 			continue
 		}
-		fh := sha256.New()
-		read := time.Now()
-		if err := copyContent(fh, e, h, buf); err != nil {
-			return layerKeys{}, err
+		if e.ctxPath == "" {
+			rest = append(rest, e)
+			continue
 		}
-		s.noteDigest(e, hex.EncodeToString(fh.Sum(nil)), read)
+		g.Go(func() error { return s.hashEntry(gctx, e) })
+	}
+	err := g.Wait()
+	for _, e := range rest {
+		if err != nil {
+			break
+		}
+		err = s.hashEntry(ctx, e)
+	}
+	if err != nil {
+		return layerKeys{}, err
 	}
 	keys, complete := s.statEntries(sorted)
 	if !complete {
 		return layerKeys{}, fmt.Errorf("layer keys: a file has no digest")
 	}
 	return keys, nil
+}
+
+// hashBufs are hashEntry's read buffers.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// hashEntry reads e's content and notes its digest.
+func (s *stageState) hashEntry(ctx context.Context, e *copyEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	buf := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(buf)
+	fh := sha256.New()
+	read := time.Now()
+	if err := copyContent(fh, e, layerHeader(e), *buf); err != nil {
+		return err
+	}
+	s.noteDigest(e, hex.EncodeToString(fh.Sum(nil)), read)
+	return nil
 }
 
 // noteDigest records the digest of e's content, read from time read on.

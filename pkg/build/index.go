@@ -320,40 +320,44 @@ func (c contextReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// lazyTree is the merged view of an image's files made from its layers'
-// indexes, on first need (indexTree), or in the background while a stage
-// goes on with guesses (startTree, speculate.go).
+// lazyTree is what an image's layers hold, from their indexes: an
+// archive.IndexStack that answers a question about one path with a lookup
+// in each index (a build asks about a handful of paths of a base of
+// thousands of files), and makes the merged tree of every entry only when
+// all of it is read (COPY --from). It is made on first need (indexStack),
+// or in the background while a stage goes on with guesses (startStack,
+// speculate.go).
 type lazyTree struct {
 	treeMu sync.Mutex
-	tree   *archive.Tree
+	stack  *archive.IndexStack
 	job    *treeJob
 	// pathAnswers are answers about its paths kept in the store
 	// (answers.go).
 	pathAnswers pathAnswers
 }
 
-// treeJob is the making of a tree, awaited by everyone who needs it.
+// treeJob is the making of a stack, awaited by everyone who needs it.
 type treeJob struct {
-	done chan struct{}
-	tree *archive.Tree
-	err  error
+	done  chan struct{}
+	stack *archive.IndexStack
+	err   error
 }
 
-// readyTree returns the tree when it is made, else nil.
-func (src *imageSource) readyTree() *archive.Tree {
+// readyStack returns the stack when it is made, else nil.
+func (src *imageSource) readyStack() *archive.IndexStack {
 	src.treeMu.Lock()
 	defer src.treeMu.Unlock()
-	return src.tree
+	return src.stack
 }
 
-// speculating returns the tree being made, nil when none is.
+// speculating returns the stack being made, nil when none is.
 func (src *imageSource) speculating() *treeJob {
 	src.treeMu.Lock()
 	defer src.treeMu.Unlock()
 	return src.job
 }
 
-// awaitTree waits for a tree being made (nothing when none is).
+// awaitTree waits for a stack being made (nothing when none is).
 func (src *imageSource) awaitTree(ctx context.Context) {
 	if j := src.speculating(); j != nil {
 		select {
@@ -363,17 +367,17 @@ func (src *imageSource) awaitTree(ctx context.Context) {
 	}
 }
 
-// startTree starts making the tree in the background (once: a job already
-// running is returned); why says what needed it (for the log).
-func (src *imageSource) startTree(b *builder, ctx context.Context, tag, why string) *treeJob {
+// startStack starts making the stack in the background (once: a job
+// already running is returned); why says what needed it (for the log).
+func (src *imageSource) startStack(b *builder, ctx context.Context, tag, why string) *treeJob {
 	src.treeMu.Lock()
 	defer src.treeMu.Unlock()
 	if src.job != nil {
 		return src.job
 	}
 	j := &treeJob{done: make(chan struct{})}
-	if src.tree != nil {
-		j.tree = src.tree
+	if src.stack != nil {
+		j.stack = src.stack
 		close(j.done)
 		return j
 	}
@@ -381,54 +385,68 @@ func (src *imageSource) startTree(b *builder, ctx context.Context, tag, why stri
 	b.bg.Add(1)
 	go func() {
 		defer b.bg.Done()
-		t, err := src.makeTree(ctx, b, tag, why, false)
+		st, err := src.makeStack(ctx, b, tag, why, false)
 		src.treeMu.Lock()
 		if err == nil {
-			src.tree = t
+			src.stack = st
 		}
 		// A failed job (a cancelled read, say) is not kept: a later
 		// question tries again.
 		src.job = nil
-		j.tree, j.err = t, err
+		j.stack, j.err = st, err
 		src.treeMu.Unlock()
 		close(j.done)
 	}()
 	return j
 }
 
-// indexTree is the merged view of the image's files made from its layers'
-// indexes, made on first use; why says what needed it (for the log).
-func (src *imageSource) indexTree(ctx context.Context, b *builder, tag, why string) (*archive.Tree, error) {
-	if t := src.readyTree(); t != nil {
-		return t, nil
+// indexStack is what the image's layers hold, from their indexes, made on
+// first use; why says what needed it (for the log).
+func (src *imageSource) indexStack(ctx context.Context, b *builder, tag, why string) (*archive.IndexStack, error) {
+	if st := src.readyStack(); st != nil {
+		return st, nil
 	}
-	j := src.startTree(b, ctx, tag, why)
+	j := src.startStack(b, ctx, tag, why)
 	select {
 	case <-j.done:
-		return j.tree, j.err
+		return j.stack, j.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// cachedTree makes the tree when every layer's index is at hand without
+// indexTree is the merged tree of every entry of the image's layers, made
+// from their indexes on first use; why says what needed it (for the log).
+func (src *imageSource) indexTree(ctx context.Context, b *builder, tag, why string) (*archive.Tree, error) {
+	st, err := src.indexStack(ctx, b, tag, why)
+	if err != nil {
+		return nil, err
+	}
+	t, err := st.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("reading the layers of %s: %w", src.ref, err)
+	}
+	return t, nil
+}
+
+// cachedStack makes the stack when every layer's index is at hand without
 // reading a layer (cachedIndex); nil when one is not.
-func (src *imageSource) cachedTree(ctx context.Context, b *builder, tag string) (*archive.Tree, error) {
-	t, err := src.makeTree(ctx, b, tag, "", true)
-	if t == nil || err != nil {
+func (src *imageSource) cachedStack(ctx context.Context, b *builder, tag string) (*archive.IndexStack, error) {
+	st, err := src.makeStack(ctx, b, tag, "", true)
+	if st == nil || err != nil {
 		return nil, err
 	}
 	src.treeMu.Lock()
 	defer src.treeMu.Unlock()
-	if src.tree == nil {
-		src.tree = t
+	if src.stack == nil {
+		src.stack = st
 	}
-	return src.tree, nil
+	return src.stack, nil
 }
 
-// makeTree reads every layer's index (cacheOnly: only those at hand; nil
-// when one is not) and merges them.
-func (src *imageSource) makeTree(ctx context.Context, b *builder, tag, why string, cacheOnly bool) (*archive.Tree, error) {
+// makeStack reads every layer's index (cacheOnly: only those at hand; nil
+// when one is not) and stacks them.
+func (src *imageSource) makeStack(ctx context.Context, b *builder, tag, why string, cacheOnly bool) (*archive.IndexStack, error) {
 	diffIDs := src.cfg.RootFS.DiffIDs
 	xs := make([]*archive.LayerIndex, len(src.layers))
 	g, gctx := errgroup.WithContext(ctx)
@@ -451,14 +469,14 @@ func (src *imageSource) makeTree(ctx context.Context, b *builder, tag, why strin
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	t := archive.NewTree()
-	for i, x := range xs {
+	for _, x := range xs {
 		if x == nil {
 			return nil, nil
 		}
-		if err := t.ApplyIndex(i, x); err != nil {
-			return nil, fmt.Errorf("reading the layers of %s: %w", src.ref, err)
-		}
 	}
-	return t, nil
+	st, err := archive.NewIndexStack(xs)
+	if err != nil {
+		return nil, fmt.Errorf("reading the layers of %s: %w", src.ref, err)
+	}
+	return st, nil
 }

@@ -188,11 +188,11 @@ func (s *stageState) lookupPath(ctx context.Context, p, why string) (*tar.Header
 	if h, guessed, err := s.guessBase(ctx, p, why); err != nil || guessed {
 		return h, err
 	}
-	t, err := s.known.base.indexTree(ctx, s.b, s.stageTag(), why)
+	st, err := s.known.base.indexStack(ctx, s.b, s.stageTag(), why)
 	if err != nil {
 		return nil, err
 	}
-	n, ok := t.Lookup(p)
+	n, ok := st.Lookup(p)
 	if !ok {
 		answers.remember(p, nil)
 		return nil, nil

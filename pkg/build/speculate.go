@@ -103,21 +103,21 @@ func (s *stageState) guessBase(ctx context.Context, p, why string) (h *tar.Heade
 		return g, true, nil
 	}
 	src := s.known.base
-	if t := src.readyTree(); t != nil {
+	if st := src.readyStack(); st != nil {
 		// The index came: check what was guessed so far now, so that a
 		// wrong guess stops the stage before more is built on it.
-		return nil, false, s.checkGuesses(t)
+		return nil, false, s.checkGuesses(st)
 	}
 	if src.speculating() == nil {
 		// Indexes in the store or the registry cache are read at once.
-		t, err := src.cachedTree(ctx, s.b, s.stageTag())
+		st, err := src.cachedStack(ctx, s.b, s.stageTag())
 		if err != nil {
 			return nil, false, err
 		}
-		if t != nil {
-			return nil, false, s.checkGuesses(t)
+		if st != nil {
+			return nil, false, s.checkGuesses(st)
 		}
-		src.startTree(s.b, ctx, s.stageTag(), why)
+		src.startStack(s.b, ctx, s.stageTag(), why)
 	}
 	if len(s.guesses) == 0 {
 		s.b.opts.Progress.Notef(s.stageTag(), "going on with guesses about what %s holds while its path index is made (checked before the stage is done)", src.ref)
@@ -130,13 +130,13 @@ func (s *stageState) guessBase(ctx context.Context, p, why string) (h *tar.Heade
 	return g, true, nil
 }
 
-// checkGuesses compares every guess with the base's tree t; when all are
-// right, the answers are kept for later builds (answers.go).
-func (s *stageState) checkGuesses(t *archive.Tree) error {
+// checkGuesses compares every guess with what the base's layers hold (st);
+// when all are right, the answers are kept for later builds (answers.go).
+func (s *stageState) checkGuesses(st *archive.IndexStack) error {
 	actuals := make(map[string]*tar.Header, len(s.guesses))
 	for p, g := range s.guesses {
 		var actual *tar.Header
-		if n, ok := t.Lookup(p); ok {
+		if n, ok := st.Lookup(p); ok {
 			h := n.Header
 			h.Name = p
 			actual = &h
@@ -165,11 +165,11 @@ func (s *stageState) settleGuesses(ctx context.Context) error {
 		s.noGuess = true
 		return nil
 	}
-	t, err := s.known.base.indexTree(ctx, s.b, s.stageTag(), "checking the guesses about its files")
+	st, err := s.known.base.indexStack(ctx, s.b, s.stageTag(), "checking the guesses about its files")
 	if err != nil {
 		return err
 	}
-	return s.checkGuesses(t)
+	return s.checkGuesses(st)
 }
 
 // executeChecked builds the stage; when a guess about its base was wrong,
