@@ -164,6 +164,9 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return err
 	}
+	if tiered != nil {
+		defer tiered.Wait() // entries fetched are kept in the background
+	}
 	started := time.Now()
 	res, err := build.Build(ctx, req.opts)
 	if err != nil {

@@ -27,7 +27,9 @@ import (
 //	  left out when zero): mode, uid, gid, size, mtime (varints), link
 //	  target (a string), device major and minor (varints), extended
 //	  attributes (a count, then key and value strings, sorted by key)
-//	0x00 (the end)
+//	0x00 (the end), then the number of entries and the bytes of all
+//	their names and link targets, 8 bytes each, little-endian (so that
+//	the decoder allocates each once)
 //
 // A string is its length (uvarint) and bytes; numbers are varints.
 const indexMagic = "kiln-index\x02"
@@ -45,10 +47,11 @@ const (
 
 // indexWriter encodes entries one at a time.
 type indexWriter struct {
-	zw   *gzip.Writer
-	bw   *bufio.Writer
-	prev string
-	tmp  [binary.MaxVarintLen64]byte
+	zw      *gzip.Writer
+	bw      *bufio.Writer
+	prev    string
+	tmp     [binary.MaxVarintLen64]byte
+	n, text uint64 // entries, bytes of names and link targets
 }
 
 func newIndexWriter(w io.Writer, diffID v1.Hash) (*indexWriter, error) {
@@ -83,6 +86,8 @@ func (w *indexWriter) add(e *IndexEntry) {
 	for shared < len(e.Name) && shared < len(w.prev) && e.Name[shared] == w.prev[shared] {
 		shared++
 	}
+	w.n++
+	w.text += uint64(len(e.Name) + len(e.Link))
 	w.bw.WriteByte(1)
 	w.uvarint(uint64(shared))
 	w.str(e.Name[shared:])
@@ -138,6 +143,10 @@ func (w *indexWriter) add(e *IndexEntry) {
 // finish ends the stream.
 func (w *indexWriter) finish() error {
 	w.bw.WriteByte(0)
+	var tail [16]byte
+	binary.LittleEndian.PutUint64(tail[:8], w.n)
+	binary.LittleEndian.PutUint64(tail[8:], w.text)
+	w.bw.Write(tail[:])
 	if err := w.bw.Flush(); err != nil {
 		return err
 	}
@@ -148,171 +157,160 @@ func (w *indexWriter) finish() error {
 // million files is big).
 const maxIndexEntries = 1 << 23
 
-// maxIndexString bounds one string of an encoded index (a name, a link
-// target, an extended attribute).
-const maxIndexString = 1 << 20
-
-// indexReader decodes format 2.
+// indexReader decodes format 2 from its bytes.
 type indexReader struct {
-	r    *bufio.Reader
-	read int64 // bytes decoded, against maxIndexSize
-	err  error
+	b   []byte
+	err error
+}
+
+func (r *indexReader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+	r.b = nil
 }
 
 func (r *indexReader) byte() byte {
-	if r.err != nil {
+	if len(r.b) == 0 {
+		r.fail(io.ErrUnexpectedEOF)
 		return 0
 	}
-	b, err := r.r.ReadByte()
-	if err != nil {
-		r.err = err
-	}
-	r.read++
-	return b
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
 }
 
 func (r *indexReader) uvarint() uint64 {
-	if r.err != nil {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail(errors.New("bad number"))
 		return 0
 	}
-	v, err := binary.ReadUvarint(r.r)
-	if err != nil {
-		r.err = err
-	}
-	r.read += 2
+	r.b = r.b[n:]
 	return v
 }
 
 func (r *indexReader) varint() int64 {
-	if r.err != nil {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail(errors.New("bad number"))
 		return 0
 	}
-	v, err := binary.ReadVarint(r.r)
-	if err != nil {
-		r.err = err
-	}
-	r.read += 2
+	r.b = r.b[n:]
 	return v
 }
 
-// bytes reads a string's bytes into buf (grown as needed).
-func (r *indexReader) bytes(buf []byte) []byte {
+// bytes returns a string's bytes (in the decoded buffer).
+func (r *indexReader) bytes() []byte {
 	n := r.uvarint()
-	if r.err != nil {
-		return buf[:0]
+	if n > uint64(len(r.b)) {
+		r.fail(io.ErrUnexpectedEOF)
+		return nil
 	}
-	if n > maxIndexString {
-		r.err = fmt.Errorf("a string of %d bytes", n)
-		return buf[:0]
-	}
-	buf = slices.Grow(buf[:0], int(n))[:n]
-	if _, err := io.ReadFull(r.r, buf); err != nil {
-		r.err = err
-	}
-	r.read += int64(n)
-	return buf
+	b := r.b[:n]
+	r.b = r.b[n:]
+	return b
 }
 
-func (r *indexReader) str() string { return string(r.bytes(nil)) }
+func (r *indexReader) str() string { return string(r.bytes()) }
 
-// decodeIndexV2 decodes the entries that follow the magic. Names and link
-// targets are decoded into one buffer that becomes one string, and the
-// entries into chunks copied once into a slice of the right size: ten
-// thousand entries cost a few allocations, not tens of thousands.
-func decodeIndexV2(br *bufio.Reader) (diffID string, entries []IndexEntry, err error) {
-	r := &indexReader{r: br}
+// decodeIndexV2 decodes raw, a decoded format 2 stream after the magic.
+// The trailer gives the number of entries and the bytes of their names
+// and link targets: the entries are one slice and the names and targets
+// one string, allocated once; a count or size that does not match what
+// the entries hold is an error.
+func decodeIndexV2(raw []byte) (diffID string, entries []IndexEntry, err error) {
+	if len(raw) < 17 || raw[len(raw)-17] != 0 {
+		return "", nil, io.ErrUnexpectedEOF
+	}
+	count := binary.LittleEndian.Uint64(raw[len(raw)-16:])
+	text := binary.LittleEndian.Uint64(raw[len(raw)-8:])
+	if count > maxIndexEntries || count > uint64(len(raw))/5 || text > maxIndexSize {
+		return "", nil, fmt.Errorf("a trailer of %d entries and %d bytes of names", count, text)
+	}
+	r := &indexReader{b: raw[:len(raw)-17]}
 	diffID = r.str()
 	type span struct{ name, link [2]int }
-	var (
-		name, buf, arena []byte
-		spans            []span
-		chunks           [][]IndexEntry
-		n                int
-	)
-	cur := make([]IndexEntry, 0, 256)
-	for r.err == nil {
-		switch tag := r.byte(); {
-		case r.err != nil:
-		case tag == 0:
-			out := make([]IndexEntry, 0, n+len(cur))
-			for _, c := range chunks {
-				out = append(out, c...)
-			}
-			out = append(out, cur...)
-			all := string(arena)
-			for i := range out {
-				sp := spans[i]
-				out[i].Name = all[sp.name[0]:sp.name[1]]
-				out[i].Link = all[sp.link[0]:sp.link[1]]
-			}
-			return diffID, out, nil
-		case tag != 1:
-			r.err = fmt.Errorf("unknown record %#x", tag)
-		default:
-			var e IndexEntry
-			var sp span
-			shared := r.uvarint()
-			if shared > uint64(len(name)) {
-				r.err = errors.New("a name shares more than the previous one has")
+	entries = make([]IndexEntry, 0, count)
+	spans := make([]span, 0, count)
+	var all strings.Builder
+	all.Grow(int(text))
+	var name []byte
+	for len(r.b) > 0 {
+		if tag := r.byte(); tag != 1 {
+			r.fail(fmt.Errorf("unknown record %#x", tag))
+			break
+		}
+		if uint64(len(entries)) == count {
+			r.fail(errors.New("more entries than the trailer says"))
+			break
+		}
+		var e IndexEntry
+		var sp span
+		shared := r.uvarint()
+		if shared > uint64(len(name)) {
+			r.fail(errors.New("a name shares more than the previous one has"))
+			break
+		}
+		name = append(name[:shared], r.bytes()...)
+		sp.name = [2]int{all.Len(), all.Len() + len(name)}
+		all.Write(name)
+		e.Type = r.byte()
+		flags := r.byte()
+		if flags&fMode != 0 {
+			e.Mode = r.varint()
+		}
+		if flags&fUID != 0 {
+			e.UID = int(r.varint())
+		}
+		if flags&fGID != 0 {
+			e.GID = int(r.varint())
+		}
+		if flags&fSize != 0 {
+			e.Size = r.varint()
+		}
+		if flags&fMTime != 0 {
+			e.MTime = r.varint()
+		}
+		if flags&fLink != 0 {
+			l := r.bytes()
+			sp.link = [2]int{all.Len(), all.Len() + len(l)}
+			all.Write(l)
+		}
+		if flags&fDev != 0 {
+			e.Devmajor, e.Devminor = r.varint(), r.varint()
+		}
+		if flags&fXattrs != 0 {
+			xn := r.uvarint()
+			if xn > uint64(len(r.b)) {
+				r.fail(fmt.Errorf("%d extended attributes", xn))
 				break
 			}
-			buf = r.bytes(buf)
-			name = append(name[:shared], buf...)
-			sp.name = [2]int{len(arena), len(arena) + len(name)}
-			arena = append(arena, name...)
-			e.Type = r.byte()
-			flags := r.byte()
-			if flags&fMode != 0 {
-				e.Mode = r.varint()
+			e.Xattrs = make(map[string]string, xn)
+			for i := uint64(0); i < xn && r.err == nil; i++ {
+				k := r.str()
+				e.Xattrs[k] = r.str()
 			}
-			if flags&fUID != 0 {
-				e.UID = int(r.varint())
-			}
-			if flags&fGID != 0 {
-				e.GID = int(r.varint())
-			}
-			if flags&fSize != 0 {
-				e.Size = r.varint()
-			}
-			if flags&fMTime != 0 {
-				e.MTime = r.varint()
-			}
-			if flags&fLink != 0 {
-				buf = r.bytes(buf)
-				sp.link = [2]int{len(arena), len(arena) + len(buf)}
-				arena = append(arena, buf...)
-			}
-			if flags&fDev != 0 {
-				e.Devmajor, e.Devminor = r.varint(), r.varint()
-			}
-			if flags&fXattrs != 0 {
-				xn := r.uvarint()
-				if xn > 1<<16 {
-					r.err = fmt.Errorf("%d extended attributes", xn)
-					break
-				}
-				e.Xattrs = make(map[string]string, xn)
-				for i := uint64(0); i < xn && r.err == nil; i++ {
-					k := r.str()
-					e.Xattrs[k] = r.str()
-				}
-			}
-			if r.read > maxIndexSize || n+len(cur) >= maxIndexEntries {
-				r.err = fmt.Errorf("more than %d bytes or %d entries", maxIndexSize, maxIndexEntries)
-			}
-			if len(cur) == cap(cur) {
-				chunks = append(chunks, cur)
-				n += len(cur)
-				cur = make([]IndexEntry, 0, 2*cap(cur))
-			}
-			cur = append(cur, e)
-			spans = append(spans, sp)
 		}
+		if uint64(all.Len()) > text {
+			r.fail(errors.New("more names than the trailer says"))
+		}
+		entries = append(entries, e)
+		spans = append(spans, sp)
 	}
-	if errors.Is(r.err, io.EOF) {
-		r.err = io.ErrUnexpectedEOF
+	if r.err == nil && (uint64(len(entries)) != count || uint64(all.Len()) != text) {
+		r.fail(errors.New("fewer entries than the trailer says"))
 	}
-	return "", nil, r.err
+	if r.err != nil {
+		return "", nil, r.err
+	}
+	str := all.String()
+	for i := range entries {
+		sp := spans[i]
+		entries[i].Name = str[sp.name[0]:sp.name[1]]
+		entries[i].Link = str[sp.link[0]:sp.link[1]]
+	}
+	return diffID, entries, nil
 }
 
 // decodeAnyIndex decodes an encoded index of either format.
@@ -326,7 +324,21 @@ func decodeAnyIndex(data []byte) (diffID string, entries []IndexEntry, err error
 	head, err := br.Peek(len(indexMagic))
 	if err == nil && string(head) == indexMagic {
 		br.Discard(len(indexMagic))
-		diffID, entries, err = decodeIndexV2(br)
+		// The gzip trailer says how much comes (modulo 4 GiB): one
+		// buffer, read at once.
+		var buf bytes.Buffer
+		if len(data) >= 4 {
+			if n := binary.LittleEndian.Uint32(data[len(data)-4:]); n <= maxIndexSize {
+				buf.Grow(int(n))
+			}
+		}
+		if _, err := buf.ReadFrom(io.LimitReader(br, maxIndexSize+1)); err != nil {
+			return "", nil, fmt.Errorf("malformed: %w", err)
+		}
+		if buf.Len() > maxIndexSize {
+			return "", nil, fmt.Errorf("malformed: more than %d bytes", maxIndexSize)
+		}
+		diffID, entries, err = decodeIndexV2(buf.Bytes())
 		if err != nil {
 			return "", nil, fmt.Errorf("malformed: %w", err)
 		}

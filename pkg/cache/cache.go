@@ -142,6 +142,17 @@ func (l *Local) Get(ctx context.Context, key string) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	e, err := l.entry(key, m, cfg)
+	if e != nil {
+		l.st.TouchCacheRef(key)
+	}
+	return e, err
+}
+
+// entry is the entry of manifest m and config cfg, or nil when it is too
+// old for the TTL or its layer is neither in the store nor known to a
+// registry.
+func (l *Local) entry(key string, m *v1.Manifest, cfg *entryConfig) (*Entry, error) {
 	if l.TTL > 0 && time.Since(cfg.Created) > l.TTL {
 		return nil, nil // too old for --cache-ttl
 	}
@@ -153,7 +164,6 @@ func (l *Local) Get(ctx context.Context, key string) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache entry %s: %w", key, err)
 	}
-	l.st.TouchCacheRef(key)
 	return &Entry{Layer: layer, Headers: fromEntryHeaders(cfg.Entries), CreatedBy: cfg.CreatedBy}, nil
 }
 

@@ -164,12 +164,15 @@ func (t *Tiered) fetchIndex(ctx context.Context, r Remote, key string, diffID v1
 	if err != nil {
 		return nil, err
 	}
-	if err := t.Local.PutIndex(ctx, diffID, data); err != nil {
-		return nil, err
-	}
-	if d, ok, err := t.Local.st.CacheRef(key); err == nil && ok && sha(raw) == d.Digest {
-		t.noteFetched(key, r.Name(), d.Digest)
-	}
+	t.background(func() error {
+		if err := t.Local.PutIndex(context.WithoutCancel(ctx), diffID, data); err != nil {
+			return err
+		}
+		if d, ok, err := t.Local.st.CacheRef(key); err == nil && ok && sha(raw) == d.Digest {
+			t.noteFetched(key, r.Name(), d.Digest)
+		}
+		return nil
+	})
 	return data, nil
 }
 

@@ -49,6 +49,7 @@ type Tiered struct {
 	// fetched are the entries copied from a repository: key to where,
 	// and the manifest there (Export does not push one back).
 	fetched map[string]fetchedEntry
+	keeping sync.WaitGroup // fetched entries being kept in Local
 }
 
 type fetchedEntry struct {
@@ -85,17 +86,13 @@ func (t *Tiered) Get(ctx context.Context, key string) (*Entry, error) {
 		return e, err
 	}
 	for _, r := range t.From {
-		ok, err := t.fetch(ctx, r, key)
+		e, err := t.fetch(ctx, r, key)
 		if err != nil {
 			t.warnf("cache %s: %v", r.Name(), err)
 			continue
 		}
-		if !ok {
+		if e == nil {
 			continue
-		}
-		e, err := t.Local.Get(ctx, key)
-		if err != nil || e == nil {
-			return e, err
 		}
 		e.From = r.Name()
 		t.use(key)
@@ -134,53 +131,84 @@ func (t *Tiered) warnf(format string, args ...any) {
 	}
 }
 
-// fetch copies the entry key of r into the local cache: its manifest and
-// config (small) now, its layer as a source only.
-func (t *Tiered) fetch(ctx context.Context, r Remote, key string) (bool, error) {
+// fetch reads the entry key of r, its manifest and config (small), and
+// returns it with its layer left in r (a source), or nil when r has none.
+// The entry is kept in the local cache in the background (keep): its
+// blobs' and ref's fsyncs, several per entry, wait for the disk while the
+// build goes on, and those of several entries share commits. Wait waits
+// for them.
+func (t *Tiered) fetch(ctx context.Context, r Remote, key string) (*Entry, error) {
 	raw, err := r.Manifest(ctx, key)
 	if err != nil || raw == nil {
-		return false, err
+		return nil, err
 	}
 	m, err := parseManifest(raw, key)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	rc, err := r.Blob(ctx, m.Config.Digest)
 	if err != nil {
-		return false, fmt.Errorf("entry %s: config: %w", key, err)
+		return nil, fmt.Errorf("entry %s: config: %w", key, err)
 	}
 	rawCfg, err := readVerified(rc, m.Config.Digest, maxConfigSize)
 	if err != nil {
-		return false, fmt.Errorf("entry %s: config: %w", key, err)
+		return nil, fmt.Errorf("entry %s: config: %w", key, err)
 	}
-	if _, err := parseConfig(rawCfg, key); err != nil {
-		return false, err
+	cfg, err := parseConfig(rawCfg, key)
+	if err != nil {
+		return nil, err
 	}
 	st := t.Local.st
 	if !st.HasBlob(m.Layers[0].Digest) {
 		if err := st.RecordSource(m.Layers[0].Digest, r.Name()); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
-	if err := writeBlobs(st, rawCfg, raw); err != nil {
-		return false, err
+	e, err := t.Local.entry(key, m, cfg)
+	if err != nil || e == nil {
+		return e, err
 	}
 	md := sha(raw)
 	mt := m.MediaType
 	if mt == "" {
 		mt = types.OCIManifestSchema1
 	}
-	if err := st.SetCacheRef(key, v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: md}); err != nil {
-		return false, err
-	}
-	t.noteFetched(key, r.Name(), md)
-	return true, nil
+	t.background(func() error {
+		if err := writeBlobs(st, rawCfg, raw); err != nil {
+			return fmt.Errorf("keeping entry %s: %w", key, err)
+		}
+		if err := st.SetCacheRef(key, v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: md}); err != nil {
+			return fmt.Errorf("keeping entry %s: %w", key, err)
+		}
+		t.noteFetched(key, r.Name(), md)
+		return nil
+	})
+	return e, nil
 }
+
+// background runs keep, an entry's copy into the local cache, while the
+// build goes on; a failure is logged (the entry is then fetched again by
+// a later build).
+func (t *Tiered) background(keep func() error) {
+	t.keeping.Add(1)
+	go func() {
+		defer t.keeping.Done()
+		if err := keep(); err != nil {
+			t.logf("%v", err)
+		}
+	}()
+}
+
+// Wait waits until the entries fetched from repositories are kept in the
+// local cache. Export waits for them; a build that exports nothing calls
+// Wait before it exits.
+func (t *Tiered) Wait() { t.keeping.Wait() }
 
 // Export pushes every entry the build used or made to each of To, and
 // returns how many pushes succeeded; failures are logged, and the first is
 // returned.
 func (t *Tiered) Export(ctx context.Context) (int, error) {
+	t.Wait()
 	t.mu.Lock()
 	keys := append([]string(nil), t.used...)
 	t.mu.Unlock()

@@ -111,7 +111,8 @@ func TestTieredRemote(t *testing.T) {
 	if !bytes.Contains(data, []byte("built")) || len(fetched) != 1 || !stB.HasBlob(ld) {
 		t.Errorf("reading the layer: %d fetches, stored %v, content ok %v", len(fetched), stB.HasBlob(ld), bytes.Contains(data, []byte("built")))
 	}
-	// Now local: a second Get does not ask the repository.
+	// Now local (once kept): a second Get does not ask the repository.
+	b.Wait()
 	delete(repo.manifests, key)
 	if e, _ := b.Get(ctx, key); e == nil || e.From != "" {
 		t.Errorf("local get after a remote hit: %+v", e)
@@ -177,6 +178,7 @@ func TestTieredLostSourceHint(t *testing.T) {
 		if e, err := b.Get(ctx, key); err != nil || e == nil {
 			t.Fatalf("get: %+v, %v", e, err)
 		}
+		b.Wait()
 		if got := stB.Sources(ld); len(got) != 1 || got[0] != repo.name {
 			t.Fatalf("sources after a fetch: %v", got)
 		}
