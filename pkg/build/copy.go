@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -244,8 +245,16 @@ func (s *stageState) sourceOf(fsys sourceFS, exclude *dockerfile.Matcher, p, nam
 	}
 	src := copySource{name: name, hdr: hdr}
 	ctxPath := func(string) string { return "" }
+	walkStat := func(*tar.Header) *cache.FileStat { return nil }
 	if cf, ok := fsys.(*contextFS); ok {
 		ctxPath = cf.c.abs
+		walkStat = func(h *tar.Header) *cache.FileStat {
+			if v, ok := cf.stats.LoadAndDelete(h); ok {
+				st := v.(cache.FileStat)
+				return &st
+			}
+			return nil
+		}
 	}
 	if hdr.Typeflag != tar.TypeDir {
 		src.file = &copyEntry{hdr: hdr, open: fsys.open(p), treePath: tp, ctxPath: ctxPath(p)}
@@ -253,7 +262,7 @@ func (s *stageState) sourceOf(fsys sourceFS, exclude *dockerfile.Matcher, p, nam
 	}
 	src.walk = func(fn func(string, *copyEntry) error) error {
 		return fsys.walk(p, exclude, func(rel string, h *tar.Header, open opener, treePath string) error {
-			return fn(rel, &copyEntry{hdr: h, open: open, treePath: treePath, ctxPath: ctxPath(joinRel(p, rel))})
+			return fn(rel, &copyEntry{hdr: h, open: open, treePath: treePath, ctxPath: ctxPath(joinRel(p, rel)), stat: walkStat(h)})
 		})
 	}
 	return src
@@ -473,7 +482,13 @@ type sourceFS interface {
 }
 
 // contextFS reads the build context.
-type contextFS struct{ c *contextSource }
+type contextFS struct {
+	c *contextSource
+	// stats are the stat keys of the regular files walk gave, by their
+	// header: the step's table of context digests is looked up with
+	// them (statContext), without a second lstat of each file.
+	stats sync.Map
+}
 
 func (f *contextFS) describe() string { return "build context" }
 
@@ -592,6 +607,11 @@ func (f *contextFS) walk(root string, exclude *dockerfile.Matcher, fn func(strin
 					continue
 				}
 				seen[key] = r
+			}
+			if fi.Mode().IsRegular() {
+				if st, ok := cache.StatOf(fi); ok {
+					f.stats.Store(h, st)
+				}
 			}
 			if err := fn(r, h, f.open(p), ""); err != nil {
 				return err

@@ -169,8 +169,15 @@ func (s *stageState) statEntries(sorted []*copyEntry) (keys layerKeys, complete 
 }
 
 // statContext stats a context file: its digest when the table has one for
-// this stat and the file is still what the entry lists.
+// this stat and the file is still what the entry lists. A file the walk of
+// the context found has its stat from the walk.
 func (s *stageState) statContext(e *copyEntry) {
+	if e.stat != nil {
+		if d, ok := s.b.sums().Lookup(e.ctxPath, *e.stat); ok {
+			e.digest = d
+		}
+		return
+	}
 	fi, err := os.Lstat(e.ctxPath)
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() != e.hdr.Size || !fi.ModTime().Equal(e.hdr.ModTime) {
 		return
