@@ -194,7 +194,7 @@ func (t *Tiered) background(keep func() error) {
 	go func() {
 		defer t.keeping.Done()
 		if err := keep(); err != nil {
-			t.logf("%v", err)
+			t.warnf("%v", err)
 		}
 	}()
 }

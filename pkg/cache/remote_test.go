@@ -171,7 +171,7 @@ func TestTieredLostSourceHint(t *testing.T) {
 	stB, _ := store.Open(t.TempDir(), store.WithFetcher(func(ctx context.Context, _ string, h v1.Hash) (io.ReadCloser, error) {
 		return repo.Blob(ctx, h)
 	}))
-	b := &cache.Tiered{Local: cache.NewLocal(stB), From: []cache.Remote{repo}, Log: func(f string, args ...any) { t.Errorf(f, args...) }}
+	b := &cache.Tiered{Local: cache.NewLocal(stB), From: []cache.Remote{repo}, Warnf: func(f string, args ...any) { t.Errorf(f, args...) }}
 	ld, _ := layer.Digest()
 	hints := filepath.Join(stB.Root(), "sources", ld.Algorithm, ld.Hex+".hints")
 	for _, torn := range []string{"", "reg.exa", "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"} {
