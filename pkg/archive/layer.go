@@ -30,49 +30,74 @@ func WriteLayer(dst io.Writer, c Compression, opts TarOptions, fill func(tw *Tar
 	if fill == nil {
 		return LayerInfo{}, errors.New("write layer: nil fill function")
 	}
-	out := &hashCounter{w: dst}
-	if c != None {
-		out.h = sha256.New()
-	}
-	// Compressors emit in chunks of varying size; batch them for dst.
-	outBuf := bufio.NewWriterSize(out, 256<<10)
-	zw, err := Compress(outBuf, c)
+	p, err := newLayerPipe(dst, c)
 	if err != nil {
-		return LayerInfo{}, fmt.Errorf("write layer: %w", err)
+		return LayerInfo{}, err
 	}
-	diff := &hashCounter{w: zw, h: sha256.New()}
 	// Tar writes 512-byte headers and padding; batch them for the
 	// compressor. Large content writes go straight through.
-	tarBuf := bufio.NewWriterSize(diff, 64<<10)
+	tarBuf := bufio.NewWriterSize(p.diff, 64<<10)
 	tw := NewTarWriter(tarBuf, opts)
-
-	fail := func(err error) (LayerInfo, error) {
-		_ = zw.Close() // stop the compressor's goroutines
-		return LayerInfo{}, fmt.Errorf("write layer: %w", err)
-	}
 	if err := fill(tw); err != nil {
-		return fail(err)
+		return p.fail(err)
 	}
 	if err := tw.Close(); err != nil {
-		return fail(err)
+		return p.fail(err)
 	}
 	if err := tarBuf.Flush(); err != nil {
-		return fail(err)
+		return p.fail(err)
 	}
-	if err := zw.Close(); err != nil {
-		return LayerInfo{}, fmt.Errorf("write layer: finish %s stream: %w", c, err)
+	return p.finish()
+}
+
+// layerPipe is the way of a layer's tar stream into a blob: the diff ID's
+// hash and the compressor (diff), then the blob's hash and byte count.
+type layerPipe struct {
+	c      Compression
+	out    *hashCounter
+	outBuf *bufio.Writer
+	zw     io.WriteCloser
+	diff   *hashCounter
+}
+
+func newLayerPipe(dst io.Writer, c Compression) (*layerPipe, error) {
+	p := &layerPipe{c: c, out: &hashCounter{w: dst}}
+	if c != None {
+		p.out.h = sha256.New()
 	}
-	if err := outBuf.Flush(); err != nil {
+	// Compressors emit in chunks of varying size; batch them for dst.
+	p.outBuf = bufio.NewWriterSize(p.out, 256<<10)
+	zw, err := Compress(p.outBuf, c)
+	if err != nil {
+		return nil, fmt.Errorf("write layer: %w", err)
+	}
+	p.zw = zw
+	p.diff = &hashCounter{w: zw, h: sha256.New()}
+	return p, nil
+}
+
+// fail stops the compressor's goroutines and returns err.
+func (p *layerPipe) fail(err error) (LayerInfo, error) {
+	_ = p.zw.Close()
+	return LayerInfo{}, fmt.Errorf("write layer: %w", err)
+}
+
+// finish ends the compressed stream once the whole tar went into diff.
+func (p *layerPipe) finish() (LayerInfo, error) {
+	if err := p.zw.Close(); err != nil {
+		return LayerInfo{}, fmt.Errorf("write layer: finish %s stream: %w", p.c, err)
+	}
+	if err := p.outBuf.Flush(); err != nil {
 		return LayerInfo{}, fmt.Errorf("write layer: %w", err)
 	}
 	info := LayerInfo{
-		DiffID:      hashOf(diff.h),
-		Size:        out.n,
-		Compression: c,
+		DiffID:      hashOf(p.diff.h),
+		Size:        p.out.n,
+		Compression: p.c,
 	}
 	info.Digest = info.DiffID
-	if out.h != nil {
-		info.Digest = hashOf(out.h)
+	if p.out.h != nil {
+		info.Digest = hashOf(p.out.h)
 	}
 	return info, nil
 }

@@ -348,8 +348,8 @@ func (s *stageState) stepRoot(ctx context.Context, r *runEnv, st *runStep, layer
 // the new chain), or the working copy's difference from its snapshot.
 func (s *stageState) runLayer(ctx context.Context, r *runEnv, st *runStep, layers []rootfs.Layer, root *stepRootDir, res *sandbox.StepResult) (*runResult, error) {
 	out := &runResult{}
-	write := func(fill func(w io.Writer) error) (err error) {
-		out.layer, err = s.writeTarLayer(ctx, st.layerSpec, fill, func(h *tar.Header) { out.hdrs = append(out.hdrs, h) })
+	write := func(normal bool, fill func(w io.Writer) error) (err error) {
+		out.layer, err = s.writeTarLayer(ctx, st.layerSpec, normal, fill, func(h *tar.Header) { out.hdrs = append(out.hdrs, h) })
 		if err != nil {
 			return fmt.Errorf("writing the layer: %v", err)
 		}
@@ -357,7 +357,7 @@ func (s *stageState) runLayer(ctx context.Context, r *runEnv, st *runStep, layer
 	}
 	if wc := root.wc; wc != nil {
 		next := wc.snap + ".next"
-		err := write(func(w io.Writer) error {
+		err := write(false, func(w io.Writer) error {
 			_, err := r.sb.WalkDiff(ctx, wc.dir, wc.snap, next, walkExclude(nil), res.Created, w)
 			return err
 		})
@@ -371,7 +371,9 @@ func (s *stageState) runLayer(ctx context.Context, r *runEnv, st *runStep, layer
 		return out, nil
 	}
 	upper := sandbox.UpperDir(root.tmp)
-	err := write(func(w io.Writer) error {
+	// The sandbox writes the upper directory's diff in normal form: the
+	// layer is that stream as it is, but with --timestamp's mtimes.
+	err := write(true, func(w io.Writer) error {
 		_, err := r.sb.UpperDiff(ctx, upper, nil, w)
 		return err
 	})
@@ -465,9 +467,10 @@ func (s *stageState) workCopy(ctx context.Context, r *runEnv, layers []rootfs.La
 
 // writeTarLayer stores the tar that fill writes as a new layer: its
 // entries are normalised by archive.TarWriter (spec's timestamp, when set,
-// is every mtime), compressed and hashed in one pass. seen gets every
-// header.
-func (s *stageState) writeTarLayer(ctx context.Context, spec layerSpec, fill func(w io.Writer) error, seen func(*tar.Header)) (v1.Layer, error) {
+// is every mtime), compressed and hashed in one pass; a stream already in
+// normal form (normal) is taken as it is when no timestamp changes it.
+// seen gets every header.
+func (s *stageState) writeTarLayer(ctx context.Context, spec layerSpec, normal bool, fill func(w io.Writer) error, seen func(*tar.Header)) (v1.Layer, error) {
 	st := s.b.opts.Store
 	bw, err := st.NewBlobWriter(store.CallerHashes())
 	if err != nil {
@@ -486,31 +489,12 @@ func (s *stageState) writeTarLayer(ctx context.Context, spec layerSpec, fill fun
 		fillErr <- err // before the close: the reader's EOF comes after it
 		pw.Close()
 	}()
-	info, err := archive.WriteLayer(bw, spec.Compression, archive.TarOptions{Timestamp: spec.Timestamp.time()}, func(tw *archive.TarWriter) error {
-		tr := tar.NewReader(bufio.NewReaderSize(pr, 256<<10))
-		buf := make([]byte, 128<<10)
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			seen(h)
-			if err := tw.WriteHeader(h); err != nil {
-				return err
-			}
-			if h.Typeflag == tar.TypeReg && h.Size > 0 {
-				if _, err := io.CopyBuffer(writerOnly{tw}, tr, buf); err != nil {
-					return err
-				}
-			}
-		}
-	})
+	var info archive.LayerInfo
+	if ts := spec.Timestamp.time(); normal && ts == nil {
+		info, err = archive.CopyLayer(bw, spec.Compression, ctxReader{ctx, pr}, seen)
+	} else {
+		info, err = rewriteLayer(ctx, bw, spec.Compression, ts, pr, seen)
+	}
 	var ferr error
 	fillDone := false
 	if err != nil {
@@ -544,6 +528,49 @@ func (s *stageState) writeTarLayer(ctx context.Context, spec layerSpec, fill fun
 		Size:      info.Size,
 		Digest:    info.Digest,
 	}, info.DiffID)
+}
+
+// rewriteLayer writes the tar stream r as a layer to bw, every entry
+// normalised again (ts, when set, is every mtime). seen gets every header.
+func rewriteLayer(ctx context.Context, bw io.Writer, c archive.Compression, ts *time.Time, r io.Reader, seen func(*tar.Header)) (archive.LayerInfo, error) {
+	return archive.WriteLayer(bw, c, archive.TarOptions{Timestamp: ts}, func(tw *archive.TarWriter) error {
+		tr := tar.NewReader(bufio.NewReaderSize(r, 256<<10))
+		buf := make([]byte, 128<<10)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			seen(h)
+			if err := tw.WriteHeader(h); err != nil {
+				return err
+			}
+			if h.Typeflag == tar.TypeReg && h.Size > 0 {
+				if _, err := io.CopyBuffer(writerOnly{tw}, tr, buf); err != nil {
+					return err
+				}
+			}
+		}
+	})
+}
+
+// ctxReader fails its reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // noteRunEntries records what a RUN layer holds in the known tree, so

@@ -33,7 +33,7 @@ type DiffStats struct {
 // differ writes tar entries for files below root.
 type differ struct {
 	root    string
-	tw      *tar.Writer
+	tw      EntryWriter
 	inodes  map[[2]uint64]string // (dev, ino) -> first path, for hardlinks
 	exclude map[string]bool
 	stats   DiffStats
@@ -57,76 +57,12 @@ func (d *differ) lstat(full string, st *unix.Stat_t) error {
 	return nil
 }
 
-func newDiffer(root string, tw *tar.Writer, exclude []string) *differ {
+func newDiffer(root string, tw EntryWriter, exclude []string) *differ {
 	d := &differ{root: root, tw: tw, inodes: map[[2]uint64]string{}, exclude: map[string]bool{}, buf: make([]byte, 256<<10)}
 	for _, e := range exclude {
 		d.exclude[strings.TrimPrefix(path.Clean("/"+e), "/")] = true
 	}
 	return d
-}
-
-// WriteUpperDiff writes the overlay upper directory upper as an OCI layer
-// tar to tw: whiteouts (0/0 character devices) become ".wh.NAME" entries,
-// opaque directories get a ".wh..wh..opq" entry, files with several links
-// in upper become hardlinks, and overlay's own xattrs are left out. Paths
-// in exclude (relative to the root) are left out with everything below
-// them. Entries are sorted, parents first; owners are as the caller sees
-// them (run it inside the user namespace the files were made in).
-func WriteUpperDiff(upper string, exclude []string, tw *tar.Writer) (DiffStats, error) {
-	d := newDiffer(upper, tw, exclude)
-	err := d.walkUpper("")
-	return d.stats, err
-}
-
-func (d *differ) walkUpper(dir string) error {
-	names, err := readNames(filepath.Join(d.root, dir))
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		rel := joinRel(dir, n)
-		if d.exclude[rel] {
-			continue
-		}
-		full := filepath.Join(d.root, rel)
-		var st unix.Stat_t
-		if err := unix.Lstat(full, &st); err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
-		}
-		if isWhiteout(&st) {
-			if err := d.whiteout(joinRel(dir, whiteoutPrefix+n)); err != nil {
-				return err
-			}
-			continue
-		}
-		xa, err := readXattrs(full)
-		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
-		}
-		if xa.whiteout && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 {
-			if err := d.whiteout(joinRel(dir, whiteoutPrefix+n)); err != nil {
-				return err
-			}
-			continue
-		}
-		if xa.unsupported != "" {
-			return fmt.Errorf("%s: overlay %s is not supported in a layer", rel, xa.unsupported)
-		}
-		if err := d.entry(rel, full, &st, xa.keep); err != nil {
-			return err
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if xa.opaque {
-				if err := d.whiteout(joinRel(rel, opaqueMarker)); err != nil {
-					return err
-				}
-			}
-			if err := d.walkUpper(rel); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // xattrInfo is what an entry's extended attributes say: overlay's own
@@ -137,17 +73,39 @@ type xattrInfo struct {
 	keep             map[string]string
 }
 
-// readXattrs lists p's xattrs (one listxattr call, one getxattr per
-// attribute; most files have none).
-func readXattrs(p string) (xattrInfo, error) {
+// xattrSource lists and reads one entry's extended attributes: through
+// its descriptor (fdXattrs) or, for what cannot be opened (symlinks,
+// devices), its path (pathXattrs).
+type xattrSource struct {
+	list func(buf []byte) (int, error)
+	get  func(name string, buf []byte) (int, error)
+}
+
+func fdXattrs(fd int) xattrSource {
+	return xattrSource{
+		list: func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) },
+		get:  func(name string, buf []byte) (int, error) { return unix.Fgetxattr(fd, name, buf) },
+	}
+}
+
+func pathXattrs(p string) xattrSource {
+	return xattrSource{
+		list: func(buf []byte) (int, error) { return unix.Llistxattr(p, buf) },
+		get:  func(name string, buf []byte) (int, error) { return unix.Lgetxattr(p, name, buf) },
+	}
+}
+
+// readXattrs lists an entry's xattrs (one listxattr call, one getxattr
+// per attribute; most files have none).
+func readXattrs(src xattrSource) (xattrInfo, error) {
 	var xi xattrInfo
 	var small [256]byte
 	buf := small[:]
-	sz, err := unix.Llistxattr(p, buf)
+	sz, err := src.list(buf)
 	if errors.Is(err, unix.ERANGE) {
-		if sz, err = unix.Llistxattr(p, nil); err == nil {
+		if sz, err = src.list(nil); err == nil {
 			buf = make([]byte, sz)
-			sz, err = unix.Llistxattr(p, buf)
+			sz, err = src.list(buf)
 		}
 	}
 	if err != nil || sz == 0 {
@@ -163,7 +121,7 @@ func readXattrs(p string) (xattrInfo, error) {
 		} else if o, ok := strings.CutPrefix(name, "user.overlay."); ok {
 			name = "overlay." + o
 		}
-		v, err := getXattr(p, string(k))
+		v, err := getXattr(src, string(k))
 		if err != nil {
 			continue
 		}
@@ -189,20 +147,20 @@ func readXattrs(p string) (xattrInfo, error) {
 	return xi, nil
 }
 
-func getXattr(p, name string) (string, error) {
+func getXattr(src xattrSource, name string) (string, error) {
 	var small [256]byte
-	n, err := unix.Lgetxattr(p, name, small[:])
+	n, err := src.get(name, small[:])
 	if err == nil {
 		return string(small[:n]), nil
 	}
 	if !errors.Is(err, unix.ERANGE) {
 		return "", err
 	}
-	if n, err = unix.Lgetxattr(p, name, nil); err != nil {
+	if n, err = src.get(name, nil); err != nil {
 		return "", err
 	}
 	v := make([]byte, n)
-	n, err = unix.Lgetxattr(p, name, v)
+	n, err = src.get(name, v)
 	if err != nil {
 		return "", err
 	}
@@ -215,8 +173,34 @@ func (d *differ) whiteout(name string) error {
 	return d.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0, Format: tar.FormatPAX, ModTime: time.Unix(0, 0)})
 }
 
-// entry writes one file, directory, link or device.
+// entry writes one file, directory, link or device found at full.
 func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]string) error {
+	h, err := d.header(rel, st, xattrs, func() (string, error) { return os.Readlink(full) })
+	if err != nil || h == nil {
+		return err
+	}
+	if err := d.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	d.stats.Entries++
+	if h.Typeflag != tar.TypeReg || h.Size == 0 {
+		return nil
+	}
+	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	if errors.Is(err, unix.EPERM) { // O_NOATIME on a file of another owner
+		fd, err = unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	defer unix.Close(fd)
+	return d.content(rel, fd, h.Size)
+}
+
+// header is the tar header of the entry rel with stat st (nil for what a
+// layer does not hold: sockets). A regular file with several links is a
+// hardlink to the first path of its inode the differ saw.
+func (d *differ) header(rel string, st *unix.Stat_t, xattrs map[string]string, readlink func() (string, error)) (*tar.Header, error) {
 	// Whole-second mtimes, as the layer keeps them: a sub-second one
 	// would cost a PAX record (and a map in every reader's header) per
 	// entry.
@@ -245,9 +229,9 @@ func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]stri
 		}
 	case unix.S_IFLNK:
 		h.Typeflag = tar.TypeSymlink
-		target, err := os.Readlink(full)
+		target, err := readlink()
 		if err != nil {
-			return fmt.Errorf("%s: %w", rel, err)
+			return nil, fmt.Errorf("%s: %w", rel, err)
 		}
 		h.Linkname = target
 	case unix.S_IFCHR, unix.S_IFBLK:
@@ -259,7 +243,7 @@ func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]stri
 	case unix.S_IFIFO:
 		h.Typeflag = tar.TypeFifo
 	default:
-		return nil // sockets are not content
+		return nil, nil // sockets are not content
 	}
 	for k, v := range xattrs {
 		if h.PAXRecords == nil {
@@ -267,30 +251,7 @@ func (d *differ) entry(rel, full string, st *unix.Stat_t, xattrs map[string]stri
 		}
 		h.PAXRecords["SCHILY.xattr."+k] = v
 	}
-	if err := d.tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
-	}
-	d.stats.Entries++
-	if h.Typeflag != tar.TypeReg || h.Size == 0 {
-		return nil
-	}
-	fd, err := unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOATIME, 0)
-	if errors.Is(err, unix.EPERM) { // O_NOATIME on a file of another owner
-		fd, err = unix.Open(full, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
-	}
-	n, err := copyFromFd(d.tw, fd, h.Size, d.buf)
-	unix.Close(fd)
-	if err != nil {
-		return fmt.Errorf("%s: %w", rel, err)
-	}
-	if n != h.Size {
-		return fmt.Errorf("%s: changed while being read (%d bytes of %d)", rel, n, h.Size)
-	}
-	d.stats.Bytes += n
-	return nil
+	return h, nil
 }
 
 // copyFromFd copies up to size bytes of the file fd to w with plain reads
@@ -421,13 +382,13 @@ func TakeSnapshotFix(root string, exclude []string, fix StatFix) (Snapshot, erro
 // changed as an OCI layer tar to tw: new and changed entries (a changed
 // directory as its own entry only), ".wh." whiteouts for what is gone. It
 // returns the new snapshot. Unchanged files are never opened.
-func WriteWalkDiff(root string, before Snapshot, exclude []string, tw *tar.Writer) (Snapshot, DiffStats, error) {
+func WriteWalkDiff(root string, before Snapshot, exclude []string, tw EntryWriter) (Snapshot, DiffStats, error) {
 	return WriteWalkDiffFix(root, before, exclude, tw, nil)
 }
 
 // WriteWalkDiffFix is WriteWalkDiff with each entry's stat rewritten by
 // fix.
-func WriteWalkDiffFix(root string, before Snapshot, exclude []string, tw *tar.Writer, fix StatFix) (Snapshot, DiffStats, error) {
+func WriteWalkDiffFix(root string, before Snapshot, exclude []string, tw EntryWriter, fix StatFix) (Snapshot, DiffStats, error) {
 	d := newDiffer(root, tw, exclude)
 	d.fix = fix
 	after := make(Snapshot, len(before))
@@ -474,7 +435,7 @@ func WriteWalkDiffFix(root string, before Snapshot, exclude []string, tw *tar.Wr
 			old, had := before[rel]
 			isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 			if !had || changed(old, m) {
-				xa, err := readXattrs(full)
+				xa, err := readXattrs(pathXattrs(full))
 				if err != nil {
 					return fmt.Errorf("%s: %w", rel, err)
 				}

@@ -116,13 +116,7 @@ func doJob(j *job) (*result, error) {
 	case "apply":
 		return applyJob(j)
 	case "diff":
-		var st rootfs.DiffStats
-		err := writeTar(os.Stdout, func(tw *tar.Writer) error {
-			var err error
-			st, err = rootfs.WriteUpperDiff(j.Dest, j.Exclude, tw)
-			return err
-		})
-		return &result{Stats: st}, err
+		return diffJob(j)
 	case "walk":
 		return walkJob(j)
 	case "remove":
@@ -139,6 +133,22 @@ func doJob(j *job) (*result, error) {
 		return verifyJob(j)
 	}
 	return nil, fmt.Errorf("unknown job %q", j.Kind)
+}
+
+// diffJob writes the upper directory j.Dest as a layer tar on stdout, in
+// archive.TarWriter's normal form: kiln takes the stream as it is
+// (archive.CopyLayer).
+func diffJob(j *job) (*result, error) {
+	bw := bufio.NewWriterSize(os.Stdout, 256<<10)
+	tw := archive.NewTarWriter(bw, archive.TarOptions{})
+	st, err := rootfs.WriteUpperDiff(j.Dest, j.Exclude, tw)
+	if err == nil {
+		err = tw.Close()
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	return &result{Stats: st}, err
 }
 
 // checkTarget refuses to unpack into the root filesystem.

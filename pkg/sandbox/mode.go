@@ -81,7 +81,8 @@ type OverlayImpl interface {
 	// Unpack is rootfs.Unpacker's Unpack.
 	Unpack(ctx context.Context, lowers []string, dest, work string, r io.Reader) ([]string, error)
 	// UpperDiff writes the overlay upper directory upper as an
-	// uncompressed layer tar to w.
+	// uncompressed layer tar to w, in archive.TarWriter's normal form
+	// (no Timestamp).
 	UpperDiff(ctx context.Context, upper string, exclude []string, w io.Writer) (rootfs.DiffStats, error)
 }
 

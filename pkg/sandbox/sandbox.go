@@ -357,7 +357,8 @@ func (s *Sandbox) Remove(ctx context.Context, dir string) error {
 }
 
 // UpperDiff writes the overlay upper directory upper as an uncompressed
-// OCI layer tar to w (see rootfs.WriteUpperDiff).
+// OCI layer tar to w (see rootfs.WriteUpperDiff), in archive.TarWriter's
+// normal form (no Timestamp): archive.CopyLayer takes it as it is.
 func (s *Sandbox) UpperDiff(ctx context.Context, upper string, exclude []string, w io.Writer) (rootfs.DiffStats, error) {
 	o, ok := s.impl.(OverlayImpl)
 	if !ok || !s.Overlay() {
