@@ -39,6 +39,8 @@ type differ struct {
 	stats   DiffStats
 	buf     []byte
 	fix     StatFix
+	// files takes regular files to read ahead (WriteUpperDiff).
+	files chan *fileRead
 }
 
 // StatFix is given to the walk functions to rewrite each entry's stat

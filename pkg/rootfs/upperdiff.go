@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +33,8 @@ type EntryWriter interface {
 // It costs what the step wrote: directory entries come with their types,
 // so each file is opened once, relative to its directory (no path walk
 // from the root per system call), and its metadata, extended attributes
-// and content are all read through that one descriptor.
+// and content are all read through that one descriptor, ahead of the tar
+// writer on other threads (see prefetchWorkers).
 func WriteUpperDiff(upper string, exclude []string, tw EntryWriter) (DiffStats, error) {
 	d := newDiffer(upper, tw, exclude)
 	fd, err := unix.Open(upper, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -40,8 +42,94 @@ func WriteUpperDiff(upper string, exclude []string, tw EntryWriter) (DiffStats, 
 		return d.stats, &os.PathError{Op: "open", Path: upper, Err: err}
 	}
 	defer unix.Close(fd)
+	d.files = make(chan *fileRead, prefetchWindow)
+	var wg sync.WaitGroup
+	for range prefetchWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range d.files {
+				f.read()
+			}
+		}()
+	}
 	err = d.upperDir(fd, "")
+	close(d.files)
+	wg.Wait()
 	return d.stats, err
+}
+
+// Regular files are opened and read ahead of the tar writer, on
+// prefetchWorkers goroutines, up to prefetchWindow entries of a directory
+// ahead (never past a subdirectory not yet written: at most one window is
+// in flight, at most prefetchWindow*prefetchSize bytes held); content up
+// to prefetchSize bytes is read then, larger files stream from their
+// descriptor when their turn comes.
+const (
+	prefetchWorkers = 2
+	prefetchWindow  = 64
+	prefetchSize    = 32 << 10
+)
+
+// fileRead is a regular file read ahead.
+type fileRead struct {
+	dirfd int
+	name  string
+	done  chan struct{}
+	// What read found: fd is open (to be closed by the taker) unless
+	// data holds the whole content.
+	fd   int
+	st   unix.Stat_t
+	xa   xattrInfo
+	data []byte
+	err  error
+}
+
+func (f *fileRead) read() {
+	defer close(f.done)
+	f.fd, f.err = openEntry(f.dirfd, f.name, 0, &f.st)
+	if f.err != nil {
+		return
+	}
+	if f.xa, f.err = readXattrs(fdXattrs(f.fd)); f.err != nil {
+		return
+	}
+	if f.st.Size == 0 || f.st.Size > prefetchSize {
+		return
+	}
+	buf := make([]byte, f.st.Size)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(f.fd, buf[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			f.err = err
+			return
+		}
+		if m == 0 {
+			break // shorter than its stat said: the taker reports it
+		}
+		n += m
+	}
+	f.data = buf[:n]
+	unix.Close(f.fd)
+	f.fd = -1
+}
+
+// take waits for f and owns its descriptor from then on.
+func (f *fileRead) take() *fileRead {
+	<-f.done
+	return f
+}
+
+// discard waits for f and closes what it left open.
+func (f *fileRead) discard() {
+	<-f.done
+	if f.fd >= 0 {
+		unix.Close(f.fd)
+	}
 }
 
 // upperDir writes the entries of the directory fd (at rel) and, depth
@@ -51,15 +139,90 @@ func (d *differ) upperDir(fd int, rel string) error {
 	if err != nil {
 		return err
 	}
+	var keep []fs.DirEntry
 	for _, e := range ents {
-		child := joinRel(rel, e.Name())
-		if d.exclude[child] {
-			continue
+		if !d.exclude[joinRel(rel, e.Name())] {
+			keep = append(keep, e)
 		}
-		if err := d.upperEntry(fd, rel, e.Name(), e.Type()); err != nil {
+	}
+	// Regular files are read ahead; every one sent is taken or
+	// discarded before the directory's descriptor is closed.
+	ahead := make([]*fileRead, len(keep))
+	sent := 0
+	defer func() {
+		for _, f := range ahead {
+			if f != nil {
+				f.discard()
+			}
+		}
+	}()
+	for i, e := range keep {
+		// Files past a subdirectory are read ahead once it is done:
+		// at most one window is ever in flight.
+		for sent < len(keep) && sent < i+prefetchWindow {
+			t := keep[sent].Type()
+			if t.IsDir() && sent > i {
+				break
+			}
+			if t&fs.ModeType == 0 {
+				ahead[sent] = &fileRead{dirfd: fd, name: keep[sent].Name(), done: make(chan struct{}), fd: -1}
+				d.files <- ahead[sent]
+			}
+			sent++
+			if t.IsDir() {
+				break
+			}
+		}
+		var err error
+		if f := ahead[i]; f != nil {
+			ahead[i] = nil
+			err = d.upperFile(rel, f.take())
+		} else {
+			err = d.upperEntry(fd, rel, e.Name(), e.Type())
+		}
+		if err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// upperFile writes the regular file f read ahead.
+func (d *differ) upperFile(dir string, f *fileRead) error {
+	rel := joinRel(dir, f.name)
+	if f.fd >= 0 {
+		defer unix.Close(f.fd)
+	}
+	if f.err != nil {
+		return fmt.Errorf("%s: %w", rel, f.err)
+	}
+	if f.xa.whiteout && f.st.Size == 0 {
+		return d.whiteout(joinRel(dir, whiteoutPrefix+f.name))
+	}
+	if f.xa.unsupported != "" {
+		return fmt.Errorf("%s: overlay %s is not supported in a layer", rel, f.xa.unsupported)
+	}
+	h, err := d.header(rel, &f.st, f.xa.keep, nil)
+	if err != nil {
+		return err
+	}
+	if err := d.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	d.stats.Entries++
+	switch {
+	case h.Typeflag != tar.TypeReg || h.Size == 0:
+		return nil
+	case f.fd >= 0:
+		return d.content(rel, f.fd, h.Size)
+	}
+	if _, err := d.tw.Write(f.data); err != nil {
+		return fmt.Errorf("%s: %w", rel, err)
+	}
+	if int64(len(f.data)) != h.Size {
+		return fmt.Errorf("%s: changed while being read (%d bytes of %d)", rel, len(f.data), h.Size)
+	}
+	d.stats.Bytes += h.Size
 	return nil
 }
 
