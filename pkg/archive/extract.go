@@ -25,6 +25,11 @@ type ExtractOptions struct {
 	// is copied up from Upper.Lower, as the overlay would. The merged view
 	// is the one extracting through the overlay gives.
 	Upper *UpperOptions
+	// Workers is how many goroutines create and write regular files
+	// besides the one reading the tar (Extract waits for them): 0 picks
+	// one per CPU (at most 4), a negative number none (every entry in
+	// order on the caller's goroutine).
+	Workers int
 }
 
 // UpperOptions describes the overlay an upper directory is extracted for.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -49,6 +50,14 @@ func Extract(r io.Reader, dir string, opts ExtractOptions) error {
 		if err := x.entry(hdr, tr); err != nil {
 			return fmt.Errorf("extract to %s: %w", dir, err)
 		}
+		if x.par != nil {
+			if err := x.par.firstErr(); err != nil {
+				return fmt.Errorf("extract to %s: %w", dir, err)
+			}
+		}
+	}
+	if err := x.drain(); err != nil {
+		return fmt.Errorf("extract to %s: %w", dir, err)
 	}
 	if err := x.finish(); err != nil {
 		return fmt.Errorf("extract to %s: %w", dir, err)
@@ -85,6 +94,11 @@ type extractor struct {
 	cur       *dirInfo // the parent of the entry being extracted
 
 	up *upperState // ExtractOptions.Upper; nil otherwise
+
+	// Directories this extraction made (empty then, writable by the
+	// caller): new names in them may go to the file writers.
+	fresh map[string]bool
+	par   *parallel // the file writers; nil for none
 }
 
 // dirInfo is what decides the owner and mode of a file created in a
@@ -110,7 +124,17 @@ func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
 			return nil, fmt.Errorf("extract to %s: %w", dir, err)
 		}
 	}
-	return &extractor{
+	if opts.OnSkip != nil {
+		// Called by the file writers too: one at a time.
+		var mu sync.Mutex
+		onSkip := opts.OnSkip
+		opts.OnSkip = func(name, reason string) {
+			mu.Lock()
+			defer mu.Unlock()
+			onSkip(name, reason)
+		}
+	}
+	x := &extractor{
 		up:         up,
 		opts:       opts,
 		rootPath:   abs,
@@ -124,10 +148,19 @@ func newExtractor(dir string, opts ExtractOptions) (*extractor, error) {
 		umask:      readUmask(),
 		uid:        unix.Geteuid(),
 		gid:        unix.Getegid(),
-	}, nil
+		fresh:      map[string]bool{},
+	}
+	if n := extractWorkers(opts.Workers); n > 0 {
+		x.par = newParallel(x, n)
+	}
+	return x, nil
 }
 
 func (x *extractor) close() {
+	if x.par != nil {
+		x.par.stop()
+		x.par = nil
+	}
 	x.dropCache()
 	if x.up != nil {
 		x.up.close()
@@ -171,6 +204,12 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if kind == plainWhiteout || kind == opaqueMarker {
+		// Removals: nothing handed to the file writers may be in the way.
+		if err := x.drain(); err != nil {
+			return err
+		}
+	}
 	switch kind {
 	case metaWhiteout:
 		return nil
@@ -204,6 +243,10 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		x.dirMeta[""] = &h
 		return nil
 	}
+	seen := x.layerPaths[p]
+	if err := x.waitFor(p); err != nil {
+		return err
+	}
 	x.touch(p)
 	dir := parentPath(p)
 	pfd, err := x.dirFd(dir, hdr.Name)
@@ -215,6 +258,9 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	case tar.TypeDir:
 		err = e.mkdir()
 	case tar.TypeReg:
+		if e.parallelOK(seen) {
+			return e.queueFile(r)
+		}
 		err = e.writeFile(r)
 	case tar.TypeSymlink:
 		err = e.symlink()
@@ -266,6 +312,10 @@ func (e *entryCtx) clear(keepDir bool) (bool, error) {
 		if keepDir {
 			return true, nil
 		}
+		// Files handed to the writers may be in that tree.
+		if err := e.x.drain(); err != nil {
+			return false, err
+		}
 		e.x.dropCacheUnder(e.path)
 		if err := e.retry(func() error { return e.x.removeAll(e.pfd, e.base, e.path) }); err != nil {
 			return false, fmt.Errorf("replace directory: %w", err)
@@ -287,6 +337,7 @@ func (e *entryCtx) mkdir() error {
 		if err := e.retry(func() error { return unix.Mkdirat(e.pfd, e.base, 0o700) }); err != nil {
 			return fmt.Errorf("mkdir: %w", err)
 		}
+		e.x.fresh[e.path] = true
 		if up := e.x.up; up != nil && up.whited[e.path] {
 			// In place of a whiteout of this layer: the lower
 			// directory is gone.
@@ -294,6 +345,13 @@ func (e *entryCtx) mkdir() error {
 			if err := e.x.setOpaque(e.pfd, e.base, e.path); err != nil {
 				return err
 			}
+		}
+	}
+	if exists && hasXattrs(e.hdr) {
+		// A default ACL would change the mode of files handed to the
+		// writers but not created yet.
+		if err := e.x.drain(); err != nil {
+			return err
 		}
 	}
 	if e.x.opts.Chown || hasXattrs(e.hdr) {
@@ -475,6 +533,9 @@ func (e *entryCtx) hardlink() error {
 	target, err := cleanReadName(e.hdr.Linkname)
 	if err != nil || target == "" {
 		return fmt.Errorf("hardlink target %q is outside the root", e.hdr.Linkname)
+	}
+	if err := e.x.waitFor(target); err != nil {
+		return err
 	}
 	if target == e.path {
 		var st unix.Stat_t
@@ -810,6 +871,9 @@ func (x *extractor) dirFd(p, entry string) (int, error) {
 		x.cur = &x.cacheInfo
 		return x.cacheFd, nil
 	}
+	if err := x.waitForAncestors(p); err != nil {
+		return -1, err
+	}
 	fd, err := x.openDir(p, true)
 	if err != nil {
 		return -1, fmt.Errorf("entry %q: %w", entry, err)
@@ -1050,3 +1114,18 @@ func (x *extractor) finishDir(pfd int, name, p string) error {
 // dirOpenFlags opens directories for use as the dirfd of *at calls,
 // without needing read permission and without following a final symlink.
 const dirOpenFlags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+// SyncFS writes everything of dir's filesystem that is still in memory to
+// disk and waits for it (syncfs): once per extracted layer, before it is
+// published, instead of a fsync per file.
+func SyncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -13,3 +13,8 @@ import (
 func Extract(r io.Reader, dir string, opts ExtractOptions) error {
 	return fmt.Errorf("extract to %s: not supported on %s", dir, runtime.GOOS)
 }
+
+// SyncFS is not supported on this system.
+func SyncFS(dir string) error {
+	return fmt.Errorf("sync %s: not supported on %s", dir, runtime.GOOS)
+}

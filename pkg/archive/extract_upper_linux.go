@@ -131,6 +131,8 @@ func (x *extractor) upperMkdir(cur int, c, p string) error {
 	if err := x.plainMkdir(cur, c, parentPath(p)); err != nil {
 		return err
 	}
+	// Copied up: its mode may not let the caller write to it.
+	delete(x.fresh, p)
 	return x.copyUpMeta(cur, c, p, &st, true)
 }
 
@@ -145,6 +147,7 @@ func (x *extractor) plainMkdir(cur int, c, parent string) error {
 	}
 	// Explicit: the umask may have taken bits away.
 	_ = unix.Fchmodat(cur, c, 0o755, 0)
+	x.fresh[joinPath(parent, c)] = true
 	return nil
 }
 
@@ -358,6 +361,9 @@ func (x *extractor) copyUp(target string) (bool, error) {
 		return false, err
 	}
 	defer unix.Close(pfd)
+	// A name this layer does not list: its directory is no longer empty
+	// but for the layer's names.
+	delete(x.fresh, parentPath(target))
 	base := path.Base(target)
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:

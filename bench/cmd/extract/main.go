@@ -3,10 +3,13 @@
 // it is what kiln does to unpack a layer, without the registry, the
 // decompression and the sandbox helper around it.
 //
-//	extract [-chown] [-cpuprofile F] DIR TAR...
+//	extract [-chown] [-workers N] [-sync] [-cpuprofile F] DIR TAR...
 //
 // DIR must not exist. Each TAR (uncompressed, or "-" for stdin) is
-// applied in order; the time taken is printed in seconds.
+// applied in order; the time taken is printed in seconds. -workers sets
+// archive.ExtractOptions.Workers (0: one per CPU, -1: none, every file in
+// order), -sync ends each layer with a syncfs of DIR's filesystem, as the
+// sandbox's unpacking does before a layer is published.
 package main
 
 import (
@@ -24,8 +27,10 @@ import (
 func main() {
 	chown := flag.Bool("chown", false, "apply the owners of the entries")
 	prof := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	workers := flag.Int("workers", 0, "goroutines writing files (0: one per CPU, -1: none)")
+	sync := flag.Bool("sync", false, "syncfs after each layer")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: extract [-chown] [-cpuprofile F] DIR TAR...")
+		fmt.Fprintln(os.Stderr, "usage: extract [-chown] [-workers N] [-sync] [-cpuprofile F] DIR TAR...")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -52,7 +57,7 @@ func main() {
 	}
 	start := time.Now()
 	for _, name := range flag.Args()[1:] {
-		if err := apply(dir, name, *chown); err != nil {
+		if err := apply(dir, name, archive.ExtractOptions{Chown: *chown, Workers: *workers, OnSkip: func(string, string) {}}, *sync); err != nil {
 			fmt.Fprintln(os.Stderr, "extract:", err)
 			pprof.StopCPUProfile()
 			os.Exit(1)
@@ -61,7 +66,7 @@ func main() {
 	fmt.Printf("%.3f\n", time.Since(start).Seconds())
 }
 
-func apply(dir, name string, chown bool) error {
+func apply(dir, name string, opts archive.ExtractOptions, sync bool) error {
 	var r io.Reader = os.Stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -71,5 +76,11 @@ func apply(dir, name string, chown bool) error {
 		defer f.Close()
 		r = f
 	}
-	return archive.Extract(bufio.NewReaderSize(r, 1<<20), dir, archive.ExtractOptions{Chown: chown, OnSkip: func(string, string) {}})
+	if err := archive.Extract(bufio.NewReaderSize(r, 1<<20), dir, opts); err != nil {
+		return err
+	}
+	if !sync {
+		return nil
+	}
+	return archive.SyncFS(dir)
 }
