@@ -42,8 +42,10 @@ type Unpacker interface {
 	Key() string
 	// Unpack applies the tar r as the upper directory dest of an overlay
 	// of lowers (bottom first; none for the first layer), creating dest.
-	// work is an empty directory on dest's filesystem. It returns notes on
-	// what could not be applied (device nodes, xattrs).
+	// work is an empty directory on dest's filesystem. dest is on disk
+	// when it returns (one syncfs, no fsync per file): the store then
+	// publishes it. It returns notes on what could not be applied (device
+	// nodes, xattrs).
 	Unpack(ctx context.Context, lowers []string, dest, work string, r io.Reader) (notes []string, err error)
 	// Remove deletes a directory tree that may hold files of other owners.
 	Remove(ctx context.Context, dir string) error

@@ -208,6 +208,13 @@ func unpackJob(j *job) (*result, error) {
 		defer unix.Unmount(merged, unix.MNT_DETACH)
 	}
 	err := archive.Extract(stdinTar(), target, opts)
+	if err == nil {
+		// Once the layer is complete and before the store publishes it
+		// (a rename, once this returns): one sync of the filesystem, no
+		// fsync per file. A crash never leaves a layer directory whose
+		// files are empty or missing.
+		err = archive.SyncFS(j.Dest)
+	}
 	return &result{Notes: notes}, err
 }
 

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/kiln-build/kiln/pkg/rootfs"
 )
 
@@ -378,11 +380,53 @@ func (s *Sandbox) WalkDiff(ctx context.Context, dir, snapIn, snapOut string, exc
 }
 
 func (h *helper) Unpack(ctx context.Context, lowers []string, dest, work string, r io.Reader) ([]string, error) {
-	res, err := h.exec(ctx, &job{Kind: "unpack", Lowers: lowers, Dest: dest, Work: work, Chown: !h.singleMap}, r, nil, nil)
+	pr, wait, err := feedPipe(r)
+	if err != nil {
+		return nil, err
+	}
+	res, err := h.exec(ctx, &job{Kind: "unpack", Lowers: lowers, Dest: dest, Work: work, Chown: !h.singleMap}, pr, nil, nil)
+	if ferr := wait(); ferr != nil {
+		// The layer could not be read (or did not match its digest):
+		// that explains a helper's truncated tar better.
+		return nil, ferr
+	}
 	if err != nil {
 		return nil, err
 	}
 	return res.Notes, nil
+}
+
+// feedPipe copies r into a pipe for a helper's standard input, in writes
+// of up to 1 MiB into a pipe of 1 MiB where the kernel allows it (exec's
+// own copy writes 32 KiB at a time into the default 64 KiB: a gigabyte
+// layer was 32,000 writes and as many wake-ups of the helper). Once the
+// helper is gone, wait closes the read end and returns what went wrong
+// reading r (nil for a helper that stopped reading).
+func feedPipe(r io.Reader) (*os.File, func() error, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if rc, err := pw.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, 1<<20) })
+	}
+	done := make(chan error, 1)
+	go func() {
+		// Plain Read and Write: *os.File's ReadFrom would copy 32 KiB
+		// at a time again.
+		_, err := io.CopyBuffer(struct{ io.Writer }{pw}, struct{ io.Reader }{r}, make([]byte, 1<<20))
+		pw.Close()
+		done <- err
+	}()
+	wait := func() error {
+		pr.Close()
+		err := <-done
+		if err == nil || errors.Is(err, syscall.EPIPE) {
+			return nil
+		}
+		return err
+	}
+	return pr, wait, nil
 }
 
 func (h *helper) Apply(ctx context.Context, dir string, r io.Reader) ([]string, error) {
