@@ -1,17 +1,21 @@
 // Command unpackbench unpacks an OCI layout's image into a fresh rootfs
 // store, layer by layer, and prints each layer's wall and CPU time (its
-// own and the sandbox helper's).
+// own and the sandbox helper's). Layers are decoded as a build decodes a
+// registry's (pkg/archive's decoder for their media type).
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"syscall"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
+	"github.com/kiln-build/kiln/pkg/archive"
 	"github.com/kiln-build/kiln/pkg/rootfs"
 	"github.com/kiln-build/kiln/pkg/sandbox"
 )
@@ -21,6 +25,41 @@ func main() {
 		fmt.Fprintln(os.Stderr, "unpackbench:", err)
 		os.Exit(1)
 	}
+}
+
+// decompressed opens l as a build opens a registry's layer: compressed,
+// decoded by pkg/archive's decoder for its media type.
+func decompressed(l v1.Layer) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		mt, err := l.MediaType()
+		if err != nil {
+			return nil, err
+		}
+		c, ok := archive.CompressionOf(mt)
+		if !ok {
+			return l.Uncompressed()
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return nil, err
+		}
+		u, err := archive.NewReader(rc, c)
+		if err != nil {
+			rc.Close()
+			return nil, err
+		}
+		return readCloser{u, rc}, nil
+	}
+}
+
+type readCloser struct {
+	io.ReadCloser
+	under io.Closer
+}
+
+func (r readCloser) Close() error {
+	r.ReadCloser.Close()
+	return r.under.Close()
 }
 
 func cpu(who int) (time.Duration, time.Duration) {
@@ -65,7 +104,7 @@ func run(storeDir, layoutDir string) error {
 		if err != nil {
 			return err
 		}
-		layers = append(layers, rootfs.Layer{DiffID: d, Open: l.Uncompressed, Name: d.String()[:19]})
+		layers = append(layers, rootfs.Layer{DiffID: d, Open: decompressed(l), Name: d.String()[:19]})
 	}
 	fmt.Printf("mode %s\n", sb.Summary())
 	for i := range layers {
