@@ -69,6 +69,8 @@ func TestExtract(t *testing.T) {
 
 func testExtract(t *testing.T) {
 	root := t.TempDir()
+	// ro/ stays read-only: a non-root test could not remove its files.
+	t.Cleanup(func() { _ = os.Chmod(filepath.Join(root, "ro"), 0o755) })
 	old := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
 	longName := "deep/" + strings.Repeat("long-component-name/", 8) + "file"
 	layer0 := mkTar(t,
