@@ -30,6 +30,11 @@ type ExtractOptions struct {
 	// one per CPU (at most 4), a negative number none (every entry in
 	// order on the caller's goroutine).
 	Workers int
+	// WriteBack starts each file's writeback as soon as it is written
+	// (sync_file_range, without waiting), so that the SyncFS that ends a
+	// layer finds little left to write: the disk writes while the
+	// extraction goes on instead of after it.
+	WriteBack bool
 }
 
 // UpperOptions describes the overlay an upper directory is extracted for.

@@ -423,6 +423,7 @@ func (e *entryCtx) fillFile(fd int, r io.Reader, mode uint32, exact bool) error 
 	if n != e.hdr.Size {
 		return fmt.Errorf("content is %d bytes, header says %d", n, e.hdr.Size)
 	}
+	e.x.startWriteBack(fd, int(n))
 	if e.x.opts.Chown && !e.x.ownedByCreate(e.hdr) {
 		if err := unix.Fchown(fd, e.hdr.Uid, e.hdr.Gid); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", e.hdr.Uid, e.hdr.Gid, err)

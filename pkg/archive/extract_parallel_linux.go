@@ -316,6 +316,7 @@ func (x *extractor) fillJob(fd int, j *fileJob) error {
 	if err := writeAll(fd, j.data); err != nil {
 		return fmt.Errorf("write content: %w", err)
 	}
+	x.startWriteBack(fd, len(j.data))
 	if j.chown {
 		if err := unix.Fchown(fd, j.hdr.Uid, j.hdr.Gid); err != nil {
 			return fmt.Errorf("chown %d:%d: %w", j.hdr.Uid, j.hdr.Gid, err)
@@ -343,4 +344,13 @@ func futimens(fd int, ts []unix.Timespec) error {
 		return e
 	}
 	return nil
+}
+
+// startWriteBack starts writing a new file's n bytes to disk, without
+// waiting (ExtractOptions.WriteBack). Best effort: a filesystem that does
+// not support it is synced by SyncFS all the same.
+func (x *extractor) startWriteBack(fd, n int) {
+	if x.opts.WriteBack && n > 0 {
+		_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+	}
 }

@@ -103,11 +103,12 @@ func parallelLayer(t testing.TB) []byte {
 func TestExtractParallelMatchesInOrder(t *testing.T) {
 	layer := parallelLayer(t)
 	want := ""
-	for _, workers := range []int{-1, 1, 4, 0} {
+	for i, workers := range []int{-1, 1, 4, 0, 2} {
 		root := t.TempDir()
 		var skipped skipLog
 		opts := skipped.opts(os.Getuid() == 0)
 		opts.Workers = workers
+		opts.WriteBack = i == 4 // the same tree, its writeback started early
 		handed := handedOver.Load()
 		if err := Extract(bytes.NewReader(layer), root, opts); err != nil {
 			t.Fatalf("workers %d: %v", workers, err)

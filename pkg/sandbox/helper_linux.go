@@ -177,6 +177,9 @@ func unpackJob(j *job) (*result, error) {
 	opts := archive.ExtractOptions{
 		Chown:  j.Chown,
 		OnSkip: func(name, reason string) { notes = appendNote(notes, name+": "+reason) },
+		// The layer is synced before it is published (below): its
+		// files go to disk as they are written.
+		WriteBack: true,
 	}
 	target := j.Dest
 	if len(j.Lowers) > 0 {

@@ -8,8 +8,9 @@
 // DIR must not exist. Each TAR (uncompressed, or "-" for stdin) is
 // applied in order; the time taken is printed in seconds. -workers sets
 // archive.ExtractOptions.Workers (0: one per CPU, -1: none, every file in
-// order), -sync ends each layer with a syncfs of DIR's filesystem, as the
-// sandbox's unpacking does before a layer is published.
+// order), -sync starts each file's writeback as it is written and ends
+// each layer with a syncfs of DIR's filesystem, as the sandbox's unpacking
+// does before a layer is published.
 package main
 
 import (
@@ -57,7 +58,7 @@ func main() {
 	}
 	start := time.Now()
 	for _, name := range flag.Args()[1:] {
-		if err := apply(dir, name, archive.ExtractOptions{Chown: *chown, Workers: *workers, OnSkip: func(string, string) {}}, *sync); err != nil {
+		if err := apply(dir, name, archive.ExtractOptions{Chown: *chown, Workers: *workers, WriteBack: *sync, OnSkip: func(string, string) {}}, *sync); err != nil {
 			fmt.Fprintln(os.Stderr, "extract:", err)
 			pprof.StopCPUProfile()
 			os.Exit(1)
