@@ -28,7 +28,7 @@ func main() {
 }
 
 // decompressed opens l as a build opens a registry's layer: compressed,
-// decoded by pkg/archive's decoder for its media type.
+// decoded ahead by pkg/archive's decoder for its media type.
 func decompressed(l v1.Layer) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
 		mt, err := l.MediaType()
@@ -43,7 +43,7 @@ func decompressed(l v1.Layer) func() (io.ReadCloser, error) {
 		if err != nil {
 			return nil, err
 		}
-		u, err := archive.NewReader(rc, c)
+		u, err := archive.NewReaderAhead(rc, c)
 		if err != nil {
 			rc.Close()
 			return nil, err
@@ -58,8 +58,9 @@ type readCloser struct {
 }
 
 func (r readCloser) Close() error {
+	err := r.under.Close()
 	r.ReadCloser.Close()
-	return r.under.Close()
+	return err
 }
 
 func cpu(who int) (time.Duration, time.Duration) {
