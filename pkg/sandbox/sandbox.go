@@ -385,7 +385,7 @@ func (h *helper) Unpack(ctx context.Context, lowers []string, dest, work string,
 		return nil, err
 	}
 	res, err := h.exec(ctx, &job{Kind: "unpack", Lowers: lowers, Dest: dest, Work: work, Chown: !h.singleMap}, pr, nil, nil)
-	if ferr := wait(); ferr != nil {
+	if ferr := wait(err != nil); ferr != nil {
 		// The layer could not be read (or did not match its digest):
 		// that explains a helper's truncated tar better.
 		return nil, ferr
@@ -401,8 +401,10 @@ func (h *helper) Unpack(ctx context.Context, lowers []string, dest, work string,
 // own copy writes 32 KiB at a time into the default 64 KiB: a gigabyte
 // layer was 32,000 writes and as many wake-ups of the helper). Once the
 // helper is gone, wait closes the read end and returns what went wrong
-// reading r (nil for a helper that stopped reading).
-func feedPipe(r io.Reader) (*os.File, func() error, error) {
+// reading r (nil for a helper that stopped reading). After a failed
+// helper it waits at most 2 s for a read of r that may block (as exec's
+// WaitDelay did): the caller then only closes r.
+func feedPipe(r io.Reader) (*os.File, func(failed bool) error, error) {
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, nil, err
@@ -418,9 +420,17 @@ func feedPipe(r io.Reader) (*os.File, func() error, error) {
 		pw.Close()
 		done <- err
 	}()
-	wait := func() error {
+	wait := func(failed bool) error {
 		pr.Close()
-		err := <-done
+		var err error
+		if failed {
+			select {
+			case err = <-done:
+			case <-time.After(2 * time.Second):
+			}
+		} else {
+			err = <-done
+		}
 		if err == nil || errors.Is(err, syscall.EPIPE) {
 			return nil
 		}
