@@ -1,6 +1,7 @@
 package build
 
 import (
+	"archive/tar"
 	"context"
 	"encoding/json"
 	"os"
@@ -112,5 +113,51 @@ func TestPrunePathAnswers(t *testing.T) {
 	}
 	if n, err := PrunePathAnswers(st, true, time.Time{}); err != nil || n != 2 || len(names()) != 0 {
 		t.Fatalf("all: removed %d, %v; left %v", n, err, names())
+	}
+}
+
+// Path answers are written without fsync: a crash may leave the file
+// missing, cut short or full of NUL bytes. Such a file is no answer (the
+// index is asked again), never a wrong one, and the next save is whole.
+func TestPathAnswersTorn(t *testing.T) {
+	t.Parallel()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &builder{opts: Options{Store: st}}
+	cfg := &v1.ConfigFile{RootFS: v1.RootFS{DiffIDs: []v1.Hash{{Algorithm: "sha256", Hex: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}}}}
+	first := &imageSource{ref: "base", cfg: cfg}
+	a := first.answers(b)
+	a.remember("/usr", &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755})
+	a.remember("/app", nil)
+	if err := a.save(first); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(a.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := (&imageSource{cfg: cfg}).answers(b).lookup("/usr"); !ok || h == nil || h.Typeflag != tar.TypeDir {
+		t.Fatalf("kept answer: %v, %v", h, ok)
+	}
+	for _, torn := range [][]byte{nil, raw[:len(raw)/2], make([]byte, len(raw))} {
+		if err := os.WriteFile(a.file, torn, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		next := &imageSource{ref: "base", cfg: cfg}
+		na := next.answers(b)
+		for _, p := range []string{"/usr", "/app"} {
+			if h, ok := na.lookup(p); ok {
+				t.Errorf("torn answers (%d bytes): %s answered %v", len(torn), p, h)
+			}
+		}
+		na.remember("/usr", &tar.Header{Typeflag: tar.TypeDir, Mode: 0o755})
+		if err := na.save(next); err != nil {
+			t.Fatal(err)
+		}
+		if h, ok := (&imageSource{cfg: cfg}).answers(b).lookup("/usr"); !ok || h == nil || h.Typeflag != tar.TypeDir {
+			t.Errorf("answers saved after a tear: %v, %v", h, ok)
+		}
 	}
 }

@@ -65,6 +65,30 @@ func TestFileSums(t *testing.T) {
 	if _, ok := again.Lookup(p+"x", stat); ok {
 		t.Error("a digest was found for another path")
 	}
+	// The table is written without fsync: a crash may leave it cut short
+	// or full of NUL bytes. It then holds nothing (files are read again),
+	// and the next Save is whole.
+	table := filepath.Join(st.Root(), "context-sums.json")
+	raw, err := os.ReadFile(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, torn := range [][]byte{raw[:len(raw)/2], make([]byte, len(raw))} {
+		if err := os.WriteFile(table, torn, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := cache.OpenFileSums(st)
+		if d, ok := s.Lookup(p, stat); ok {
+			t.Errorf("torn table (%d bytes) gave %q", len(torn), d)
+		}
+		s.Record(p, stat, "d3", time.Now().Add(time.Second))
+		if err := s.Save(); err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := cache.OpenFileSums(st).Lookup(p, stat); !ok || d != "d3" {
+			t.Errorf("saved after a tear: %q %v", d, ok)
+		}
+	}
 }
 
 // TestPruneFileSums: plain prune drops the digests of files that are gone
