@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -340,7 +341,17 @@ func (s *stageState) stepRoot(ctx context.Context, r *runEnv, st *runStep, layer
 		return nil, err
 	}
 	step.Lowers, step.TempDir = lowers, tmp
-	return &stepRootDir{tmp: tmp, remove: func() { _ = r.sb.Remove(context.WithoutCancel(ctx), tmp) }}, nil
+	remove := func() {
+		// Once the upper directory is committed, what is left is small
+		// (overlay's work directory, mount points, resolver files): it
+		// goes to the trash, a rename, for a later build or kiln prune
+		// to delete, rather than a helper started now to delete it.
+		if _, err := os.Lstat(sandbox.UpperDir(tmp)); errors.Is(err, os.ErrNotExist) && r.store.Discard(r.sb.Key(), tmp) == nil {
+			return
+		}
+		_ = r.sb.Remove(context.WithoutCancel(ctx), tmp)
+	}
+	return &stepRootDir{tmp: tmp, remove: remove}, nil
 }
 
 // runLayer writes what the step changed as its layer: the overlay's upper

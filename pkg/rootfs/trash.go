@@ -16,17 +16,18 @@ import (
 const trashDir = "trash"
 
 // Discard moves dir, a directory directly under the mapping key's
-// directory (a working copy), into the key's trash: a rename, so a build
-// ends without waiting for a tree of tens of thousands of files to be
-// deleted (on a container's overlayfs that takes as long as writing it).
-// EmptyTrash removes it later: the next build does in the background, and
-// kiln prune does.
+// directory (a working copy) or its temporary directory (TempDir: a
+// step's), into the key's trash: a rename, so a build ends without
+// waiting for a tree of tens of thousands of files to be deleted (on a
+// container's overlayfs that takes as long as writing it), or for a
+// helper process to be started to delete a few. EmptyTrash removes it
+// later: the next build does in the background, and kiln prune does.
 func (s *Store) Discard(key, dir string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
 	base := filepath.Join(s.root, key)
-	if filepath.Dir(filepath.Clean(dir)) != base {
+	if p := filepath.Dir(filepath.Clean(dir)); p != base && p != filepath.Join(base, "tmp") {
 		return fmt.Errorf("rootfs store: %s is not a directory of mapping %s", dir, key)
 	}
 	trash := filepath.Join(base, trashDir)

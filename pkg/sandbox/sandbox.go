@@ -308,20 +308,30 @@ func sysMaps(m []IDMap) []syscall.SysProcIDMap {
 	return out
 }
 
-// writeMaps writes the helper's id maps with newuidmap and newgidmap.
+// writeMaps writes the helper's id maps with newuidmap and newgidmap, both
+// at once (each writes its own map; starting a set-id program costs tens
+// of milliseconds, and every helper needs both).
 func (h *helper) writeMaps(pid int) error {
-	for _, m := range []struct {
+	maps := []struct {
 		prog string
 		maps []IDMap
-	}{{"newuidmap", h.uidMap}, {"newgidmap", h.gidMap}} {
-		path := lookHelper(m.prog)
-		args := append([]string{fmt.Sprint(pid)}, mapArgs(m.maps)...)
-		out, err := exec.Command(path, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s %s: %v: %s", m.prog, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-		}
+	}{{"newuidmap", h.uidMap}, {"newgidmap", h.gidMap}}
+	errs := make([]error, len(maps))
+	var wg sync.WaitGroup
+	for i, m := range maps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := lookHelper(m.prog)
+			args := append([]string{fmt.Sprint(pid)}, mapArgs(m.maps)...)
+			out, err := exec.Command(path, args...).CombinedOutput()
+			if err != nil {
+				errs[i] = fmt.Errorf("%s %s: %v: %s", m.prog, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func lookHelper(prog string) string {
