@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -63,16 +62,6 @@ func newCopyCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// hasExplicitTag reports whether s (a reference as typed) names a tag or a
-// digest rather than only a repository.
-func hasExplicitTag(s string) bool {
-	if strings.Contains(s, "@") {
-		return true
-	}
-	last := s[strings.LastIndex(s, "/")+1:]
-	return strings.Contains(last, ":")
-}
-
 func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, srcArg string, dstArgs []string) error {
 	if err := g.checkRegistryFlags(cmd); err != nil {
 		return err
@@ -80,35 +69,13 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 	ro := g.registryOptions(cmd)
 	local := strings.HasPrefix(srcArg, localPrefix)
 	srcText := stripTransport(strings.TrimPrefix(srcArg, localPrefix))
-
-	var src name.Reference
-	var err error
-	if !local {
-		if src, err = g.registryClient(cmd).ParseReference(srcText); err != nil {
-			return fmt.Errorf("source: %w", err)
-		}
+	dstTexts := make([]string, len(dstArgs))
+	for i, a := range dstArgs {
+		dstTexts[i] = stripTransport(a)
 	}
-	var dsts []name.Reference
-	for _, a := range dstArgs {
-		t := stripTransport(a)
-		d, err := g.registryClient(cmd).ParseReference(t)
-		if err != nil {
-			return fmt.Errorf("destination: %w", err)
-		}
-		if f.allTags {
-			if hasExplicitTag(t) {
-				return fmt.Errorf("--all-tags: destination %s must be a repository, without tag or digest", a)
-			}
-		} else if !hasExplicitTag(t) && src != nil {
-			// Keep the source's tag or digest.
-			switch s := src.(type) {
-			case name.Tag:
-				d = d.Context().Tag(s.TagStr())
-			case name.Digest:
-				d = d.Context().Digest(s.DigestStr())
-			}
-		}
-		dsts = append(dsts, d)
+	src, dsts, err := g.registryClient(cmd).CopyTargets(srcText, dstTexts, local, f.allTags)
+	if err != nil {
+		return err
 	}
 	if f.srcCreds != "" && src != nil {
 		c, err := g.credsOption("--src-creds", src.Context().RegistryStr(), f.srcCreds)
@@ -136,15 +103,6 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 
 	switch {
 	case f.allTags:
-		if local {
-			return errors.New("--all-tags copies between registries; a local: source is one image")
-		}
-		if hasExplicitTag(srcText) {
-			return fmt.Errorf("--all-tags: source %s must be a repository, without tag or digest", srcArg)
-		}
-		if len(dsts) != 1 {
-			return errors.New("--all-tags takes one destination repository")
-		}
 		var last v1.Hash
 		var failed int
 		err := rc.CopyAllTags(ctx, src.Context(), dsts[0].Context(), f.attachedOptions(), func(tc registry.TagCopy) {

@@ -71,7 +71,7 @@ func newInspectCommand(g *globals) *cobra.Command {
 					repo, _ := registry.Familiar(r)
 					ii.RepoDigests = append(ii.RepoDigests, repo+"@"+d.Digest.String())
 				}
-				if isIndex(d.MediaType) {
+				if d.MediaType.IsIndex() {
 					idx, err := st.Index(d.Digest)
 					if err != nil {
 						return err

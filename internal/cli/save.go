@@ -1,16 +1,11 @@
 package cli
 
 import (
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/spf13/cobra"
 
 	"github.com/kiln-build/kiln/pkg/export"
 	"github.com/kiln-build/kiln/pkg/imagearchive"
 )
-
-func isIndex(mt types.MediaType) bool {
-	return mt == types.OCIImageIndex || mt == types.DockerManifestList
-}
 
 func newSaveCommand(g *globals) *cobra.Command {
 	var output, format string
