@@ -15,8 +15,8 @@
 //   - Client.Keychain is a chain of credential sources, the first with a
 //     credential winning (like authn.NewMultiKeychain): --creds, each of
 //     podman's and docker's credential files with their credential
-//     helpers, and for Amazon ECR hosts AWS itself (keychain.go; a new
-//     source is one credentialSource added to newKeychain). Login, SaveAuth
+//     helpers, and for Amazon ECR hosts AWS itself (keychain.go; a cloud's
+//     own credentials are one file, as ecr.go). Login, SaveAuth
 //     and Logout maintain the files.
 //   - Client.RemoteOptions gives go-containerregistry a transport that
 //     retries (with bounded backoff, replaying bodies, resuming broken blob

@@ -14,6 +14,18 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 )
 
+func init() { addPlatformSource(ecrKeychain{}) }
+
+// ecrKeychain asks AWS for the token of a private ECR registry.
+type ecrKeychain struct{}
+
+func (ecrKeychain) credential(ctx context.Context, host, _ string) (*credential, error) {
+	if !IsECRHost(host) {
+		return nil, nil
+	}
+	return ecrCredential(orBackground(ctx), host)
+}
+
 // ecrSource names the built-in ECR credentials in messages.
 const ecrSource = "built-in Amazon ECR credentials (AWS SDK default chain: environment, web identity/IRSA, pod or instance role)"
 

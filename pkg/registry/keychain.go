@@ -51,8 +51,9 @@ const dockerHubAuthKey = "https://index.docker.io/v1/"
 // call. Nothing found means anonymous access. A malformed file is an error
 // that names the file.
 //
-// A new credential source is one type implementing credentialSource, in a
-// file of its own, added to the list in newKeychain.
+// A new credential source of the third kind (a cloud's own credentials for
+// its registries) is one file: a type implementing credentialSource and an
+// init that calls addPlatformSource, as ecr.go does.
 
 // credentialSource is one link of the credential chain.
 type credentialSource interface {
@@ -62,6 +63,14 @@ type credentialSource interface {
 	credential(ctx context.Context, host, repo string) (*credential, error)
 }
 
+// platformSources are asked after the auth files, in the order of their
+// files' names: each answers only for its own registries' hosts.
+var platformSources []credentialSource
+
+// addPlatformSource adds a source to platformSources; called from the
+// init function of the file that implements it.
+func addPlatformSource(s credentialSource) { platformSources = append(platformSources, s) }
+
 // newKeychain is the credential chain for o.
 func newKeychain(o Options) *keychain {
 	helpers := &helperCache{m: map[string]helperResult{}}
@@ -69,7 +78,7 @@ func newKeychain(o Options) *keychain {
 	for _, f := range o.authFiles() {
 		sources = append(sources, authFileSource{path: f, helpers: helpers})
 	}
-	sources = append(sources, ecrKeychain{})
+	sources = append(sources, platformSources...)
 	return &keychain{sources: sources}
 }
 
@@ -221,16 +230,6 @@ func (fc flagCredentials) credential(_ context.Context, host, _ string) (*creden
 		}
 	}
 	return nil, nil
-}
-
-// ecrKeychain asks AWS for the token of a private ECR registry.
-type ecrKeychain struct{}
-
-func (ecrKeychain) credential(ctx context.Context, host, _ string) (*credential, error) {
-	if !IsECRHost(host) {
-		return nil, nil
-	}
-	return ecrCredential(orBackground(ctx), host)
 }
 
 // authFileSource is one podman or docker auth file: its credHelpers
