@@ -151,12 +151,12 @@ var (
 // releases the decompressor; it does not close r. A compressed stream is
 // bounded by CheckExpansion.
 func Decompress(r io.Reader) (io.ReadCloser, string, error) {
-	cr := &countingReader{r: r}
+	cr := NewCountingReader(r)
 	rc, format, err := decompress(cr)
 	if err != nil || format == "" {
 		return rc, format, err
 	}
-	return &limitedReadCloser{Reader: CheckExpansion(rc, cr.n.Load, format+" stream"), c: rc}, format, nil
+	return &limitedReadCloser{Reader: CheckExpansion(rc, cr.Count, format+" stream"), c: rc}, format, nil
 }
 
 type limitedReadCloser struct {

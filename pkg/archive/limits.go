@@ -79,14 +79,22 @@ func (e *expansionReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// countingReader counts what is read through it.
-type countingReader struct {
+// CountingReader counts the bytes read through it, for CheckExpansion's
+// compressed count (Count may be called from another goroutine than the
+// reader's).
+type CountingReader struct {
 	r io.Reader
 	n atomic.Int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
+// NewCountingReader counts what is read from r.
+func NewCountingReader(r io.Reader) *CountingReader { return &CountingReader{r: r} }
+
+func (c *CountingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
 }
+
+// Count is how many bytes were read so far.
+func (c *CountingReader) Count() int64 { return c.n.Load() }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -71,7 +70,7 @@ func (s *Store) OpenVerifiedLayer(l v1.Layer, diffID v1.Hash) (io.ReadCloser, er
 	// and hashes a fetched one), the decompressor's inflates, and the
 	// caller's hashes (and indexes or extracts) what comes out.
 	v.ahead = archive.ReadAhead(src, fetchChunkSize, fetchChunks)
-	v.counted = &countingReader{r: v.ahead}
+	v.counted = archive.NewCountingReader(v.ahead)
 	dec, err := oci.Decompress(io.NopCloser(v.counted), mt)
 	if err != nil {
 		v.stop()
@@ -129,12 +128,12 @@ func (f *fetchReader) Read(p []byte) (int, error) {
 type verifiedLayer struct {
 	digest, diffID v1.Hash
 	size           int64
-	body           io.ReadCloser        // the compressed stream
-	fetch          *fetchReader         // body kept in the store; nil when it held the blob
-	ahead          *archive.AheadReader // body (or fetch) read ahead
-	counted        *countingReader      // ahead as the decompressor reads it
-	dec            io.ReadCloser        // decompressed counted
-	limited        io.Reader            // dec within the expansion limit
+	body           io.ReadCloser           // the compressed stream
+	fetch          *fetchReader            // body kept in the store; nil when it held the blob
+	ahead          *archive.AheadReader    // body (or fetch) read ahead
+	counted        *archive.CountingReader // ahead as the decompressor reads it
+	dec            io.ReadCloser           // decompressed counted
+	limited        io.Reader               // dec within the expansion limit
 	diffHash       hash.Hash
 	err            error // sticky: verification failure
 	eof            bool
@@ -237,19 +236,3 @@ func (v *verifiedLayer) stop() {
 		v.fetch.w.Abort() // a no-op once committed
 	}
 }
-
-// countingReader counts the bytes read through it (Count may be called
-// from another goroutine than the reader's).
-type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n.Add(int64(n))
-	return n, err
-}
-
-// Count is how many bytes were read so far.
-func (c *countingReader) Count() int64 { return c.n.Load() }
