@@ -202,6 +202,10 @@ func TestTieredLostSourceHint(t *testing.T) {
 		if !bytes.Contains(data, []byte("app")) {
 			t.Fatalf("layer read after losing the hint: %q", data)
 		}
+		// The fetch keeps the entry in the background: wait for it before
+		// taking its blob away (a keep still running then failed, and
+		// warned after the test had ended).
+		b.Wait()
 		if err := os.Remove(stB.BlobPath(ld)); err != nil { // not held again
 			t.Fatal(err)
 		}
