@@ -20,6 +20,31 @@ func WriteFile(path string, data []byte, mode os.FileMode) error {
 	})
 }
 
+// Replace writes data to path through a temporary file (mode 0600) in its
+// directory renamed over it, without fsync: a reader sees the old content
+// or the new, never a part, but after a crash the file may be empty or
+// missing. It is for records whose loss costs only work done again (the
+// step cache's table of context digests, a base's path answers), whose
+// readers take a torn or missing file as no record. path's directory must
+// exist.
+func Replace(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
 // bufSize is Write's buffer: large enough that a tar or gob stream makes
 // few write calls, small enough that it costs nothing to allocate (an
 // archive's file content is copied in 32 KiB chunks anyway).

@@ -55,6 +55,41 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestReplace: Replace's file is the old content or the new, 0600, and it
+// leaves no temporary file, also when the rename fails.
+func TestReplace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	for _, data := range []string{"one", "two"} {
+		if err := Replace(p, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(p); err != nil || string(b) != data {
+			t.Fatalf("read %q, %v; want %s", b, err, data)
+		}
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	assertOnly(t, dir, "f")
+	// A directory in the way: the rename fails, the temporary file goes.
+	d := filepath.Join(dir, "d")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d, "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Replace(d, []byte("three")); err == nil {
+		t.Error("replacing a non-empty directory succeeded")
+	}
+	assertOnly(t, dir, "d", "f")
+	if err := Replace(filepath.Join(dir, "missing", "f"), nil); err == nil {
+		t.Error("writing into a missing directory succeeded")
+	}
+}
+
 func assertOnly(t *testing.T, dir string, names ...string) {
 	t.Helper()
 	ents, err := os.ReadDir(dir)

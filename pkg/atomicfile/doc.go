@@ -10,7 +10,7 @@
 // ptrace owner table. The store's blobs have their own commit (they are
 // verified against their digest and renamed under the store's commit lock),
 // which ends with Commit. Records whose loss after a crash costs only work
-// done again (the store's source hints, path answers, context digests)
-// skip the two fsyncs and are written without it. WriteFile writes its
+// done again (path answers, context digests) skip the two fsyncs: Replace
+// renames them into place without; the store's source hints are appended. WriteFile writes its
 // bytes at once, through no buffer; Write buffers a stream in 64 KiB.
 package atomicfile

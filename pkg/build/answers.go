@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/kiln-build/kiln/pkg/archive"
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/cache"
 	"github.com/kiln-build/kiln/pkg/store"
 )
@@ -122,20 +123,8 @@ func (a *pathAnswers) save(src *imageSource) error {
 	if err := os.MkdirAll(filepath.Dir(a.file), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(a.file), ".answers-*")
-	if err != nil {
+	if err := atomicfile.Replace(a.file, raw); err != nil {
 		return err
-	}
-	_, werr := tmp.Write(raw)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), a.file)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return werr
 	}
 	a.dirty = false
 	return nil
@@ -188,8 +177,9 @@ func PrunePathAnswers(st *store.Store, all bool, before time.Time) (int, error) 
 		}
 		var drop bool
 		switch {
-		case strings.HasPrefix(de.Name(), ".answers-"):
-			// A write that died (a live one renames within moments).
+		case strings.HasPrefix(de.Name(), ".") && (strings.Contains(de.Name(), ".tmp-") || strings.HasPrefix(de.Name(), ".answers-")):
+			// A write that died (a live one renames within moments):
+			// atomicfile.Replace's .NAME.tmp-*, older kiln's .answers-*.
 			drop = time.Since(fi.ModTime()) > time.Hour
 		case all:
 			drop = before.IsZero() || fi.ModTime().Before(before)

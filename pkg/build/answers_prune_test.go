@@ -78,13 +78,15 @@ func TestPrunePathAnswers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "broken.json"), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dead := filepath.Join(dir, ".answers-123")
-	if err := os.WriteFile(dead, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	old := time.Now().Add(-2 * time.Hour)
-	if err := os.Chtimes(dead, old, old); err != nil {
-		t.Fatal(err)
+	for _, dead := range []string{".answers-123", ".stored.json.tmp-456"} {
+		dead = filepath.Join(dir, dead)
+		if err := os.WriteFile(dead, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(dead, old, old); err != nil {
+			t.Fatal(err)
+		}
 	}
 	names := func() map[string]bool {
 		des, _ := os.ReadDir(dir)

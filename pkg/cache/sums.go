@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -184,18 +185,7 @@ func (s *FileSums) Save() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".context-sums-*")
-	if err != nil {
-		return fmt.Errorf("keeping context digests: %w", err)
-	}
-	_, werr := tmp.Write(raw)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("keeping context digests: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
-		os.Remove(tmp.Name())
+	if err := atomicfile.Replace(s.path, raw); err != nil {
 		return fmt.Errorf("keeping context digests: %w", err)
 	}
 	s.dirty = false
