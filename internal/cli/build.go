@@ -60,6 +60,7 @@ type buildFlags struct {
 	driver, creds                            string
 	annotations                              []string
 	parsedAnnotations                        []build.Annotation
+	parsedNetwork                            sandbox.Network
 	addHosts, ulimits                        []string
 	shmSize                                  string
 	runExtras                                sandbox.Extras
@@ -263,7 +264,7 @@ func parseBuild(cmd *cobra.Command, g *globals, f *buildFlags) (*buildRequest, e
 		Secrets:       secrets,
 		SSH:           sshSockets,
 		Pull:          pull,
-		Network:       f.network,
+		Network:       f.parsedNetwork,
 		Annotations:   f.parsedAnnotations,
 		RunExtras:     f.runExtras,
 		NamedContexts: f.namedContexts,

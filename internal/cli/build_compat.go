@@ -43,9 +43,7 @@ func (f *buildFlags) checkCompat(cmd *cobra.Command, g *globals) (build.PullPoli
 	if err != nil {
 		return "", err
 	}
-	switch f.network {
-	case "", "default", "host", "none":
-	default:
+	if f.parsedNetwork, err = sandbox.ParseNetwork(f.network); err != nil {
 		return "", fmt.Errorf("--network=%s: kiln's RUN steps have default, host or none", f.network)
 	}
 	if f.attestReq, err = attest.ParseRequest(f.sbom, f.provenance, f.attests); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-build/kiln/pkg/atomicfile"
 	"github.com/kiln-build/kiln/pkg/attest"
 	"github.com/kiln-build/kiln/pkg/build"
+	"github.com/kiln-build/kiln/pkg/progress"
 )
 
 // kanikoFlags are kaniko executor's flags that kiln maps onto a build.
@@ -177,7 +178,7 @@ func (k *kanikoFlags) applyGlobals(cmd *cobra.Command, g *globals) error {
 	switch k.logFormat {
 	case "text", "color":
 	case "json":
-		g.progress = "json"
+		g.progress = progress.ModeJSON
 	default:
 		return fmt.Errorf("--log-format %q: want text, color or json", k.logFormat)
 	}

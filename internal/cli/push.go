@@ -134,8 +134,7 @@ func (g *globals) textLog(quiet bool) bool {
 	if quiet {
 		return false
 	}
-	m, _ := progress.ParseMode(g.progress)
-	return m != progress.ModeJSON && m != progress.ModeQuiet
+	return g.progress != progress.ModeJSON && g.progress != progress.ModeQuiet
 }
 
 // printPushed prints docker's closing line of a push for every ref, or

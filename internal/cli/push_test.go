@@ -418,16 +418,16 @@ func TestPushErrors(t *testing.T) {
 	id := buildApp(t, root, "scratch", 1000, nil, reg.host+"/team/app:1")
 
 	cases := map[string][]string{
-		`image "nope:1" not found`:                              {"push", "nope:1"},
-		`is not a name to push to`:                              {"push", id},
-		`a destination names a tag, not a digest`:               {"push", reg.host + "/team/app:1", reg.host + "/x@sha256:" + strings.Repeat("a", 64)},
-		`invalid reference "UPPER/x:1"`:                         {"push", reg.host + "/team/app:1", "UPPER/x:1"},
-		`--jobs 0: want at least 1`:                             {"--jobs", "0", "push", reg.host + "/team/app:1"},
-		`--progress: invalid progress mode "fancy"`:             {"--progress", "fancy", "push", reg.host + "/team/app:1"},
-		`invalid registry mirror "ftp://m"`:                     {"--registry-mirror", "ftp://m", "push", reg.host + "/team/app:1"},
-		`--creds: invalid credentials`:                          {"push", "--creds", ":pw", reg.host + "/team/app:1"},
-		`--all-tags pushes a repository's tags`:                 {"push", "-a", reg.host + "/team/app", reg.host + "/x"},
-		`cannot reach registry 127.0.0.1:1: connection refused`: {"--retry", "0", "push", reg.host + "/team/app:1", "127.0.0.1:1/x:1"},
+		`image "nope:1" not found`:                {"push", "nope:1"},
+		`is not a name to push to`:                {"push", id},
+		`a destination names a tag, not a digest`: {"push", reg.host + "/team/app:1", reg.host + "/x@sha256:" + strings.Repeat("a", 64)},
+		`invalid reference "UPPER/x:1"`:           {"push", reg.host + "/team/app:1", "UPPER/x:1"},
+		`--jobs 0: want at least 1`:               {"--jobs", "0", "push", reg.host + "/team/app:1"},
+		`invalid argument "fancy" for "--progress" flag: invalid progress mode "fancy"`: {"--progress", "fancy", "push", reg.host + "/team/app:1"},
+		`invalid registry mirror "ftp://m"`:                                             {"--registry-mirror", "ftp://m", "push", reg.host + "/team/app:1"},
+		`--creds: invalid credentials`:                                                  {"push", "--creds", ":pw", reg.host + "/team/app:1"},
+		`--all-tags pushes a repository's tags`:                                         {"push", "-a", reg.host + "/team/app", reg.host + "/x"},
+		`cannot reach registry 127.0.0.1:1: connection refused`:                         {"--retry", "0", "push", reg.host + "/team/app:1", "127.0.0.1:1/x:1"},
 	}
 	for want, args := range cases {
 		_, _, err := run(t, root, "", args...)

@@ -31,7 +31,7 @@ type globals struct {
 	jobs      int
 	stall     time.Duration
 	mirrors   []string
-	progress  string
+	progress  progress.Mode // --progress, parsed by the flag
 	// Limits on what registries, archives and contexts send (limits.go).
 	maxManifest, maxConfig string
 	maxRatio               int64
@@ -86,11 +86,12 @@ func newRootCommand(g *globals) *cobra.Command {
 	pf.StringVar(&g.certDir, "cert-dir", "", "directory of extra CA certificates (*.crt) for registries")
 	pf.StringArrayVar(&g.insecure, "insecure-registry", nil, "registry (host[:port]) to reach over plain HTTP or without TLS verification (repeatable)")
 	pf.IntVar(&g.retries, "retry", 3, "retries for registry operations on transient errors")
-	pf.Var(&modeFlag{&g.isolation}, "isolation", "sandbox of RUN steps: auto or one of "+modeNames()+" (see kiln doctor)")
+	pf.Var(&typedFlag[sandbox.Mode]{&g.isolation, sandbox.ParseMode, "mode"}, "isolation", "sandbox of RUN steps: auto or one of "+modeNames()+" (see kiln doctor)")
 	pf.IntVar(&g.jobs, "jobs", 4, "parallel blob uploads and downloads, and RUN steps run at once")
 	pf.DurationVar(&g.stall, "registry-timeout", 2*time.Minute, "give up on (and retry) a registry request that makes no progress for this long")
 	pf.StringArrayVar(&g.mirrors, "registry-mirror", nil, "Docker Hub mirror URL, tried before Docker Hub for pulls and base images (repeatable)")
-	pf.StringVar(&g.progress, "progress", "auto", "transfer progress on stderr: auto, tty, plain, json or quiet")
+	g.progress = progress.ModeAuto
+	pf.Var(&typedFlag[progress.Mode]{&g.progress, progress.ParseMode, "mode"}, "progress", "transfer progress on stderr: auto, tty, plain, json or quiet")
 	addLimitFlags(pf, g)
 	pf.StringVar(&g.policyFlag, "signature-policy", "", "registry policy: containers policy.json, with kiln-policy.json next to it (default: $KILN_POLICY, ~/.config/containers/policy.json, /etc/containers/policy.json)")
 
@@ -247,9 +248,6 @@ func (g *globals) checkRegistryFlags(cmd *cobra.Command) error {
 	if g.retries < 0 {
 		return fmt.Errorf("--retry %d: want 0 or more", g.retries)
 	}
-	if _, err := progress.ParseMode(g.progress); err != nil {
-		return fmt.Errorf("--progress: %w", err)
-	}
 	if err := g.loadPolicy().Err(); err != nil {
 		return err
 	}
@@ -268,27 +266,34 @@ func newVersionCommand(g *globals) *cobra.Command {
 	}
 }
 
-// modeFlag is --isolation: parsed once, when the flag is set, into a
-// sandbox.Mode ("" is auto).
-type modeFlag struct{ m *sandbox.Mode }
+// typedFlag is a flag parsed once, when it is set, into its typed value
+// (--isolation a sandbox.Mode, --progress a progress.Mode): a bad value
+// fails the command line before anything runs, and the commands read the
+// value, never the text.
+type typedFlag[T ~string] struct {
+	v     *T
+	parse func(string) (T, error)
+	typ   string // the value's name in --help
+}
 
-func (f *modeFlag) Set(s string) error {
-	m, err := sandbox.ParseMode(s)
+func (f *typedFlag[T]) Set(s string) error {
+	v, err := f.parse(s)
 	if err != nil {
 		return err
 	}
-	*f.m = m
+	*f.v = v
 	return nil
 }
 
-func (f *modeFlag) String() string {
-	if f.m == nil || *f.m == "" {
+// String is the value, "auto" when it is unset (both flags' default).
+func (f *typedFlag[T]) String() string {
+	if f.v == nil || *f.v == "" {
 		return "auto"
 	}
-	return string(*f.m)
+	return string(*f.v)
 }
 
-func (f *modeFlag) Type() string { return "mode" }
+func (f *typedFlag[T]) Type() string { return f.typ }
 
 // modeNames lists the registered isolation modes, for --isolation's help:
 // a mode added to pkg/sandbox appears here by itself.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/pkg/build"
 	"github.com/kiln-build/kiln/pkg/platform"
+	"github.com/kiln-build/kiln/pkg/sandbox"
 	"github.com/kiln-build/kiln/pkg/store"
 )
 
@@ -90,9 +91,8 @@ func runContainer(ctx context.Context, cmd *cobra.Command, g *globals, f *runFla
 		}
 		env = append(env, e)
 	}
-	switch f.network {
-	case "host", "none", "default":
-	default:
+	network, err := sandbox.ParseNetwork(f.network)
+	if err != nil || f.network == "" {
 		return fmt.Errorf("--network %s: kiln run has host (the default; kiln has no bridge) or none", f.network)
 	}
 	isolation := g.isolation
@@ -106,7 +106,7 @@ func runContainer(ctx context.Context, cmd *cobra.Command, g *globals, f *runFla
 	}
 	o := build.ContainerOptions{
 		Store: st, Image: img, Isolation: build.Detect(isolation), Cmd: args, Env: env, Workdir: f.workdir, User: f.user,
-		Network: f.network, Volumes: vols, Stdout: g.stdout, Stderr: g.stderr, Log: g.stderr,
+		Network: network, Volumes: vols, Stdout: g.stdout, Stderr: g.stderr, Log: g.stderr,
 	}
 	if f.quiet {
 		o.Log = io.Discard

@@ -91,9 +91,9 @@ type Options struct {
 	// copy when the registry cannot be reached).
 	Pull PullPolicy
 	// Network is the network of RUN steps that do not say (--network of
-	// docker build): "" or "default" (the sandbox's default), "host" or
-	// "none".
-	Network string
+	// docker build, sandbox.ParseNetwork): "" or sandbox.NetworkDefault
+	// (the sandbox's default), sandbox.NetworkHost or sandbox.NetworkNone.
+	Network sandbox.Network
 	// RunExtras are --add-host, --ulimit and --shm-size for every RUN
 	// step; they are part of the steps' cache keys.
 	RunExtras sandbox.Extras

@@ -39,8 +39,9 @@ type ContainerOptions struct {
 	Env []string
 	// Workdir and User replace the image's when set.
 	Workdir, User string
-	// Network is "host" (the default: kiln has no bridge) or "none".
-	Network string
+	// Network is sandbox.NetworkHost (the default, also for "" and
+	// sandbox.NetworkDefault: kiln has no bridge) or sandbox.NetworkNone.
+	Network sandbox.Network
 	Volumes []Volume
 	Extras  sandbox.Extras
 	Stdout  io.Writer
@@ -77,7 +78,7 @@ func RunContainer(ctx context.Context, o ContainerOptions) (int, error) {
 		fmt.Fprintf(o.Log, "warning: %s\n", w)
 	}
 	for _, m := range step.Mounts {
-		if m.Type == "cache" && !sb.Features().Mounts {
+		if m.Type == sandbox.MountCache && !sb.Features().Mounts {
 			return 0, fmt.Errorf("-v %s:%s: a writable volume needs a mount namespace, which %s mode cannot make (use :ro, whose files are copied in)", m.Source, m.Target, sb.Mode())
 		}
 	}
@@ -159,14 +160,14 @@ func containerStep(cfg *v1.ConfigFile, o ContainerOptions) (sandbox.Step, error)
 	}
 	network := o.Network
 	switch network {
-	case "", "default", "host":
-		network = "host"
-	case "none":
+	case "", sandbox.NetworkDefault, sandbox.NetworkHost:
+		network = sandbox.NetworkHost
+	case sandbox.NetworkNone:
 	default:
 		return sandbox.Step{}, fmt.Errorf("--network %s: kiln run has host (the default) or none", network)
 	}
 	step := sandbox.Step{
-		Args: args, Env: env, User: cfg.Config.User, Cwd: cfg.Config.WorkingDir, Network: network,
+		Args: args, Env: env, User: cfg.Config.User, Cwd: cfg.Config.WorkingDir, Network: string(network),
 		Extras: o.Extras, Stdout: o.Stdout, Stderr: o.Stderr,
 	}
 	if o.User != "" {
@@ -203,9 +204,9 @@ func volumeMount(v Volume) (sandbox.Mount, error) {
 		// leaving one behind.
 		return sandbox.Mount{}, fmt.Errorf("-v %s:%s: %w", v.Host, v.Target, err)
 	}
-	m := sandbox.Mount{Type: "cache", Source: src, Target: filepath.Clean(v.Target)}
+	m := sandbox.Mount{Type: sandbox.MountCache, Source: src, Target: filepath.Clean(v.Target)}
 	if v.ReadOnly {
-		m.Type, m.ReadOnly = "bind", true
+		m.Type, m.ReadOnly = sandbox.MountBind, true
 	}
 	return m, nil
 }

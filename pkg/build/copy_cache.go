@@ -63,7 +63,7 @@ func (s *stageState) copyInputs(key string) copyInputs {
 
 // Key is the step cache key of a COPY/ADD layer by its content key.
 func (in copyInputs) Key() (string, error) {
-	return cache.Key("copy", in)
+	return cache.Key(cache.KindCopy, in)
 }
 
 // copyKey is the step-cache key of a COPY/ADD layer by its content key.
@@ -73,7 +73,7 @@ func (s *stageState) copyKey(contentKey string) (string, error) {
 
 // exactKey is the local step-cache key of a layer by its exact key.
 func (s *stageState) exactKey(exact string) (string, error) {
-	return cache.Key("layer-exact", s.copyInputs(exact))
+	return cache.Key(cache.KindLayerExact, s.copyInputs(exact))
 }
 
 // layerHasher computes both keys from the entries' headers (as written)

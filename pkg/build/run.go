@@ -273,7 +273,7 @@ func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep, cleanu
 // sandboxStep is what the sandbox runs for the step, but its root
 // filesystem; release removes the files made for it (secrets, script).
 func (s *stageState) sandboxStep(ctx context.Context, r *runEnv, st *runStep, note func(string)) (sandbox.Step, func(), error) {
-	step := sandbox.Step{Args: st.Args, Env: st.Env, User: runUser(st.User), Cwd: st.Cwd, Network: st.Network}
+	step := sandbox.Step{Args: st.Args, Env: st.Env, User: runUser(st.User), Cwd: st.Cwd, Network: string(st.Network)}
 	if st.Extras != nil {
 		step.Extras = *st.Extras
 	}
@@ -619,5 +619,5 @@ func scriptMount(script *heredoc, dir string) (sandbox.Mount, error) {
 	if err := os.Chmod(f.Name(), 0o755); err != nil {
 		return sandbox.Mount{}, err
 	}
-	return sandbox.Mount{Type: "bind", Target: path.Join(scriptDir, script.Name), Source: f.Name(), ReadOnly: true}, nil
+	return sandbox.Mount{Type: sandbox.MountBind, Target: path.Join(scriptDir, script.Name), Source: f.Name(), ReadOnly: true}, nil
 }

@@ -132,7 +132,7 @@ func (s *stageState) fsMount(ctx context.Context, r *runEnv, m *runMount, cwd st
 	}
 	switch m.Type {
 	case instructions.MountTypeTmpfs:
-		return &sandbox.Mount{Type: "tmpfs", Target: target}, nil
+		return &sandbox.Mount{Type: sandbox.MountTmpfs, Target: target}, nil
 	case instructions.MountTypeCache:
 		id := m.ID
 		if id == "" {
@@ -142,9 +142,9 @@ func (s *stageState) fsMount(ctx context.Context, r *runEnv, m *runMount, cwd st
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		return &sandbox.Mount{Type: "cache", Target: target, Source: dir}, nil
+		return &sandbox.Mount{Type: sandbox.MountCache, Target: target, Source: dir}, nil
 	case instructions.MountTypeBind:
-		bm := &sandbox.Mount{Type: "bind", Target: target, ReadOnly: m.ReadOnly}
+		bm := &sandbox.Mount{Type: sandbox.MountBind, Target: target, ReadOnly: m.ReadOnly}
 		if m.fromRef == "" {
 			bm.Source, err = s.contextBindSource(m.Source)
 		} else {

@@ -45,8 +45,8 @@ type runStep struct {
 	User string   `json:"user"`
 	Cwd  string   `json:"cwd"`
 	// Network is RUN --network over docker build --network (run_network.go).
-	Network string     `json:"network"`
-	Mounts  []runMount `json:"mounts,omitempty"`
+	Network sandbox.Network `json:"network"`
+	Mounts  []runMount      `json:"mounts,omitempty"`
 	// How the layer is written (compression, format, timestamp).
 	layerSpec
 	// OneID: the sandbox maps only the caller, so every file the step
@@ -138,7 +138,7 @@ func (t *unixTime) time() *time.Time { return (*time.Time)(t) }
 
 // Key is the step's cache key (resolveKey first).
 func (st *runStep) Key() (string, error) {
-	return cache.Key("run", st)
+	return cache.Key(cache.KindRun, st)
 }
 
 // errf is an error of the step, located in the Dockerfile.

@@ -108,5 +108,5 @@ func (s *stageState) secretMount(m *runMount, cwd, dir string) (*sandbox.Mount, 
 			return nil, nil, fmt.Errorf("--mount=type=secret,id=%s: uid=/gid= need root here (%v); mode=0444 makes it readable by every user instead", id, err)
 		}
 	}
-	return &sandbox.Mount{Type: "bind", Target: path.Clean(target), Source: f.Name(), ReadOnly: true}, env, nil
+	return &sandbox.Mount{Type: sandbox.MountBind, Target: path.Clean(target), Source: f.Name(), ReadOnly: true}, env, nil
 }

@@ -41,6 +41,6 @@ func (s *stageState) sshMount(m *runMount, cwd string, n int) (*sandbox.Mount, [
 		target = path.Join("/", cwd, target)
 	}
 	target = path.Clean(target)
-	return &sandbox.Mount{Type: "bind", Target: target, Source: sock, ReadOnly: true, Socket: true},
+	return &sandbox.Mount{Type: sandbox.MountBind, Target: target, Source: sock, ReadOnly: true, Socket: true},
 		[]string{"SSH_AUTH_SOCK=" + target}, nil
 }

@@ -38,7 +38,7 @@ func (s *stageState) addWorkdirLayer(ctx context.Context, entries []*copyEntry, 
 	if !complete {
 		return s.addLayer(ctx, entries, createdBy, wrap)
 	}
-	key, err := cache.Key("workdir", s.copyInputs(keys.content))
+	key, err := cache.Key(cache.KindWorkdir, s.copyInputs(keys.content))
 	if err != nil {
 		return s.addLayer(ctx, entries, createdBy, wrap)
 	}

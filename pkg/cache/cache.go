@@ -28,13 +28,33 @@ const ConfigMediaType types.MediaType = "application/vnd.kiln.step-cache.config.
 // what its layer holds) changes.
 const keyVersion = "kiln-step-cache-v1"
 
+// Kind is what a cache key is the key of. It is hashed into the key, so
+// that two kinds of entry never share a key whatever their inputs; its
+// values are part of the keys' format (a new kind is a new constant, an
+// existing one never changes).
+type Kind string
+
+// The kinds of cache key.
+const (
+	// KindRun is a RUN step's result (pkg/build's runStep).
+	KindRun Kind = "run"
+	// KindCopy is a COPY or ADD layer by its inputs' content.
+	KindCopy Kind = "copy"
+	// KindLayerExact is a COPY or ADD layer by the exact files it holds.
+	KindLayerExact Kind = "layer-exact"
+	// KindWorkdir is a WORKDIR layer.
+	KindWorkdir Kind = "workdir"
+	// KindLayerIndex is a layer's path index (IndexKey).
+	KindLayerIndex Kind = "layer-index"
+)
+
 // Key returns the cache key of a step of the given kind whose inputs are
 // inputs: the hex sha256 of their canonical JSON encoding (struct fields
 // in order, map keys sorted), prefixed by the key version and kind.
-func Key(kind string, inputs any) (string, error) {
+func Key(kind Kind, inputs any) (string, error) {
 	raw, err := json.Marshal(struct {
 		Version string `json:"v"`
-		Kind    string `json:"kind"`
+		Kind    Kind   `json:"kind"`
 		Inputs  any    `json:"inputs"`
 	}{keyVersion, kind, inputs})
 	if err != nil {

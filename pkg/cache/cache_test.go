@@ -40,6 +40,23 @@ func TestKey(t *testing.T) {
 	}
 }
 
+// TestKeyKindsUnchanged: each kind's keys are the ones kiln wrote before
+// kinds were typed (the kind is hashed into the key), so that existing
+// caches keep hitting.
+func TestKeyKindsUnchanged(t *testing.T) {
+	for kind, want := range map[cache.Kind]string{
+		cache.KindRun:        "a64733129356e5db48e949e32db591a3d1de89600dcc201e94dc371a4a22a991",
+		cache.KindCopy:       "e4e14929b34bc27f91805ca6b748de191a8f06d62123b38f572d7065973c83e1",
+		cache.KindLayerExact: "115931ee3681b3690725e1ffa90c3c74304531c612a9b7ad1c263de8222868ed",
+		cache.KindWorkdir:    "e1c444a648154710514f0ca7b6b88e0b0d6bb521484eb9cc4a8ab3968cfb5c52",
+		cache.KindLayerIndex: "ff8098d38459cd701b4f9f78bd5ef37fbe9409f94d46e60ac80d8af986f7c376",
+	} {
+		if got, err := cache.Key(kind, "in"); err != nil || got != want {
+			t.Errorf("key of kind %s: %s (%v), want %s as before", kind, got, err, want)
+		}
+	}
+}
+
 // writeLayer stores a one-file layer in st.
 func writeLayer(t *testing.T, st *store.Store, content string) v1.Layer {
 	t.Helper()

@@ -39,7 +39,7 @@ type indexConfig struct {
 // IndexKey is the cache key under which the index of the layer diffID is
 // kept.
 func IndexKey(diffID v1.Hash) string {
-	k, err := Key("layer-index", diffID.String())
+	k, err := Key(KindLayerIndex, diffID.String())
 	if err != nil {
 		panic(err) // a string always marshals
 	}

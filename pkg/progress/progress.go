@@ -101,19 +101,23 @@ type Reporter interface {
 	Close() error
 }
 
-// Modes accepted by New.
+// Mode is how a Reporter renders: the --progress value, parsed once by
+// ParseMode.
+type Mode string
+
+// The modes.
 const (
-	ModeAuto  = "auto"
-	ModeTTY   = "tty"
-	ModePlain = "plain"
-	ModeJSON  = "json"
-	ModeQuiet = "quiet"
+	ModeAuto  Mode = "auto"
+	ModeTTY   Mode = "tty"
+	ModePlain Mode = "plain"
+	ModeJSON  Mode = "json"
+	ModeQuiet Mode = "quiet"
 )
 
-// ParseMode checks a --progress value: auto (or empty), tty, plain, json or
+// ParseMode reads a --progress value: auto (or empty), tty, plain, json or
 // quiet ("none" is quiet too).
-func ParseMode(mode string) (string, error) {
-	switch m := strings.ToLower(strings.TrimSpace(mode)); m {
+func ParseMode(mode string) (Mode, error) {
+	switch m := Mode(strings.ToLower(strings.TrimSpace(mode))); m {
 	case "", ModeAuto:
 		return ModeAuto, nil
 	case ModeTTY, ModePlain, ModeJSON, ModeQuiet:
@@ -125,11 +129,11 @@ func ParseMode(mode string) (string, error) {
 	}
 }
 
-// New returns a Reporter writing to w in mode (see ParseMode). In auto mode
-// the terminal rendering is used when w is a terminal and TERM is not
-// "dumb"; plain lines otherwise.
-func New(w io.Writer, mode string) (Reporter, error) {
-	m, err := ParseMode(mode)
+// New returns a Reporter writing to w in mode (from ParseMode; "" is
+// ModeAuto). In auto mode the terminal rendering is used when w is a
+// terminal and TERM is not "dumb"; plain lines otherwise.
+func New(w io.Writer, mode Mode) (Reporter, error) {
+	m, err := ParseMode(string(mode))
 	if err != nil {
 		return nil, err
 	}

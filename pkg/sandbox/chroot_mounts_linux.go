@@ -23,7 +23,7 @@ import (
 // directory.
 type chrootMove struct {
 	target string // absolute, in the root
-	kind   string
+	kind   MountType
 	dirFD  int    // the directory holding name, outside the root
 	name   string // what moves in
 	// scratchFD is a directory outside the root where what the image had
@@ -44,7 +44,7 @@ func chrootMoves(rs *runSpec) ([]*chrootMove, error) {
 		return nil, err
 	}
 	for i, m := range rs.Mounts {
-		if m.File || (m.Type != "cache" && m.Type != "bind" && m.Type != "tmpfs") {
+		if m.File || (m.Type != MountCache && m.Type != MountBind && m.Type != MountTmpfs) {
 			continue
 		}
 		if rs.Scratch == "" {
@@ -54,7 +54,7 @@ func chrootMoves(rs *runSpec) ([]*chrootMove, error) {
 		out = append(out, mv)
 		src := ""
 		switch m.Type {
-		case "cache":
+		case MountCache:
 			src = m.Source
 			l, err := os.OpenFile(src+".lock", os.O_CREATE|os.O_RDONLY, 0o600)
 			if err != nil {
@@ -67,12 +67,12 @@ func chrootMoves(rs *runSpec) ([]*chrootMove, error) {
 			if err := os.MkdirAll(src, 0o755); err != nil {
 				return fail(err)
 			}
-		case "bind":
+		case MountBind:
 			src = filepath.Join(rs.Scratch, fmt.Sprintf("bind%d", i))
 			if err := copyTree(m.Source, src); err != nil {
 				return fail(fmt.Errorf("--mount target=%s: copying %s: %w", m.Target, m.Source, err))
 			}
-		case "tmpfs":
+		case MountTmpfs:
 			src = filepath.Join(rs.Scratch, fmt.Sprintf("tmpfs%d", i))
 			if err := os.Mkdir(src, 0o1777); err != nil {
 				return fail(err)
@@ -162,7 +162,7 @@ func (m *chrootMove) moveOut() {
 	case err == nil:
 		_ = unix.Unlink(m.target)
 	}
-	if m.kind == "cache" {
+	if m.kind == MountCache {
 		if err := unix.Fstatat(m.dirFD, m.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			_ = unix.Mkdirat(m.dirFD, m.name, 0o755)
 		}

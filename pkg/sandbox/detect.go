@@ -340,7 +340,7 @@ func probe(ctx context.Context, s *helper, scratch string) (*result, error) {
 	}
 	// Overlay leaves a mode-000 work directory: removeAll opens it up.
 	defer removeAll(dir)
-	res, err := s.exec(ctx, &job{Kind: "probe", Scratch: dir}, nil, nil, nil)
+	res, err := s.exec(ctx, &job{Kind: jobProbe, Scratch: dir}, nil, nil, nil)
 	if err != nil {
 		var errno syscall.Errno
 		if errors.As(err, &errno) && (errno == syscall.EPERM || errno == syscall.EACCES) {

@@ -130,7 +130,7 @@ func ParseShmSize(s string) (int64, error) {
 // on all addresses); on a private network, slirp4netns's gateway, which
 // then forwards to the host's loopback (startNetwork's hostLoopback). A
 // step without a network has no way to the host: "".
-func gatewayAddr(network string) string {
+func gatewayAddr(network Network) string {
 	switch network {
 	case NetworkHost:
 		return "127.0.0.1"
@@ -153,7 +153,7 @@ func wantsGateway(extra []string) bool {
 // resolveHosts turns extra's host-gateway lines into the gateway of
 // network (dropped where the step has no network: its name then does not
 // resolve, and nothing else answers for it).
-func resolveHosts(extra []string, network string) []string {
+func resolveHosts(extra []string, network Network) []string {
 	if !wantsGateway(extra) {
 		return extra
 	}
@@ -174,7 +174,7 @@ func resolveHosts(extra []string, network string) []string {
 // writeHosts writes the step's /etc/hosts into dir: the host's, or
 // docker's localhost lines where the host has none, then extra (its
 // host-gateway lines resolved for network).
-func writeHosts(dir string, extra []string, network string) (string, error) {
+func writeHosts(dir string, extra []string, network Network) (string, error) {
 	extra = resolveHosts(extra, network)
 	data, err := os.ReadFile("/etc/hosts")
 	if err != nil && len(extra) == 0 {

@@ -17,7 +17,7 @@ func TestAddHostGateway(t *testing.T) {
 		t.Error("a name with a space was taken")
 	}
 	extra := []string{"10.1.2.3\tdb", line}
-	for network, want := range map[string][]string{
+	for network, want := range map[Network][]string{
 		NetworkHost:    {"10.1.2.3\tdb", "127.0.0.1\tgw.internal"},
 		NetworkPrivate: {"10.1.2.3\tdb", "10.0.2.2\tgw.internal"},
 		NetworkNone:    {"10.1.2.3\tdb"},
@@ -28,5 +28,20 @@ func TestAddHostGateway(t *testing.T) {
 	}
 	if !wantsGateway(extra) || wantsGateway(extra[:1]) {
 		t.Error("wantsGateway")
+	}
+}
+
+// TestParseNetwork: --network's values are parsed once into a Network; a
+// step cannot ask for the private network by name (it is given).
+func TestParseNetwork(t *testing.T) {
+	for in, want := range map[string]Network{"": NetworkDefault, "default": NetworkDefault, "host": NetworkHost, "none": NetworkNone} {
+		if got, err := ParseNetwork(in); err != nil || got != want {
+			t.Errorf("ParseNetwork(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"bridge", "private", "Host", "container:x"} {
+		if got, err := ParseNetwork(bad); err == nil {
+			t.Errorf("ParseNetwork(%q) = %q, want an error", bad, got)
+		}
 	}
 }

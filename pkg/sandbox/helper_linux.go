@@ -109,17 +109,17 @@ func doJob(j *job) (*result, error) {
 	}
 	unix.Umask(0o022)
 	switch j.Kind {
-	case "probe":
+	case jobProbe:
 		return probeJob(j), nil
-	case "unpack":
+	case jobUnpack:
 		return unpackJob(j)
-	case "apply":
+	case jobApply:
 		return applyJob(j)
-	case "diff":
+	case jobDiff:
 		return diffJob(j)
-	case "walk":
+	case jobWalk:
 		return walkJob(j)
-	case "remove":
+	case jobRemove:
 		yieldCPU()
 		for _, p := range j.Paths {
 			if err := removeAll(p); err != nil {
@@ -127,9 +127,9 @@ func doJob(j *job) (*result, error) {
 			}
 		}
 		return &result{}, nil
-	case "run":
+	case jobRun:
 		return runJob(j)
-	case "verify":
+	case jobVerify:
 		return verifyJob(j)
 	}
 	return nil, fmt.Errorf("unknown job %q", j.Kind)
@@ -464,7 +464,7 @@ func runJob(j *job) (*result, error) {
 		if err := enterRoot(root); err != nil {
 			return nil, err
 		}
-		if rs.Network == "none" {
+		if rs.Network == NetworkNone {
 			if err := loopbackUp(); err != nil {
 				res.Notes = append(res.Notes, "network none: "+err.Error())
 			}
@@ -543,7 +543,7 @@ func runCommand(j *job, rs *runSpec, res *result, disk *diskWatch) (int, string,
 	// (which is never given back).
 	runtime.LockOSThread()
 	var drop []int
-	if rs.Network != "none" {
+	if rs.Network != NetworkNone {
 		// The host's network namespace: no raw sockets there (sniffing
 		// other processes' traffic).
 		drop = append(drop, confine.CapNetRaw)

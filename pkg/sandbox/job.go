@@ -5,9 +5,24 @@ import "github.com/kiln-build/kiln/pkg/rootfs"
 // helperArg0 is argv[0] of the re-executed helper.
 const helperArg0 = "kiln-sandbox-init"
 
+// jobKind is what a job asks the helper to do (doJob's switch).
+type jobKind string
+
+// The helper's jobs.
+const (
+	jobProbe  jobKind = "probe"  // what the mode can do here (detect.go)
+	jobUnpack jobKind = "unpack" // a layer from stdin into Dest, over Lowers
+	jobApply  jobKind = "apply"  // a layer from stdin onto Dir
+	jobDiff   jobKind = "diff"   // the overlay upper Dest as a layer on stdout
+	jobWalk   jobKind = "walk"   // the working copy Dir's changes as a layer
+	jobRemove jobKind = "remove" // Paths removed where their owners are visible
+	jobRun    jobKind = "run"    // a RUN step (Run)
+	jobVerify jobKind = "verify" // Dest compared with the layer on stdin
+)
+
 // job is what the helper is asked to do; it travels as JSON.
 type job struct {
-	Kind string `json:"kind"` // run, unpack, apply, diff, walk, remove, probe
+	Kind jobKind `json:"kind"`
 
 	Userns    bool `json:"userns,omitempty"`
 	SingleMap bool `json:"singleMap,omitempty"` // only the caller is mapped
@@ -62,7 +77,7 @@ type runSpec struct {
 	Env     []string `json:"env"`
 	User    string   `json:"user,omitempty"`
 	Cwd     string   `json:"cwd,omitempty"`
-	Network string   `json:"network,omitempty"`
+	Network Network  `json:"network,omitempty"`
 	// HostLoopback lets a private network's gateway reach the host's
 	// loopback (an --add-host NAME:host-gateway).
 	HostLoopback bool `json:"hostLoopback,omitempty"`
@@ -94,10 +109,23 @@ type result struct {
 	UIDMapSeen string `json:"uidMap,omitempty"`
 }
 
+// MountType is what a Mount gives the step (RUN --mount's secret and ssh
+// types come as binds of a file and of a socket).
+type MountType string
+
+// The mount types.
+const (
+	// MountBind is a host directory or file, or a path of Lowers.
+	MountBind MountType = "bind"
+	// MountCache is a host directory kept between steps (--mount=type=cache).
+	MountCache MountType = "cache"
+	// MountTmpfs is an empty writable directory that is never kept.
+	MountTmpfs MountType = "tmpfs"
+)
+
 // Mount is an extra mount of a RUN step (RUN --mount).
 type Mount struct {
-	// Type is bind, cache or tmpfs.
-	Type string `json:"type"`
+	Type MountType `json:"type"`
 	// Target is the absolute path in the step's root.
 	Target string `json:"target"`
 	// Source is a host directory or file (bind from the context, cache).

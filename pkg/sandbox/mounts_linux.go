@@ -138,11 +138,11 @@ func setupRoot(j *job, res *result) (string, error) {
 
 func mountOne(m Mount, target, scratch string, userXattr bool) error {
 	switch m.Type {
-	case "tmpfs":
+	case MountTmpfs:
 		return unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777")
-	case "cache":
+	case MountCache:
 		return unix.Mount(m.Source, target, "", unix.MS_BIND|unix.MS_REC, "")
-	case "bind":
+	case MountBind:
 	default:
 		return fmt.Errorf("mount type %q is not supported", m.Type)
 	}
@@ -501,7 +501,7 @@ type chrootFile struct {
 func chrootFiles(ms []Mount) ([]chrootFile, error) {
 	var out []chrootFile
 	for _, m := range ms {
-		if m.Type != "bind" || !m.File {
+		if m.Type != MountBind || !m.File {
 			continue
 		}
 		data, err := os.ReadFile(m.Source)

@@ -72,11 +72,11 @@ func slirp4netns() (string, string) {
 // DefaultNetwork is the network a RUN step that asks for none in
 // particular gets (NetworkPrivate or NetworkHost), and, for
 // NetworkHost, why it gets no namespace of its own.
-func (s *Sandbox) DefaultNetwork() (string, string) {
+func (s *Sandbox) DefaultNetwork() (Network, string) {
 	return resolveDefault(s.Features())
 }
 
-func resolveDefault(f Features) (string, string) {
+func resolveDefault(f Features) (Network, string) {
 	if !f.NetworkNamespace {
 		return NetworkHost, "this isolation mode cannot make a network namespace"
 	}
@@ -86,9 +86,9 @@ func resolveDefault(f Features) (string, string) {
 	return NetworkPrivate, ""
 }
 
-// resolveNetwork turns a step's --network ("", "default", "host",
-// "none") into what it gets.
-func resolveNetwork(f Features, asked string) string {
+// resolveNetwork turns the network a step asks for ("", NetworkDefault,
+// NetworkHost, NetworkNone) into what it gets.
+func resolveNetwork(f Features, asked Network) Network {
 	switch asked {
 	case NetworkHost, NetworkNone:
 		return asked

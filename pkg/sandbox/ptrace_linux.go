@@ -124,13 +124,13 @@ func (m *ptraceMode) Run(ctx context.Context, st Step) (*StepResult, error) {
 	for i, mt := range st.Mounts {
 		b := ptrace.Bind{Guest: mt.Target, Host: mt.Source, ReadOnly: mt.ReadOnly}
 		switch {
-		case mt.Type == "tmpfs":
+		case mt.Type == MountTmpfs:
 			b.Host = filepath.Join(st.TempDir, fmt.Sprintf("tmpfs%d", i))
 			if err := os.MkdirAll(b.Host, 0o1777); err != nil {
 				return nil, err
 			}
-		case mt.Type == "cache":
-		case mt.Type == "bind" && len(mt.Lowers) == 0 && (mt.ReadOnly || mt.File):
+		case mt.Type == MountCache:
+		case mt.Type == MountBind && len(mt.Lowers) == 0 && (mt.ReadOnly || mt.File):
 		default:
 			return nil, fmt.Errorf("RUN --mount=type=%s,target=%s (writable, or from another stage or image) needs a mount namespace, which ptrace mode cannot make; read-only binds of the context, caches, tmpfs, secrets and ssh work here", mountKind(mt), mt.Target)
 		}

@@ -73,7 +73,7 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 		return nil, fmt.Errorf("no command")
 	}
 	f := s.Features()
-	if st.Network == "none" && !f.NetworkNamespace {
+	if st.Network == NetworkNone && !f.NetworkNamespace {
 		return nil, fmt.Errorf("--network=none needs a network namespace, which %s mode cannot make (%s)", s.Mode(), s.reason)
 	}
 	if st.Extras.ShmSize > 0 && !f.Mounts {
@@ -89,7 +89,7 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	feat := h.self.Features()
 	rs := &runSpec{
-		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: resolveNetwork(feat, st.Network),
+		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: resolveNetwork(feat, Network(st.Network)),
 		Mounts: st.Mounts, Ulimits: st.Extras.Ulimits, ShmSize: st.Extras.ShmSize,
 	}
 	if h.userns && os.Geteuid() != 0 {
@@ -153,7 +153,7 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	}
 	for i := range rs.Mounts {
 		m := &rs.Mounts[i]
-		if m.Type == "bind" && !m.ReadOnly {
+		if m.Type == MountBind && !m.ReadOnly {
 			if m.Upper, err = mk(fmt.Sprintf("mount%d/upper", i)); err != nil {
 				return nil, err
 			}
@@ -189,7 +189,7 @@ func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 		}
 		defer closeRelays(relays)
 	}
-	res, err := h.exec(ctx, &job{Kind: "run", Run: rs}, nil, st.Stdout, st.Stderr)
+	res, err := h.exec(ctx, &job{Kind: jobRun, Run: rs}, nil, st.Stdout, st.Stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func mountKind(m Mount) string {
 	if m.Socket {
 		return "ssh"
 	}
-	return m.Type
+	return string(m.Type)
 }
 
 // fileInLowers reports whether p, a path in the union of layer

@@ -152,7 +152,7 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 	j.SingleMap = h.singleMap
 	j.Chroot = !feat.Mounts
 	j.UserXattr = h.userns
-	if p := os.Getenv("KILN_CPUPROFILE"); p != "" && j.Kind != "probe" {
+	if p := os.Getenv("KILN_CPUPROFILE"); p != "" && j.Kind != jobProbe {
 		j.Profile = fmt.Sprintf("%s.%s.%d", p, j.Kind, profileSeq.Add(1))
 	}
 	reexec := h.userns && h.newIDMap
@@ -394,7 +394,7 @@ func (h *helper) Unpack(ctx context.Context, lowers []string, dest, work string,
 	if err != nil {
 		return nil, err
 	}
-	res, err := h.exec(ctx, &job{Kind: "unpack", Lowers: lowers, Dest: dest, Work: work, Chown: !h.singleMap}, pr, nil, nil)
+	res, err := h.exec(ctx, &job{Kind: jobUnpack, Lowers: lowers, Dest: dest, Work: work, Chown: !h.singleMap}, pr, nil, nil)
 	if ferr := wait(err != nil); ferr != nil {
 		// The layer could not be read (or did not match its digest):
 		// that explains a helper's truncated tar better.
@@ -450,7 +450,7 @@ func feedPipe(r io.Reader) (*os.File, func(failed bool) error, error) {
 }
 
 func (h *helper) Apply(ctx context.Context, dir string, r io.Reader) ([]string, error) {
-	res, err := h.exec(ctx, &job{Kind: "apply", Dir: dir, Chown: !h.singleMap}, r, nil, nil)
+	res, err := h.exec(ctx, &job{Kind: jobApply, Dir: dir, Chown: !h.singleMap}, r, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -458,12 +458,12 @@ func (h *helper) Apply(ctx context.Context, dir string, r io.Reader) ([]string, 
 }
 
 func (h *helper) Remove(ctx context.Context, dir string) error {
-	_, err := h.exec(ctx, &job{Kind: "remove", Paths: []string{dir}}, nil, nil, nil)
+	_, err := h.exec(ctx, &job{Kind: jobRemove, Paths: []string{dir}}, nil, nil, nil)
 	return err
 }
 
 func (h *helper) UpperDiff(ctx context.Context, upper string, exclude []string, w io.Writer) (rootfs.DiffStats, error) {
-	res, err := h.exec(ctx, &job{Kind: "diff", Dest: upper, Exclude: exclude}, nil, w, nil)
+	res, err := h.exec(ctx, &job{Kind: jobDiff, Dest: upper, Exclude: exclude}, nil, w, nil)
 	if err != nil {
 		return rootfs.DiffStats{}, err
 	}
@@ -471,7 +471,7 @@ func (h *helper) UpperDiff(ctx context.Context, upper string, exclude []string, 
 }
 
 func (h *helper) WalkDiff(ctx context.Context, dir, snapIn, snapOut string, exclude, created []string, w io.Writer) (rootfs.DiffStats, error) {
-	res, err := h.exec(ctx, &job{Kind: "walk", Dir: dir, SnapIn: snapIn, SnapOut: snapOut, Exclude: exclude, Paths: created}, nil, w, nil)
+	res, err := h.exec(ctx, &job{Kind: jobWalk, Dir: dir, SnapIn: snapIn, SnapOut: snapOut, Exclude: exclude, Paths: created}, nil, w, nil)
 	if err != nil {
 		return rootfs.DiffStats{}, err
 	}

@@ -33,7 +33,7 @@ func (s *Sandbox) VerifyUnpacked(ctx context.Context, dir string, r io.Reader) (
 	if !ok || !s.Overlay() {
 		return nil, fmt.Errorf("%w: %s mode keeps no unpacked layers", ErrUnavailable, s.Mode())
 	}
-	res, err := h.exec(ctx, &job{Kind: "verify", Dest: dir, Chown: !s.SingleMapping()}, r, nil, nil)
+	res, err := h.exec(ctx, &job{Kind: jobVerify, Dest: dir, Chown: !s.SingleMapping()}, r, nil, nil)
 	if err != nil {
 		return nil, err
 	}
