@@ -74,7 +74,7 @@ func (f *buildFlags) attach(res *build.Result, in attestInputs) error {
 			for _, m := range mats {
 				ms = append(ms, attest.MaterialOf(m.Ref, m.Digest, c.Platform))
 			}
-			pred := attest.Provenance(attest.ProvenanceOptions{Max: req.ProvenanceMax, BuilderID: "kiln-" + versionInfo().Version,
+			pred := attest.Provenance(attest.ProvenanceOptions{Max: req.ProvenanceMax, BuilderID: attest.BuilderID(versionInfo().Version),
 				DockerfileName: in.dockerfileName, Dockerfile: in.dockerfile, BuildArgs: in.buildArgs, Labels: in.labels,
 				Target: f.target, Secrets: secretValues, Materials: ms, ConfigSource: f.gitSource, Platform: c.Platform, Started: started, Finished: finished})
 			children[i].Statements = append(children[i].Statements, attest.NewStatement(attest.SLSAProvenancePredicate, pred, name, d, c.Platform))

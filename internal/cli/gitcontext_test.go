@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/kiln-build/kiln/internal/testutil"
 )
 
 const gitSecret = "s3cret-git-tok-91"
@@ -178,6 +180,9 @@ func TestProvenanceGitContext(t *testing.T) {
 	raw := ociStatement(t, dest, "https://slsa.dev/provenance/v0.2")
 	if strings.Contains(raw, gitSecret) {
 		t.Errorf("the git token is in the provenance")
+	}
+	if err := testutil.CheckSLSAProvenance([]byte(raw)); err != nil {
+		t.Errorf("the provenance of a git context: %v\n%s", err, raw)
 	}
 	var st struct {
 		Predicate json.RawMessage `json:"predicate"`

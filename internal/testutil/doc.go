@@ -14,7 +14,9 @@
 //     applied in order, whiteouts honoured), LayerTree one layer's entries,
 //     ConfigSummary the config and history fields a Dockerfile controls, and
 //     Golden compares such lines with testdata/golden/NAME.txt (rewritten by
-//     `go test -update`).
+//     `go test -update`). CheckSLSAProvenance checks a provenance statement
+//     against in-toto v0.1 and SLSA v0.2 (in-toto-golang's types, decoded
+//     strictly, and the fields the spec requires).
 //   - SharedDocker starts a private docker daemon (Debian's docker.io,
 //     dockerd 20.10 with BuildKit, with its own containerd, data root and
 //     socket, no bridge, no iptables) once per test process, for the

@@ -14,8 +14,8 @@ import (
 type ProvenanceOptions struct {
 	// Max is mode=max: the Dockerfile and the build arguments are added.
 	Max bool
-	// BuilderID identifies the builder ("" leaves it empty, as BuildKit
-	// does without BUILDKIT_BUILDER_ID... kiln puts its version).
+	// BuilderID identifies the builder: a URI, as SLSA v0.2 requires
+	// (BuilderID gives kiln's).
 	BuilderID string
 	// DockerfileName and Dockerfile are the Dockerfile's name and content.
 	DockerfileName string
@@ -39,6 +39,13 @@ type ProvenanceOptions struct {
 	Platform *v1.Platform
 	// Started and Finished bound the build.
 	Started, Finished time.Time
+}
+
+// BuilderID is kiln's builder.id for a kiln version: its package URL
+// (pkg:golang/github.com/kiln-build/kiln@VERSION), a URI as SLSA v0.2's
+// builder.id must be.
+func BuilderID(version string) string {
+	return "pkg:golang/github.com/kiln-build/kiln@" + version
 }
 
 // Material is an image the build read.

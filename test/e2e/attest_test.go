@@ -113,6 +113,9 @@ RUN --mount=type=secret,id=s test -s /run/secrets/s && dpkg-query -W -f '${Packa
 	}
 	// Provenance: SLSA v0.2, the base as a material, PLAIN but not TOKEN.
 	prov := string(raw[attest.SLSAProvenancePredicate])
+	if err := testutil.CheckSLSAProvenance(raw[attest.SLSAProvenancePredicate]); err != nil {
+		t.Errorf("mode=max provenance against in-toto v0.1 and SLSA v0.2: %v\n%s", err, prov)
+	}
 	for _, w := range []string{`"buildType":"https://mobyproject.org/buildkit@v1"`, reg + "/library/debian", `"build-arg:PLAIN":"visible-value"`, `"language":"Dockerfile"`} {
 		if !strings.Contains(prov, w) {
 			t.Errorf("provenance lacks %s:\n%s", w, prov)
@@ -164,6 +167,9 @@ RUN --mount=type=secret,id=s test -s /run/secrets/s && dpkg-query -W -f '${Packa
 	}
 	rc, _ := mls[0].Compressed()
 	mb, _ := io.ReadAll(rc)
+	if err := testutil.CheckSLSAProvenance(mb); err != nil {
+		t.Errorf("mode=min provenance against in-toto v0.1 and SLSA v0.2: %v\n%s", err, mb)
+	}
 	if strings.Contains(string(mb), "visible-value") || strings.Contains(string(mb), `"language":"Dockerfile"`) || !strings.Contains(string(mb), "library/debian") {
 		t.Errorf("mode=min provenance:\n%s", mb)
 	}
