@@ -182,3 +182,38 @@ func openPTY(t *testing.T) (*os.File, *os.File) {
 	}
 	return ptm, pts
 }
+
+// TestProgressBaseNotPinnedNote: a base named by tag gets the note that it
+// is not pinned once per base, however many stages and platforms start
+// from it; a base pinned by digest gets none; under --progress=quiet
+// stderr is empty.
+func TestProgressBaseNotPinnedNote(t *testing.T) {
+	isolateAuth(t)
+	reg := startRegistry(t)
+	base, other := reg.host+"/library/base:1", reg.host+"/library/other:1"
+	testutil.PushIndex(t, base, testutil.PlatformIndex(t))
+	testutil.PushIndex(t, other, testutil.PlatformIndex(t))
+	pinned := reg.host + "/library/other@" + reg.remoteDigest(t, "library/other:1")
+	dir := t.TempDir()
+	df := "FROM " + base + " AS a\nLABEL s=a\n" +
+		"FROM " + pinned + " AS p\nLABEL s=p\n" +
+		"FROM " + base + "\nCOPY --from=a /none* /a/\nCOPY --from=p /none* /p/\nLABEL s=final\n"
+	testutil.Require(t, os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644))
+	args := []string{"build", "--platform", "linux/amd64,linux/arm64", "-t", "pin:1", dir}
+
+	_, stderr, err := run(t, t.TempDir(), "", append([]string{"--progress=plain"}, args...)...)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, stderr)
+	}
+	if n := strings.Count(stderr, "note: "+base+" is not pinned to a digest"); n != 1 {
+		t.Errorf("the note for %s %d times, want once:\n%s", base, n, stderr)
+	}
+	if n := strings.Count(stderr, "is not pinned"); n != 1 {
+		t.Errorf("%d notes, want only %s's (the other base is pinned by digest):\n%s", n, base, stderr)
+	}
+
+	out, stderr, err := run(t, t.TempDir(), "", append([]string{"--progress=quiet"}, args...)...)
+	if err != nil || stderr != "" || !idLine.MatchString(out) {
+		t.Errorf("quiet build: stdout %q, stderr %q, %v", out, stderr, err)
+	}
+}
