@@ -72,8 +72,9 @@ func slirp4netns() (string, string) {
 // DefaultNetwork is the network a RUN step that asks for none in
 // particular gets (NetworkPrivate or NetworkHost), and, for
 // NetworkHost, why it gets no namespace of its own.
-func (s *Sandbox) DefaultNetwork() (Network, string) {
-	return resolveDefault(s.Features())
+func (s *Sandbox) DefaultNetwork() (string, string) {
+	n, why := resolveDefault(s.Features())
+	return string(n), why
 }
 
 func resolveDefault(f Features) (Network, string) {
