@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"debug/elf"
+	"encoding/base64"
 	"encoding/binary"
 	"os"
 	"os/exec"
@@ -215,10 +216,18 @@ func TestImagesReproducible(t *testing.T) {
 	}
 }
 
-// The images run as a CI runner runs them: uid 1000 under the default
-// seccomp profile for a COPY-only build and kaniko's invocation; with
-// seccomp unconfined, RUN steps get the subordinate ids through the
-// capability-carrying newuidmap (a chown to another id works).
+// ciUsers are the users the images run as in the tests, as CI runners
+// run job images: the image's own kiln user, and root (kaniko's habit,
+// and a pod without runAsNonRoot); both under docker's default seccomp
+// profile.
+var ciUsers = []struct{ name, user string }{{"uid 1000", "1000:1000"}, {"root", "0:0"}}
+
+// The images run as a CI runner runs them, as uid 1000 and as root under
+// the default seccomp profile: a COPY-only build and push, and kaniko's
+// invocation (its /kaniko/.docker/config.json and --skip-tls-verify
+// against a registry with TLS and a password); with seccomp unconfined,
+// RUN steps get the subordinate ids through the capability-carrying
+// newuidmap (a chown to another id works).
 func TestImagesInDocker(t *testing.T) {
 	reg := buildImages(t)
 	d := testutil.SharedDocker(t)
@@ -236,18 +245,31 @@ func TestImagesInDocker(t *testing.T) {
 		"RUN mkdir /data && chown 123:456 /data && test \"$(stat -c %u:%g /data)\" = 123:456\n"), 0o644)
 	os.Chmod(ctx, 0o755)
 	vol := "-v=" + ctx + ":/ctx:ro"
+	private := testutil.StartTLSBasicRegistry(t, testutil.SetupOptions{})
+	kanikoAuth := filepath.Join(t.TempDir(), "config.json")
+	testutil.Require(t, os.WriteFile(kanikoAuth, []byte(`{"auths":{"`+private.Addr+`":{"auth":"`+
+		base64.StdEncoding.EncodeToString([]byte(private.User+":"+private.Password))+`"}}}`), 0o644))
 
-	out := d.Run(t, "--network=host", "--user=1000:1000", vol, debug, "sh", "-c",
-		"id -u && kiln build -q -t "+reg+"/app:copy /ctx && kiln push -q "+reg+"/app:copy")
-	if !regexp.MustCompile(`^1000\n(sha256:[0-9a-f]{64}\n){2}$`).MatchString(out) {
-		t.Errorf("COPY build as 1000 with the default profile: %q", out)
+	for _, u := range ciUsers {
+		t.Run(u.name, func(t *testing.T) {
+			id := strings.Split(u.user, ":")[0]
+			out := d.Run(t, "--network=host", "--user="+u.user, vol, debug, "sh", "-c",
+				"id -u && kiln build -q -t "+reg+"/app-"+id+":copy /ctx && kiln push -q "+reg+"/app-"+id+":copy")
+			if !regexp.MustCompile(`^` + id + `\n(sha256:[0-9a-f]{64}\n){2}$`).MatchString(out) {
+				t.Errorf("COPY build as %s with the default profile: %q", u.user, out)
+			}
+			dest := private.Ref("team/app-" + id + ":kaniko")
+			out = d.Run(t, "--network=host", "--user="+u.user, vol, "-v="+kanikoAuth+":/kaniko/.docker/config.json:ro", debug,
+				"sh", "-c", "/kaniko/executor --context dir:///ctx --destination "+dest+" --skip-tls-verify --digest-file /home/kiln/digest && echo digest=$(cat /home/kiln/digest)")
+			if !strings.Contains(out, "digest="+private.Descriptor(t, "team/app-"+id+":kaniko").Digest.String()) {
+				t.Errorf("kaniko invocation as %s: %q", u.user, out)
+			}
+			if strings.Contains(out, private.Password) {
+				t.Errorf("the password of /kaniko/.docker/config.json in the output: %q", out)
+			}
+		})
 	}
-	out = d.Run(t, "--network=host", "--user=1000:1000", vol, debug,
-		"/kaniko/executor", "--context", "dir:///ctx", "--destination", reg+"/app:kaniko", "--digest-file", "/home/kiln/digest")
-	if !strings.Contains(out, "sha256:") {
-		t.Errorf("kaniko invocation: %q", out)
-	}
-	out = d.Run(t, "--network=host", "--user=1000:1000", "--security-opt=seccomp=unconfined", vol, debug, "sh", "-c",
+	out := d.Run(t, "--network=host", "--user=1000:1000", "--security-opt=seccomp=unconfined", vol, debug, "sh", "-c",
 		"kiln build -q -f /ctx/Dockerfile.run /ctx")
 	if !regexp.MustCompile(`sha256:[0-9a-f]{64}\n$`).MatchString(out) {
 		t.Errorf("RUN with chown to a subordinate id as 1000: %q", out)

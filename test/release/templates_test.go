@@ -141,12 +141,14 @@ func TestTemplatesDecodeStrictly(t *testing.T) {
 }
 
 // runTemplate runs a script (or a container command) in kiln's image as
-// the template's pod would: uid 1000, the default seccomp profile, an
-// emptyDir-like tmpfs at /home/kiln, the project mounted at dir.
-func runTemplate(t *testing.T, image, project, dir string, env map[string]string, extra []string, cmd ...string) string {
+// the template's pod would: as user (UID:GID), the default seccomp
+// profile, an emptyDir-like tmpfs at /home/kiln that the user owns (as
+// fsGroup makes it), the project mounted at dir.
+func runTemplate(t *testing.T, image, user, project, dir string, env map[string]string, extra []string, cmd ...string) string {
 	t.Helper()
 	d := testutil.SharedDocker(t)
-	args := []string{"--network=host", "--user=1000:1000", "--tmpfs=/home/kiln:uid=1000,gid=1000,mode=0755,exec",
+	uid, gid, _ := strings.Cut(user, ":")
+	args := []string{"--network=host", "--user=" + user, "--tmpfs=/home/kiln:uid=" + uid + ",gid=" + gid + ",mode=0755,exec",
 		"-v=" + project + ":" + dir, "-w=" + dir}
 	keys := make([]string, 0, len(env))
 	for k := range env {
@@ -185,33 +187,38 @@ func TestGitLabTemplateRuns(t *testing.T) {
 	if err := json.Unmarshal(ci["variables"], &vars); err != nil {
 		t.Fatalf(".gitlab-ci.yml variables: %v", err)
 	}
-	env := map[string]string{
-		"CI_REGISTRY": reg, "CI_REGISTRY_USER": "gitlab-ci-token", "CI_REGISTRY_PASSWORD": "job-token",
-		"CI_REGISTRY_IMAGE": reg + "/group/project", "CI_PIPELINE_ID": "4242", "CI_COMMIT_SHORT_SHA": "abc1234",
-		"CI_COMMIT_REF_SLUG": "main", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main",
-	}
-	for k, v := range vars {
-		env[k] = os.Expand(v, func(n string) string { return env[n] })
-	}
-	project := newProject(t, reg, "docker/Dockerfile-build")
-	for _, job := range []string{"build", "promote"} {
-		var j struct {
-			Script []string `json:"script"`
-		}
-		if err := json.Unmarshal(ci[job], &j); err != nil || len(j.Script) == 0 {
-			t.Fatalf("job %s has no script: %v", job, err)
-		}
-		script := "set -e\n" + strings.Join(j.Script, "\n")
-		runTemplate(t, reg+"/kiln:test-debug", project, "/builds/group/project", env, nil, "sh", "-c", script)
-	}
-	digest, err := os.ReadFile(filepath.Join(project, "image-digest.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tag := range []string{"abc1234", "main", "latest"} {
-		if got := remoteDigest(t, reg+"/group/project/app:"+tag); got != string(digest) {
-			t.Errorf("app:%s is %s, the job's digest %s", tag, got, digest)
-		}
+	for _, u := range ciUsers {
+		t.Run(u.name, func(t *testing.T) {
+			project := "project-" + strings.Split(u.user, ":")[0]
+			env := map[string]string{
+				"CI_REGISTRY": reg, "CI_REGISTRY_USER": "gitlab-ci-token", "CI_REGISTRY_PASSWORD": "job-token",
+				"CI_REGISTRY_IMAGE": reg + "/group/" + project, "CI_PIPELINE_ID": "4242", "CI_COMMIT_SHORT_SHA": "abc1234",
+				"CI_COMMIT_REF_SLUG": "main", "CI_COMMIT_BRANCH": "main", "CI_DEFAULT_BRANCH": "main",
+			}
+			for k, v := range vars {
+				env[k] = os.Expand(v, func(n string) string { return env[n] })
+			}
+			dir := newProject(t, reg, "docker/Dockerfile-build")
+			for _, job := range []string{"build", "promote"} {
+				var j struct {
+					Script []string `json:"script"`
+				}
+				if err := json.Unmarshal(ci[job], &j); err != nil || len(j.Script) == 0 {
+					t.Fatalf("job %s has no script: %v", job, err)
+				}
+				script := "set -e\n" + strings.Join(j.Script, "\n")
+				runTemplate(t, reg+"/kiln:test-debug", u.user, dir, "/builds/group/"+project, env, nil, "sh", "-c", script)
+			}
+			digest, err := os.ReadFile(filepath.Join(dir, "image-digest.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, tag := range []string{"abc1234", "main", "latest"} {
+				if got := remoteDigest(t, reg+"/group/"+project+"/app:"+tag); got != string(digest) {
+					t.Errorf("app:%s is %s, the job's digest %s", tag, got, digest)
+				}
+			}
+		})
 	}
 }
 
@@ -226,36 +233,51 @@ func TestJenkinsTemplateRuns(t *testing.T) {
 	if len(blocks) != 2 {
 		t.Fatalf("Jenkinsfile: %d sh blocks, want build and promote", len(blocks))
 	}
-	env := map[string]string{"REGISTRY": reg, "IMAGE": reg + "/team/app", "REGISTRY_USER": "jenkins", "REGISTRY_PASSWORD": "secret",
-		"BUILD_NUMBER": "17", "BRANCH_NAME": "main", "DOCKER_CONFIG": "/home/kiln/.docker"}
-	project := newProject(t, reg, "Dockerfile")
-	for _, blk := range blocks {
-		runTemplate(t, reg+"/kiln:test-debug", project, "/home/jenkins/agent/workspace/app", env, nil, "sh", "-c", "set -e\n"+blk[1])
-	}
-	if a, b := remoteDigest(t, reg+"/team/app:17"), remoteDigest(t, reg+"/team/app:latest"); a == "" || a != b || remoteDigest(t, reg+"/team/app:main") != a {
-		t.Errorf("team/app:17 %s, :latest %s", a, b)
+	for _, u := range ciUsers {
+		t.Run(u.name, func(t *testing.T) {
+			image := reg + "/team/app-" + strings.Split(u.user, ":")[0]
+			env := map[string]string{"REGISTRY": reg, "IMAGE": image, "REGISTRY_USER": "jenkins", "REGISTRY_PASSWORD": "secret",
+				"BUILD_NUMBER": "17", "BRANCH_NAME": "main", "DOCKER_CONFIG": "/home/kiln/.docker"}
+			project := newProject(t, reg, "Dockerfile")
+			for _, blk := range blocks {
+				runTemplate(t, reg+"/kiln:test-debug", u.user, project, "/home/jenkins/agent/workspace/app", env, nil, "sh", "-c", "set -e\n"+blk[1])
+			}
+			if a, b := remoteDigest(t, image+":17"), remoteDigest(t, image+":latest"); a == "" || a != b || remoteDigest(t, image+":main") != a {
+				t.Errorf("%s:17 %s, :latest %s", image, a, b)
+			}
+		})
 	}
 }
 
 // The restricted Job's container, as its manifest says, at restricted:
-// every capability dropped, no privilege escalation, a read-only root.
+// every capability dropped, no privilege escalation, a read-only root; as
+// uid 1000 (its runAsUser) and as root (the same command where a
+// namespace lets pods run as root).
 func TestKubernetesJobRuns(t *testing.T) {
 	reg := buildImages(t)
 	testutil.PushImage(t, reg+"/busybox:latest", testutil.BusyboxImage(t))
 	var job batchv1.Job
 	decodeStrict(t, "kubernetes/job-restricted.yaml", &job)
 	c := job.Spec.Template.Spec.Containers[0]
-	args := make([]string, len(c.Args))
-	for i, a := range c.Args {
-		args[i] = strings.ReplaceAll(a, "registry.example.com", reg)
+	if sc := job.Spec.Template.Spec.SecurityContext; sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 1000 {
+		t.Fatalf("job-restricted: runAsUser is not 1000")
 	}
-	project := newProject(t, reg, "Dockerfile")
-	auth := t.TempDir()
-	os.WriteFile(filepath.Join(auth, "config.json"), []byte(`{"auths":{}}`), 0o644)
-	os.Chmod(auth, 0o755)
-	extra := []string{"--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only", "-v=" + auth + ":/kiln-auth:ro"}
-	out := runTemplate(t, reg+"/kiln:test", project, "/workspace", map[string]string{"DOCKER_CONFIG": "/kiln-auth"}, extra, args...)
-	if !strings.Contains(out, "sha256:") || remoteDigest(t, reg+"/team/app:1.0.0") == "" {
-		t.Errorf("the restricted Job did not push team/app:1.0.0: %q", out)
+	for _, u := range ciUsers {
+		t.Run(u.name, func(t *testing.T) {
+			app := reg + "/team/app-" + strings.Split(u.user, ":")[0]
+			args := make([]string, len(c.Args))
+			for i, a := range c.Args {
+				args[i] = strings.ReplaceAll(strings.ReplaceAll(a, "registry.example.com/team/app", app), "registry.example.com", reg)
+			}
+			project := newProject(t, reg, "Dockerfile")
+			auth := t.TempDir()
+			os.WriteFile(filepath.Join(auth, "config.json"), []byte(`{"auths":{}}`), 0o644)
+			os.Chmod(auth, 0o755)
+			extra := []string{"--cap-drop=ALL", "--security-opt=no-new-privileges", "--read-only", "-v=" + auth + ":/kiln-auth:ro"}
+			out := runTemplate(t, reg+"/kiln:test", u.user, project, "/workspace", map[string]string{"DOCKER_CONFIG": "/kiln-auth"}, extra, args...)
+			if !strings.Contains(out, "sha256:") || remoteDigest(t, app+":1.0.0") == "" {
+				t.Errorf("the restricted Job did not push %s:1.0.0: %q", app, out)
+			}
+		})
 	}
 }
