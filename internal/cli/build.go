@@ -173,9 +173,7 @@ func runBuild(ctx context.Context, cmd *cobra.Command, g *globals, f *buildFlags
 	if err != nil {
 		return err
 	}
-	o := req.opts
-	if err := f.attach(res, attestInputs{dockerfileName: frontendFilename(o.DockerfileName, o.ContextDir), dockerfile: o.Dockerfile, buildArgs: o.BuildArgs, labels: o.Labels,
-		secrets: o.Secrets, tags: req.tags, timestamp: o.Timestamp, started: started, ociArtifact: req.outs.ociArtifact}); err != nil {
+	if err := f.attach(res, req.opts, req.tags, started, req.outs.ociArtifact); err != nil {
 		return err
 	}
 	desc, err := st.WriteArtifact(ctx, res.Artifact, store.WithSources(res.Sources))

@@ -12,7 +12,7 @@
 // a push sends where its PushTargets, what a copy copies where its
 // CopyTargets, pushing them its PushStored, a local name resolved
 // ResolveStored), archives are package imagearchive's (load
-// reads with Read or ReadStream), a retry loop is registry.Retry, an atomic file
+// reads with Read or ReadStream), attestations build.Attest's, a retry loop is registry.Retry, an atomic file
 // atomicfile.WriteFile, an image name shown as docker does
 // registry.FamiliarString. runBuild (build.go) reads as the others do:
 // parseBuild, build.Build, deliver.

@@ -19,7 +19,9 @@
 // podman writes it; the step cache keeps every step's own layer.
 // Every image a Dockerfile names is put to the registry policy
 // (pkg/policy) before the first is read (policy.go), and the images read
-// are the result's Materials, for SBOMs and provenance (materials.go).
+// are the result's Materials, for SBOMs and provenance (materials.go):
+// Attest (attest.go) gives a result the attestation manifests buildx's
+// --sbom and --provenance attach, made by package attest.
 //
 // Questions about a base's files come from its layers' path indexes
 // (index.go); a stage without RUN whose base has no index at hand goes on
