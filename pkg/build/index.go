@@ -184,7 +184,15 @@ func (b *builder) makeIndex(ctx context.Context, l v1.Layer, diffID v1.Hash, ref
 	if err != nil {
 		return nil, fmt.Errorf("reading the layers of %s: layer %s: %w", ref, digest, err)
 	}
-	b.keepIndex(ctx, x, tag)
+	// Verified: it answers now. Encoding it and the store's fsyncs are
+	// kept off the stage's way (a cold COPY-only build waits for this
+	// index); the platform's build waits for them before it returns
+	// (b.bg), and a cancelled build still keeps what it verified.
+	b.bg.Add(1)
+	go func() {
+		defer b.bg.Done()
+		b.keepIndex(context.WithoutCancel(ctx), x, tag)
+	}()
 	return x, nil
 }
 
