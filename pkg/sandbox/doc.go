@@ -46,8 +46,10 @@
 // read-only /sys, copies of the host's /etc/hosts and /etc/resolv.conf
 // bound in (mount points come from a stub layer, so they never reach the
 // step's layer), a network namespace of the step's own (network_linux.go:
-// slirp4netns gives it outbound access; loopback only with --network none;
-// the host's with --network host or where slirp4netns cannot run), and
+// slirp4netns, or pasta where it is missing (pasta_linux.go,
+// KILN_NETWORK_CMD), gives it outbound access; loopback only with
+// --network none; the host's with --network host or where neither can
+// run), and
 // the step's bind, cache and tmpfs mounts. The helper is the pid namespace's
 // init: when it dies, for whatever reason, the kernel kills the whole tree
 // and the mount namespace goes with every mount in it.

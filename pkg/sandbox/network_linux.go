@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -28,8 +27,8 @@ const (
 	// loopback.
 	NetworkNone = "none"
 	// NetworkPrivate is a network namespace of the step's own with
-	// outbound access through slirp4netns (docker's default network,
-	// by a user-mode NAT): the step sees only lo and tap0, and reaches
+	// outbound access through slirp4netns or pasta (docker's default
+	// network, by a user-mode NAT): the step sees only lo and tap0, and reaches
 	// what the host reaches, except the host's loopback addresses.
 	NetworkPrivate = "private"
 )
@@ -44,29 +43,51 @@ const (
 	privateTap     = "tap0"
 )
 
-var (
-	slirpOnce sync.Once
-	slirpPath string
-	slirpWhy  string
+// NetworkCmdEnv chooses the program that connects a step's private
+// network: "slirp4netns" or "pasta" (Debian package passt); unset or
+// "auto", slirp4netns where it is installed, else pasta (podman's
+// default_rootless_network_cmd).
+const NetworkCmdEnv = "KILN_NETWORK_CMD"
+
+// The programs that can connect a private network.
+const (
+	cmdSlirp4netns = "slirp4netns"
+	cmdPasta       = "pasta"
 )
 
-// slirp4netns finds slirp4netns and checks that this user may open
-// /dev/net/tun (it makes the step's tap device there); it returns the
-// program's path, or "" and why not.
-func slirp4netns() (string, string) {
-	slirpOnce.Do(func() {
-		p := lookHelper("slirp4netns")
-		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-			slirpWhy = "slirp4netns is not installed (Debian package slirp4netns)"
-			return
+// networkCmd finds the program that connects private networks
+// (slirp4netns or pasta, as NetworkCmdEnv asks) and checks that this user
+// may open /dev/net/tun (the step's tap device is made there); it returns
+// the program's name and path, or "" and why not.
+func networkCmd() (name, path, why string) {
+	var names []string
+	switch v := os.Getenv(NetworkCmdEnv); v {
+	case "", "auto":
+		names = []string{cmdSlirp4netns, cmdPasta}
+	case cmdSlirp4netns, cmdPasta:
+		names = []string{v}
+	default:
+		return "", "", fmt.Sprintf("%s=%q: want slirp4netns, pasta or auto", NetworkCmdEnv, v)
+	}
+	for _, n := range names {
+		p := lookHelper(n)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			name, path = n, p
+			break
 		}
-		if err := unix.Access("/dev/net/tun", unix.R_OK|unix.W_OK); err != nil {
-			slirpWhy = "/dev/net/tun cannot be opened by this user (" + err.Error() + ")"
-			return
-		}
-		slirpPath = p
-	})
-	return slirpPath, slirpWhy
+	}
+	switch {
+	case path == "" && len(names) == 1 && names[0] == cmdPasta:
+		return "", "", "pasta is not installed (Debian package passt)"
+	case path == "" && len(names) == 1:
+		return "", "", "slirp4netns is not installed (Debian package slirp4netns)"
+	case path == "":
+		return "", "", "neither slirp4netns nor pasta is installed (Debian packages slirp4netns, passt)"
+	}
+	if err := unix.Access("/dev/net/tun", unix.R_OK|unix.W_OK); err != nil {
+		return "", "", "/dev/net/tun cannot be opened by this user (" + err.Error() + ")"
+	}
+	return name, path, ""
 }
 
 // DefaultNetwork is the network a RUN step that asks for none in
@@ -81,7 +102,7 @@ func resolveDefault(f Features) (Network, string) {
 	if !f.NetworkNamespace {
 		return NetworkHost, "this isolation mode cannot make a network namespace"
 	}
-	if _, why := slirp4netns(); why != "" {
+	if _, _, why := networkCmd(); why != "" {
 		return NetworkHost, why
 	}
 	return NetworkPrivate, ""
@@ -115,22 +136,31 @@ func privateResolv(host []byte) []byte {
 	return b.Bytes()
 }
 
-// slirpTimeout bounds the wait for slirp4netns to configure the step's
-// network.
+// slirpTimeout bounds the wait for slirp4netns or pasta to configure the
+// step's network.
 const slirpTimeout = 30 * time.Second
 
 // startNetwork connects the network namespace of process pid (a helper
-// that waits for its job) to the outside with slirp4netns, and returns
-// once the namespace has its tap device, address, route and DNS
-// forwarder. stop ends slirp4netns (it also ends when kiln dies: its
-// exit descriptor closes). With hostLoopback, the gateway 10.0.2.2
-// forwards to the host's loopback (--add-host NAME:host-gateway); else
-// the host's loopback services are out of the step's reach.
+// that waits for its job) to the outside with slirp4netns or pasta, and
+// returns once the namespace has its tap device, address, route and DNS
+// forwarder. stop ends the program (it also ends when kiln dies). With
+// hostLoopback, the gateway 10.0.2.2 forwards to the host's loopback
+// (--add-host NAME:host-gateway); else the host's loopback services are
+// out of the step's reach.
 func startNetwork(ctx context.Context, pid int, hostLoopback bool) (stop func(), err error) {
-	path, why := slirp4netns()
-	if path == "" {
+	name, path, why := networkCmd()
+	switch {
+	case path == "":
 		return nil, errors.New(why)
+	case name == cmdPasta:
+		return startPasta(ctx, path, pid, hostLoopback)
 	}
+	return startSlirp(ctx, path, pid, hostLoopback)
+}
+
+// startSlirp is startNetwork with slirp4netns, which ends when its exit
+// descriptor closes.
+func startSlirp(ctx context.Context, path string, pid int, hostLoopback bool) (stop func(), err error) {
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -186,37 +216,49 @@ func startNetwork(ctx context.Context, pid int, hostLoopback bool) (stop func(),
 		_, err := readyR.Read(b[:])
 		ready <- err
 	}()
-	timer := time.NewTimer(slirpTimeout)
-	defer timer.Stop()
-	select {
-	case err = <-ready:
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-timer.C:
-		err = fmt.Errorf("not ready after %s", slirpTimeout)
-	}
+	err = waitReady(ctx, ready)
 	readyR.Close()
 	if err != nil {
 		stop()
-		msg := strings.TrimSpace(stderr.String())
-		if i := strings.LastIndexByte(msg, '\n'); i >= 0 {
-			msg = msg[i+1:]
-		}
-		return nil, fmt.Errorf("the step's network (slirp4netns): %v %s", err, msg)
+		return nil, fmt.Errorf("the step's network (slirp4netns): %v %s", err, lastLine(stderr.String()))
 	}
 	return stop, nil
+}
+
+// waitReady waits for ready, ctx or slirpTimeout.
+func waitReady(ctx context.Context, ready <-chan error) error {
+	timer := time.NewTimer(slirpTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-ready:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return fmt.Errorf("not ready after %s", slirpTimeout)
+	}
+}
+
+// lastLine is the last line of a program's stderr.
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
 }
 
 // reportNetwork tells doctor what network RUN steps get by default.
 func reportNetwork(rep *Report, s *Sandbox) {
 	n, why := s.DefaultNetwork()
 	if n == NetworkPrivate {
-		rep.add("network", true, "RUN steps get a network namespace of their own with outbound access (slirp4netns), as docker's default bridge gives", "")
+		name, _, _ := networkCmd()
+		rep.add("network", true, "RUN steps get a network namespace of their own with outbound access ("+name+"), as docker's default bridge gives", "")
 		return
 	}
 	fix := "allow user namespaces (or, as root, CAP_SYS_ADMIN) so that root or userns mode can make a network namespace"
 	if s.Features().NetworkNamespace {
-		fix = "install slirp4netns (Debian package slirp4netns) and let this user open /dev/net/tun (mode 0666, as Debian's udev rules set it)"
+		fix = "install slirp4netns or passt (Debian packages slirp4netns, passt) and let this user open /dev/net/tun (mode 0666, as Debian's udev rules set it)"
 	}
 	rep.add("network", false, "RUN steps share the host's network namespace ("+why+"), without CAP_NET_RAW or CAP_NET_ADMIN: they reach what the host reaches, its loopback services included", fix)
 }

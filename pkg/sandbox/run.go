@@ -35,7 +35,8 @@ type Step struct {
 	// Network is "none" for a loopback-only network namespace, "host"
 	// for the host's, and "" or "default" for the best the mode has: a
 	// namespace of its own with outbound access (NetworkPrivate) where
-	// slirp4netns can make one, else the host's (see DefaultNetwork).
+	// slirp4netns or pasta can make one, else the host's (see
+	// DefaultNetwork).
 	Network string
 	// Mounts are RUN --mount mounts.
 	Mounts []Mount
