@@ -64,48 +64,50 @@ var (
 	cgroupWhy  string
 )
 
-// pidsCgroupBase finds the pids controller's hierarchy (cgroup v2's
-// unified one, or v1's pids) and makes kiln's directory in it.
+// pidsCgroupBase finds the pids controller's hierarchy under
+// /sys/fs/cgroup and makes kiln's directory in it, once.
 func pidsCgroupBase() (string, string) {
-	cgroupOnce.Do(func() {
-		var root string
-		if data, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-			if !strings.Contains(" "+strings.TrimSpace(string(data))+" ", " pids ") {
-				cgroupWhy = "cgroup v2 without the pids controller"
-				return
-			}
-			root = "/sys/fs/cgroup"
-		} else if fi, err := os.Stat("/sys/fs/cgroup/pids/cgroup.procs"); err == nil && fi.Mode().IsRegular() {
-			root = "/sys/fs/cgroup/pids"
-		} else {
-			cgroupWhy = "no pids cgroup controller mounted at /sys/fs/cgroup"
-			return
-		}
-		base := filepath.Join(root, "kiln")
-		if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			cgroupWhy = "cannot make " + base + ": " + err.Error()
-			return
-		}
-		if root == "/sys/fs/cgroup" {
-			// v2: the controller must be on for kiln's children.
-			_ = os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte("+pids"), 0o644)
-			if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte("+pids"), 0o644); err != nil {
-				cgroupWhy = "cannot enable the pids controller in " + base + ": " + err.Error()
-				return
-			}
-		}
-		// Cgroups of helpers a killed kiln left behind: empty ones go
-		// (a populated one refuses rmdir).
-		if ents, err := os.ReadDir(base); err == nil {
-			for _, e := range ents {
-				if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
-					_ = unix.Rmdir(filepath.Join(base, e.Name()))
-				}
-			}
-		}
-		cgroupBase = base
-	})
+	cgroupOnce.Do(func() { cgroupBase, cgroupWhy = findPidsBase("/sys/fs/cgroup") })
 	return cgroupBase, cgroupWhy
+}
+
+// findPidsBase finds the pids controller's hierarchy mounted at fsRoot
+// (cgroup v2's unified one, or v1's pids below it) and makes kiln's
+// directory in it, with the controller on for its children (v2); it
+// returns the directory, or "" and why not.
+func findPidsBase(fsRoot string) (base, why string) {
+	var root string
+	if data, err := os.ReadFile(filepath.Join(fsRoot, "cgroup.controllers")); err == nil {
+		if !strings.Contains(" "+strings.TrimSpace(string(data))+" ", " pids ") {
+			return "", "cgroup v2 without the pids controller"
+		}
+		root = fsRoot
+	} else if fi, err := os.Stat(filepath.Join(fsRoot, "pids", "cgroup.procs")); err == nil && fi.Mode().IsRegular() {
+		root = filepath.Join(fsRoot, "pids")
+	} else {
+		return "", "no pids cgroup controller mounted at " + fsRoot
+	}
+	base = filepath.Join(root, "kiln")
+	if err := os.Mkdir(base, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", "cannot make " + base + ": " + err.Error()
+	}
+	if root == fsRoot {
+		// v2: the controller must be on for kiln's children.
+		_ = os.WriteFile(filepath.Join(root, "cgroup.subtree_control"), []byte("+pids"), 0o644)
+		if err := os.WriteFile(filepath.Join(base, "cgroup.subtree_control"), []byte("+pids"), 0o644); err != nil {
+			return "", "cannot enable the pids controller in " + base + ": " + err.Error()
+		}
+	}
+	// Cgroups of helpers a killed kiln left behind: empty ones go (a
+	// populated one refuses rmdir).
+	if ents, err := os.ReadDir(base); err == nil {
+		for _, e := range ents {
+			if e.IsDir() && strings.HasPrefix(e.Name(), "step-") {
+				_ = unix.Rmdir(filepath.Join(base, e.Name()))
+			}
+		}
+	}
+	return base, ""
 }
 
 // limitPids puts process pid (a helper that has not read its job yet) in
@@ -116,6 +118,12 @@ func limitPids(pid int, limit int64) (*stepCgroup, error) {
 	if base == "" {
 		return nil, nil
 	}
+	return joinPidsCgroup(base, pid, limit)
+}
+
+// joinPidsCgroup makes a cgroup below base with pids.max limit and moves
+// process pid into it.
+func joinPidsCgroup(base string, pid int, limit int64) (*stepCgroup, error) {
 	dir := filepath.Join(base, fmt.Sprintf("step-%d-%d", pid, time.Now().UnixNano()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("the step's pids cgroup: %w", err)
