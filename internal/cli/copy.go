@@ -101,8 +101,7 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 	defer rep.Close()
 	rc := registry.New(ro).WithProgress(rep)
 
-	switch {
-	case f.allTags:
+	if f.allTags {
 		var last v1.Hash
 		var failed int
 		err := rc.CopyAllTags(ctx, src.Context(), dsts[0].Context(), f.attachedOptions(), func(tc registry.TagCopy) {
@@ -124,7 +123,9 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 			return writeDigestFile(f.digestfile, last)
 		}
 		return nil
-	case local:
+	}
+	var desc v1.Descriptor
+	if local {
 		st, err := g.openStore(ctx, cmd)
 		if err != nil {
 			return err
@@ -133,23 +134,16 @@ func runCopy(ctx context.Context, cmd *cobra.Command, g *globals, f *copyFlags, 
 		if err != nil {
 			return err
 		}
-		desc, err := rc.PushStored(ctx, st, d, dsts)
-		if err != nil {
+		if desc, err = rc.PushStored(ctx, st, d, dsts); err != nil {
 			return err
 		}
-		rep.Close()
-		printPushed(g.stdout, f.quiet, dsts, desc)
-		if f.digestfile != "" {
-			return writeDigestFile(f.digestfile, desc.Digest)
+	} else {
+		if desc, err = rc.Copy(ctx, src, dsts); err != nil {
+			return err
 		}
-		return nil
-	}
-	desc, err := rc.Copy(ctx, src, dsts)
-	if err != nil {
-		return err
-	}
-	if err := f.copyAttached(ctx, g, rc, src.Context(), dsts, desc.Digest); err != nil {
-		return err
+		if err := f.copyAttached(ctx, g, rc, src.Context(), dsts, desc.Digest); err != nil {
+			return err
+		}
 	}
 	rep.Close()
 	printPushed(g.stdout, f.quiet, dsts, desc)
