@@ -29,15 +29,21 @@ func checkRef(ref string) error { return oci.CheckRef(ref) }
 // readIndex reads and parses index.json. It is replaced atomically, so it
 // needs no lock to read.
 func (s *Store) readIndex() (*v1.IndexManifest, error) {
+	_, im, err := s.readIndexData()
+	return im, err
+}
+
+// readIndexData is readIndex with the bytes it parsed.
+func (s *Store) readIndexData() ([]byte, *v1.IndexManifest, error) {
 	data, err := os.ReadFile(s.indexPath())
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", s.indexPath(), err)
+		return nil, nil, fmt.Errorf("reading %s: %w", s.indexPath(), err)
 	}
 	im, err := v1.ParseIndexManifest(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", s.indexPath(), err)
+		return nil, nil, fmt.Errorf("parsing %s: %w", s.indexPath(), err)
 	}
-	return im, nil
+	return data, im, nil
 }
 
 // writeIndexLocked replaces index.json: write index.json.tmp, fsync,
@@ -47,6 +53,11 @@ func (s *Store) writeIndexLocked(im *v1.IndexManifest) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", s.indexPath(), err)
 	}
+	return s.writeIndexBytesLocked(data)
+}
+
+// writeIndexBytesLocked is writeIndexLocked of index.json's encoded bytes.
+func (s *Store) writeIndexBytesLocked(data []byte) error {
 	tmp := filepath.Join(s.root, indexTempFile)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, s.fileMode())
 	if err != nil {
@@ -99,7 +110,7 @@ func (s *Store) updateRefs(updates []refUpdate, check func() error) error {
 			return err
 		}
 	}
-	im, err := s.readIndex()
+	data, im, err := s.readIndexData()
 	if err != nil {
 		return err
 	}
@@ -119,7 +130,17 @@ func (s *Store) updateRefs(updates []refUpdate, check func() error) error {
 		im.Manifests = append(im.Manifests, d)
 	}
 	oci.NormalizeIndex(im)
-	return s.writeIndexLocked(im)
+	next, err := jsonMarshal(im)
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", s.indexPath(), err)
+	}
+	if bytes.Equal(next, data) {
+		// Nothing changed (a rebuild tagged as before): index.json was
+		// written and synced with these very bytes, and writing them
+		// again would cost two fsyncs.
+		return nil
+	}
+	return s.writeIndexBytesLocked(next)
 }
 
 // Tag points ref at the stored manifest or index d, adding the ref or

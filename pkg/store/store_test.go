@@ -706,6 +706,69 @@ func TestTagListUntag(t *testing.T) {
 	}
 }
 
+// TestTagUnchangedWritesNothing: tagging a ref with the descriptor it
+// already has (a rebuild of the same image) leaves index.json as it is
+// (no new file, so no fsync); any change still replaces it.
+func TestTagUnchangedWritesNothing(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	a, _ := s.WriteImage(ctx, testutil.RandomImage(t, 1))
+	b, _ := s.WriteImage(ctx, testutil.RandomImage(t, 1))
+	index := filepath.Join(s.Root(), "index.json")
+	inode := func() uint64 {
+		t.Helper()
+		fi, err := os.Stat(index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if err := s.Tag("localhost/app:1", a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Tag("localhost/app:2", b); err != nil {
+		t.Fatal(err)
+	}
+	before := inode()
+	raw, _ := os.ReadFile(index)
+	for _, c := range []struct {
+		ref string
+		d   v1.Descriptor
+	}{{"localhost/app:1", a}, {"localhost/app:2", v1.Descriptor{Digest: b.Digest}}, {"localhost/app:1", a}} {
+		if err := s.Tag(c.ref, c.d); err != nil {
+			t.Fatal(err)
+		}
+		if got := inode(); got != before {
+			t.Fatalf("Tag(%s) to what it names already replaced index.json (inode %d, was %d)", c.ref, got, before)
+		}
+	}
+	if now, _ := os.ReadFile(index); !bytes.Equal(now, raw) {
+		t.Fatalf("index.json changed: %s, was %s", now, raw)
+	}
+	// A move, a new ref and an untag each replace it.
+	for i, change := range []func() error{
+		func() error { return s.Tag("localhost/app:1", b) },
+		func() error { return s.Tag("localhost/app:3", a) },
+		func() error { return s.Untag("localhost/app:2") },
+	} {
+		if err := change(); err != nil {
+			t.Fatal(err)
+		}
+		if got := inode(); got == before {
+			t.Fatalf("change %d left index.json as it was", i)
+		} else {
+			before = got
+		}
+	}
+	es, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].Ref != "localhost/app:1" || es[0].Descriptor.Digest != b.Digest || es[1].Ref != "localhost/app:3" || es[1].Descriptor.Digest != a.Digest {
+		t.Fatalf("List = %+v", es)
+	}
+}
+
 func TestTagRefusesPartialImage(t *testing.T) {
 	s := newStore(t)
 	img := testutil.RandomImage(t, 2)
