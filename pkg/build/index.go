@@ -116,17 +116,25 @@ func (b *builder) cachedIndex(ctx context.Context, diffID v1.Hash, tag string) *
 	if x == nil {
 		return nil
 	}
+	b.haveIndex(x)
+	return x
+}
+
+// haveIndex makes x the index of its layer for the rest of the build,
+// unless the build has one made or being made.
+func (b *builder) haveIndex(x *archive.LayerIndex) {
+	li := &b.indexes
 	li.mu.Lock()
 	defer li.mu.Unlock()
-	if _, ok := li.calls[diffID]; !ok {
-		if li.calls == nil {
-			li.calls = map[v1.Hash]*indexCall{}
-		}
-		c := &indexCall{done: make(chan struct{}), x: x}
-		close(c.done)
-		li.calls[diffID] = c
+	if _, ok := li.calls[x.DiffID]; ok {
+		return
 	}
-	return x
+	if li.calls == nil {
+		li.calls = map[v1.Hash]*indexCall{}
+	}
+	c := &indexCall{done: make(chan struct{}), x: x}
+	close(c.done)
+	li.calls[x.DiffID] = c
 }
 
 // indexFromCache reads the index of diffID from the index cache (nil when

@@ -179,8 +179,17 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 			s.b.opts.Progress.Warnf(s.stageTag()+" "+st.label, "step cache: %v", err)
 		}
 	}
-	// After the cache took the entries with their names: the known tree
-	// takes the headers over.
+	if res.exact && s.readByOthers() {
+		// COPY --from this stage, or a stage on it, looks its files up
+		// in its layers' indexes: this one is the headers the layer was
+		// written with, not a second read (inflate and two hashes) of a
+		// layer just written.
+		if d, err := res.layer.DiffID(); err == nil {
+			s.b.haveIndex(headersIndex(d, res.hdrs))
+		}
+	}
+	// After the cache and the index took the entries with their names:
+	// the known tree takes the headers over.
 	s.noteRunEntries(res.hdrs)
 	s.users = nil
 	s.history(st.createdBy, false)
@@ -191,6 +200,10 @@ func (s *stageState) doRun(ctx context.Context, c *instructions.RunCommand, loc 
 type runResult struct {
 	layer v1.Layer
 	hdrs  []*tar.Header // the layer's entries
+	// exact: hdrs are the layer's headers as its tar holds them (the
+	// sandbox's diff taken as it is), not the headers before --timestamp
+	// rewrote them.
+	exact bool
 	// command is how long the command ran, diff how long the layer took.
 	command, diff time.Duration
 }
@@ -391,6 +404,7 @@ func (s *stageState) runLayer(ctx context.Context, r *runEnv, st *runStep, layer
 	if err != nil {
 		return nil, err
 	}
+	out.exact = st.layerSpec.Timestamp.time() == nil // writeTarLayer's CopyLayer
 	diffID, err := out.layer.DiffID()
 	if err != nil {
 		return nil, err
@@ -582,6 +596,29 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// readByOthers reports whether another stage of the plan reads this
+// one's files (built on it, COPY --from or RUN --mount from it).
+func (s *stageState) readByOthers() bool {
+	for _, o := range s.plan.Order {
+		for _, d := range o.Deps {
+			if d == s.run.stage {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// headersIndex is the index of layer diffID from the headers its tar
+// holds, in order.
+func headersIndex(diffID v1.Hash, hdrs []*tar.Header) *archive.LayerIndex {
+	x := &archive.LayerIndex{DiffID: diffID, Entries: make([]archive.IndexEntry, len(hdrs))}
+	for i, h := range hdrs {
+		x.Entries[i] = archive.EntryOf(h)
+	}
+	return x
 }
 
 // noteRunEntries records what a RUN layer holds in the known tree, so

@@ -250,6 +250,47 @@ RUN --network=none sh -c '! ping -c1 -W1 127.0.0.2 >/dev/null 2>&1 || cat /proc/
 	}
 }
 
+// TestRunCopyFromStageLayer: COPY --from a stage whose last layer a RUN
+// step made finds its files (a directory, a symlink, a file the step
+// removed from the base) the same way whether that layer's index came
+// from the headers it was written with (no --timestamp: the sandbox's
+// diff taken as it is) or from reading the layer (--timestamp rewrote it).
+func TestRunCopyFromStageLayer(t *testing.T) {
+	e, sb := runEnv(t)
+	df := `FROM {{REG}}/library/busybox AS gen
+RUN mkdir -p /out/d && echo hi > /out/d/f && ln -s d/f /out/l && cp /etc/passwd /out/p && rm /etc/passwd
+FROM scratch
+COPY --from=gen /out/ /o/
+COPY --from=gen /out/l /e/
+COPY --from=gen /etc/ /etc2/
+`
+	for _, ts := range []bool{false, true} {
+		img := e.mustBuild(t, df, nil, withSandbox(sb, nil), func(o *build.Options) {
+			if !ts {
+				o.Timestamp = nil
+			}
+		})
+		tree := testutil.ImageTree(t, img)
+		if l := testutil.TreeEntry(tree, "/o/d/f"); !strings.Contains(l, sha256Hex("hi\n")) {
+			t.Errorf("timestamp %v: /o/d/f is %q in\n%s", ts, l, strings.Join(tree, "\n"))
+		}
+		if l := testutil.TreeEntry(tree, "/o/l"); !strings.Contains(l, "symlink") || !strings.HasSuffix(l, "d/f") {
+			t.Errorf("timestamp %v: /o/l is %q", ts, l)
+		}
+		// A symlink named as the source is followed (to the file the
+		// step made); the step's whiteout hides the base's /etc/passwd.
+		if l := testutil.TreeEntry(tree, "/e/l"); !strings.Contains(l, " file ") || !strings.Contains(l, sha256Hex("hi\n")) {
+			t.Errorf("timestamp %v: /e/l is %q", ts, l)
+		}
+		if l := testutil.TreeEntry(tree, "/etc2/passwd"); l != "" {
+			t.Errorf("timestamp %v: the file the step removed was copied: %q", ts, l)
+		}
+		if testutil.TreeEntry(tree, "/etc2/group") == "" || testutil.TreeEntry(tree, "/o/p") == "" {
+			t.Errorf("timestamp %v: /etc2/group or /o/p missing in\n%s", ts, strings.Join(tree, "\n"))
+		}
+	}
+}
+
 // TestRunSecondBuildUnpacksNothing: layers are unpacked once per store.
 func TestRunSecondBuildUnpacksNothing(t *testing.T) {
 	e, sb := runEnv(t)
