@@ -5,7 +5,8 @@
 # Run as root from the repository (the builds run rootless as BUILD_USER).
 #
 #   usage: bench/compare.sh [WORKLOAD...]
-#          (default: big-base-small-runs apt-install many-files)
+#          (default: java-layers multi-stage big-base-small-runs apt-install
+#          many-files: every row of issue 13's table)
 #   env:   REPS (3), ANCHORS ("buildah docker"; "" for none), BUILD_USER
 #          (builder if it exists, else kilnuser; needs /etc/subuid),
 #          SHARED_BENCH (the shared bench directory: anchors/, workloads/),
@@ -14,21 +15,36 @@
 #
 # Rows per workload, each measured REPS times (wall seconds, peak RSS):
 #   kiln cold-build    kiln build into an empty store, rootless (as kiln.sh)
-#   kiln unpack / command / diff   the phases kiln logs for that build
-#   buildah, docker-*  the anchors' cold-build rows (their scripts, REPS=1
-#                      per rep; their other scenarios run but are not shown)
+#   kiln warm-build    the same build again in that store, nothing changed
+#                      (the no-change rebuild)
+#   kiln unpack / command / diff   the phases kiln logs for the cold build
+#   buildah, docker-*  the anchors' cold-build and warm-build rows (their
+#                      scripts, REPS=1 per rep; their other scenarios run but
+#                      are not shown)
+# Floors, on workloads whose base kiln unpacks (big-base-small-runs,
+# apt-install, many-files):
 #   floor unpack       tar -x of the base image's uncompressed layers into a
 #                      fresh directory, as BUILD_USER
-#   floor gunzip       pigz -dc of the base image's compressed layers
+#   floor gunzip       pigz -dc (gzip -dc without pigz) of the base image's
+#                      compressed layers
 #   floor hash         openssl sha256 of the uncompressed layers
 #   floor compress     kiln's layer compressor over the uncompressed layers
 #   kiln extract       bench/cmd/extract (kiln's extractor alone) of the same
 #                      uncompressed layers, as BUILD_USER
 #   floor command      many-files: the RUN command with the host's busybox
 #                      sh (or sh), in a fresh directory, outside any sandbox
-# The table (medians, min/max, kiln/anchor and kiln/floor ratios, the load
-# average before and after) goes to stdout and $BENCH_OUT/table.md, the
-# raw TSV and logs beside it.
+# and on the others:
+#   floor stat         java-layers: lstat of every context file (find -printf
+#                      of size, mtime, ctime, inode), the floor of a no-change
+#                      rebuild
+#   floor layers       java-layers: tar -c of the context | kiln's compressor
+#                      | openssl sha256, the floor of the cold build's layers
+#   floor layer        multi-stage: 20 MiB of /dev/urandom | kiln's compressor
+#                      | openssl sha256, the floor of its one layer
+# The table (medians, min/max, peak RSS, kiln/anchor ratios for cold and
+# warm builds, kiln/floor ratios) and issue 13's targets, met or missed,
+# with the load average before and after, go to stdout and
+# $BENCH_OUT/table.md, the raw TSV and logs beside it.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "compare.sh: $*" >&2; exit 1; }
@@ -49,8 +65,14 @@ table() {
       for (i = 1; i <= nk; i++) {
         k = order[i]; split(k, p, "\t"); w = p[1]
         r = ""
-        kb = m[w "\tcold-build\tkiln"]
-        if (p[3] != "kiln" && p[2] == "cold-build" && m[k] > 0) r = sprintf("%.2f", kb / m[k])
+        kb = m[w "\t" p[2] "\tkiln"]
+        if (p[3] != "kiln" && (p[2] == "cold-build" || p[2] == "warm-build") && m[k] > 0 && kb > 0) r = sprintf("%.2f", kb / m[k])
+        if (p[3] == "floor" && (p[2] == "layers" || p[2] == "layer") && m[k] > 0) {
+          kc = m[w "\tcold-build\tkiln"]; if (kc > 0) r = sprintf("%.2f (kiln cold-build)", kc / m[k])
+        }
+        if (p[3] == "floor" && p[2] == "stat" && m[k] > 0) {
+          kw = m[w "\twarm-build\tkiln"]; if (kw > 0) r = sprintf("%.2f (kiln warm-build)", kw / m[k])
+        }
         if (p[3] == "floor" && p[2] == "unpack" && m[k] > 0) {
           ku = m[w "\tunpack\tkiln"]; if (ku > 0) r = sprintf("%.2f (kiln unpack)", ku / m[k])
         }
@@ -60,6 +82,31 @@ table() {
         rs = rss[k] > 0 ? sprintf("%d", rss[k] / 1024) : ""
         printf "| %s | %s | %s | %d | %.2f | %.2f | %.2f | %s | %d | %s |\n", w, p[2], p[3], n[k], m[k], lo[k], hi[k], rs, fail[k], r
       }
+      # The targets of issue 13: ratios to the anchor measured in this run.
+      print ""
+      print "| issue 13 target | measured | met |"
+      print "|---|---|---|"
+      ratio("big-base-small-runs", "buildah", 0.20)
+      ratio("many-files", "docker-buildkit", 0.28)
+      ratio("multi-stage", "docker-buildkit", 0.41)
+      ratio("apt-install", "docker-buildkit", 0.74)
+      k = "java-layers\twarm-build\tkiln"
+      if (k in n) printf "| java-layers no-change rebuild <= 0.06 s | %.2f s | %s |\n", m[k], m[k] <= 0.06 ? "yes" : "no"
+      else print "| java-layers no-change rebuild <= 0.06 s | not run | |"
+      top = 0; at = ""
+      for (i = 1; i <= nk; i++) {
+        k = order[i]; split(k, p, "\t")
+        if (p[3] == "kiln" && (p[2] == "cold-build" || p[2] == "warm-build") && rss[k] > top) { top = rss[k]; at = p[1] " " p[2] }
+      }
+      if (top > 0) printf "| kiln peak RSS <= 80 MiB, every workload | %d MiB (%s) | %s |\n", top / 1024, at, top / 1024 <= 80 ? "yes" : "no"
+    }
+    # ratio W ANCHOR MAX: the row of a cold-build target.
+    function ratio(w, a, max,   kk, ka) {
+      kk = w "\tcold-build\tkiln"; ka = w "\tcold-build\t" a
+      if ((kk in n) && (ka in n) && m[ka] > 0)
+        printf "| %s cold build <= %.2fx %s | %.2f s / %.2f s = %.2fx | %s |\n", w, max, a, m[kk], m[ka], m[kk] / m[ka], m[kk] / m[ka] <= max ? "yes" : "no"
+      else
+        printf "| %s cold build <= %.2fx %s | not run | |\n", w, max, a
     }' "$1"
 }
 
@@ -89,7 +136,10 @@ if [ -z "${BUILD_USER:-}" ]; then
 fi
 grep -q "^$BUILD_USER:" /etc/subuid || die "$BUILD_USER has no /etc/subuid range"
 uid=$(id -u "$BUILD_USER") gid=$(id -g "$BUILD_USER")
-WL=${*:-big-base-small-runs apt-install many-files}
+WL=${*:-java-layers multi-stage big-base-small-runs apt-install many-files}
+# pigz if there is one (.ci/deps does not install it), else gzip.
+gunzip=(gzip -dc)
+command -v pigz >/dev/null && gunzip=(pigz -dc)
 stamp=$(date -u +%Y%m%dT%H%M%S)
 BENCH_OUT=${BENCH_OUT:-$repo/bench/out/compare-$stamp}
 mkdir -p "$BENCH_OUT"
@@ -109,7 +159,7 @@ echo "compare.sh: building kiln and the bench tools at $commit$dirty" >&2
 (cd "$repo" && go build -o "$work/bin/kiln" ./cmd/kiln &&
   go build -o "$work/bin/" ./bench/cmd/compress ./bench/cmd/extract) || die "go build failed"
 chmod -R a+rX "$work/bin"
-echo "kiln $commit$dirty, $(date -u '+%Y-%m-%d %H:%M UTC'), REPS=$REPS, anchors: ${tools:-none}, $(nproc) CPUs, load average (1, 5, 15 min) $load_before before" >"$BENCH_OUT/header.txt"
+echo "kiln $commit$dirty, $(date -u '+%Y-%m-%d %H:%M UTC'), REPS=$REPS, anchors: ${tools:-none}, floor gunzip: ${gunzip[0]}, $(nproc) CPUs, load average (1, 5, 15 min) $load_before before" >"$BENCH_OUT/header.txt"
 "$TESTENV/registry-up" >/dev/null
 curl -fsS -o /dev/null "http://$REGISTRY/v2/library/debian-big/manifests/bookworm" \
   -H 'Accept: application/vnd.oci.image.manifest.v1+json' || "$TESTENV/base-images" >/dev/null
@@ -127,7 +177,7 @@ base_layers() {
   for d in $(jq -r '.layers[].digest' <<<"$mf"); do
     i=$((i + 1))
     curl -fsS -o "$dir/$i.gz" "http://$REGISTRY/v2/${img%:*}/blobs/$d"
-    pigz -dc "$dir/$i.gz" >"$dir/$i.tar"
+    "${gunzip[@]}" "$dir/$i.gz" >"$dir/$i.tar"
   done
   chmod -R a+rX "$dir"
   touch "$dir/done"
@@ -159,15 +209,38 @@ kiln_build() { # WORKLOAD REP
   # (command D, diff and layer D, ...)"; summed over the build's steps.
   awk -v w="$w" -v rep="$rep" '
     function sec(s) { if (s ~ /ms$/) return substr(s, 1, length(s) - 2) / 1000; if (s ~ /µs$/) return substr(s, 1, length(s) - 2) / 1e6; if (s ~ /m[0-9.]+s$/) { split(s, a, "m"); return a[1] * 60 + substr(a[2], 1, length(a[2]) - 1) } return substr(s, 1, length(s) - 1) + 0 }
-    / unpacked [0-9]+ layer\(s\) in / { u += sec($NF) }
-    / RUN done in / { match($0, /command [^,]*/); c += sec(substr($0, RSTART + 8, RLENGTH - 8)); match($0, /diff and layer [^,]*/); d += sec(substr($0, RSTART + 15, RLENGTH - 15)) }
-    END { printf "kiln\t%s\tunpack\t%s\t%.2f\t0\t0\nkiln\t%s\tcommand\t%s\t%.2f\t0\t0\nkiln\t%s\tdiff\t%s\t%.2f\t0\t0\n", w, rep, u, w, rep, c, w, rep, d }
+    / unpacked [0-9]+ layer\(s\) in / { u += sec($NF); nu++ }
+    / RUN done in / { match($0, /command [^,]*/); c += sec(substr($0, RSTART + 8, RLENGTH - 8)); match($0, /diff and layer [^,]*/); d += sec(substr($0, RSTART + 15, RLENGTH - 15)); nr++ }
+    END {
+      if (nu) printf "kiln\t%s\tunpack\t%s\t%.2f\t0\t0\n", w, rep, u
+      if (nr) printf "kiln\t%s\tcommand\t%s\t%.2f\t0\t0\nkiln\t%s\tdiff\t%s\t%.2f\t0\t0\n", w, rep, c, w, rep, d
+    }
   ' "$klog" >>"$RES"
+  # The no-change rebuild: the same build again in that store.
+  measure "$RES" kiln "$w" warm-build "$rep" "$BENCH_OUT/kiln-$w-$rep-warm.log" -- \
+    "${as_user[@]}" XDG_RUNTIME_DIR="$s/xdg" "$work/bin/kiln" --root "$s/root" --progress plain \
+    build --build-arg "REGISTRY=$REGISTRY" -t "localhost/bench/$w:latest" -f "$ctx/Dockerfile" "$ctx" || true
   rm -rf "$s"
 }
 
 floors() { # WORKLOAD REP
-  local w=$1 rep=$2 L=$work/layers-$1 flog=$BENCH_OUT/floors.log t
+  local w=$1 rep=$2 L=$work/layers-$1 flog=$BENCH_OUT/floors.log t ctx=$WORKLOADS/$1
+  case $w in
+  java-layers)
+    # A no-change rebuild must at least stat every context file; a cold
+    # build at least writes its layers (tar, compress, hash).
+    measure "$RES" floor "$w" stat "$rep" "$flog" -- \
+      "${as_user[@]}" sh -c "find $ctx -printf '%s %T@ %C@ %i\n' >/dev/null" || true
+    measure "$RES" floor "$w" layers "$rep" "$flog" -- \
+      bash -o pipefail -c "tar -cf - -C $ctx . | $work/bin/compress | openssl dgst -sha256 >/dev/null" || true
+    return 0
+    ;;
+  multi-stage)
+    measure "$RES" floor "$w" layer "$rep" "$flog" -- \
+      bash -o pipefail -c "head -c 20M /dev/urandom | $work/bin/compress | openssl dgst -sha256 >/dev/null" || true
+    return 0
+    ;;
+  esac
   base_layers "$w" "$L"
   fresh "$work/floor"
   measure "$RES" floor "$w" unpack "$rep" "$flog" -- \
@@ -176,7 +249,7 @@ floors() { # WORKLOAD REP
   measure "$RES" kiln "$w" extract "$rep" "$flog" -- \
     "${as_user[@]}" sh -c "$work/bin/extract $work/floor/x $L/*.tar >/dev/null" || true
   rm -rf "$work/floor"
-  measure "$RES" floor "$w" gunzip "$rep" "$flog" -- sh -c "cat $L/*.gz | pigz -dc >/dev/null" || true
+  measure "$RES" floor "$w" gunzip "$rep" "$flog" -- sh -c "cat $L/*.gz | ${gunzip[*]} >/dev/null" || true
   measure "$RES" floor "$w" hash "$rep" "$flog" -- sh -c "cat $L/*.tar | openssl dgst -sha256 >/dev/null" || true
   measure "$RES" floor "$w" compress "$rep" "$flog" -- sh -c "cat $L/*.tar | $work/bin/compress >/dev/null" || true
   if [ "$w" = many-files ]; then
