@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -56,7 +57,7 @@ func newPolicyCommand(g *globals) *cobra.Command {
 			}
 			switch {
 			case p == nil:
-				fmt.Fprintln(g.stdout, "policy: none (no --signature-policy, KILN_POLICY, ~/.config/containers/policy.json or /etc/containers/policy.json)")
+				fmt.Fprintln(g.stdout, "policy: "+noPolicy)
 			case p.Path != "":
 				fmt.Fprintf(g.stdout, "policy: %s\n", p.Path)
 			}
@@ -92,6 +93,31 @@ func newPolicyCommand(g *globals) *cobra.Command {
 	check.Flags().BoolVar(&push, "push", false, "check the references as push destinations")
 	cmd.AddCommand(check)
 	return cmd
+}
+
+// noPolicy says where a policy was looked for and not found.
+const noPolicy = "none (no --signature-policy, KILN_POLICY, ~/.config/containers/policy.json or /etc/containers/policy.json)"
+
+// writePolicyReport is kiln doctor's part about the registry policy: the
+// files in effect (or why there are none, or why they cannot be used) and
+// the command that says which rule applies to a reference.
+func writePolicyReport(w io.Writer, p *policy.Policy) {
+	switch {
+	case p.Err() != nil:
+		fmt.Fprintf(w, "registry policy: unusable, every registry read and push is refused until it is fixed:\n  %v\n", p.Err())
+		return
+	case p == nil:
+		fmt.Fprintf(w, "registry policy: %s: every registry may be read and pushed to\n", noPolicy)
+		return
+	case p.Path != "":
+		fmt.Fprintf(w, "registry policy: %s\n", p.Path)
+	default:
+		fmt.Fprintln(w, "registry policy: no policy.json")
+	}
+	if p.RulesPath != "" {
+		fmt.Fprintf(w, "  kiln rules: %s\n", p.RulesPath)
+	}
+	fmt.Fprintln(w, "  which rule applies to an image: kiln policy check [--push] REF...")
 }
 
 // checkPushPolicy refuses, before the build starts, a --push to a

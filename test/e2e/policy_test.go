@@ -178,6 +178,14 @@ func TestPolicyReadsAndWrites(t *testing.T) {
 		if n := p.requests() - before; n != 0 {
 			t.Errorf("policy check sent %d requests", n)
 		}
+		// kiln doctor names the files in effect and the command above
+		// (its exit status is the sandbox's, not the policy's).
+		r = u.run(t, "", "doctor")
+		for _, w := range []string{"registry policy: " + p.policy, "kiln rules: " + p.rules, "kiln policy check [--push] REF"} {
+			if !strings.Contains(r.stdout, w) {
+				t.Errorf("kiln doctor does not say %q:\n%s", w, r)
+			}
+		}
 	})
 }
 
