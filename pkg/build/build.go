@@ -210,7 +210,7 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if len(platforms) == 0 {
 		platforms = []v1.Platform{plat.Default()}
 	}
-	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, layerSem: make(chan struct{}, maxLayerWriters), start: time.Now().UTC(), images: map[string]*imageSource{}}
+	b := &builder{ctx: ctx, opts: opts, ctxSrc: ctxSrc, layerSem: make(chan struct{}, maxLayerWriters), indexingSem: make(chan struct{}, writersWhileIndexing()), start: time.Now().UTC(), images: map[string]*imageSource{}}
 	b.replaced = b.replacedStages(f)
 	defer b.run.close()
 	defer b.saveSums()
@@ -279,6 +279,9 @@ type builder struct {
 	images   map[string]*imageSource // COPY --from images and bases, by ref+platform
 	noted    map[string]bool         // base references already given the unpinned notice
 	layerSem chan struct{}           // bounds concurrent layer writers
+	// indexingSem bounds them further while a base index is being
+	// made (layer.go).
+	indexingSem chan struct{}
 	// finalBase is the image the target stage starts from (materials.go).
 	finalBase string
 	// sources: registry layers by digest -> repository
