@@ -167,7 +167,7 @@ func containerStep(cfg *v1.ConfigFile, o ContainerOptions) (sandbox.Step, error)
 		return sandbox.Step{}, fmt.Errorf("--network %s: kiln run has host (the default) or none", network)
 	}
 	step := sandbox.Step{
-		Args: args, Env: env, User: cfg.Config.User, Cwd: cfg.Config.WorkingDir, Network: string(network),
+		Args: args, Env: env, User: cfg.Config.User, Cwd: cfg.Config.WorkingDir, Network: network,
 		Extras: o.Extras, Stdout: o.Stdout, Stderr: o.Stderr,
 	}
 	if o.User != "" {

@@ -286,7 +286,7 @@ func (s *stageState) execRun(ctx context.Context, r *runEnv, st *runStep, cleanu
 // sandboxStep is what the sandbox runs for the step, but its root
 // filesystem; release removes the files made for it (secrets, script).
 func (s *stageState) sandboxStep(ctx context.Context, r *runEnv, st *runStep, note func(string)) (sandbox.Step, func(), error) {
-	step := sandbox.Step{Args: st.Args, Env: st.Env, User: runUser(st.User), Cwd: st.Cwd, Network: string(st.Network)}
+	step := sandbox.Step{Args: st.Args, Env: st.Env, User: runUser(st.User), Cwd: st.Cwd, Network: st.Network}
 	if st.Extras != nil {
 		step.Extras = *st.Extras
 	}

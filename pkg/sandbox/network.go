@@ -5,8 +5,8 @@ import "fmt"
 // Network is a step's network: what a Step asks for (NetworkDefault,
 // NetworkHost or NetworkNone, parsed once from --network by ParseNetwork)
 // and what it gets once the mode and the machine are known
-// (resolveNetwork: NetworkHost, NetworkNone or NetworkPrivate, whose
-// meanings network_linux.go gives).
+// (resolveNetwork: NetworkHost, NetworkNone or NetworkPrivate,
+// network_linux.go).
 type Network string
 
 // NetworkDefault asks for the best network the mode has: NetworkPrivate

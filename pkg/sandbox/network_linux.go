@@ -16,21 +16,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The networks a RUN step gets (runSpec.Network, after resolving the
-// step's "", "default", "host" or "none").
+// The networks a RUN step gets (runSpec.Network, after resolveNetwork;
+// NetworkDefault, network.go, is only asked for).
 const (
 	// NetworkHost is the host's network namespace: the step sees the
 	// host's interfaces, without CAP_NET_RAW (no raw or packet sockets)
 	// and without CAP_NET_ADMIN.
-	NetworkHost = "host"
+	NetworkHost Network = "host"
 	// NetworkNone is a network namespace of the step's own with only
 	// loopback.
-	NetworkNone = "none"
+	NetworkNone Network = "none"
 	// NetworkPrivate is a network namespace of the step's own with
 	// outbound access through slirp4netns or pasta (docker's default
 	// network, by a user-mode NAT): the step sees only lo and tap0, and reaches
 	// what the host reaches, except the host's loopback addresses.
-	NetworkPrivate = "private"
+	NetworkPrivate Network = "private"
 )
 
 // The address plan of a private network (slirp4netns's defaults): the
@@ -93,9 +93,8 @@ func networkCmd() (name, path, why string) {
 // DefaultNetwork is the network a RUN step that asks for none in
 // particular gets (NetworkPrivate or NetworkHost), and, for
 // NetworkHost, why it gets no namespace of its own.
-func (s *Sandbox) DefaultNetwork() (string, string) {
-	n, why := resolveDefault(s.Features())
-	return string(n), why
+func (s *Sandbox) DefaultNetwork() (Network, string) {
+	return resolveDefault(s.Features())
 }
 
 func resolveDefault(f Features) (Network, string) {

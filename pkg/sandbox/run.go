@@ -32,12 +32,12 @@ type Step struct {
 	User string
 	// Cwd is the working directory (made when missing).
 	Cwd string
-	// Network is "none" for a loopback-only network namespace, "host"
-	// for the host's, and "" or "default" for the best the mode has: a
-	// namespace of its own with outbound access (NetworkPrivate) where
-	// slirp4netns or pasta can make one, else the host's (see
-	// DefaultNetwork).
-	Network string
+	// Network is NetworkNone for a loopback-only network namespace,
+	// NetworkHost for the host's, and "" or NetworkDefault for the best
+	// the mode has: a namespace of its own with outbound access
+	// (NetworkPrivate) where slirp4netns or pasta can make one, else the
+	// host's (see DefaultNetwork).
+	Network Network
 	// Mounts are RUN --mount mounts.
 	Mounts []Mount
 	// Extras are --add-host, --ulimit and --shm-size (extras.go).
@@ -90,7 +90,7 @@ func (s *Sandbox) Run(ctx context.Context, st Step) (*StepResult, error) {
 func (h *helper) Run(ctx context.Context, st Step) (*StepResult, error) {
 	feat := h.self.Features()
 	rs := &runSpec{
-		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: resolveNetwork(feat, Network(st.Network)),
+		Args: st.Args, Env: st.Env, User: st.User, Cwd: st.Cwd, Network: resolveNetwork(feat, st.Network),
 		Mounts: st.Mounts, Ulimits: st.Extras.Ulimits, ShmSize: st.Extras.ShmSize,
 	}
 	if h.userns && os.Geteuid() != 0 {

@@ -123,7 +123,7 @@ type netServers struct {
 // checkNetwork builds ctx's attack with --network network (env added to
 // kiln's environment) and checks its report; def is the mode's default
 // network.
-func checkNetwork(t *testing.T, sb *sandbox.Sandbox, flags, env []string, ctx, network, def string, s netServers) {
+func checkNetwork(t *testing.T, sb *sandbox.Sandbox, flags, env []string, ctx, network string, def sandbox.Network, s netServers) {
 	t.Helper()
 	r := kilnRun(t, nil, env, append(append([]string{}, flags...), "build", "--network", network, "-t", "net:"+network, ctx)...)
 	if network == "none" && !sb.Features().NetworkNamespace {
