@@ -7,13 +7,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
-	"io"
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -87,10 +88,28 @@ func newLayerHasher() *layerHasher {
 }
 
 // add hashes one entry: h is its layer header, digest the sha256 of its
-// content ("" for entries without).
+// content ("" for entries without). The line is what
+// fmt.Sprintf("\x00%q %c %o %d %d %d %q %d %d", ...) gives (keys in the
+// step cache depend on it: TestLayerHasherLine), made with strconv: fmt
+// was 9 % of a no-change rebuild's CPU.
 func (k *layerHasher) add(h *tar.Header, digest string, ts *time.Time) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "\x00%q %c %o %d %d %d %q %d %d", h.Name, h.Typeflag, h.Mode, h.Uid, h.Gid, h.Size, h.Linkname, h.Devmajor, h.Devminor)
+	b := make([]byte, 0, 160)
+	b = append(b, 0)
+	b = strconv.AppendQuote(b, h.Name)
+	b = append(b, ' ')
+	b = utf8.AppendRune(b, rune(h.Typeflag))
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, h.Mode, 8)
+	for _, n := range []int64{int64(h.Uid), int64(h.Gid), h.Size} {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, n, 10)
+	}
+	b = append(b, ' ')
+	b = strconv.AppendQuote(b, h.Linkname)
+	for _, n := range []int64{h.Devmajor, h.Devminor} {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, n, 10)
+	}
 	if len(h.PAXRecords) > 0 {
 		keys := make([]string, 0, len(h.PAXRecords))
 		for key := range h.PAXRecords {
@@ -98,15 +117,19 @@ func (k *layerHasher) add(h *tar.Header, digest string, ts *time.Time) {
 		}
 		sort.Strings(keys)
 		for _, key := range keys {
-			fmt.Fprintf(&b, " %q=%q", key, h.PAXRecords[key])
+			b = append(b, ' ')
+			b = strconv.AppendQuote(b, key)
+			b = append(b, '=')
+			b = strconv.AppendQuote(b, h.PAXRecords[key])
 		}
 	}
 	if digest != "" {
-		b.WriteString(" sha256:" + digest)
+		b = append(b, " sha256:"...)
+		b = append(b, digest...)
 	}
-	b.WriteByte('\n')
-	io.WriteString(k.content, b.String())
-	io.WriteString(k.exact, b.String())
+	b = append(b, '\n')
+	k.content.Write(b)
+	k.exact.Write(b)
 	// The mtime as the tar writer writes it (archive.TarOptions).
 	var mtime int64
 	switch {
@@ -115,7 +138,10 @@ func (k *layerHasher) add(h *tar.Header, digest string, ts *time.Time) {
 	case !h.ModTime.IsZero():
 		mtime = h.ModTime.Unix()
 	}
-	fmt.Fprintf(k.exact, "mtime %d\n", mtime)
+	b = append(b[:0], "mtime "...)
+	b = strconv.AppendInt(b, mtime, 10)
+	b = append(b, '\n')
+	k.exact.Write(b)
 }
 
 func (k *layerHasher) sum() layerKeys {
