@@ -148,13 +148,7 @@ var profileSeq atomic.Int64
 func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stderr io.Writer) (*result, error) {
 	feat := h.self.Features()
 	mode := h.self.Mode()
-	j.Userns = h.userns
-	j.SingleMap = h.singleMap
-	j.Chroot = !feat.Mounts
-	j.UserXattr = h.userns
-	if p := os.Getenv("KILN_CPUPROFILE"); p != "" && j.Kind != jobProbe {
-		j.Profile = fmt.Sprintf("%s.%s.%d", p, j.Kind, profileSeq.Add(1))
-	}
+	h.fillJob(j, feat)
 	reexec := h.userns && h.newIDMap
 	spec, err := json.Marshal(j)
 	if err != nil {
@@ -170,38 +164,10 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 		specW.Close()
 		return nil, err
 	}
-	cmd := &exec.Cmd{
-		Path: h.exe,
-		Args: []string{helperArg0},
-		Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-		// The job travels on a pipe, never in the environment.
-		Stdin:      stdin,
-		Stdout:     stdout,
-		Stderr:     stderr,
-		ExtraFiles: []*os.File{specR, resW},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: h.cloneFlags(j),
-			Pdeathsig:  syscall.SIGKILL,
-		},
-		// A process of the step that escaped the kill must not hold kiln
-		// on its output pipes.
-		WaitDelay: 2 * time.Second,
-	}
-	if !feat.PIDNamespace {
-		// No pid namespace to take the step's tree down: the helper does
-		// it when told (SIGTERM), also when kiln dies.
-		cmd.SysProcAttr.Setpgid = true
-		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
-	}
+	cmd := h.helperCmd(j, feat, reexec, stdin, stdout, stderr, specR, resW)
 	if reexec {
 		// The helper waits for its maps, then executes itself again.
-		cmd.Args = append(cmd.Args, "stage1")
 		spec = append([]byte{'\n'}, spec...)
-	}
-	if h.userns && !h.newIDMap {
-		cmd.SysProcAttr.UidMappings = sysMaps(h.uidMap)
-		cmd.SysProcAttr.GidMappings = sysMaps(h.gidMap)
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = !h.singleMap
 	}
 	var stderrBuf bytes.Buffer
 	if stderr == nil {
@@ -243,14 +209,18 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 	}
 	stop := context.AfterFunc(ctx, kill)
 	defer stop()
+	// abort ends a helper that has not been given its job.
+	abort := func(err error) (*result, error) {
+		kill()
+		specW.Close()
+		<-waited
+		resR.Close()
+		return nil, err
+	}
 
 	if reexec {
 		if err := h.writeMaps(cmd.Process.Pid); err != nil {
-			kill()
-			specW.Close()
-			<-waited
-			resR.Close()
-			return nil, err
+			return abort(err)
 		}
 	}
 	if j.Run != nil && os.Geteuid() == 0 && PidsLimit() > 0 {
@@ -258,11 +228,7 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 		// before the helper reads its job.
 		cg, err := limitPids(cmd.Process.Pid, PidsLimit())
 		if err != nil {
-			kill()
-			specW.Close()
-			<-waited
-			resR.Close()
-			return nil, err
+			return abort(err)
 		}
 		defer cg.remove()
 	}
@@ -270,11 +236,7 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 		// The namespace is connected before the helper reads its job.
 		stopNet, err := startNetwork(ctx, cmd.Process.Pid, j.Run.HostLoopback)
 		if err != nil {
-			kill()
-			specW.Close()
-			<-waited
-			resR.Close()
-			return nil, err
+			return abort(err)
 		}
 		defer stopNet()
 	}
@@ -298,6 +260,59 @@ func (h *helper) exec(ctx context.Context, j *job, stdin io.Reader, stdout, stde
 		return &res, errors.New(res.Err)
 	}
 	return &res, nil
+}
+
+// fillJob sets what j's helper must know of the sandbox: its namespaces,
+// its maps, chroot mode, and where a CPU profile goes (KILN_CPUPROFILE).
+func (h *helper) fillJob(j *job, feat Features) {
+	j.Userns = h.userns
+	j.SingleMap = h.singleMap
+	j.Chroot = !feat.Mounts
+	j.UserXattr = h.userns
+	if p := os.Getenv("KILN_CPUPROFILE"); p != "" && j.Kind != jobProbe {
+		j.Profile = fmt.Sprintf("%s.%s.%d", p, j.Kind, profileSeq.Add(1))
+	}
+}
+
+// helperCmd is the command that starts j's helper: kiln itself as
+// helperArg0, in the namespaces j needs, with stdin, stdout and stderr,
+// and the job's pipes (specR, the job in; resW, the result out) as its
+// descriptors 3 and 4.
+func (h *helper) helperCmd(j *job, feat Features, reexec bool, stdin io.Reader, stdout, stderr io.Writer, specR, resW *os.File) *exec.Cmd {
+	cmd := &exec.Cmd{
+		Path: h.exe,
+		Args: []string{helperArg0},
+		Env:  []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		// The job travels on a pipe, never in the environment.
+		Stdin:      stdin,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: []*os.File{specR, resW},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: h.cloneFlags(j),
+			Pdeathsig:  syscall.SIGKILL,
+		},
+		// A process of the step that escaped the kill must not hold kiln
+		// on its output pipes.
+		WaitDelay: 2 * time.Second,
+	}
+	if !feat.PIDNamespace {
+		// No pid namespace to take the step's tree down: the helper does
+		// it when told (SIGTERM), also when kiln dies.
+		cmd.SysProcAttr.Setpgid = true
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	}
+	if reexec {
+		// The helper waits for its maps (stage1), then executes itself
+		// again.
+		cmd.Args = append(cmd.Args, "stage1")
+	}
+	if h.userns && !h.newIDMap {
+		cmd.SysProcAttr.UidMappings = sysMaps(h.uidMap)
+		cmd.SysProcAttr.GidMappings = sysMaps(h.gidMap)
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = !h.singleMap
+	}
+	return cmd
 }
 
 func sysMaps(m []IDMap) []syscall.SysProcIDMap {
