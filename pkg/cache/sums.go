@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,7 +51,7 @@ type fileSum struct {
 	racy bool
 }
 
-// sumsFile is the encoded table.
+// sumsFile is format 1 of the table (JSON), still read.
 type sumsFile struct {
 	Version int                `json:"v"`
 	Sums    map[string]fileSum `json:"sums"`
@@ -87,11 +89,83 @@ func OpenFileSums(st *store.Store) *FileSums {
 	if err != nil {
 		return s
 	}
-	var f sumsFile
-	if json.Unmarshal(raw, &f) == nil && f.Version == sumsVersion && f.Sums != nil {
-		s.sums = f.Sums
+	if len(raw) > 0 && raw[0] == '{' {
+		// Format 1 (JSON), as kiln wrote it before format 2.
+		var f sumsFile
+		if json.Unmarshal(raw, &f) == nil && f.Version == sumsVersion && f.Sums != nil {
+			s.sums = f.Sums
+		}
+		return s
+	}
+	if m, ok := decodeSums(raw); ok {
+		s.sums = m
 	}
 	return s
+}
+
+// sumsMagic starts format 2 of the table: records of a path, its stat
+// and its digest (uvarint lengths, varint numbers), then the sha256 of
+// all that: a table cut short or zeroed by a crash (it is written without
+// fsync) is seen whole or not at all. Decoding 700 entries, checksum
+// included, costs a fifth of what JSON's did (BenchmarkSumsDecode: 0.77
+// against 3.8 ms; JSON was 18 % of a no-change java-layers rebuild's CPU).
+const sumsMagic = "kiln-context-sums 2\n"
+
+func encodeSums(m map[string]fileSum) []byte {
+	b := make([]byte, 0, len(sumsMagic)+len(m)*160+sha256.Size)
+	b = append(b, sumsMagic...)
+	for p, e := range m {
+		b = binary.AppendUvarint(b, uint64(len(p)))
+		b = append(b, p...)
+		for _, n := range []int64{e.Size, e.MTime, e.CTime, int64(e.Ino), int64(e.Dev), int64(e.Mode)} {
+			b = binary.AppendVarint(b, n)
+		}
+		b = binary.AppendUvarint(b, uint64(len(e.Digest)))
+		b = append(b, e.Digest...)
+	}
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
+}
+
+func decodeSums(raw []byte) (map[string]fileSum, bool) {
+	if len(raw) < len(sumsMagic)+sha256.Size || string(raw[:len(sumsMagic)]) != sumsMagic {
+		return nil, false
+	}
+	body, sum := raw[:len(raw)-sha256.Size], raw[len(raw)-sha256.Size:]
+	if got := sha256.Sum256(body); string(got[:]) != string(sum) {
+		return nil, false
+	}
+	b := body[len(sumsMagic):]
+	str := func() (string, bool) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return "", false
+		}
+		v := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return v, true
+	}
+	m := map[string]fileSum{}
+	for len(b) > 0 {
+		p, ok := str()
+		if !ok {
+			return nil, false
+		}
+		var ns [6]int64
+		for i := range ns {
+			v, k := binary.Varint(b)
+			if k <= 0 {
+				return nil, false
+			}
+			ns[i], b = v, b[k:]
+		}
+		d, ok := str()
+		if !ok {
+			return nil, false
+		}
+		m[p] = fileSum{FileStat: FileStat{Size: ns[0], MTime: ns[1], CTime: ns[2], Ino: uint64(ns[3]), Dev: uint64(ns[4]), Mode: uint32(ns[5])}, Digest: d}
+	}
+	return m, true
 }
 
 // PruneFileSums prunes the table kept in st (kiln prune). With all set it
@@ -181,10 +255,7 @@ func (s *FileSums) Save() error {
 			keep[p] = e
 		}
 	}
-	raw, err := json.Marshal(sumsFile{Version: sumsVersion, Sums: keep})
-	if err != nil {
-		return err
-	}
+	raw := encodeSums(keep)
 	if err := atomicfile.Replace(s.path, raw); err != nil {
 		return fmt.Errorf("keeping context digests: %w", err)
 	}
