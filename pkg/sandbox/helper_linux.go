@@ -538,45 +538,7 @@ func runCommand(j *job, rs *runSpec, res *result, disk *diskWatch) (int, string,
 	if devnull != nil {
 		cmd.Stdin = devnull
 	}
-	// The command gets docker's default capabilities, no more: drop the
-	// rest from this thread's bounding set and start it from this thread
-	// (which is never given back).
-	runtime.LockOSThread()
-	var drop []int
-	if rs.Network != NetworkNone {
-		// The host's network namespace: no raw sockets there (sniffing
-		// other processes' traffic).
-		drop = append(drop, confine.CapNetRaw)
-	}
-	if j.Chroot {
-		// A second chroot is the way out of the first.
-		drop = append(drop, confine.CapSysChroot)
-	}
-	if err := confine.DropCaps(drop...); err != nil {
-		return 0, "", fmt.Errorf("dropping capabilities: %w", err)
-	}
-	// Docker's default seccomp shape, and no_new_privs: the step cannot
-	// do more than a default container could (no ptrace and no chroot
-	// where the host is that close).
-	if err := (confine.Filter{NoPtrace: j.Chroot, NoChroot: j.Chroot}).Install(); err != nil {
-		return 0, "", fmt.Errorf("the step's seccomp filter: %w", err)
-	}
-	if j.Chroot {
-		// No pid namespace: whatever the step leaves running (setsid
-		// daemons included) is reparented to the helper, which kills it.
-		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-			return 0, "", fmt.Errorf("subreaper: %w", err)
-		}
-	}
-	if err := setPidsRlimit(rs.PidsLimit, rs.Ulimits); err != nil {
-		return 0, "", err
-	}
-	if disk != nil {
-		if err := setFsizeRlimit(disk.spec.Limit, rs.Ulimits); err != nil {
-			return 0, "", fmt.Errorf("the disk limit (RLIMIT_FSIZE %d): %w", disk.spec.Limit, err)
-		}
-	}
-	if err := setUlimits(rs.Ulimits); err != nil {
+	if err := confineThread(j, rs, disk); err != nil {
 		return 0, "", err
 	}
 	started := time.Now()
@@ -611,6 +573,13 @@ func runCommand(j *job, rs *runSpec, res *result, disk *diskWatch) (int, string,
 		killDescendants()
 	}
 	res.Disk = stopDisk()
+	return exitStatus(err)
+}
+
+// exitStatus is the exit code of a command Wait returned err for (128+N
+// and the signal's name when signal N ended it), or err when it did not
+// run to an end.
+func exitStatus(err error) (int, string, error) {
 	if err == nil {
 		return 0, "", nil
 	}
@@ -622,6 +591,57 @@ func runCommand(j *job, rs *runSpec, res *result, disk *diskWatch) (int, string,
 		return ee.ExitCode(), "", nil
 	}
 	return 0, "", err
+}
+
+// confineThread confines this thread, from which the step's command is
+// then started (it is locked to this goroutine and never given back): the
+// command gets docker's default capabilities, no more, docker's default
+// seccomp shape with no_new_privs, and the pids, file size and --ulimit
+// limits; in chroot mode the helper becomes the subreaper of what the step
+// leaves running.
+func confineThread(j *job, rs *runSpec, disk *diskWatch) error {
+	// The command gets docker's default capabilities, no more: drop the
+	// rest from this thread's bounding set and start it from this thread
+	// (which is never given back).
+	runtime.LockOSThread()
+	var drop []int
+	if rs.Network != NetworkNone {
+		// The host's network namespace: no raw sockets there (sniffing
+		// other processes' traffic).
+		drop = append(drop, confine.CapNetRaw)
+	}
+	if j.Chroot {
+		// A second chroot is the way out of the first.
+		drop = append(drop, confine.CapSysChroot)
+	}
+	if err := confine.DropCaps(drop...); err != nil {
+		return fmt.Errorf("dropping capabilities: %w", err)
+	}
+	// Docker's default seccomp shape, and no_new_privs: the step cannot
+	// do more than a default container could (no ptrace and no chroot
+	// where the host is that close).
+	if err := (confine.Filter{NoPtrace: j.Chroot, NoChroot: j.Chroot}).Install(); err != nil {
+		return fmt.Errorf("the step's seccomp filter: %w", err)
+	}
+	if j.Chroot {
+		// No pid namespace: whatever the step leaves running (setsid
+		// daemons included) is reparented to the helper, which kills it.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("subreaper: %w", err)
+		}
+	}
+	if err := setPidsRlimit(rs.PidsLimit, rs.Ulimits); err != nil {
+		return err
+	}
+	if disk != nil {
+		if err := setFsizeRlimit(disk.spec.Limit, rs.Ulimits); err != nil {
+			return fmt.Errorf("the disk limit (RLIMIT_FSIZE %d): %w", disk.spec.Limit, err)
+		}
+	}
+	if err := setUlimits(rs.Ulimits); err != nil {
+		return err
+	}
+	return nil
 }
 
 func hasEnv(env []string, k string) bool {
