@@ -174,20 +174,9 @@ func (o Options) sourceRepos(srcs []string) []name.Repository {
 
 // imageSpec describes img for writing.
 func (o Options) imageSpec(img v1.Image, sources func(v1.Hash) []string) (*manifestSpec, error) {
-	raw, err := img.RawManifest()
+	raw, mt, m, err := readSpecHead(img, "manifest", v1.ParseManifest, func(m *v1.Manifest) types.MediaType { return m.MediaType })
 	if err != nil {
-		return nil, fmt.Errorf("reading manifest: %w", err)
-	}
-	mt, err := img.MediaType()
-	if err != nil {
-		return nil, fmt.Errorf("reading manifest media type: %w", err)
-	}
-	m, err := v1.ParseManifest(bytes.NewReader(raw))
-	if err != nil {
-		return nil, fmt.Errorf("parsing manifest: %w", err)
-	}
-	if mt == "" {
-		mt = m.MediaType
+		return nil, err
 	}
 	spec := &manifestSpec{raw: raw, mediaType: mt, digest: sha256Of(raw)}
 	cfgDesc := m.Config
@@ -229,22 +218,33 @@ func (o Options) imageSpec(img v1.Image, sources func(v1.Hash) []string) (*manif
 	return spec, nil
 }
 
-// indexSpec describes idx (children loaded on demand) for writing.
-func (o Options) indexSpec(idx v1.ImageIndex, sources func(v1.Hash) []string) (*manifestSpec, error) {
-	raw, err := idx.RawManifest()
+// readSpecHead reads what every manifest to write starts with: its raw
+// bytes, its media type (the parsed manifest's own when a gives none)
+// and the parsed manifest; what ("manifest", "index") names it in errors.
+func readSpecHead[M any](a oci.Artifact, what string, parse func(io.Reader) (*M, error), mediaType func(*M) types.MediaType) ([]byte, types.MediaType, *M, error) {
+	raw, err := a.RawManifest()
 	if err != nil {
-		return nil, fmt.Errorf("reading index: %w", err)
+		return nil, "", nil, fmt.Errorf("reading %s: %w", what, err)
 	}
-	mt, err := idx.MediaType()
+	mt, err := a.MediaType()
 	if err != nil {
-		return nil, fmt.Errorf("reading index media type: %w", err)
+		return nil, "", nil, fmt.Errorf("reading %s media type: %w", what, err)
 	}
-	im, err := v1.ParseIndexManifest(bytes.NewReader(raw))
+	m, err := parse(bytes.NewReader(raw))
 	if err != nil {
-		return nil, fmt.Errorf("parsing index: %w", err)
+		return nil, "", nil, fmt.Errorf("parsing %s: %w", what, err)
 	}
 	if mt == "" {
-		mt = im.MediaType
+		mt = mediaType(m)
+	}
+	return raw, mt, m, nil
+}
+
+// indexSpec describes idx (children loaded on demand) for writing.
+func (o Options) indexSpec(idx v1.ImageIndex, sources func(v1.Hash) []string) (*manifestSpec, error) {
+	raw, mt, im, err := readSpecHead(idx, "index", v1.ParseIndexManifest, func(m *v1.IndexManifest) types.MediaType { return m.MediaType })
+	if err != nil {
+		return nil, err
 	}
 	spec := &manifestSpec{raw: raw, mediaType: mt, digest: sha256Of(raw)}
 	for _, c := range im.Manifests {
